@@ -1,0 +1,138 @@
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{ErrorCode, JobId};
+
+/// Where a job is in its life (Glance task status plus Xen's `cancelled`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Waiting to run: ready in the stream, or scheduled for `run_at`.
+    Pending,
+    /// Leased to a worker.
+    Processing,
+    /// Finished with a result.
+    Success,
+    /// Finished with an error; "dead" once its attempts are exhausted.
+    Failure,
+    /// Cancelled before or while running.
+    Cancelled,
+}
+
+impl Status {
+    /// All statuses, in life order.
+    pub const ALL: [Status; 5] = [
+        Status::Pending,
+        Status::Processing,
+        Status::Success,
+        Status::Failure,
+        Status::Cancelled,
+    ];
+
+    /// True for the three terminal statuses.
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Success | Status::Failure | Status::Cancelled)
+    }
+
+    /// The status's name as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Processing => "processing",
+            Status::Success => "success",
+            Status::Failure => "failure",
+            Status::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Status::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown status {s:?} (expected one of pending, processing, success, failure, cancelled)"))
+    }
+}
+
+/// Which of a handler's two steps is running (Heat's `handle_*` / `check_*_complete`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// The handler's `handle` step: start the work.
+    Handle,
+    /// Polling `check_complete` with the checkpointed progress object.
+    Check,
+}
+
+impl Phase {
+    /// The phase's name as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Handle => "handle",
+            Phase::Check => "check",
+        }
+    }
+}
+
+impl FromStr for Phase {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "handle" => Ok(Phase::Handle),
+            "check" => Ok(Phase::Check),
+            other => Err(format!("unknown phase {other:?}")),
+        }
+    }
+}
+
+/// A job's full record, field for field as SPEC §1 names it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: JobId,
+    pub queue: String,
+    #[serde(rename = "type")]
+    pub job_type: String,
+    /// The job's parameters.
+    pub input: serde_json::Value,
+    pub owner: Option<String>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub status: Status,
+    pub phase: Option<Phase>,
+    /// 0–100.
+    pub progress: u8,
+    pub progress_message: Option<String>,
+    pub eta: Option<DateTime<Utc>>,
+    pub result: Option<serde_json::Value>,
+    /// Human-readable failure reason; empty unless failed or cancelled.
+    pub message: String,
+    pub error_code: Option<ErrorCode>,
+    pub error_info: Vec<String>,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub cancelable: bool,
+    pub cancel_requested: bool,
+    pub worker: Option<String>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub run_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Per-run time limit in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// True once the job failed with no attempts left (and was not re-queued since).
+    pub dead: bool,
+}

@@ -1,0 +1,39 @@
+//! The Tether job model: what a job *is*, independent of where it is stored.
+//!
+//! This crate does no I/O: it knows nothing of Redis, tokio or HTTP. It holds
+//!
+//! * [`JobId`] — a UUID v7, so ids sort by creation time;
+//! * [`Job`] — the record of SPEC §1, with [`Status`] and [`Phase`];
+//! * [`machine`] — the transition rules every storage script must enforce;
+//! * [`progress`] — clamping (vSphere `UpdateProgress`) and the ETA estimate (Xen `eta`);
+//! * [`RetryPolicy`] — exponential backoff with jitter, as plain serialisable data;
+//! * [`JobSpec`] — what a producer asks for, validated before it reaches storage;
+//! * [`ErrorCode`] — the machine-readable failure codes.
+//!
+//! ```
+//! use tether_model::{JobSpec, Status};
+//! let spec = JobSpec::new("resize").queue("images").input(&serde_json::json!({"w": 64})).unwrap();
+//! assert_eq!(spec.queue, "images");
+//! assert!(!Status::Pending.is_final());
+//! ```
+
+mod error_code;
+mod id;
+mod job;
+pub mod machine;
+pub mod progress;
+mod retry;
+mod spec;
+
+pub use error_code::ErrorCode;
+pub use id::{JobId, ParseJobIdError};
+pub use job::{Job, Phase, Status};
+pub use retry::RetryPolicy;
+pub use spec::{JobSpec, SpecError, validate_queue_name};
+
+/// Default lease duration a worker holds a claimed job for.
+pub const DEFAULT_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long finished jobs are kept (Glance's default task time-to-live).
+pub const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_secs(48 * 3600);
+/// Largest encoded input accepted by default.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;

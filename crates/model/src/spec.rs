@@ -1,0 +1,207 @@
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::RetryPolicy;
+
+/// A request to run a job, as a producer builds it.
+///
+/// ```
+/// use std::time::Duration;
+/// use tether_model::JobSpec;
+/// let spec = JobSpec::new("send_email")
+///     .queue("mail")
+///     .input(&serde_json::json!({"to": "ops@example.com"}))?
+///     .delay(Duration::from_secs(10))
+///     .max_attempts(3)
+///     .idempotency_key("welcome-42");
+/// spec.validate()?;
+/// # Ok::<(), tether_model::SpecError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub queue: String,
+    pub job_type: String,
+    pub input: serde_json::Value,
+    pub run_at: Option<DateTime<Utc>>,
+    pub delay: Option<Duration>,
+    pub max_attempts: u32,
+    pub backoff: RetryPolicy,
+    pub timeout: Option<Duration>,
+    pub cancelable: bool,
+    pub owner: Option<String>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+/// Why a [`JobSpec`] was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpecError {
+    #[error("invalid queue name {0:?}: use 1-64 characters from A-Z a-z 0-9 _ . -")]
+    QueueName(String),
+    #[error("invalid job type {0:?}: use 1-128 characters from A-Z a-z 0-9 _ . : -")]
+    JobType(String),
+    #[error("max_attempts must be at least 1")]
+    MaxAttempts,
+    #[error("idempotency key must be 1-256 bytes")]
+    IdempotencyKey,
+    #[error("input is not serialisable as JSON: {0}")]
+    Input(String),
+    #[error("{field} is too long (at most {max} bytes)")]
+    TooLong { field: &'static str, max: usize },
+}
+
+fn valid_name(s: &str, max: usize, extra: &[u8]) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b) || extra.contains(&b))
+}
+
+/// Checks a queue name: `[A-Za-z0-9_.-]{1,64}` (no braces, so it can be a Redis hash tag).
+pub fn validate_queue_name(queue: &str) -> Result<(), SpecError> {
+    if valid_name(queue, 64, b"") { Ok(()) } else { Err(SpecError::QueueName(queue.to_owned())) }
+}
+
+impl JobSpec {
+    /// A job of `job_type` on the `default` queue with `null` input.
+    pub fn new(job_type: impl Into<String>) -> Self {
+        JobSpec {
+            queue: "default".to_owned(),
+            job_type: job_type.into(),
+            input: serde_json::Value::Null,
+            run_at: None,
+            delay: None,
+            max_attempts: 5,
+            backoff: RetryPolicy::default(),
+            timeout: None,
+            cancelable: true,
+            owner: None,
+            name: None,
+            description: None,
+            idempotency_key: None,
+        }
+    }
+
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = queue.into();
+        self
+    }
+
+    /// Sets the input from any serialisable value.
+    pub fn input<T: Serialize + ?Sized>(mut self, input: &T) -> Result<Self, SpecError> {
+        self.input = serde_json::to_value(input).map_err(|e| SpecError::Input(e.to_string()))?;
+        Ok(self)
+    }
+
+    /// Sets the input from a JSON value.
+    pub fn input_json(mut self, input: serde_json::Value) -> Self {
+        self.input = input;
+        self
+    }
+
+    /// Runs the job no earlier than `run_at`.
+    pub fn run_at(mut self, run_at: DateTime<Utc>) -> Self {
+        self.run_at = Some(run_at);
+        self
+    }
+
+    /// Runs the job no earlier than `delay` from its enqueue (measured by Redis's clock).
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n;
+        self
+    }
+
+    pub fn backoff(mut self, policy: RetryPolicy) -> Self {
+        self.backoff = policy;
+        self
+    }
+
+    /// Bounds each run (handle and checks together); past it the attempt fails with `Timedout`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    pub fn cancelable(mut self, cancelable: bool) -> Self {
+        self.cancelable = cancelable;
+        self
+    }
+
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = Some(owner.into());
+        self
+    }
+
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(description.into());
+        self
+    }
+
+    /// Within retention, another enqueue with the same key returns the first job's id and enqueues nothing.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Checks every field; storage calls this before writing anything.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        validate_queue_name(&self.queue)?;
+        if !valid_name(&self.job_type, 128, b":") {
+            return Err(SpecError::JobType(self.job_type.clone()));
+        }
+        if self.max_attempts == 0 {
+            return Err(SpecError::MaxAttempts);
+        }
+        if let Some(key) = &self.idempotency_key {
+            if key.is_empty() || key.len() > 256 {
+                return Err(SpecError::IdempotencyKey);
+            }
+        }
+        for (field, value, max) in [
+            ("owner", &self.owner, 256),
+            ("name", &self.name, 1024),
+            ("description", &self.description, 64 * 1024),
+        ] {
+            if value.as_ref().is_some_and(|v| v.len() > max) {
+                return Err(SpecError::TooLong { field, max });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_names_are_checked() {
+        for ok in ["default", "a", "img.resize-2_x", &"q".repeat(64)] {
+            assert!(validate_queue_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "has space", "br{ace}", "ünï", &"q".repeat(65), "a:b"] {
+            assert!(validate_queue_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn specs_are_validated() {
+        assert!(JobSpec::new("t").validate().is_ok());
+        assert_eq!(JobSpec::new("").validate(), Err(SpecError::JobType(String::new())));
+        assert_eq!(JobSpec::new("t").max_attempts(0).validate(), Err(SpecError::MaxAttempts));
+        assert_eq!(JobSpec::new("t").idempotency_key("").validate(), Err(SpecError::IdempotencyKey));
+    }
+}
