@@ -94,6 +94,10 @@ impl JobState {
             }
             (Op::Progress(pct), Processing) => self.progress = crate::progress::clamp(pct),
             (Op::Complete, Processing) => self.finish(Success),
+            // A requested cancel wins over a failure, a lapsed lease or a hand-back.
+            (Op::Fail { .. } | Op::LeaseExpired | Op::Release, Processing) if self.cancel_requested => {
+                self.finish(Cancelled)
+            }
             (Op::Fail { transient }, Processing) => {
                 if transient && self.attempts < self.max_attempts {
                     self.status = Pending;

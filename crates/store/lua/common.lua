@@ -1,0 +1,57 @@
+-- Prelude shared by every Tether script (prepended at build time).
+--
+-- Calling convention, the same for all scripts:
+--   KEYS = the queue's fixed keys: stream, delayed, leases, jobs, done, dead, counts
+--   ARGV[1] = the queue's key prefix "tether:{<queue>}:"; per-job keys are formed
+--             from it, so they share the queue's hash tag (one cluster slot)
+--   ARGV[2..] = the script's own arguments
+-- Time always comes from the Redis server (TIME), never from clients.
+local K_STREAM, K_DELAYED, K_LEASES, K_JOBS, K_DONE, K_DEAD, K_COUNTS =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local PREFIX = ARGV[1]
+local GROUP = 'workers'
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function job_key(id) return PREFIX .. 'job:' .. id end
+
+-- Wake anyone watching this job (watch / SSE). Payload-free: watchers re-read the record.
+local function notify(id) redis.call('PUBLISH', PREFIX .. 'ev:' .. id, '1') end
+
+-- Make a job ready now: a fresh stream entry whose id the record remembers, so
+-- a claim can tell a live entry from a stale one.
+local function make_ready(key, id, now)
+  local sid = redis.call('XADD', K_STREAM, '*', 'j', id)
+  redis.call('HSET', key, 'st', 'pending', 'sid', sid, 'ut', now)
+end
+
+-- Record a final status. The caller has checked that the transition is allowed.
+-- `fields` are extra field/value pairs (result, error...).
+local function finalize(key, id, status, now, retention, fields)
+  local expires = now + retention
+  redis.call('HSET', key, 'st', status, 'pg', 100, 'ft', now, 'ut', now, 'eta', now,
+    'xt', expires, 'creq', 0, unpack(fields))
+  redis.call('ZREM', K_LEASES, id)
+  redis.call('ZADD', K_DONE, expires, id)
+  if status == 'failure' then
+    redis.call('HSET', key, 'dead', 1)
+    redis.call('ZADD', K_DEAD, now, id)
+  end
+  redis.call('HINCRBY', K_COUNTS, status, 1)
+  notify(id)
+end
+
+-- Checks that `epoch` is the live lease of a processing job.
+-- Returns st and the requested fields, or nil plus the refusal:
+--   'ALREADY' when this very lease already recorded its outcome (a resend after a lost reply),
+--   'LOST' when another claim or the reaper has taken the job since.
+local function check_lease(key, epoch, ...)
+  local vals = redis.call('HMGET', key, 'st', 'ep', ...)
+  if vals[2] ~= epoch then return nil, 'LOST' end
+  if vals[1] ~= 'processing' then return nil, 'ALREADY' end
+  return vals
+end
+

@@ -1,0 +1,15 @@
+-- Progress report from the lease holder; renews the lease too.
+-- ARGV: prefix, id, epoch, lease ttl ms, progress 0-100, message ('' keeps the old one),
+--       eta ms ('' = unknown)
+-- Returns {status, deadline} with status as in renew.lua.
+local id, epoch, ttl = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local key = job_key(id)
+local v, refusal = check_lease(key, epoch, 'creq')
+if not v then return {0, 0} end
+local now = now_ms()
+redis.call('HSET', key, 'pg', ARGV[5], 'ut', now)
+if ARGV[6] ~= '' then redis.call('HSET', key, 'pmsg', ARGV[6]) end
+if ARGV[7] ~= '' then redis.call('HSET', key, 'eta', ARGV[7]) else redis.call('HDEL', key, 'eta') end
+redis.call('ZADD', K_LEASES, 'XX', now + ttl, id)
+notify(id)
+return {(v[3] == '1') and 2 or 1, now + ttl}

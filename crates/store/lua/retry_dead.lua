@@ -1,0 +1,16 @@
+-- Re-queue a dead job by id: a fresh run with all its attempts.
+-- ARGV: prefix, id, owner ('' = any)
+-- Returns 'OK', 'NOT_FOUND' or 'INVALID:<status>'.
+local id, owner = ARGV[2], ARGV[3]
+local key = job_key(id)
+local v = redis.call('HMGET', key, 'st', 'owner', 'dead')
+if not v[1] or (owner ~= '' and v[2] ~= owner) then return 'NOT_FOUND' end
+if v[1] ~= 'failure' or v[3] ~= '1' then return 'INVALID:' .. v[1] end
+redis.call('HDEL', key, 'ec', 'ei', 'msg', 'res', 'ft', 'xt', 'eta', 'ph', 'cp', 'pmsg', 'ra')
+redis.call('HSET', key, 'att', 0, 'dead', 0, 'pg', 0)
+redis.call('ZREM', K_DEAD, id)
+redis.call('ZREM', K_DONE, id)
+redis.call('HINCRBY', K_COUNTS, 'failure', -1)
+make_ready(key, id, now_ms())
+notify(id)
+return 'OK'

@@ -1,0 +1,175 @@
+//! Encodings of the job hash. Field names are short because every pending job
+//! carries them; `docs/ARCHITECTURE.md` lists them all.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tether_model::{ErrorCode, Job, JobId, JobSpec, RetryPolicy};
+
+use crate::StoreError;
+
+/// Hash fields of a job listing summary (everything but input, result and checkpoint).
+pub(crate) const SUMMARY_FIELDS: &[&str] = &[
+    "type", "owner", "name", "desc", "st", "ph", "pg", "pmsg", "eta", "msg", "ec", "ei", "att",
+    "max", "can", "creq", "wk", "ct", "ut", "stt", "ft", "ra", "xt", "to", "dead",
+];
+
+/// MessagePack with field names, so records written by a newer version still decode.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, StoreError> {
+    rmp_serde::to_vec_named(value).map_err(|e| StoreError::decode("msgpack", e))
+}
+
+/// Decodes MessagePack written by [`encode`].
+pub fn decode<T: DeserializeOwned>(field: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    rmp_serde::from_slice(bytes).map_err(|e| StoreError::decode(field, e))
+}
+
+pub(crate) fn encode_backoff(p: &RetryPolicy) -> String {
+    format!("{},{},{},{}", p.initial_ms, p.factor, p.cap_ms, p.jitter)
+}
+
+pub(crate) fn decode_backoff(s: &str) -> RetryPolicy {
+    let mut parts = s.split(',');
+    let mut next = || parts.next().and_then(|p| p.parse::<f64>().ok());
+    match (next(), next(), next(), next()) {
+        (Some(initial), Some(factor), Some(cap), Some(jitter)) => RetryPolicy {
+            initial_ms: initial as u64,
+            factor,
+            cap_ms: cap as u64,
+            jitter,
+        },
+        _ => RetryPolicy::default(),
+    }
+}
+
+/// The record's static fields, as field/value pairs for the enqueue script.
+pub(crate) fn spec_fields(spec: &JobSpec, input: Vec<u8>) -> Vec<(&'static str, Vec<u8>)> {
+    let mut fields: Vec<(&'static str, Vec<u8>)> = vec![
+        ("type", spec.job_type.clone().into_bytes()),
+        ("in", input),
+        ("max", spec.max_attempts.to_string().into_bytes()),
+        ("bo", encode_backoff(&spec.backoff).into_bytes()),
+    ];
+    if !spec.cancelable {
+        fields.push(("can", b"0".to_vec()));
+    }
+    if let Some(t) = spec.timeout {
+        fields.push(("to", (t.as_millis() as u64).to_string().into_bytes()));
+    }
+    for (name, value) in [("owner", &spec.owner), ("name", &spec.name), ("desc", &spec.description)] {
+        if let Some(v) = value {
+            fields.push((name, v.clone().into_bytes()));
+        }
+    }
+    fields
+}
+
+pub(crate) fn ms_to_time(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// A job hash read back as field → bytes.
+pub(crate) struct Fields(pub HashMap<String, Vec<u8>>);
+
+impl Fields {
+    fn str(&self, f: &str) -> Option<&str> {
+        self.0.get(f).and_then(|v| std::str::from_utf8(v).ok())
+    }
+    fn string(&self, f: &str) -> Option<String> {
+        self.str(f).map(str::to_owned)
+    }
+    fn num(&self, f: &str) -> Option<i64> {
+        self.str(f).and_then(|s| s.parse().ok())
+    }
+    fn time(&self, f: &str) -> Option<DateTime<Utc>> {
+        self.num(f).map(ms_to_time)
+    }
+    fn flag(&self, f: &str, default: bool) -> bool {
+        self.str(f).map(|s| s == "1").unwrap_or(default)
+    }
+
+    /// Builds the record. `lease_deadline_ms` comes from the leases sorted set.
+    pub(crate) fn into_job(self, id: JobId, queue: &str, lease_deadline_ms: Option<i64>) -> Result<Job, StoreError> {
+        let status = self
+            .str("st")
+            .ok_or_else(|| StoreError::decode("st", "missing"))?
+            .parse()
+            .map_err(|e| StoreError::decode("st", e))?;
+        let input = match self.0.get("in") {
+            Some(bytes) => decode::<serde_json::Value>("in", bytes).unwrap_or_else(|e| {
+                serde_json::Value::String(format!("<undecodable input: {e}>"))
+            }),
+            None => serde_json::Value::Null,
+        };
+        let result = match self.0.get("res") {
+            Some(bytes) => Some(decode::<serde_json::Value>("res", bytes)?),
+            None => None,
+        };
+        let error_info = match self.str("ei") {
+            Some(s) if !s.is_empty() => serde_json::from_str(s).map_err(|e| StoreError::decode("ei", e))?,
+            _ => Vec::new(),
+        };
+        let created_at = self.time("ct").unwrap_or_default();
+        Ok(Job {
+            id,
+            queue: queue.to_owned(),
+            job_type: self.string("type").unwrap_or_default(),
+            input,
+            owner: self.string("owner"),
+            name: self.string("name"),
+            description: self.string("desc"),
+            status,
+            phase: self.str("ph").and_then(|p| p.parse().ok()),
+            progress: self.num("pg").unwrap_or(0).clamp(0, 100) as u8,
+            progress_message: self.string("pmsg"),
+            eta: self.time("eta"),
+            result,
+            message: self.string("msg").unwrap_or_default(),
+            error_code: self.str("ec").map(ErrorCode::from),
+            error_info,
+            attempts: self.num("att").unwrap_or(0) as u32,
+            max_attempts: self.num("max").unwrap_or(1) as u32,
+            cancelable: self.flag("can", true),
+            cancel_requested: self.flag("creq", false),
+            worker: self.string("wk"),
+            lease_expires_at: lease_deadline_ms.map(ms_to_time),
+            created_at,
+            updated_at: self.time("ut").unwrap_or(created_at),
+            started_at: self.time("stt"),
+            finished_at: self.time("ft"),
+            run_at: self.time("ra"),
+            expires_at: self.time("xt"),
+            timeout_ms: self.num("to").map(|t| t as u64),
+            dead: self.flag("dead", false),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_round_trips() {
+        let p = RetryPolicy { initial_ms: 250, factor: 1.5, cap_ms: 9000, jitter: 0.1 };
+        assert_eq!(decode_backoff(&encode_backoff(&p)), p);
+        assert_eq!(decode_backoff("garbage"), RetryPolicy::default());
+    }
+
+    #[test]
+    fn msgpack_is_named_so_new_fields_do_not_break_old_readers() {
+        #[derive(Serialize)]
+        struct V2 {
+            a: u32,
+            b: u32,
+        }
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        struct V1 {
+            a: u32,
+        }
+        let bytes = encode(&V2 { a: 1, b: 2 }).unwrap();
+        assert_eq!(decode::<V1>("x", &bytes).unwrap(), V1 { a: 1 });
+    }
+}

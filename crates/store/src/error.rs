@@ -1,0 +1,85 @@
+use tether_model::{SpecError, Status};
+
+/// What a storage call can fail with. Classify with the `is_*` methods rather than by message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Redis could not be reached or answered with an error.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// No such job (or it belongs to another owner).
+    #[error("NotFound: no job {0}")]
+    NotFound(String),
+    /// The job's status does not allow the operation.
+    #[error("InvalidState: the job is {0}")]
+    InvalidState(Status),
+    /// The job does not allow the operation (cancel of a non-cancelable job).
+    #[error("NotSupported: the job is not cancelable")]
+    NotSupported,
+    /// The job spec was refused before anything was written.
+    #[error("invalid job: {0}")]
+    Spec(#[from] SpecError),
+    /// The encoded input is over the configured limit.
+    #[error("PayloadTooLarge: input is {size} bytes, the limit is {limit}")]
+    PayloadTooLarge { size: usize, limit: usize },
+    /// A stored value could not be decoded.
+    #[error("decode {field}: {message}")]
+    Decode { field: &'static str, message: String },
+    /// A reply had an unexpected shape.
+    #[error("unexpected reply: {0}")]
+    Reply(#[from] redis::ParsingError),
+    /// The URL or settings are unusable.
+    #[error("config: {0}")]
+    Config(String),
+}
+
+impl StoreError {
+    /// A connection problem that is worth retrying after a pause.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Redis(e) => {
+                e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || matches!(
+                        e.kind(),
+                        redis::ErrorKind::Server(
+                            redis::ServerErrorKind::BusyLoading
+                                | redis::ServerErrorKind::TryAgain
+                                | redis::ServerErrorKind::ClusterDown
+                                | redis::ServerErrorKind::Moved
+                                | redis::ServerErrorKind::Ask
+                                | redis::ServerErrorKind::MasterDown
+                                | redis::ServerErrorKind::ReadOnly
+                        )
+                    )
+                    || e.to_string().contains("BUSY")
+            }
+            _ => false,
+        }
+    }
+
+    /// Not found, or not visible to the caller.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::NotFound(_))
+    }
+
+    pub(crate) fn decode(field: &'static str, e: impl std::fmt::Display) -> Self {
+        StoreError::Decode { field, message: e.to_string() }
+    }
+}
+
+/// Maps a script's refusal word (`NOT_FOUND`, `NOT_SUPPORTED`, `INVALID:<status>`) to an error.
+pub(crate) fn refusal(word: &str, id: &str) -> StoreError {
+    if let Some(status) = word.strip_prefix("INVALID:") {
+        match status.parse() {
+            Ok(status) => StoreError::InvalidState(status),
+            Err(e) => StoreError::decode("st", e),
+        }
+    } else if word == "NOT_SUPPORTED" {
+        StoreError::NotSupported
+    } else {
+        StoreError::NotFound(id.to_owned())
+    }
+}

@@ -1,0 +1,75 @@
+//! The keyspace. Nothing outside this crate builds a key.
+//!
+//! Every key of a queue carries the hash tag `{<queue>}`, so all of a queue's
+//! keys live in one cluster slot and each script runs on one node. Queue names
+//! cannot contain braces (see `validate_queue_name`), so the tag is exact.
+
+/// Version of the key layout and encodings, stored in `tether:meta`.
+pub const LAYOUT_VERSION: u32 = 1;
+/// Hash with `version` (layout) and `created` fields.
+pub const META: &str = "tether:meta";
+/// Set of every queue name that was ever enqueued to or served.
+pub const QUEUES: &str = "tether:queues";
+/// Sorted set: worker id → last heartbeat (ms).
+pub const WORKERS: &str = "tether:workers";
+/// The consumer group every worker reads the ready stream through.
+pub const GROUP: &str = "workers";
+
+/// A worker's self-description (hash, expires unless refreshed).
+pub fn worker(id: &str) -> String {
+    format!("tether:worker:{id}")
+}
+
+/// The fixed keys of one queue, in the order every script takes them.
+#[derive(Debug, Clone)]
+pub struct QueueKeys {
+    pub prefix: String,
+    pub fixed: [String; 7],
+}
+
+impl QueueKeys {
+    pub fn new(queue: &str) -> Self {
+        let prefix = format!("tether:{{{queue}}}:");
+        let fixed = ["stream", "delayed", "leases", "jobs", "done", "dead", "counts"]
+            .map(|name| format!("{prefix}{name}"));
+        QueueKeys { prefix, fixed }
+    }
+    pub fn stream(&self) -> &str {
+        &self.fixed[0]
+    }
+    pub fn delayed(&self) -> &str {
+        &self.fixed[1]
+    }
+    pub fn leases(&self) -> &str {
+        &self.fixed[2]
+    }
+    pub fn jobs(&self) -> &str {
+        &self.fixed[3]
+    }
+    pub fn dead(&self) -> &str {
+        &self.fixed[5]
+    }
+    pub fn counts(&self) -> &str {
+        &self.fixed[6]
+    }
+    pub fn job(&self, id: &str) -> String {
+        format!("{}job:{id}", self.prefix)
+    }
+    /// Pub/sub channel on which a job's changes are announced (no payload).
+    pub fn events(&self, id: &str) -> String {
+        format!("{}ev:{id}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_of_a_queue_shares_its_hash_tag() {
+        let keys = QueueKeys::new("mail");
+        for key in keys.fixed.iter().cloned().chain([keys.job("x"), keys.events("x")]) {
+            assert!(key.starts_with("tether:{mail}:"), "{key}");
+        }
+    }
+}

@@ -1,0 +1,441 @@
+//! Tether's storage layer: the only crate that knows Redis keys, scripts and encodings.
+//!
+//! Every state change of a job is one Lua script (in `lua/`, sharing the
+//! prelude `lua/common.lua`), executed atomically and checked against the
+//! job's current status and, for worker writes, its lease epoch — the fencing
+//! token that changes on every claim and every reap. A worker whose epoch is
+//! stale gets [`LeaseError::Lost`] and can change nothing.
+//!
+//! The [`Store`] handle is cheap to clone; it multiplexes all calls over one
+//! reconnecting connection, so concurrent calls are pipelined on the wire.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), tether_store::StoreError> {
+//! use tether_model::JobSpec;
+//! use tether_store::{Store, StoreConfig};
+//! let store = Store::connect(StoreConfig::new("redis://127.0.0.1:6380")).await?;
+//! let job = store.enqueue(&JobSpec::new("noop")).await?;
+//! let record = store.get("default", job.id).await?.unwrap();
+//! assert_eq!(record.status, tether_model::Status::Pending);
+//! # Ok(()) }
+//! ```
+
+mod codec;
+mod error;
+pub mod keys;
+mod list;
+mod scripts;
+mod worker_ops;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script, ScriptInvocation};
+use tether_model::{Job, JobId, JobSpec, Status};
+
+pub use codec::{decode, encode};
+pub use error::StoreError;
+pub use keys::LAYOUT_VERSION;
+pub use list::{ListQuery, Page, SortDir, SortKey};
+pub use scripts::SCRIPTS;
+pub use worker_ops::{Claimed, FinishOutcome, Lease, LeaseError, Outcome, RenewStatus, Waiter, WorkerInfo};
+
+use keys::QueueKeys;
+
+/// Connection and retention settings.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `redis://[user:pass@]host:port[/db]` (or `rediss://` for TLS).
+    pub url: String,
+    /// How long one command may take before it counts as failed.
+    pub response_timeout: Duration,
+    /// How long finished jobs are kept.
+    pub retention: Duration,
+    /// Largest accepted encoded input.
+    pub max_payload_bytes: usize,
+}
+
+impl StoreConfig {
+    /// Defaults: 10 s response timeout, 48 h retention, 1 MiB inputs.
+    pub fn new(url: impl Into<String>) -> Self {
+        StoreConfig {
+            url: url.into(),
+            response_timeout: Duration::from_secs(10),
+            retention: tether_model::DEFAULT_RETENTION,
+            max_payload_bytes: tether_model::DEFAULT_MAX_PAYLOAD_BYTES,
+        }
+    }
+}
+
+/// The answer to an enqueue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enqueued {
+    pub id: JobId,
+    /// False when an earlier job with the same idempotency key was returned instead.
+    pub created: bool,
+}
+
+/// What a cancel did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The job was pending and is now cancelled.
+    Cancelled,
+    /// The job is running; its worker stops it at its next heartbeat.
+    Requested,
+}
+
+/// Job counts of one queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueStats {
+    pub queue: String,
+    /// Ready to run now.
+    pub pending: u64,
+    /// Waiting for `run_at` or a retry backoff.
+    pub scheduled: u64,
+    pub processing: u64,
+    /// Failed with no attempts left (re-queueable).
+    pub dead: u64,
+    /// Finished and still retained, by status.
+    pub success: u64,
+    pub failure: u64,
+    pub cancelled: u64,
+}
+
+/// A handle to Tether's data in one Redis.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: redis::Client,
+    conn: ConnectionManager,
+    config: StoreConfig,
+    ready_queues: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("url", &redact(&self.inner.config.url)).finish()
+    }
+}
+
+/// The URL with any password hidden, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+impl Store {
+    /// Connects (once; later outages are reconnected with backoff by the connection itself).
+    pub async fn connect(config: StoreConfig) -> Result<Store, StoreError> {
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|e| StoreError::Config(format!("bad redis url {}: {e}", redact(&config.url))))?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(config.response_timeout))
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let conn = ConnectionManager::new_with_config(client.clone(), manager_config).await?;
+        Ok(Store {
+            inner: Arc::new(Inner { client, conn, config, ready_queues: Mutex::new(HashSet::new()) }),
+        })
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.inner.conn.clone()
+    }
+
+    fn retention_ms(&self) -> u64 {
+        self.inner.config.retention.as_millis() as u64
+    }
+
+    /// Runs `script` for `queue` with the calling convention of `lua/common.lua`.
+    pub(crate) fn invocation<'a>(script: &'a Script, keys: &QueueKeys) -> ScriptInvocation<'a> {
+        let mut inv = script.prepare_invoke();
+        for key in &keys.fixed {
+            inv.key(key);
+        }
+        inv.arg(&keys.prefix);
+        inv
+    }
+
+    /// Creates the queue's stream and consumer group and registers the queue (once per process).
+    pub async fn ensure_queue(&self, queue: &str) -> Result<(), StoreError> {
+        tether_model::validate_queue_name(queue)?;
+        if self.inner.ready_queues.lock().unwrap().contains(queue) {
+            return Ok(());
+        }
+        self.create_queue(queue).await?;
+        self.inner.ready_queues.lock().unwrap().insert(queue.to_owned());
+        Ok(())
+    }
+
+    async fn create_queue(&self, queue: &str) -> Result<(), StoreError> {
+        let keys = QueueKeys::new(queue);
+        let mut conn = self.conn();
+        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(keys.stream())
+            .arg(keys::GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut conn)
+            .await;
+        match created {
+            Err(e) if e.code() != Some("BUSYGROUP") => return Err(e.into()),
+            _ => {}
+        }
+        redis::pipe()
+            .sadd(keys::QUEUES, queue)
+            .ignore()
+            .hset_nx(keys::META, "version", LAYOUT_VERSION)
+            .ignore()
+            .exec_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets that `queue` was set up, after Redis lost its data (NOGROUP).
+    pub(crate) async fn recreate_queue(&self, queue: &str) -> Result<(), StoreError> {
+        self.inner.ready_queues.lock().unwrap().remove(queue);
+        self.ensure_queue(queue).await
+    }
+
+    /// Every known queue, sorted.
+    pub async fn queues(&self) -> Result<Vec<String>, StoreError> {
+        let mut queues: Vec<String> = self.conn().smembers(keys::QUEUES).await?;
+        queues.sort();
+        Ok(queues)
+    }
+
+    fn prepare(&self, spec: &JobSpec, input: Option<Vec<u8>>) -> Result<Vec<u8>, StoreError> {
+        spec.validate()?;
+        let input = match input {
+            Some(raw) => raw,
+            None => encode(&spec.input)?,
+        };
+        let limit = self.inner.config.max_payload_bytes;
+        if input.len() > limit {
+            return Err(StoreError::PayloadTooLarge { size: input.len(), limit });
+        }
+        Ok(input)
+    }
+
+    fn enqueue_invocation<'a>(spec: &JobSpec, id: JobId, input: Vec<u8>) -> ScriptInvocation<'a> {
+        let keys = QueueKeys::new(&spec.queue);
+        let mut inv = Self::invocation(&SCRIPTS.enqueue, &keys);
+        let run_at_ms = spec.run_at.map(|t| t.timestamp_millis().max(0)).unwrap_or(0);
+        let delay_ms = spec.delay.map(|d| d.as_millis() as u64).unwrap_or(0);
+        inv.arg(id.to_string())
+            .arg(run_at_ms)
+            .arg(delay_ms)
+            .arg(spec.idempotency_key.as_deref().unwrap_or(""));
+        for (field, value) in codec::spec_fields(spec, input) {
+            inv.arg(field).arg(value);
+        }
+        inv
+    }
+
+    fn enqueued(reply: (i64, String)) -> Result<Enqueued, StoreError> {
+        let id = reply.1.parse().map_err(|e| StoreError::decode("id", e))?;
+        Ok(Enqueued { id, created: reply.0 == 1 })
+    }
+
+    /// Enqueues one job: ready now, or scheduled for `run_at` / after `delay`.
+    pub async fn enqueue(&self, spec: &JobSpec) -> Result<Enqueued, StoreError> {
+        self.enqueue_encoded(spec, None).await
+    }
+
+    /// Enqueues with an input already encoded as MessagePack (passed through unchecked;
+    /// a worker that cannot decode it fails the job with `InvalidPayload`).
+    pub async fn enqueue_encoded(&self, spec: &JobSpec, input: Option<Vec<u8>>) -> Result<Enqueued, StoreError> {
+        let input = self.prepare(spec, input)?;
+        self.ensure_queue(&spec.queue).await?;
+        let reply = Self::enqueue_invocation(spec, JobId::new(), input)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Self::enqueued(reply)
+    }
+
+    /// Enqueues many jobs in pipelined round trips; all specs are checked before any is written.
+    pub async fn enqueue_many(&self, specs: &[JobSpec]) -> Result<Vec<Enqueued>, StoreError> {
+        const CHUNK: usize = 512;
+        let mut inputs = Vec::with_capacity(specs.len());
+        for spec in specs {
+            inputs.push(self.prepare(spec, None)?);
+        }
+        let queues: HashSet<&str> = specs.iter().map(|s| s.queue.as_str()).collect();
+        for queue in queues {
+            self.ensure_queue(queue).await?;
+        }
+        let mut out = Vec::with_capacity(specs.len());
+        let mut inputs = inputs.into_iter();
+        for chunk in specs.chunks(CHUNK) {
+            // SCRIPT LOAD first: a pipeline cannot fall back from NOSCRIPT per command.
+            let mut pipe = redis::pipe();
+            pipe.load_script(&SCRIPTS.enqueue).ignore();
+            for spec in chunk {
+                let input = inputs.next().expect("one input per spec");
+                pipe.invoke_script(&Self::enqueue_invocation(spec, JobId::new(), input));
+            }
+            let replies: Vec<(i64, String)> = pipe.query_async(&mut self.conn()).await?;
+            for reply in replies {
+                out.push(Self::enqueued(reply)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The job's record, or `None` when it does not exist (or has expired).
+    pub async fn get(&self, queue: &str, id: JobId) -> Result<Option<Job>, StoreError> {
+        tether_model::validate_queue_name(queue)?;
+        let keys = QueueKeys::new(queue);
+        let (fields, deadline): (HashMap<String, Vec<u8>>, Option<f64>) = redis::pipe()
+            .hgetall(keys.job(&id.to_string()))
+            .zscore(keys.leases(), id.to_string())
+            .query_async(&mut self.conn())
+            .await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        codec::Fields(fields).into_job(id, queue, deadline.map(|d| d as i64)).map(Some)
+    }
+
+    /// Which queue holds `id`: asks every known queue in one pipelined round trip.
+    pub async fn find_queue(&self, id: JobId) -> Result<Option<String>, StoreError> {
+        let queues = self.queues().await?;
+        if queues.is_empty() {
+            return Ok(None);
+        }
+        let mut pipe = redis::pipe();
+        for q in &queues {
+            pipe.exists(QueueKeys::new(q).job(&id.to_string()));
+        }
+        let found: Vec<bool> = pipe.query_async(&mut self.conn()).await?;
+        Ok(queues.into_iter().zip(found).find(|(_, f)| *f).map(|(q, _)| q))
+    }
+
+    async fn queue_script(
+        &self,
+        script: &Script,
+        queue: &str,
+        args: &[&str],
+    ) -> Result<String, StoreError> {
+        tether_model::validate_queue_name(queue)?;
+        let keys = QueueKeys::new(queue);
+        let mut inv = Self::invocation(script, &keys);
+        for arg in args {
+            inv.arg(*arg);
+        }
+        Ok(inv.invoke_async(&mut self.conn()).await?)
+    }
+
+    /// CancelTask. `owner` restricts the call to that owner's jobs (others are `NotFound`).
+    pub async fn cancel(&self, queue: &str, id: JobId, owner: Option<&str>) -> Result<CancelOutcome, StoreError> {
+        let retention = self.retention_ms().to_string();
+        let id_text = id.to_string();
+        let word = self
+            .queue_script(&SCRIPTS.cancel, queue, &[&id_text, owner.unwrap_or(""), &retention])
+            .await?;
+        match word.as_str() {
+            "CANCELLED" => Ok(CancelOutcome::Cancelled),
+            "REQUESTED" => Ok(CancelOutcome::Requested),
+            other => Err(error::refusal(other, &id_text)),
+        }
+    }
+
+    /// Re-queues a dead job (failed with its attempts exhausted) for a fresh run.
+    pub async fn retry_dead(&self, queue: &str, id: JobId, owner: Option<&str>) -> Result<(), StoreError> {
+        let id_text = id.to_string();
+        let word = self.queue_script(&SCRIPTS.retry_dead, queue, &[&id_text, owner.unwrap_or("")]).await?;
+        if word == "OK" { Ok(()) } else { Err(error::refusal(&word, &id_text)) }
+    }
+
+    /// Sets a job's name and/or description.
+    pub async fn set_labels(
+        &self,
+        queue: &str,
+        id: JobId,
+        owner: Option<&str>,
+        name: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let id_text = id.to_string();
+        let mut args = vec![id_text.as_str(), owner.unwrap_or("")];
+        if let Some(name) = name {
+            args.extend(["name", name]);
+        }
+        if let Some(desc) = description {
+            args.extend(["desc", desc]);
+        }
+        if args.len() == 2 {
+            return Ok(());
+        }
+        let word = self.queue_script(&SCRIPTS.set_labels, queue, &args).await?;
+        if word == "OK" { Ok(()) } else { Err(error::refusal(&word, &id_text)) }
+    }
+
+    /// Counts for one queue, from lengths and counters (no scans).
+    pub async fn stats(&self, queue: &str) -> Result<QueueStats, StoreError> {
+        tether_model::validate_queue_name(queue)?;
+        let keys = QueueKeys::new(queue);
+        let (pending, scheduled, processing, dead, counts): (u64, u64, u64, u64, HashMap<String, i64>) =
+            redis::pipe()
+                .xlen(keys.stream())
+                .zcard(keys.delayed())
+                .zcard(keys.leases())
+                .zcard(keys.dead())
+                .hgetall(keys.counts())
+                .query_async(&mut self.conn())
+                .await?;
+        let count = |s: Status| counts.get(s.as_str()).copied().unwrap_or(0).max(0) as u64;
+        Ok(QueueStats {
+            queue: queue.to_owned(),
+            pending,
+            scheduled,
+            processing,
+            dead,
+            success: count(Status::Success),
+            failure: count(Status::Failure),
+            cancelled: count(Status::Cancelled),
+        })
+    }
+
+    /// A stream that yields `()` whenever the job changes (pub/sub; may miss
+    /// changes across a reconnect, so callers also re-read on a timer).
+    pub async fn job_changes(
+        &self,
+        queue: &str,
+        id: JobId,
+    ) -> Result<impl futures::Stream<Item = ()> + Send + 'static + use<>, StoreError> {
+        use futures::StreamExt;
+        let mut pubsub = self.inner.client.get_async_pubsub().await?;
+        pubsub.subscribe(QueueKeys::new(queue).events(&id.to_string())).await?;
+        Ok(pubsub.into_on_message().map(|_| ()))
+    }
+
+    /// Server facts a worker checks at start: (maxmemory-policy, appendonly, appendfsync).
+    pub async fn durability(&self) -> Result<(String, String, String), StoreError> {
+        let mut conn = self.conn();
+        let mut get = async |name: &str| -> Result<String, StoreError> {
+            let pair: Vec<String> = redis::cmd("CONFIG").arg("GET").arg(name).query_async(&mut conn).await?;
+            Ok(pair.get(1).cloned().unwrap_or_default())
+        };
+        Ok((get("maxmemory-policy").await?, get("appendonly").await?, get("appendfsync").await?))
+    }
+
+    /// PING.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let _: String = redis::cmd("PING").query_async(&mut self.conn()).await?;
+        Ok(())
+    }
+}

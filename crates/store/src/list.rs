@@ -1,0 +1,191 @@
+//! Listing jobs with filters, sorting and marker pagination.
+//!
+//! Order by creation walks each queue's `jobs` index (creation ms, then id) in
+//! batches; other sort keys read the matching summaries and sort in memory.
+//! Either way the order is total (ties broken by id), so a marker never skips
+//! or repeats a job.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use tether_model::{Job, JobId, Status};
+
+use crate::codec::{Fields, SUMMARY_FIELDS};
+use crate::keys::QueueKeys;
+use crate::{Store, StoreError};
+
+/// What to sort by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SortKey {
+    #[default]
+    CreatedAt,
+    UpdatedAt,
+    Status,
+    Type,
+    Id,
+}
+
+/// Sort direction; newest first by default, as Glance lists tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SortDir {
+    Asc,
+    #[default]
+    Desc,
+}
+
+/// A list request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Queues to list; empty means every known queue.
+    pub queues: Vec<String>,
+    pub status: Option<Status>,
+    pub job_type: Option<String>,
+    /// Only this owner's jobs.
+    pub owner: Option<String>,
+    /// Only dead jobs (failed with attempts exhausted).
+    pub dead_only: bool,
+    pub sort_key: SortKey,
+    pub sort_dir: SortDir,
+    pub limit: usize,
+    /// Start after this job.
+    pub marker: Option<JobId>,
+}
+
+impl Default for ListQuery {
+    fn default() -> Self {
+        ListQuery {
+            queues: Vec::new(),
+            status: None,
+            job_type: None,
+            owner: None,
+            dead_only: false,
+            sort_key: SortKey::default(),
+            sort_dir: SortDir::default(),
+            limit: 25,
+            marker: None,
+        }
+    }
+}
+
+/// One page of summaries (input and result left out).
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub jobs: Vec<Job>,
+    /// Pass as `marker` for the next page; `None` on the last page.
+    pub next_marker: Option<JobId>,
+}
+
+const BATCH: isize = 256;
+
+impl ListQuery {
+    fn matches(&self, job: &Job) -> bool {
+        self.status.is_none_or(|s| s == job.status)
+            && self.job_type.as_ref().is_none_or(|t| *t == job.job_type)
+            && self.owner.as_ref().is_none_or(|o| job.owner.as_ref() == Some(o))
+            && (!self.dead_only || job.dead)
+    }
+
+    fn compare(&self, a: &Job, b: &Job) -> Ordering {
+        let by_key = match self.sort_key {
+            SortKey::CreatedAt | SortKey::Id => Ordering::Equal,
+            SortKey::UpdatedAt => a.updated_at.cmp(&b.updated_at),
+            SortKey::Status => a.status.as_str().cmp(b.status.as_str()),
+            SortKey::Type => a.job_type.cmp(&b.job_type),
+        };
+        let ord = match self.sort_key {
+            SortKey::Id => a.id.cmp(&b.id),
+            _ => by_key.then(a.created_at.cmp(&b.created_at)).then(a.id.cmp(&b.id)),
+        };
+        if self.sort_dir == SortDir::Desc { ord.reverse() } else { ord }
+    }
+}
+
+impl Store {
+    /// Lists jobs. An unknown marker is `NotFound`.
+    pub async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let queues = if query.queues.is_empty() { self.queues().await? } else { query.queues.clone() };
+        let marker = match query.marker {
+            Some(id) => {
+                let queue = self.find_queue(id).await?.ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+                Some(self.get(&queue, id).await?.ok_or_else(|| StoreError::NotFound(id.to_string()))?)
+            }
+            None => None,
+        };
+        let limit = query.limit.max(1);
+        let mut found = Vec::new();
+        for queue in &queues {
+            // By creation, each queue contributes at most limit + 1 jobs past the marker.
+            let cap = if query.sort_key == SortKey::CreatedAt { Some(limit + 1) } else { None };
+            found.extend(self.scan_queue(queue, query, marker.as_ref(), cap).await?);
+        }
+        found.sort_by(|a, b| query.compare(a, b));
+        let more = found.len() > limit;
+        found.truncate(limit);
+        let next_marker = if more { found.last().map(|j| j.id) } else { None };
+        Ok(Page { jobs: found, next_marker })
+    }
+
+    /// Matching summaries of one queue past `marker`, in the query's order when `cap` is set.
+    async fn scan_queue(
+        &self,
+        queue: &str,
+        query: &ListQuery,
+        marker: Option<&Job>,
+        cap: Option<usize>,
+    ) -> Result<Vec<Job>, StoreError> {
+        let keys = QueueKeys::new(queue);
+        let desc = query.sort_dir == SortDir::Desc;
+        let mut out = Vec::new();
+        let mut start: isize = 0;
+        loop {
+            let mut conn = self.conn();
+            let ids: Vec<String> = if desc {
+                redis::cmd("ZRANGE").arg(keys.jobs()).arg(start).arg(start + BATCH - 1).arg("REV")
+                    .query_async(&mut conn).await?
+            } else {
+                redis::cmd("ZRANGE").arg(keys.jobs()).arg(start).arg(start + BATCH - 1)
+                    .query_async(&mut conn).await?
+            };
+            if ids.is_empty() {
+                break;
+            }
+            start += ids.len() as isize;
+            let mut pipe = redis::pipe();
+            for id in &ids {
+                pipe.cmd("HMGET").arg(keys.job(id)).arg(SUMMARY_FIELDS);
+                pipe.zscore(keys.leases(), id);
+            }
+            let rows: Vec<(Vec<Option<Vec<u8>>>, Option<f64>)> = {
+                let flat: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+                let mut rows = Vec::with_capacity(ids.len());
+                let mut it = flat.into_iter();
+                while let (Some(fields), Some(score)) = (it.next(), it.next()) {
+                    rows.push((redis::from_redis_value(fields)?, redis::from_redis_value(score)?));
+                }
+                rows
+            };
+            for (id, (values, deadline)) in ids.iter().zip(rows) {
+                let map: HashMap<String, Vec<u8>> = SUMMARY_FIELDS
+                    .iter()
+                    .zip(values)
+                    .filter_map(|(f, v)| v.map(|v| ((*f).to_owned(), v)))
+                    .collect();
+                if map.is_empty() {
+                    continue; // expired between the index read and the record read
+                }
+                let Ok(id) = id.parse::<JobId>() else { continue };
+                let job = Fields(map).into_job(id, queue, deadline.map(|d| d as i64))?;
+                let past_marker = marker.is_none_or(|m| query.compare(m, &job) == Ordering::Less);
+                if past_marker && query.matches(&job) {
+                    out.push(job);
+                    if cap.is_some_and(|c| out.len() >= c) {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,75 @@
+use std::path::PathBuf;
+use std::process::{Child, Command};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// The `tether` binary built next to the running test executable.
+///
+/// Tests that run worker processes need `cargo build --bins` first, which the
+/// README's test command (`scripts/test.sh`) does.
+pub fn tether_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> → target/<profile>/tether
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
+    let bin = profile_dir.join("tether");
+    assert!(bin.exists(), "{} is missing: run `cargo build --bins` (scripts/test.sh does)", bin.display());
+    bin
+}
+
+/// A child process killed (SIGKILL) on drop, with signal helpers.
+#[derive(Debug)]
+pub struct ChildGuard {
+    child: Option<Child>,
+}
+
+impl ChildGuard {
+    /// Spawns `cmd`.
+    pub fn spawn(mut cmd: Command) -> ChildGuard {
+        ChildGuard { child: Some(cmd.spawn().expect("spawn child process")) }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(-1)
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        let _ = kill(Pid::from_raw(self.pid()), signal);
+    }
+
+    /// `kill -9` and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit; returns the exit code if it exited.
+    pub fn terminate(&mut self, timeout: std::time::Duration) -> Option<i32> {
+        self.signal(Signal::SIGTERM);
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.child = None;
+                    return status.code();
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.signal(Signal::SIGCONT);
+        self.kill();
+    }
+}

@@ -1,0 +1,154 @@
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// How to start a private Redis.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// Append-only file on, `appendfsync everysec`: survives `kill -9` of the server.
+    pub aof: bool,
+    /// Extra `--name value` arguments.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        RedisOptions { aof: false, extra_args: Vec::new() }
+    }
+}
+
+/// A redis-server process owned by one test; killed on drop.
+#[derive(Debug)]
+pub struct RedisServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    options: RedisOptions,
+    child: Mutex<Option<Child>>,
+}
+
+/// A port that was free on 127.0.0.1 a moment ago (and is never 6379).
+pub fn free_port() -> u16 {
+    loop {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("local addr").port();
+        if port != 6379 {
+            return port;
+        }
+    }
+}
+
+impl RedisServer {
+    /// Starts a server and waits until it answers.
+    ///
+    /// Panics with the install command when `redis-server` is not on PATH.
+    pub fn start(options: RedisOptions) -> RedisServer {
+        let dir = tempfile::Builder::new().prefix("tether-redis-").tempdir().expect("tempdir");
+        let server = RedisServer { port: free_port(), dir, options, child: Mutex::new(None) };
+        server.spawn();
+        server
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's data directory.
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+
+    fn spawn(&self) {
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(["--save", "", "--daemonize", "no", "--protected-mode", "yes"])
+            .args(["--maxmemory-policy", "noeviction", "--enable-debug-command", "local"])
+            .args(["--logfile", "redis.log"]);
+        if self.options.aof {
+            cmd.args(["--appendonly", "yes", "--appendfsync", "everysec"]);
+        } else {
+            cmd.args(["--appendonly", "no"]);
+        }
+        cmd.args(&self.options.extra_args);
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start redis-server ({e}); install it with: apt-get install -y redis-server")
+            });
+        *self.child.lock().unwrap() = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let client = redis::Client::open(self.url()).expect("url");
+        while Instant::now() < deadline {
+            if TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_ok() {
+                if let Ok(mut conn) = client.get_connection() {
+                    // While loading the AOF Redis answers LOADING; wait for a real PONG.
+                    if redis::cmd("PING").query::<String>(&mut conn).is_ok() {
+                        return;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("redis-server on port {} did not become ready; see {}/redis.log", self.port, self.dir.path().display());
+    }
+
+    fn signal(&self, signal: Signal) {
+        if let Some(child) = self.child.lock().unwrap().as_ref() {
+            let _ = kill(Pid::from_raw(child.id() as i32), signal);
+        }
+    }
+
+    /// `kill -9` the server and reap it.
+    pub fn kill(&self) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGCONT);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and data directory (with AOF, it reloads its data).
+    pub fn restart(&self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// SIGSTOP: the server stops answering but keeps its connections.
+    pub fn pause(&self) {
+        self.signal(Signal::SIGSTOP);
+    }
+
+    /// SIGCONT after [`pause`](Self::pause).
+    pub fn resume(&self) {
+        self.signal(Signal::SIGCONT);
+    }
+
+    /// A blocking connection for test assertions.
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url()).unwrap().get_connection().expect("connect to test redis")
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
