@@ -1,0 +1,219 @@
+//! What a running handler can see and do.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tether_model::{ErrorCode, JobId, Phase, progress};
+use tether_store::{Claimed, Lease, RenewStatus, Store};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+
+use crate::JobError;
+use crate::metrics::Metrics;
+use crate::retry::with_store_retries;
+
+/// Progress writes closer together than this are coalesced (the last one still lands
+/// with the next write or the outcome), so a chatty handler cannot flood Redis.
+const PROGRESS_MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// An in-flight job as the heartbeat sees it.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub lease: Lease,
+    pub cancel: CancellationToken,
+    pub lost: CancellationToken,
+    /// Local time at which the last successful renewal was *sent*: the lease is
+    /// surely ours until then + lease_ttl.
+    pub renewed_at: Mutex<Instant>,
+}
+
+impl Slot {
+    pub(crate) fn new(lease: Lease, claimed_at: Instant) -> Self {
+        Slot {
+            lease,
+            cancel: CancellationToken::new(),
+            lost: CancellationToken::new(),
+            renewed_at: Mutex::new(claimed_at),
+        }
+    }
+
+    /// Applies a renewal answer for a request sent at `sent_at`.
+    pub(crate) fn on_renewal(&self, status: RenewStatus, sent_at: Instant) {
+        match status {
+            RenewStatus::Lost => self.lost.cancel(),
+            RenewStatus::CancelRequested => {
+                *self.renewed_at.lock().unwrap() = sent_at;
+                self.cancel.cancel();
+            }
+            RenewStatus::Renewed => *self.renewed_at.lock().unwrap() = sent_at,
+        }
+    }
+}
+
+/// The running job's handle on Tether: identity, progress, cancellation, lease.
+///
+/// ```no_run
+/// # async fn h(ctx: &tether_worker::JobContext) -> Result<(), tether_worker::JobError> {
+/// for step in 0..10 {
+///     if ctx.is_cancelled() { break; }           // cooperative cancel
+///     ctx.set_progress(step * 10, format!("step {step}")).await?;
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    inner: Arc<ContextInner>,
+}
+
+#[derive(Debug)]
+struct ContextInner {
+    store: Store,
+    claimed: Claimed,
+    slot: Arc<Slot>,
+    lease_ttl: Duration,
+    claimed_at: Instant,
+    phase: Mutex<Phase>,
+    last_progress: Mutex<Option<Instant>>,
+    metrics: Metrics,
+}
+
+impl JobContext {
+    pub(crate) fn new(store: Store, claimed: Claimed, slot: Arc<Slot>, lease_ttl: Duration, metrics: Metrics) -> Self {
+        let phase = if claimed.checkpoint.is_some() && claimed.phase == Some(Phase::Check) {
+            Phase::Check
+        } else {
+            Phase::Handle
+        };
+        JobContext {
+            inner: Arc::new(ContextInner {
+                store,
+                claimed,
+                slot,
+                lease_ttl,
+                claimed_at: Instant::now(),
+                phase: Mutex::new(phase),
+                last_progress: Mutex::new(None),
+                metrics,
+            }),
+        }
+    }
+
+    pub fn id(&self) -> JobId {
+        self.inner.claimed.lease.id
+    }
+
+    pub fn queue(&self) -> &str {
+        &self.inner.claimed.lease.queue
+    }
+
+    pub fn job_type(&self) -> &str {
+        &self.inner.claimed.job_type
+    }
+
+    /// This attempt's number, from 1. Pass `(id, attempt)` downstream to make side effects idempotent.
+    pub fn attempt(&self) -> u32 {
+        self.inner.claimed.attempts
+    }
+
+    pub fn max_attempts(&self) -> u32 {
+        self.inner.claimed.max_attempts
+    }
+
+    /// The phase the job is in.
+    pub fn phase(&self) -> Phase {
+        *self.inner.phase.lock().unwrap()
+    }
+
+    /// A producer asked to cancel. The runtime stops the handler at its next await
+    /// regardless; checking this lets a handler stop at a clean point first.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.slot.cancel.is_cancelled()
+    }
+
+    /// Completes when a cancel is requested.
+    pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
+        self.inner.slot.cancel.cancelled()
+    }
+
+    /// Completes when the lease is lost (another worker owns the job now).
+    pub fn lease_lost(&self) -> WaitForCancellationFuture<'_> {
+        self.inner.slot.lost.cancelled()
+    }
+
+    /// Reports progress (clamped to 0–100) and what is happening; renews the lease too.
+    ///
+    /// Writes closer than 100 ms apart are coalesced. Errors only when the lease is lost.
+    pub async fn set_progress(&self, pct: i64, message: impl AsRef<str>) -> Result<(), JobError> {
+        let pct = progress::clamp(pct);
+        self.inner.metrics.progress.observe(f64::from(pct) / 100.0);
+        {
+            let mut last = self.inner.last_progress.lock().unwrap();
+            if last.is_some_and(|t| t.elapsed() < PROGRESS_MIN_INTERVAL) && pct < 100 {
+                return Ok(());
+            }
+            *last = Some(Instant::now());
+        }
+        // ETA on the Redis clock: the attempt's start plus locally measured elapsed time.
+        let started_ms = self.inner.claimed.started_at_ms;
+        let now_ms = started_ms + self.inner.claimed_at.elapsed().as_millis() as i64;
+        let eta = progress::eta(ms(started_ms), ms(now_ms), pct).map(|t| t.timestamp_millis());
+        let sent_at = Instant::now();
+        let lease = &self.inner.claimed.lease;
+        match self.inner.store.progress(lease, self.inner.lease_ttl, pct, Some(message.as_ref()), eta).await {
+            Ok(status) => {
+                self.inner.slot.on_renewal(status, sent_at);
+                if status == RenewStatus::Lost {
+                    return Err(lost());
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Progress is best effort; the heartbeat keeps the lease.
+                self.inner.metrics.redis_errors.with_label_values(&["progress"]).inc();
+                tracing::debug!(job = %self.id(), error = %e, "progress not recorded");
+                Ok(())
+            }
+        }
+    }
+
+    pub(crate) fn set_phase(&self, phase: Phase) {
+        *self.inner.phase.lock().unwrap() = phase;
+    }
+
+    pub(crate) fn raw_input(&self) -> &[u8] {
+        &self.inner.claimed.input
+    }
+
+    /// The checkpoint to resume from, when an earlier attempt got past `handle`.
+    pub(crate) fn resume_checkpoint(&self) -> Option<&[u8]> {
+        match self.inner.claimed.phase {
+            Some(Phase::Check) => self.inner.claimed.checkpoint.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Saves phase and progress object, retrying through Redis hiccups while the lease lasts.
+    pub(crate) async fn checkpoint(&self, phase: Phase, object: &[u8]) -> Result<(), JobError> {
+        let lease = &self.inner.claimed.lease;
+        let sent_at = Instant::now();
+        let status = with_store_retries(&self.inner.slot.lost, || {
+            self.inner.store.checkpoint(lease, phase, object)
+        })
+        .await;
+        match status {
+            Some(Ok(status)) => {
+                self.inner.slot.on_renewal(status, sent_at);
+                if status == RenewStatus::Lost { Err(lost()) } else { Ok(()) }
+            }
+            Some(Err(e)) => Err(JobError::transient(format!("checkpoint failed: {e}"))),
+            None => Err(lost()),
+        }
+    }
+}
+
+fn ms(ms: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn lost() -> JobError {
+    JobError::reserved(ErrorCode::LeaseExpired, true, "the lease was lost")
+}

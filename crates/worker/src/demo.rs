@@ -1,0 +1,282 @@
+//! The demo handler set (SPEC §4), so a cluster can be exercised without writing Rust.
+//!
+//! | type | input | does |
+//! |---|---|---|
+//! | `noop` | anything | succeeds at once |
+//! | `sleep` | `{ms}` | sleeps, then succeeds |
+//! | `fail` | `{message, code, fatal}` | fails (transient unless `fatal`) |
+//! | `flaky` | `{fail_times}` | fails transiently on its first `fail_times` attempts |
+//! | `progress` | `{steps, step_ms}` | reports progress each step; honours cancel |
+//! | `import` | `{size_mb, chunk_ms, ledger?}` | handle starts, check_complete imports 1 MB per poll; with `ledger`, appends `<id>:handle` to that Redis list when `handle` runs |
+//! | `touch` | `{list}` | appends the job id to the Redis list `list`, so executions can be counted from outside |
+//! | `panic` | anything | panics (to see `HandlerPanicked`) |
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+
+use crate::{Check, Handler, JobContext, JobError, Step, WorkerBuilder};
+
+/// Every demo job type.
+pub const DEMO_TYPES: &[&str] = &["noop", "sleep", "fail", "flaky", "progress", "import", "touch", "panic"];
+
+/// Registers the whole demo set; `redis_url` is where `touch` and `import`'s ledger write.
+pub fn register(builder: WorkerBuilder, redis_url: &str) -> WorkerBuilder {
+    let side = SideEffects::new(redis_url);
+    builder
+        .handler("noop", Noop)
+        .handler("sleep", Sleep)
+        .handler("fail", Fail)
+        .handler("flaky", Flaky)
+        .handler("progress", Progress)
+        .handler("import", Import { side: side.clone() })
+        .handler("touch", Touch { side })
+        .handler("panic", Panic)
+}
+
+/// A Redis connection for the demo jobs' visible side effects (not Tether's storage).
+#[derive(Clone, Debug)]
+pub struct SideEffects {
+    client: Option<redis::Client>,
+    conn: std::sync::Arc<OnceCell<redis::aio::ConnectionManager>>,
+}
+
+impl SideEffects {
+    pub fn new(redis_url: &str) -> Self {
+        SideEffects { client: redis::Client::open(redis_url).ok(), conn: Default::default() }
+    }
+
+    async fn rpush(&self, list: &str, value: String) -> Result<(), JobError> {
+        let client = self.client.clone().ok_or_else(|| JobError::fatal("no redis url for side effects"))?;
+        let conn = self
+            .conn
+            .get_or_try_init(|| redis::aio::ConnectionManager::new(client))
+            .await
+            .map_err(|e| JobError::transient(format!("side-effect connection: {e}")))?;
+        let _: i64 = redis::cmd("RPUSH")
+            .arg(list)
+            .arg(value)
+            .query_async(&mut conn.clone())
+            .await
+            .map_err(|e| JobError::transient(format!("side effect not written: {e}")))?;
+        Ok(())
+    }
+}
+
+/// Succeeds at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Noop;
+
+impl Handler for Noop {
+    type Input = serde::de::IgnoredAny;
+    type Progress = ();
+    type Output = ();
+    async fn handle(&self, _: &JobContext, _: &Self::Input) -> Result<Step<(), ()>, JobError> {
+        Ok(Step::Done(()))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SleepInput {
+    #[serde(default)]
+    pub ms: u64,
+}
+
+/// Sleeps `ms`, then succeeds.
+#[derive(Debug, Clone, Copy)]
+pub struct Sleep;
+
+impl Handler for Sleep {
+    type Input = SleepInput;
+    type Progress = ();
+    type Output = Value;
+    async fn handle(&self, _: &JobContext, input: &SleepInput) -> Result<Step<(), Value>, JobError> {
+        tokio::time::sleep(Duration::from_millis(input.ms)).await;
+        Ok(Step::Done(json!({ "slept_ms": input.ms })))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct FailInput {
+    #[serde(default = "default_fail_message")]
+    pub message: String,
+    pub code: Option<String>,
+    #[serde(default)]
+    pub fatal: bool,
+}
+
+fn default_fail_message() -> String {
+    "failed on purpose".into()
+}
+
+/// Fails with the given message and code.
+#[derive(Debug, Clone, Copy)]
+pub struct Fail;
+
+impl Handler for Fail {
+    type Input = FailInput;
+    type Progress = ();
+    type Output = ();
+    async fn handle(&self, _: &JobContext, input: &FailInput) -> Result<Step<(), ()>, JobError> {
+        let e = if input.fatal { JobError::fatal(&input.message) } else { JobError::transient(&input.message) };
+        Err(e.with_code(input.code.clone().unwrap_or_else(|| "DemoFailure".into())))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct FlakyInput {
+    #[serde(default = "one")]
+    pub fail_times: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Fails transiently on its first `fail_times` attempts, then succeeds.
+#[derive(Debug, Clone, Copy)]
+pub struct Flaky;
+
+impl Handler for Flaky {
+    type Input = FlakyInput;
+    type Progress = ();
+    type Output = Value;
+    async fn handle(&self, ctx: &JobContext, input: &FlakyInput) -> Result<Step<(), Value>, JobError> {
+        if ctx.attempt() <= input.fail_times {
+            return Err(JobError::transient(format!("flaky failure on attempt {}", ctx.attempt())).with_code("Flaky"));
+        }
+        Ok(Step::Done(json!({ "attempts": ctx.attempt() })))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ProgressInput {
+    #[serde(default = "ten")]
+    pub steps: u32,
+    #[serde(default = "hundred")]
+    pub step_ms: u64,
+}
+
+fn ten() -> u32 {
+    10
+}
+fn hundred() -> u64 {
+    100
+}
+
+/// Reports progress every step; stops at a step boundary when cancelled.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress;
+
+impl Handler for Progress {
+    type Input = ProgressInput;
+    type Progress = ();
+    type Output = Value;
+    async fn handle(&self, ctx: &JobContext, input: &ProgressInput) -> Result<Step<(), Value>, JobError> {
+        let steps = input.steps.max(1);
+        for step in 1..=steps {
+            if ctx.is_cancelled() {
+                return Err(JobError::fatal("stopped on cancel").with_code("RequestCanceled"));
+            }
+            tokio::time::sleep(Duration::from_millis(input.step_ms)).await;
+            ctx.set_progress(i64::from(step * 100 / steps), format!("step {step}/{steps}")).await?;
+        }
+        Ok(Step::Done(json!({ "steps": steps })))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ImportInput {
+    #[serde(default = "ten")]
+    pub size_mb: u32,
+    #[serde(default = "hundred")]
+    pub chunk_ms: u64,
+    /// Redis list that records each run of `handle`.
+    pub ledger: Option<String>,
+}
+
+/// The import's checkpointed progress object (Heat's `*Progress` classes).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ImportProgress {
+    pub imported_mb: u32,
+    pub checks: u32,
+}
+
+/// A two-step job modelled on an image import: `handle` starts it, `check_complete`
+/// imports one chunk per poll and reports progress.
+#[derive(Debug, Clone)]
+pub struct Import {
+    side: SideEffects,
+}
+
+impl Handler for Import {
+    type Input = ImportInput;
+    type Progress = ImportProgress;
+    type Output = Value;
+
+    async fn handle(&self, ctx: &JobContext, input: &ImportInput) -> Result<Step<ImportProgress, Value>, JobError> {
+        if let Some(ledger) = &input.ledger {
+            self.side.rpush(ledger, format!("{}:handle", ctx.id())).await?;
+        }
+        ctx.set_progress(0, "import started").await?;
+        Ok(Step::Started(ImportProgress { imported_mb: 0, checks: 0 }))
+    }
+
+    async fn check_complete(
+        &self,
+        ctx: &JobContext,
+        input: &ImportInput,
+        progress: &mut ImportProgress,
+    ) -> Result<Check<Value>, JobError> {
+        tokio::time::sleep(Duration::from_millis(input.chunk_ms)).await;
+        progress.imported_mb = (progress.imported_mb + 1).min(input.size_mb);
+        progress.checks += 1;
+        let pct = i64::from(progress.imported_mb * 100 / input.size_mb.max(1));
+        ctx.set_progress(pct, format!("imported {}/{} MB", progress.imported_mb, input.size_mb)).await?;
+        if progress.imported_mb >= input.size_mb {
+            Ok(Check::Done(json!({ "imported_mb": progress.imported_mb, "checks": progress.checks })))
+        } else {
+            Ok(Check::Pending)
+        }
+    }
+
+    fn check_interval(&self) -> (Duration, Duration) {
+        (Duration::ZERO, Duration::ZERO)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TouchInput {
+    pub list: String,
+}
+
+/// Appends the job id to a Redis list.
+#[derive(Debug, Clone)]
+pub struct Touch {
+    side: SideEffects,
+}
+
+impl Handler for Touch {
+    type Input = TouchInput;
+    type Progress = ();
+    type Output = ();
+    async fn handle(&self, ctx: &JobContext, input: &TouchInput) -> Result<Step<(), ()>, JobError> {
+        self.side.rpush(&input.list, ctx.id().to_string()).await?;
+        Ok(Step::Done(()))
+    }
+}
+
+/// Panics.
+#[derive(Debug, Clone, Copy)]
+pub struct Panic;
+
+impl Handler for Panic {
+    type Input = serde::de::IgnoredAny;
+    type Progress = ();
+    type Output = ();
+    async fn handle(&self, _: &JobContext, _: &Self::Input) -> Result<Step<(), ()>, JobError> {
+        panic!("demo panic")
+    }
+}
