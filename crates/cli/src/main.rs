@@ -1,0 +1,421 @@
+//! `tether`: run workers and manage jobs from the command line.
+//!
+//! Every setting is a flag, a `TETHER_…` environment variable and a key in
+//! `config/tether.toml`, in that order of precedence. Read commands take
+//! `--json` for machine-readable output.
+
+mod output;
+mod settings;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use futures::StreamExt;
+use tether_producer::{Event, JobId, JobSpec, ListQuery, Producer, RetryPolicy, SortDir, SortKey, Status};
+use tether_store::{Store, StoreConfig};
+use tether_worker::{Worker, WorkerConfig};
+
+use settings::parse_duration;
+
+#[derive(Parser, Debug)]
+#[command(name = "tether", version, about = "Durable job queue workers on Redis")]
+struct Cli {
+    /// Redis URL (redis:// or rediss://).
+    #[arg(long = "redis", env = "TETHER_REDIS_URL", global = true)]
+    redis_url: Option<String>,
+    /// Config file (default: config/tether.toml when present).
+    #[arg(long, env = "TETHER_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Log filter, e.g. `info` or `tether_worker=debug`.
+    #[arg(long, env = "TETHER_LOG", global = true)]
+    log: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a worker with the demo handler set until SIGTERM/SIGINT.
+    Worker(WorkerArgs),
+    /// Enqueue jobs; prints one job id per line.
+    Enqueue(EnqueueArgs),
+    /// Show one job.
+    Get {
+        id: JobId,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List jobs, newest first.
+    List(ListArgs),
+    /// Cancel a job (pending: at once; running: at its worker's next heartbeat).
+    Cancel { id: JobId },
+    /// Re-queue a dead job.
+    Retry { id: JobId },
+    /// Set a job's name and/or description.
+    Label {
+        id: JobId,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Follow a job with a progress bar until it finishes.
+    Watch {
+        id: JobId,
+        /// Print each event as a JSON line instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Job counts per queue.
+    Stats {
+        #[arg(long = "queue")]
+        queues: Vec<String>,
+        #[arg(long)]
+        json: bool,
+        /// Refresh every second, with throughput.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Live workers and their jobs.
+    Workers {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct WorkerArgs {
+    /// Queue to serve (repeatable; default: `default`).
+    #[arg(long = "queue", env = "TETHER_QUEUES", value_delimiter = ',')]
+    queues: Vec<String>,
+    #[arg(long, env = "TETHER_CONCURRENCY")]
+    concurrency: Option<usize>,
+    #[arg(long, env = "TETHER_LEASE_TTL", value_parser = parse_duration)]
+    lease_ttl: Option<Duration>,
+    #[arg(long, env = "TETHER_HEARTBEAT", value_parser = parse_duration)]
+    heartbeat: Option<Duration>,
+    #[arg(long, env = "TETHER_REAP_INTERVAL", value_parser = parse_duration)]
+    reap_interval: Option<Duration>,
+    #[arg(long, env = "TETHER_SHUTDOWN_GRACE", value_parser = parse_duration)]
+    shutdown_grace: Option<Duration>,
+    #[arg(long, env = "TETHER_CLAIM_BATCH")]
+    claim_batch: Option<usize>,
+    /// Serve /metrics and /healthz here, e.g. 127.0.0.1:9464.
+    #[arg(long, env = "TETHER_METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
+    /// Worker id (default: host-pid-random).
+    #[arg(long, env = "TETHER_WORKER_ID")]
+    id: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct EnqueueArgs {
+    #[arg(long, default_value = "default")]
+    queue: String,
+    #[arg(long = "type")]
+    job_type: String,
+    /// Input as JSON.
+    #[arg(long, default_value = "null")]
+    input: String,
+    /// Enqueue this many copies (pipelined).
+    #[arg(long, default_value_t = 1)]
+    count: usize,
+    #[arg(long, value_parser = parse_duration)]
+    delay: Option<Duration>,
+    /// RFC 3339 time to run at.
+    #[arg(long)]
+    run_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[arg(long)]
+    max_attempts: Option<u32>,
+    /// First retry delay (doubling, capped at 5 min).
+    #[arg(long, value_parser = parse_duration)]
+    backoff: Option<Duration>,
+    #[arg(long, value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    owner: Option<String>,
+    #[arg(long)]
+    not_cancelable: bool,
+}
+
+#[derive(Args, Debug)]
+struct ListArgs {
+    #[arg(long = "queue")]
+    queues: Vec<String>,
+    #[arg(long)]
+    status: Option<Status>,
+    #[arg(long = "type")]
+    job_type: Option<String>,
+    #[arg(long)]
+    owner: Option<String>,
+    /// Only dead jobs (failed, attempts exhausted).
+    #[arg(long)]
+    dead: bool,
+    #[arg(long, default_value_t = 25)]
+    limit: usize,
+    #[arg(long)]
+    marker: Option<JobId>,
+    #[arg(long, value_enum, default_value = "created-at")]
+    sort_key: SortKeyArg,
+    #[arg(long, value_enum, default_value = "desc")]
+    sort_dir: SortDirArg,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum SortKeyArg {
+    CreatedAt,
+    UpdatedAt,
+    Status,
+    Type,
+    Id,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum SortDirArg {
+    Asc,
+    Desc,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_log = if matches!(cli.command, Command::Worker(_)) { "info" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(cli.log.as_deref().unwrap_or(default_log)))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type CliResult = Result<(), String>;
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+async fn run(cli: Cli) -> CliResult {
+    let file = settings::load(cli.config.as_deref())?;
+    let url = cli
+        .redis_url
+        .clone()
+        .or(file.redis_url.clone())
+        .ok_or("no Redis configured: pass --redis URL, set TETHER_REDIS_URL, or set redis_url in config/tether.toml")?;
+    let mut store_config = StoreConfig::new(url.clone());
+    if let Some(r) = file.store.retention {
+        store_config.retention = r;
+    }
+    if let Some(t) = file.store.response_timeout {
+        store_config.response_timeout = t;
+    }
+    if let Some(m) = file.store.max_payload_bytes {
+        store_config.max_payload_bytes = m;
+    }
+    let connect = || async {
+        Store::connect(store_config.clone())
+            .await
+            .map_err(|e| format!("cannot connect to Redis at {}: {e}", tether_store::redact(&url)))
+    };
+    match cli.command {
+        Command::Worker(args) => run_worker(args, &file.worker, store_config.clone(), &url).await,
+        command => {
+            let producer = Producer::from_store(connect().await?);
+            run_client(command, producer).await
+        }
+    }
+}
+
+async fn run_worker(args: WorkerArgs, file: &settings::WorkerFile, store_config: StoreConfig, url: &str) -> CliResult {
+    let defaults = WorkerConfig::default();
+    let queues = if !args.queues.is_empty() { args.queues } else { file.queues.clone().unwrap_or(defaults.queues) };
+    let config = WorkerConfig {
+        queues,
+        concurrency: args.concurrency.or(file.concurrency).unwrap_or(defaults.concurrency),
+        lease_ttl: args.lease_ttl.or(file.lease_ttl).unwrap_or(defaults.lease_ttl),
+        heartbeat: args.heartbeat.or(file.heartbeat),
+        reap_interval: args.reap_interval.or(file.reap_interval).unwrap_or(defaults.reap_interval),
+        shutdown_grace: args.shutdown_grace.or(file.shutdown_grace).unwrap_or(defaults.shutdown_grace),
+        claim_batch: args.claim_batch.or(file.claim_batch).unwrap_or(defaults.claim_batch),
+        max_payload_bytes: store_config.max_payload_bytes,
+        metrics_addr: args.metrics_addr.or(file.metrics_addr),
+        id: args.id,
+    };
+    // Workers start even while Redis is down, and connect when it comes up.
+    let store = loop {
+        match Store::connect(store_config.clone()).await {
+            Ok(store) => break store,
+            Err(e) => {
+                tracing::warn!(redis = %tether_store::redact(url), error = %e, "Redis unreachable; retrying in 1s");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                }
+            }
+        }
+    };
+    let builder = Worker::builder(store).config(config);
+    let worker = tether_worker::demo::register(builder, url).build().map_err(err)?;
+    worker.run_until_signal().await.map_err(err)
+}
+
+async fn run_client(command: Command, producer: Producer) -> CliResult {
+    match command {
+        Command::Worker(_) => unreachable!("handled by run_worker"),
+        Command::Enqueue(args) => enqueue(args, &producer).await,
+        Command::Get { id, json } => {
+            let job = producer.get(id).await.map_err(err)?.ok_or_else(|| format!("no job {id}"))?;
+            output::job(&job, json);
+            Ok(())
+        }
+        Command::List(args) => {
+            let query = ListQuery {
+                queues: args.queues,
+                status: args.status,
+                job_type: args.job_type,
+                owner: args.owner,
+                dead_only: args.dead,
+                sort_key: match args.sort_key {
+                    SortKeyArg::CreatedAt => SortKey::CreatedAt,
+                    SortKeyArg::UpdatedAt => SortKey::UpdatedAt,
+                    SortKeyArg::Status => SortKey::Status,
+                    SortKeyArg::Type => SortKey::Type,
+                    SortKeyArg::Id => SortKey::Id,
+                },
+                sort_dir: match args.sort_dir {
+                    SortDirArg::Asc => SortDir::Asc,
+                    SortDirArg::Desc => SortDir::Desc,
+                },
+                limit: args.limit.clamp(1, 1000),
+                marker: args.marker,
+            };
+            let page = producer.list(query).await.map_err(err)?;
+            output::page(&page, args.json);
+            Ok(())
+        }
+        Command::Cancel { id } => {
+            let outcome = producer.cancel(id).await.map_err(err)?;
+            println!(
+                "{id}: {}",
+                match outcome {
+                    tether_producer::CancelOutcome::Cancelled => "cancelled",
+                    tether_producer::CancelOutcome::Requested => "cancel requested; the worker stops it at its next heartbeat",
+                }
+            );
+            Ok(())
+        }
+        Command::Retry { id } => {
+            producer.retry(id).await.map_err(err)?;
+            println!("{id}: re-queued");
+            Ok(())
+        }
+        Command::Label { id, name, description } => {
+            if let Some(name) = name {
+                producer.set_name(id, &name).await.map_err(err)?;
+            }
+            if let Some(desc) = description {
+                producer.set_description(id, &desc).await.map_err(err)?;
+            }
+            Ok(())
+        }
+        Command::Watch { id, json } => watch(id, json, &producer).await,
+        Command::Stats { queues, json, watch } => output::stats(&producer, &queues, json, watch).await,
+        Command::Workers { json } => {
+            let workers = producer.workers().await.map_err(err)?;
+            output::workers(&workers, json);
+            Ok(())
+        }
+    }
+}
+
+async fn enqueue(args: EnqueueArgs, producer: &Producer) -> CliResult {
+    let input: serde_json::Value =
+        serde_json::from_str(&args.input).map_err(|e| format!("--input is not valid JSON: {e}"))?;
+    let mut spec = JobSpec::new(args.job_type).queue(args.queue).input_json(input).cancelable(!args.not_cancelable);
+    if let Some(d) = args.delay {
+        spec = spec.delay(d);
+    }
+    if let Some(t) = args.run_at {
+        spec = spec.run_at(t);
+    }
+    if let Some(n) = args.max_attempts {
+        spec = spec.max_attempts(n);
+    }
+    if let Some(b) = args.backoff {
+        spec = spec.backoff(RetryPolicy { initial_ms: b.as_millis() as u64, ..RetryPolicy::default() });
+    }
+    if let Some(t) = args.timeout {
+        spec = spec.timeout(t);
+    }
+    if let Some(k) = args.idempotency_key {
+        spec = spec.idempotency_key(k);
+    }
+    if let Some(n) = args.name {
+        spec = spec.name(n);
+    }
+    if let Some(o) = args.owner {
+        spec = spec.owner(o);
+    }
+    spec.validate().map_err(err)?;
+    if args.count <= 1 {
+        println!("{}", producer.enqueue(spec).await.map_err(err)?);
+        return Ok(());
+    }
+    let bar = output::progress_bar(args.count as u64, "enqueue");
+    let mut out = String::new();
+    for chunk_start in (0..args.count).step_by(5_000) {
+        let n = (args.count - chunk_start).min(5_000);
+        let ids = producer.enqueue_many(vec![spec.clone(); n]).await.map_err(err)?;
+        for id in ids {
+            out.push_str(&id.to_string());
+            out.push('\n');
+        }
+        bar.inc(n as u64);
+    }
+    bar.finish_and_clear();
+    print!("{out}");
+    Ok(())
+}
+
+async fn watch(id: JobId, json: bool, producer: &Producer) -> CliResult {
+    let mut events = std::pin::pin!(producer.watch(id).await.map_err(err)?);
+    let bar = (!json).then(|| output::job_bar(id));
+    let mut last = None;
+    while let Some(event) = events.next().await {
+        let event = event.map_err(err)?;
+        if json {
+            let kind = match &event {
+                Event::Snapshot(_) => "snapshot",
+                Event::Progress(_) => "progress",
+                Event::Status(_) => "status",
+                Event::Finished(_) => "finished",
+            };
+            println!("{}", serde_json::json!({ "event": kind, "job": event.job() }));
+        } else if let Some(bar) = &bar {
+            output::update_job_bar(bar, event.job());
+        }
+        last = Some(event.job().clone());
+    }
+    if let (Some(bar), Some(job)) = (bar, last) {
+        bar.finish_and_clear();
+        output::job(&job, false);
+        if job.status != Status::Success {
+            return Err(format!("job {id} ended {}", job.status));
+        }
+    }
+    Ok(())
+}

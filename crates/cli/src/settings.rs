@@ -1,0 +1,78 @@
+//! Settings: a flag wins over its `TETHER_…` environment variable (clap reads both),
+//! which wins over the key in the config file, which wins over the default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// `config/tether.toml`, every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub redis_url: Option<String>,
+    #[serde(default)]
+    pub store: StoreFile,
+    #[serde(default)]
+    pub worker: WorkerFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreFile {
+    #[serde(default, with = "humantime_serde_opt")]
+    pub retention: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub response_timeout: Option<Duration>,
+    pub max_payload_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerFile {
+    pub queues: Option<Vec<String>>,
+    pub concurrency: Option<usize>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub lease_ttl: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub heartbeat: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub reap_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub shutdown_grace: Option<Duration>,
+    pub claim_batch: Option<usize>,
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+mod humantime_serde_opt {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text: Option<String> = Option::deserialize(d)?;
+        text.map(|t| humantime::parse_duration(&t).map_err(serde::de::Error::custom)).transpose()
+    }
+}
+
+/// Where the config file is: the given path (which must exist), else `config/tether.toml` if present.
+pub fn load(path: Option<&Path>) -> Result<FileConfig, String> {
+    let path: PathBuf = match path {
+        Some(p) => p.to_owned(),
+        None => {
+            let default = PathBuf::from("config/tether.toml");
+            if !default.exists() {
+                return Ok(FileConfig::default());
+            }
+            default
+        }
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("invalid {}: {e}", path.display()))
+}
+
+/// Parses `10s`, `250ms`, `1m`, `2h` (for clap).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 500ms, 10s, 5m)"))
+}

@@ -1,0 +1,268 @@
+//! Tether's producer library: the API services use to enqueue and follow jobs.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use tether_producer::{JobSpec, Producer};
+//!
+//! # async fn demo() -> Result<(), tether_producer::Error> {
+//! let producer = Producer::connect("redis://127.0.0.1:6380").await?;
+//! let id = producer
+//!     .enqueue(JobSpec::new("import").queue("images").input(&serde_json::json!({"size_mb": 10}))?)
+//!     .await?;
+//! let job = producer.wait(id, Duration::from_secs(60)).await?;
+//! println!("{} finished {:?} with {:?}", job.id, job.status, job.result);
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+pub use tether_model::{ErrorCode, Job, JobId, JobSpec, Phase, RetryPolicy, SpecError, Status};
+pub use tether_store::{CancelOutcome, ListQuery, Page, QueueStats, SortDir, SortKey, StoreConfig, WorkerInfo};
+use tether_store::{Store, StoreError};
+
+/// A producer call failed. Classify with the `is_*` methods.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// `wait` gave up before the job finished.
+    #[error("timed out waiting for job {0}")]
+    WaitTimeout(JobId),
+}
+
+impl Error {
+    /// No such job, or not the caller's.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::Store(e) if e.is_not_found())
+    }
+    /// Redis is unreachable right now; retrying later may work.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Store(e) if e.is_retryable())
+    }
+}
+
+/// What [`Producer::watch`] yields.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The job as it was when watching began.
+    Snapshot(Job),
+    /// Progress, message, phase or another field changed.
+    Progress(Job),
+    /// The status changed (and the job is not finished).
+    Status(Job),
+    /// The job reached a final status; the stream ends after this.
+    Finished(Job),
+}
+
+impl Event {
+    pub fn job(&self) -> &Job {
+        match self {
+            Event::Snapshot(j) | Event::Progress(j) | Event::Status(j) | Event::Finished(j) => j,
+        }
+    }
+}
+
+/// A handle for enqueueing and following jobs. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Producer {
+    store: Store,
+    owner: Option<String>,
+    /// Where jobs were seen, so `get(id)` needs no search.
+    queue_of: Arc<Mutex<HashMap<JobId, String>>>,
+}
+
+const QUEUE_CACHE_LIMIT: usize = 100_000;
+
+impl Producer {
+    /// Connects with default settings.
+    pub async fn connect(url: &str) -> Result<Producer, Error> {
+        Self::with_config(StoreConfig::new(url)).await
+    }
+
+    pub async fn with_config(config: StoreConfig) -> Result<Producer, Error> {
+        Ok(Self::from_store(Store::connect(config).await?))
+    }
+
+    pub fn from_store(store: Store) -> Producer {
+        Producer { store, owner: None, queue_of: Default::default() }
+    }
+
+    /// A producer that acts for `owner`: its jobs get that owner, and it sees only that owner's jobs.
+    pub fn for_owner(&self, owner: impl Into<String>) -> Producer {
+        Producer { owner: Some(owner.into()), ..self.clone() }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn remember(&self, id: JobId, queue: &str) {
+        let mut map = self.queue_of.lock().unwrap();
+        if map.len() >= QUEUE_CACHE_LIMIT {
+            map.clear();
+        }
+        map.insert(id, queue.to_owned());
+    }
+
+    fn scoped(&self, mut spec: JobSpec) -> JobSpec {
+        if let Some(owner) = &self.owner {
+            spec.owner = Some(owner.clone());
+        }
+        spec
+    }
+
+    /// Enqueues a job. With an idempotency key seen before, returns the earlier job's id.
+    pub async fn enqueue(&self, spec: JobSpec) -> Result<JobId, Error> {
+        let spec = self.scoped(spec);
+        let done = self.store.enqueue(&spec).await?;
+        self.remember(done.id, &spec.queue);
+        Ok(done.id)
+    }
+
+    /// Enqueues many jobs in pipelined round trips.
+    pub async fn enqueue_many(&self, specs: Vec<JobSpec>) -> Result<Vec<JobId>, Error> {
+        let specs: Vec<JobSpec> = specs.into_iter().map(|s| self.scoped(s)).collect();
+        let done = self.store.enqueue_many(&specs).await?;
+        Ok(done.into_iter().map(|d| d.id).collect())
+    }
+
+    /// The queue holding `id`.
+    async fn locate(&self, id: JobId) -> Result<String, Error> {
+        if let Some(q) = self.queue_of.lock().unwrap().get(&id).cloned() {
+            return Ok(q);
+        }
+        let queue = self.store.find_queue(id).await?.ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        self.remember(id, &queue);
+        Ok(queue)
+    }
+
+    fn visible(&self, job: &Job) -> bool {
+        self.owner.as_ref().is_none_or(|o| job.owner.as_ref() == Some(o))
+    }
+
+    /// The job, if it exists and is visible to this producer.
+    pub async fn get(&self, id: JobId) -> Result<Option<Job>, Error> {
+        let queue = match self.locate(id).await {
+            Ok(q) => q,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(self.store.get(&queue, id).await?.filter(|j| self.visible(j)))
+    }
+
+    /// A page of job summaries (no input or result).
+    pub async fn list(&self, mut query: ListQuery) -> Result<Page, Error> {
+        if self.owner.is_some() {
+            query.owner = self.owner.clone();
+        }
+        Ok(self.store.list(&query).await?)
+    }
+
+    /// CancelTask: pending jobs are cancelled at once; running ones stop at their worker's next heartbeat.
+    pub async fn cancel(&self, id: JobId) -> Result<CancelOutcome, Error> {
+        let queue = self.locate(id).await?;
+        Ok(self.store.cancel(&queue, id, self.owner.as_deref()).await?)
+    }
+
+    /// Re-queues a dead job for a fresh run.
+    pub async fn retry(&self, id: JobId) -> Result<(), Error> {
+        let queue = self.locate(id).await?;
+        Ok(self.store.retry_dead(&queue, id, self.owner.as_deref()).await?)
+    }
+
+    pub async fn set_name(&self, id: JobId, name: &str) -> Result<(), Error> {
+        let queue = self.locate(id).await?;
+        Ok(self.store.set_labels(&queue, id, self.owner.as_deref(), Some(name), None).await?)
+    }
+
+    pub async fn set_description(&self, id: JobId, description: &str) -> Result<(), Error> {
+        let queue = self.locate(id).await?;
+        Ok(self.store.set_labels(&queue, id, self.owner.as_deref(), None, Some(description)).await?)
+    }
+
+    /// Counts per queue (all known queues when `queues` is empty).
+    pub async fn stats(&self, queues: &[String]) -> Result<Vec<QueueStats>, Error> {
+        let queues = if queues.is_empty() { self.store.queues().await? } else { queues.to_vec() };
+        let mut out = Vec::with_capacity(queues.len());
+        for q in queues {
+            out.push(self.store.stats(&q).await?);
+        }
+        Ok(out)
+    }
+
+    /// Live workers.
+    pub async fn workers(&self) -> Result<Vec<WorkerInfo>, Error> {
+        Ok(self.store.workers().await?)
+    }
+
+    /// The job's changes: a snapshot, then every observed change, ending with `Finished`.
+    ///
+    /// Changes are pushed by Redis pub/sub; a re-read every second also covers
+    /// messages lost across a reconnect. Intermediate values may be coalesced.
+    pub async fn watch(&self, id: JobId) -> Result<impl Stream<Item = Result<Event, Error>> + Send + 'static + use<>, Error> {
+        let queue = self.locate(id).await?;
+        let changes = self.store.job_changes(&queue, id).await?.boxed();
+        let first = self.get(id).await?.ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        struct State {
+            producer: Producer,
+            id: JobId,
+            changes: futures::stream::BoxStream<'static, ()>,
+            first: Option<Job>,
+            last: Option<Job>,
+            done: bool,
+        }
+        let state = State { producer: self.clone(), id, changes, first: Some(first), last: None, done: false };
+        Ok(futures::stream::unfold(state, |mut st| async move {
+            if st.done {
+                return None;
+            }
+            loop {
+                let read = match st.first.take() {
+                    Some(first) => Ok(Some(first)),
+                    None => {
+                        // Wake on a change announcement or after a second, whichever comes first.
+                        let _ = tokio::time::timeout(Duration::from_secs(1), st.changes.next()).await;
+                        st.producer.get(st.id).await
+                    }
+                };
+                let job = match read {
+                    Ok(Some(job)) => job,
+                    Ok(None) => return Some((Err(StoreError::NotFound(st.id.to_string()).into()), State { done: true, ..st })),
+                    Err(e) if e.is_unavailable() => continue,
+                    Err(e) => return Some((Err(e), State { done: true, ..st })),
+                };
+                let event = match &st.last {
+                    None if job.status.is_final() => Event::Finished(job.clone()),
+                    None => Event::Snapshot(job.clone()),
+                    Some(prev) if prev == &job => continue,
+                    Some(_) if job.status.is_final() => Event::Finished(job.clone()),
+                    Some(prev) if prev.status != job.status => Event::Status(job.clone()),
+                    Some(_) => Event::Progress(job.clone()),
+                };
+                st.done = matches!(event, Event::Finished(_));
+                st.last = Some(job);
+                return Some((Ok(event), st));
+            }
+        }))
+    }
+
+    /// Waits until the job finishes and returns it; `WaitTimeout` after `timeout`.
+    pub async fn wait(&self, id: JobId, timeout: Duration) -> Result<Job, Error> {
+        let follow = async {
+            let mut events = std::pin::pin!(self.watch(id).await?);
+            while let Some(event) = events.next().await {
+                if let Event::Finished(job) = event? {
+                    return Ok(job);
+                }
+            }
+            Err(Error::Store(StoreError::NotFound(id.to_string())))
+        };
+        tokio::time::timeout(timeout, follow).await.unwrap_or(Err(Error::WaitTimeout(id)))
+    }
+}
