@@ -1,0 +1,136 @@
+//! Helpers shared by the end-to-end suites.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tether_producer::{Job, JobId, Producer, Status};
+use tether_store::{Store, StoreConfig};
+use tether_testkit::{ChildGuard, RedisServer, free_port, tether_bin};
+use tether_worker::{CancellationToken, Worker, WorkerBuilder};
+
+pub use tether_testkit::RedisOptions;
+
+pub async fn store(redis: &RedisServer) -> Store {
+    Store::connect(StoreConfig::new(redis.url())).await.expect("connect")
+}
+
+pub async fn producer(redis: &RedisServer) -> Producer {
+    Producer::from_store(store(redis).await)
+}
+
+/// A worker running in this process with the demo handlers plus whatever `extra` adds.
+#[derive(Debug)]
+pub struct InProcessWorker {
+    pub stop: CancellationToken,
+    pub handle: tokio::task::JoinHandle<()>,
+    pub metrics: tether_worker::metrics::Metrics,
+}
+
+impl InProcessWorker {
+    pub async fn start(redis: &RedisServer, configure: impl FnOnce(WorkerBuilder) -> WorkerBuilder) -> Self {
+        let builder = Worker::builder(store(redis).await)
+            .lease_ttl(Duration::from_secs(5))
+            .reap_interval(Duration::from_millis(300))
+            .shutdown_grace(Duration::from_secs(5));
+        let builder = tether_worker::demo::register(builder, &redis.url());
+        let worker = configure(builder).build().expect("worker config");
+        let metrics = worker.metrics().clone();
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        let handle = tokio::spawn(async move { worker.run(token).await.expect("worker run") });
+        InProcessWorker { stop, handle, metrics }
+    }
+
+    /// Graceful shutdown; waits for it.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.handle).await.expect("worker stops").expect("worker task");
+    }
+}
+
+/// A `tether worker` process.
+#[derive(Debug)]
+pub struct WorkerProcess {
+    pub child: ChildGuard,
+    pub metrics_port: u16,
+}
+
+impl WorkerProcess {
+    pub fn start(redis: &RedisServer, args: &[&str]) -> WorkerProcess {
+        let metrics_port = free_port();
+        let mut cmd = Command::new(tether_bin());
+        cmd.arg("worker")
+            .args(["--redis", &redis.url()])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .args(args)
+            .env("TETHER_LOG", "warn")
+            .env_remove("TETHER_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        WorkerProcess { child: ChildGuard::spawn(cmd), metrics_port }
+    }
+
+    /// The value of a metric summed over its series, from the worker's /metrics.
+    pub fn metric(&self, name: &str) -> f64 {
+        metric_value(self.metrics_port, name)
+    }
+}
+
+pub fn metric_value(port: u16, name: &str) -> f64 {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return f64::NAN };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = write!(stream, "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let mut body = String::new();
+    let _ = stream.read_to_string(&mut body);
+    body.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Waits until `id` is finished; panics after `timeout` with the job's last state.
+pub async fn finished(producer: &Producer, id: JobId, timeout: Duration) -> Job {
+    match producer.wait(id, timeout).await {
+        Ok(job) => job,
+        Err(e) => panic!("job {id} did not finish within {timeout:?}: {e}; now {:#?}", producer.get(id).await),
+    }
+}
+
+/// Polls until `cond` holds for the job; returns it.
+pub async fn until_job(producer: &Producer, id: JobId, timeout: Duration, cond: impl Fn(&Job) -> bool) -> Job {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let job = producer.get(id).await.expect("get").expect("job exists");
+        if cond(&job) {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "condition not reached within {timeout:?}; job: {job:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls until every id has a final status; returns the jobs.
+pub async fn all_finished(producer: &Producer, ids: &[JobId], timeout: Duration) -> Vec<Job> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut jobs = Vec::with_capacity(ids.len());
+        let mut open = 0;
+        for id in ids {
+            let job = producer.get(*id).await.expect("get").expect("acknowledged job exists");
+            if !job.status.is_final() {
+                open += 1;
+            }
+            jobs.push(job);
+        }
+        if open == 0 {
+            return jobs;
+        }
+        assert!(Instant::now() < deadline, "{open} of {} jobs unfinished after {timeout:?}", ids.len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn count(jobs: &[Job], status: Status) -> usize {
+    jobs.iter().filter(|j| j.status == status).count()
+}
