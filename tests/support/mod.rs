@@ -11,7 +11,9 @@ use tether_worker::{CancellationToken, Worker, WorkerBuilder};
 pub use tether_testkit::RedisOptions;
 
 pub async fn store(redis: &RedisServer) -> Store {
-    Store::connect(StoreConfig::new(redis.url())).await.expect("connect")
+    Store::connect(StoreConfig::new(redis.url()))
+        .await
+        .expect("connect")
 }
 
 pub async fn producer(redis: &RedisServer) -> Producer {
@@ -27,7 +29,10 @@ pub struct InProcessWorker {
 }
 
 impl InProcessWorker {
-    pub async fn start(redis: &RedisServer, configure: impl FnOnce(WorkerBuilder) -> WorkerBuilder) -> Self {
+    pub async fn start(
+        redis: &RedisServer,
+        configure: impl FnOnce(WorkerBuilder) -> WorkerBuilder,
+    ) -> Self {
         let builder = Worker::builder(store(redis).await)
             .lease_ttl(Duration::from_secs(5))
             .reap_interval(Duration::from_millis(300))
@@ -38,13 +43,20 @@ impl InProcessWorker {
         let stop = CancellationToken::new();
         let token = stop.clone();
         let handle = tokio::spawn(async move { worker.run(token).await.expect("worker run") });
-        InProcessWorker { stop, handle, metrics }
+        InProcessWorker {
+            stop,
+            handle,
+            metrics,
+        }
     }
 
     /// Graceful shutdown; waits for it.
     pub async fn shutdown(self) {
         self.stop.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.handle).await.expect("worker stops").expect("worker task");
+        tokio::time::timeout(Duration::from_secs(30), self.handle)
+            .await
+            .expect("worker stops")
+            .expect("worker task");
     }
 }
 
@@ -67,7 +79,10 @@ impl WorkerProcess {
             .env_remove("TETHER_CONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::null());
-        WorkerProcess { child: ChildGuard::spawn(cmd), metrics_port }
+        WorkerProcess {
+            child: ChildGuard::spawn(cmd),
+            metrics_port,
+        }
     }
 
     /// The value of a metric summed over its series, from the worker's /metrics.
@@ -78,9 +93,14 @@ impl WorkerProcess {
 
 pub fn metric_value(port: u16, name: &str) -> f64 {
     use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return f64::NAN };
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return f64::NAN;
+    };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = write!(stream, "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let _ = write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    );
     let mut body = String::new();
     let _ = stream.read_to_string(&mut body);
     body.lines()
@@ -93,19 +113,30 @@ pub fn metric_value(port: u16, name: &str) -> f64 {
 pub async fn finished(producer: &Producer, id: JobId, timeout: Duration) -> Job {
     match producer.wait(id, timeout).await {
         Ok(job) => job,
-        Err(e) => panic!("job {id} did not finish within {timeout:?}: {e}; now {:#?}", producer.get(id).await),
+        Err(e) => panic!(
+            "job {id} did not finish within {timeout:?}: {e}; now {:#?}",
+            producer.get(id).await
+        ),
     }
 }
 
 /// Polls until `cond` holds for the job; returns it.
-pub async fn until_job(producer: &Producer, id: JobId, timeout: Duration, cond: impl Fn(&Job) -> bool) -> Job {
+pub async fn until_job(
+    producer: &Producer,
+    id: JobId,
+    timeout: Duration,
+    cond: impl Fn(&Job) -> bool,
+) -> Job {
     let deadline = Instant::now() + timeout;
     loop {
         let job = producer.get(id).await.expect("get").expect("job exists");
         if cond(&job) {
             return job;
         }
-        assert!(Instant::now() < deadline, "condition not reached within {timeout:?}; job: {job:#?}");
+        assert!(
+            Instant::now() < deadline,
+            "condition not reached within {timeout:?}; job: {job:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -117,7 +148,11 @@ pub async fn all_finished(producer: &Producer, ids: &[JobId], timeout: Duration)
         let mut jobs = Vec::with_capacity(ids.len());
         let mut open = 0;
         for id in ids {
-            let job = producer.get(*id).await.expect("get").expect("acknowledged job exists");
+            let job = producer
+                .get(*id)
+                .await
+                .expect("get")
+                .expect("acknowledged job exists");
             if !job.status.is_final() {
                 open += 1;
             }
@@ -126,7 +161,11 @@ pub async fn all_finished(producer: &Producer, ids: &[JobId], timeout: Duration)
         if open == 0 {
             return jobs;
         }
-        assert!(Instant::now() < deadline, "{open} of {} jobs unfinished after {timeout:?}", ids.len());
+        assert!(
+            Instant::now() < deadline,
+            "{open} of {} jobs unfinished after {timeout:?}",
+            ids.len()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
-use tether_producer::{Event, JobId, JobSpec, ListQuery, Producer, RetryPolicy, SortDir, SortKey, Status};
+use tether_producer::{
+    Event, JobId, JobSpec, ListQuery, Producer, RetryPolicy, SortDir, SortKey, Status,
+};
 use tether_store::{Store, StoreConfig};
 use tether_worker::{Worker, WorkerConfig};
 
@@ -187,9 +189,15 @@ enum SortDirArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_log = if matches!(cli.command, Command::Worker(_)) { "info" } else { "warn" };
+    let default_log = if matches!(cli.command, Command::Worker(_)) {
+        "info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(cli.log.as_deref().unwrap_or(default_log)))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            cli.log.as_deref().unwrap_or(default_log),
+        ))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -227,9 +235,12 @@ async fn run(cli: Cli) -> CliResult {
         store_config.max_payload_bytes = m;
     }
     let connect = || async {
-        Store::connect(store_config.clone())
-            .await
-            .map_err(|e| format!("cannot connect to Redis at {}: {e}", tether_store::redact(&url)))
+        Store::connect(store_config.clone()).await.map_err(|e| {
+            format!(
+                "cannot connect to Redis at {}: {e}",
+                tether_store::redact(&url)
+            )
+        })
     };
     match cli.command {
         Command::Worker(args) => run_worker(args, &file.worker, store_config.clone(), &url).await,
@@ -240,17 +251,41 @@ async fn run(cli: Cli) -> CliResult {
     }
 }
 
-async fn run_worker(args: WorkerArgs, file: &settings::WorkerFile, store_config: StoreConfig, url: &str) -> CliResult {
+async fn run_worker(
+    args: WorkerArgs,
+    file: &settings::WorkerFile,
+    store_config: StoreConfig,
+    url: &str,
+) -> CliResult {
     let defaults = WorkerConfig::default();
-    let queues = if !args.queues.is_empty() { args.queues } else { file.queues.clone().unwrap_or(defaults.queues) };
+    let queues = if !args.queues.is_empty() {
+        args.queues
+    } else {
+        file.queues.clone().unwrap_or(defaults.queues)
+    };
     let config = WorkerConfig {
         queues,
-        concurrency: args.concurrency.or(file.concurrency).unwrap_or(defaults.concurrency),
-        lease_ttl: args.lease_ttl.or(file.lease_ttl).unwrap_or(defaults.lease_ttl),
+        concurrency: args
+            .concurrency
+            .or(file.concurrency)
+            .unwrap_or(defaults.concurrency),
+        lease_ttl: args
+            .lease_ttl
+            .or(file.lease_ttl)
+            .unwrap_or(defaults.lease_ttl),
         heartbeat: args.heartbeat.or(file.heartbeat),
-        reap_interval: args.reap_interval.or(file.reap_interval).unwrap_or(defaults.reap_interval),
-        shutdown_grace: args.shutdown_grace.or(file.shutdown_grace).unwrap_or(defaults.shutdown_grace),
-        claim_batch: args.claim_batch.or(file.claim_batch).unwrap_or(defaults.claim_batch),
+        reap_interval: args
+            .reap_interval
+            .or(file.reap_interval)
+            .unwrap_or(defaults.reap_interval),
+        shutdown_grace: args
+            .shutdown_grace
+            .or(file.shutdown_grace)
+            .unwrap_or(defaults.shutdown_grace),
+        claim_batch: args
+            .claim_batch
+            .or(file.claim_batch)
+            .unwrap_or(defaults.claim_batch),
         max_payload_bytes: store_config.max_payload_bytes,
         metrics_addr: args.metrics_addr.or(file.metrics_addr),
         id: args.id,
@@ -269,7 +304,9 @@ async fn run_worker(args: WorkerArgs, file: &settings::WorkerFile, store_config:
         }
     };
     let builder = Worker::builder(store).config(config);
-    let worker = tether_worker::demo::register(builder, url).build().map_err(err)?;
+    let worker = tether_worker::demo::register(builder, url)
+        .build()
+        .map_err(err)?;
     worker.run_until_signal().await.map_err(err)
 }
 
@@ -278,7 +315,11 @@ async fn run_client(command: Command, producer: Producer) -> CliResult {
         Command::Worker(_) => unreachable!("handled by run_worker"),
         Command::Enqueue(args) => enqueue(args, &producer).await,
         Command::Get { id, json } => {
-            let job = producer.get(id).await.map_err(err)?.ok_or_else(|| format!("no job {id}"))?;
+            let job = producer
+                .get(id)
+                .await
+                .map_err(err)?
+                .ok_or_else(|| format!("no job {id}"))?;
             output::job(&job, json);
             Ok(())
         }
@@ -313,7 +354,8 @@ async fn run_client(command: Command, producer: Producer) -> CliResult {
                 "{id}: {}",
                 match outcome {
                     tether_producer::CancelOutcome::Cancelled => "cancelled",
-                    tether_producer::CancelOutcome::Requested => "cancel requested; the worker stops it at its next heartbeat",
+                    tether_producer::CancelOutcome::Requested =>
+                        "cancel requested; the worker stops it at its next heartbeat",
                 }
             );
             Ok(())
@@ -323,7 +365,11 @@ async fn run_client(command: Command, producer: Producer) -> CliResult {
             println!("{id}: re-queued");
             Ok(())
         }
-        Command::Label { id, name, description } => {
+        Command::Label {
+            id,
+            name,
+            description,
+        } => {
             if let Some(name) = name {
                 producer.set_name(id, &name).await.map_err(err)?;
             }
@@ -333,7 +379,11 @@ async fn run_client(command: Command, producer: Producer) -> CliResult {
             Ok(())
         }
         Command::Watch { id, json } => watch(id, json, &producer).await,
-        Command::Stats { queues, json, watch } => output::stats(&producer, &queues, json, watch).await,
+        Command::Stats {
+            queues,
+            json,
+            watch,
+        } => output::stats(&producer, &queues, json, watch).await,
         Command::Workers { json } => {
             let workers = producer.workers().await.map_err(err)?;
             output::workers(&workers, json);
@@ -345,7 +395,10 @@ async fn run_client(command: Command, producer: Producer) -> CliResult {
 async fn enqueue(args: EnqueueArgs, producer: &Producer) -> CliResult {
     let input: serde_json::Value =
         serde_json::from_str(&args.input).map_err(|e| format!("--input is not valid JSON: {e}"))?;
-    let mut spec = JobSpec::new(args.job_type).queue(args.queue).input_json(input).cancelable(!args.not_cancelable);
+    let mut spec = JobSpec::new(args.job_type)
+        .queue(args.queue)
+        .input_json(input)
+        .cancelable(!args.not_cancelable);
     if let Some(d) = args.delay {
         spec = spec.delay(d);
     }
@@ -356,7 +409,10 @@ async fn enqueue(args: EnqueueArgs, producer: &Producer) -> CliResult {
         spec = spec.max_attempts(n);
     }
     if let Some(b) = args.backoff {
-        spec = spec.backoff(RetryPolicy { initial_ms: b.as_millis() as u64, ..RetryPolicy::default() });
+        spec = spec.backoff(RetryPolicy {
+            initial_ms: b.as_millis() as u64,
+            ..RetryPolicy::default()
+        });
     }
     if let Some(t) = args.timeout {
         spec = spec.timeout(t);
@@ -379,7 +435,10 @@ async fn enqueue(args: EnqueueArgs, producer: &Producer) -> CliResult {
     let mut out = String::new();
     for chunk_start in (0..args.count).step_by(5_000) {
         let n = (args.count - chunk_start).min(5_000);
-        let ids = producer.enqueue_many(vec![spec.clone(); n]).await.map_err(err)?;
+        let ids = producer
+            .enqueue_many(vec![spec.clone(); n])
+            .await
+            .map_err(err)?;
         for id in ids {
             out.push_str(&id.to_string());
             out.push('\n');
@@ -404,7 +463,10 @@ async fn watch(id: JobId, json: bool, producer: &Producer) -> CliResult {
                 Event::Status(_) => "status",
                 Event::Finished(_) => "finished",
             };
-            println!("{}", serde_json::json!({ "event": kind, "job": event.job() }));
+            println!(
+                "{}",
+                serde_json::json!({ "event": kind, "job": event.job() })
+            );
         } else if let Some(bar) = &bar {
             output::update_job_bar(bar, event.job());
         }

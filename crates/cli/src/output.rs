@@ -7,12 +7,16 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tether_producer::{Job, JobId, Page, Producer, QueueStats, WorkerInfo};
 
 fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
-    t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)).unwrap_or_else(|| "-".into())
+    t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| "-".into())
 }
 
 pub fn job(job: &Job, json: bool) {
     if json {
-        println!("{}", serde_json::to_string_pretty(job).expect("job serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(job).expect("job serialises")
+        );
         return;
     }
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
@@ -21,16 +25,43 @@ pub fn job(job: &Job, json: bool) {
         ("queue", job.queue.clone()),
         ("type", job.job_type.clone()),
         ("status", job.status.to_string()),
-        ("phase", job.phase.map(|p| p.as_str().to_owned()).unwrap_or_else(|| "-".into())),
-        ("progress", format!("{}% {}", job.progress, opt(&job.progress_message))),
+        (
+            "phase",
+            job.phase
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_else(|| "-".into()),
+        ),
+        (
+            "progress",
+            format!("{}% {}", job.progress, opt(&job.progress_message)),
+        ),
         ("attempts", format!("{}/{}", job.attempts, job.max_attempts)),
         ("worker", opt(&job.worker)),
         ("owner", opt(&job.owner)),
         ("name", opt(&job.name)),
         ("input", job.input.to_string()),
-        ("result", job.result.as_ref().map(|r| r.to_string()).unwrap_or_else(|| "-".into())),
-        ("message", if job.message.is_empty() { "-".into() } else { job.message.clone() }),
-        ("error_code", job.error_code.as_ref().map(|c| c.to_string()).unwrap_or_else(|| "-".into())),
+        (
+            "result",
+            job.result
+                .as_ref()
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "-".into()),
+        ),
+        (
+            "message",
+            if job.message.is_empty() {
+                "-".into()
+            } else {
+                job.message.clone()
+            },
+        ),
+        (
+            "error_code",
+            job.error_code
+                .as_ref()
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "-".into()),
+        ),
         ("cancel_requested", job.cancel_requested.to_string()),
         ("created_at", time(Some(job.created_at))),
         ("started_at", time(job.started_at)),
@@ -51,10 +82,16 @@ pub fn page(page: &Page, json: bool) {
             "jobs": page.jobs,
             "next_marker": page.next_marker.map(|m| m.to_string()),
         });
-        println!("{}", serde_json::to_string_pretty(&value).expect("page serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).expect("page serialises")
+        );
         return;
     }
-    println!("{:<36}  {:<12} {:<10} {:<10} {:>4} {:>5}  {:<24}  MESSAGE", "ID", "QUEUE", "TYPE", "STATUS", "PCT", "TRIES", "CREATED");
+    println!(
+        "{:<36}  {:<12} {:<10} {:<10} {:>4} {:>5}  {:<24}  MESSAGE",
+        "ID", "QUEUE", "TYPE", "STATUS", "PCT", "TRIES", "CREATED"
+    );
     for j in &page.jobs {
         println!(
             "{:<36}  {:<12} {:<10} {:<10} {:>3}% {:>2}/{:<2}  {:<24}  {}",
@@ -93,23 +130,46 @@ fn stats_json(stats: &[QueueStats]) -> serde_json::Value {
 fn stats_table(stats: &[QueueStats], rates: Option<&[f64]>) {
     println!(
         "{:<20} {:>9} {:>9} {:>10} {:>7} {:>9} {:>9} {:>9}{}",
-        "QUEUE", "PENDING", "SCHEDULED", "PROCESSING", "DEAD", "SUCCESS", "FAILURE", "CANCELLED",
+        "QUEUE",
+        "PENDING",
+        "SCHEDULED",
+        "PROCESSING",
+        "DEAD",
+        "SUCCESS",
+        "FAILURE",
+        "CANCELLED",
         if rates.is_some() { "   DONE/S" } else { "" }
     );
     for (i, s) in stats.iter().enumerate() {
         let rate = rates.map(|r| format!(" {:>9.1}", r[i])).unwrap_or_default();
         println!(
             "{:<20} {:>9} {:>9} {:>10} {:>7} {:>9} {:>9} {:>9}{rate}",
-            s.queue, s.pending, s.scheduled, s.processing, s.dead, s.success, s.failure, s.cancelled
+            s.queue,
+            s.pending,
+            s.scheduled,
+            s.processing,
+            s.dead,
+            s.success,
+            s.failure,
+            s.cancelled
         );
     }
 }
 
-pub async fn stats(producer: &Producer, queues: &[String], json: bool, watch: bool) -> Result<(), String> {
+pub async fn stats(
+    producer: &Producer,
+    queues: &[String],
+    json: bool,
+    watch: bool,
+) -> Result<(), String> {
     let read = || async { producer.stats(queues).await.map_err(|e| e.to_string()) };
     if !watch {
         let stats = read().await?;
-        if json { println!("{}", stats_json(&stats)) } else { stats_table(&stats, None) }
+        if json {
+            println!("{}", stats_json(&stats))
+        } else {
+            stats_table(&stats, None)
+        }
         return Ok(());
     }
     let mut previous: Option<(Instant, Vec<QueueStats>)> = None;
@@ -122,7 +182,11 @@ pub async fn stats(producer: &Producer, queues: &[String], json: bool, watch: bo
                 .iter()
                 .map(|s| {
                     let done = |q: &QueueStats| (q.success + q.failure + q.cancelled) as f64;
-                    let prev = before.iter().find(|b| b.queue == s.queue).map(done).unwrap_or(done(s));
+                    let prev = before
+                        .iter()
+                        .find(|b| b.queue == s.queue)
+                        .map(done)
+                        .unwrap_or(done(s));
                     ((done(s) - prev) / secs).max(0.0)
                 })
                 .collect()
@@ -145,7 +209,10 @@ pub async fn stats(producer: &Producer, queues: &[String], json: bool, watch: bo
 
 pub fn workers(workers: &[WorkerInfo], json: bool) {
     if json {
-        println!("{}", serde_json::to_string_pretty(workers).expect("workers serialise"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(workers).expect("workers serialise")
+        );
         return;
     }
     if workers.is_empty() {
@@ -163,7 +230,10 @@ pub fn workers(workers: &[WorkerInfo], json: bool) {
             time(Some(w.started_at))
         );
         for (queue, id, lease) in &w.jobs {
-            println!("    {id}  queue={queue}  lease until {}", time(Some(*lease)));
+            println!(
+                "    {id}  queue={queue}  lease until {}",
+                time(Some(*lease))
+            );
         }
     }
 }
@@ -184,9 +254,15 @@ pub fn progress_bar(len: u64, what: &str) -> ProgressBar {
 }
 
 pub fn job_bar(id: JobId) -> ProgressBar {
-    let bar = if std::io::stderr().is_terminal() { ProgressBar::new(100) } else { ProgressBar::hidden() };
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(100)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:40}] {pos:>3}% {msg}").expect("template").progress_chars("=> "),
+        ProgressStyle::with_template("{prefix} [{bar:40}] {pos:>3}% {msg}")
+            .expect("template")
+            .progress_chars("=> "),
     );
     bar.set_prefix(id.to_string());
     bar.enable_steady_tick(Duration::from_millis(200));
@@ -200,7 +276,10 @@ pub fn update_job_bar(bar: &ProgressBar, job: &Job) {
         .filter(|_| !job.status.is_final())
         .map(|t| format!(" eta {}", t.format("%H:%M:%S")))
         .unwrap_or_default();
-    let phase = job.phase.map(|p| format!("[{}] ", p.as_str())).unwrap_or_default();
+    let phase = job
+        .phase
+        .map(|p| format!("[{}] ", p.as_str()))
+        .unwrap_or_default();
     bar.set_message(format!(
         "{} {phase}{}{eta}",
         job.status,

@@ -52,7 +52,8 @@ mod humantime_serde_opt {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         let text: Option<String> = Option::deserialize(d)?;
-        text.map(|t| humantime::parse_duration(&t).map_err(serde::de::Error::custom)).transpose()
+        text.map(|t| humantime::parse_duration(&t).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }
 
@@ -68,7 +69,8 @@ pub fn load(path: Option<&Path>) -> Result<FileConfig, String> {
             default
         }
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     toml::from_str(&text).map_err(|e| format!("invalid {}: {e}", path.display()))
 }
 

@@ -56,6 +56,8 @@ impl FromStr for JobId {
     type Err = ParseJobIdError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s).map(JobId).map_err(|_| ParseJobIdError(s.to_owned()))
+        Uuid::parse_str(s)
+            .map(JobId)
+            .map_err(|_| ParseJobIdError(s.to_owned()))
     }
 }

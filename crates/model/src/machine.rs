@@ -95,7 +95,9 @@ impl JobState {
             (Op::Progress(pct), Processing) => self.progress = crate::progress::clamp(pct),
             (Op::Complete, Processing) => self.finish(Success),
             // A requested cancel wins over a failure, a lapsed lease or a hand-back.
-            (Op::Fail { .. } | Op::LeaseExpired | Op::Release, Processing) if self.cancel_requested => {
+            (Op::Fail { .. } | Op::LeaseExpired | Op::Release, Processing)
+                if self.cancel_requested =>
+            {
                 self.finish(Cancelled)
             }
             (Op::Fail { transient }, Processing) => {
@@ -188,10 +190,22 @@ mod tests {
             let mut job = JobState::new(1, true);
             job.status = final_status;
             job.dead = final_status == Status::Failure;
-            for op in [Op::Claim, Op::Complete, Op::Cancel, Op::LeaseExpired, Op::Release] {
-                assert_eq!(job.clone().apply(op), Err(TransitionError::InvalidState(final_status)));
+            for op in [
+                Op::Claim,
+                Op::Complete,
+                Op::Cancel,
+                Op::LeaseExpired,
+                Op::Release,
+            ] {
+                assert_eq!(
+                    job.clone().apply(op),
+                    Err(TransitionError::InvalidState(final_status))
+                );
             }
-            assert_eq!(job.clone().apply(Op::Retry).is_ok(), final_status == Status::Failure);
+            assert_eq!(
+                job.clone().apply(Op::Retry).is_ok(),
+                final_status == Status::Failure
+            );
         }
     }
 
@@ -206,7 +220,10 @@ mod tests {
 
         let mut running = JobState::new(1, true);
         running.apply(Op::Claim).unwrap();
-        assert_eq!(running.apply(Op::CancelObserved), Err(TransitionError::InvalidState(Status::Processing)));
+        assert_eq!(
+            running.apply(Op::CancelObserved),
+            Err(TransitionError::InvalidState(Status::Processing))
+        );
         running.apply(Op::Cancel).unwrap();
         running.apply(Op::Cancel).unwrap(); // repeated cancels are one
         assert_eq!(running.status, Status::Processing);

@@ -32,7 +32,12 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { initial_ms: 1_000, factor: 2.0, cap_ms: 300_000, jitter: 0.25 }
+        RetryPolicy {
+            initial_ms: 1_000,
+            factor: 2.0,
+            cap_ms: 300_000,
+            jitter: 0.25,
+        }
     }
 }
 
@@ -40,7 +45,12 @@ impl RetryPolicy {
     /// A policy with a fixed delay and no jitter.
     pub fn fixed(delay: Duration) -> Self {
         let ms = delay.as_millis() as u64;
-        RetryPolicy { initial_ms: ms, factor: 1.0, cap_ms: ms, jitter: 0.0 }
+        RetryPolicy {
+            initial_ms: ms,
+            factor: 1.0,
+            cap_ms: ms,
+            jitter: 0.0,
+        }
     }
 
     /// The delay after `failed_attempts` failures; `random01` is a uniform sample in `[0, 1)`.

@@ -57,12 +57,17 @@ pub enum SpecError {
 fn valid_name(s: &str, max: usize, extra: &[u8]) -> bool {
     !s.is_empty()
         && s.len() <= max
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b) || extra.contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b) || extra.contains(&b))
 }
 
 /// Checks a queue name: `[A-Za-z0-9_.-]{1,64}` (no braces, so it can be a Redis hash tag).
 pub fn validate_queue_name(queue: &str) -> Result<(), SpecError> {
-    if valid_name(queue, 64, b"") { Ok(()) } else { Err(SpecError::QueueName(queue.to_owned())) }
+    if valid_name(queue, 64, b"") {
+        Ok(())
+    } else {
+        Err(SpecError::QueueName(queue.to_owned()))
+    }
 }
 
 impl JobSpec {
@@ -165,10 +170,12 @@ impl JobSpec {
         if self.max_attempts == 0 {
             return Err(SpecError::MaxAttempts);
         }
-        if let Some(key) = &self.idempotency_key {
-            if key.is_empty() || key.len() > 256 {
-                return Err(SpecError::IdempotencyKey);
-            }
+        if self
+            .idempotency_key
+            .as_ref()
+            .is_some_and(|k| k.is_empty() || k.len() > 256)
+        {
+            return Err(SpecError::IdempotencyKey);
         }
         for (field, value, max) in [
             ("owner", &self.owner, 256),
@@ -200,8 +207,17 @@ mod tests {
     #[test]
     fn specs_are_validated() {
         assert!(JobSpec::new("t").validate().is_ok());
-        assert_eq!(JobSpec::new("").validate(), Err(SpecError::JobType(String::new())));
-        assert_eq!(JobSpec::new("t").max_attempts(0).validate(), Err(SpecError::MaxAttempts));
-        assert_eq!(JobSpec::new("t").idempotency_key("").validate(), Err(SpecError::IdempotencyKey));
+        assert_eq!(
+            JobSpec::new("").validate(),
+            Err(SpecError::JobType(String::new()))
+        );
+        assert_eq!(
+            JobSpec::new("t").max_attempts(0).validate(),
+            Err(SpecError::MaxAttempts)
+        );
+        assert_eq!(
+            JobSpec::new("t").idempotency_key("").validate(),
+            Err(SpecError::IdempotencyKey)
+        );
     }
 }

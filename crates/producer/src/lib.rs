@@ -20,7 +20,9 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 pub use tether_model::{ErrorCode, Job, JobId, JobSpec, Phase, RetryPolicy, SpecError, Status};
-pub use tether_store::{CancelOutcome, ListQuery, Page, QueueStats, SortDir, SortKey, StoreConfig, WorkerInfo};
+pub use tether_store::{
+    CancelOutcome, ListQuery, Page, QueueStats, SortDir, SortKey, StoreConfig, WorkerInfo,
+};
 use tether_store::{Store, StoreError};
 
 /// A producer call failed. Classify with the `is_*` methods.
@@ -90,12 +92,19 @@ impl Producer {
     }
 
     pub fn from_store(store: Store) -> Producer {
-        Producer { store, owner: None, queue_of: Default::default() }
+        Producer {
+            store,
+            owner: None,
+            queue_of: Default::default(),
+        }
     }
 
     /// A producer that acts for `owner`: its jobs get that owner, and it sees only that owner's jobs.
     pub fn for_owner(&self, owner: impl Into<String>) -> Producer {
-        Producer { owner: Some(owner.into()), ..self.clone() }
+        Producer {
+            owner: Some(owner.into()),
+            ..self.clone()
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -137,13 +146,19 @@ impl Producer {
         if let Some(q) = self.queue_of.lock().unwrap().get(&id).cloned() {
             return Ok(q);
         }
-        let queue = self.store.find_queue(id).await?.ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        let queue = self
+            .store
+            .find_queue(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
         self.remember(id, &queue);
         Ok(queue)
     }
 
     fn visible(&self, job: &Job) -> bool {
-        self.owner.as_ref().is_none_or(|o| job.owner.as_ref() == Some(o))
+        self.owner
+            .as_ref()
+            .is_none_or(|o| job.owner.as_ref() == Some(o))
     }
 
     /// The job, if it exists and is visible to this producer.
@@ -153,7 +168,11 @@ impl Producer {
             Err(e) if e.is_not_found() => return Ok(None),
             Err(e) => return Err(e),
         };
-        Ok(self.store.get(&queue, id).await?.filter(|j| self.visible(j)))
+        Ok(self
+            .store
+            .get(&queue, id)
+            .await?
+            .filter(|j| self.visible(j)))
     }
 
     /// A page of job summaries (no input or result).
@@ -173,22 +192,35 @@ impl Producer {
     /// Re-queues a dead job for a fresh run.
     pub async fn retry(&self, id: JobId) -> Result<(), Error> {
         let queue = self.locate(id).await?;
-        Ok(self.store.retry_dead(&queue, id, self.owner.as_deref()).await?)
+        Ok(self
+            .store
+            .retry_dead(&queue, id, self.owner.as_deref())
+            .await?)
     }
 
     pub async fn set_name(&self, id: JobId, name: &str) -> Result<(), Error> {
         let queue = self.locate(id).await?;
-        Ok(self.store.set_labels(&queue, id, self.owner.as_deref(), Some(name), None).await?)
+        Ok(self
+            .store
+            .set_labels(&queue, id, self.owner.as_deref(), Some(name), None)
+            .await?)
     }
 
     pub async fn set_description(&self, id: JobId, description: &str) -> Result<(), Error> {
         let queue = self.locate(id).await?;
-        Ok(self.store.set_labels(&queue, id, self.owner.as_deref(), None, Some(description)).await?)
+        Ok(self
+            .store
+            .set_labels(&queue, id, self.owner.as_deref(), None, Some(description))
+            .await?)
     }
 
     /// Counts per queue (all known queues when `queues` is empty).
     pub async fn stats(&self, queues: &[String]) -> Result<Vec<QueueStats>, Error> {
-        let queues = if queues.is_empty() { self.store.queues().await? } else { queues.to_vec() };
+        let queues = if queues.is_empty() {
+            self.store.queues().await?
+        } else {
+            queues.to_vec()
+        };
         let mut out = Vec::with_capacity(queues.len());
         for q in queues {
             out.push(self.store.stats(&q).await?);
@@ -205,10 +237,16 @@ impl Producer {
     ///
     /// Changes are pushed by Redis pub/sub; a re-read every second also covers
     /// messages lost across a reconnect. Intermediate values may be coalesced.
-    pub async fn watch(&self, id: JobId) -> Result<impl Stream<Item = Result<Event, Error>> + Send + 'static + use<>, Error> {
+    pub async fn watch(
+        &self,
+        id: JobId,
+    ) -> Result<impl Stream<Item = Result<Event, Error>> + Send + 'static + use<>, Error> {
         let queue = self.locate(id).await?;
         let changes = self.store.job_changes(&queue, id).await?.boxed();
-        let first = self.get(id).await?.ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        let first = self
+            .get(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
         struct State {
             producer: Producer,
             id: JobId,
@@ -217,7 +255,14 @@ impl Producer {
             last: Option<Job>,
             done: bool,
         }
-        let state = State { producer: self.clone(), id, changes, first: Some(first), last: None, done: false };
+        let state = State {
+            producer: self.clone(),
+            id,
+            changes,
+            first: Some(first),
+            last: None,
+            done: false,
+        };
         Ok(futures::stream::unfold(state, |mut st| async move {
             if st.done {
                 return None;
@@ -227,13 +272,19 @@ impl Producer {
                     Some(first) => Ok(Some(first)),
                     None => {
                         // Wake on a change announcement or after a second, whichever comes first.
-                        let _ = tokio::time::timeout(Duration::from_secs(1), st.changes.next()).await;
+                        let _ =
+                            tokio::time::timeout(Duration::from_secs(1), st.changes.next()).await;
                         st.producer.get(st.id).await
                     }
                 };
                 let job = match read {
                     Ok(Some(job)) => job,
-                    Ok(None) => return Some((Err(StoreError::NotFound(st.id.to_string()).into()), State { done: true, ..st })),
+                    Ok(None) => {
+                        return Some((
+                            Err(StoreError::NotFound(st.id.to_string()).into()),
+                            State { done: true, ..st },
+                        ));
+                    }
                     Err(e) if e.is_unavailable() => continue,
                     Err(e) => return Some((Err(e), State { done: true, ..st })),
                 };
@@ -263,6 +314,8 @@ impl Producer {
             }
             Err(Error::Store(StoreError::NotFound(id.to_string())))
         };
-        tokio::time::timeout(timeout, follow).await.unwrap_or(Err(Error::WaitTimeout(id)))
+        tokio::time::timeout(timeout, follow)
+            .await
+            .unwrap_or(Err(Error::WaitTimeout(id)))
     }
 }

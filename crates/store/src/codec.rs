@@ -58,7 +58,11 @@ pub(crate) fn spec_fields(spec: &JobSpec, input: Vec<u8>) -> Vec<(&'static str, 
     if let Some(t) = spec.timeout {
         fields.push(("to", (t.as_millis() as u64).to_string().into_bytes()));
     }
-    for (name, value) in [("owner", &spec.owner), ("name", &spec.name), ("desc", &spec.description)] {
+    for (name, value) in [
+        ("owner", &spec.owner),
+        ("name", &spec.name),
+        ("desc", &spec.description),
+    ] {
         if let Some(v) = value {
             fields.push((name, v.clone().into_bytes()));
         }
@@ -91,16 +95,20 @@ impl Fields {
     }
 
     /// Builds the record. `lease_deadline_ms` comes from the leases sorted set.
-    pub(crate) fn into_job(self, id: JobId, queue: &str, lease_deadline_ms: Option<i64>) -> Result<Job, StoreError> {
+    pub(crate) fn into_job(
+        self,
+        id: JobId,
+        queue: &str,
+        lease_deadline_ms: Option<i64>,
+    ) -> Result<Job, StoreError> {
         let status = self
             .str("st")
             .ok_or_else(|| StoreError::decode("st", "missing"))?
             .parse()
             .map_err(|e| StoreError::decode("st", e))?;
         let input = match self.0.get("in") {
-            Some(bytes) => decode::<serde_json::Value>("in", bytes).unwrap_or_else(|e| {
-                serde_json::Value::String(format!("<undecodable input: {e}>"))
-            }),
+            Some(bytes) => decode::<serde_json::Value>("in", bytes)
+                .unwrap_or_else(|e| serde_json::Value::String(format!("<undecodable input: {e}>"))),
             None => serde_json::Value::Null,
         };
         let result = match self.0.get("res") {
@@ -108,7 +116,9 @@ impl Fields {
             None => None,
         };
         let error_info = match self.str("ei") {
-            Some(s) if !s.is_empty() => serde_json::from_str(s).map_err(|e| StoreError::decode("ei", e))?,
+            Some(s) if !s.is_empty() => {
+                serde_json::from_str(s).map_err(|e| StoreError::decode("ei", e))?
+            }
             _ => Vec::new(),
         };
         let created_at = self.time("ct").unwrap_or_default();
@@ -153,7 +163,12 @@ mod tests {
 
     #[test]
     fn backoff_round_trips() {
-        let p = RetryPolicy { initial_ms: 250, factor: 1.5, cap_ms: 9000, jitter: 0.1 };
+        let p = RetryPolicy {
+            initial_ms: 250,
+            factor: 1.5,
+            cap_ms: 9000,
+            jitter: 0.1,
+        };
         assert_eq!(decode_backoff(&encode_backoff(&p)), p);
         assert_eq!(decode_backoff("garbage"), RetryPolicy::default());
     }

@@ -24,7 +24,10 @@ pub enum StoreError {
     PayloadTooLarge { size: usize, limit: usize },
     /// A stored value could not be decoded.
     #[error("decode {field}: {message}")]
-    Decode { field: &'static str, message: String },
+    Decode {
+        field: &'static str,
+        message: String,
+    },
     /// A reply had an unexpected shape.
     #[error("unexpected reply: {0}")]
     Reply(#[from] redis::ParsingError),
@@ -66,7 +69,10 @@ impl StoreError {
     }
 
     pub(crate) fn decode(field: &'static str, e: impl std::fmt::Display) -> Self {
-        StoreError::Decode { field, message: e.to_string() }
+        StoreError::Decode {
+            field,
+            message: e.to_string(),
+        }
     }
 }
 

@@ -30,8 +30,10 @@ pub struct QueueKeys {
 impl QueueKeys {
     pub fn new(queue: &str) -> Self {
         let prefix = format!("tether:{{{queue}}}:");
-        let fixed = ["stream", "delayed", "leases", "jobs", "done", "dead", "counts"]
-            .map(|name| format!("{prefix}{name}"));
+        let fixed = [
+            "stream", "delayed", "leases", "jobs", "done", "dead", "counts",
+        ]
+        .map(|name| format!("{prefix}{name}"));
         QueueKeys { prefix, fixed }
     }
     pub fn stream(&self) -> &str {
@@ -68,7 +70,12 @@ mod tests {
     #[test]
     fn every_key_of_a_queue_shares_its_hash_tag() {
         let keys = QueueKeys::new("mail");
-        for key in keys.fixed.iter().cloned().chain([keys.job("x"), keys.events("x")]) {
+        for key in keys
+            .fixed
+            .iter()
+            .cloned()
+            .chain([keys.job("x"), keys.events("x")])
+        {
             assert!(key.starts_with("tether:{mail}:"), "{key}");
         }
     }

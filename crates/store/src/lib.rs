@@ -40,7 +40,9 @@ pub use error::StoreError;
 pub use keys::LAYOUT_VERSION;
 pub use list::{ListQuery, Page, SortDir, SortKey};
 pub use scripts::SCRIPTS;
-pub use worker_ops::{Claimed, FinishOutcome, Lease, LeaseError, Outcome, RenewStatus, Waiter, WorkerInfo};
+pub use worker_ops::{
+    Claimed, FinishOutcome, Lease, LeaseError, Outcome, RenewStatus, Waiter, WorkerInfo,
+};
 
 use keys::QueueKeys;
 
@@ -118,14 +120,18 @@ struct Inner {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("url", &redact(&self.inner.config.url)).finish()
+        f.debug_struct("Store")
+            .field("url", &redact(&self.inner.config.url))
+            .finish()
     }
 }
 
 /// The URL with any password hidden, for logs.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
         _ => url.to_owned(),
     }
 }
@@ -133,8 +139,9 @@ pub fn redact(url: &str) -> String {
 impl Store {
     /// Connects (once; later outages are reconnected with backoff by the connection itself).
     pub async fn connect(config: StoreConfig) -> Result<Store, StoreError> {
-        let client = redis::Client::open(config.url.as_str())
-            .map_err(|e| StoreError::Config(format!("bad redis url {}: {e}", redact(&config.url))))?;
+        let client = redis::Client::open(config.url.as_str()).map_err(|e| {
+            StoreError::Config(format!("bad redis url {}: {e}", redact(&config.url)))
+        })?;
         let manager_config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(config.response_timeout))
             .set_connection_timeout(Some(Duration::from_secs(5)))
@@ -142,7 +149,12 @@ impl Store {
             .set_max_delay(Duration::from_secs(2));
         let conn = ConnectionManager::new_with_config(client.clone(), manager_config).await?;
         Ok(Store {
-            inner: Arc::new(Inner { client, conn, config, ready_queues: Mutex::new(HashSet::new()) }),
+            inner: Arc::new(Inner {
+                client,
+                conn,
+                config,
+                ready_queues: Mutex::new(HashSet::new()),
+            }),
         })
     }
 
@@ -152,6 +164,27 @@ impl Store {
 
     pub(crate) fn conn(&self) -> ConnectionManager {
         self.inner.conn.clone()
+    }
+
+    /// Runs an idempotent call again on connection errors (the reconnecting connection
+    /// fails the calls in flight when Redis goes away), for up to about 1.5 s.
+    pub(crate) async fn idempotent<T, F, Fut>(&self, mut call: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let mut pause = Duration::from_millis(50);
+        for _ in 0..5 {
+            match call().await {
+                Err(e) if e.is_retryable() => {
+                    tracing::debug!(error = %e, ?pause, "redis call failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                other => return other,
+            }
+        }
+        call().await
     }
 
     fn retention_ms(&self) -> u64 {
@@ -175,7 +208,11 @@ impl Store {
             return Ok(());
         }
         self.create_queue(queue).await?;
-        self.inner.ready_queues.lock().unwrap().insert(queue.to_owned());
+        self.inner
+            .ready_queues
+            .lock()
+            .unwrap()
+            .insert(queue.to_owned());
         Ok(())
     }
 
@@ -212,7 +249,9 @@ impl Store {
 
     /// Every known queue, sorted.
     pub async fn queues(&self) -> Result<Vec<String>, StoreError> {
-        let mut queues: Vec<String> = self.conn().smembers(keys::QUEUES).await?;
+        let mut queues: Vec<String> = self
+            .idempotent(|| async { Ok(self.conn().smembers(keys::QUEUES).await?) })
+            .await?;
         queues.sort();
         Ok(queues)
     }
@@ -225,7 +264,10 @@ impl Store {
         };
         let limit = self.inner.config.max_payload_bytes;
         if input.len() > limit {
-            return Err(StoreError::PayloadTooLarge { size: input.len(), limit });
+            return Err(StoreError::PayloadTooLarge {
+                size: input.len(),
+                limit,
+            });
         }
         Ok(input)
     }
@@ -233,7 +275,10 @@ impl Store {
     fn enqueue_invocation<'a>(spec: &JobSpec, id: JobId, input: Vec<u8>) -> ScriptInvocation<'a> {
         let keys = QueueKeys::new(&spec.queue);
         let mut inv = Self::invocation(&SCRIPTS.enqueue, &keys);
-        let run_at_ms = spec.run_at.map(|t| t.timestamp_millis().max(0)).unwrap_or(0);
+        let run_at_ms = spec
+            .run_at
+            .map(|t| t.timestamp_millis().max(0))
+            .unwrap_or(0);
         let delay_ms = spec.delay.map(|d| d.as_millis() as u64).unwrap_or(0);
         inv.arg(id.to_string())
             .arg(run_at_ms)
@@ -247,7 +292,10 @@ impl Store {
 
     fn enqueued(reply: (i64, String)) -> Result<Enqueued, StoreError> {
         let id = reply.1.parse().map_err(|e| StoreError::decode("id", e))?;
-        Ok(Enqueued { id, created: reply.0 == 1 })
+        Ok(Enqueued {
+            id,
+            created: reply.0 == 1,
+        })
     }
 
     /// Enqueues one job: ready now, or scheduled for `run_at` / after `delay`.
@@ -257,13 +305,31 @@ impl Store {
 
     /// Enqueues with an input already encoded as MessagePack (passed through unchecked;
     /// a worker that cannot decode it fails the job with `InvalidPayload`).
-    pub async fn enqueue_encoded(&self, spec: &JobSpec, input: Option<Vec<u8>>) -> Result<Enqueued, StoreError> {
+    pub async fn enqueue_encoded(
+        &self,
+        spec: &JobSpec,
+        input: Option<Vec<u8>>,
+    ) -> Result<Enqueued, StoreError> {
         let input = self.prepare(spec, input)?;
-        self.ensure_queue(&spec.queue).await?;
-        let reply = Self::enqueue_invocation(spec, JobId::new(), input)
-            .invoke_async(&mut self.conn())
-            .await?;
-        Self::enqueued(reply)
+        self.idempotent(|| self.ensure_queue(&spec.queue)).await?;
+        let id = JobId::new();
+        let mut sent = false;
+        self.idempotent(|| {
+            let resend = std::mem::replace(&mut sent, true);
+            let invocation = Self::enqueue_invocation(spec, id, input.clone());
+            async move {
+                let reply: redis::RedisResult<(i64, String)> =
+                    invocation.invoke_async(&mut self.conn()).await;
+                match reply {
+                    // A resend after a lost reply: the first send was written.
+                    Err(e) if resend && e.code() == Some("IDEXISTS") => {
+                        Ok(Enqueued { id, created: true })
+                    }
+                    other => Self::enqueued(other?),
+                }
+            }
+        })
+        .await
     }
 
     /// Enqueues many jobs in pipelined round trips; all specs are checked before any is written.
@@ -299,15 +365,21 @@ impl Store {
     pub async fn get(&self, queue: &str, id: JobId) -> Result<Option<Job>, StoreError> {
         tether_model::validate_queue_name(queue)?;
         let keys = QueueKeys::new(queue);
-        let (fields, deadline): (HashMap<String, Vec<u8>>, Option<f64>) = redis::pipe()
-            .hgetall(keys.job(&id.to_string()))
-            .zscore(keys.leases(), id.to_string())
-            .query_async(&mut self.conn())
+        let (fields, deadline): (HashMap<String, Vec<u8>>, Option<f64>) = self
+            .idempotent(|| async {
+                Ok(redis::pipe()
+                    .hgetall(keys.job(&id.to_string()))
+                    .zscore(keys.leases(), id.to_string())
+                    .query_async(&mut self.conn())
+                    .await?)
+            })
             .await?;
         if fields.is_empty() {
             return Ok(None);
         }
-        codec::Fields(fields).into_job(id, queue, deadline.map(|d| d as i64)).map(Some)
+        codec::Fields(fields)
+            .into_job(id, queue, deadline.map(|d| d as i64))
+            .map(Some)
     }
 
     /// Which queue holds `id`: asks every known queue in one pipelined round trip.
@@ -320,8 +392,14 @@ impl Store {
         for q in &queues {
             pipe.exists(QueueKeys::new(q).job(&id.to_string()));
         }
-        let found: Vec<bool> = pipe.query_async(&mut self.conn()).await?;
-        Ok(queues.into_iter().zip(found).find(|(_, f)| *f).map(|(q, _)| q))
+        let found: Vec<bool> = self
+            .idempotent(|| async { Ok(pipe.query_async(&mut self.conn()).await?) })
+            .await?;
+        Ok(queues
+            .into_iter()
+            .zip(found)
+            .find(|(_, f)| *f)
+            .map(|(q, _)| q))
     }
 
     async fn queue_script(
@@ -340,11 +418,20 @@ impl Store {
     }
 
     /// CancelTask. `owner` restricts the call to that owner's jobs (others are `NotFound`).
-    pub async fn cancel(&self, queue: &str, id: JobId, owner: Option<&str>) -> Result<CancelOutcome, StoreError> {
+    pub async fn cancel(
+        &self,
+        queue: &str,
+        id: JobId,
+        owner: Option<&str>,
+    ) -> Result<CancelOutcome, StoreError> {
         let retention = self.retention_ms().to_string();
         let id_text = id.to_string();
         let word = self
-            .queue_script(&SCRIPTS.cancel, queue, &[&id_text, owner.unwrap_or(""), &retention])
+            .queue_script(
+                &SCRIPTS.cancel,
+                queue,
+                &[&id_text, owner.unwrap_or(""), &retention],
+            )
             .await?;
         match word.as_str() {
             "CANCELLED" => Ok(CancelOutcome::Cancelled),
@@ -354,10 +441,21 @@ impl Store {
     }
 
     /// Re-queues a dead job (failed with its attempts exhausted) for a fresh run.
-    pub async fn retry_dead(&self, queue: &str, id: JobId, owner: Option<&str>) -> Result<(), StoreError> {
+    pub async fn retry_dead(
+        &self,
+        queue: &str,
+        id: JobId,
+        owner: Option<&str>,
+    ) -> Result<(), StoreError> {
         let id_text = id.to_string();
-        let word = self.queue_script(&SCRIPTS.retry_dead, queue, &[&id_text, owner.unwrap_or("")]).await?;
-        if word == "OK" { Ok(()) } else { Err(error::refusal(&word, &id_text)) }
+        let word = self
+            .queue_script(&SCRIPTS.retry_dead, queue, &[&id_text, owner.unwrap_or("")])
+            .await?;
+        if word == "OK" {
+            Ok(())
+        } else {
+            Err(error::refusal(&word, &id_text))
+        }
     }
 
     /// Sets a job's name and/or description.
@@ -381,22 +479,32 @@ impl Store {
             return Ok(());
         }
         let word = self.queue_script(&SCRIPTS.set_labels, queue, &args).await?;
-        if word == "OK" { Ok(()) } else { Err(error::refusal(&word, &id_text)) }
+        if word == "OK" {
+            Ok(())
+        } else {
+            Err(error::refusal(&word, &id_text))
+        }
     }
 
     /// Counts for one queue, from lengths and counters (no scans).
     pub async fn stats(&self, queue: &str) -> Result<QueueStats, StoreError> {
         tether_model::validate_queue_name(queue)?;
         let keys = QueueKeys::new(queue);
-        let (pending, scheduled, processing, dead, counts): (u64, u64, u64, u64, HashMap<String, i64>) =
-            redis::pipe()
-                .xlen(keys.stream())
-                .zcard(keys.delayed())
-                .zcard(keys.leases())
-                .zcard(keys.dead())
-                .hgetall(keys.counts())
-                .query_async(&mut self.conn())
-                .await?;
+        let mut pipe = redis::pipe();
+        pipe.xlen(keys.stream())
+            .zcard(keys.delayed())
+            .zcard(keys.leases())
+            .zcard(keys.dead())
+            .hgetall(keys.counts());
+        let (pending, scheduled, processing, dead, counts): (
+            u64,
+            u64,
+            u64,
+            u64,
+            HashMap<String, i64>,
+        ) = self
+            .idempotent(|| async { Ok(pipe.query_async(&mut self.conn()).await?) })
+            .await?;
         let count = |s: Status| counts.get(s.as_str()).copied().unwrap_or(0).max(0) as u64;
         Ok(QueueStats {
             queue: queue.to_owned(),
@@ -419,7 +527,9 @@ impl Store {
     ) -> Result<impl futures::Stream<Item = ()> + Send + 'static + use<>, StoreError> {
         use futures::StreamExt;
         let mut pubsub = self.inner.client.get_async_pubsub().await?;
-        pubsub.subscribe(QueueKeys::new(queue).events(&id.to_string())).await?;
+        pubsub
+            .subscribe(QueueKeys::new(queue).events(&id.to_string()))
+            .await?;
         Ok(pubsub.into_on_message().map(|_| ()))
     }
 
@@ -427,10 +537,18 @@ impl Store {
     pub async fn durability(&self) -> Result<(String, String, String), StoreError> {
         let mut conn = self.conn();
         let mut get = async |name: &str| -> Result<String, StoreError> {
-            let pair: Vec<String> = redis::cmd("CONFIG").arg("GET").arg(name).query_async(&mut conn).await?;
+            let pair: Vec<String> = redis::cmd("CONFIG")
+                .arg("GET")
+                .arg(name)
+                .query_async(&mut conn)
+                .await?;
             Ok(pair.get(1).cloned().unwrap_or_default())
         };
-        Ok((get("maxmemory-policy").await?, get("appendonly").await?, get("appendfsync").await?))
+        Ok((
+            get("maxmemory-policy").await?,
+            get("appendonly").await?,
+            get("appendfsync").await?,
+        ))
     }
 
     /// PING.

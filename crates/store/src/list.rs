@@ -79,11 +79,17 @@ pub struct Page {
 
 const BATCH: isize = 256;
 
+/// One job's summary fields (in `SUMMARY_FIELDS` order) and its lease deadline.
+type SummaryRow = (Vec<Option<Vec<u8>>>, Option<f64>);
+
 impl ListQuery {
     fn matches(&self, job: &Job) -> bool {
         self.status.is_none_or(|s| s == job.status)
             && self.job_type.as_ref().is_none_or(|t| *t == job.job_type)
-            && self.owner.as_ref().is_none_or(|o| job.owner.as_ref() == Some(o))
+            && self
+                .owner
+                .as_ref()
+                .is_none_or(|o| job.owner.as_ref() == Some(o))
             && (!self.dead_only || job.dead)
     }
 
@@ -96,20 +102,37 @@ impl ListQuery {
         };
         let ord = match self.sort_key {
             SortKey::Id => a.id.cmp(&b.id),
-            _ => by_key.then(a.created_at.cmp(&b.created_at)).then(a.id.cmp(&b.id)),
+            _ => by_key
+                .then(a.created_at.cmp(&b.created_at))
+                .then(a.id.cmp(&b.id)),
         };
-        if self.sort_dir == SortDir::Desc { ord.reverse() } else { ord }
+        if self.sort_dir == SortDir::Desc {
+            ord.reverse()
+        } else {
+            ord
+        }
     }
 }
 
 impl Store {
     /// Lists jobs. An unknown marker is `NotFound`.
     pub async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        let queues = if query.queues.is_empty() { self.queues().await? } else { query.queues.clone() };
+        let queues = if query.queues.is_empty() {
+            self.queues().await?
+        } else {
+            query.queues.clone()
+        };
         let marker = match query.marker {
             Some(id) => {
-                let queue = self.find_queue(id).await?.ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-                Some(self.get(&queue, id).await?.ok_or_else(|| StoreError::NotFound(id.to_string()))?)
+                let queue = self
+                    .find_queue(id)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+                Some(
+                    self.get(&queue, id)
+                        .await?
+                        .ok_or_else(|| StoreError::NotFound(id.to_string()))?,
+                )
             }
             None => None,
         };
@@ -117,14 +140,25 @@ impl Store {
         let mut found = Vec::new();
         for queue in &queues {
             // By creation, each queue contributes at most limit + 1 jobs past the marker.
-            let cap = if query.sort_key == SortKey::CreatedAt { Some(limit + 1) } else { None };
+            let cap = if query.sort_key == SortKey::CreatedAt {
+                Some(limit + 1)
+            } else {
+                None
+            };
             found.extend(self.scan_queue(queue, query, marker.as_ref(), cap).await?);
         }
         found.sort_by(|a, b| query.compare(a, b));
         let more = found.len() > limit;
         found.truncate(limit);
-        let next_marker = if more { found.last().map(|j| j.id) } else { None };
-        Ok(Page { jobs: found, next_marker })
+        let next_marker = if more {
+            found.last().map(|j| j.id)
+        } else {
+            None
+        };
+        Ok(Page {
+            jobs: found,
+            next_marker,
+        })
     }
 
     /// Matching summaries of one queue past `marker`, in the query's order when `cap` is set.
@@ -142,11 +176,20 @@ impl Store {
         loop {
             let mut conn = self.conn();
             let ids: Vec<String> = if desc {
-                redis::cmd("ZRANGE").arg(keys.jobs()).arg(start).arg(start + BATCH - 1).arg("REV")
-                    .query_async(&mut conn).await?
+                redis::cmd("ZRANGE")
+                    .arg(keys.jobs())
+                    .arg(start)
+                    .arg(start + BATCH - 1)
+                    .arg("REV")
+                    .query_async(&mut conn)
+                    .await?
             } else {
-                redis::cmd("ZRANGE").arg(keys.jobs()).arg(start).arg(start + BATCH - 1)
-                    .query_async(&mut conn).await?
+                redis::cmd("ZRANGE")
+                    .arg(keys.jobs())
+                    .arg(start)
+                    .arg(start + BATCH - 1)
+                    .query_async(&mut conn)
+                    .await?
             };
             if ids.is_empty() {
                 break;
@@ -157,12 +200,15 @@ impl Store {
                 pipe.cmd("HMGET").arg(keys.job(id)).arg(SUMMARY_FIELDS);
                 pipe.zscore(keys.leases(), id);
             }
-            let rows: Vec<(Vec<Option<Vec<u8>>>, Option<f64>)> = {
+            let rows: Vec<SummaryRow> = {
                 let flat: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
                 let mut rows = Vec::with_capacity(ids.len());
                 let mut it = flat.into_iter();
                 while let (Some(fields), Some(score)) = (it.next(), it.next()) {
-                    rows.push((redis::from_redis_value(fields)?, redis::from_redis_value(score)?));
+                    rows.push((
+                        redis::from_redis_value(fields)?,
+                        redis::from_redis_value(score)?,
+                    ));
                 }
                 rows
             };
@@ -175,7 +221,9 @@ impl Store {
                 if map.is_empty() {
                     continue; // expired between the index read and the record read
                 }
-                let Ok(id) = id.parse::<JobId>() else { continue };
+                let Ok(id) = id.parse::<JobId>() else {
+                    continue;
+                };
                 let job = Fields(map).into_job(id, queue, deadline.map(|d| d as i64))?;
                 let past_marker = marker.is_none_or(|m| query.compare(m, &job) == Ordering::Less);
                 if past_marker && query.matches(&job) {

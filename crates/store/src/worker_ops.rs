@@ -69,7 +69,13 @@ pub enum Outcome {
     /// Success with the result (MessagePack).
     Success(Vec<u8>),
     /// An error; retried after `retry_delay` when `retryable` and attempts remain.
-    Error { retryable: bool, retry_delay: Duration, message: String, code: ErrorCode, info: Vec<String> },
+    Error {
+        retryable: bool,
+        retry_delay: Duration,
+        message: String,
+        code: ErrorCode,
+        info: Vec<String>,
+    },
     /// Stopped on a cancel request.
     Cancelled { message: String },
 }
@@ -116,13 +122,34 @@ pub struct WorkerInfo {
     pub jobs: Vec<(String, JobId, chrono::DateTime<chrono::Utc>)>,
 }
 
-type ClaimRow = (String, u64, u32, u32, String, Vec<u8>, String, Vec<u8>, String, String, i64, String);
+type ClaimRow = (
+    String,
+    u64,
+    u32,
+    u32,
+    String,
+    Vec<u8>,
+    String,
+    Vec<u8>,
+    String,
+    String,
+    i64,
+    String,
+);
 
 impl Store {
     /// Leases up to `count` ready jobs of `queue` to `worker` for `ttl`, in one script call.
-    pub async fn claim(&self, queue: &str, worker: &str, count: usize, ttl: Duration) -> Result<Vec<Claimed>, StoreError> {
+    pub async fn claim(
+        &self,
+        queue: &str,
+        worker: &str,
+        count: usize,
+        ttl: Duration,
+    ) -> Result<Vec<Claimed>, StoreError> {
         match self.claim_once(queue, worker, count, ttl).await {
-            Err(StoreError::Redis(e)) if e.code() == Some("NOGROUP") || e.to_string().contains("NOGROUP") => {
+            Err(StoreError::Redis(e))
+                if e.code() == Some("NOGROUP") || e.to_string().contains("NOGROUP") =>
+            {
                 // Redis lost the stream (restart without persistence, flush): set the queue up again.
                 self.recreate_queue(queue).await?;
                 self.claim_once(queue, worker, count, ttl).await
@@ -131,44 +158,82 @@ impl Store {
         }
     }
 
-    async fn claim_once(&self, queue: &str, worker: &str, count: usize, ttl: Duration) -> Result<Vec<Claimed>, StoreError> {
+    async fn claim_once(
+        &self,
+        queue: &str,
+        worker: &str,
+        count: usize,
+        ttl: Duration,
+    ) -> Result<Vec<Claimed>, StoreError> {
         let keys = QueueKeys::new(queue);
         let mut inv = Self::invocation(&SCRIPTS.claim, &keys);
-        inv.arg(count.max(1)).arg(worker).arg(ttl.as_millis() as u64);
+        inv.arg(count.max(1))
+            .arg(worker)
+            .arg(ttl.as_millis() as u64);
         let (now, deadline, rows): (i64, i64, Vec<ClaimRow>) = {
             let reply: Vec<redis::Value> = inv.invoke_async(&mut self.conn()).await?;
             let mut it = reply.into_iter();
-            let now = it.next().map(|v| redis::from_redis_value(v)).transpose()?.unwrap_or(0);
-            let deadline = it.next().map(|v| redis::from_redis_value(v)).transpose()?.unwrap_or(0);
-            let rows = it.map(redis::from_redis_value).collect::<Result<Vec<ClaimRow>, _>>()?;
+            let now = it
+                .next()
+                .map(redis::from_redis_value)
+                .transpose()?
+                .unwrap_or(0);
+            let deadline = it
+                .next()
+                .map(redis::from_redis_value)
+                .transpose()?
+                .unwrap_or(0);
+            let rows = it
+                .map(redis::from_redis_value)
+                .collect::<Result<Vec<ClaimRow>, _>>()?;
             (now, deadline, rows)
         };
         rows.into_iter()
-            .map(|(id, epoch, attempts, max, job_type, input, phase, cp, timeout, backoff, created, run_at)| {
-                Ok(Claimed {
-                    lease: Lease {
-                        queue: queue.to_owned(),
-                        id: id.parse().map_err(|e| StoreError::decode("id", e))?,
-                        epoch,
-                    },
+            .map(
+                |(
+                    id,
+                    epoch,
                     attempts,
-                    max_attempts: max,
+                    max,
                     job_type,
                     input,
-                    phase: phase.parse().ok(),
-                    checkpoint: (!cp.is_empty()).then_some(cp),
-                    timeout: timeout.parse().ok().map(Duration::from_millis),
-                    backoff: codec::decode_backoff(&backoff),
-                    ready_at_ms: run_at.parse().unwrap_or(created).max(created),
-                    started_at_ms: now,
-                    lease_deadline_ms: deadline,
-                })
-            })
+                    phase,
+                    cp,
+                    timeout,
+                    backoff,
+                    created,
+                    run_at,
+                )| {
+                    Ok(Claimed {
+                        lease: Lease {
+                            queue: queue.to_owned(),
+                            id: id.parse().map_err(|e| StoreError::decode("id", e))?,
+                            epoch,
+                        },
+                        attempts,
+                        max_attempts: max,
+                        job_type,
+                        input,
+                        phase: phase.parse().ok(),
+                        checkpoint: (!cp.is_empty()).then_some(cp),
+                        timeout: timeout.parse().ok().map(Duration::from_millis),
+                        backoff: codec::decode_backoff(&backoff),
+                        ready_at_ms: run_at.parse().unwrap_or(created).max(created),
+                        started_at_ms: now,
+                        lease_deadline_ms: deadline,
+                    })
+                },
+            )
             .collect()
     }
 
     /// Renews many leases of one queue in one call (the heartbeat). Returns the new deadline too.
-    pub async fn renew(&self, queue: &str, leases: &[(JobId, u64)], ttl: Duration) -> Result<(i64, Vec<RenewStatus>), StoreError> {
+    pub async fn renew(
+        &self,
+        queue: &str,
+        leases: &[(JobId, u64)],
+        ttl: Duration,
+    ) -> Result<(i64, Vec<RenewStatus>), StoreError> {
         let keys = QueueKeys::new(queue);
         let mut inv = Self::invocation(&SCRIPTS.renew, &keys);
         inv.arg(ttl.as_millis() as u64);
@@ -177,7 +242,14 @@ impl Store {
         }
         let reply: Vec<i64> = inv.invoke_async(&mut self.conn()).await?;
         let deadline = reply.first().copied().unwrap_or(0);
-        Ok((deadline, reply.into_iter().skip(1).map(RenewStatus::from_code).collect()))
+        Ok((
+            deadline,
+            reply
+                .into_iter()
+                .skip(1)
+                .map(RenewStatus::from_code)
+                .collect(),
+        ))
     }
 
     /// Reports progress (clamped by the caller), renewing the lease.
@@ -202,27 +274,51 @@ impl Store {
     }
 
     /// Saves the Heat loop's phase and progress object.
-    pub async fn checkpoint(&self, lease: &Lease, phase: Phase, progress_object: &[u8]) -> Result<RenewStatus, StoreError> {
+    pub async fn checkpoint(
+        &self,
+        lease: &Lease,
+        phase: Phase,
+        progress_object: &[u8],
+    ) -> Result<RenewStatus, StoreError> {
         let keys = QueueKeys::new(&lease.queue);
         let mut inv = Self::invocation(&SCRIPTS.checkpoint, &keys);
-        inv.arg(lease.id.to_string()).arg(lease.epoch).arg(phase.as_str()).arg(progress_object);
+        inv.arg(lease.id.to_string())
+            .arg(lease.epoch)
+            .arg(phase.as_str())
+            .arg(progress_object);
         let code: i64 = inv.invoke_async(&mut self.conn()).await?;
         Ok(RenewStatus::from_code(code))
     }
 
     /// Records the attempt's outcome, fenced by the lease. Safe to resend after a lost reply.
-    pub async fn finish(&self, lease: &Lease, outcome: &Outcome) -> Result<FinishOutcome, LeaseError> {
+    pub async fn finish(
+        &self,
+        lease: &Lease,
+        outcome: &Outcome,
+    ) -> Result<FinishOutcome, LeaseError> {
         let keys = QueueKeys::new(&lease.queue);
         let mut inv = Self::invocation(&SCRIPTS.finish, &keys);
-        inv.arg(lease.id.to_string()).arg(lease.epoch).arg(self.config().retention.as_millis() as u64);
+        inv.arg(lease.id.to_string())
+            .arg(lease.epoch)
+            .arg(self.config().retention.as_millis() as u64);
         match outcome {
             Outcome::Success(result) => inv.arg("success").arg(result.as_slice()),
             Outcome::Cancelled { message } => inv.arg("cancelled").arg(message),
-            Outcome::Error { retryable, retry_delay, message, code, info } => inv
+            Outcome::Error {
+                retryable,
+                retry_delay,
+                message,
+                code,
+                info,
+            } => inv
                 .arg("error")
                 .arg(if *retryable { "1" } else { "0" })
                 .arg(retry_delay.as_millis() as u64)
-                .arg(if message.is_empty() { code.as_str() } else { message })
+                .arg(if message.is_empty() {
+                    code.as_str()
+                } else {
+                    message
+                })
                 .arg(code.as_str())
                 .arg(serde_json::to_string(info).unwrap_or_else(|_| "[]".into())),
         };
@@ -232,7 +328,9 @@ impl Store {
             "RETRY" => Ok(FinishOutcome::Retrying),
             "DEAD" => Ok(FinishOutcome::Dead),
             "ALREADY" => Ok(FinishOutcome::AlreadyRecorded),
-            "NOT_REQUESTED" => Err(LeaseError::Store(StoreError::InvalidState(tether_model::Status::Processing))),
+            "NOT_REQUESTED" => Err(LeaseError::Store(StoreError::InvalidState(
+                tether_model::Status::Processing,
+            ))),
             _ => Err(LeaseError::Lost),
         }
     }
@@ -255,18 +353,26 @@ impl Store {
     pub async fn reap(&self, queue: &str, limit: usize) -> Result<Vec<JobId>, StoreError> {
         let keys = QueueKeys::new(queue);
         let mut inv = Self::invocation(&SCRIPTS.reap, &keys);
-        inv.arg(limit).arg(self.config().retention.as_millis() as u64);
+        inv.arg(limit)
+            .arg(self.config().retention.as_millis() as u64);
         let ids: Vec<String> = inv.invoke_async(&mut self.conn()).await?;
         Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
     }
 
     /// Makes due delayed jobs ready. Returns how many, and how long until the next one is due.
-    pub async fn promote(&self, queue: &str, limit: usize) -> Result<(usize, Option<Duration>), StoreError> {
+    pub async fn promote(
+        &self,
+        queue: &str,
+        limit: usize,
+    ) -> Result<(usize, Option<Duration>), StoreError> {
         let keys = QueueKeys::new(queue);
         let mut inv = Self::invocation(&SCRIPTS.promote, &keys);
         inv.arg(limit);
         let (promoted, next_ms): (usize, i64) = inv.invoke_async(&mut self.conn()).await?;
-        Ok((promoted, (next_ms >= 0).then(|| Duration::from_millis(next_ms as u64))))
+        Ok((
+            promoted,
+            (next_ms >= 0).then(|| Duration::from_millis(next_ms as u64)),
+        ))
     }
 
     /// Deletes up to `limit` finished jobs past retention with their index entries.
@@ -303,7 +409,9 @@ impl Store {
         let mut out = Vec::new();
         for id in ids {
             match conn.get::<_, Option<String>>(keys::worker(&id)).await? {
-                Some(json) => out.push(serde_json::from_str(&json).map_err(|e| StoreError::decode("worker", e))?),
+                Some(json) => out.push(
+                    serde_json::from_str(&json).map_err(|e| StoreError::decode("worker", e))?,
+                ),
                 None => {
                     let _: () = conn.srem(keys::WORKERS, &id).await?;
                 }
@@ -315,7 +423,10 @@ impl Store {
     /// A connection of its own for blocking waits (a blocked command would stall every
     /// call queued behind it on the shared connection).
     pub fn waiter(&self) -> Waiter {
-        Waiter { client: self.inner.client.clone(), conn: None }
+        Waiter {
+            client: self.inner.client.clone(),
+            conn: None,
+        }
     }
 }
 
@@ -327,7 +438,9 @@ pub struct Waiter {
 
 impl std::fmt::Debug for Waiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Waiter").field("connected", &self.conn.is_some()).finish()
+        f.debug_struct("Waiter")
+            .field("connected", &self.conn.is_some())
+            .finish()
     }
 }
 
@@ -344,7 +457,11 @@ impl Waiter {
                 let config = redis::AsyncConnectionConfig::new()
                     .set_response_timeout(Some(timeout + Duration::from_secs(5)))
                     .set_connection_timeout(Some(Duration::from_secs(5)));
-                self.conn.insert(self.client.get_multiplexed_async_connection_with_config(&config).await?)
+                self.conn.insert(
+                    self.client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await?,
+                )
             }
         };
         let keys = QueueKeys::new(queue);

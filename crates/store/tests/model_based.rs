@@ -25,7 +25,13 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 /// Applies `op` to Redis; returns whether Redis accepted it.
-async fn apply(store: &Store, queue: &str, spec_id: tether_model::JobId, lease: &mut Option<Claimed>, op: Op) -> bool {
+async fn apply(
+    store: &Store,
+    queue: &str,
+    spec_id: tether_model::JobId,
+    lease: &mut Option<Claimed>,
+    op: Op,
+) -> bool {
     // Leases are claimed with a 1 ms TTL, so the reaper may take any processing job.
     let ttl = Duration::from_millis(1);
     let finish = |outcome: Outcome| {
@@ -49,8 +55,13 @@ async fn apply(store: &Store, queue: &str, spec_id: tether_model::JobId, lease: 
             accepted
         }
         Op::Progress(p) => match lease {
-            Some(c) => store.progress(&c.lease, ttl, progress::clamp(p), Some("step"), None).await.unwrap()
-                != tether_store::RenewStatus::Lost,
+            Some(c) => {
+                store
+                    .progress(&c.lease, ttl, progress::clamp(p), Some("step"), None)
+                    .await
+                    .unwrap()
+                    != tether_store::RenewStatus::Lost
+            }
             None => false,
         },
         Op::Complete => finish(Outcome::Success(tether_store::encode(&42).unwrap())).await,
@@ -64,14 +75,25 @@ async fn apply(store: &Store, queue: &str, spec_id: tether_model::JobId, lease: 
             })
             .await
         }
-        Op::CancelObserved => finish(Outcome::Cancelled { message: "stopped".into() }).await,
+        Op::CancelObserved => {
+            finish(Outcome::Cancelled {
+                message: "stopped".into(),
+            })
+            .await
+        }
         Op::Cancel => store.cancel(queue, spec_id, None).await.is_ok(),
         Op::LeaseExpired => {
             tokio::time::sleep(Duration::from_millis(3)).await;
             !store.reap(queue, 10).await.unwrap().is_empty()
         }
         Op::Release => match lease {
-            Some(c) => store.release(queue, &[(c.lease.id, c.lease.epoch)]).await.unwrap() == 1,
+            Some(c) => {
+                store
+                    .release(queue, &[(c.lease.id, c.lease.epoch)])
+                    .await
+                    .unwrap()
+                    == 1
+            }
             None => false,
         },
         Op::Retry => store.retry_dead(queue, spec_id, None).await.is_ok(),
@@ -82,9 +104,14 @@ async fn apply(store: &Store, queue: &str, spec_id: tether_model::JobId, lease: 
 fn scripts_follow_the_state_machine() {
     let redis = RedisServer::start(RedisOptions::default());
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let store = rt.block_on(Store::connect(StoreConfig::new(redis.url()))).unwrap();
+    let store = rt
+        .block_on(Store::connect(StoreConfig::new(redis.url())))
+        .unwrap();
     let case = std::sync::atomic::AtomicU32::new(0);
-    let config = ProptestConfig { cases: 96, ..ProptestConfig::default() };
+    let config = ProptestConfig {
+        cases: 96,
+        ..ProptestConfig::default()
+    };
     proptest!(config, |(max in 1u32..4, cancelable: bool, ops in proptest::collection::vec(op(), 1..30))| {
         let n = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let queue = format!("mb{n}");

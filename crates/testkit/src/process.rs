@@ -11,9 +11,16 @@ use nix::unistd::Pid;
 pub fn tether_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/<test> → target/<profile>/tether
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
     let bin = profile_dir.join("tether");
-    assert!(bin.exists(), "{} is missing: run `cargo build --bins` (scripts/test.sh does)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --bins` (scripts/test.sh does)",
+        bin.display()
+    );
     bin
 }
 
@@ -26,7 +33,9 @@ pub struct ChildGuard {
 impl ChildGuard {
     /// Spawns `cmd`.
     pub fn spawn(mut cmd: Command) -> ChildGuard {
-        ChildGuard { child: Some(cmd.spawn().expect("spawn child process")) }
+        ChildGuard {
+            child: Some(cmd.spawn().expect("spawn child process")),
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -50,11 +59,11 @@ impl ChildGuard {
         self.signal(Signal::SIGTERM);
         let deadline = std::time::Instant::now() + timeout;
         while std::time::Instant::now() < deadline {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    return status.code();
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                return status.code();
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
@@ -63,7 +72,9 @@ impl ChildGuard {
 
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 }
 

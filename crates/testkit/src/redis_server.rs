@@ -8,18 +8,12 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 /// How to start a private Redis.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RedisOptions {
     /// Append-only file on, `appendfsync everysec`: survives `kill -9` of the server.
     pub aof: bool,
     /// Extra `--name value` arguments.
     pub extra_args: Vec<String>,
-}
-
-impl Default for RedisOptions {
-    fn default() -> Self {
-        RedisOptions { aof: false, extra_args: Vec::new() }
-    }
 }
 
 /// A redis-server process owned by one test; killed on drop.
@@ -47,8 +41,16 @@ impl RedisServer {
     ///
     /// Panics with the install command when `redis-server` is not on PATH.
     pub fn start(options: RedisOptions) -> RedisServer {
-        let dir = tempfile::Builder::new().prefix("tether-redis-").tempdir().expect("tempdir");
-        let server = RedisServer { port: free_port(), dir, options, child: Mutex::new(None) };
+        let dir = tempfile::Builder::new()
+            .prefix("tether-redis-")
+            .tempdir()
+            .expect("tempdir");
+        let server = RedisServer {
+            port: free_port(),
+            dir,
+            options,
+            child: Mutex::new(None),
+        };
         server.spawn();
         server
     }
@@ -73,7 +75,12 @@ impl RedisServer {
             .arg("--dir")
             .arg(self.dir.path())
             .args(["--save", "", "--daemonize", "no", "--protected-mode", "yes"])
-            .args(["--maxmemory-policy", "noeviction", "--enable-debug-command", "local"])
+            .args([
+                "--maxmemory-policy",
+                "noeviction",
+                "--enable-debug-command",
+                "local",
+            ])
             .args(["--logfile", "redis.log"]);
         if self.options.aof {
             cmd.args(["--appendonly", "yes", "--appendfsync", "everysec"]);
@@ -97,17 +104,20 @@ impl RedisServer {
         let deadline = Instant::now() + Duration::from_secs(10);
         let client = redis::Client::open(self.url()).expect("url");
         while Instant::now() < deadline {
-            if TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_ok() {
-                if let Ok(mut conn) = client.get_connection() {
-                    // While loading the AOF Redis answers LOADING; wait for a real PONG.
-                    if redis::cmd("PING").query::<String>(&mut conn).is_ok() {
-                        return;
-                    }
-                }
+            // While loading the AOF Redis answers LOADING; wait for a real PONG.
+            if TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_ok()
+                && let Ok(mut conn) = client.get_connection()
+                && redis::cmd("PING").query::<String>(&mut conn).is_ok()
+            {
+                return;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        panic!("redis-server on port {} did not become ready; see {}/redis.log", self.port, self.dir.path().display());
+        panic!(
+            "redis-server on port {} did not become ready; see {}/redis.log",
+            self.port,
+            self.dir.path().display()
+        );
     }
 
     fn signal(&self, signal: Signal) {
@@ -143,7 +153,10 @@ impl RedisServer {
 
     /// A blocking connection for test assertions.
     pub fn connection(&self) -> redis::Connection {
-        redis::Client::open(self.url()).unwrap().get_connection().expect("connect to test redis")
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .expect("connect to test redis")
     }
 }
 

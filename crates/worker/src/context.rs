@@ -77,7 +77,13 @@ struct ContextInner {
 }
 
 impl JobContext {
-    pub(crate) fn new(store: Store, claimed: Claimed, slot: Arc<Slot>, lease_ttl: Duration, metrics: Metrics) -> Self {
+    pub(crate) fn new(
+        store: Store,
+        claimed: Claimed,
+        slot: Arc<Slot>,
+        lease_ttl: Duration,
+        metrics: Metrics,
+    ) -> Self {
         let phase = if claimed.checkpoint.is_some() && claimed.phase == Some(Phase::Check) {
             Phase::Check
         } else {
@@ -158,7 +164,18 @@ impl JobContext {
         let eta = progress::eta(ms(started_ms), ms(now_ms), pct).map(|t| t.timestamp_millis());
         let sent_at = Instant::now();
         let lease = &self.inner.claimed.lease;
-        match self.inner.store.progress(lease, self.inner.lease_ttl, pct, Some(message.as_ref()), eta).await {
+        match self
+            .inner
+            .store
+            .progress(
+                lease,
+                self.inner.lease_ttl,
+                pct,
+                Some(message.as_ref()),
+                eta,
+            )
+            .await
+        {
             Ok(status) => {
                 self.inner.slot.on_renewal(status, sent_at);
                 if status == RenewStatus::Lost {
@@ -168,7 +185,11 @@ impl JobContext {
             }
             Err(e) => {
                 // Progress is best effort; the heartbeat keeps the lease.
-                self.inner.metrics.redis_errors.with_label_values(&["progress"]).inc();
+                self.inner
+                    .metrics
+                    .redis_errors
+                    .with_label_values(&["progress"])
+                    .inc();
                 tracing::debug!(job = %self.id(), error = %e, "progress not recorded");
                 Ok(())
             }
@@ -202,7 +223,11 @@ impl JobContext {
         match status {
             Some(Ok(status)) => {
                 self.inner.slot.on_renewal(status, sent_at);
-                if status == RenewStatus::Lost { Err(lost()) } else { Ok(()) }
+                if status == RenewStatus::Lost {
+                    Err(lost())
+                } else {
+                    Ok(())
+                }
             }
             Some(Err(e)) => Err(JobError::transient(format!("checkpoint failed: {e}"))),
             None => Err(lost()),

@@ -20,7 +20,9 @@ use tokio::sync::OnceCell;
 use crate::{Check, Handler, JobContext, JobError, Step, WorkerBuilder};
 
 /// Every demo job type.
-pub const DEMO_TYPES: &[&str] = &["noop", "sleep", "fail", "flaky", "progress", "import", "touch", "panic"];
+pub const DEMO_TYPES: &[&str] = &[
+    "noop", "sleep", "fail", "flaky", "progress", "import", "touch", "panic",
+];
 
 /// Registers the whole demo set; `redis_url` is where `touch` and `import`'s ledger write.
 pub fn register(builder: WorkerBuilder, redis_url: &str) -> WorkerBuilder {
@@ -45,11 +47,17 @@ pub struct SideEffects {
 
 impl SideEffects {
     pub fn new(redis_url: &str) -> Self {
-        SideEffects { client: redis::Client::open(redis_url).ok(), conn: Default::default() }
+        SideEffects {
+            client: redis::Client::open(redis_url).ok(),
+            conn: Default::default(),
+        }
     }
 
     async fn rpush(&self, list: &str, value: String) -> Result<(), JobError> {
-        let client = self.client.clone().ok_or_else(|| JobError::fatal("no redis url for side effects"))?;
+        let client = self
+            .client
+            .clone()
+            .ok_or_else(|| JobError::fatal("no redis url for side effects"))?;
         let conn = self
             .conn
             .get_or_try_init(|| redis::aio::ConnectionManager::new(client))
@@ -92,7 +100,11 @@ impl Handler for Sleep {
     type Input = SleepInput;
     type Progress = ();
     type Output = Value;
-    async fn handle(&self, _: &JobContext, input: &SleepInput) -> Result<Step<(), Value>, JobError> {
+    async fn handle(
+        &self,
+        _: &JobContext,
+        input: &SleepInput,
+    ) -> Result<Step<(), Value>, JobError> {
         tokio::time::sleep(Duration::from_millis(input.ms)).await;
         Ok(Step::Done(json!({ "slept_ms": input.ms })))
     }
@@ -120,7 +132,11 @@ impl Handler for Fail {
     type Progress = ();
     type Output = ();
     async fn handle(&self, _: &JobContext, input: &FailInput) -> Result<Step<(), ()>, JobError> {
-        let e = if input.fatal { JobError::fatal(&input.message) } else { JobError::transient(&input.message) };
+        let e = if input.fatal {
+            JobError::fatal(&input.message)
+        } else {
+            JobError::transient(&input.message)
+        };
         Err(e.with_code(input.code.clone().unwrap_or_else(|| "DemoFailure".into())))
     }
 }
@@ -143,9 +159,16 @@ impl Handler for Flaky {
     type Input = FlakyInput;
     type Progress = ();
     type Output = Value;
-    async fn handle(&self, ctx: &JobContext, input: &FlakyInput) -> Result<Step<(), Value>, JobError> {
+    async fn handle(
+        &self,
+        ctx: &JobContext,
+        input: &FlakyInput,
+    ) -> Result<Step<(), Value>, JobError> {
         if ctx.attempt() <= input.fail_times {
-            return Err(JobError::transient(format!("flaky failure on attempt {}", ctx.attempt())).with_code("Flaky"));
+            return Err(
+                JobError::transient(format!("flaky failure on attempt {}", ctx.attempt()))
+                    .with_code("Flaky"),
+            );
         }
         Ok(Step::Done(json!({ "attempts": ctx.attempt() })))
     }
@@ -174,14 +197,22 @@ impl Handler for Progress {
     type Input = ProgressInput;
     type Progress = ();
     type Output = Value;
-    async fn handle(&self, ctx: &JobContext, input: &ProgressInput) -> Result<Step<(), Value>, JobError> {
+    async fn handle(
+        &self,
+        ctx: &JobContext,
+        input: &ProgressInput,
+    ) -> Result<Step<(), Value>, JobError> {
         let steps = input.steps.max(1);
         for step in 1..=steps {
             if ctx.is_cancelled() {
                 return Err(JobError::fatal("stopped on cancel").with_code("RequestCanceled"));
             }
             tokio::time::sleep(Duration::from_millis(input.step_ms)).await;
-            ctx.set_progress(i64::from(step * 100 / steps), format!("step {step}/{steps}")).await?;
+            ctx.set_progress(
+                i64::from(step * 100 / steps),
+                format!("step {step}/{steps}"),
+            )
+            .await?;
         }
         Ok(Step::Done(json!({ "steps": steps })))
     }
@@ -216,12 +247,21 @@ impl Handler for Import {
     type Progress = ImportProgress;
     type Output = Value;
 
-    async fn handle(&self, ctx: &JobContext, input: &ImportInput) -> Result<Step<ImportProgress, Value>, JobError> {
+    async fn handle(
+        &self,
+        ctx: &JobContext,
+        input: &ImportInput,
+    ) -> Result<Step<ImportProgress, Value>, JobError> {
         if let Some(ledger) = &input.ledger {
-            self.side.rpush(ledger, format!("{}:handle", ctx.id())).await?;
+            self.side
+                .rpush(ledger, format!("{}:handle", ctx.id()))
+                .await?;
         }
         ctx.set_progress(0, "import started").await?;
-        Ok(Step::Started(ImportProgress { imported_mb: 0, checks: 0 }))
+        Ok(Step::Started(ImportProgress {
+            imported_mb: 0,
+            checks: 0,
+        }))
     }
 
     async fn check_complete(
@@ -234,9 +274,15 @@ impl Handler for Import {
         progress.imported_mb = (progress.imported_mb + 1).min(input.size_mb);
         progress.checks += 1;
         let pct = i64::from(progress.imported_mb * 100 / input.size_mb.max(1));
-        ctx.set_progress(pct, format!("imported {}/{} MB", progress.imported_mb, input.size_mb)).await?;
+        ctx.set_progress(
+            pct,
+            format!("imported {}/{} MB", progress.imported_mb, input.size_mb),
+        )
+        .await?;
         if progress.imported_mb >= input.size_mb {
-            Ok(Check::Done(json!({ "imported_mb": progress.imported_mb, "checks": progress.checks })))
+            Ok(Check::Done(
+                json!({ "imported_mb": progress.imported_mb, "checks": progress.checks }),
+            ))
         } else {
             Ok(Check::Pending)
         }

@@ -50,12 +50,20 @@ pub struct JobError {
 impl JobError {
     /// An error worth retrying (network blip, busy dependency).
     pub fn transient(message: impl Into<String>) -> Self {
-        JobError { transient: true, code: ErrorCode::Custom("Error".into()), message: message.into(), info: Vec::new() }
+        JobError {
+            transient: true,
+            code: ErrorCode::Custom("Error".into()),
+            message: message.into(),
+            info: Vec::new(),
+        }
     }
 
     /// An error no retry can fix (bad input, permanent refusal).
     pub fn fatal(message: impl Into<String>) -> Self {
-        JobError { transient: false, ..Self::transient(message) }
+        JobError {
+            transient: false,
+            ..Self::transient(message)
+        }
     }
 
     pub fn with_code(mut self, code: impl Into<String>) -> Self {
@@ -69,7 +77,12 @@ impl JobError {
     }
 
     pub(crate) fn reserved(code: ErrorCode, transient: bool, message: impl Into<String>) -> Self {
-        JobError { transient, code, message: message.into(), info: Vec::new() }
+        JobError {
+            transient,
+            code,
+            message: message.into(),
+            info: Vec::new(),
+        }
     }
 }
 
@@ -144,7 +157,11 @@ impl<H: Handler> ErasedHandler for H {
     fn run<'a>(&'a self, ctx: &'a JobContext) -> BoxFuture<'a, Result<Vec<u8>, JobError>> {
         Box::pin(async move {
             let invalid = |e: tether_store::StoreError| {
-                JobError::reserved(ErrorCode::InvalidPayload, false, format!("cannot decode the job's input: {e}"))
+                JobError::reserved(
+                    ErrorCode::InvalidPayload,
+                    false,
+                    format!("cannot decode the job's input: {e}"),
+                )
             };
             let input: H::Input = decode("input", ctx.raw_input()).map_err(invalid)?;
             let mut progress: H::Progress = match ctx.resume_checkpoint() {
@@ -154,7 +171,8 @@ impl<H: Handler> ErasedHandler for H {
                     match self.handle(ctx, &input).await? {
                         Step::Done(output) => return encode_output(&output),
                         Step::Started(progress) => {
-                            ctx.checkpoint(Phase::Check, &encode_output(&progress)?).await?;
+                            ctx.checkpoint(Phase::Check, &encode_output(&progress)?)
+                                .await?;
                             progress
                         }
                     }
@@ -166,7 +184,8 @@ impl<H: Handler> ErasedHandler for H {
                 match self.check_complete(ctx, &input, &mut progress).await? {
                     Check::Done(output) => return encode_output(&output),
                     Check::Pending => {
-                        ctx.checkpoint(Phase::Check, &encode_output(&progress)?).await?;
+                        ctx.checkpoint(Phase::Check, &encode_output(&progress)?)
+                            .await?;
                         tokio::time::sleep(pause).await;
                         pause = (pause * 2).min(max_pause);
                     }

@@ -18,7 +18,10 @@ pub(crate) fn store_backoff() -> ExponentialBuilder {
 
 /// Runs `call` until it succeeds or fails for a reason other than a connection problem.
 /// Gives up (returns `None`) when `stop` fires.
-pub(crate) async fn with_store_retries<T, F, Fut>(stop: &CancellationToken, call: F) -> Option<Result<T, StoreError>>
+pub(crate) async fn with_store_retries<T, F, Fut>(
+    stop: &CancellationToken,
+    call: F,
+) -> Option<Result<T, StoreError>>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, StoreError>>,

@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use rand::Rng;
 use tether_model::{ErrorCode, JobId};
-use tether_store::{Claimed, FinishOutcome, Lease, LeaseError, Outcome, Store, StoreError, WorkerInfo};
+use tether_store::{
+    Claimed, FinishOutcome, Lease, LeaseError, Outcome, Store, StoreError, WorkerInfo,
+};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -78,7 +80,10 @@ pub enum WorkerError {
     #[error("invalid worker settings: {0}")]
     Config(String),
     #[error("cannot serve metrics on {addr}: {source}")]
-    MetricsBind { addr: SocketAddr, source: std::io::Error },
+    MetricsBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -106,7 +111,9 @@ pub struct WorkerBuilder {
 
 impl std::fmt::Debug for WorkerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WorkerBuilder").field("config", &self.config).finish()
+        f.debug_struct("WorkerBuilder")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -155,20 +162,39 @@ impl WorkerBuilder {
             tether_model::validate_queue_name(q).map_err(|e| WorkerError::Config(e.to_string()))?;
         }
         if c.concurrency == 0 || c.claim_batch == 0 {
-            return Err(WorkerError::Config("concurrency and claim batch must be at least 1".into()));
+            return Err(WorkerError::Config(
+                "concurrency and claim batch must be at least 1".into(),
+            ));
         }
         if c.lease_ttl < Duration::from_millis(300) {
-            return Err(WorkerError::Config("lease_ttl must be at least 300ms".into()));
+            return Err(WorkerError::Config(
+                "lease_ttl must be at least 300ms".into(),
+            ));
         }
         let id = c.id.clone().unwrap_or_else(default_worker_id);
         let metrics = Metrics::new(&id);
-        Ok(Worker { shared: Arc::new(Shared::new(self.store, self.config, self.handlers, id, metrics)) })
+        Ok(Worker {
+            shared: Arc::new(Shared::new(
+                self.store,
+                self.config,
+                self.handlers,
+                id,
+                metrics,
+            )),
+        })
     }
 }
 
 fn default_worker_id() -> String {
-    let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "host".into());
-    format!("{host}-{}-{:04x}", std::process::id(), rand::rng().random::<u16>())
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "host".into());
+    format!(
+        "{host}-{}-{:04x}",
+        std::process::id(),
+        rand::rng().random::<u16>()
+    )
 }
 
 /// A worker process's runtime. See the module docs for its tasks.
@@ -178,7 +204,9 @@ pub struct Worker {
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Worker").field("id", &self.shared.id).finish()
+        f.debug_struct("Worker")
+            .field("id", &self.shared.id)
+            .finish()
     }
 }
 
@@ -229,7 +257,11 @@ impl Shared {
 impl Worker {
     /// Starts building a worker on `store`.
     pub fn builder(store: Store) -> WorkerBuilder {
-        WorkerBuilder { store, config: WorkerConfig::default(), handlers: HashMap::new() }
+        WorkerBuilder {
+            store,
+            config: WorkerConfig::default(),
+            handlers: HashMap::new(),
+        }
     }
 
     pub fn id(&self) -> &str {
@@ -274,8 +306,13 @@ impl Worker {
         shutdown.cancelled().await;
         loops.wait().await;
         shared.jobs.close();
-        if tokio::time::timeout(shared.config.shutdown_grace, shared.jobs.wait()).await.is_err() {
-            tracing::warn!("grace period over: stopping running jobs and handing their leases back");
+        if tokio::time::timeout(shared.config.shutdown_grace, shared.jobs.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "grace period over: stopping running jobs and handing their leases back"
+            );
             shared.abandon.cancel();
             shared.jobs.wait().await;
         }
@@ -293,7 +330,10 @@ impl Worker {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
         }
@@ -319,10 +359,14 @@ async fn setup(shared: &Shared, shutdown: &CancellationToken) -> Result<(), Work
             if aof == "yes" {
                 tracing::info!(appendfsync = %fsync, "Redis AOF is on");
             } else {
-                tracing::warn!("Redis AOF is off: a Redis crash loses jobs written since the last snapshot; set appendonly yes");
+                tracing::warn!(
+                    "Redis AOF is off: a Redis crash loses jobs written since the last snapshot; set appendonly yes"
+                );
             }
         }
-        Err(e) => tracing::info!(error = %e, "cannot read Redis durability settings (CONFIG GET refused?)"),
+        Err(e) => {
+            tracing::info!(error = %e, "cannot read Redis durability settings (CONFIG GET refused?)")
+        }
     }
     Ok(())
 }
@@ -337,14 +381,20 @@ async fn claim_loop(shared: Arc<Shared>, queue: String, stop: CancellationToken)
             _ = stop.cancelled() => return,
         };
         let mut permit = first;
-        let extra = shared.capacity.available_permits().min(shared.config.claim_batch - 1);
-        if extra > 0 {
-            if let Ok(more) = shared.capacity.clone().try_acquire_many_owned(extra as u32) {
-                permit.merge(more);
-            }
+        let extra = shared
+            .capacity
+            .available_permits()
+            .min(shared.config.claim_batch - 1);
+        if extra > 0
+            && let Ok(more) = shared.capacity.clone().try_acquire_many_owned(extra as u32)
+        {
+            permit.merge(more);
         }
         let asked = permit.num_permits();
-        let claimed = shared.store.claim(&queue, &shared.id, asked, shared.config.lease_ttl).await;
+        let claimed = shared
+            .store
+            .claim(&queue, &shared.id, asked, shared.config.lease_ttl)
+            .await;
         let pause = match claimed {
             Ok(jobs) => {
                 backoff = None;
@@ -358,10 +408,15 @@ async fn claim_loop(shared: Arc<Shared>, queue: String, stop: CancellationToken)
                     continue;
                 }
                 // The claim emptied the stream: block until something new arrives.
-                match tokio::select! { r = waiter.wait(&queue, idle_wait) => r, _ = stop.cancelled() => return } {
+                match tokio::select! { r = waiter.wait(&queue, idle_wait) => r, _ = stop.cancelled() => return }
+                {
                     Ok(_) => continue,
                     Err(e) => {
-                        shared.metrics.redis_errors.with_label_values(&["wait"]).inc();
+                        shared
+                            .metrics
+                            .redis_errors
+                            .with_label_values(&["wait"])
+                            .inc();
                         tracing::warn!(%queue, error = %e, "waiting for jobs failed");
                         next_pause(&mut backoff)
                     }
@@ -369,7 +424,11 @@ async fn claim_loop(shared: Arc<Shared>, queue: String, stop: CancellationToken)
             }
             Err(e) => {
                 drop(permit);
-                shared.metrics.redis_errors.with_label_values(&["claim"]).inc();
+                shared
+                    .metrics
+                    .redis_errors
+                    .with_label_values(&["claim"])
+                    .inc();
                 tracing::warn!(%queue, error = %e, "claim failed");
                 next_pause(&mut backoff)
             }
@@ -378,9 +437,14 @@ async fn claim_loop(shared: Arc<Shared>, queue: String, stop: CancellationToken)
     }
 }
 
-fn next_pause(state: &mut Option<<backon::ExponentialBuilder as backon::BackoffBuilder>::Backoff>) -> Duration {
+fn next_pause(
+    state: &mut Option<<backon::ExponentialBuilder as backon::BackoffBuilder>::Backoff>,
+) -> Duration {
     use backon::BackoffBuilder;
-    state.get_or_insert_with(|| store_backoff().build()).next().unwrap_or(Duration::from_secs(2))
+    state
+        .get_or_insert_with(|| store_backoff().build())
+        .next()
+        .unwrap_or(Duration::from_secs(2))
 }
 
 async fn run_job(shared: Arc<Shared>, claimed: Claimed, permit: OwnedSemaphorePermit) {
@@ -391,7 +455,9 @@ async fn run_job(shared: Arc<Shared>, claimed: Claimed, permit: OwnedSemaphorePe
     let m = &shared.metrics;
     m.started.with_label_values(&[&queue, &job_type]).inc();
     m.in_flight.with_label_values(&[&queue]).inc();
-    m.wait.with_label_values(&[&queue]).observe((claimed.started_at_ms - claimed.ready_at_ms).max(0) as f64 / 1000.0);
+    m.wait
+        .with_label_values(&[&queue])
+        .observe((claimed.started_at_ms - claimed.ready_at_ms).max(0) as f64 / 1000.0);
     let started = Instant::now();
 
     let outcome = execute(&shared, claimed, &slot).await;
@@ -417,7 +483,9 @@ async fn run_job(shared: Arc<Shared>, claimed: Claimed, permit: OwnedSemaphorePe
         m.lease_lost.with_label_values(&[&queue]).inc();
         tracing::warn!(job = %lease.id, "lease lost: another worker owns this job now; nothing was recorded");
     }
-    m.duration.with_label_values(&[&queue, &job_type]).observe(started.elapsed().as_secs_f64());
+    m.duration
+        .with_label_values(&[&queue, &job_type])
+        .observe(started.elapsed().as_secs_f64());
     m.in_flight.with_label_values(&[&queue]).dec();
     shared.slots.lock().unwrap().remove(&lease.id);
     drop(permit);
@@ -425,13 +493,14 @@ async fn run_job(shared: Arc<Shared>, claimed: Claimed, permit: OwnedSemaphorePe
 
 /// Runs the handler; `None` means write nothing (lease lost, or shutdown hand-back).
 async fn execute(shared: &Shared, claimed: Claimed, slot: &Arc<Slot>) -> Option<Outcome> {
-    let error = |e: crate::JobError, policy: &tether_model::RetryPolicy, attempt: u32| Outcome::Error {
-        retryable: e.transient,
-        retry_delay: policy.delay(attempt, rand::rng().random()),
-        message: e.message,
-        code: e.code,
-        info: e.info,
-    };
+    let error =
+        |e: crate::JobError, policy: &tether_model::RetryPolicy, attempt: u32| Outcome::Error {
+            retryable: e.transient,
+            retry_delay: policy.delay(attempt, rand::rng().random()),
+            message: e.message,
+            code: e.code,
+            info: e.info,
+        };
     let policy = claimed.backoff;
     let attempt = claimed.attempts;
     let Some(handler) = shared.handlers.get(&claimed.job_type).cloned() else {
@@ -439,7 +508,10 @@ async fn execute(shared: &Shared, claimed: Claimed, slot: &Arc<Slot>) -> Option<
         let e = crate::JobError::reserved(
             ErrorCode::UnknownJobType,
             false,
-            format!("no handler for job type {:?} on this worker (it has {known:?})", claimed.job_type),
+            format!(
+                "no handler for job type {:?} on this worker (it has {known:?})",
+                claimed.job_type
+            ),
         );
         return Some(error(e, &policy, attempt));
     };
@@ -447,12 +519,22 @@ async fn execute(shared: &Shared, claimed: Claimed, slot: &Arc<Slot>) -> Option<
         let e = crate::JobError::reserved(
             ErrorCode::PayloadTooLarge,
             false,
-            format!("input is {} bytes; this worker accepts at most {}", claimed.input.len(), shared.config.max_payload_bytes),
+            format!(
+                "input is {} bytes; this worker accepts at most {}",
+                claimed.input.len(),
+                shared.config.max_payload_bytes
+            ),
         );
         return Some(error(e, &policy, attempt));
     }
     let timeout = claimed.timeout;
-    let ctx = JobContext::new(shared.store.clone(), claimed, slot.clone(), shared.config.lease_ttl, shared.metrics.clone());
+    let ctx = JobContext::new(
+        shared.store.clone(),
+        claimed,
+        slot.clone(),
+        shared.config.lease_ttl,
+        shared.metrics.clone(),
+    );
     let run = AssertUnwindSafe(handler.run(&ctx)).catch_unwind();
     let deadline = async {
         match timeout {
@@ -518,7 +600,11 @@ async fn record(
         (Outcome::Error { .. }, _) => Some("cancelled"),
     };
     if let Some(status) = status {
-        shared.metrics.finished.with_label_values(&[&lease.queue, job_type, status]).inc();
+        shared
+            .metrics
+            .finished
+            .with_label_values(&[&lease.queue, job_type, status])
+            .inc();
     }
     Some(result)
 }
@@ -538,7 +624,9 @@ async fn heartbeat_loop(shared: Arc<Shared>, stop: CancellationToken) {
         }
         let margin = ttl / 10;
         for slot in shared.slots.lock().unwrap().values() {
-            if !slot.lost.is_cancelled() && slot.renewed_at.lock().unwrap().elapsed() + margin >= ttl {
+            if !slot.lost.is_cancelled()
+                && slot.renewed_at.lock().unwrap().elapsed() + margin >= ttl
+            {
                 tracing::warn!(job = %slot.lease.id, "lease could not be renewed in time: stopping the job (self-fence)");
                 slot.lost.cancel();
             }
@@ -550,21 +638,36 @@ async fn heartbeat_loop(shared: Arc<Shared>, stop: CancellationToken) {
 async fn beat(shared: &Shared) {
     let mut by_queue: HashMap<String, Vec<Arc<Slot>>> = HashMap::new();
     for slot in shared.slots.lock().unwrap().values() {
-        by_queue.entry(slot.lease.queue.clone()).or_default().push(slot.clone());
+        by_queue
+            .entry(slot.lease.queue.clone())
+            .or_default()
+            .push(slot.clone());
     }
     let sent_at = Instant::now();
     let renewals = by_queue.iter().map(|(queue, slots)| async move {
         let leases: Vec<(JobId, u64)> = slots.iter().map(|s| (s.lease.id, s.lease.epoch)).collect();
-        match shared.store.renew(queue, &leases, shared.config.lease_ttl).await {
+        match shared
+            .store
+            .renew(queue, &leases, shared.config.lease_ttl)
+            .await
+        {
             Ok((deadline, statuses)) => {
                 for (slot, status) in slots.iter().zip(statuses) {
                     slot.on_renewal(status, sent_at);
                 }
-                shared.metrics.lease_renewals.with_label_values(&[queue]).inc_by(slots.len() as u64);
+                shared
+                    .metrics
+                    .lease_renewals
+                    .with_label_values(&[queue])
+                    .inc_by(slots.len() as u64);
                 Some((queue, slots, deadline))
             }
             Err(e) => {
-                shared.metrics.redis_errors.with_label_values(&["renew"]).inc();
+                shared
+                    .metrics
+                    .redis_errors
+                    .with_label_values(&["renew"])
+                    .inc();
                 tracing::warn!(%queue, error = %e, "lease renewal failed");
                 None
             }
@@ -576,19 +679,29 @@ async fn beat(shared: &Shared) {
         .flatten()
         .flat_map(|(queue, slots, deadline)| {
             let at = chrono::DateTime::from_timestamp_millis(deadline).unwrap_or_default();
-            slots.iter().map(move |s| (queue.clone(), s.lease.id, at)).collect::<Vec<_>>()
+            slots
+                .iter()
+                .map(move |s| (queue.clone(), s.lease.id, at))
+                .collect::<Vec<_>>()
         })
         .collect();
     let info = WorkerInfo {
         id: shared.id.clone(),
-        host: nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default(),
+        host: nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default(),
         pid: std::process::id(),
         queues: shared.config.queues.clone(),
         concurrency: shared.config.concurrency,
         started_at: shared.started_at,
         jobs,
     };
-    if let Err(e) = shared.store.put_worker(&info, shared.heartbeat_every() * 3).await {
+    if let Err(e) = shared
+        .store
+        .put_worker(&info, shared.heartbeat_every() * 3)
+        .await
+    {
         tracing::debug!(error = %e, "worker registration not refreshed");
     }
 }
@@ -600,10 +713,16 @@ async fn maintenance_loop(shared: Arc<Shared>, stop: CancellationToken) {
         let mut pause = MAX_PROMOTE_PAUSE;
         for queue in &shared.config.queues {
             match shared.store.promote(queue, 1000).await {
-                Ok((_, Some(next_due))) => pause = pause.min(next_due.max(Duration::from_millis(5))),
+                Ok((_, Some(next_due))) => {
+                    pause = pause.min(next_due.max(Duration::from_millis(5)))
+                }
                 Ok((_, None)) => {}
                 Err(e) => {
-                    shared.metrics.redis_errors.with_label_values(&["promote"]).inc();
+                    shared
+                        .metrics
+                        .redis_errors
+                        .with_label_values(&["promote"])
+                        .inc();
                     tracing::debug!(%queue, error = %e, "promote failed");
                 }
             }
@@ -622,12 +741,20 @@ async fn maintenance_loop(shared: Arc<Shared>, stop: CancellationToken) {
 async fn reap_and_sample(shared: &Shared, queue: &str) {
     match shared.store.reap(queue, 1000).await {
         Ok(ids) if !ids.is_empty() => {
-            shared.metrics.lease_expired.with_label_values(&[queue]).inc_by(ids.len() as u64);
+            shared
+                .metrics
+                .lease_expired
+                .with_label_values(&[queue])
+                .inc_by(ids.len() as u64);
             tracing::warn!(%queue, jobs = ids.len(), "took back jobs whose lease lapsed");
         }
         Ok(_) => {}
         Err(e) => {
-            shared.metrics.redis_errors.with_label_values(&["reap"]).inc();
+            shared
+                .metrics
+                .redis_errors
+                .with_label_values(&["reap"])
+                .inc();
             tracing::debug!(%queue, error = %e, "reap failed");
         }
     }
@@ -652,12 +779,17 @@ async fn release_abandoned(shared: &Shared) {
     let leases = std::mem::take(&mut *shared.abandoned.lock().unwrap());
     let mut by_queue: HashMap<String, Vec<(JobId, u64)>> = HashMap::new();
     for lease in leases {
-        by_queue.entry(lease.queue).or_default().push((lease.id, lease.epoch));
+        by_queue
+            .entry(lease.queue)
+            .or_default()
+            .push((lease.id, lease.epoch));
     }
     for (queue, leases) in by_queue {
         match shared.store.release(&queue, &leases).await {
             Ok(n) => tracing::info!(%queue, released = n, "handed unfinished jobs back"),
-            Err(e) => tracing::warn!(%queue, error = %e, "could not hand jobs back; their leases will lapse"),
+            Err(e) => {
+                tracing::warn!(%queue, error = %e, "could not hand jobs back; their leases will lapse")
+            }
         }
     }
 }
