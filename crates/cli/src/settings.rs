@@ -78,3 +78,37 @@ pub fn load(path: Option<&Path>) -> Result<FileConfig, String> {
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 500ms, 10s, 5m)"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped config file documents every key with its default; uncommented, it must parse.
+    #[test]
+    fn the_documented_config_file_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/tether.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let active: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if rest.contains(" = ") && !rest.contains("Precedence") => rest,
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config: FileConfig = toml::from_str(&active).unwrap();
+        assert_eq!(config.redis_url.as_deref(), Some("redis://127.0.0.1:6379"));
+        assert_eq!(config.store.retention, Some(Duration::from_secs(48 * 3600)));
+        assert_eq!(config.worker.concurrency, Some(16));
+        assert_eq!(config.worker.lease_ttl, Some(Duration::from_secs(30)));
+        assert_eq!(config.worker.claim_batch, Some(64));
+        // As shipped, everything is commented out: it changes nothing.
+        let shipped: FileConfig = toml::from_str(&text).unwrap();
+        assert!(shipped.redis_url.is_none() && shipped.worker.concurrency.is_none());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(toml::from_str::<FileConfig>("[worker]\nconcurency = 3").is_err());
+    }
+}

@@ -4,7 +4,7 @@
 -- 'NOT_FOUND', 'NOT_SUPPORTED' or 'INVALID:<status>'.
 local id, owner, retention = ARGV[2], ARGV[3], tonumber(ARGV[4])
 local key = job_key(id)
-local v = redis.call('HMGET', key, 'st', 'owner', 'can', 'sid', 'creq')
+local v = redis.call('HMGET', key, 'st', 'owner', 'can', 'sid', 'creq', 'w')
 if not v[1] or (owner ~= '' and v[2] ~= owner) then return 'NOT_FOUND' end
 local st = v[1]
 if st == 'success' or st == 'failure' or st == 'cancelled' then return 'INVALID:' .. st end
@@ -12,13 +12,13 @@ if v[3] == '0' then return 'NOT_SUPPORTED' end
 if st == 'pending' then
   if v[4] then redis.call('XDEL', K_STREAM, v[4]) end
   redis.call('ZREM', K_DELAYED, id)
-  finalize(key, id, 'cancelled', now_ms(), retention,
+  finalize(key, id, 'cancelled', now_ms(), retention, v[6],
     {'ec', 'RequestCanceled', 'msg', 'cancelled before it ran'})
   return 'CANCELLED'
 end
 -- processing: the lease holder sees the request at its next heartbeat or progress report.
 if v[5] ~= '1' then
   redis.call('HSET', key, 'creq', 1, 'ut', now_ms())
-  notify(id)
+  notify(id, v[6])
 end
 return 'REQUESTED'

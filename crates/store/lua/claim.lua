@@ -18,7 +18,7 @@ redis.call('XDEL', K_STREAM, unpack(sids))
 for _, entry in ipairs(entries) do
   local sid, id = entry[1], entry[2][2]
   local key = job_key(id)
-  local v = redis.call('HMGET', key, 'st', 'sid', 'ep', 'att', 'max', 'type', 'in', 'ph', 'cp', 'to', 'bo', 'ct', 'ra')
+  local v = redis.call('HMGET', key, 'st', 'sid', 'ep', 'att', 'max', 'type', 'in', 'ph', 'cp', 'to', 'bo', 'ct', 'ra', 'w')
   -- A cancelled or re-queued job leaves a stale entry behind: skip it.
   if v[1] == 'pending' and v[2] == sid then
     local epoch = (tonumber(v[3]) or 0) + 1
@@ -26,7 +26,7 @@ for _, entry in ipairs(entries) do
     redis.call('HSET', key, 'st', 'processing', 'ep', epoch, 'att', attempts, 'wk', worker,
       'stt', now, 'ut', now, 'pg', 0)
     redis.call('ZADD', K_LEASES, deadline, id)
-    notify(id)
+    notify(id, v[14])
     out[#out + 1] = {id, epoch, attempts, v[5], v[6], v[7], v[8] or '', v[9] or '', v[10] or '',
       v[11] or '', v[12], v[13] or ''}
   end

@@ -19,7 +19,10 @@ end
 local function job_key(id) return PREFIX .. 'job:' .. id end
 
 -- Wake anyone watching this job (watch / SSE). Payload-free: watchers re-read the record.
-local function notify(id) redis.call('PUBLISH', PREFIX .. 'ev:' .. id, '1') end
+-- Only jobs with a watcher (field w = 1, set by watch.lua) pay for the PUBLISH.
+local function notify(id, watched)
+  if watched == '1' then redis.call('PUBLISH', PREFIX .. 'ev:' .. id, '1') end
+end
 
 -- Make a job ready now: a fresh stream entry whose id the record remembers, so
 -- a claim can tell a live entry from a stale one.
@@ -30,7 +33,7 @@ end
 
 -- Record a final status. The caller has checked that the transition is allowed.
 -- `fields` are extra field/value pairs (result, error...).
-local function finalize(key, id, status, now, retention, fields)
+local function finalize(key, id, status, now, retention, watched, fields)
   local expires = now + retention
   redis.call('HSET', key, 'st', status, 'pg', 100, 'ft', now, 'ut', now, 'eta', now,
     'xt', expires, 'creq', 0, unpack(fields))
@@ -41,7 +44,7 @@ local function finalize(key, id, status, now, retention, fields)
     redis.call('ZADD', K_DEAD, now, id)
   end
   redis.call('HINCRBY', K_COUNTS, status, 1)
-  notify(id)
+  notify(id, watched)
 end
 
 -- Checks that `epoch` is the live lease of a processing job.

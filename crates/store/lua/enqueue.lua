@@ -12,16 +12,18 @@ local key = job_key(id)
 if redis.call('EXISTS', key) == 1 then return redis.error_reply('IDEXISTS job id already exists') end
 local now = now_ms()
 local due = math.max(run_at, now + delay)
-redis.call('HSET', key, 'st', 'pending', 'ct', now, 'ut', now, unpack(ARGV, 6))
-redis.call('ZADD', K_JOBS, now, id)
+local where, at
 if due > now then
-  redis.call('HSET', key, 'ra', due)
   redis.call('ZADD', K_DELAYED, due, id)
+  where, at = 'ra', due
 else
-  redis.call('HSET', key, 'sid', redis.call('XADD', K_STREAM, '*', 'j', id))
+  where, at = 'sid', redis.call('XADD', K_STREAM, '*', 'j', id)
 end
 if idem ~= '' then
   redis.call('SET', idem_key, id)
-  redis.call('HSET', key, 'ik', idem)
+  redis.call('HSET', key, 'st', 'pending', 'ct', now, 'ut', now, where, at, 'ik', idem, unpack(ARGV, 6))
+else
+  redis.call('HSET', key, 'st', 'pending', 'ct', now, 'ut', now, where, at, unpack(ARGV, 6))
 end
+redis.call('ZADD', K_JOBS, now, id)
 return {1, id}

@@ -7,15 +7,16 @@
 -- had recorded its outcome before: a resend after a lost reply) or 'LOST'.
 local id, epoch, retention, kind = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local key = job_key(id)
-local v, refusal = check_lease(key, epoch, 'att', 'max', 'creq')
+local v, refusal = check_lease(key, epoch, 'att', 'max', 'creq', 'w')
+local watched = v and v[6]
 if not v then return refusal end
 local now = now_ms()
 if kind == 'success' then
-  finalize(key, id, 'success', now, retention, {'res', ARGV[6]})
+  finalize(key, id, 'success', now, retention, watched, {'res', ARGV[6]})
   return 'OK'
 elseif kind == 'cancelled' then
   if v[5] ~= '1' then return 'NOT_REQUESTED' end
-  finalize(key, id, 'cancelled', now, retention,
+  finalize(key, id, 'cancelled', now, retention, watched,
     {'ec', 'RequestCanceled', 'msg', ARGV[6]})
   return 'OK'
 end
@@ -23,7 +24,7 @@ local retryable, delay = ARGV[6] == '1', tonumber(ARGV[7])
 local err = {'msg', ARGV[8], 'ec', ARGV[9], 'ei', ARGV[10]}
 if v[5] == '1' then
   -- Cancel was requested while the attempt failed: the cancel wins.
-  finalize(key, id, 'cancelled', now, retention, {'ec', 'RequestCanceled', 'msg', 'cancelled on request'})
+  finalize(key, id, 'cancelled', now, retention, watched, {'ec', 'RequestCanceled', 'msg', 'cancelled on request'})
   return 'OK'
 end
 if retryable and tonumber(v[3]) < tonumber(v[4]) then
@@ -36,8 +37,8 @@ if retryable and tonumber(v[3]) < tonumber(v[4]) then
   else
     make_ready(key, id, now)
   end
-  notify(id)
+  notify(id, watched)
   return 'RETRY'
 end
-finalize(key, id, 'failure', now, retention, err)
+finalize(key, id, 'failure', now, retention, watched, err)
 return 'DEAD'

@@ -4,12 +4,12 @@
 -- Returns {status, deadline} with status as in renew.lua.
 local id, epoch, ttl = ARGV[2], ARGV[3], tonumber(ARGV[4])
 local key = job_key(id)
-local v, refusal = check_lease(key, epoch, 'creq')
+local v = check_lease(key, epoch, 'creq', 'w')
 if not v then return {0, 0} end
 local now = now_ms()
 redis.call('HSET', key, 'pg', ARGV[5], 'ut', now)
 if ARGV[6] ~= '' then redis.call('HSET', key, 'pmsg', ARGV[6]) end
 if ARGV[7] ~= '' then redis.call('HSET', key, 'eta', ARGV[7]) else redis.call('HDEL', key, 'eta') end
 redis.call('ZADD', K_LEASES, 'XX', now + ttl, id)
-notify(id)
+notify(id, v[4])
 return {(v[3] == '1') and 2 or 1, now + ttl}

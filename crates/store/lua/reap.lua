@@ -7,19 +7,19 @@ local now = now_ms()
 local ids = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now, 'LIMIT', 0, limit)
 for _, id in ipairs(ids) do
   local key = job_key(id)
-  local v = redis.call('HMGET', key, 'st', 'att', 'max', 'creq', 'wk')
+  local v = redis.call('HMGET', key, 'st', 'att', 'max', 'creq', 'wk', 'w')
   redis.call('ZREM', K_LEASES, id)
   if v[1] == 'processing' then
     redis.call('HINCRBY', key, 'ep', 1)
     local msg = 'lease expired: worker ' .. (v[5] or '?') .. ' stopped renewing it'
     if v[4] == '1' then
-      finalize(key, id, 'cancelled', now, retention, {'ec', 'RequestCanceled', 'msg', msg})
+      finalize(key, id, 'cancelled', now, retention, v[6], {'ec', 'RequestCanceled', 'msg', msg})
     elseif tonumber(v[2]) < tonumber(v[3]) then
       redis.call('HSET', key, 'ec', 'LeaseExpired', 'msg', msg)
       make_ready(key, id, now)
-      notify(id)
+      notify(id, v[6])
     else
-      finalize(key, id, 'failure', now, retention, {'ec', 'LeaseExpired', 'msg', msg})
+      finalize(key, id, 'failure', now, retention, v[6], {'ec', 'LeaseExpired', 'msg', msg})
     end
   end
 end

@@ -3,7 +3,7 @@
 -- Returns 'OK', 'NOT_FOUND' or 'INVALID:<status>'.
 local id, owner = ARGV[2], ARGV[3]
 local key = job_key(id)
-local v = redis.call('HMGET', key, 'st', 'owner', 'dead')
+local v = redis.call('HMGET', key, 'st', 'owner', 'dead', 'w')
 if not v[1] or (owner ~= '' and v[2] ~= owner) then return 'NOT_FOUND' end
 if v[1] ~= 'failure' or v[3] ~= '1' then return 'INVALID:' .. v[1] end
 redis.call('HDEL', key, 'ec', 'ei', 'msg', 'res', 'ft', 'xt', 'eta', 'ph', 'cp', 'pmsg', 'ra')
@@ -12,5 +12,5 @@ redis.call('ZREM', K_DEAD, id)
 redis.call('ZREM', K_DONE, id)
 redis.call('HINCRBY', K_COUNTS, 'failure', -1)
 make_ready(key, id, now_ms())
-notify(id)
+notify(id, v[4])
 return 'OK'

@@ -408,6 +408,15 @@ impl Store {
         queue: &str,
         args: &[&str],
     ) -> Result<String, StoreError> {
+        self.queue_script_raw(script, queue, args).await
+    }
+
+    async fn queue_script_raw<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        queue: &str,
+        args: &[&str],
+    ) -> Result<T, StoreError> {
         tether_model::validate_queue_name(queue)?;
         let keys = QueueKeys::new(queue);
         let mut inv = Self::invocation(script, &keys);
@@ -529,6 +538,10 @@ impl Store {
         let mut pubsub = self.inner.client.get_async_pubsub().await?;
         pubsub
             .subscribe(QueueKeys::new(queue).events(&id.to_string()))
+            .await?;
+        // Subscribed first, then flagged: no change after the flag can go unannounced.
+        let _: i64 = self
+            .queue_script_raw(&SCRIPTS.watch, queue, &[&id.to_string()])
             .await?;
         Ok(pubsub.into_on_message().map(|_| ()))
     }

@@ -29,5 +29,5 @@ macro_rules! scripts {
 
 scripts!(
     enqueue, claim, renew, progress, checkpoint, finish, release, cancel, reap, promote,
-    retry_dead, expire, set_labels,
+    retry_dead, expire, set_labels, watch,
 );

@@ -1,0 +1,99 @@
+//! The `tether` binary from the outside: settings precedence and clear errors.
+
+use std::process::{Command, Output};
+
+use tether_testkit::{RedisOptions, RedisServer, free_port, tether_bin};
+
+fn tether(args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> Output {
+    let mut cmd = Command::new(tether_bin());
+    cmd.args(args)
+        .current_dir(dir)
+        .env_remove("TETHER_REDIS_URL")
+        .env_remove("TETHER_CONFIG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run tether")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn flag_beats_env_beats_config_file() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let dead = format!("redis://127.0.0.1:{}", free_port());
+    let dir = tempfile_dir();
+    std::fs::create_dir_all(dir.join("config")).unwrap();
+    std::fs::write(
+        dir.join("config/tether.toml"),
+        format!("redis_url = \"{}\"\n", redis.url()),
+    )
+    .unwrap();
+
+    // The file alone is enough.
+    assert!(tether(&["stats"], &[], &dir).status.success());
+    // The environment overrides the file (here with a dead address, so the call fails).
+    let out = tether(&["stats"], &[("TETHER_REDIS_URL", &dead)], &dir);
+    assert!(
+        !out.status.success() && stderr(&out).contains("cannot connect to Redis"),
+        "{}",
+        stderr(&out)
+    );
+    // The flag overrides the environment.
+    let out = tether(
+        &["stats", "--redis", &redis.url()],
+        &[("TETHER_REDIS_URL", &dead)],
+        &dir,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn bad_input_gets_a_clear_error() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let dir = tempfile_dir();
+    let url = redis.url();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["enqueue", "--type", "noop", "--input", "{not json"],
+            "--input is not valid JSON",
+        ),
+        (
+            &["enqueue", "--type", "noop", "--queue", "has space"],
+            "invalid queue name",
+        ),
+        (&["get", "not-a-uuid"], "not a job id"),
+        (&["get", "01a20aa8-09b3-77e0-afe4-856b6835d6ee"], "no job"),
+        (
+            &["cancel", "01a20aa8-09b3-77e0-afe4-856b6835d6ee"],
+            "NotFound",
+        ),
+        (&["worker", "--lease-ttl", "soon"], "examples: 500ms"),
+    ];
+    for (args, expected) in cases {
+        let mut full = args.to_vec();
+        full.extend(["--redis", &url]);
+        let out = tether(&full, &[], &dir);
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(
+            stderr(&out).contains(expected),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    let out = tether(&["stats"], &[], &dir);
+    assert!(
+        stderr(&out).contains("no Redis configured"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("tether-cli-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
