@@ -42,6 +42,8 @@ struct Cli {
 enum Command {
     /// Run a worker with the demo handler set until SIGTERM/SIGINT.
     Worker(WorkerArgs),
+    /// Serve the REST API (Glance v2 Tasks compatible).
+    Api(ApiArgs),
     /// Enqueue jobs; prints one job id per line.
     Enqueue(EnqueueArgs),
     /// Show one job.
@@ -111,6 +113,25 @@ struct WorkerArgs {
     /// Worker id (default: host-pid-random).
     #[arg(long, env = "TETHER_WORKER_ID")]
     id: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct ApiArgs {
+    /// Address to listen on (default 127.0.0.1:9292).
+    #[arg(long, env = "TETHER_API_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Tokens file: [[tokens]] entries with token, owner, role.
+    #[arg(long, env = "TETHER_API_TOKENS")]
+    tokens: Option<PathBuf>,
+    /// Accept every request as an admin. For local demos only.
+    #[arg(long)]
+    insecure_no_auth: bool,
+    /// Registered task types (comma-separated); others are refused at create.
+    #[arg(long, env = "TETHER_JOB_TYPES", value_delimiter = ',')]
+    job_types: Vec<String>,
+    /// Largest request body in bytes (default 1 MiB).
+    #[arg(long, env = "TETHER_API_BODY_LIMIT")]
+    body_limit: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -244,6 +265,9 @@ async fn run(cli: Cli) -> CliResult {
     };
     match cli.command {
         Command::Worker(args) => run_worker(args, &file.worker, store_config.clone(), &url).await,
+        Command::Api(args) => {
+            run_api(args, &file.api, Producer::from_store(connect().await?)).await
+        }
         command => {
             let producer = Producer::from_store(connect().await?);
             run_client(command, producer).await
@@ -310,9 +334,45 @@ async fn run_worker(
     worker.run_until_signal().await.map_err(err)
 }
 
+async fn run_api(args: ApiArgs, file: &settings::ApiFile, producer: Producer) -> CliResult {
+    let auth = if args.insecure_no_auth {
+        tether_api::Auth::Disabled
+    } else {
+        let path = args.tokens.or(file.tokens.clone()).ok_or(
+            "no tokens file: pass --tokens FILE (or TETHER_API_TOKENS, or [api] tokens), or --insecure-no-auth for a local demo",
+        )?;
+        tether_api::Auth::from_file(&path)?
+    };
+    let job_types = if !args.job_types.is_empty() {
+        Some(args.job_types)
+    } else {
+        file.job_types.clone()
+    };
+    let defaults = tether_api::ApiConfig::default();
+    let config = tether_api::ApiConfig {
+        auth,
+        job_types,
+        body_limit: args
+            .body_limit
+            .or(file.body_limit)
+            .unwrap_or(defaults.body_limit),
+        ..defaults
+    };
+    let listen = args
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| "127.0.0.1:9292".parse().expect("address"));
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    tether_api::serve(listener, producer, config, tether_api::shutdown_on_signal())
+        .await
+        .map_err(err)
+}
+
 async fn run_client(command: Command, producer: Producer) -> CliResult {
     match command {
-        Command::Worker(_) => unreachable!("handled by run_worker"),
+        Command::Worker(_) | Command::Api(_) => unreachable!("handled by run"),
         Command::Enqueue(args) => enqueue(args, &producer).await,
         Command::Get { id, json } => {
             let job = producer

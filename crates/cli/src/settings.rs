@@ -16,6 +16,17 @@ pub struct FileConfig {
     pub store: StoreFile,
     #[serde(default)]
     pub worker: WorkerFile,
+    #[serde(default)]
+    pub api: ApiFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiFile {
+    pub listen: Option<SocketAddr>,
+    pub tokens: Option<PathBuf>,
+    pub job_types: Option<Vec<String>>,
+    pub body_limit: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -102,6 +113,8 @@ mod tests {
         assert_eq!(config.worker.concurrency, Some(16));
         assert_eq!(config.worker.lease_ttl, Some(Duration::from_secs(30)));
         assert_eq!(config.worker.claim_batch, Some(64));
+        assert_eq!(config.api.listen, Some("127.0.0.1:9292".parse().unwrap()));
+        assert_eq!(config.api.body_limit, Some(1048576));
         // As shipped, everything is commented out: it changes nothing.
         let shipped: FileConfig = toml::from_str(&text).unwrap();
         assert!(shipped.redis_url.is_none() && shipped.worker.concurrency.is_none());

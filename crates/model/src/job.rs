@@ -96,6 +96,57 @@ impl FromStr for Phase {
     }
 }
 
+impl Job {
+    /// The record of a job just enqueued from `spec`, as storage writes it.
+    ///
+    /// ```
+    /// use chrono::Utc;
+    /// use tether_model::{Job, JobId, JobSpec, Status};
+    /// let now = Utc::now();
+    /// let job = Job::new_pending(JobId::new(), &JobSpec::new("noop"), now, now);
+    /// assert_eq!((job.status, job.attempts, job.run_at), (Status::Pending, 0, None));
+    /// ```
+    pub fn new_pending(
+        id: JobId,
+        spec: &crate::JobSpec,
+        created_at: DateTime<Utc>,
+        due_at: DateTime<Utc>,
+    ) -> Job {
+        Job {
+            id,
+            queue: spec.queue.clone(),
+            job_type: spec.job_type.clone(),
+            input: spec.input.clone(),
+            owner: spec.owner.clone(),
+            name: spec.name.clone(),
+            description: spec.description.clone(),
+            status: Status::Pending,
+            phase: None,
+            progress: 0,
+            progress_message: None,
+            eta: None,
+            result: None,
+            message: String::new(),
+            error_code: None,
+            error_info: Vec::new(),
+            attempts: 0,
+            max_attempts: spec.max_attempts,
+            cancelable: spec.cancelable,
+            cancel_requested: false,
+            worker: None,
+            lease_expires_at: None,
+            created_at,
+            updated_at: created_at,
+            started_at: None,
+            finished_at: None,
+            run_at: (due_at > created_at).then_some(due_at),
+            expires_at: None,
+            timeout_ms: spec.timeout.map(|t| t.as_millis() as u64),
+            dead: false,
+        }
+    }
+}
+
 /// A job's full record, field for field as SPEC §1 names it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {

@@ -134,6 +134,26 @@ impl Producer {
         Ok(done.id)
     }
 
+    /// Enqueues a job and returns its record as created (for an idempotency key seen
+    /// before, the earlier job as it is now).
+    pub async fn enqueue_returning(&self, spec: JobSpec) -> Result<Job, Error> {
+        let spec = self.scoped(spec);
+        let done = self.store.enqueue(&spec).await?;
+        self.remember(done.id, &spec.queue);
+        if done.created && done.created_at_ms > 0 {
+            let at = |ms| chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
+            return Ok(Job::new_pending(
+                done.id,
+                &spec,
+                at(done.created_at_ms),
+                at(done.due_at_ms),
+            ));
+        }
+        self.get(done.id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(done.id.to_string()).into())
+    }
+
     /// Enqueues many jobs in pipelined round trips.
     pub async fn enqueue_many(&self, specs: Vec<JobSpec>) -> Result<Vec<JobId>, Error> {
         let specs: Vec<JobSpec> = specs.into_iter().map(|s| self.scoped(s)).collect();

@@ -77,6 +77,9 @@ pub struct Enqueued {
     pub id: JobId,
     /// False when an earlier job with the same idempotency key was returned instead.
     pub created: bool,
+    /// When it was created and when it is due (Redis clock, ms); 0 when not `created`.
+    pub created_at_ms: i64,
+    pub due_at_ms: i64,
 }
 
 /// What a cancel did.
@@ -290,11 +293,13 @@ impl Store {
         inv
     }
 
-    fn enqueued(reply: (i64, String)) -> Result<Enqueued, StoreError> {
+    fn enqueued(reply: (i64, String, i64, i64)) -> Result<Enqueued, StoreError> {
         let id = reply.1.parse().map_err(|e| StoreError::decode("id", e))?;
         Ok(Enqueued {
             id,
             created: reply.0 == 1,
+            created_at_ms: reply.2,
+            due_at_ms: reply.3,
         })
     }
 
@@ -318,12 +323,18 @@ impl Store {
             let resend = std::mem::replace(&mut sent, true);
             let invocation = Self::enqueue_invocation(spec, id, input.clone());
             async move {
-                let reply: redis::RedisResult<(i64, String)> =
+                let reply: redis::RedisResult<(i64, String, i64, i64)> =
                     invocation.invoke_async(&mut self.conn()).await;
                 match reply {
                     // A resend after a lost reply: the first send was written.
                     Err(e) if resend && e.code() == Some("IDEXISTS") => {
-                        Ok(Enqueued { id, created: true })
+                        // Created, but the times are unknown: callers re-read the record.
+                        Ok(Enqueued {
+                            id,
+                            created: true,
+                            created_at_ms: 0,
+                            due_at_ms: 0,
+                        })
                     }
                     other => Self::enqueued(other?),
                 }
@@ -353,7 +364,7 @@ impl Store {
                 let input = inputs.next().expect("one input per spec");
                 pipe.invoke_script(&Self::enqueue_invocation(spec, JobId::new(), input));
             }
-            let replies: Vec<(i64, String)> = pipe.query_async(&mut self.conn()).await?;
+            let replies: Vec<(i64, String, i64, i64)> = pipe.query_async(&mut self.conn()).await?;
             for reply in replies {
                 out.push(Self::enqueued(reply)?);
             }

@@ -1,0 +1,131 @@
+//! Glance v2 shapes: the task body, list answer, schemas and version document.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
+use tether_producer::Job;
+
+/// Glance writes times as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn glance_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn opt_time(t: Option<DateTime<Utc>>) -> Value {
+    t.map(|t| Value::String(glance_time(t)))
+        .unwrap_or(Value::Null)
+}
+
+/// A task as Glance shows it, plus Tether's extensions. `full` adds `input` and `result`
+/// (Glance leaves them out of list summaries).
+pub fn task_body(job: &Job, full: bool) -> Value {
+    let mut m = Map::new();
+    m.insert("id".into(), json!(job.id.to_string()));
+    m.insert("type".into(), json!(job.job_type));
+    m.insert("status".into(), json!(job.status.as_str()));
+    m.insert("owner".into(), json!(job.owner.clone().unwrap_or_default()));
+    m.insert("message".into(), json!(job.message));
+    m.insert("created_at".into(), json!(glance_time(job.created_at)));
+    m.insert("updated_at".into(), json!(glance_time(job.updated_at)));
+    if job.expires_at.is_some() {
+        m.insert("expires_at".into(), opt_time(job.expires_at));
+    }
+    m.insert("self".into(), json!(format!("/v2/tasks/{}", job.id)));
+    m.insert("schema".into(), json!("/v2/schemas/task"));
+    if full {
+        m.insert("input".into(), job.input.clone());
+        m.insert("result".into(), job.result.clone().unwrap_or(Value::Null));
+    }
+    // Extensions (vSphere Task, Xen task).
+    m.insert("queue".into(), json!(job.queue));
+    m.insert("progress".into(), json!(job.progress));
+    m.insert("progress_message".into(), json!(job.progress_message));
+    m.insert("phase".into(), json!(job.phase.map(|p| p.as_str())));
+    m.insert("eta".into(), opt_time(job.eta));
+    m.insert("attempts".into(), json!(job.attempts));
+    m.insert("max_attempts".into(), json!(job.max_attempts));
+    m.insert(
+        "error_code".into(),
+        json!(job.error_code.as_ref().map(|c| c.as_str())),
+    );
+    m.insert("error_info".into(), json!(job.error_info));
+    m.insert("cancelable".into(), json!(job.cancelable));
+    m.insert("cancel_requested".into(), json!(job.cancel_requested));
+    m.insert("worker".into(), json!(job.worker));
+    m.insert("name".into(), json!(job.name));
+    m.insert("description".into(), json!(job.description));
+    m.insert("started_at".into(), opt_time(job.started_at));
+    m.insert("finished_at".into(), opt_time(job.finished_at));
+    m.insert("run_at".into(), opt_time(job.run_at));
+    m.insert("lease_expires_at".into(), opt_time(job.lease_expires_at));
+    Value::Object(m)
+}
+
+/// `GET /v2/schemas/task`, in Glance's form. `types` lists the registered job types when known.
+pub fn task_schema(types: Option<&[String]>) -> Value {
+    let mut type_prop =
+        json!({"type": "string", "description": "The type of task represented by this content"});
+    if let Some(types) = types {
+        type_prop["enum"] = json!(types);
+    }
+    let nullable_time = |d: &str| json!({"type": ["null", "string"], "description": d});
+    json!({
+        "name": "task",
+        "properties": {
+            "id": {"type": "string", "description": "An identifier for the task",
+                   "pattern": "^([0-9a-fA-F]){8}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){12}$"},
+            "type": type_prop,
+            "status": {"type": "string", "description": "The current status of this task",
+                       "enum": ["pending", "processing", "success", "failure", "cancelled"]},
+            "input": {"description": "The parameters required by task, JSON blob"},
+            "result": {"description": "The result of current task, JSON blob"},
+            "owner": {"type": "string", "description": "An identifier for the owner of this task"},
+            "message": {"type": "string", "description": "Human-readable informative message only included when appropriate (usually on failure)"},
+            "expires_at": nullable_time("Datetime when this resource would be subject to removal"),
+            "created_at": {"type": "string", "description": "Datetime when this resource was created"},
+            "updated_at": {"type": "string", "description": "Datetime when this resource was updated"},
+            "self": {"type": "string"},
+            "schema": {"type": "string"},
+            "queue": {"type": "string", "description": "Tether extension: the queue"},
+            "progress": {"type": "integer", "minimum": 0, "maximum": 100, "description": "Tether extension: percent done"},
+            "progress_message": {"type": ["null", "string"]},
+            "phase": {"type": ["null", "string"], "enum": [null, "handle", "check"]},
+            "eta": nullable_time("Estimated completion while running; the finish time once finished"),
+            "attempts": {"type": "integer"},
+            "max_attempts": {"type": "integer"},
+            "error_code": {"type": ["null", "string"]},
+            "error_info": {"type": "array", "items": {"type": "string"}},
+            "cancelable": {"type": "boolean"},
+            "cancel_requested": {"type": "boolean"},
+            "worker": {"type": ["null", "string"]},
+            "name": {"type": ["null", "string"]},
+            "description": {"type": ["null", "string"]},
+            "started_at": nullable_time("When the current attempt started"),
+            "finished_at": nullable_time("When the task finished"),
+            "run_at": nullable_time("When a delayed task becomes due"),
+            "lease_expires_at": nullable_time("When the current lease lapses unless renewed")
+        }
+    })
+}
+
+/// `GET /v2/schemas/tasks`.
+pub fn tasks_schema(types: Option<&[String]>) -> Value {
+    json!({
+        "name": "tasks",
+        "properties": {
+            "tasks": {"type": "array", "items": task_schema(types)},
+            "schema": {"type": "string"},
+            "first": {"type": "string"},
+            "next": {"type": "string"}
+        },
+        "links": [
+            {"rel": "first", "href": "{first}"},
+            {"rel": "next", "href": "{next}"},
+            {"rel": "describedby", "href": "{schema}"}
+        ]
+    })
+}
+
+/// Glance's version document (`GET /versions`, `GET /`).
+pub fn versions(base: &str) -> Value {
+    let version = |id: &str, status: &str| json!({"id": id, "status": status, "links": [{"rel": "self", "href": format!("{base}/v2/")}]});
+    json!({"versions": [version("v2.16", "CURRENT"), version("v2.15", "SUPPORTED")]})
+}

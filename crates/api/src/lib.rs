@@ -1,0 +1,184 @@
+//! Tether's REST API: OpenStack Glance v2 Tasks compatible, extended with
+//! cancel (vSphere `CancelTask`), re-queue of dead tasks, name/description
+//! (Xen), progress/phase/ETA in every task body, and live Server-Sent Events.
+//!
+//! It is a thin layer over `tether-producer` and knows nothing of Redis keys.
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! use tether_api::{ApiConfig, Auth};
+//! let producer = tether_producer::Producer::connect("redis://127.0.0.1:6379").await.unwrap();
+//! let config = ApiConfig { auth: Auth::from_toml(&std::fs::read_to_string("tokens.toml")?).unwrap(), ..ApiConfig::default() };
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9292").await?;
+//! tether_api::serve(listener, producer, config, tether_api::shutdown_on_signal()).await
+//! # }
+//! ```
+
+pub mod auth;
+mod error;
+pub mod glance;
+mod metrics;
+mod routes;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::get;
+use tether_producer::Producer;
+use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use auth::{Auth, Caller};
+pub use error::ApiError;
+pub use metrics::ApiMetrics;
+
+/// API settings.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub auth: Auth,
+    /// When known, creating a task of another type is a 400 and the schema lists them.
+    pub job_types: Option<Vec<String>>,
+    /// Largest request body, in bytes.
+    pub body_limit: usize,
+    /// Queue for tasks created without one.
+    pub default_queue: String,
+}
+
+impl Default for ApiConfig {
+    /// No tokens (every request is 401), any job type, 1 MiB bodies, queue `default`.
+    fn default() -> Self {
+        ApiConfig {
+            auth: Auth::Tokens(Vec::new()),
+            job_types: None,
+            body_limit: 1024 * 1024,
+            default_queue: "default".into(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct AppState {
+    producer: Producer,
+    config: Arc<ApiConfig>,
+    metrics: ApiMetrics,
+    shutdown: CancellationToken,
+}
+
+#[derive(OpenApi)]
+#[openapi(info(
+    title = "Tether Tasks API",
+    description = "OpenStack Glance v2 Tasks compatible job API with Tether's extensions"
+))]
+struct ApiDoc;
+
+/// The router and its OpenAPI document. `shutdown` ends open event streams.
+pub fn router(
+    producer: Producer,
+    config: ApiConfig,
+    shutdown: CancellationToken,
+) -> (Router, ApiMetrics) {
+    let metrics = ApiMetrics::new();
+    let state = AppState {
+        producer,
+        metrics: metrics.clone(),
+        config: Arc::new(config),
+        shutdown,
+    };
+    let body_limit = state.config.body_limit;
+    let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(routes::create_task, routes::list_tasks))
+        .routes(routes!(routes::show_task, routes::patch_task))
+        .routes(routes!(routes::cancel_task))
+        .routes(routes!(routes::retry_task))
+        .routes(routes!(routes::task_events))
+        .routes(routes!(routes::schema_task))
+        .routes(routes!(routes::schema_tasks))
+        .routes(routes!(routes::versions_doc))
+        .split_for_parts();
+    let doc = Arc::new(doc);
+    let app = api
+        .route("/", get(routes::root))
+        .route(
+            "/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .route("/metrics", get(routes::metrics))
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            record_request,
+        ))
+        .with_state(state);
+    (app, metrics)
+}
+
+/// Counts every request by route, method and status, and times it.
+async fn record_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state.metrics.observe(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// Serves until `shutdown` fires; open event streams end then, in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    producer: Producer,
+    config: ApiConfig,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    if matches!(config.auth, Auth::Disabled) {
+        tracing::warn!(
+            "AUTHENTICATION IS DISABLED (--insecure-no-auth): anyone who can reach this port is an admin"
+        );
+    }
+    let (app, _) = router(producer, config, shutdown.clone());
+    tracing::info!(addr = %listener.local_addr()?, "API listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+/// A token cancelled by SIGTERM or SIGINT.
+pub fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        } else {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutdown signal received");
+        trigger.cancel();
+    });
+    token
+}

@@ -1,0 +1,546 @@
+//! The handlers. Each one authenticates, scopes a producer to the caller, and
+//! maps storage answers to Glance's status codes.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::{Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tether_producer::{Event, JobId, JobSpec, ListQuery, Producer, SortDir, SortKey, Status};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::glance::{task_body, task_schema, tasks_schema, versions};
+
+/// The authenticated caller; 401 otherwise.
+pub struct Authed(pub Caller);
+
+impl FromRequestParts<AppState> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let token = header("authorization")
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .or_else(|| header("x-auth-token"))
+            .map(str::trim);
+        state
+            .config
+            .auth
+            .caller(token)
+            .map(Authed)
+            .ok_or_else(ApiError::unauthorized)
+    }
+}
+
+impl AppState {
+    /// A producer that sees what `caller` may see.
+    fn producer(&self, caller: &Caller) -> Producer {
+        if caller.admin {
+            self.producer.clone()
+        } else {
+            self.producer.for_owner(&caller.owner)
+        }
+    }
+}
+
+fn parse_id(id: &str) -> Result<JobId, ApiError> {
+    id.parse().map_err(|_| ApiError::not_found(id))
+}
+
+/// Parses a JSON body, naming the field at fault.
+fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence != "application/json" && !essence.ends_with("+json") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            format!("expected Content-Type: application/json, got {content_type:?}"),
+        ));
+    }
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PayloadTooLarge",
+                "the request body is over the size limit",
+            )
+        } else {
+            ApiError::bad_request(e.body_text())
+        }
+    })?;
+    let de = &mut serde_json::Deserializer::from_slice(&body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            ApiError::bad_request(format!("invalid JSON body: {}", e.inner()))
+        } else {
+            ApiError::bad_request(format!("field {path}: {}", e.inner()))
+        }
+    })
+}
+
+/// A duration given as seconds (number) or as text like `10s`, `5m`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum Span {
+    Seconds(f64),
+    Text(String),
+}
+
+impl Span {
+    fn to_duration(&self, field: &str) -> Result<Duration, ApiError> {
+        match self {
+            Span::Seconds(s) if s.is_finite() && *s >= 0.0 && *s < 1e9 => {
+                Ok(Duration::from_secs_f64(*s))
+            }
+            Span::Seconds(s) => Err(ApiError::bad_request(format!(
+                "field {field}: {s} is not a duration in seconds"
+            ))),
+            Span::Text(t) => humantime::parse_duration(t).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "field {field}: {e} (examples: 30, \"10s\", \"5m\")"
+                ))
+            }),
+        }
+    }
+}
+
+/// `POST /v2/tasks` body: Glance's `type` and `input`, plus Tether's options.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTask {
+    #[serde(rename = "type")]
+    pub task_type: String,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub input: Value,
+    pub queue: Option<String>,
+    /// Seconds, or text like "10s".
+    pub delay: Option<Span>,
+    pub run_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub max_attempts: Option<u32>,
+    /// Seconds, or text like "5m".
+    pub timeout: Option<Span>,
+    pub idempotency_key: Option<String>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub cancelable: Option<bool>,
+}
+
+#[utoipa::path(post, path = "/v2/tasks", tag = "tasks", request_body = CreateTask,
+    responses((status = 201, description = "Created", body = Object), (status = 400, body = ApiError),
+        (status = 401, body = ApiError), (status = 413, body = ApiError), (status = 415, body = ApiError)))]
+pub async fn create_task(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: CreateTask = json_body(&headers, body)?;
+    if let Some(types) = &state.config.job_types
+        && !types.contains(&req.task_type)
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "UnknownTaskType",
+            format!(
+                "unknown task type {:?}; registered types: {}",
+                req.task_type,
+                types.join(", ")
+            ),
+        ));
+    }
+    let mut spec = JobSpec::new(&req.task_type)
+        .queue(
+            req.queue
+                .unwrap_or_else(|| state.config.default_queue.clone()),
+        )
+        .input_json(req.input)
+        .owner(&caller.owner)
+        .cancelable(req.cancelable.unwrap_or(true));
+    if let Some(d) = &req.delay {
+        spec = spec.delay(d.to_duration("delay")?);
+    }
+    if let Some(t) = req.run_at {
+        spec = spec.run_at(t);
+    }
+    if let Some(n) = req.max_attempts {
+        spec = spec.max_attempts(n);
+    }
+    if let Some(t) = &req.timeout {
+        spec = spec.timeout(t.to_duration("timeout")?);
+    }
+    if let Some(k) = req.idempotency_key {
+        spec = spec.idempotency_key(k);
+    }
+    if let Some(n) = req.name {
+        spec = spec.name(n);
+    }
+    if let Some(d) = req.description {
+        spec = spec.description(d);
+    }
+    spec.validate()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let (queue, job_type) = (spec.queue.clone(), spec.job_type.clone());
+    let producer = state.producer(&caller);
+    let job = producer.enqueue_returning(spec).await?;
+    state
+        .metrics
+        .enqueued
+        .with_label_values(&[&queue, &job_type])
+        .inc();
+    let location = format!("/v2/tasks/{}", job.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(task_body(&job, true)),
+    )
+        .into_response())
+}
+
+/// `GET /v2/tasks` query parameters.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    pub limit: Option<usize>,
+    pub marker: Option<String>,
+    pub sort_key: Option<String>,
+    pub sort_dir: Option<String>,
+    pub status: Option<String>,
+    #[serde(rename = "type")]
+    pub task_type: Option<String>,
+    /// Admins only.
+    pub owner: Option<String>,
+    /// Tether extension.
+    pub queue: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v2/tasks", tag = "tasks", params(ListParams),
+    responses((status = 200, description = "A page of task summaries", body = Object),
+        (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
+pub async fn list_tasks(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = p.limit.unwrap_or(25);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 1000"));
+    }
+    let sort_key = match p.sort_key.as_deref().unwrap_or("created_at") {
+        "created_at" => SortKey::CreatedAt,
+        "updated_at" => SortKey::UpdatedAt,
+        "status" => SortKey::Status,
+        "type" => SortKey::Type,
+        "id" => SortKey::Id,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "unknown sort_key {other:?} (id, type, status, created_at, updated_at)"
+            )));
+        }
+    };
+    let sort_dir = match p.sort_dir.as_deref().unwrap_or("desc") {
+        "asc" => SortDir::Asc,
+        "desc" => SortDir::Desc,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "unknown sort_dir {other:?} (asc, desc)"
+            )));
+        }
+    };
+    let status = p
+        .status
+        .as_deref()
+        .map(str::parse::<Status>)
+        .transpose()
+        .map_err(ApiError::bad_request)?;
+    if p.owner
+        .as_ref()
+        .is_some_and(|o| !caller.admin && *o != caller.owner)
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "only admins may list other owners' tasks",
+        ));
+    }
+    let marker = match &p.marker {
+        Some(m) => Some(
+            m.parse::<JobId>()
+                .map_err(|_| ApiError::bad_request(format!("invalid marker {m:?}")))?,
+        ),
+        None => None,
+    };
+    let query = ListQuery {
+        queues: p.queue.iter().cloned().collect(),
+        status,
+        job_type: p.task_type.clone(),
+        owner: p.owner.clone(),
+        dead_only: false,
+        sort_key,
+        sort_dir,
+        limit,
+        marker,
+    };
+    let page = match state.producer(&caller).list(query).await {
+        Err(e) if e.is_not_found() => {
+            return Err(ApiError::bad_request(format!(
+                "marker {} is not a visible task",
+                p.marker.unwrap_or_default()
+            )));
+        }
+        other => other?,
+    };
+    let mut answer = json!({
+        "tasks": page.jobs.iter().map(|j| task_body(j, false)).collect::<Vec<_>>(),
+        "first": "/v2/tasks",
+        "schema": "/v2/schemas/tasks",
+    });
+    if let Some(next) = page.next_marker {
+        let mut link = format!("/v2/tasks?marker={next}&limit={limit}");
+        for (k, v) in [
+            ("sort_key", &p.sort_key),
+            ("sort_dir", &p.sort_dir),
+            ("status", &p.status),
+            ("type", &p.task_type),
+            ("owner", &p.owner),
+            ("queue", &p.queue),
+        ] {
+            if let Some(v) = v {
+                link.push_str(&format!("&{k}={v}"));
+            }
+        }
+        answer["next"] = json!(link);
+    }
+    Ok(Json(answer))
+}
+
+#[utoipa::path(get, path = "/v2/tasks/{id}", tag = "tasks", params(("id" = String, Path)),
+    responses((status = 200, description = "The task", body = Object), (status = 401, body = ApiError), (status = 404, body = ApiError)))]
+pub async fn show_task(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let job = state
+        .producer(&caller)
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(id))?;
+    Ok(Json(task_body(&job, true)))
+}
+
+async fn after_action(producer: &Producer, id: JobId) -> Result<Response, ApiError> {
+    let job = producer
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(id))?;
+    Ok((StatusCode::ACCEPTED, Json(task_body(&job, true))).into_response())
+}
+
+#[utoipa::path(post, path = "/v2/tasks/{id}/cancel", tag = "tasks", params(("id" = String, Path)),
+    responses((status = 202, description = "Cancelled, or cancel requested from its worker", body = Object),
+        (status = 404, body = ApiError), (status = 409, description = "InvalidState or NotSupported", body = ApiError)))]
+pub async fn cancel_task(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let producer = state.producer(&caller);
+    producer.cancel(id).await?;
+    after_action(&producer, id).await
+}
+
+#[utoipa::path(post, path = "/v2/tasks/{id}/retry", tag = "tasks", params(("id" = String, Path)),
+    responses((status = 202, description = "Re-queued", body = Object), (status = 404, body = ApiError),
+        (status = 409, description = "The task is not dead", body = ApiError)))]
+pub async fn retry_task(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let producer = state.producer(&caller);
+    producer.retry(id).await?;
+    after_action(&producer, id).await
+}
+
+/// `PATCH /v2/tasks/{id}` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchTask {
+    pub name: Option<String>,
+    pub description: Option<String>,
+}
+
+#[utoipa::path(patch, path = "/v2/tasks/{id}", tag = "tasks", params(("id" = String, Path)), request_body = PatchTask,
+    responses((status = 200, description = "Updated", body = Object), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
+pub async fn patch_task(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let patch: PatchTask = json_body(&headers, body)?;
+    let producer = state.producer(&caller);
+    for (value, max, field) in [
+        (&patch.name, 1024, "name"),
+        (&patch.description, 64 * 1024, "description"),
+    ] {
+        if value.as_ref().is_some_and(|v| v.len() > max) {
+            return Err(ApiError::bad_request(format!(
+                "field {field}: longer than {max} bytes"
+            )));
+        }
+    }
+    if let Some(name) = &patch.name {
+        producer.set_name(id, name).await?;
+    }
+    if let Some(desc) = &patch.description {
+        producer.set_description(id, desc).await?;
+    }
+    let job = producer
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(id))?;
+    Ok(Json(task_body(&job, true)))
+}
+
+#[utoipa::path(get, path = "/v2/tasks/{id}/events", tag = "tasks", params(("id" = String, Path)),
+    responses((status = 200, description = "Server-Sent Events: snapshot, progress, status, finished", content_type = "text/event-stream", body = String),
+        (status = 404, body = ApiError)))]
+pub async fn task_events(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let id = parse_id(&id)?;
+    let producer = state.producer(&caller);
+    producer
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(id))?;
+    let events = producer.watch(id).await?;
+    let shutdown = state.shutdown.clone();
+    let stream = events
+        .take_until(async move { shutdown.cancelled_owned().await })
+        .map(|event| {
+            Ok(match event {
+                Ok(event) => {
+                    let name = match &event {
+                        Event::Snapshot(_) => "snapshot",
+                        Event::Progress(_) => "progress",
+                        Event::Status(_) => "status",
+                        Event::Finished(_) => "finished",
+                    };
+                    SseEvent::default()
+                        .event(name)
+                        .data(task_body(event.job(), true).to_string())
+                }
+                Err(e) => SseEvent::default()
+                    .event("error")
+                    .data(json!({"code": "StreamError", "message": e.to_string()}).to_string()),
+            })
+        });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+#[utoipa::path(get, path = "/v2/schemas/task", tag = "schemas", responses((status = 200, body = Object)))]
+pub async fn schema_task(State(state): State<AppState>) -> Json<Value> {
+    Json(task_schema(state.config.job_types.as_deref()))
+}
+
+#[utoipa::path(get, path = "/v2/schemas/tasks", tag = "schemas", responses((status = 200, body = Object)))]
+pub async fn schema_tasks(State(state): State<AppState>) -> Json<Value> {
+    Json(tasks_schema(state.config.job_types.as_deref()))
+}
+
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+#[utoipa::path(get, path = "/versions", tag = "versions", responses((status = 200, body = Object)))]
+pub async fn versions_doc(headers: HeaderMap) -> Json<Value> {
+    Json(versions(&base_url(&headers)))
+}
+
+/// `GET /`: Glance answers 300 Multiple Choices with its version document.
+pub async fn root(headers: HeaderMap) -> Response {
+    (
+        StatusCode::MULTIPLE_CHOICES,
+        Json(versions(&base_url(&headers))),
+    )
+        .into_response()
+}
+
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    state
+        .producer
+        .store()
+        .ping()
+        .await
+        .map_err(ApiError::unavailable)?;
+    Ok("ready\n")
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "NotFound", "no such route")
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        "method not allowed on this route",
+    )
+}
