@@ -117,6 +117,7 @@ pub fn router(
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(openstack_errors))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             record_request,
@@ -142,6 +143,32 @@ async fn record_request(State(state): State<AppState>, request: Request, next: N
         started.elapsed(),
     );
     response
+}
+
+/// OpenStack clients read an error body as `{"<name>": {"message": …, "code": <http status>}}`
+/// (python-glanceclient calls `.get("message")` on every top-level value). Errors go to
+/// them in that envelope; everyone else gets the flat `{"code": …, "message": …}`.
+async fn openstack_errors(request: Request, next: Next) -> Response {
+    const OPENSTACK_AGENTS: [&str; 3] = ["python-glanceclient", "openstacksdk", "keystoneauth1"];
+    let openstack = request
+        .headers()
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ua| OPENSTACK_AGENTS.iter().any(|a| ua.contains(a)));
+    let response = next.run(request).await;
+    if !openstack || !(response.status().is_client_error() || response.status().is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return Response::from_parts(parts, axum::body::Body::empty());
+    };
+    let flat: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let envelope = serde_json::json!({
+        "error": {"code": parts.status.as_u16(), "title": flat["code"], "message": flat["message"]}
+    });
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(envelope.to_string()))
 }
 
 /// Serves until `shutdown` fires; open event streams end then, in-flight requests finish.
