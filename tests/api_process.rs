@@ -1,0 +1,81 @@
+//! `tether api` as a process: SIGTERM ends open event streams and the process cleanly.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tether_testkit::{ChildGuard, RedisOptions, RedisServer, free_port, tether_bin};
+
+fn request(port: u16, raw: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(raw.as_bytes()).unwrap();
+    stream
+}
+
+#[test]
+fn sigterm_closes_event_streams_and_exits_cleanly() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let port = free_port();
+    let mut cmd = Command::new(tether_bin());
+    cmd.args([
+        "api",
+        "--redis",
+        &redis.url(),
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--insecure-no-auth",
+    ])
+    .env("TETHER_LOG", "warn")
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let mut api = ChildGuard::spawn(cmd);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the API did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A task no worker will run, so its event stream stays open.
+    let body = r#"{"type": "noop"}"#;
+    let mut create = request(
+        port,
+        &format!(
+            "POST /v2/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    let mut answer = String::new();
+    create.read_to_string(&mut answer).unwrap();
+    let id = answer
+        .split("\"id\":\"")
+        .nth(1)
+        .and_then(|s| s.get(..36))
+        .expect("created task id")
+        .to_owned();
+
+    let mut events = request(
+        port,
+        &format!("GET /v2/tasks/{id}/events HTTP/1.1\r\nHost: x\r\n\r\n"),
+    );
+    let mut buf = [0u8; 8192];
+    let n = events.read(&mut buf).unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).contains("text/event-stream"),
+        "stream opened"
+    );
+
+    let asked = Instant::now();
+    let code = api.terminate(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "exit code after SIGTERM");
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        asked.elapsed()
+    );
+    // The stream was ended by the server, not left hanging.
+    let mut rest = Vec::new();
+    let _ = events.read_to_end(&mut rest);
+}
