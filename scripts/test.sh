@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
-# Runs every test: installs redis-server when missing, builds the binaries the
-# process tests spawn, then runs the whole workspace's tests.
+# Runs every test: installs what the suites need when missing (redis-server,
+# prometheus/promtool, docker-compose for validating the compose file, python3
+# venv support for the Glance client test), builds the binaries the process
+# tests spawn, then runs the whole workspace's tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "redis-server not found: installing it (Debian package redis-server)"
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# The package starts a service on 6379; the tests never use it (they start their own servers).
+# Packages may start their own services on default ports; the tests never use
+# them (every test starts its own servers on free loopback ports).
 
 cargo build --workspace --bins --quiet
 cargo test --workspace --quiet -- --test-threads "${TEST_THREADS:-4}" "$@"

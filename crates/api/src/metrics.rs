@@ -49,17 +49,24 @@ impl ApiMetrics {
             &["route", "method"],
         )
         .expect("metric");
-        let build = IntCounterVec::new(
+        let build = prometheus::IntGaugeVec::new(
             Opts::new("tether_build_info", "Build information"),
             &["version"],
         )
         .expect("metric");
-        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).inc();
-        for m in [&enqueued, &requests, &build] {
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        registry.register(Box::new(build)).expect("register");
+        for m in [&enqueued, &requests] {
             registry.register(Box::new(m.clone())).expect("register");
         }
         registry
             .register(Box::new(latency.clone()))
+            .expect("register");
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
             .expect("register");
         ApiMetrics {
             registry,

@@ -61,6 +61,12 @@ impl Metrics {
         registry
             .register(Box::new(progress.clone()))
             .expect("register");
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("register");
         let build = gauge("tether_build_info", "Build information", &["version"]);
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         Metrics {
@@ -122,6 +128,33 @@ impl Metrics {
         }
     }
 
+    /// Creates every series this worker can report at zero, so dashboards and alerts
+    /// see the series (and rates of 0) before the first event.
+    pub fn preregister(&self, queues: &[String], job_types: &[&str]) {
+        const OPS: [&str; 6] = ["claim", "wait", "renew", "progress", "promote", "reap"];
+        for op in OPS {
+            self.redis_errors.with_label_values(&[op]);
+        }
+        for q in queues {
+            for v in [&self.lease_renewals, &self.lease_expired, &self.lease_lost] {
+                v.with_label_values(&[q]);
+            }
+            self.in_flight.with_label_values(&[q]);
+            for state in ["pending", "scheduled", "processing", "dead"] {
+                self.queue_jobs.with_label_values(&[q.as_str(), state]);
+            }
+            self.wait.with_label_values(&[q]);
+            for t in job_types {
+                self.started.with_label_values(&[q.as_str(), t]);
+                self.retries.with_label_values(&[q.as_str(), t]);
+                self.duration.with_label_values(&[q.as_str(), t]);
+                for status in ["success", "failure", "cancelled"] {
+                    self.finished.with_label_values(&[q.as_str(), t, status]);
+                }
+            }
+        }
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
@@ -129,5 +162,72 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut buf)
             .expect("encode metrics");
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names and labels are an interface (SPEC §5, dashboards, alerts): a change here
+    /// must be a deliberate change of this list.
+    #[test]
+    fn metric_names_and_labels_match_the_documented_list() {
+        let metrics = Metrics::new("w1");
+        metrics.preregister(&["q".to_owned()], &["t"]);
+        let text = metrics.render();
+        let mut families: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter(|l| l.starts_with("tether_"))
+            .map(str::to_owned)
+            .collect();
+        families.sort();
+        assert_eq!(
+            families,
+            [
+                "tether_build_info gauge",
+                "tether_job_duration_seconds histogram",
+                "tether_job_progress_ratio histogram",
+                "tether_job_retries_total counter",
+                "tether_job_wait_seconds histogram",
+                "tether_jobs_finished_total counter",
+                "tether_jobs_in_flight gauge",
+                "tether_jobs_started_total counter",
+                "tether_lease_expired_total counter",
+                "tether_lease_lost_total counter",
+                "tether_lease_renewals_total counter",
+                "tether_queue_jobs gauge",
+                "tether_redis_errors_total counter",
+            ]
+        );
+        for line in text.lines().filter(|l| l.starts_with("tether_")) {
+            let labels = line
+                .split_once('{')
+                .map(|(_, rest)| rest.split('}').next().unwrap_or(""))
+                .unwrap_or("");
+            for pair in labels.split(',').filter(|p| !p.is_empty()) {
+                let name = pair.split('=').next().unwrap();
+                assert!(
+                    [
+                        "queue", "type", "status", "worker", "state", "op", "version", "le"
+                    ]
+                    .contains(&name),
+                    "label {name} in {line}"
+                );
+            }
+        }
+        assert!(text.contains(
+            r#"tether_jobs_finished_total{queue="q",status="failure",type="t",worker="w1"} 0"#
+        ));
+        assert!(
+            text.contains("process_resident_memory_bytes"),
+            "process metrics"
+        );
+        // Histogram buckets span 1 ms to about an hour (duration) and 10 minutes (wait).
+        assert!(text.contains(
+            r#"tether_job_duration_seconds_bucket{queue="q",type="t",worker="w1",le="0.001"}"#
+        ));
+        assert!(text.contains(r#"le="4194.304""#) && text.contains(r#"le="524.288""#));
     }
 }

@@ -173,6 +173,8 @@ impl WorkerBuilder {
         }
         let id = c.id.clone().unwrap_or_else(default_worker_id);
         let metrics = Metrics::new(&id);
+        let types: Vec<&str> = self.handlers.keys().map(String::as_str).collect();
+        metrics.preregister(&c.queues, &types);
         Ok(Worker {
             shared: Arc::new(Shared::new(
                 self.store,
