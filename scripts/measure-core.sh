@@ -4,6 +4,7 @@
 # end-to-end throughput of noop jobs drained by one worker process.
 #
 #   scripts/measure-core.sh [jobs=10000] [concurrency=64]
+#   METRICS=1 scripts/measure-core.sh …   # worker serves /metrics, scraped every second
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=${1:-10000}
@@ -12,7 +13,7 @@ cargo build --release --quiet -p tether-cli --bin tether
 tether=target/release/tether
 dir=$(mktemp -d -t tether-measure-XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cleanup() { kill "${worker:-0}" 2>/dev/null || true; redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$dir"; }
+cleanup() { for pid in ${worker:-} ${scraper:-}; do kill "$pid" 2>/dev/null || true; done; redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$dir"; }
 trap cleanup EXIT
 redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save "" --appendonly no --daemonize yes --logfile "$dir/redis.log"
 for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
@@ -27,7 +28,14 @@ echo "enqueue (pipelined): $(breakdown)"
 redis-cli -p "$port" config resetstat >/dev/null
 
 start=$(date +%s.%N)
-$tether worker --redis "$url" --concurrency "$concurrency" --log warn &
+metrics_args=()
+if [ -n "${METRICS:-}" ]; then
+  mport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  metrics_args=(--metrics-addr "127.0.0.1:$mport")
+  ( while sleep 1; do curl -s "127.0.0.1:$mport/metrics" >/dev/null || true; done ) &
+  scraper=$!
+fi
+$tether worker --redis "$url" --concurrency "$concurrency" --log error "${metrics_args[@]}" &
 worker=$!
 polls=0
 until [ "$(redis-cli -p "$port" hget 'tether:{default}:counts' success)" = "$jobs" ]; do
