@@ -97,3 +97,33 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// CI runs the quick benchmark: it must complete and count every outcome (no timing assertions).
+#[test]
+fn bench_quick_completes_and_verifies_its_counts() {
+    let dir = tempfile_dir();
+    let out = tether(&["bench", "--quick", "--json"], &[], &dir);
+    assert!(out.status.success(), "bench failed: {}", stderr(&out));
+    let figures: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(figures["verified"], true);
+    for key in [
+        "process_jobs_per_s",
+        "bulk_enqueue_jobs_per_s",
+        "enqueue_concurrent_jobs_per_s",
+        "redis_cpu_us_per_job",
+        "redis_cmds_per_job",
+        "wait_p50_ms",
+        "wait_p99_ms",
+        "redis_bytes_per_pending_job",
+        "worker_rss_mib",
+        "backlog_100k_vs_1k_ratio",
+    ] {
+        assert!(
+            figures[key]
+                .as_f64()
+                .is_some_and(|v| v.is_finite() && v >= 0.0),
+            "{key}: {}",
+            figures[key]
+        );
+    }
+}

@@ -4,6 +4,7 @@
 //! `config/tether.toml`, in that order of precedence. Read commands take
 //! `--json` for machine-readable output.
 
+mod bench;
 mod output;
 mod settings;
 
@@ -44,6 +45,15 @@ enum Command {
     Worker(WorkerArgs),
     /// Serve the REST API (Glance v2 Tasks compatible).
     Api(ApiArgs),
+    /// Measure throughput, latency and cost per job (starts a private Redis unless --redis is given).
+    Bench {
+        /// A run of under a minute with smaller sizes (for CI).
+        #[arg(long)]
+        quick: bool,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Enqueue jobs; prints one job id per line.
     Enqueue(EnqueueArgs),
     /// Show one job.
@@ -239,6 +249,24 @@ fn err(e: impl std::fmt::Display) -> String {
 }
 
 async fn run(cli: Cli) -> CliResult {
+    if let Command::Bench { quick, json } = cli.command {
+        let plan = if quick {
+            bench::Plan::quick()
+        } else {
+            bench::Plan::full()
+        };
+        let figures = bench::run(plan, cli.redis_url.clone()).await?;
+        if json {
+            println!("{figures}");
+        } else {
+            print!("{}", bench::table(&figures));
+        }
+        return if figures["verified"] == true {
+            Ok(())
+        } else {
+            Err("a run's outcome count did not match".into())
+        };
+    }
     let file = settings::load(cli.config.as_deref())?;
     let url = cli
         .redis_url
@@ -372,7 +400,9 @@ async fn run_api(args: ApiArgs, file: &settings::ApiFile, producer: Producer) ->
 
 async fn run_client(command: Command, producer: Producer) -> CliResult {
     match command {
-        Command::Worker(_) | Command::Api(_) => unreachable!("handled by run"),
+        Command::Worker(_) | Command::Api(_) | Command::Bench { .. } => {
+            unreachable!("handled by run")
+        }
         Command::Enqueue(args) => enqueue(args, &producer).await,
         Command::Get { id, json } => {
             let job = producer

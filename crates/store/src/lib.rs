@@ -575,6 +575,28 @@ impl Store {
         ))
     }
 
+    /// `INFO <section>` as field → value (for benchmarks and diagnostics).
+    pub async fn server_info(&self, section: &str) -> Result<HashMap<String, String>, StoreError> {
+        let text: String = redis::cmd("INFO")
+            .arg(section)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(text
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+            .collect())
+    }
+
+    /// `CONFIG RESETSTAT`: zeroes the server's command and CPU statistics.
+    pub async fn reset_server_stats(&self) -> Result<(), StoreError> {
+        let _: () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
     /// PING.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let _: String = redis::cmd("PING").query_async(&mut self.conn()).await?;

@@ -1,0 +1,626 @@
+//! `tether bench`: throughput, latency and cost per job, measured against a
+//! private redis-server with real `tether worker` processes, from Redis's own
+//! statistics. Every processing run counts its outcomes (`verified`).
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tether_producer::{JobSpec, Producer};
+use tether_store::{Store, StoreConfig};
+use tether_testkit::{RedisOptions, RedisServer};
+
+/// Sizes of one bench run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub single_enqueues: usize,
+    pub bulk_enqueues: usize,
+    pub process_jobs: usize,
+    pub concurrencies: Vec<usize>,
+    pub worker_counts: Vec<usize>,
+    pub arrival_rate: usize,
+    pub arrival_secs: u64,
+    pub backlog_jobs: usize,
+}
+
+impl Plan {
+    pub fn full() -> Plan {
+        Plan {
+            single_enqueues: 10_000,
+            bulk_enqueues: 200_000,
+            process_jobs: 20_000,
+            concurrencies: vec![1, 16, 64, 256],
+            worker_counts: vec![1, 2, 4],
+            arrival_rate: 2_000,
+            arrival_secs: 10,
+            backlog_jobs: 100_000,
+        }
+    }
+
+    /// Under a minute on a 2-core machine; for CI.
+    pub fn quick() -> Plan {
+        Plan {
+            single_enqueues: 1_000,
+            bulk_enqueues: 20_000,
+            process_jobs: 5_000,
+            concurrencies: vec![16, 64],
+            worker_counts: vec![1, 2],
+            arrival_rate: 1_000,
+            arrival_secs: 2,
+            backlog_jobs: 10_000,
+        }
+    }
+}
+
+/// A Redis to measure against, with a producer on it.
+struct Target {
+    url: String,
+    store: Store,
+    producer: Producer,
+    _server: Option<RedisServer>,
+}
+
+impl Target {
+    async fn start(url: Option<String>, aof: bool) -> Result<Target, String> {
+        let (url, server) = match url {
+            Some(url) => (url, None),
+            None => {
+                let server = RedisServer::start(RedisOptions {
+                    aof,
+                    ..Default::default()
+                });
+                (server.url(), Some(server))
+            }
+        };
+        let store = Store::connect(StoreConfig::new(url.clone()))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Target {
+            url,
+            producer: Producer::from_store(store.clone()),
+            store,
+            _server: server,
+        })
+    }
+
+    async fn info(&self) -> Result<ServerStats, String> {
+        let mut all = self
+            .store
+            .server_info("all")
+            .await
+            .map_err(|e| e.to_string())?;
+        let num = |all: &HashMap<String, String>, k: &str| {
+            all.get(k)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        let calls = all
+            .iter()
+            .filter(|(k, _)| k.starts_with("cmdstat_"))
+            .filter_map(|(_, v)| {
+                v.split(',')
+                    .find_map(|kv| kv.strip_prefix("calls="))
+                    .and_then(|c| c.parse::<f64>().ok())
+            })
+            .sum();
+        let stats = ServerStats {
+            calls,
+            cpu_s: num(&all, "used_cpu_user") + num(&all, "used_cpu_sys"),
+            net_bytes: num(&all, "total_net_input_bytes") + num(&all, "total_net_output_bytes"),
+            memory: num(&all, "used_memory"),
+        };
+        all.clear();
+        Ok(stats)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct ServerStats {
+    calls: f64,
+    cpu_s: f64,
+    net_bytes: f64,
+    memory: f64,
+}
+
+impl std::ops::Sub for ServerStats {
+    type Output = ServerStats;
+    fn sub(self, o: ServerStats) -> ServerStats {
+        ServerStats {
+            calls: self.calls - o.calls,
+            cpu_s: self.cpu_s - o.cpu_s,
+            net_bytes: self.net_bytes - o.net_bytes,
+            memory: self.memory - o.memory,
+        }
+    }
+}
+
+/// `tether worker` processes of this same binary.
+struct Workers(Vec<Child>);
+
+impl Workers {
+    fn start(url: &str, queue: &str, count: usize, concurrency: usize) -> Result<Workers, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut children = Vec::new();
+        for _ in 0..count {
+            let child = Command::new(&exe)
+                .args([
+                    "worker",
+                    "--redis",
+                    url,
+                    "--queue",
+                    queue,
+                    "--concurrency",
+                    &concurrency.to_string(),
+                ])
+                .args([
+                    "--claim-batch",
+                    &concurrency.clamp(1, 256).to_string(),
+                    "--log",
+                    "error",
+                ])
+                .env_remove("TETHER_CONFIG")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("cannot start a worker: {e}"))?;
+            children.push(child);
+        }
+        Ok(Workers(children))
+    }
+
+    /// Peak resident memory of the workers, MiB (from /proc).
+    fn peak_rss_mib(&self) -> f64 {
+        self.0
+            .iter()
+            .filter_map(|c| std::fs::read_to_string(format!("/proc/{}/status", c.id())).ok())
+            .filter_map(|s| {
+                s.lines().find_map(|l| {
+                    l.strip_prefix("VmHWM:")
+                        .map(|v| v.trim().trim_end_matches(" kB").trim().to_owned())
+                })
+            })
+            .filter_map(|kb| kb.parse::<f64>().ok())
+            .fold(0.0, f64::max)
+            / 1024.0
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        for child in &mut self.0 {
+            let _ = child.wait();
+        }
+    }
+}
+
+async fn wait_for_workers(target: &Target, queue: &str, count: usize) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let workers = target.store.workers().await.map_err(|e| e.to_string())?;
+        if workers
+            .iter()
+            .filter(|w| w.queues.iter().any(|q| q == queue))
+            .count()
+            >= count
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{count} workers did not register within 20 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn noop(queue: &str) -> JobSpec {
+    JobSpec::new("noop").queue(queue)
+}
+
+async fn bulk_enqueue(producer: &Producer, queue: &str, n: usize) -> Result<(), String> {
+    for start in (0..n).step_by(1000) {
+        let batch = (n - start).min(1000);
+        producer
+            .enqueue_many(vec![noop(queue); batch])
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Polls until `n` jobs of `queue` succeeded; returns how many polls it took.
+async fn until_done(
+    target: &Target,
+    queue: &str,
+    n: usize,
+    limit: Duration,
+) -> Result<usize, String> {
+    let deadline = Instant::now() + limit;
+    let mut polls = 0;
+    loop {
+        polls += 1;
+        let stats = target.store.stats(queue).await.map_err(|e| e.to_string())?;
+        if stats.success + stats.failure + stats.cancelled >= n as u64 {
+            if stats.success != n as u64 {
+                return Err(format!("{queue}: {} successes of {n}", stats.success));
+            }
+            return Ok(polls);
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{queue}: only {} of {n} done within {limit:?}",
+                stats.success
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// One processing run: `workers` processes at `concurrency` drain `n` noop jobs.
+struct Run {
+    jobs_per_s: f64,
+    cost: ServerStats,
+    rss_mib: f64,
+}
+
+async fn processing(
+    target: &Target,
+    label: &str,
+    n: usize,
+    workers: usize,
+    concurrency: usize,
+    prefill: bool,
+) -> Result<Run, String> {
+    let queue = format!("bench-{label}");
+    let pool = Workers::start(&target.url, &queue, workers, concurrency)?;
+    wait_for_workers(target, &queue, workers).await?;
+    if prefill {
+        // The backlog exists before the workers see it: stop them from claiming by
+        // enqueueing with a delay, then measure from the moment the jobs are due.
+        let due = chrono::Utc::now() + chrono::Duration::milliseconds(1500 + n as i64 / 20);
+        for start in (0..n).step_by(1000) {
+            let batch = (n - start).min(1000);
+            target
+                .producer
+                .enqueue_many(vec![noop(&queue).run_at(due); batch])
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let wait = (due - chrono::Utc::now()).to_std().unwrap_or_default();
+        tokio::time::sleep(wait).await;
+    }
+    let before = target.info().await?;
+    let started = Instant::now();
+    if !prefill {
+        bulk_enqueue(&target.producer, &queue, n).await?;
+    }
+    let polls = until_done(target, &queue, n, Duration::from_secs(600)).await?;
+    let secs = started.elapsed().as_secs_f64();
+    let mut cost = target.info().await? - before;
+    cost.calls -= polls as f64 * 5.0 + 2.0; // the poller's own commands and INFO
+    let rss_mib = pool.peak_rss_mib();
+    Ok(Run {
+        jobs_per_s: n as f64 / secs,
+        cost,
+        rss_mib,
+    })
+}
+
+/// Enqueues at `rate` per second for `secs` with one worker running; returns wait p50/p99/max (ms).
+async fn wait_latency(target: &Target, rate: usize, secs: u64) -> Result<(f64, f64, f64), String> {
+    let queue = "bench-wait";
+    let _pool = Workers::start(&target.url, queue, 1, 64)?;
+    wait_for_workers(target, queue, 1).await?;
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let per_tick = (rate / 100).max(1);
+    let mut pending = Vec::new();
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        tick.tick().await;
+        for _ in 0..per_tick {
+            let producer = target.producer.clone();
+            pending.push(tokio::spawn(
+                async move { producer.enqueue(noop(queue)).await },
+            ));
+        }
+    }
+    let mut ids = Vec::with_capacity(pending.len());
+    for p in pending {
+        ids.push(
+            p.await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    until_done(target, queue, ids.len(), Duration::from_secs(120)).await?;
+    let mut waits = Vec::with_capacity(ids.len());
+    for id in ids {
+        let job = target
+            .producer
+            .get(id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("job vanished")?;
+        let started = job.started_at.ok_or("job never started")?;
+        waits.push((started - job.created_at).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+    }
+    waits.sort_by(f64::total_cmp);
+    let pct = |p: f64| waits[((waits.len() as f64 - 1.0) * p).round() as usize];
+    Ok((pct(0.5), pct(0.99), *waits.last().unwrap_or(&0.0)))
+}
+
+fn rate(n: usize, since: Instant) -> f64 {
+    n as f64 / since.elapsed().as_secs_f64()
+}
+
+/// `redis-benchmark` on the same server, as the machine's ceiling (when installed).
+fn redis_ceiling(url: &str) -> Value {
+    let port = url
+        .rsplit(':')
+        .next()
+        .unwrap_or("6379")
+        .trim_end_matches('/');
+    let run = |args: &[&str]| -> Option<f64> {
+        let out = Command::new("redis-benchmark")
+            .args(["-p", port, "-q", "-n", "100000"])
+            .args(args)
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.split_whitespace()
+            .zip(text.split_whitespace().skip(1))
+            .find_map(|(n, w)| (w == "requests").then(|| n.parse().ok()).flatten())
+    };
+    json!({
+        "set_per_s": run(&["-t", "set"]),
+        "set_pipelined_16_per_s": run(&["-t", "set", "-P", "16"]),
+        "xadd_per_s": run(&["XADD", "bench-ceiling", "*", "f", "v"]),
+        "xadd_pipelined_16_per_s": run(&["-P", "16", "XADD", "bench-ceiling", "*", "f", "v"]),
+    })
+}
+
+fn phase(bar: &indicatif::ProgressBar, what: &str) {
+    bar.set_message(what.to_owned());
+    bar.inc(1);
+}
+
+/// Runs the whole plan and returns the figures as one JSON object.
+pub async fn run(plan: Plan, url: Option<String>) -> Result<Value, String> {
+    let bar = crate::output::progress_bar(12, "bench");
+    let target = Target::start(url.clone(), false).await?;
+    let mut out = serde_json::Map::new();
+    let mut verified = true;
+
+    phase(&bar, "enqueue, one at a time");
+    let t = Instant::now();
+    for _ in 0..plan.single_enqueues {
+        target
+            .producer
+            .enqueue(noop("bench-single"))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    out.insert(
+        "enqueue_single_jobs_per_s".into(),
+        json!(rate(plan.single_enqueues, t)),
+    );
+
+    phase(&bar, "enqueue from 64 tasks");
+    let t = Instant::now();
+    let per_task = plan.single_enqueues * 4 / 64;
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let producer = target.producer.clone();
+            tokio::spawn(async move {
+                for _ in 0..per_task {
+                    producer.enqueue(noop("bench-concurrent")).await?;
+                }
+                Ok::<_, tether_producer::Error>(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+    }
+    out.insert(
+        "enqueue_concurrent_jobs_per_s".into(),
+        json!(rate(per_task * 64, t)),
+    );
+
+    phase(&bar, "bulk enqueue");
+    let memory_before = target.info().await?.memory;
+    let t = Instant::now();
+    bulk_enqueue(&target.producer, "bench-bulk", plan.bulk_enqueues).await?;
+    out.insert(
+        "bulk_enqueue_jobs_per_s".into(),
+        json!(rate(plan.bulk_enqueues, t)),
+    );
+    let pending_memory = target.info().await?.memory - memory_before;
+    out.insert(
+        "redis_bytes_per_pending_job".into(),
+        json!(pending_memory / plan.bulk_enqueues as f64),
+    );
+
+    let mut best = 0.0f64;
+    let mut runs = serde_json::Map::new();
+    for &c in &plan.concurrencies {
+        phase(&bar, &format!("processing, 1 worker, concurrency {c}"));
+        let n = if c == 1 {
+            plan.process_jobs / 4
+        } else {
+            plan.process_jobs
+        };
+        let run = processing(&target, &format!("w1c{c}"), n, 1, c, false)
+            .await
+            .inspect_err(|_| verified = false)?;
+        best = best.max(run.jobs_per_s);
+        runs.insert(format!("1x{c}"), json!(run.jobs_per_s));
+        if c == 64 {
+            out.insert(
+                "redis_cmds_per_job".into(),
+                json!(run.cost.calls / n as f64),
+            );
+            out.insert(
+                "redis_cpu_us_per_job".into(),
+                json!(run.cost.cpu_s * 1e6 / n as f64),
+            );
+            out.insert(
+                "redis_net_bytes_per_job".into(),
+                json!(run.cost.net_bytes / n as f64),
+            );
+        }
+        if c == *plan.concurrencies.last().unwrap_or(&64) {
+            out.insert("worker_rss_mib".into(), json!(run.rss_mib));
+        }
+    }
+    out.insert("process_jobs_per_s".into(), json!(best));
+    for &w in plan.worker_counts.iter().filter(|w| **w > 1) {
+        phase(&bar, &format!("processing, {w} workers"));
+        let run = processing(
+            &target,
+            &format!("w{w}c64"),
+            plan.process_jobs,
+            w,
+            64,
+            false,
+        )
+        .await?;
+        runs.insert(format!("{w}x64"), json!(run.jobs_per_s));
+    }
+    let one = runs.get("1x64").and_then(Value::as_f64).unwrap_or(best);
+    if let Some(two) = runs.get("2x64").and_then(Value::as_f64) {
+        out.insert("two_vs_one_workers_ratio".into(), json!(two / one));
+    }
+    out.insert("process_runs_jobs_per_s".into(), Value::Object(runs));
+
+    phase(&bar, "backlog");
+    let small = processing(&target, "backlog-small", 1_000, 1, 64, true).await?;
+    let large = processing(&target, "backlog-large", plan.backlog_jobs, 1, 64, true).await?;
+    out.insert("backlog_small_jobs_per_s".into(), json!(small.jobs_per_s));
+    out.insert("backlog_large_jobs_per_s".into(), json!(large.jobs_per_s));
+    out.insert(
+        "backlog_100k_vs_1k_ratio".into(),
+        json!(large.jobs_per_s / small.jobs_per_s),
+    );
+    out.insert("backlog_large_jobs".into(), json!(plan.backlog_jobs));
+
+    phase(&bar, "wait latency at a fixed arrival rate");
+    let (p50, p99, max) = wait_latency(&target, plan.arrival_rate, plan.arrival_secs).await?;
+    out.insert("wait_arrival_rate_per_s".into(), json!(plan.arrival_rate));
+    out.insert("wait_p50_ms".into(), json!(p50));
+    out.insert("wait_p99_ms".into(), json!(p99));
+    out.insert("wait_max_ms".into(), json!(max));
+
+    phase(&bar, "redis-benchmark ceiling");
+    out.insert("redis_benchmark".into(), redis_ceiling(&target.url));
+
+    if url.is_none() {
+        phase(&bar, "processing with AOF (appendfsync everysec)");
+        let aof = Target::start(None, true).await?;
+        let run = processing(&aof, "aof", plan.process_jobs, 1, 64, false).await?;
+        out.insert("aof_process_jobs_per_s".into(), json!(run.jobs_per_s));
+        out.insert(
+            "aof_redis_cpu_us_per_job".into(),
+            json!(run.cost.cpu_s * 1e6 / plan.process_jobs as f64),
+        );
+    }
+    bar.finish_and_clear();
+    out.insert("verified".into(), json!(verified));
+    Ok(Value::Object(out))
+}
+
+/// The figures as a table.
+pub fn table(figures: &Value) -> String {
+    let f = |k: &str| {
+        figures
+            .get(k)
+            .and_then(Value::as_f64)
+            .map(|v| format!("{v:.1}"))
+            .unwrap_or_else(|| "-".into())
+    };
+    let rows = [
+        (
+            "enqueue, one at a time (1 task)",
+            "enqueue_single_jobs_per_s",
+            "jobs/s",
+        ),
+        (
+            "enqueue, one at a time (64 tasks)",
+            "enqueue_concurrent_jobs_per_s",
+            "jobs/s",
+        ),
+        ("bulk enqueue", "bulk_enqueue_jobs_per_s", "jobs/s"),
+        (
+            "processing, 1 worker, best concurrency",
+            "process_jobs_per_s",
+            "jobs/s",
+        ),
+        (
+            "2 workers vs 1 (concurrency 64)",
+            "two_vs_one_workers_ratio",
+            "×",
+        ),
+        (
+            "processing with large backlog vs 1,000",
+            "backlog_100k_vs_1k_ratio",
+            "×",
+        ),
+        ("wait p50 at fixed arrival rate", "wait_p50_ms", "ms"),
+        ("wait p99 at fixed arrival rate", "wait_p99_ms", "ms"),
+        ("wait max", "wait_max_ms", "ms"),
+        (
+            "Redis commands per job (incl. scripts)",
+            "redis_cmds_per_job",
+            "",
+        ),
+        ("Redis CPU per job", "redis_cpu_us_per_job", "µs"),
+        ("Redis network per job", "redis_net_bytes_per_job", "bytes"),
+        (
+            "Redis memory per pending job",
+            "redis_bytes_per_pending_job",
+            "bytes",
+        ),
+        ("worker RSS at top concurrency", "worker_rss_mib", "MiB"),
+        (
+            "processing with AOF everysec",
+            "aof_process_jobs_per_s",
+            "jobs/s",
+        ),
+        (
+            "Redis CPU per job with AOF",
+            "aof_redis_cpu_us_per_job",
+            "µs",
+        ),
+    ];
+    let mut out = String::new();
+    for (label, key, unit) in rows {
+        out.push_str(&format!("{label:<42} {:>12} {unit}\n", f(key)));
+    }
+    if let Some(runs) = figures
+        .get("process_runs_jobs_per_s")
+        .and_then(Value::as_object)
+    {
+        for (k, v) in runs {
+            out.push_str(&format!(
+                "  processing workers×concurrency {k:<10} {:>12.1} jobs/s\n",
+                v.as_f64().unwrap_or(0.0)
+            ));
+        }
+    }
+    if let Some(c) = figures.get("redis_benchmark") {
+        out.push_str(&format!("redis-benchmark ceiling: {c}\n"));
+    }
+    out.push_str(&format!(
+        "verified (every run's outcomes counted): {}\n",
+        figures["verified"]
+    ));
+    out
+}
