@@ -1,30 +1,40 @@
--- Enqueue one job.
--- ARGV: prefix, id, run_at_ms (0 = none), delay_ms, idempotency key ('' = none),
---       then field/value pairs of the record's static fields.
--- Returns {1, id, created ms, due ms} when enqueued, {0, existing_id, 0, 0} when the
--- idempotency key was seen.
-local id, run_at, delay, idem = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
-local idem_key = PREFIX .. 'idem:' .. idem
-if idem ~= '' then
-  local existing = redis.call('GET', idem_key)
-  if existing then return {0, existing, 0, 0} end
-end
-local key = job_key(id)
-if redis.call('EXISTS', key) == 1 then return redis.error_reply('IDEXISTS job id already exists') end
+-- Enqueue jobs (one, or a batch of one queue).
+-- ARGV: prefix, then per job: id, run_at_ms (0 = none), delay_ms, idempotency key ('' = none),
+--       n, then n field/value arguments of the record's static fields.
+-- Returns per job {1, id, created ms, due ms} when enqueued, {0, existing_id, 0, 0} when its
+-- idempotency key was seen (within the batch too), or {-1, id, 0, 0} when the id exists
+-- already (a resend after a lost reply).
 local now = now_ms()
-local due = math.max(run_at, now + delay)
-local where, at
-if due > now then
-  redis.call('ZADD', K_DELAYED, due, id)
-  where, at = 'ra', due
-else
-  where, at = 'sid', redis.call('XADD', K_STREAM, '*', 'j', id)
+local out = {}
+local i = 2
+while i <= #ARGV do
+  local id, run_at, delay, idem, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), ARGV[i + 3], tonumber(ARGV[i + 4])
+  local first, last = i + 5, i + 4 + n
+  i = last + 1
+  local idem_key = PREFIX .. 'idem:' .. idem
+  local existing = idem ~= '' and redis.call('GET', idem_key)
+  local key = job_key(id)
+  if existing then
+    out[#out + 1] = {0, existing, 0, 0}
+  elseif redis.call('EXISTS', key) == 1 then
+    out[#out + 1] = {-1, id, 0, 0}
+  else
+    local due = math.max(run_at, now + delay)
+    local where, at
+    if due > now then
+      redis.call('ZADD', K_DELAYED, due, id)
+      where, at = 'ra', due
+    else
+      where, at = 'sid', redis.call('XADD', K_STREAM, '*', 'j', id)
+    end
+    if idem ~= '' then
+      redis.call('SET', idem_key, id)
+      redis.call('HSET', key, 'st', 'pending', 'ct', now, 'ut', now, where, at, 'ik', idem, unpack(ARGV, first, last))
+    else
+      redis.call('HSET', key, 'st', 'pending', 'ct', now, 'ut', now, where, at, unpack(ARGV, first, last))
+    end
+    redis.call('ZADD', K_JOBS, now, id)
+    out[#out + 1] = {1, id, now, due}
+  end
 end
-if idem ~= '' then
-  redis.call('SET', idem_key, id)
-  redis.call('HSET', key, 'st', 'pending', 'ct', now, 'ut', now, where, at, 'ik', idem, unpack(ARGV, 6))
-else
-  redis.call('HSET', key, 'st', 'pending', 'ct', now, 'ut', now, where, at, unpack(ARGV, 6))
-end
-redis.call('ZADD', K_JOBS, now, id)
-return {1, id, now, due}
+return out

@@ -275,32 +275,55 @@ impl Store {
         Ok(input)
     }
 
-    fn enqueue_invocation<'a>(spec: &JobSpec, id: JobId, input: Vec<u8>) -> ScriptInvocation<'a> {
-        let keys = QueueKeys::new(&spec.queue);
-        let mut inv = Self::invocation(&SCRIPTS.enqueue, &keys);
+    /// Appends one job's arguments for `enqueue.lua`.
+    fn push_job(inv: &mut ScriptInvocation<'_>, spec: &JobSpec, id: JobId, input: Vec<u8>) {
         let run_at_ms = spec
             .run_at
             .map(|t| t.timestamp_millis().max(0))
             .unwrap_or(0);
         let delay_ms = spec.delay.map(|d| d.as_millis() as u64).unwrap_or(0);
+        let fields = codec::spec_fields(spec, input);
         inv.arg(id.to_string())
             .arg(run_at_ms)
             .arg(delay_ms)
-            .arg(spec.idempotency_key.as_deref().unwrap_or(""));
-        for (field, value) in codec::spec_fields(spec, input) {
+            .arg(spec.idempotency_key.as_deref().unwrap_or(""))
+            .arg(fields.len() * 2);
+        for (field, value) in fields {
             inv.arg(field).arg(value);
         }
-        inv
     }
 
-    fn enqueued(reply: (i64, String, i64, i64)) -> Result<Enqueued, StoreError> {
-        let id = reply.1.parse().map_err(|e| StoreError::decode("id", e))?;
-        Ok(Enqueued {
-            id,
-            created: reply.0 == 1,
-            created_at_ms: reply.2,
-            due_at_ms: reply.3,
-        })
+    /// Enqueues jobs of one queue in one script call. Safe to resend: ids are chosen
+    /// here, and a resend after a lost reply finds them written.
+    async fn enqueue_batch(
+        &self,
+        queue: &str,
+        jobs: &[(&JobSpec, JobId, Vec<u8>)],
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        self.idempotent(|| self.ensure_queue(queue)).await?;
+        let keys = QueueKeys::new(queue);
+        let replies: Vec<(i64, String, i64, i64)> = self
+            .idempotent(|| async {
+                let mut inv = Self::invocation(&SCRIPTS.enqueue, &keys);
+                for (spec, id, input) in jobs {
+                    Self::push_job(&mut inv, spec, *id, input.clone());
+                }
+                Ok(inv.invoke_async(&mut self.conn()).await?)
+            })
+            .await?;
+        replies
+            .into_iter()
+            .map(|(code, id, created_at_ms, due_at_ms)| {
+                let id = id.parse().map_err(|e| StoreError::decode("id", e))?;
+                // -1: written by an earlier send whose reply was lost; callers re-read the times.
+                Ok(Enqueued {
+                    id,
+                    created: code != 0,
+                    created_at_ms,
+                    due_at_ms,
+                })
+            })
+            .collect()
     }
 
     /// Enqueues one job: ready now, or scheduled for `run_at` / after `delay`.
@@ -316,60 +339,53 @@ impl Store {
         input: Option<Vec<u8>>,
     ) -> Result<Enqueued, StoreError> {
         let input = self.prepare(spec, input)?;
-        self.idempotent(|| self.ensure_queue(&spec.queue)).await?;
-        let id = JobId::new();
-        let mut sent = false;
-        self.idempotent(|| {
-            let resend = std::mem::replace(&mut sent, true);
-            let invocation = Self::enqueue_invocation(spec, id, input.clone());
-            async move {
-                let reply: redis::RedisResult<(i64, String, i64, i64)> =
-                    invocation.invoke_async(&mut self.conn()).await;
-                match reply {
-                    // A resend after a lost reply: the first send was written.
-                    Err(e) if resend && e.code() == Some("IDEXISTS") => {
-                        // Created, but the times are unknown: callers re-read the record.
-                        Ok(Enqueued {
-                            id,
-                            created: true,
-                            created_at_ms: 0,
-                            due_at_ms: 0,
-                        })
-                    }
-                    other => Self::enqueued(other?),
-                }
-            }
-        })
-        .await
+        let mut done = self
+            .enqueue_batch(&spec.queue, &[(spec, JobId::new(), input)])
+            .await?;
+        done.pop()
+            .ok_or_else(|| StoreError::decode("enqueue", "empty reply"))
     }
 
-    /// Enqueues many jobs in pipelined round trips; all specs are checked before any is written.
+    /// Enqueues many jobs, one script call per chunk of a queue's jobs, a few chunks in
+    /// flight at once; all specs are checked before any is written. Results are in order.
     pub async fn enqueue_many(&self, specs: &[JobSpec]) -> Result<Vec<Enqueued>, StoreError> {
-        const CHUNK: usize = 512;
-        let mut inputs = Vec::with_capacity(specs.len());
-        for spec in specs {
-            inputs.push(self.prepare(spec, None)?);
-        }
-        let queues: HashSet<&str> = specs.iter().map(|s| s.queue.as_str()).collect();
-        for queue in queues {
-            self.ensure_queue(queue).await?;
-        }
-        let mut out = Vec::with_capacity(specs.len());
-        let mut inputs = inputs.into_iter();
-        for chunk in specs.chunks(CHUNK) {
-            // SCRIPT LOAD first: a pipeline cannot fall back from NOSCRIPT per command.
-            let mut pipe = redis::pipe();
-            pipe.load_script(&SCRIPTS.enqueue).ignore();
-            for spec in chunk {
-                let input = inputs.next().expect("one input per spec");
-                pipe.invoke_script(&Self::enqueue_invocation(spec, JobId::new(), input));
-            }
-            let replies: Vec<(i64, String, i64, i64)> = pipe.query_async(&mut self.conn()).await?;
-            for reply in replies {
-                out.push(Self::enqueued(reply)?);
+        use futures::StreamExt;
+        const CHUNK: usize = 500;
+        let mut by_queue: Vec<(&str, Vec<(usize, (&JobSpec, JobId, Vec<u8>))>)> = Vec::new();
+        for (index, spec) in specs.iter().enumerate() {
+            let job = (spec, JobId::new(), self.prepare(spec, None)?);
+            match by_queue.iter_mut().find(|(q, _)| *q == spec.queue) {
+                Some((_, jobs)) => jobs.push((index, job)),
+                None => by_queue.push((spec.queue.as_str(), vec![(index, job)])),
             }
         }
-        Ok(out)
+        let chunks: Vec<(&str, &[(usize, (&JobSpec, JobId, Vec<u8>))])> = by_queue
+            .iter()
+            .flat_map(|(queue, jobs)| jobs.chunks(CHUNK).map(move |chunk| (*queue, chunk)))
+            .collect();
+        let mut out: Vec<Option<Enqueued>> = vec![None; specs.len()];
+        let mut results = futures::stream::iter(chunks)
+            .map(|(queue, chunk)| async move {
+                let jobs: Vec<(&JobSpec, JobId, Vec<u8>)> = chunk
+                    .iter()
+                    .map(|(_, (spec, id, input))| (*spec, *id, input.clone()))
+                    .collect();
+                let done = self.enqueue_batch(queue, &jobs).await?;
+                Ok::<_, StoreError>(
+                    chunk
+                        .iter()
+                        .map(|(index, _)| *index)
+                        .zip(done)
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .buffered(4);
+        while let Some(done) = results.next().await {
+            for (index, enqueued) in done? {
+                out[index] = Some(enqueued);
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
     }
 
     /// The job's record, or `None` when it does not exist (or has expired).
