@@ -139,6 +139,9 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// A job ready to be written: its spec, its chosen id, its encoded input.
+type NewJob<'a> = (&'a JobSpec, JobId, Vec<u8>);
+
 impl Store {
     /// Connects (once; later outages are reconnected with backoff by the connection itself).
     pub async fn connect(config: StoreConfig) -> Result<Store, StoreError> {
@@ -298,7 +301,7 @@ impl Store {
     async fn enqueue_batch(
         &self,
         queue: &str,
-        jobs: &[(&JobSpec, JobId, Vec<u8>)],
+        jobs: &[NewJob<'_>],
     ) -> Result<Vec<Enqueued>, StoreError> {
         self.idempotent(|| self.ensure_queue(queue)).await?;
         let keys = QueueKeys::new(queue);
@@ -351,7 +354,7 @@ impl Store {
     pub async fn enqueue_many(&self, specs: &[JobSpec]) -> Result<Vec<Enqueued>, StoreError> {
         use futures::StreamExt;
         const CHUNK: usize = 500;
-        let mut by_queue: Vec<(&str, Vec<(usize, (&JobSpec, JobId, Vec<u8>))>)> = Vec::new();
+        let mut by_queue: Vec<(&str, Vec<(usize, NewJob<'_>)>)> = Vec::new();
         for (index, spec) in specs.iter().enumerate() {
             let job = (spec, JobId::new(), self.prepare(spec, None)?);
             match by_queue.iter_mut().find(|(q, _)| *q == spec.queue) {
@@ -359,14 +362,14 @@ impl Store {
                 None => by_queue.push((spec.queue.as_str(), vec![(index, job)])),
             }
         }
-        let chunks: Vec<(&str, &[(usize, (&JobSpec, JobId, Vec<u8>))])> = by_queue
+        let chunks: Vec<(&str, &[(usize, NewJob<'_>)])> = by_queue
             .iter()
             .flat_map(|(queue, jobs)| jobs.chunks(CHUNK).map(move |chunk| (*queue, chunk)))
             .collect();
         let mut out: Vec<Option<Enqueued>> = vec![None; specs.len()];
         let mut results = futures::stream::iter(chunks)
             .map(|(queue, chunk)| async move {
-                let jobs: Vec<(&JobSpec, JobId, Vec<u8>)> = chunk
+                let jobs: Vec<NewJob<'_>> = chunk
                     .iter()
                     .map(|(_, (spec, id, input))| (*spec, *id, input.clone()))
                     .collect();
