@@ -1,44 +1,53 @@
--- The lease holder records the attempt's outcome.
--- ARGV: prefix, id, epoch, retention ms, kind, then by kind:
---   'success':   result (msgpack)
---   'error':     retryable (0/1), retry delay ms, message, code, info (JSON array)
---   'cancelled': message
--- Returns 'OK', 'RETRY' (scheduled again), 'DEAD' (failed for good), 'ALREADY' (this lease
--- had recorded its outcome before: a resend after a lost reply) or 'LOST'.
-local id, epoch, retention, kind = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
-local key = job_key(id)
-local v, refusal = check_lease(key, epoch, 'att', 'max', 'creq', 'w')
-local watched = v and v[6]
-if not v then return refusal end
+-- Lease holders record their attempts' outcomes (one job, or a batch of one queue).
+-- ARGV: prefix, retention ms, then per job 8 arguments: id, epoch, kind, a1..a5, by kind:
+--   'success':   a1 = result (msgpack)
+--   'error':     a1 = retryable (0/1), a2 = retry delay ms, a3 = message, a4 = code, a5 = info (JSON array)
+--   'cancelled': a1 = message
+-- Returns per job 'OK', 'RETRY' (scheduled again), 'DEAD' (failed for good), 'ALREADY' (this
+-- lease had recorded its outcome before: a resend after a lost reply), 'LOST', or
+-- 'NOT_REQUESTED' (cancelled without a cancel request).
+local retention = tonumber(ARGV[2])
 local now = now_ms()
-if kind == 'success' then
-  finalize(key, id, 'success', now, retention, watched, {'res', ARGV[6]})
-  return 'OK'
-elseif kind == 'cancelled' then
-  if v[5] ~= '1' then return 'NOT_REQUESTED' end
-  finalize(key, id, 'cancelled', now, retention, watched,
-    {'ec', 'RequestCanceled', 'msg', ARGV[6]})
-  return 'OK'
-end
-local retryable, delay = ARGV[6] == '1', tonumber(ARGV[7])
-local err = {'msg', ARGV[8], 'ec', ARGV[9], 'ei', ARGV[10]}
-if v[5] == '1' then
-  -- Cancel was requested while the attempt failed: the cancel wins.
-  finalize(key, id, 'cancelled', now, retention, watched, {'ec', 'RequestCanceled', 'msg', 'cancelled on request'})
-  return 'OK'
-end
-if retryable and tonumber(v[3]) < tonumber(v[4]) then
-  redis.call('HSET', key, unpack(err))
-  redis.call('HDEL', key, 'eta')
-  redis.call('ZREM', K_LEASES, id)
-  if delay > 0 then
-    redis.call('HSET', key, 'st', 'pending', 'ra', now + delay, 'ut', now)
-    redis.call('ZADD', K_DELAYED, now + delay, id)
-  else
-    make_ready(key, id, now)
+
+local function finish_one(id, epoch, kind, a1, a2, a3, a4, a5)
+  local key = job_key(id)
+  local v, refusal = check_lease(key, epoch, 'att', 'max', 'creq', 'w')
+  if not v then return refusal end
+  local watched = v[6]
+  if kind == 'success' then
+    finalize(key, id, 'success', now, retention, watched, {'res', a1})
+    return 'OK'
+  elseif kind == 'cancelled' then
+    if v[5] ~= '1' then return 'NOT_REQUESTED' end
+    finalize(key, id, 'cancelled', now, retention, watched, {'ec', 'RequestCanceled', 'msg', a1})
+    return 'OK'
   end
-  notify(id, watched)
-  return 'RETRY'
+  if v[5] == '1' then
+    -- Cancel was requested while the attempt failed: the cancel wins.
+    finalize(key, id, 'cancelled', now, retention, watched, {'ec', 'RequestCanceled', 'msg', 'cancelled on request'})
+    return 'OK'
+  end
+  local delay = tonumber(a2)
+  local err = {'msg', a3, 'ec', a4, 'ei', a5}
+  if a1 == '1' and tonumber(v[3]) < tonumber(v[4]) then
+    redis.call('HSET', key, unpack(err))
+    redis.call('HDEL', key, 'eta')
+    redis.call('ZREM', K_LEASES, id)
+    if delay > 0 then
+      redis.call('HSET', key, 'st', 'pending', 'ra', now + delay, 'ut', now)
+      redis.call('ZADD', K_DELAYED, now + delay, id)
+    else
+      make_ready(key, id, now)
+    end
+    notify(id, watched)
+    return 'RETRY'
+  end
+  finalize(key, id, 'failure', now, retention, watched, err)
+  return 'DEAD'
 end
-finalize(key, id, 'failure', now, retention, watched, err)
-return 'DEAD'
+
+local out = {}
+for i = 3, #ARGV, 8 do
+  out[#out + 1] = finish_one(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7])
+end
+return out

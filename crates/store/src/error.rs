@@ -31,6 +31,9 @@ pub enum StoreError {
     /// A reply had an unexpected shape.
     #[error("unexpected reply: {0}")]
     Reply(#[from] redis::ParsingError),
+    /// A script call failed for a reason other than the connection.
+    #[error("script failed: {0}")]
+    Script(String),
     /// The URL or settings are unusable.
     #[error("config: {0}")]
     Config(String),

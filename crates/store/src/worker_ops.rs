@@ -291,48 +291,48 @@ impl Store {
     }
 
     /// Records the attempt's outcome, fenced by the lease. Safe to resend after a lost reply.
-    pub async fn finish(
+    pub async fn finish(&self, lease: &Lease, outcome: &Outcome) -> Result<FinishOutcome, LeaseError> {
+        let mut results = self.finish_many(&lease.queue, &[(lease, outcome)]).await?;
+        results.pop().unwrap_or(Err(LeaseError::Lost))
+    }
+
+    /// Records the outcomes of many attempts of one queue in one script call; each is
+    /// fenced by its own lease and answered on its own. Safe to resend as a whole.
+    pub async fn finish_many(
         &self,
-        lease: &Lease,
-        outcome: &Outcome,
-    ) -> Result<FinishOutcome, LeaseError> {
-        let keys = QueueKeys::new(&lease.queue);
+        queue: &str,
+        outcomes: &[(&Lease, &Outcome)],
+    ) -> Result<Vec<Result<FinishOutcome, LeaseError>>, StoreError> {
+        let keys = QueueKeys::new(queue);
         let mut inv = Self::invocation(&SCRIPTS.finish, &keys);
-        inv.arg(lease.id.to_string())
-            .arg(lease.epoch)
-            .arg(self.config().retention.as_millis() as u64);
-        match outcome {
-            Outcome::Success(result) => inv.arg("success").arg(result.as_slice()),
-            Outcome::Cancelled { message } => inv.arg("cancelled").arg(message),
-            Outcome::Error {
-                retryable,
-                retry_delay,
-                message,
-                code,
-                info,
-            } => inv
-                .arg("error")
-                .arg(if *retryable { "1" } else { "0" })
-                .arg(retry_delay.as_millis() as u64)
-                .arg(if message.is_empty() {
-                    code.as_str()
-                } else {
-                    message
-                })
-                .arg(code.as_str())
-                .arg(serde_json::to_string(info).unwrap_or_else(|_| "[]".into())),
-        };
-        let word: String = inv.invoke_async(&mut self.conn()).await?;
-        match word.as_str() {
-            "OK" => Ok(FinishOutcome::Recorded),
-            "RETRY" => Ok(FinishOutcome::Retrying),
-            "DEAD" => Ok(FinishOutcome::Dead),
-            "ALREADY" => Ok(FinishOutcome::AlreadyRecorded),
-            "NOT_REQUESTED" => Err(LeaseError::Store(StoreError::InvalidState(
-                tether_model::Status::Processing,
-            ))),
-            _ => Err(LeaseError::Lost),
+        inv.arg(self.config().retention.as_millis() as u64);
+        for (lease, outcome) in outcomes {
+            debug_assert_eq!(lease.queue, queue);
+            inv.arg(lease.id.to_string()).arg(lease.epoch);
+            match outcome {
+                Outcome::Success(result) => inv.arg("success").arg(result.as_slice()).arg("").arg("").arg("").arg(""),
+                Outcome::Cancelled { message } => inv.arg("cancelled").arg(message).arg("").arg("").arg("").arg(""),
+                Outcome::Error { retryable, retry_delay, message, code, info } => inv
+                    .arg("error")
+                    .arg(if *retryable { "1" } else { "0" })
+                    .arg(retry_delay.as_millis() as u64)
+                    .arg(if message.is_empty() { code.as_str() } else { message })
+                    .arg(code.as_str())
+                    .arg(serde_json::to_string(info).unwrap_or_else(|_| "[]".into())),
+            };
         }
+        let words: Vec<String> = inv.invoke_async(&mut self.conn()).await?;
+        Ok(words
+            .iter()
+            .map(|word| match word.as_str() {
+                "OK" => Ok(FinishOutcome::Recorded),
+                "RETRY" => Ok(FinishOutcome::Retrying),
+                "DEAD" => Ok(FinishOutcome::Dead),
+                "ALREADY" => Ok(FinishOutcome::AlreadyRecorded),
+                "NOT_REQUESTED" => Err(LeaseError::Store(StoreError::InvalidState(tether_model::Status::Processing))),
+                _ => Err(LeaseError::Lost),
+            })
+            .collect())
     }
 
     /// Hands leases back at once (graceful shutdown); the attempts are not counted.

@@ -24,7 +24,7 @@ use tether_model::{ErrorCode, JobId};
 use tether_store::{
     Claimed, FinishOutcome, Lease, LeaseError, Outcome, Store, StoreError, WorkerInfo,
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -226,6 +226,17 @@ struct Shared {
     abandon: CancellationToken,
     /// Leases of jobs stopped by `abandon`, to hand back.
     abandoned: Mutex<Vec<Lease>>,
+    /// Per queue: where job tasks send their outcomes to be recorded in batches.
+    finishers: HashMap<String, mpsc::UnboundedSender<FinishRequest>>,
+    finisher_inboxes: Mutex<Vec<(String, mpsc::UnboundedReceiver<FinishRequest>)>>,
+}
+
+/// An outcome to record, and where to send what the script answered
+/// (`None`: shutdown's grace period ended before it could be written).
+struct FinishRequest {
+    lease: Lease,
+    outcome: Outcome,
+    reply: oneshot::Sender<Option<Result<FinishOutcome, LeaseError>>>,
 }
 
 impl Shared {
@@ -236,7 +247,16 @@ impl Shared {
         id: String,
         metrics: Metrics,
     ) -> Self {
+        let mut finishers = HashMap::new();
+        let mut inboxes = Vec::new();
+        for queue in &config.queues {
+            let (tx, rx) = mpsc::unbounded_channel();
+            finishers.insert(queue.clone(), tx);
+            inboxes.push((queue.clone(), rx));
+        }
         Shared {
+            finishers,
+            finisher_inboxes: Mutex::new(inboxes),
             capacity: Arc::new(Semaphore::new(config.concurrency)),
             store,
             config,
@@ -297,6 +317,10 @@ impl Worker {
         setup(&shared, &shutdown).await?;
         tracing::info!(worker = %shared.id, queues = ?shared.config.queues, concurrency = shared.config.concurrency, "worker started");
 
+        let inboxes = std::mem::take(&mut *shared.finisher_inboxes.lock().unwrap());
+        for (queue, inbox) in inboxes {
+            tokio::spawn(finisher(shared.clone(), queue, inbox, background.clone()));
+        }
         let loops = TaskTracker::new();
         for queue in shared.config.queues.clone() {
             loops.spawn(claim_loop(shared.clone(), queue, shutdown.clone()));
@@ -463,7 +487,7 @@ async fn run_job(shared: Arc<Shared>, claimed: Claimed, permit: OwnedSemaphorePe
     let started = Instant::now();
 
     let outcome = execute(&shared, claimed, &slot).await;
-    let recorded = match &outcome {
+    let recorded = match outcome {
         Some(outcome) => record(&shared, &lease, &job_type, outcome).await,
         None => None,
     };
@@ -575,40 +599,80 @@ fn humanize(d: Duration) -> String {
     format!("{:.3}s", d.as_secs_f64())
 }
 
-/// Writes the outcome, resending through Redis outages (the script makes resends safe).
-/// `None` when shutdown's grace period ended first.
+/// Writes the outcome through the queue's finisher (batched with others finishing at the
+/// same time). `None` when shutdown's grace period ended first.
 async fn record(
     shared: &Shared,
     lease: &Lease,
     job_type: &str,
-    outcome: &Outcome,
+    outcome: Outcome,
 ) -> Option<Result<FinishOutcome, LeaseError>> {
-    let call = || async {
-        match shared.store.finish(lease, outcome).await {
-            Err(LeaseError::Store(e)) if e.is_retryable() => Err(e),
-            other => Ok(other),
-        }
+    let kind = match &outcome {
+        Outcome::Success(_) => "success",
+        Outcome::Cancelled { .. } => "cancelled",
+        Outcome::Error { .. } => "failure",
     };
-    let result = match with_store_retries(&shared.abandon, call).await? {
-        Ok(result) => result,
-        Err(e) => Err(LeaseError::Store(e)),
-    };
-    let status = match (outcome, &result) {
-        (_, Ok(FinishOutcome::Retrying)) | (_, Err(_)) => None,
-        (Outcome::Success(_), _) => Some("success"),
-        (Outcome::Cancelled { .. }, _) => Some("cancelled"),
-        (Outcome::Error { .. }, Ok(FinishOutcome::Dead)) => Some("failure"),
+    let (reply, answer) = oneshot::channel();
+    let request = FinishRequest { lease: lease.clone(), outcome, reply };
+    shared.finishers.get(&lease.queue)?.send(request).ok()?;
+    let result = answer.await.ok()??;
+    let status = match (kind, &result) {
+        (_, Ok(FinishOutcome::Retrying) | Err(_)) => None,
+        ("failure", Ok(FinishOutcome::Dead)) => Some("failure"),
         // A failure that lost to a pending cancel is recorded as cancelled.
-        (Outcome::Error { .. }, _) => Some("cancelled"),
+        ("failure", _) => Some("cancelled"),
+        (kind, _) => Some(kind),
     };
     if let Some(status) = status {
-        shared
-            .metrics
-            .finished
-            .with_label_values(&[&lease.queue, job_type, status])
-            .inc();
+        shared.metrics.finished.with_label_values(&[&lease.queue, job_type, status]).inc();
     }
     Some(result)
+}
+
+/// Records the outcomes of a queue's jobs: whatever has arrived while the previous
+/// call was in flight goes in one script call, resent through Redis outages (the
+/// script makes resends safe), and each job gets its own answer.
+async fn finisher(
+    shared: Arc<Shared>,
+    queue: String,
+    mut inbox: mpsc::UnboundedReceiver<FinishRequest>,
+    stop: CancellationToken,
+) {
+    const MAX_BATCH: usize = 256;
+    loop {
+        let first = tokio::select! {
+            request = inbox.recv() => match request { Some(r) => r, None => return },
+            _ = stop.cancelled() => return,
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match inbox.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        let pairs: Vec<(&Lease, &Outcome)> = batch.iter().map(|r| (&r.lease, &r.outcome)).collect();
+        let result = with_store_retries(&shared.abandon, || shared.store.finish_many(&queue, &pairs)).await;
+        drop(pairs);
+        match result {
+            Some(Ok(results)) => {
+                for (request, result) in batch.into_iter().zip(results) {
+                    let _ = request.reply.send(Some(result));
+                }
+            }
+            Some(Err(e)) => {
+                let message = e.to_string();
+                for request in batch {
+                    let _ = request.reply.send(Some(Err(LeaseError::Store(StoreError::Script(message.clone())))));
+                }
+            }
+            None => {
+                for request in batch {
+                    let _ = request.reply.send(None);
+                }
+            }
+        }
+    }
 }
 
 async fn heartbeat_loop(shared: Arc<Shared>, stop: CancellationToken) {
