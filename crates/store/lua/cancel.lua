@@ -14,6 +14,7 @@ if st == 'pending' then
   redis.call('ZREM', K_DELAYED, id)
   finalize(key, id, 'cancelled', now_ms(), retention, v[6],
     {'ec', 'RequestCanceled', 'msg', 'cancelled before it ran'})
+  flush()
   return 'CANCELLED'
 end
 -- processing: the lease holder sees the request at its next heartbeat or progress report.

@@ -25,10 +25,11 @@ for _, entry in ipairs(entries) do
     local attempts = (tonumber(v[4]) or 0) + 1
     redis.call('HSET', key, 'st', 'processing', 'ep', epoch, 'att', attempts, 'wk', worker,
       'stt', now, 'ut', now, 'pg', 0)
-    redis.call('ZADD', K_LEASES, deadline, id)
+    push(leased, deadline, id)
     notify(id, v[14])
     out[#out + 1] = {id, epoch, attempts, v[5], v[6], v[7], v[8] or '', v[9] or '', v[10] or '',
       v[11] or '', v[12], v[13] or ''}
   end
 end
+flush()
 return out

@@ -31,19 +31,38 @@ local function make_ready(key, id, now)
   redis.call('HSET', key, 'st', 'pending', 'sid', sid, 'ut', now)
 end
 
+-- Index updates collected while a script handles its jobs and applied by flush() in
+-- one call each: every redis.call costs a conversion between Lua and Redis, so a
+-- batch pays for an index once, not once per job.
+local unleased, done, dead, leased, created, counted = {}, {}, {}, {}, {}, {}
+
+local function push(list, ...)
+  for _, v in ipairs({...}) do list[#list + 1] = v end
+end
+
+-- Every script that calls finalize, lease or index_created ends with flush().
+local function flush()
+  if #unleased > 0 then redis.call('ZREM', K_LEASES, unpack(unleased)) end
+  if #leased > 0 then redis.call('ZADD', K_LEASES, unpack(leased)) end
+  if #done > 0 then redis.call('ZADD', K_DONE, unpack(done)) end
+  if #dead > 0 then redis.call('ZADD', K_DEAD, unpack(dead)) end
+  if #created > 0 then redis.call('ZADD', K_JOBS, unpack(created)) end
+  for status, n in pairs(counted) do redis.call('HINCRBY', K_COUNTS, status, n) end
+end
+
 -- Record a final status. The caller has checked that the transition is allowed.
 -- `fields` are extra field/value pairs (result, error...).
 local function finalize(key, id, status, now, retention, watched, fields)
   local expires = now + retention
+  if status == 'failure' then
+    push(fields, 'dead', 1)
+    push(dead, now, id)
+  end
   redis.call('HSET', key, 'st', status, 'pg', 100, 'ft', now, 'ut', now, 'eta', now,
     'xt', expires, 'creq', 0, unpack(fields))
-  redis.call('ZREM', K_LEASES, id)
-  redis.call('ZADD', K_DONE, expires, id)
-  if status == 'failure' then
-    redis.call('HSET', key, 'dead', 1)
-    redis.call('ZADD', K_DEAD, now, id)
-  end
-  redis.call('HINCRBY', K_COUNTS, status, 1)
+  push(unleased, id)
+  push(done, expires, id)
+  counted[status] = (counted[status] or 0) + 1
   notify(id, watched)
 end
 

@@ -33,8 +33,9 @@ while i <= #ARGV do
     else
       redis.call('HSET', key, 'st', 'pending', 'ct', now, 'ut', now, where, at, unpack(ARGV, first, last))
     end
-    redis.call('ZADD', K_JOBS, now, id)
+    push(created, now, id)
     out[#out + 1] = {1, id, now, due}
   end
 end
+flush()
 return out

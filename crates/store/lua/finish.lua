@@ -32,7 +32,7 @@ local function finish_one(id, epoch, kind, a1, a2, a3, a4, a5)
   if a1 == '1' and tonumber(v[3]) < tonumber(v[4]) then
     redis.call('HSET', key, unpack(err))
     redis.call('HDEL', key, 'eta')
-    redis.call('ZREM', K_LEASES, id)
+    push(unleased, id)
     if delay > 0 then
       redis.call('HSET', key, 'st', 'pending', 'ra', now + delay, 'ut', now)
       redis.call('ZADD', K_DELAYED, now + delay, id)
@@ -50,4 +50,5 @@ local out = {}
 for i = 3, #ARGV, 8 do
   out[#out + 1] = finish_one(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7])
 end
+flush()
 return out

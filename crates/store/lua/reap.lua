@@ -23,4 +23,5 @@ for _, id in ipairs(ids) do
     end
   end
 end
+flush()
 return ids

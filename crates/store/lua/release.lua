@@ -19,4 +19,5 @@ for i = 3, #ARGV, 2 do
     released = released + 1
   end
 end
+flush()
 return released

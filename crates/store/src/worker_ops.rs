@@ -291,7 +291,11 @@ impl Store {
     }
 
     /// Records the attempt's outcome, fenced by the lease. Safe to resend after a lost reply.
-    pub async fn finish(&self, lease: &Lease, outcome: &Outcome) -> Result<FinishOutcome, LeaseError> {
+    pub async fn finish(
+        &self,
+        lease: &Lease,
+        outcome: &Outcome,
+    ) -> Result<FinishOutcome, LeaseError> {
         let mut results = self.finish_many(&lease.queue, &[(lease, outcome)]).await?;
         results.pop().unwrap_or(Err(LeaseError::Lost))
     }
@@ -310,13 +314,35 @@ impl Store {
             debug_assert_eq!(lease.queue, queue);
             inv.arg(lease.id.to_string()).arg(lease.epoch);
             match outcome {
-                Outcome::Success(result) => inv.arg("success").arg(result.as_slice()).arg("").arg("").arg("").arg(""),
-                Outcome::Cancelled { message } => inv.arg("cancelled").arg(message).arg("").arg("").arg("").arg(""),
-                Outcome::Error { retryable, retry_delay, message, code, info } => inv
+                Outcome::Success(result) => inv
+                    .arg("success")
+                    .arg(result.as_slice())
+                    .arg("")
+                    .arg("")
+                    .arg("")
+                    .arg(""),
+                Outcome::Cancelled { message } => inv
+                    .arg("cancelled")
+                    .arg(message)
+                    .arg("")
+                    .arg("")
+                    .arg("")
+                    .arg(""),
+                Outcome::Error {
+                    retryable,
+                    retry_delay,
+                    message,
+                    code,
+                    info,
+                } => inv
                     .arg("error")
                     .arg(if *retryable { "1" } else { "0" })
                     .arg(retry_delay.as_millis() as u64)
-                    .arg(if message.is_empty() { code.as_str() } else { message })
+                    .arg(if message.is_empty() {
+                        code.as_str()
+                    } else {
+                        message
+                    })
                     .arg(code.as_str())
                     .arg(serde_json::to_string(info).unwrap_or_else(|_| "[]".into())),
             };
@@ -329,7 +355,9 @@ impl Store {
                 "RETRY" => Ok(FinishOutcome::Retrying),
                 "DEAD" => Ok(FinishOutcome::Dead),
                 "ALREADY" => Ok(FinishOutcome::AlreadyRecorded),
-                "NOT_REQUESTED" => Err(LeaseError::Store(StoreError::InvalidState(tether_model::Status::Processing))),
+                "NOT_REQUESTED" => Err(LeaseError::Store(StoreError::InvalidState(
+                    tether_model::Status::Processing,
+                ))),
                 _ => Err(LeaseError::Lost),
             })
             .collect())

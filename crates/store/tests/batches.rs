@@ -10,15 +10,31 @@ use tether_testkit::{RedisOptions, RedisServer};
 async fn a_finish_batch_fences_each_job_and_survives_a_resend() {
     let redis = RedisServer::start(RedisOptions::default());
     let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
-    let done = store.enqueue_many(&vec![JobSpec::new("t"); 3]).await.unwrap();
+    let done = store
+        .enqueue_many(&vec![JobSpec::new("t"); 3])
+        .await
+        .unwrap();
     assert!(done.iter().all(|d| d.created));
-    let claimed = store.claim("default", "w", 3, Duration::from_millis(1)).await.unwrap();
+    let claimed = store
+        .claim("default", "w", 3, Duration::from_millis(1))
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 3);
     // The third lease lapses and is reaped: its holder is now stale.
     let mut leases: Vec<_> = claimed.iter().map(|c| c.lease.clone()).collect();
     leases.sort_by_key(|l| l.id);
     tokio::time::sleep(Duration::from_millis(5)).await;
-    store.renew("default", &[(leases[0].id, leases[0].epoch), (leases[1].id, leases[1].epoch)], Duration::from_secs(30)).await.unwrap();
+    store
+        .renew(
+            "default",
+            &[
+                (leases[0].id, leases[0].epoch),
+                (leases[1].id, leases[1].epoch),
+            ],
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
     assert_eq!(store.reap("default", 10).await.unwrap(), vec![leases[2].id]);
 
     let success = Outcome::Success(encode(&"ok").unwrap());
@@ -29,16 +45,28 @@ async fn a_finish_batch_fences_each_job_and_survives_a_resend() {
         code: ErrorCode::Custom("Again".into()),
         info: vec![],
     };
-    let batch = [(&leases[0], &success), (&leases[1], &retry), (&leases[2], &success)];
+    let batch = [
+        (&leases[0], &success),
+        (&leases[1], &retry),
+        (&leases[2], &success),
+    ];
     let first = store.finish_many("default", &batch).await.unwrap();
     assert!(matches!(
         first.as_slice(),
-        [Ok(FinishOutcome::Recorded), Ok(FinishOutcome::Retrying), Err(LeaseError::Lost)]
+        [
+            Ok(FinishOutcome::Recorded),
+            Ok(FinishOutcome::Retrying),
+            Err(LeaseError::Lost)
+        ]
     ));
     let resent = store.finish_many("default", &batch).await.unwrap();
     assert!(matches!(
         resent.as_slice(),
-        [Ok(FinishOutcome::AlreadyRecorded), Ok(FinishOutcome::AlreadyRecorded), Err(LeaseError::Lost)]
+        [
+            Ok(FinishOutcome::AlreadyRecorded),
+            Ok(FinishOutcome::AlreadyRecorded),
+            Err(LeaseError::Lost)
+        ]
     ));
     let statuses: Vec<Status> = {
         let mut out = Vec::new();
@@ -47,8 +75,15 @@ async fn a_finish_batch_fences_each_job_and_survives_a_resend() {
         }
         out
     };
-    assert_eq!(statuses, vec![Status::Success, Status::Pending, Status::Pending]);
-    assert_eq!(store.stats("default").await.unwrap().success, 1, "one outcome recorded once");
+    assert_eq!(
+        statuses,
+        vec![Status::Success, Status::Pending, Status::Pending]
+    );
+    assert_eq!(
+        store.stats("default").await.unwrap().success,
+        1,
+        "one outcome recorded once"
+    );
 }
 
 #[tokio::test]
@@ -63,10 +98,22 @@ async fn an_enqueue_batch_keeps_order_and_idempotency_keys_within_it() {
     ];
     let done = store.enqueue_many(&specs).await.unwrap();
     assert_eq!(done.len(), 4);
-    assert_eq!(done[3].id, done[1].id, "the second use of a key returns the first job");
+    assert_eq!(
+        done[3].id, done[1].id,
+        "the second use of a key returns the first job"
+    );
     assert!(done[0].created && done[1].created && done[2].created && !done[3].created);
     for (spec, d) in specs.iter().zip(&done).take(3) {
-        assert_eq!(store.get(&spec.queue, d.id).await.unwrap().unwrap().job_type, spec.job_type, "results in input order");
+        assert_eq!(
+            store
+                .get(&spec.queue, d.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .job_type,
+            spec.job_type,
+            "results in input order"
+        );
     }
     assert_eq!(store.stats("q2").await.unwrap().pending, 1);
 }

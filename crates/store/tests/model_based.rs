@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use tether_model::machine::{JobState, Op};
-use tether_model::{ErrorCode, JobSpec, progress};
+use tether_model::{ErrorCode, JobSpec, Status, progress};
 use tether_store::{Claimed, FinishOutcome, Outcome, Store, StoreConfig};
 use tether_testkit::{RedisOptions, RedisServer};
 
@@ -130,6 +130,15 @@ fn scripts_follow_the_state_machine() {
                 assert_eq!(job.attempts, model.attempts, "attempts at {ctx}");
                 assert_eq!(job.dead, model.dead, "dead at {ctx}");
                 assert_eq!(job.cancel_requested, model.cancel_requested, "cancel_requested at {ctx}");
+                // The indexes and counters agree with the record.
+                let stats = store.stats(&queue).await.unwrap();
+                let one = |s: Status| u64::from(model.status == s);
+                assert_eq!(
+                    (stats.pending + stats.scheduled, stats.processing, stats.success, stats.failure, stats.cancelled, stats.dead),
+                    (one(Status::Pending), one(Status::Processing), one(Status::Success), one(Status::Failure),
+                     one(Status::Cancelled), u64::from(model.dead)),
+                    "queue stats at {ctx}"
+                );
                 if job.status.is_final() {
                     assert_eq!(job.progress, 100, "progress at {ctx}");
                     assert!(job.finished_at.is_some() && job.expires_at.is_some());

@@ -613,7 +613,11 @@ async fn record(
         Outcome::Error { .. } => "failure",
     };
     let (reply, answer) = oneshot::channel();
-    let request = FinishRequest { lease: lease.clone(), outcome, reply };
+    let request = FinishRequest {
+        lease: lease.clone(),
+        outcome,
+        reply,
+    };
     shared.finishers.get(&lease.queue)?.send(request).ok()?;
     let result = answer.await.ok()??;
     let status = match (kind, &result) {
@@ -624,7 +628,11 @@ async fn record(
         (kind, _) => Some(kind),
     };
     if let Some(status) = status {
-        shared.metrics.finished.with_label_values(&[&lease.queue, job_type, status]).inc();
+        shared
+            .metrics
+            .finished
+            .with_label_values(&[&lease.queue, job_type, status])
+            .inc();
     }
     Some(result)
 }
@@ -652,7 +660,8 @@ async fn finisher(
             }
         }
         let pairs: Vec<(&Lease, &Outcome)> = batch.iter().map(|r| (&r.lease, &r.outcome)).collect();
-        let result = with_store_retries(&shared.abandon, || shared.store.finish_many(&queue, &pairs)).await;
+        let result =
+            with_store_retries(&shared.abandon, || shared.store.finish_many(&queue, &pairs)).await;
         drop(pairs);
         match result {
             Some(Ok(results)) => {
@@ -663,7 +672,11 @@ async fn finisher(
             Some(Err(e)) => {
                 let message = e.to_string();
                 for request in batch {
-                    let _ = request.reply.send(Some(Err(LeaseError::Store(StoreError::Script(message.clone())))));
+                    let _ = request
+                        .reply
+                        .send(Some(Err(LeaseError::Store(StoreError::Script(
+                            message.clone(),
+                        )))));
                 }
             }
             None => {
