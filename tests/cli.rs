@@ -127,3 +127,58 @@ fn bench_quick_completes_and_verifies_its_counts() {
         );
     }
 }
+
+/// `tether demo` non-interactive: every kind of sample job reaches its expected final
+/// state, and the private Redis is gone afterwards.
+#[test]
+fn demo_runs_every_kind_of_job_and_cleans_up() {
+    let dir = tempfile_dir();
+    let out = tether(&["demo", "--duration", "8s", "--json"], &[], &dir);
+    assert!(out.status.success(), "demo failed: {}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON summary");
+    let count = |t: &str, s: &str| summary["by_type"][t][s].as_u64().unwrap_or(0);
+    for (job_type, status) in [
+        ("noop", "success"),
+        ("import", "success"),
+        ("flaky", "success"),
+        ("sleep", "success"),
+        ("fail", "failure"),
+        ("progress", "cancelled"),
+    ] {
+        assert!(
+            count(job_type, status) >= 1,
+            "no {job_type} ended {status}: {summary}"
+        );
+    }
+    for (job_type, counts) in summary["by_type"].as_object().unwrap() {
+        for status in counts.as_object().unwrap().keys() {
+            assert!(
+                ["success", "failure", "cancelled"].contains(&status.as_str()),
+                "{job_type} left {status}: {summary}"
+            );
+        }
+    }
+    assert_eq!(count("flaky", "failure"), 0, "flaky jobs retry to success");
+    // The private Redis announced on stderr is stopped and its directory removed.
+    let err = stderr(&out);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("Redis:"))
+        .expect("announces its Redis");
+    let port: u16 = line
+        .split("127.0.0.1:")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    let data = line
+        .split("data in ")
+        .nth(1)
+        .map(|s| s.trim_end_matches(')'))
+        .unwrap();
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the private Redis still listens"
+    );
+    assert!(!std::path::Path::new(data).exists(), "{data} still exists");
+}

@@ -5,6 +5,7 @@
 //! `--json` for machine-readable output.
 
 mod bench;
+mod demo;
 mod output;
 mod settings;
 
@@ -51,6 +52,16 @@ enum Command {
         #[arg(long)]
         quick: bool,
         /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a local cluster with sample jobs, live: a private Redis unless --redis is given,
+    /// the API, two workers.
+    Demo {
+        /// Stop after this long (default: at Ctrl-C).
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<Duration>,
+        /// Print the final summary as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -220,10 +231,10 @@ enum SortDirArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_log = if matches!(cli.command, Command::Worker(_)) {
-        "info"
-    } else {
-        "warn"
+    let default_log = match cli.command {
+        Command::Worker(_) | Command::Api(_) => "info",
+        Command::Demo { .. } => "error",
+        _ => "warn",
     };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(
@@ -266,6 +277,12 @@ async fn run(cli: Cli) -> CliResult {
         } else {
             Err("a run's outcome count did not match".into())
         };
+    }
+    if let Command::Demo { duration, json } = cli.command {
+        let file = settings::load(cli.config.as_deref())?;
+        let url = cli.redis_url.clone().or(file.redis_url);
+        demo::run(demo::DemoOptions { duration, json }, url).await?;
+        return Ok(());
     }
     let file = settings::load(cli.config.as_deref())?;
     let url = cli
@@ -400,7 +417,7 @@ async fn run_api(args: ApiArgs, file: &settings::ApiFile, producer: Producer) ->
 
 async fn run_client(command: Command, producer: Producer) -> CliResult {
     match command {
-        Command::Worker(_) | Command::Api(_) | Command::Bench { .. } => {
+        Command::Worker(_) | Command::Api(_) | Command::Bench { .. } | Command::Demo { .. } => {
             unreachable!("handled by run")
         }
         Command::Enqueue(args) => enqueue(args, &producer).await,
