@@ -44,7 +44,7 @@ async fn enqueue_round(
             .delay(Duration::from_secs(2)),
     ];
     specs.extend((0..20).map(|_| JobSpec::new("noop")));
-    if round % 3 == 0 {
+    if round.is_multiple_of(3) {
         specs.push(JobSpec::new("fail").input_json(
             json!({"message": "corrupt image", "code": "CorruptImage", "fatal": true}),
         ));
