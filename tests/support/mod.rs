@@ -68,21 +68,34 @@ pub struct WorkerProcess {
 }
 
 impl WorkerProcess {
+    /// Starts a worker and returns once it serves its metrics port. A port that another
+    /// test took between choosing and binding it makes the worker exit: it is retried
+    /// on another port.
     pub fn start(redis: &RedisServer, args: &[&str]) -> WorkerProcess {
-        let metrics_port = free_port();
-        let mut cmd = Command::new(tether_bin());
-        cmd.arg("worker")
-            .args(["--redis", &redis.url()])
-            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
-            .args(args)
-            .env("TETHER_LOG", "warn")
-            .env_remove("TETHER_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
-        WorkerProcess {
-            child: ChildGuard::spawn(cmd),
-            metrics_port,
+        for _ in 0..5 {
+            let metrics_port = free_port();
+            let mut cmd = Command::new(tether_bin());
+            cmd.arg("worker")
+                .args(["--redis", &redis.url()])
+                .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+                .args(args)
+                .env("TETHER_LOG", "warn")
+                .env_remove("TETHER_CONFIG")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null());
+            let mut child = ChildGuard::spawn(cmd);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline && child.is_running() {
+                if std::net::TcpStream::connect(("127.0.0.1", metrics_port)).is_ok() {
+                    return WorkerProcess {
+                        child,
+                        metrics_port,
+                    };
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
+        panic!("a tether worker process did not start (see its stderr above)");
     }
 
     /// The value of a metric summed over its series, from the worker's /metrics.
