@@ -2,10 +2,10 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tether_testkit::{ChildGuard, RedisOptions, RedisServer, free_port, tether_bin};
+use tether_suite::ApiProcess;
+use tether_testkit::{RedisOptions, RedisServer};
 
 fn request(port: u16, raw: &str) -> TcpStream {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
@@ -19,25 +19,10 @@ fn request(port: u16, raw: &str) -> TcpStream {
 #[test]
 fn sigterm_closes_event_streams_and_exits_cleanly() {
     let redis = RedisServer::start(RedisOptions::default());
-    let port = free_port();
-    let mut cmd = Command::new(tether_bin());
-    cmd.args([
-        "api",
-        "--redis",
-        &redis.url(),
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--insecure-no-auth",
-    ])
-    .env("TETHER_LOG", "warn")
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    let mut api = ChildGuard::spawn(cmd);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the API did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let ApiProcess {
+        child: mut api,
+        port,
+    } = ApiProcess::start(&redis, &["--insecure-no-auth"]);
     // A task no worker will run, so its event stream stays open.
     let body = r#"{"type": "noop"}"#;
     let mut create = request(

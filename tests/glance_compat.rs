@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use tether_suite::WorkerProcess;
-use tether_testkit::{ChildGuard, RedisOptions, RedisServer, free_port, tether_bin};
+use tether_suite::{ApiProcess, WorkerProcess};
+use tether_testkit::{RedisOptions, RedisServer, free_port};
 
 const TOKEN: &str = "glance-compat-token-0123456789";
 
@@ -83,28 +83,19 @@ fn python_glanceclient_creates_lists_and_shows_tasks() {
         format!("[[tokens]]\ntoken = \"{TOKEN}\"\nowner = \"demo\"\n"),
     )
     .unwrap();
-    let port = free_port();
-    let mut api = Command::new(tether_bin());
-    api.args([
-        "api",
-        "--redis",
-        &redis.url(),
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-    ])
-    .arg("--tokens")
-    .arg(&tokens)
-    .args(["--job-types", "noop,sleep,import,fail"])
-    .env("TETHER_LOG", "warn")
-    .stdout(Stdio::null());
-    let _api = ChildGuard::spawn(api);
+    let tokens_arg = tokens.display().to_string();
+    let api = ApiProcess::start(
+        &redis,
+        &[
+            "--tokens",
+            &tokens_arg,
+            "--job-types",
+            "noop,sleep,import,fail",
+        ],
+    );
+    let port = api.port;
     let _worker = WorkerProcess::start(&redis, &["--lease-ttl", "5s"]);
     let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the API did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 
     let (ok, out) = glance(
         &url,

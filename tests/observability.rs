@@ -5,8 +5,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tether_suite::{WorkerProcess, form_encode, http};
-use tether_testkit::{ChildGuard, RedisOptions, RedisServer, free_port, tether_bin};
+use tether_suite::{ApiProcess, WorkerProcess, form_encode, http};
+use tether_testkit::{ChildGuard, RedisOptions, RedisServer, free_port};
 
 fn wait_port(port: u16, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -131,20 +131,8 @@ fn every_dashboard_query_and_alert_rule_returns_data_from_a_real_prometheus() {
     );
 
     let redis = RedisServer::start(RedisOptions::default());
-    let api_port = free_port();
-    let mut api = Command::new(tether_bin());
-    api.args([
-        "api",
-        "--redis",
-        &redis.url(),
-        "--listen",
-        &format!("127.0.0.1:{api_port}"),
-        "--insecure-no-auth",
-    ])
-    .env("TETHER_LOG", "error")
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    let _api = ChildGuard::spawn(api);
+    let api = ApiProcess::start(&redis, &["--insecure-no-auth"]);
+    let api_port = api.port;
     let args = [
         "--lease-ttl",
         "1s",
@@ -156,7 +144,6 @@ fn every_dashboard_query_and_alert_rule_returns_data_from_a_real_prometheus() {
     let workers: Vec<WorkerProcess> = (0..3)
         .map(|_| WorkerProcess::start(&redis, &args))
         .collect();
-    wait_port(api_port, "the API");
     for w in &workers {
         wait_port(w.metrics_port, "a worker");
     }

@@ -72,30 +72,19 @@ impl WorkerProcess {
     /// test took between choosing and binding it makes the worker exit: it is retried
     /// on another port.
     pub fn start(redis: &RedisServer, args: &[&str]) -> WorkerProcess {
-        for _ in 0..5 {
-            let metrics_port = free_port();
+        let (child, metrics_port) = start_serving("worker", |port| {
             let mut cmd = Command::new(tether_bin());
             cmd.arg("worker")
                 .args(["--redis", &redis.url()])
-                .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+                .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
                 .args(args)
-                .env("TETHER_LOG", "warn")
-                .env_remove("TETHER_CONFIG")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null());
-            let mut child = ChildGuard::spawn(cmd);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline && child.is_running() {
-                if std::net::TcpStream::connect(("127.0.0.1", metrics_port)).is_ok() {
-                    return WorkerProcess {
-                        child,
-                        metrics_port,
-                    };
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
+                .env("TETHER_LOG", "warn");
+            cmd
+        });
+        WorkerProcess {
+            child,
+            metrics_port,
         }
-        panic!("a tether worker process did not start (see its stderr above)");
     }
 
     /// The value of a metric summed over its series, from the worker's /metrics.
@@ -256,4 +245,54 @@ pub fn form_encode(value: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// A `tether api` process.
+#[derive(Debug)]
+pub struct ApiProcess {
+    pub child: ChildGuard,
+    pub port: u16,
+}
+
+impl ApiProcess {
+    /// Starts `tether api` on a free port with `args` (auth flags, job types…) and returns
+    /// once it accepts connections, retrying on another port if one was taken meanwhile.
+    pub fn start(redis: &RedisServer, args: &[&str]) -> ApiProcess {
+        let (child, port) = start_serving("api", |port| {
+            let mut cmd = Command::new(tether_bin());
+            cmd.args([
+                "api",
+                "--redis",
+                &redis.url(),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .args(args)
+            .env("TETHER_LOG", "error");
+            cmd
+        });
+        ApiProcess { child, port }
+    }
+}
+
+/// Spawns `command(port)` on a free port and returns once the port accepts
+/// connections. A port that another test took between choosing and binding it
+/// makes the process exit: it is tried again on another port.
+fn start_serving(what: &str, command: impl Fn(u16) -> Command) -> (ChildGuard, u16) {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut cmd = command(port);
+        cmd.env_remove("TETHER_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        let mut child = ChildGuard::spawn(cmd);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && child.is_running() {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return (child, port);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    panic!("a tether {what} process did not start (see its stderr above)");
 }

@@ -95,6 +95,22 @@ async fn create(app: &Router, token: &str, body: Value) -> Value {
     task
 }
 
+/// Polls a task until it has `status`; returns it.
+async fn until_status(app: &Router, id: &str, status: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, task) = call(app, "GET", &format!("/v2/tasks/{id}"), Some(ALICE), None).await;
+        if task["status"] == status {
+            return task;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "task {id} never reached {status}: {task}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Reads the SSE stream of a task until it closes; returns (event, task) pairs.
 async fn events(app: &Router, id: &str, token: &str) -> Vec<(String, Value)> {
     let req = Request::get(format!("/v2/tasks/{id}/events"))
@@ -461,15 +477,7 @@ async fn bad_requests_get_clear_codes() {
         .as_str()
         .unwrap()
         .to_owned();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while call(app, "GET", &format!("/v2/tasks/{done}"), Some(ALICE), None)
-        .await
-        .1["status"]
-        != "success"
-    {
-        assert!(std::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_status(app, &done, "success").await;
     let (s, e) = call(
         app,
         "POST",
@@ -523,15 +531,7 @@ async fn bad_requests_get_clear_codes() {
         .as_str()
         .unwrap()
         .to_owned();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while call(app, "GET", &format!("/v2/tasks/{dead}"), Some(ALICE), None)
-        .await
-        .1["status"]
-        != "failure"
-    {
-        assert!(std::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_status(app, &dead, "failure").await;
     let (s, t) = call(
         app,
         "POST",
@@ -543,15 +543,7 @@ async fn bad_requests_get_clear_codes() {
     assert_eq!(s, StatusCode::ACCEPTED, "{t}");
     assert!(t["attempts"].as_u64().unwrap() <= 1, "a fresh run: {t}");
     // It fails again (fatal input), after exactly one attempt of its new run.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let again = loop {
-        let (_, t) = call(app, "GET", &format!("/v2/tasks/{dead}"), Some(ALICE), None).await;
-        if t["status"] == "failure" {
-            break t;
-        }
-        assert!(std::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let again = until_status(app, &dead, "failure").await;
     assert_eq!(again["attempts"], 1);
 
     for (method, uri) in [
