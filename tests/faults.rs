@@ -51,6 +51,7 @@ async fn a_worker_killed_during_check_is_resumed_at_check_without_running_handle
     // The second attempt continued from the checkpoint rather than from zero.
     let checks = job.result.as_ref().unwrap()["checks"].as_u64().unwrap();
     assert!(checks >= 20, "checks across both attempts: {checks}");
+    assert_consistent(&redis).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,6 +108,7 @@ async fn jobs_of_a_killed_worker_finish_elsewhere_within_lease_ttl_plus_one_reap
             job.id
         );
     }
+    assert_consistent(&redis).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,6 +161,7 @@ async fn a_paused_worker_cannot_record_an_outcome_after_its_lease_was_taken() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(fresh.metric("tether_lease_lost_total"), 0.0);
+    assert_consistent(&redis).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,6 +207,7 @@ async fn workers_ride_out_a_redis_restart_without_losing_a_job() {
         (stats.success, stats.pending, stats.processing),
         (2000, 0, 0)
     );
+    assert_consistent(&redis).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -303,6 +307,15 @@ async fn cli_end_to_end_touch_jobs_survive_a_killed_worker() {
     );
 
     let out = Command::new(tether_bin())
+        .args(["check", "--redis", &redis.url()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tether check: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = Command::new(tether_bin())
         .args(["get", &ids[0], "--json", "--redis", &redis.url()])
         .output()
         .unwrap();
@@ -311,4 +324,5 @@ async fn cli_end_to_end_touch_jobs_survive_a_killed_worker() {
         (job["status"].clone(), job["type"].clone()),
         (json!("success"), json!("touch"))
     );
+    assert_consistent(&redis).await;
 }

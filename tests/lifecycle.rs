@@ -46,6 +46,7 @@ async fn success_records_the_result() {
         "once finished, eta is the finish time"
     );
     worker.shutdown().await;
+    assert_consistent(&redis).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,6 +64,7 @@ async fn fatal_failure_records_message_and_code() {
     assert_eq!(job.attempts, 1, "fatal errors do not retry");
     assert!(job.dead);
     worker.shutdown().await;
+    assert_consistent(&redis).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,6 +102,7 @@ async fn transient_failures_retry_with_backoff_until_success() {
         2
     );
     worker.shutdown().await;
+    assert_consistent(&redis).await;
 }
 
 /// Fails while `broken` is set.
@@ -184,6 +187,7 @@ async fn exhausted_jobs_are_dead_until_retried_by_id() {
     let stats = &producer.stats(&[]).await.unwrap()[0];
     assert_eq!((stats.dead, stats.failure, stats.success), (0, 0, 1));
     worker.shutdown().await;
+    assert_consistent(&redis).await;
 }
 
 /// Counts its steps: handle once, then `checks` polls.
@@ -251,6 +255,7 @@ async fn handle_runs_once_then_check_is_polled_with_the_progress_object() {
     );
     assert_eq!(job.phase, Some(tether_model::Phase::Check));
     worker.shutdown().await;
+    assert_consistent(&redis).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -324,6 +329,7 @@ async fn cancel_rules() {
     assert_eq!(job.progress, 100);
     assert_eq!(producer.stats(&[]).await.unwrap()[0].cancelled, 2);
     worker.shutdown().await;
+    assert_consistent(&redis).await;
 }
 
 /// Ignores cancellation entirely: the runtime must still stop it.
@@ -354,6 +360,7 @@ async fn a_handler_that_ignores_cancel_is_stopped_anyway() {
     let job = finished(&producer, id, Duration::from_secs(3)).await;
     assert_eq!(job.status, Status::Cancelled);
     worker.shutdown().await;
+    assert_consistent(&redis).await;
 }
 
 /// Reports chosen progress values, then waits to be released.
@@ -425,6 +432,7 @@ async fn progress_clamps_renews_the_lease_and_sets_eta() {
     let done = finished(&producer, id, T).await;
     assert_eq!(done.eta, done.finished_at);
     worker.shutdown().await;
+    assert_consistent(&redis).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -464,6 +472,7 @@ async fn delayed_jobs_run_on_time_and_idempotency_keys_enqueue_once() {
         "the key enqueued one job"
     );
     worker.shutdown().await;
+    assert_consistent(&redis).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -498,6 +507,7 @@ async fn graceful_shutdown_hands_unfinished_leases_back_at_once() {
         "picked up well before lease_ttl"
     );
     second.shutdown().await;
+    assert_consistent(&redis).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -582,6 +592,7 @@ async fn bad_input_fails_the_job_not_the_worker() {
         Err(tether_producer::Error::Store(StoreError::Spec(_)))
     ));
     worker.shutdown().await;
+    assert_consistent(&redis).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -685,6 +696,7 @@ async fn list_filters_sorts_and_pages_without_gaps() {
             .all(|j| j.input.is_null() && j.result.is_none()),
         "summaries"
     );
+    assert_consistent(&redis).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -720,6 +732,7 @@ async fn finished_jobs_expire_with_their_index_entries() {
         id,
         "the key is free again after expiry"
     );
+    assert_consistent(&redis).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -755,4 +768,5 @@ async fn watch_streams_progress_until_finished() {
         "intermediate progress seen: {progress:?}"
     );
     worker.shutdown().await;
+    assert_consistent(&redis).await;
 }

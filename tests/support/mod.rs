@@ -296,3 +296,19 @@ fn start_serving(what: &str, command: impl Fn(u16) -> Command) -> (ChildGuard, u
     }
     panic!("a tether {what} process did not start (see its stderr above)");
 }
+
+/// Asserts that every queue's records, stream, indexes and counters agree.
+pub async fn assert_consistent(redis: &RedisServer) {
+    let store = store(redis).await;
+    for queue in store.queues().await.expect("queues") {
+        let problems = store
+            .check_consistency(&queue)
+            .await
+            .expect("consistency check");
+        assert!(
+            problems.is_empty(),
+            "queue {queue} is inconsistent:\n{}",
+            problems.join("\n")
+        );
+    }
+}

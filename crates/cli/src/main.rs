@@ -104,6 +104,12 @@ enum Command {
         #[arg(long)]
         watch: bool,
     },
+    /// Check that each queue's records, stream, indexes and counters agree (read-only;
+    /// walks every retained job). Exits 1 when anything disagrees.
+    Check {
+        #[arg(long = "queue")]
+        queues: Vec<String>,
+    },
     /// Live workers and their jobs.
     Workers {
         #[arg(long)]
@@ -491,6 +497,35 @@ async fn run_client(command: Command, producer: Producer) -> CliResult {
             json,
             watch,
         } => output::stats(&producer, &queues, json, watch).await,
+        Command::Check { queues } => {
+            let store = producer.store();
+            let queues = if queues.is_empty() {
+                store.queues().await.map_err(err)?
+            } else {
+                queues
+            };
+            let mut problems = 0;
+            for queue in &queues {
+                let found = store.check_consistency(queue).await.map_err(err)?;
+                println!(
+                    "{queue}: {}",
+                    if found.is_empty() {
+                        "consistent".to_owned()
+                    } else {
+                        format!("{} problems", found.len())
+                    }
+                );
+                for p in &found {
+                    println!("  {p}");
+                }
+                problems += found.len();
+            }
+            if problems > 0 {
+                Err(format!("{problems} problems found"))
+            } else {
+                Ok(())
+            }
+        }
         Command::Workers { json } => {
             let workers = producer.workers().await.map_err(err)?;
             output::workers(&workers, json);

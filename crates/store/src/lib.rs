@@ -594,6 +594,13 @@ impl Store {
         ))
     }
 
+    /// Checks that the queue's records, stream, indexes and counters agree (read-only;
+    /// walks every retained job). Returns the violations found; empty means consistent.
+    pub async fn check_consistency(&self, queue: &str) -> Result<Vec<String>, StoreError> {
+        self.queue_script_raw(&SCRIPTS.consistency, queue, &[])
+            .await
+    }
+
     /// `INFO <section>` as field → value (for benchmarks and diagnostics).
     pub async fn server_info(&self, section: &str) -> Result<HashMap<String, String>, StoreError> {
         let text: String = redis::cmd("INFO")

@@ -28,6 +28,19 @@ macro_rules! scripts {
 }
 
 scripts!(
-    enqueue, claim, renew, progress, checkpoint, finish, release, cancel, reap, promote,
-    retry_dead, expire, set_labels, watch,
+    enqueue,
+    claim,
+    renew,
+    progress,
+    checkpoint,
+    finish,
+    release,
+    cancel,
+    reap,
+    promote,
+    retry_dead,
+    expire,
+    set_labels,
+    watch,
+    consistency,
 );

@@ -130,6 +130,8 @@ fn scripts_follow_the_state_machine() {
                 assert_eq!(job.attempts, model.attempts, "attempts at {ctx}");
                 assert_eq!(job.dead, model.dead, "dead at {ctx}");
                 assert_eq!(job.cancel_requested, model.cancel_requested, "cancel_requested at {ctx}");
+                let problems = store.check_consistency(&queue).await.unwrap();
+                assert!(problems.is_empty(), "inconsistent at {ctx}: {problems:?}");
                 // The indexes and counters agree with the record.
                 let stats = store.stats(&queue).await.unwrap();
                 let one = |s: Status| u64::from(model.status == s);
