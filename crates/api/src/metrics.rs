@@ -1,4 +1,4 @@
-//! The API's Prometheus metrics: enqueues (SPEC §5) and requests by route and status.
+//! The API's Prometheus metrics: enqueues, and requests by route and status.
 
 use std::time::Duration;
 

@@ -147,7 +147,7 @@ impl Job {
     }
 }
 
-/// A job's full record, field for field as SPEC §1 names it.
+/// A job's full record: the fields the library, the CLI and the REST API show.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     pub id: JobId,

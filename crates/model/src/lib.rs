@@ -3,7 +3,7 @@
 //! This crate does no I/O: it knows nothing of Redis, tokio or HTTP. It holds
 //!
 //! * [`JobId`] — a UUID v7, so ids sort by creation time;
-//! * [`Job`] — the record of SPEC §1, with [`Status`] and [`Phase`];
+//! * [`Job`] — the job's full record, with [`Status`] and [`Phase`];
 //! * [`machine`] — the transition rules every storage script must enforce;
 //! * [`progress`] — clamping (vSphere `UpdateProgress`) and the ETA estimate (Xen `eta`);
 //! * [`RetryPolicy`] — exponential backoff with jitter, as plain serialisable data;

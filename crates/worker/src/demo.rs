@@ -1,4 +1,4 @@
-//! The demo handler set (SPEC §4), so a cluster can be exercised without writing Rust.
+//! The demo handler set, so a cluster can be exercised without writing Rust.
 //!
 //! | type | input | does |
 //! |---|---|---|

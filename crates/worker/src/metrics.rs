@@ -1,4 +1,5 @@
-//! The worker's Prometheus metrics (names are a contract: SPEC §5), on an explicit registry.
+//! The worker's Prometheus metrics, on an explicit registry. The names and labels are a
+//! contract with dashboards and alerts; docs/OPERATIONS.md lists them.
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -169,7 +170,7 @@ impl Metrics {
 mod tests {
     use super::*;
 
-    /// The names and labels are an interface (SPEC §5, dashboards, alerts): a change here
+    /// The names and labels are an interface (dashboards, alerts): a change here
     /// must be a deliberate change of this list.
     #[test]
     fn metric_names_and_labels_match_the_documented_list() {

@@ -33,7 +33,8 @@ use crate::handler::{ErasedHandler, Handler};
 use crate::metrics::Metrics;
 use crate::retry::{store_backoff, with_store_retries};
 
-/// Worker settings. Defaults follow SPEC §2.
+/// Worker settings. Defaults: 16 jobs at once, 30 s leases renewed every 10 s,
+/// reaping every 5 s, 30 s shutdown grace, claims of up to 64 jobs.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub queues: Vec<String>,
