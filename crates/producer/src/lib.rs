@@ -158,6 +158,9 @@ impl Producer {
     pub async fn enqueue_many(&self, specs: Vec<JobSpec>) -> Result<Vec<JobId>, Error> {
         let specs: Vec<JobSpec> = specs.into_iter().map(|s| self.scoped(s)).collect();
         let done = self.store.enqueue_many(&specs).await?;
+        for (spec, d) in specs.iter().zip(&done) {
+            self.remember(d.id, &spec.queue);
+        }
         Ok(done.into_iter().map(|d| d.id).collect())
     }
 

@@ -3,16 +3,16 @@
 -- It walks every retained job, so run it in tests and diagnostics, not on a hot path.
 local problems = {}
 local function problem(text) problems[#problems + 1] = text end
-local function set_of(list, stride)
+local function set_of(list)
   local s = {}
-  for i = 1, #list, stride do s[list[i]] = list[i + 1] or true end
+  for _, member in ipairs(list) do s[member] = true end
   return s
 end
 
-local leases = set_of(redis.call('ZRANGE', K_LEASES, 0, -1), 1)
-local delayed = set_of(redis.call('ZRANGE', K_DELAYED, 0, -1), 1)
-local done = set_of(redis.call('ZRANGE', K_DONE, 0, -1), 1)
-local dead = set_of(redis.call('ZRANGE', K_DEAD, 0, -1), 1)
+local leases = set_of(redis.call('ZRANGE', K_LEASES, 0, -1))
+local delayed = set_of(redis.call('ZRANGE', K_DELAYED, 0, -1))
+local done = set_of(redis.call('ZRANGE', K_DONE, 0, -1))
+local dead = set_of(redis.call('ZRANGE', K_DEAD, 0, -1))
 local jobs = redis.call('ZRANGE', K_JOBS, 0, -1)
 local entries = {}
 for _, e in ipairs(redis.call('XRANGE', K_STREAM, '-', '+')) do

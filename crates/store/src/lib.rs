@@ -432,16 +432,7 @@ impl Store {
             .map(|(q, _)| q))
     }
 
-    async fn queue_script(
-        &self,
-        script: &Script,
-        queue: &str,
-        args: &[&str],
-    ) -> Result<String, StoreError> {
-        self.queue_script_raw(script, queue, args).await
-    }
-
-    async fn queue_script_raw<T: redis::FromRedisValue>(
+    async fn queue_script<T: redis::FromRedisValue>(
         &self,
         script: &Script,
         queue: &str,
@@ -465,7 +456,7 @@ impl Store {
     ) -> Result<CancelOutcome, StoreError> {
         let retention = self.retention_ms().to_string();
         let id_text = id.to_string();
-        let word = self
+        let word: String = self
             .queue_script(
                 &SCRIPTS.cancel,
                 queue,
@@ -487,7 +478,7 @@ impl Store {
         owner: Option<&str>,
     ) -> Result<(), StoreError> {
         let id_text = id.to_string();
-        let word = self
+        let word: String = self
             .queue_script(&SCRIPTS.retry_dead, queue, &[&id_text, owner.unwrap_or("")])
             .await?;
         if word == "OK" {
@@ -517,7 +508,7 @@ impl Store {
         if args.len() == 2 {
             return Ok(());
         }
-        let word = self.queue_script(&SCRIPTS.set_labels, queue, &args).await?;
+        let word: String = self.queue_script(&SCRIPTS.set_labels, queue, &args).await?;
         if word == "OK" {
             Ok(())
         } else {
@@ -571,7 +562,7 @@ impl Store {
             .await?;
         // Subscribed first, then flagged: no change after the flag can go unannounced.
         let _: i64 = self
-            .queue_script_raw(&SCRIPTS.watch, queue, &[&id.to_string()])
+            .queue_script(&SCRIPTS.watch, queue, &[&id.to_string()])
             .await?;
         Ok(pubsub.into_on_message().map(|_| ()))
     }
@@ -597,8 +588,7 @@ impl Store {
     /// Checks that the queue's records, stream, indexes and counters agree (read-only;
     /// walks every retained job). Returns the violations found; empty means consistent.
     pub async fn check_consistency(&self, queue: &str) -> Result<Vec<String>, StoreError> {
-        self.queue_script_raw(&SCRIPTS.consistency, queue, &[])
-            .await
+        self.queue_script(&SCRIPTS.consistency, queue, &[]).await
     }
 
     /// `INFO <section>` as field → value (for benchmarks and diagnostics).

@@ -434,16 +434,24 @@ impl Store {
         let mut conn = self.conn();
         let mut ids: Vec<String> = conn.smembers(keys::WORKERS).await?;
         ids.sort();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids.iter().map(|id| keys::worker(id)).collect();
+        let descriptions: Vec<Option<String>> =
+            redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
         let mut out = Vec::new();
-        for id in ids {
-            match conn.get::<_, Option<String>>(keys::worker(&id)).await? {
+        let mut lapsed = Vec::new();
+        for (id, description) in ids.into_iter().zip(descriptions) {
+            match description {
                 Some(json) => out.push(
                     serde_json::from_str(&json).map_err(|e| StoreError::decode("worker", e))?,
                 ),
-                None => {
-                    let _: () = conn.srem(keys::WORKERS, &id).await?;
-                }
+                None => lapsed.push(id),
             }
+        }
+        if !lapsed.is_empty() {
+            let _: () = conn.srem(keys::WORKERS, lapsed).await?;
         }
         Ok(out)
     }
