@@ -1,5 +1,6 @@
 //! The job lifecycle through the library, with workers in this process and a
-//! private redis-server per test.
+//! private Redis per test: every test runs twice, against one redis-server
+//! (`single::…`) and against a three-master Redis Cluster (`cluster::…`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -10,7 +11,7 @@ use tether_model::{ErrorCode, JobSpec, RetryPolicy, Status};
 use tether_producer::{CancelOutcome, ListQuery, SortDir};
 use tether_store::StoreError;
 use tether_suite::*;
-use tether_testkit::RedisServer;
+use tether_testkit::TestRedis;
 use tether_worker::{Check, Handler, JobContext, JobError, Step};
 
 const T: Duration = Duration::from_secs(20);
@@ -24,9 +25,8 @@ fn fast_retry() -> RetryPolicy {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn success_records_the_result() {
-    let redis = RedisServer::start(RedisOptions::default());
+async fn success_records_the_result(topology: Topology) {
+    let redis = TestRedis::start(topology);
     let producer = producer(&redis).await;
     let worker = InProcessWorker::start(&redis, |b| b).await;
     let id = producer
@@ -49,9 +49,8 @@ async fn success_records_the_result() {
     assert_consistent(&redis).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fatal_failure_records_message_and_code() {
-    let redis = RedisServer::start(RedisOptions::default());
+async fn fatal_failure_records_message_and_code(topology: Topology) {
+    let redis = TestRedis::start(topology);
     let producer = producer(&redis).await;
     let worker = InProcessWorker::start(&redis, |b| b).await;
     let spec = JobSpec::new("fail")
@@ -67,9 +66,8 @@ async fn fatal_failure_records_message_and_code() {
     assert_consistent(&redis).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transient_failures_retry_with_backoff_until_success() {
-    let redis = RedisServer::start(RedisOptions::default());
+async fn transient_failures_retry_with_backoff_until_success(topology: Topology) {
+    let redis = TestRedis::start(topology);
     let producer = producer(&redis).await;
     let worker = InProcessWorker::start(&redis, |b| b).await;
     let backoff = RetryPolicy {
@@ -123,9 +121,8 @@ impl Handler for Fragile {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exhausted_jobs_are_dead_until_retried_by_id() {
-    let redis = RedisServer::start(RedisOptions::default());
+async fn exhausted_jobs_are_dead_until_retried_by_id(topology: Topology) {
+    let redis = TestRedis::start(topology);
     let producer = producer(&redis).await;
     let broken = Arc::new(AtomicBool::new(true));
     let worker = InProcessWorker::start(&redis, |b| {
@@ -225,9 +222,8 @@ impl Handler for Counted {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn handle_runs_once_then_check_is_polled_with_the_progress_object() {
-    let redis = RedisServer::start(RedisOptions::default());
+async fn handle_runs_once_then_check_is_polled_with_the_progress_object(topology: Topology) {
+    let redis = TestRedis::start(topology);
     let producer = producer(&redis).await;
     let (handles, checks) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
     let handler = Counted {
@@ -258,9 +254,8 @@ async fn handle_runs_once_then_check_is_polled_with_the_progress_object() {
     assert_consistent(&redis).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_rules() {
-    let redis = RedisServer::start(RedisOptions::default());
+async fn cancel_rules(topology: Topology) {
+    let redis = TestRedis::start(topology);
     let producer = producer(&redis).await;
 
     // Pending: cancelled at once (no worker yet).
@@ -345,9 +340,8 @@ impl Handler for Stubborn {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_handler_that_ignores_cancel_is_stopped_anyway() {
-    let redis = RedisServer::start(RedisOptions::default());
+async fn a_handler_that_ignores_cancel_is_stopped_anyway(topology: Topology) {
+    let redis = TestRedis::start(topology);
     let producer = producer(&redis).await;
     let worker = InProcessWorker::start(&redis, |b| {
         b.lease_ttl(Duration::from_millis(600))
@@ -384,9 +378,8 @@ impl Handler for Reporter {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn progress_clamps_renews_the_lease_and_sets_eta() {
-    let redis = RedisServer::start(RedisOptions::default());
+async fn progress_clamps_renews_the_lease_and_sets_eta(topology: Topology) {
+    let redis = TestRedis::start(topology);
     let producer = producer(&redis).await;
     let release = Arc::new(AtomicBool::new(false));
     // A long heartbeat period, so only progress reports can move the lease deadline.
@@ -435,9 +428,8 @@ async fn progress_clamps_renews_the_lease_and_sets_eta() {
     assert_consistent(&redis).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delayed_jobs_run_on_time_and_idempotency_keys_enqueue_once() {
-    let redis = RedisServer::start(RedisOptions::default());
+async fn delayed_jobs_run_on_time_and_idempotency_keys_enqueue_once(topology: Topology) {
+    let redis = TestRedis::start(topology);
     let producer = producer(&redis).await;
     let worker = InProcessWorker::start(&redis, |b| b).await;
     let delay = Duration::from_millis(1500);
@@ -475,9 +467,8 @@ async fn delayed_jobs_run_on_time_and_idempotency_keys_enqueue_once() {
     assert_consistent(&redis).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graceful_shutdown_hands_unfinished_leases_back_at_once() {
-    let redis = RedisServer::start(RedisOptions::default());
+async fn graceful_shutdown_hands_unfinished_leases_back_at_once(topology: Topology) {
+    let redis = TestRedis::start(topology);
     let producer = producer(&redis).await;
     let ttl = Duration::from_secs(30);
     let first = InProcessWorker::start(&redis, |b| {
@@ -510,9 +501,8 @@ async fn graceful_shutdown_hands_unfinished_leases_back_at_once() {
     assert_consistent(&redis).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_input_fails_the_job_not_the_worker() {
-    let redis = RedisServer::start(RedisOptions::default());
+async fn bad_input_fails_the_job_not_the_worker(topology: Topology) {
+    let redis = TestRedis::start(topology);
     let store = store(&redis).await;
     let producer = producer(&redis).await;
     let worker = InProcessWorker::start(&redis, |b| {
@@ -595,9 +585,8 @@ async fn bad_input_fails_the_job_not_the_worker() {
     assert_consistent(&redis).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn list_filters_sorts_and_pages_without_gaps() {
-    let redis = RedisServer::start(RedisOptions::default());
+async fn list_filters_sorts_and_pages_without_gaps(topology: Topology) {
+    let redis = TestRedis::start(topology);
     let producer = producer(&redis).await;
     let mut ids = Vec::new();
     for i in 0..23 {
@@ -699,9 +688,8 @@ async fn list_filters_sorts_and_pages_without_gaps() {
     assert_consistent(&redis).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn finished_jobs_expire_with_their_index_entries() {
-    let redis = RedisServer::start(RedisOptions::default());
+async fn finished_jobs_expire_with_their_index_entries(topology: Topology) {
+    let redis = TestRedis::start(topology);
     let mut config = tether_store::StoreConfig::new(redis.url());
     config.retention = Duration::from_millis(500);
     let store = tether_store::Store::connect(config).await.unwrap();
@@ -735,10 +723,9 @@ async fn finished_jobs_expire_with_their_index_entries() {
     assert_consistent(&redis).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watch_streams_progress_until_finished() {
+async fn watch_streams_progress_until_finished(topology: Topology) {
     use futures::StreamExt;
-    let redis = RedisServer::start(RedisOptions::default());
+    let redis = TestRedis::start(topology);
     let producer = producer(&redis).await;
     let worker = InProcessWorker::start(&redis, |b| b).await;
     let id = producer
@@ -770,3 +757,42 @@ async fn watch_streams_progress_until_finished() {
     worker.shutdown().await;
     assert_consistent(&redis).await;
 }
+
+/// Runs each test on both topologies, as `single::<name>` and `cluster::<name>`.
+macro_rules! on_every_topology {
+    ($($name:ident),* $(,)?) => {
+        mod single {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Topology::Single).await
+                }
+            )*
+        }
+        mod cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Topology::Cluster).await
+                }
+            )*
+        }
+    };
+}
+
+on_every_topology!(
+    success_records_the_result,
+    fatal_failure_records_message_and_code,
+    transient_failures_retry_with_backoff_until_success,
+    exhausted_jobs_are_dead_until_retried_by_id,
+    handle_runs_once_then_check_is_polled_with_the_progress_object,
+    cancel_rules,
+    a_handler_that_ignores_cancel_is_stopped_anyway,
+    progress_clamps_renews_the_lease_and_sets_eta,
+    delayed_jobs_run_on_time_and_idempotency_keys_enqueue_once,
+    graceful_shutdown_hands_unfinished_leases_back_at_once,
+    bad_input_fails_the_job_not_the_worker,
+    list_filters_sorts_and_pages_without_gaps,
+    finished_jobs_expire_with_their_index_entries,
+    watch_streams_progress_until_finished,
+);

@@ -5,18 +5,18 @@ use std::time::{Duration, Instant};
 
 use tether_producer::{Job, JobId, Producer, Status};
 use tether_store::{Store, StoreConfig};
-use tether_testkit::{ChildGuard, RedisServer, free_port, tether_bin};
+use tether_testkit::{ChildGuard, free_port, tether_bin};
 use tether_worker::{CancellationToken, Worker, WorkerBuilder};
 
-pub use tether_testkit::RedisOptions;
+pub use tether_testkit::{RedisEndpoint, RedisOptions, Topology};
 
-pub async fn store(redis: &RedisServer) -> Store {
+pub async fn store(redis: &impl RedisEndpoint) -> Store {
     Store::connect(StoreConfig::new(redis.url()))
         .await
         .expect("connect")
 }
 
-pub async fn producer(redis: &RedisServer) -> Producer {
+pub async fn producer(redis: &impl RedisEndpoint) -> Producer {
     Producer::from_store(store(redis).await)
 }
 
@@ -30,7 +30,7 @@ pub struct InProcessWorker {
 
 impl InProcessWorker {
     pub async fn start(
-        redis: &RedisServer,
+        redis: &impl RedisEndpoint,
         configure: impl FnOnce(WorkerBuilder) -> WorkerBuilder,
     ) -> Self {
         let builder = Worker::builder(store(redis).await)
@@ -71,7 +71,7 @@ impl WorkerProcess {
     /// Starts a worker and returns once it serves its metrics port. A port that another
     /// test took between choosing and binding it makes the worker exit: it is retried
     /// on another port.
-    pub fn start(redis: &RedisServer, args: &[&str]) -> WorkerProcess {
+    pub fn start(redis: &impl RedisEndpoint, args: &[&str]) -> WorkerProcess {
         let (child, metrics_port) = start_serving("worker", |port| {
             let mut cmd = Command::new(tether_bin());
             cmd.arg("worker")
@@ -257,7 +257,7 @@ pub struct ApiProcess {
 impl ApiProcess {
     /// Starts `tether api` on a free port with `args` (auth flags, job types…) and returns
     /// once it accepts connections, retrying on another port if one was taken meanwhile.
-    pub fn start(redis: &RedisServer, args: &[&str]) -> ApiProcess {
+    pub fn start(redis: &impl RedisEndpoint, args: &[&str]) -> ApiProcess {
         let (child, port) = start_serving("api", |port| {
             let mut cmd = Command::new(tether_bin());
             cmd.args([
@@ -298,7 +298,7 @@ fn start_serving(what: &str, command: impl Fn(u16) -> Command) -> (ChildGuard, u
 }
 
 /// Asserts that every queue's records, stream, indexes and counters agree.
-pub async fn assert_consistent(redis: &RedisServer) {
+pub async fn assert_consistent(redis: &impl RedisEndpoint) {
     let store = store(redis).await;
     for queue in store.queues().await.expect("queues") {
         let problems = store

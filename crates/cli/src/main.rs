@@ -27,9 +27,12 @@ use settings::parse_duration;
 #[derive(Parser, Debug)]
 #[command(name = "tether", version, about = "Durable job queue workers on Redis")]
 struct Cli {
-    /// Redis URL (redis:// or rediss://).
+    /// Redis URL (redis:// or rediss://); comma-separated URLs are Redis Cluster seeds.
     #[arg(long = "redis", env = "TETHER_REDIS_URL", global = true)]
     redis_url: Option<String>,
+    /// Use the Redis Cluster client even with a single seed URL.
+    #[arg(long, env = "TETHER_CLUSTER", global = true)]
+    cluster: bool,
     /// Config file (default: config/tether.toml when present).
     #[arg(long, env = "TETHER_CONFIG", global = true)]
     config: Option<PathBuf>,
@@ -140,6 +143,10 @@ struct WorkerArgs {
     /// Worker id (default: host-pid-random).
     #[arg(long, env = "TETHER_WORKER_ID")]
     id: Option<String>,
+    /// Where the demo jobs `touch` and `import` write their visible side effects
+    /// (default: the Tether Redis). A separate Redis keeps them when Tether's is lost.
+    #[arg(long, env = "TETHER_LEDGER_URL")]
+    ledger: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -297,6 +304,7 @@ async fn run(cli: Cli) -> CliResult {
         .or(file.redis_url.clone())
         .ok_or("no Redis configured: pass --redis URL, set TETHER_REDIS_URL, or set redis_url in config/tether.toml")?;
     let mut store_config = StoreConfig::new(url.clone());
+    store_config.cluster = cli.cluster || file.cluster.unwrap_or(false);
     if let Some(r) = file.store.retention {
         store_config.retention = r;
     }
@@ -365,6 +373,7 @@ async fn run_worker(
         metrics_addr: args.metrics_addr.or(file.metrics_addr),
         id: args.id,
     };
+    let ledger = args.ledger.unwrap_or_else(|| url.to_owned());
     // Workers start even while Redis is down, and connect when it comes up.
     let store = loop {
         match Store::connect(store_config.clone()).await {
@@ -379,7 +388,7 @@ async fn run_worker(
         }
     };
     let builder = Worker::builder(store).config(config);
-    let worker = tether_worker::demo::register(builder, url)
+    let worker = tether_worker::demo::register(builder, &ledger)
         .build()
         .map_err(err)?;
     worker.run_until_signal().await.map_err(err)

@@ -12,6 +12,7 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub redis_url: Option<String>,
+    pub cluster: Option<bool>,
     #[serde(default)]
     pub store: StoreFile,
     #[serde(default)]

@@ -21,6 +21,7 @@
 //! ```
 
 mod codec;
+mod conn;
 mod error;
 pub mod keys;
 mod list;
@@ -31,7 +32,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script, ScriptInvocation};
 use tether_model::{Job, JobId, JobSpec, Status};
 
@@ -49,8 +49,11 @@ use keys::QueueKeys;
 /// Connection and retention settings.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
-    /// `redis://[user:pass@]host:port[/db]` (or `rediss://` for TLS).
+    /// `redis://[user:pass@]host:port[/db]` (or `rediss://` for TLS); several
+    /// comma-separated URLs are the seeds of a Redis Cluster.
     pub url: String,
+    /// Use the cluster client even for a single seed URL.
+    pub cluster: bool,
     /// How long one command may take before it counts as failed.
     pub response_timeout: Duration,
     /// How long finished jobs are kept.
@@ -64,6 +67,7 @@ impl StoreConfig {
     pub fn new(url: impl Into<String>) -> Self {
         StoreConfig {
             url: url.into(),
+            cluster: false,
             response_timeout: Duration::from_secs(10),
             retention: tether_model::DEFAULT_RETENTION,
             max_payload_bytes: tether_model::DEFAULT_MAX_PAYLOAD_BYTES,
@@ -115,8 +119,8 @@ pub struct Store {
 }
 
 struct Inner {
-    client: redis::Client,
-    conn: ConnectionManager,
+    conn: conn::Conn,
+    topology: conn::Topology,
     config: StoreConfig,
     ready_queues: Mutex<HashSet<String>>,
 }
@@ -129,14 +133,17 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// The URL with any password hidden, for logs.
+/// The URL (or comma-separated URLs) with any password hidden, for logs.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
+    url.split(',')
+        .map(|url| match (url.find("://"), url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+            }
+            _ => url.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A job ready to be written: its spec, its chosen id, its encoded input.
@@ -144,20 +151,13 @@ type NewJob<'a> = (&'a JobSpec, JobId, Vec<u8>);
 
 impl Store {
     /// Connects (once; later outages are reconnected with backoff by the connection itself).
+    /// Several comma-separated URLs (or `cluster` set) select the Redis Cluster client.
     pub async fn connect(config: StoreConfig) -> Result<Store, StoreError> {
-        let client = redis::Client::open(config.url.as_str()).map_err(|e| {
-            StoreError::Config(format!("bad redis url {}: {e}", redact(&config.url)))
-        })?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(config.response_timeout))
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(2));
-        let conn = ConnectionManager::new_with_config(client.clone(), manager_config).await?;
+        let (conn, topology) = conn::connect(&config).await?;
         Ok(Store {
             inner: Arc::new(Inner {
-                client,
                 conn,
+                topology,
                 config,
                 ready_queues: Mutex::new(HashSet::new()),
             }),
@@ -168,8 +168,13 @@ impl Store {
         &self.inner.config
     }
 
-    pub(crate) fn conn(&self) -> ConnectionManager {
+    pub(crate) fn conn(&self) -> conn::Conn {
         self.inner.conn.clone()
+    }
+
+    /// True when connected to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.inner.conn, conn::Conn::Cluster(_))
     }
 
     /// Runs an idempotent call again on connection errors (the reconnecting connection
@@ -237,13 +242,9 @@ impl Store {
             Err(e) if e.code() != Some("BUSYGROUP") => return Err(e.into()),
             _ => {}
         }
-        redis::pipe()
-            .sadd(keys::QUEUES, queue)
-            .ignore()
-            .hset_nx(keys::META, "version", LAYOUT_VERSION)
-            .ignore()
-            .exec_async(&mut conn)
-            .await?;
+        // Two keys in two slots: two commands, not one pipeline (once per queue and process).
+        let _: () = conn.sadd(keys::QUEUES, queue).await?;
+        let _: () = conn.hset_nx(keys::META, "version", LAYOUT_VERSION).await?;
         Ok(())
     }
 
@@ -418,12 +419,17 @@ impl Store {
         if queues.is_empty() {
             return Ok(None);
         }
-        let mut pipe = redis::pipe();
-        for q in &queues {
-            pipe.exists(QueueKeys::new(q).job(&id.to_string()));
-        }
+        // One call per queue, all in flight at once: each queue may live on another node.
         let found: Vec<bool> = self
-            .idempotent(|| async { Ok(pipe.query_async(&mut self.conn()).await?) })
+            .idempotent(|| {
+                futures::future::try_join_all(queues.iter().map(|q| async move {
+                    let exists: bool = self
+                        .conn()
+                        .exists(QueueKeys::new(q).job(&id.to_string()))
+                        .await?;
+                    Ok::<_, StoreError>(exists)
+                }))
+            })
             .await?;
         Ok(queues
             .into_iter()
@@ -556,7 +562,7 @@ impl Store {
         id: JobId,
     ) -> Result<impl futures::Stream<Item = ()> + Send + 'static + use<>, StoreError> {
         use futures::StreamExt;
-        let mut pubsub = self.inner.client.get_async_pubsub().await?;
+        let mut pubsub = self.inner.topology.pubsub().await?;
         pubsub
             .subscribe(QueueKeys::new(queue).events(&id.to_string()))
             .await?;

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use redis::aio::MultiplexedConnection;
 use tether_model::{ErrorCode, JobId, Phase, RetryPolicy};
 
+use crate::conn::{Conn, MAX_CLUSTER_WAIT, Topology};
 use crate::keys::{self, QueueKeys};
 use crate::{SCRIPTS, Store, StoreError, codec};
 
@@ -460,7 +460,7 @@ impl Store {
     /// call queued behind it on the shared connection).
     pub fn waiter(&self) -> Waiter {
         Waiter {
-            client: self.inner.client.clone(),
+            topology: self.inner.topology.clone(),
             conn: None,
         }
     }
@@ -468,8 +468,8 @@ impl Store {
 
 /// Waits for new work on a dedicated connection.
 pub struct Waiter {
-    client: redis::Client,
-    conn: Option<MultiplexedConnection>,
+    topology: Topology,
+    conn: Option<Conn>,
 }
 
 impl std::fmt::Debug for Waiter {
@@ -487,18 +487,12 @@ impl Waiter {
     /// takes), so reading from the start sees exactly the entries added since:
     /// none can slip in unseen between a claim and this wait.
     pub async fn wait(&mut self, queue: &str, timeout: Duration) -> Result<bool, StoreError> {
+        let timeout = timeout.min(MAX_CLUSTER_WAIT);
         let conn = match self.conn.as_mut() {
             Some(conn) => conn,
-            None => {
-                let config = redis::AsyncConnectionConfig::new()
-                    .set_response_timeout(Some(timeout + Duration::from_secs(5)))
-                    .set_connection_timeout(Some(Duration::from_secs(5)));
-                self.conn.insert(
-                    self.client
-                        .get_multiplexed_async_connection_with_config(&config)
-                        .await?,
-                )
-            }
+            None => self
+                .conn
+                .insert(self.topology.waiting_connection(MAX_CLUSTER_WAIT).await?),
         };
         let keys = QueueKeys::new(queue);
         let reply: redis::RedisResult<redis::Value> = redis::cmd("XREAD")

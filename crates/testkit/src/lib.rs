@@ -11,9 +11,70 @@
 //! redis.pause();  // SIGSTOP: clients see a stalled server
 //! redis.resume();
 //! ```
+//!
+//! [`FaultProxy`] sits between clients and a server to drop, stall or slow
+//! their connections. [`RedisCluster`] forms a Redis Cluster of such servers (`redis-cli --cluster
+//! create`) and can fail a master over; [`TestRedis`] lets a suite run the same
+//! test on either.
 
+mod cluster;
 mod process;
+mod proxy;
 mod redis_server;
 
+pub use cluster::{Failover, NODE_TIMEOUT, RedisCluster};
 pub use process::{ChildGuard, tether_bin};
+pub use proxy::FaultProxy;
 pub use redis_server::{RedisOptions, RedisServer, free_port};
+
+/// Where a test's Redis lives: what Tether is pointed at.
+pub trait RedisEndpoint {
+    /// The value for `--redis`: one URL, or a cluster's comma-separated seeds.
+    fn url(&self) -> String;
+}
+
+impl RedisEndpoint for RedisServer {
+    fn url(&self) -> String {
+        RedisServer::url(self)
+    }
+}
+
+impl RedisEndpoint for RedisCluster {
+    fn url(&self) -> String {
+        RedisCluster::url(self)
+    }
+}
+
+/// The two shapes of Redis a suite can be parametrised on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    /// One redis-server.
+    Single,
+    /// Three masters, no replicas: every queue's slot may live on another node.
+    Cluster,
+}
+
+/// A single server or a cluster, started for one test.
+#[derive(Debug)]
+pub enum TestRedis {
+    Single(RedisServer),
+    Cluster(RedisCluster),
+}
+
+impl TestRedis {
+    pub fn start(topology: Topology) -> TestRedis {
+        match topology {
+            Topology::Single => TestRedis::Single(RedisServer::start(RedisOptions::default())),
+            Topology::Cluster => TestRedis::Cluster(RedisCluster::start(3, 0)),
+        }
+    }
+}
+
+impl RedisEndpoint for TestRedis {
+    fn url(&self) -> String {
+        match self {
+            TestRedis::Single(server) => server.url(),
+            TestRedis::Cluster(cluster) => cluster.url(),
+        }
+    }
+}

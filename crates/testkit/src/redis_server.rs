@@ -126,6 +126,11 @@ impl RedisServer {
         }
     }
 
+    /// Whether the process is up (not killed; a paused server counts as running).
+    pub fn is_running(&self) -> bool {
+        self.child.lock().unwrap().is_some()
+    }
+
     /// `kill -9` the server and reap it.
     pub fn kill(&self) {
         if let Some(mut child) = self.child.lock().unwrap().take() {

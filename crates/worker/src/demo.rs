@@ -38,37 +38,60 @@ pub fn register(builder: WorkerBuilder, redis_url: &str) -> WorkerBuilder {
         .handler("panic", Panic)
 }
 
-/// A Redis connection for the demo jobs' visible side effects (not Tether's storage).
+/// Where the demo jobs write their visible side effects (not Tether's storage): one
+/// Redis, or a cluster when the URL lists several comma-separated seeds.
 #[derive(Clone, Debug)]
 pub struct SideEffects {
-    client: Option<redis::Client>,
-    conn: std::sync::Arc<OnceCell<redis::aio::ConnectionManager>>,
+    url: String,
+    conn: std::sync::Arc<OnceCell<Ledger>>,
+}
+
+#[derive(Clone)]
+enum Ledger {
+    Single(redis::aio::ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ledger")
+    }
 }
 
 impl SideEffects {
     pub fn new(redis_url: &str) -> Self {
         SideEffects {
-            client: redis::Client::open(redis_url).ok(),
+            url: redis_url.to_owned(),
             conn: Default::default(),
         }
     }
 
+    async fn connect(&self) -> redis::RedisResult<Ledger> {
+        let seeds: Vec<&str> = self.url.split(',').map(str::trim).collect();
+        if seeds.len() > 1 {
+            let client = redis::cluster::ClusterClient::new(seeds)?;
+            Ok(Ledger::Cluster(client.get_async_connection().await?))
+        } else {
+            let client = redis::Client::open(self.url.as_str())?;
+            Ok(Ledger::Single(
+                redis::aio::ConnectionManager::new(client).await?,
+            ))
+        }
+    }
+
     async fn rpush(&self, list: &str, value: String) -> Result<(), JobError> {
-        let client = self
-            .client
-            .clone()
-            .ok_or_else(|| JobError::fatal("no redis url for side effects"))?;
-        let conn = self
+        let ledger = self
             .conn
-            .get_or_try_init(|| redis::aio::ConnectionManager::new(client))
+            .get_or_try_init(|| self.connect())
             .await
             .map_err(|e| JobError::transient(format!("side-effect connection: {e}")))?;
-        let _: i64 = redis::cmd("RPUSH")
-            .arg(list)
-            .arg(value)
-            .query_async(&mut conn.clone())
-            .await
-            .map_err(|e| JobError::transient(format!("side effect not written: {e}")))?;
+        let mut cmd = redis::cmd("RPUSH");
+        cmd.arg(list).arg(value);
+        let pushed: redis::RedisResult<i64> = match ledger.clone() {
+            Ledger::Single(mut conn) => cmd.query_async(&mut conn).await,
+            Ledger::Cluster(mut conn) => cmd.query_async(&mut conn).await,
+        };
+        pushed.map_err(|e| JobError::transient(format!("side effect not written: {e}")))?;
         Ok(())
     }
 }

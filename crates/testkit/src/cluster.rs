@@ -1,0 +1,202 @@
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{RedisOptions, RedisServer};
+
+/// A Redis Cluster of private redis-servers on free loopback ports; torn down on drop.
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+/// How a master hands over to its replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failover {
+    /// `CLUSTER FAILOVER` on the replica: it catches up with the master first; nothing is lost.
+    Graceful,
+    /// `kill -9` of the master: the replica is elected after the node timeout, and the
+    /// writes it had not yet received are gone.
+    Kill,
+}
+
+/// Cluster node timeout: how long a silent master lasts before its replica takes over.
+pub const NODE_TIMEOUT: Duration = Duration::from_millis(1000);
+
+impl RedisCluster {
+    /// Starts `masters` masters with `replicas` replicas each, joins them with
+    /// `redis-cli --cluster create`, and waits until every node reports `cluster_state:ok`.
+    pub fn start(masters: usize, replicas: usize) -> RedisCluster {
+        let options = RedisOptions {
+            aof: false,
+            extra_args: [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                &NODE_TIMEOUT.as_millis().to_string(),
+                // A replica may be promoted however stale it is: the tests kill masters.
+                "--cluster-replica-validity-factor",
+                "0",
+            ]
+            .map(String::from)
+            .to_vec(),
+        };
+        let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
+            .map(|_| RedisServer::start(options.clone()))
+            .collect();
+        let status = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())))
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .status()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run redis-cli ({e}); install it with: apt-get install -y redis-tools"
+                )
+            });
+        assert!(status.success(), "redis-cli --cluster create failed");
+        let cluster = RedisCluster { nodes };
+        cluster.wait_healthy(cluster.nodes.iter().collect(), masters);
+        cluster
+    }
+
+    /// The seed URLs, comma-separated (every node), as `--redis` takes them.
+    pub fn url(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| n.url())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+
+    /// The node serving `key`'s slot as master.
+    pub fn master_for(&self, key: &str) -> &RedisServer {
+        let mut conn = self.live()[0].connection();
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut conn)
+            .expect("CLUSTER KEYSLOT");
+        let slots: Vec<redis::Value> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query(&mut conn)
+            .expect("CLUSTER SLOTS");
+        for range in slots {
+            let redis::Value::Array(parts) = range else {
+                continue;
+            };
+            let (Ok(start), Ok(end)) = (
+                redis::from_redis_value::<u16>(parts[0].clone()),
+                redis::from_redis_value::<u16>(parts[1].clone()),
+            ) else {
+                continue;
+            };
+            if (start..=end).contains(&slot) {
+                let master: Vec<redis::Value> =
+                    redis::from_redis_value(parts[2].clone()).expect("master entry");
+                let port: u16 = redis::from_redis_value(master[1].clone()).expect("port");
+                return self.node(port);
+            }
+        }
+        panic!("no master serves slot {slot}");
+    }
+
+    fn node(&self, port: u16) -> &RedisServer {
+        self.nodes
+            .iter()
+            .find(|n| n.port() == port)
+            .expect("a node of this cluster")
+    }
+
+    /// Nodes whose process is alive.
+    fn live(&self) -> Vec<&RedisServer> {
+        self.nodes.iter().filter(|n| n.is_running()).collect()
+    }
+
+    /// Makes a replica of `master` take over and waits until the cluster is healthy again.
+    /// Returns the new master.
+    pub fn fail_over(&self, master: &RedisServer, how: Failover) -> &RedisServer {
+        let id = node_id(master);
+        let replica = self
+            .live()
+            .into_iter()
+            .find(|n| n.port() != master.port() && replica_of(n).as_deref() == Some(id.as_str()))
+            .expect("the master has a live replica");
+        let masters = self
+            .live()
+            .iter()
+            .filter(|n| replica_of(n).is_none())
+            .count();
+        match how {
+            Failover::Graceful => {
+                let _: () = redis::cmd("CLUSTER")
+                    .arg("FAILOVER")
+                    .query(&mut replica.connection())
+                    .expect("CLUSTER FAILOVER");
+            }
+            Failover::Kill => master.kill(),
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while replica_of(replica).is_some() {
+            assert!(Instant::now() < deadline, "replica was not promoted");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.wait_healthy(self.live(), masters);
+        replica
+    }
+
+    fn wait_healthy(&self, nodes: Vec<&RedisServer>, masters: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let healthy = nodes.iter().all(|n| {
+                let mut conn = n.connection();
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query(&mut conn)
+                    .unwrap_or_default();
+                let nodes: String = redis::cmd("CLUSTER")
+                    .arg("NODES")
+                    .query(&mut conn)
+                    .unwrap_or_default();
+                // Every node agrees: state ok, and it sees the expected live masters.
+                info.contains("cluster_state:ok")
+                    && nodes
+                        .lines()
+                        .filter(|l| l.contains("master") && !l.contains("fail"))
+                        .count()
+                        == masters
+            });
+            if healthy {
+                return;
+            }
+            assert!(Instant::now() < deadline, "cluster did not become healthy");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn node_id(node: &RedisServer) -> String {
+    redis::cmd("CLUSTER")
+        .arg("MYID")
+        .query(&mut node.connection())
+        .expect("CLUSTER MYID")
+}
+
+/// The master id this node replicates, or `None` for a master.
+fn replica_of(node: &RedisServer) -> Option<String> {
+    let nodes: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query(&mut node.connection())
+        .ok()?;
+    let me = nodes.lines().find(|l| l.contains("myself"))?;
+    let fields: Vec<&str> = me.split(' ').collect();
+    (fields.get(2)?.contains("slave") && fields.get(3)? != &"-").then(|| fields[3].to_owned())
+}
