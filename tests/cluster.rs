@@ -1,0 +1,275 @@
+//! Tether on Redis Cluster: every script runs in one slot, queues spread over
+//! the masters, and the CLI and REST API read across all of them.
+//! (The lifecycle suite runs each of its tests on a cluster too.)
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tether_model::{ErrorCode, JobSpec, Phase};
+use tether_store::{Outcome, RenewStatus, SCRIPTS, Store, StoreConfig};
+use tether_suite::*;
+use tether_testkit::{RedisCluster, tether_bin};
+
+const T: Duration = Duration::from_secs(30);
+
+/// Queue names whose slots cover every master of `cluster` (slots are fixed by CRC16).
+fn queues_on_every_master(cluster: &RedisCluster, per_master: usize) -> Vec<String> {
+    let mut chosen: Vec<(u16, String)> = Vec::new();
+    for i in 0.. {
+        let name = format!("q{i}");
+        let port = cluster
+            .master_for(&format!("tether:{{{name}}}:stream"))
+            .port();
+        if chosen.iter().filter(|(p, _)| *p == port).count() < per_master {
+            chosen.push((port, name));
+        }
+        let masters: BTreeSet<u16> = chosen.iter().map(|(p, _)| *p).collect();
+        if masters.len() == 3 && chosen.len() == 3 * per_master {
+            break;
+        }
+        assert!(i < 1000, "no queue names found for every master");
+    }
+    chosen.into_iter().map(|(_, name)| name).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_script_runs_in_one_slot_on_the_cluster() {
+    let cluster = RedisCluster::start(3, 0);
+    let queue = queues_on_every_master(&cluster, 1).pop().unwrap();
+    let store = store(&cluster).await;
+    assert!(store.is_cluster());
+    let mut config = StoreConfig::new(cluster.url());
+    config.retention = Duration::from_millis(1);
+    let short_retention = Store::connect(config).await.unwrap();
+    let ttl = Duration::from_secs(30);
+    let spec = || JobSpec::new("noop").queue(&queue);
+    let claim_one = async |store: &Store, ttl: Duration| {
+        let job = store.enqueue(&spec()).await.unwrap();
+        // Earlier steps leave ready jobs behind: lease them all, keep this one.
+        let claimed = store.claim(&queue, "w", 100, ttl).await.unwrap();
+        claimed
+            .into_iter()
+            .find(|c| c.lease.id == job.id)
+            .expect("the new job is claimed")
+    };
+    // Redis Cluster refuses a script that touches a key outside its slot (CROSSSLOT or
+    // "non local key"): running each one here proves all their keys share the queue's tag.
+    for (name, _) in SCRIPTS.all() {
+        match name {
+            "enqueue" => {
+                store.enqueue(&spec()).await.unwrap();
+                store.enqueue_many(&[spec(), spec(), spec()]).await.unwrap();
+            }
+            "claim" => {
+                claim_one(&store, ttl).await;
+            }
+            "renew" => {
+                let c = claim_one(&store, ttl).await;
+                let (_, status) = store
+                    .renew(&queue, &[(c.lease.id, c.lease.epoch)], ttl)
+                    .await
+                    .unwrap();
+                assert_eq!(status, [RenewStatus::Renewed]);
+            }
+            "progress" => {
+                let c = claim_one(&store, ttl).await;
+                let status = store
+                    .progress(&c.lease, ttl, 40, Some("half"), None)
+                    .await
+                    .unwrap();
+                assert_eq!(status, RenewStatus::Renewed);
+            }
+            "checkpoint" => {
+                let c = claim_one(&store, ttl).await;
+                let status = store
+                    .checkpoint(&c.lease, Phase::Check, b"\x80")
+                    .await
+                    .unwrap();
+                assert_eq!(status, RenewStatus::Renewed);
+            }
+            "finish" => {
+                let c = claim_one(&store, ttl).await;
+                store
+                    .finish(&c.lease, &Outcome::Success(b"\xc0".to_vec()))
+                    .await
+                    .unwrap();
+            }
+            "release" => {
+                let c = claim_one(&store, ttl).await;
+                let released = store
+                    .release(&queue, &[(c.lease.id, c.lease.epoch)])
+                    .await
+                    .unwrap();
+                assert_eq!(released, 1);
+            }
+            "cancel" => {
+                let job = store.enqueue(&spec()).await.unwrap();
+                store.cancel(&queue, job.id, None).await.unwrap();
+            }
+            "reap" => {
+                let c = claim_one(&store, Duration::from_millis(1)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let reaped = store.reap(&queue, 100).await.unwrap();
+                assert!(reaped.contains(&c.lease.id));
+            }
+            "promote" => {
+                store
+                    .enqueue(&spec().delay(Duration::from_millis(1)))
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let (promoted, _) = store.promote(&queue, 100).await.unwrap();
+                assert!(promoted >= 1);
+            }
+            "retry_dead" => {
+                let job = store.enqueue(&spec().max_attempts(1)).await.unwrap();
+                let claimed = store.claim(&queue, "w", 100, ttl).await.unwrap();
+                let c = claimed.into_iter().find(|c| c.lease.id == job.id).unwrap();
+                let error = Outcome::Error {
+                    retryable: false,
+                    retry_delay: Duration::ZERO,
+                    message: "no".into(),
+                    code: ErrorCode::Custom("No".into()),
+                    info: vec![],
+                };
+                store.finish(&c.lease, &error).await.unwrap();
+                store.retry_dead(&queue, job.id, None).await.unwrap();
+            }
+            "expire" => {
+                let c = claim_one(&short_retention, ttl).await;
+                short_retention
+                    .finish(&c.lease, &Outcome::Success(b"\xc0".to_vec()))
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                assert!(short_retention.expire(&queue, 100).await.unwrap() >= 1);
+            }
+            "set_labels" => {
+                let job = store.enqueue(&spec()).await.unwrap();
+                store
+                    .set_labels(&queue, job.id, None, Some("n"), Some("d"))
+                    .await
+                    .unwrap();
+            }
+            "watch" => {
+                let job = store.enqueue(&spec()).await.unwrap();
+                store.job_changes(&queue, job.id).await.unwrap();
+            }
+            "consistency" => {}
+            other => panic!("script {other} is not exercised on the cluster"),
+        }
+        let problems = store.check_consistency(&queue).await.unwrap();
+        assert!(problems.is_empty(), "after {name}: {problems:?}");
+    }
+}
+
+fn tether(cluster: &RedisCluster, args: &[&str]) -> String {
+    let out = Command::new(tether_bin())
+        .args(args)
+        .args(["--redis", &cluster.url()])
+        .env_remove("TETHER_CONFIG")
+        .output()
+        .expect("run tether");
+    assert!(
+        out.status.success(),
+        "tether {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_and_api_work_across_queues_on_every_master() {
+    let cluster = RedisCluster::start(3, 1);
+    let queues = queues_on_every_master(&cluster, 2);
+    let worker = WorkerProcess::start(&cluster, &["--queue", &queues.join(",")]);
+    let api = ApiProcess::start(&cluster, &["--insecure-no-auth"]);
+
+    let mut ids = Vec::new();
+    for queue in &queues {
+        let out = tether(
+            &cluster,
+            &[
+                "enqueue",
+                "--queue",
+                queue,
+                "--type",
+                "sleep",
+                "--input",
+                r#"{"ms": 5}"#,
+                "--count",
+                "3",
+            ],
+        );
+        ids.extend(out.lines().map(str::to_owned));
+    }
+    assert_eq!(ids.len(), 3 * queues.len());
+
+    // stats: every queue, each with its three successes.
+    let deadline = Instant::now() + T;
+    let stats = loop {
+        let stats: Value = serde_json::from_str(&tether(&cluster, &["stats", "--json"])).unwrap();
+        if queues.iter().all(|q| stats[q]["success"] == json!(3)) {
+            break stats;
+        }
+        assert!(Instant::now() < deadline, "not all succeeded: {stats}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for q in &queues {
+        assert_eq!(
+            (&stats[q]["pending"], &stats[q]["processing"]),
+            (&json!(0), &json!(0))
+        );
+    }
+
+    // list: one page with every job of every queue; get: each one by id alone.
+    let listed: Value =
+        serde_json::from_str(&tether(&cluster, &["list", "--json", "--limit", "100"])).unwrap();
+    let listed: BTreeSet<String> = listed["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .map(|j| j["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, ids.iter().cloned().collect());
+    for id in &ids {
+        let job: Value = serde_json::from_str(&tether(&cluster, &["get", id, "--json"])).unwrap();
+        assert_eq!(job["status"], "success", "{job}");
+    }
+
+    // workers: the one worker, serving every queue.
+    let workers: Value = serde_json::from_str(&tether(&cluster, &["workers", "--json"])).unwrap();
+    assert_eq!(workers.as_array().map(Vec::len), Some(1), "{workers}");
+    assert_eq!(workers[0]["queues"], json!(queues));
+
+    // The REST API lists across queues (following next links) and shows each task.
+    let mut seen = BTreeSet::new();
+    let mut path = "/v2/tasks?limit=4".to_owned();
+    loop {
+        let (status, body) = http(api.port, "GET", &path, &[], "");
+        assert_eq!(status, 200, "{body}");
+        let page: Value = serde_json::from_str(&body).unwrap();
+        for task in page["tasks"].as_array().unwrap() {
+            seen.insert(task["id"].as_str().unwrap().to_owned());
+        }
+        match page["next"].as_str() {
+            Some(next) => path = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids.iter().cloned().collect());
+    let (status, body) = http(api.port, "GET", &format!("/v2/tasks/{}", ids[0]), &[], "");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http(
+        api.port,
+        "POST",
+        "/v2/tasks",
+        &[("Content-Type", "application/json")],
+        &json!({"type": "noop", "input": {}, "queue": queues[5]}).to_string(),
+    );
+    assert_eq!(status, 201, "{body}");
+    drop(worker);
+    assert_consistent(&cluster).await;
+}
