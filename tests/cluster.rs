@@ -154,8 +154,12 @@ async fn every_script_runs_in_one_slot_on_the_cluster() {
                     .unwrap();
             }
             "watch" => {
+                use futures::StreamExt;
                 let job = store.enqueue(&spec()).await.unwrap();
-                store.job_changes(&queue, job.id).await.unwrap();
+                let mut changes = Box::pin(store.job_changes(&queue, job.id).await.unwrap());
+                store.cancel(&queue, job.id, None).await.unwrap();
+                let announced = tokio::time::timeout(Duration::from_secs(5), changes.next()).await;
+                assert!(matches!(announced, Ok(Some(()))), "the cancel is announced");
             }
             "consistency" => {}
             other => panic!("script {other} is not exercised on the cluster"),
