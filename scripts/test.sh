@@ -21,4 +21,7 @@ fi
 # them (every test starts its own servers on free loopback ports).
 
 cargo build --workspace --bins --quiet
+rm -f target/tmp/chaos-*.txt
 cargo test --workspace --quiet -- --test-threads "${TEST_THREADS:-4}" "$@"
+# The chaos runs' figures (tests/chaos.rs writes one line per run).
+cat target/tmp/chaos-*.txt 2>/dev/null || true

@@ -1,5 +1,7 @@
 //! Helpers shared by the end-to-end suites.
 
+pub mod chaos;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
