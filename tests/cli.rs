@@ -128,6 +128,30 @@ fn bench_quick_completes_and_verifies_its_counts() {
     }
 }
 
+/// `bench --cluster` forms a local 3-master cluster, drains three queues on it and on
+/// one Redis, and counts every outcome of both.
+#[test]
+fn bench_cluster_quick_compares_a_cluster_with_one_redis() {
+    let dir = tempfile_dir();
+    let out = tether(&["bench", "--cluster", "--quick", "--json"], &[], &dir);
+    assert!(out.status.success(), "bench failed: {}", stderr(&out));
+    let figures: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(figures["jobs"], 6000);
+    for key in [
+        "single_jobs_per_s",
+        "cluster_jobs_per_s",
+        "cluster_vs_single_ratio",
+    ] {
+        assert!(
+            figures[key]
+                .as_f64()
+                .is_some_and(|v| v.is_finite() && v > 0.0),
+            "{key}: {}",
+            figures[key]
+        );
+    }
+}
+
 /// `tether demo` non-interactive: every kind of sample job reaches its expected final
 /// state, and the private Redis is gone afterwards.
 #[test]

@@ -14,24 +14,9 @@ use tether_testkit::{RedisCluster, tether_bin};
 
 const T: Duration = Duration::from_secs(30);
 
-/// Queue names whose slots cover every master of `cluster` (slots are fixed by CRC16).
+/// Queue names whose slots cover every master of `cluster`.
 fn queues_on_every_master(cluster: &RedisCluster, per_master: usize) -> Vec<String> {
-    let mut chosen: Vec<(u16, String)> = Vec::new();
-    for i in 0.. {
-        let name = format!("q{i}");
-        let port = cluster
-            .master_for(&format!("tether:{{{name}}}:stream"))
-            .port();
-        if chosen.iter().filter(|(p, _)| *p == port).count() < per_master {
-            chosen.push((port, name));
-        }
-        let masters: BTreeSet<u16> = chosen.iter().map(|(p, _)| *p).collect();
-        if masters.len() == 3 && chosen.len() == 3 * per_master {
-            break;
-        }
-        assert!(i < 1000, "no queue names found for every master");
-    }
-    chosen.into_iter().map(|(_, name)| name).collect()
+    cluster.names_on_every_master("q", per_master)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

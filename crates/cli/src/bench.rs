@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tether_producer::{JobSpec, Producer};
 use tether_store::{Store, StoreConfig};
-use tether_testkit::{RedisOptions, RedisServer};
+use tether_testkit::{RedisCluster, RedisOptions, RedisServer};
 
 /// Sizes of one bench run.
 #[derive(Debug, Clone)]
@@ -383,6 +383,78 @@ fn redis_ceiling(url: &str) -> Value {
         "xadd_per_s": run(&["XADD", "bench-ceiling", "*", "f", "v"]),
         "xadd_pipelined_16_per_s": run(&["-P", "16", "XADD", "bench-ceiling", "*", "f", "v"]),
     })
+}
+
+/// Drains `per_queue` noop jobs from each of `queues`, one worker process per queue at
+/// concurrency 64, all jobs queued before the workers may claim; returns jobs/s.
+async fn drain_queues(target: &Target, queues: &[String], per_queue: usize) -> Result<f64, String> {
+    let pools = queues
+        .iter()
+        .map(|q| Workers::start(&target.url, q, 1, 64))
+        .collect::<Result<Vec<_>, _>>()?;
+    for q in queues {
+        wait_for_workers(target, q, 1).await?;
+    }
+    let due = chrono::Utc::now() + chrono::Duration::milliseconds(1500 + per_queue as i64 / 10);
+    for q in queues {
+        for start in (0..per_queue).step_by(1000) {
+            let batch = (per_queue - start).min(1000);
+            target
+                .producer
+                .enqueue_many(vec![noop(q).run_at(due); batch])
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    tokio::time::sleep((due - chrono::Utc::now()).to_std().unwrap_or_default()).await;
+    let started = Instant::now();
+    for q in queues {
+        until_done(target, q, per_queue, Duration::from_secs(600)).await?;
+    }
+    let jobs_per_s = rate(per_queue * queues.len(), started);
+    drop(pools);
+    Ok(jobs_per_s)
+}
+
+/// Noop throughput on a local 3-master Redis Cluster with 3 queues (one per master)
+/// against one Redis with the same 3 queues, measured back to back.
+pub async fn run_cluster(per_queue: usize) -> Result<Value, String> {
+    let bar = crate::output::progress_bar(2, "bench --cluster");
+    phase(&bar, "one Redis, 3 queues");
+    let single = Target::start(None, false).await?;
+    let queues: Vec<String> = (0..3).map(|i| format!("bench-cluster-{i}")).collect();
+    let single_rate = drain_queues(&single, &queues, per_queue).await?;
+    drop(single);
+
+    phase(&bar, "3-master cluster, 3 queues");
+    let cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3, 0))
+        .await
+        .map_err(|e| e.to_string())?;
+    let queues = cluster.names_on_every_master("bench-cluster-", 1);
+    let target = Target::start(Some(cluster.url()), false).await?;
+    let cluster_rate = drain_queues(&target, &queues, per_queue).await?;
+    bar.finish_and_clear();
+    Ok(json!({
+        "jobs": per_queue * 3,
+        "single_jobs_per_s": single_rate,
+        "cluster_jobs_per_s": cluster_rate,
+        "cluster_vs_single_ratio": cluster_rate / single_rate,
+        "verified": true,
+    }))
+}
+
+/// The cluster comparison as a small table.
+pub fn cluster_table(figures: &Value) -> String {
+    let f = |k: &str| figures[k].as_f64().unwrap_or(f64::NAN);
+    format!(
+        "{:<44}{:>12.0} jobs/s\n{:<44}{:>12.0} jobs/s\n{:<44}{:>12.2} ×\n",
+        format!("one Redis, 3 queues ({} noop jobs)", figures["jobs"]),
+        f("single_jobs_per_s"),
+        "3-master Redis Cluster, 3 queues",
+        f("cluster_jobs_per_s"),
+        "cluster vs one Redis",
+        f("cluster_vs_single_ratio"),
+    )
 }
 
 fn phase(bar: &indicatif::ProgressBar, what: &str) {

@@ -57,6 +57,10 @@ enum Command {
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
+        /// Instead: noop throughput on a local 3-master Redis Cluster vs one Redis
+        /// (3 queues, one worker process each).
+        #[arg(long)]
+        cluster: bool,
     },
     /// Run a local cluster with sample jobs, live: a private Redis unless --redis is given,
     /// the API, two workers.
@@ -273,7 +277,21 @@ fn err(e: impl std::fmt::Display) -> String {
 }
 
 async fn run(cli: Cli) -> CliResult {
-    if let Command::Bench { quick, json } = cli.command {
+    if let Command::Bench {
+        quick,
+        json,
+        cluster: true,
+    } = cli.command
+    {
+        let figures = bench::run_cluster(if quick { 2_000 } else { 20_000 }).await?;
+        if json {
+            println!("{figures}");
+        } else {
+            print!("{}", bench::cluster_table(&figures));
+        }
+        return Ok(());
+    }
+    if let Command::Bench { quick, json, .. } = cli.command {
         let plan = if quick {
             bench::Plan::quick()
         } else {

@@ -109,6 +109,28 @@ impl RedisCluster {
         panic!("no master serves slot {slot}");
     }
 
+    /// Names `<prefix>0`, `<prefix>1`, … chosen so that `per_master` of them, used as
+    /// hash tags, land on each master (slots follow from CRC16, so the pick is stable).
+    pub fn names_on_every_master(&self, prefix: &str, per_master: usize) -> Vec<String> {
+        let masters = self
+            .live()
+            .iter()
+            .filter(|n| replica_of(n).is_none())
+            .count();
+        let mut chosen: Vec<(u16, String)> = Vec::new();
+        for i in 0..10_000 {
+            let name = format!("{prefix}{i}");
+            let port = self.master_for(&format!("{{{name}}}")).port();
+            if chosen.iter().filter(|(p, _)| *p == port).count() < per_master {
+                chosen.push((port, name));
+            }
+            if chosen.len() == masters * per_master {
+                return chosen.into_iter().map(|(_, name)| name).collect();
+            }
+        }
+        panic!("no names found for every master");
+    }
+
     fn node(&self, port: u16) -> &RedisServer {
         self.nodes
             .iter()
