@@ -262,3 +262,43 @@ async fn cli_and_api_work_across_queues_on_every_master() {
     drop(worker);
     assert_consistent(&cluster).await;
 }
+
+/// With `min_replicas`, an enqueue is acknowledged only once a replica has it; when
+/// none confirms in time the producer is told (NotReplicated), and resending with the
+/// same idempotency key is safe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueues_wait_for_a_replica_and_say_when_none_confirms() {
+    let cluster = RedisCluster::start(3, 1);
+    let queue = queues_on_every_master(&cluster, 1).remove(0);
+    let mut config = StoreConfig::new(cluster.url());
+    config.min_replicas = 1;
+    config.replication_timeout = Duration::from_millis(300);
+    let store = Store::connect(config).await.unwrap();
+    let spec = |key: &str| JobSpec::new("noop").queue(&queue).idempotency_key(key);
+    store.enqueue(&spec("first")).await.expect("replicated");
+
+    let master = cluster.master_for(&format!("{{{queue}}}"));
+    let replica = cluster.replicas_of(master)[0];
+    replica.pause();
+    let refused = store.enqueue(&spec("second")).await;
+    replica.resume();
+    assert!(
+        matches!(
+            refused,
+            Err(tether_store::StoreError::NotReplicated {
+                confirmed: 0,
+                wanted: 1
+            })
+        ),
+        "{refused:?}"
+    );
+    let again = store
+        .enqueue(&spec("second"))
+        .await
+        .expect("replicated now");
+    assert!(
+        !again.created,
+        "the resend finds the job written the first time"
+    );
+    assert_eq!(store.stats(&queue).await.unwrap().pending, 2);
+}

@@ -332,6 +332,12 @@ async fn run(cli: Cli) -> CliResult {
     if let Some(m) = file.store.max_payload_bytes {
         store_config.max_payload_bytes = m;
     }
+    if let Some(n) = file.store.min_replicas {
+        store_config.min_replicas = n;
+    }
+    if let Some(t) = file.store.replication_timeout {
+        store_config.replication_timeout = t;
+    }
     let connect = || async {
         Store::connect(store_config.clone()).await.map_err(|e| {
             format!(

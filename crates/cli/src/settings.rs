@@ -38,6 +38,9 @@ pub struct StoreFile {
     #[serde(default, with = "humantime_serde_opt")]
     pub response_timeout: Option<Duration>,
     pub max_payload_bytes: Option<usize>,
+    pub min_replicas: Option<usize>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub replication_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

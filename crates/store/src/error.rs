@@ -34,6 +34,13 @@ pub enum StoreError {
     /// A script call failed for a reason other than the connection.
     #[error("script failed: {0}")]
     Script(String),
+    /// Written on the master, but fewer replicas than `min_replicas` confirmed it in
+    /// time: a failover now could lose it. Resending with the same idempotency key is
+    /// safe (it returns the same job and waits again).
+    #[error(
+        "NotReplicated: written, but {confirmed} of {wanted} replicas confirmed it; a failover could lose it"
+    )]
+    NotReplicated { confirmed: usize, wanted: usize },
     /// The URL or settings are unusable.
     #[error("config: {0}")]
     Config(String),

@@ -60,6 +60,13 @@ pub struct StoreConfig {
     pub retention: Duration,
     /// Largest accepted encoded input.
     pub max_payload_bytes: usize,
+    /// When above 0, an enqueue is acknowledged only once this many replicas of the
+    /// queue's master confirmed it (`WAIT`); otherwise it fails with
+    /// [`StoreError::NotReplicated`]. With asynchronous replication, a failover can
+    /// lose writes no replica had received: this is how a producer learns of the risk.
+    pub min_replicas: usize,
+    /// How long an enqueue waits for `min_replicas` confirmations.
+    pub replication_timeout: Duration,
 }
 
 impl StoreConfig {
@@ -71,6 +78,8 @@ impl StoreConfig {
             response_timeout: Duration::from_secs(10),
             retention: tether_model::DEFAULT_RETENTION,
             max_payload_bytes: tether_model::DEFAULT_MAX_PAYLOAD_BYTES,
+            min_replicas: 0,
+            replication_timeout: Duration::from_millis(500),
         }
     }
 }
@@ -315,6 +324,16 @@ impl Store {
                 Ok(inv.invoke_async(&mut self.conn()).await?)
             })
             .await?;
+        let wanted = self.inner.config.min_replicas;
+        if wanted > 0 {
+            let confirmed = self
+                .conn()
+                .wait_replicas(keys.stream(), wanted, self.inner.config.replication_timeout)
+                .await?;
+            if confirmed < wanted {
+                return Err(StoreError::NotReplicated { confirmed, wanted });
+            }
+        }
         replies
             .into_iter()
             .map(|(code, id, created_at_ms, due_at_ms)| {

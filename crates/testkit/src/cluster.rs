@@ -38,6 +38,9 @@ impl RedisCluster {
                 // A replica may be promoted however stale it is: the tests kill masters.
                 "--cluster-replica-validity-factor",
                 "0",
+                // Replicas sync at once instead of waiting for more replicas to join.
+                "--repl-diskless-sync-delay",
+                "0",
             ]
             .map(String::from)
             .to_vec(),
@@ -143,14 +146,21 @@ impl RedisCluster {
         self.nodes.iter().filter(|n| n.is_running()).collect()
     }
 
+    /// The live replicas of `master`.
+    pub fn replicas_of(&self, master: &RedisServer) -> Vec<&RedisServer> {
+        let id = node_id(master);
+        self.live()
+            .into_iter()
+            .filter(|n| n.port() != master.port() && replica_of(n).as_deref() == Some(id.as_str()))
+            .collect()
+    }
+
     /// Makes a replica of `master` take over and waits until the cluster is healthy again.
     /// Returns the new master.
     pub fn fail_over(&self, master: &RedisServer, how: Failover) -> &RedisServer {
-        let id = node_id(master);
-        let replica = self
-            .live()
-            .into_iter()
-            .find(|n| n.port() != master.port() && replica_of(n).as_deref() == Some(id.as_str()))
+        let replica = *self
+            .replicas_of(master)
+            .first()
             .expect("the master has a live replica");
         let masters = self
             .live()
@@ -188,8 +198,15 @@ impl RedisCluster {
                     .arg("NODES")
                     .query(&mut conn)
                     .unwrap_or_default();
-                // Every node agrees: state ok, and it sees the expected live masters.
+                let replication: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query(&mut conn)
+                    .unwrap_or_default();
+                // Every node agrees: state ok, and it sees the expected live masters;
+                // every replica has finished its sync.
                 info.contains("cluster_state:ok")
+                    && (replication.contains("role:master")
+                        || replication.contains("master_link_status:up"))
                     && nodes
                         .lines()
                         .filter(|l| l.contains("master") && !l.contains("fail"))
