@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: installs what the suites need when missing (redis-server,
 # prometheus/promtool, docker-compose for validating the compose file, python3
-# venv support for the Glance client test), builds the binaries the process
+# venv support for the Glance client test, chromium and its WebDriver for the
+# web console's browser test), builds the binaries the process
 # tests spawn, then runs the whole workspace's tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,8 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -19,6 +19,7 @@ mod error;
 pub mod glance;
 mod metrics;
 mod routes;
+mod ui;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -100,6 +101,7 @@ pub fn router(
         .routes(routes!(routes::schema_task))
         .routes(routes!(routes::schema_tasks))
         .routes(routes!(routes::versions_doc))
+        .routes(routes!(routes::list_queues))
         .split_for_parts();
     let doc = Arc::new(doc);
     let app = api
@@ -111,6 +113,10 @@ pub fn router(
                 async move { axum::Json(doc.as_ref().clone()) }
             }),
         )
+        .route("/ui", get(ui::to_console))
+        .route("/ui/", get(ui::index))
+        .route("/ui/app.js", get(ui::app_js))
+        .route("/ui/style.css", get(ui::style_css))
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/metrics", get(routes::metrics))

@@ -242,6 +242,8 @@ pub struct ListParams {
     pub owner: Option<String>,
     /// Tether extension.
     pub queue: Option<String>,
+    /// Tether extension: only dead tasks (failed with no attempts left; re-queueable).
+    pub dead: Option<bool>,
 }
 
 #[utoipa::path(get, path = "/v2/tasks", tag = "tasks", params(ListParams),
@@ -306,7 +308,7 @@ pub async fn list_tasks(
         status,
         job_type: p.task_type.clone(),
         owner: p.owner.clone(),
-        dead_only: false,
+        dead_only: p.dead.unwrap_or(false),
         sort_key,
         sort_dir,
         limit,
@@ -504,11 +506,32 @@ pub async fn versions_doc(headers: HeaderMap) -> Json<Value> {
 
 /// `GET /`: Glance answers 300 Multiple Choices with its version document.
 pub async fn root(headers: HeaderMap) -> Response {
+    if crate::ui::wants_html(&headers) {
+        return axum::response::Redirect::to("/ui/").into_response();
+    }
     (
         StatusCode::MULTIPLE_CHOICES,
         Json(versions(&base_url(&headers))),
     )
         .into_response()
+}
+
+#[utoipa::path(get, path = "/v2/queues", tag = "queues",
+    responses((status = 200, description = "Every queue's counts by state (Tether extension; admins only)", body = Object),
+        (status = 401, body = ApiError), (status = 403, body = ApiError)))]
+pub async fn list_queues(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+) -> Result<Json<Value>, ApiError> {
+    if !caller.admin {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "queue counts cover every owner: admins only",
+        ));
+    }
+    let stats = state.producer.stats(&[]).await?;
+    Ok(Json(json!({ "queues": stats })))
 }
 
 pub async fn healthz() -> &'static str {

@@ -737,3 +737,82 @@ mod fuzz {
         });
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_counts_dead_filter_and_the_web_console() {
+    let env = env(true).await;
+    let dead = create(
+        &env.app,
+        ALICE,
+        json!({"type": "fail", "input": {"fatal": true}}),
+    )
+    .await;
+    let ok = create(&env.app, ALICE, json!({"type": "noop", "input": {}})).await;
+    until_status(&env.app, dead["id"].as_str().unwrap(), "failure").await;
+    until_status(&env.app, ok["id"].as_str().unwrap(), "success").await;
+
+    // Queue counts cover every owner: admins only.
+    let (status, queues) = call(&env.app, "GET", "/v2/queues", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::OK, "{queues}");
+    assert_eq!(queues["queues"][0]["queue"], "default");
+    assert_eq!(
+        (
+            &queues["queues"][0]["failure"],
+            &queues["queues"][0]["success"],
+            &queues["queues"][0]["dead"]
+        ),
+        (&json!(1), &json!(1), &json!(1))
+    );
+    let (status, body) = call(&env.app, "GET", "/v2/queues", Some(ALICE), None).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::FORBIDDEN, &json!("Forbidden"))
+    );
+    assert_eq!(
+        call(&env.app, "GET", "/v2/queues", None, None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // dead=true lists the dead task only; a bad value is a 400.
+    let (_, page) = call(&env.app, "GET", "/v2/tasks?dead=true", Some(ALICE), None).await;
+    let ids: Vec<&Value> = page["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| &t["id"])
+        .collect();
+    assert_eq!(ids, [&dead["id"]]);
+    let (status, _) = call(&env.app, "GET", "/v2/tasks?dead=maybe", Some(ALICE), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // A browser at / goes to the console; the console's files are embedded and locked down.
+    let request = Request::builder()
+        .uri("/")
+        .header(header::ACCEPT, "text/html,application/xhtml+xml")
+        .body(Body::empty())
+        .unwrap();
+    let response = env.app.clone().oneshot(request).await.unwrap();
+    assert!(response.status().is_redirection());
+    assert_eq!(response.headers()[header::LOCATION], "/ui/");
+    for (path, kind) in [
+        ("/ui/", "text/html"),
+        ("/ui/app.js", "text/javascript"),
+        ("/ui/style.css", "text/css"),
+    ] {
+        let response = env
+            .app
+            .clone()
+            .oneshot(Request::builder().uri(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let headers = response.headers();
+        assert!(
+            headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with(kind)
+        );
+        assert!(headers.contains_key(header::CONTENT_SECURITY_POLICY));
+    }
+}

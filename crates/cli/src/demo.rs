@@ -170,6 +170,7 @@ pub async fn run(options: DemoOptions, url: Option<String>) -> Result<Value, Str
         None => url.clone(),
     };
     eprintln!("Redis:   {where_redis}");
+    eprintln!("Console: http://{api_addr}/ui/   (queues, jobs, live progress, cancel, retry)");
     eprintln!(
         "API:     http://{api_addr}/v2/tasks   (no auth: local demo)   OpenAPI: http://{api_addr}/openapi.json"
     );

@@ -1,0 +1,320 @@
+// Tether's web console: a single page over the REST API, with the same token auth.
+// Views (by URL hash): #/queues, #/jobs?status=&type=&queue=&marker=, #/dead, #/job/<id>.
+"use strict";
+
+const FINAL = new Set(["success", "failure", "cancelled"]);
+let stopView = () => {};
+
+// ---- API access ----------------------------------------------------------------
+
+function token() {
+  return localStorage.getItem("tether-token") || "";
+}
+
+function headers(extra = {}) {
+  const h = { Accept: "application/json", ...extra };
+  if (token()) h.Authorization = "Bearer " + token();
+  return h;
+}
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super(body && body.message ? body.message : "HTTP " + status);
+    this.status = status;
+    this.code = body && body.code;
+  }
+}
+
+async function api(method, path, body) {
+  const init = { method, headers: headers(body ? { "Content-Type": "application/json" } : {}) };
+  if (body) init.body = JSON.stringify(body);
+  const response = await fetch(path, init);
+  const text = await response.text();
+  const json = text ? JSON.parse(text) : null;
+  if (!response.ok) throw new ApiError(response.status, json);
+  return json;
+}
+
+// Server-Sent Events over fetch (EventSource cannot send an Authorization header).
+// Calls onEvent(name, data) per event; resolves when the stream ends or `signal` aborts.
+async function events(path, onEvent, signal) {
+  const response = await fetch(path, { headers: headers({ Accept: "text/event-stream" }), signal });
+  if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      let name = "message";
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) name = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
+      }
+      if (data.length) onEvent(name, JSON.parse(data.join("\n")));
+    }
+  }
+}
+
+// ---- DOM helpers (text only: nothing from the API is parsed as HTML) -------------
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (k === "class") node.className = v;
+    else node.setAttribute(k, v === true ? "" : v);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function statusBadge(status, id) {
+  return el("span", { class: "status status-" + status, id }, status);
+}
+
+function bar(progress, small, id) {
+  const fill = el("span");
+  fill.style.width = progress + "%"; // a style property, not an inline style attribute (CSP)
+  return el("div", { class: small ? "bar small" : "bar", id, role: "progressbar",
+    "aria-valuenow": progress, "aria-valuemin": 0, "aria-valuemax": 100 }, fill);
+}
+
+function when(iso) {
+  return iso ? new Date(iso).toLocaleString() : "—";
+}
+
+function notice(text) {
+  const n = document.getElementById("notice");
+  n.textContent = text;
+  n.classList.add("shown");
+  clearTimeout(notice.timer);
+  notice.timer = setTimeout(() => n.classList.remove("shown"), 4000);
+}
+
+function show(...nodes) {
+  document.getElementById("view").replaceChildren(...nodes);
+}
+
+function showError(e) {
+  if (e.status === 401) {
+    show(el("h1", {}, "Sign in"), el("p", { class: "empty", id: "need-token" },
+      "This API needs a token: paste it in the field at the top right."));
+  } else {
+    show(el("p", { class: "empty", id: "error" }, "Error: " + e.message));
+  }
+}
+
+// Re-runs `load` every `ms` until the view changes.
+function every(ms, load) {
+  let stopped = false;
+  const tick = async () => {
+    if (stopped) return;
+    try { await load(); } catch (e) { showError(e); }
+    if (!stopped) setTimeout(tick, ms);
+  };
+  tick();
+  return () => { stopped = true; };
+}
+
+// ---- Views ---------------------------------------------------------------------
+
+function queuesView() {
+  const previous = new Map();
+  return every(2000, async () => {
+    let answer;
+    try {
+      answer = await api("GET", "/v2/queues");
+    } catch (e) {
+      if (e.status === 403) {
+        show(el("h1", {}, "Queues"), el("p", { class: "empty" }, "Queue counts need an admin token."));
+        return;
+      }
+      throw e;
+    }
+    const now = performance.now();
+    const rows = answer.queues.map((q) => {
+      const finished = q.success + q.failure + q.cancelled;
+      const before = previous.get(q.queue);
+      previous.set(q.queue, { finished, at: now });
+      // Outcomes per second since the previous refresh (expiry can make the delta negative).
+      const rate = before ? Math.max(0, (finished - before.finished) / ((now - before.at) / 1000)) : null;
+      const cell = (v, status) => el("td", { class: "num" },
+        el("a", { href: "#/jobs?queue=" + encodeURIComponent(q.queue) + (status ? "&status=" + status : "") }, v));
+      return el("tr", { "data-queue": q.queue },
+        el("td", {}, el("a", { href: "#/jobs?queue=" + encodeURIComponent(q.queue) }, q.queue)),
+        cell(q.pending, "pending"), el("td", { class: "num" }, q.scheduled), cell(q.processing, "processing"),
+        cell(q.success, "success"), cell(q.failure, "failure"), cell(q.cancelled, "cancelled"),
+        el("td", { class: "num" }, el("a", { href: "#/dead" }, q.dead)),
+        el("td", { class: "num", "data-rate": "" }, rate === null ? "…" : rate.toFixed(1)));
+    });
+    const head = ["queue", "pending", "scheduled", "processing", "success", "failure", "cancelled", "dead", "jobs/s"];
+    show(el("h1", {}, "Queues"),
+      rows.length === 0 ? el("p", { class: "empty" }, "No queues yet: enqueue a job.") :
+        el("table", { id: "queues-table" },
+          el("thead", {}, el("tr", {}, head.map((h, i) => el("th", { class: i ? "num" : "" }, h)))),
+          el("tbody", {}, rows)));
+  });
+}
+
+function jobRows(tasks, withRetry, reload) {
+  return tasks.map((t) => el("tr", { "data-id": t.id, "data-status": t.status },
+    el("td", {}, el("a", { href: "#/job/" + t.id }, t.id)),
+    el("td", {}, t.type), el("td", {}, t.queue), el("td", {}, statusBadge(t.status)),
+    el("td", {}, bar(t.progress, true)), el("td", { class: "num" }, t.attempts + "/" + t.max_attempts),
+    el("td", {}, when(t.updated_at)),
+    withRetry ? el("td", {}, el("button", { class: "retry", onclick: async (ev) => {
+      ev.target.disabled = true;
+      try { await api("POST", "/v2/tasks/" + t.id + "/retry"); notice("Re-queued " + t.id); reload(); }
+      catch (e) { notice(e.message); ev.target.disabled = false; }
+    } }, "Retry")) : null));
+}
+
+function jobTable(tasks, withRetry, reload) {
+  const head = ["id", "type", "queue", "status", "progress", "attempts", "updated"];
+  if (withRetry) head.push("");
+  return tasks.length === 0 ? el("p", { class: "empty", id: "no-jobs" }, "No jobs match.") :
+    el("table", { id: "jobs-table" }, el("thead", {}, el("tr", {}, head.map((h) => el("th", {}, h)))),
+      el("tbody", {}, jobRows(tasks, withRetry, reload)));
+}
+
+function jobsView(params) {
+  const query = new URLSearchParams();
+  for (const k of ["status", "type", "queue", "marker"]) if (params.get(k)) query.set(k, params.get(k));
+  query.set("limit", "25");
+  const filters = el("form", { class: "filters", id: "filters", onsubmit: (ev) => {
+    ev.preventDefault();
+    const f = new URLSearchParams();
+    for (const k of ["status", "type", "queue"]) { const v = ev.target.elements[k].value.trim(); if (v) f.set(k, v); }
+    location.hash = "#/jobs?" + f.toString();
+  } },
+    el("select", { name: "status", "aria-label": "status" },
+      ["", "pending", "processing", "success", "failure", "cancelled"].map((s) =>
+        el("option", { value: s, selected: s === (params.get("status") || "") }, s || "any status"))),
+    el("input", { name: "type", placeholder: "type", value: params.get("type") || "" }),
+    el("input", { name: "queue", placeholder: "queue", value: params.get("queue") || "" }),
+    el("button", { type: "submit" }, "Filter"));
+  return every(3000, async () => {
+    const page = await api("GET", "/v2/tasks?" + query.toString());
+    const pager = el("div", { class: "pager" });
+    if (params.get("marker")) {
+      const first = new URLSearchParams(query); first.delete("marker"); first.delete("limit");
+      pager.append(el("a", { href: "#/jobs?" + first.toString() }, "« First page"));
+    }
+    if (page.next) {
+      const next = new URLSearchParams(query);
+      next.set("marker", new URL(page.next, location.href).searchParams.get("marker"));
+      next.delete("limit");
+      pager.append(el("a", { href: "#/jobs?" + next.toString(), id: "next-page" }, "Next page »"));
+    }
+    if (!document.getElementById("filters")) show(el("h1", {}, "Jobs"), filters, el("div", { id: "jobs" }), pager);
+    document.getElementById("jobs").replaceChildren(jobTable(page.tasks, false));
+    document.querySelector(".pager").replaceWith(pager);
+  });
+}
+
+function deadView() {
+  let reload = () => {};
+  const stop = every(3000, async () => {
+    const page = await api("GET", "/v2/tasks?dead=true&limit=100");
+    show(el("h1", {}, "Dead jobs"),
+      el("p", {}, "Failed for good (a fatal error, or no attempts left). Retry runs one again from the start."),
+      el("div", { id: "dead" }, jobTable(page.tasks, true, () => reload())));
+  });
+  reload = () => { stop(); stopView = deadView(); };
+  return stop;
+}
+
+function jobView(id) {
+  const aborter = new AbortController();
+  let stopped = false;
+  const render = (t) => {
+    const actions = el("div", { class: "actions" });
+    if (!FINAL.has(t.status) && t.cancelable && !t.cancel_requested) {
+      actions.append(el("button", { class: "danger", id: "cancel-button", onclick: async (ev) => {
+        ev.target.disabled = true;
+        try { await api("POST", "/v2/tasks/" + id + "/cancel"); notice("Cancel requested"); refresh(); }
+        catch (e) { notice(e.message); ev.target.disabled = false; }
+      } }, "Cancel"));
+    }
+    if (t.status === "failure" && t.dead) {
+      actions.append(el("button", { id: "retry-button", onclick: async (ev) => {
+        ev.target.disabled = true;
+        try { await api("POST", "/v2/tasks/" + id + "/retry"); notice("Re-queued"); follow(); }
+        catch (e) { notice(e.message); ev.target.disabled = false; }
+      } }, "Retry"));
+    }
+    const field = (name, value, fid) => [el("dt", {}, name), el("dd", { id: fid }, value)];
+    show(
+      el("h1", {}, t.name || t.type, " ", statusBadge(t.status, "job-status")),
+      el("dl", {},
+        field("id", t.id), field("type", t.type), field("queue", t.queue),
+        field("progress", el("div", {}, bar(t.progress, false, "job-bar"),
+          el("span", { id: "job-progress" }, t.progress + "%"), " ", t.progress_message || "")),
+        field("phase", t.phase || "—", "job-phase"), field("ETA", when(t.eta), "job-eta"),
+        field("attempts", t.attempts + " of " + t.max_attempts, "job-attempts"),
+        field("worker", t.worker || "—"), field("created", when(t.created_at)),
+        field("started", when(t.started_at)), field("finished", when(t.finished_at)),
+        t.cancel_requested && !FINAL.has(t.status) ? field("cancel", "requested") : [],
+        t.message ? field("message", t.message, "job-message") : [],
+        t.error_code ? field("error code", t.error_code, "job-error-code") : []),
+      actions,
+      el("h2", {}, "Input"), el("pre", { id: "job-input" }, JSON.stringify(t.input, null, 2)),
+      t.result !== null && t.result !== undefined ?
+        [el("h2", {}, "Result"), el("pre", { id: "job-result" }, JSON.stringify(t.result, null, 2))] : []);
+  };
+  const refresh = async () => { try { render(await api("GET", "/v2/tasks/" + id)); } catch (e) { showError(e); } };
+  // Live: the event stream until the job is final; polling if the stream breaks.
+  const follow = async () => {
+    while (!stopped) {
+      let last = null;
+      try {
+        await events("/v2/tasks/" + id + "/events", (name, task) => { last = task; render(task); }, aborter.signal);
+      } catch (e) {
+        if (stopped) return;
+        if (e.status) { showError(e); return; }
+      }
+      if (stopped || (last && FINAL.has(last.status))) return;
+      await new Promise((r) => setTimeout(r, 1000));
+      await refresh();
+    }
+  };
+  refresh().then(follow);
+  return () => { stopped = true; aborter.abort(); };
+}
+
+// ---- Routing -------------------------------------------------------------------
+
+function route() {
+  stopView();
+  const hash = location.hash.replace(/^#\/?/, "") || "queues";
+  const [path, search] = hash.split("?");
+  const params = new URLSearchParams(search || "");
+  const [view, arg] = path.split("/");
+  for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.nav === view);
+  if (view === "job" && arg) stopView = jobView(decodeURIComponent(arg));
+  else if (view === "jobs") stopView = jobsView(params);
+  else if (view === "dead") stopView = deadView();
+  else stopView = queuesView();
+}
+
+document.getElementById("token-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const value = document.getElementById("token").value.trim();
+  if (value) localStorage.setItem("tether-token", value); else localStorage.removeItem("tether-token");
+  document.getElementById("token").value = "";
+  notice(value ? "Token saved in this browser" : "Token cleared");
+  route();
+});
+window.addEventListener("hashchange", route);
+route();
