@@ -73,6 +73,23 @@ pub struct ChaosPlan {
     pub drain_for: Duration,
 }
 
+impl ChaosPlan {
+    /// 600 jobs over 8 s, three workers, one Redis with AOF behind the proxy,
+    /// one of `faults` (in turn) every 1.5 s, up to 60 s for the rest to finish.
+    pub fn new(name: &'static str, faults: Vec<Fault>) -> ChaosPlan {
+        ChaosPlan {
+            name,
+            jobs: 600,
+            workers: 3,
+            cluster: false,
+            faults,
+            fault_every: Duration::from_millis(1500),
+            enqueue_for: Duration::from_secs(8),
+            drain_for: Duration::from_secs(60),
+        }
+    }
+}
+
 pub const LEASE_TTL: Duration = Duration::from_secs(1);
 pub const REAP_INTERVAL: Duration = Duration::from_millis(250);
 /// Process scheduling and polling on a busy 2-core machine.
