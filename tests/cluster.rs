@@ -259,6 +259,14 @@ async fn cli_and_api_work_across_queues_on_every_master() {
         &json!({"type": "noop", "input": {}, "queue": queues[5]}).to_string(),
     );
     assert_eq!(status, 201, "{body}");
+    let (status, body) = http(api.port, "GET", "/readyz", &[], "");
+    assert_eq!(status, 200, "{body}");
+    let checked = tether(&cluster, &["check"]);
+    assert_eq!(
+        checked.matches(": consistent").count(),
+        queues.len(),
+        "{checked}"
+    );
     drop(worker);
     assert_consistent(&cluster).await;
 }

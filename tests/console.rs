@@ -96,6 +96,22 @@ async fn until_text(client: &Client, css: &str, cond: impl Fn(&str) -> bool) -> 
     }
 }
 
+/// Clicks the element matching `css`, finding it again if the page replaced it meanwhile.
+async fn click(client: &Client, css: &str) {
+    let deadline = Instant::now() + T;
+    loop {
+        let clicked = match client.find(Locator::Css(css)).await {
+            Ok(found) => found.click().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match clicked {
+            Ok(()) => return,
+            Err(e) => assert!(Instant::now() < deadline, "cannot click {css}: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn percent(text: &str) -> u32 {
     text.trim_end_matches('%').trim().parse().unwrap_or(0)
 }
@@ -148,13 +164,7 @@ async fn the_console_shows_queues_follows_a_job_cancels_it_and_retries_a_dead_on
     text(&client, "#need-token").await;
     let field = client.find(Locator::Css("#token")).await.unwrap();
     field.send_keys(ADMIN_TOKEN).await.unwrap();
-    client
-        .find(Locator::Css("#token-form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "#token-form button").await;
 
     // Queues: the default queue's counts, as the API reports them.
     let failed = until_text(&client, "tr[data-queue=default] td:nth-child(6)", |t| {
@@ -185,13 +195,7 @@ async fn the_console_shows_queues_follows_a_job_cancels_it_and_retries_a_dead_on
     let later = percent(&until_text(&client, "#job-progress", |t| percent(t) >= first + 3).await);
     assert!(later > first, "progress advanced: {first}% → {later}%");
     screenshot(&client, "console-job-page").await;
-    client
-        .find(Locator::Css("#cancel-button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "#cancel-button").await;
     until_text(&client, "#job-status", |t| t == "cancelled").await;
     let (_, job) = api(port, "GET", &format!("/v2/tasks/{long_id}"), Value::Null);
     assert_eq!(job["status"], "cancelled", "{job}");
@@ -199,24 +203,10 @@ async fn the_console_shows_queues_follows_a_job_cancels_it_and_retries_a_dead_on
     // The dead list retries the failed job: it runs again (a new start time).
     let (_, before) = api(port, "GET", &format!("/v2/tasks/{dead_id}"), Value::Null);
     client.goto(&format!("{base}/ui/#/dead")).await.unwrap();
-    client
-        .wait()
-        .at_most(T)
-        .for_element(Locator::Css(&format!(
-            "tr[data-id='{dead_id}'] button.retry"
-        )))
-        .await
-        .unwrap();
+    let retry = format!("tr[data-id='{dead_id}'] button.retry");
+    text(&client, &retry).await;
     screenshot(&client, "console-dead").await;
-    client
-        .find(Locator::Css(&format!(
-            "tr[data-id='{dead_id}'] button.retry"
-        )))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, &retry).await;
     let deadline = Instant::now() + T;
     loop {
         let (_, after) = api(port, "GET", &format!("/v2/tasks/{dead_id}"), Value::Null);

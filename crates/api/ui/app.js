@@ -204,6 +204,7 @@ function jobsView(params) {
     el("input", { name: "type", placeholder: "type", value: params.get("type") || "" }),
     el("input", { name: "queue", placeholder: "queue", value: params.get("queue") || "" }),
     el("button", { type: "submit" }, "Filter"));
+  let shown = "";
   return every(3000, async () => {
     const page = await api("GET", "/v2/tasks?" + query.toString());
     const pager = el("div", { class: "pager" });
@@ -217,6 +218,9 @@ function jobsView(params) {
       next.delete("limit");
       pager.append(el("a", { href: "#/jobs?" + next.toString(), id: "next-page" }, "Next page »"));
     }
+    const text = JSON.stringify(page);
+    if (text === shown && document.getElementById("filters")) return;
+    shown = text;
     if (!document.getElementById("filters")) show(el("h1", {}, "Jobs"), filters, el("div", { id: "jobs" }), pager);
     document.getElementById("jobs").replaceChildren(jobTable(page.tasks, false));
     document.querySelector(".pager").replaceWith(pager);
@@ -225,8 +229,12 @@ function jobsView(params) {
 
 function deadView() {
   let reload = () => {};
+  let shown = "";
   const stop = every(3000, async () => {
     const page = await api("GET", "/v2/tasks?dead=true&limit=100");
+    const text = JSON.stringify(page.tasks);
+    if (text === shown && document.getElementById("dead")) return;
+    shown = text;
     show(el("h1", {}, "Dead jobs"),
       el("p", {}, "Failed for good (a fatal error, or no attempts left). Retry runs one again from the start."),
       el("div", { id: "dead" }, jobTable(page.tasks, true, () => reload())));
@@ -238,24 +246,25 @@ function deadView() {
 function jobView(id) {
   const aborter = new AbortController();
   let stopped = false;
+  // The buttons stay in place while progress events re-render the fields around
+  // them: a button replaced between mouse-down and mouse-up would lose the click.
+  const cancel = el("button", { class: "danger", id: "cancel-button", onclick: async () => {
+    cancel.disabled = true;
+    try { await api("POST", "/v2/tasks/" + id + "/cancel"); notice("Cancel requested"); refresh(); }
+    catch (e) { notice(e.message); cancel.disabled = false; }
+  } }, "Cancel");
+  const retry = el("button", { id: "retry-button", onclick: async () => {
+    retry.disabled = true;
+    try { await api("POST", "/v2/tasks/" + id + "/retry"); notice("Re-queued"); follow(); }
+    catch (e) { notice(e.message); }
+    retry.disabled = false;
+  } }, "Retry");
+  const details = el("div");
+  const payload = el("div");
   const render = (t) => {
-    const actions = el("div", { class: "actions" });
-    if (!FINAL.has(t.status) && t.cancelable && !t.cancel_requested) {
-      actions.append(el("button", { class: "danger", id: "cancel-button", onclick: async (ev) => {
-        ev.target.disabled = true;
-        try { await api("POST", "/v2/tasks/" + id + "/cancel"); notice("Cancel requested"); refresh(); }
-        catch (e) { notice(e.message); ev.target.disabled = false; }
-      } }, "Cancel"));
-    }
-    if (t.status === "failure" && t.dead) {
-      actions.append(el("button", { id: "retry-button", onclick: async (ev) => {
-        ev.target.disabled = true;
-        try { await api("POST", "/v2/tasks/" + id + "/retry"); notice("Re-queued"); follow(); }
-        catch (e) { notice(e.message); ev.target.disabled = false; }
-      } }, "Retry"));
-    }
+    if (!details.isConnected) show(details, el("div", { class: "actions" }, cancel, retry), payload);
     const field = (name, value, fid) => [el("dt", {}, name), el("dd", { id: fid }, value)];
-    show(
+    details.replaceChildren(
       el("h1", {}, t.name || t.type, " ", statusBadge(t.status, "job-status")),
       el("dl", {},
         field("id", t.id), field("type", t.type), field("queue", t.queue),
@@ -267,11 +276,17 @@ function jobView(id) {
         field("started", when(t.started_at)), field("finished", when(t.finished_at)),
         t.cancel_requested && !FINAL.has(t.status) ? field("cancel", "requested") : [],
         t.message ? field("message", t.message, "job-message") : [],
-        t.error_code ? field("error code", t.error_code, "job-error-code") : []),
-      actions,
-      el("h2", {}, "Input"), el("pre", { id: "job-input" }, JSON.stringify(t.input, null, 2)),
-      t.result !== null && t.result !== undefined ?
-        [el("h2", {}, "Result"), el("pre", { id: "job-result" }, JSON.stringify(t.result, null, 2))] : []);
+        t.error_code ? field("error code", t.error_code, "job-error-code") : []));
+    cancel.hidden = FINAL.has(t.status) || !t.cancelable || t.cancel_requested;
+    retry.hidden = !(t.status === "failure" && t.dead);
+    const text = JSON.stringify([t.input, t.result]);
+    if (payload.dataset.shown !== text) {
+      payload.dataset.shown = text;
+      payload.replaceChildren(
+        el("h2", {}, "Input"), el("pre", { id: "job-input" }, JSON.stringify(t.input, null, 2)),
+        t.result !== null && t.result !== undefined ?
+          [el("h2", {}, "Result"), el("pre", { id: "job-result" }, JSON.stringify(t.result, null, 2))] : []);
+    }
   };
   const refresh = async () => { try { render(await api("GET", "/v2/tasks/" + id)); } catch (e) { showError(e); } };
   // Live: the event stream until the job is final; polling if the stream breaks.
