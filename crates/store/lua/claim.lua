@@ -1,20 +1,21 @@
 -- Lease up to `count` ready jobs to a worker.
 -- ARGV: prefix, count, worker id, lease ttl ms
--- Entries are read, acknowledged and deleted in this one atomic step, so the
--- stream never holds an entry that was handed out but not leased.
+-- Entries are read and removed in this one atomic step, so the stream never
+-- holds an entry that was handed out but not leased. NOACK keeps them out of the
+-- pending-entries list (nothing to acknowledge), and since the group hands out
+-- entries in id order and every read happens here, everything up to the last
+-- entry read has been delivered: one XTRIM MINID removes them all.
 -- Returns {now, lease deadline, {id, epoch, attempts, max, type, input, phase, checkpoint,
 --          timeout, backoff, created, run_at}...}
 local count, worker, ttl = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local now = now_ms()
 local deadline = now + ttl
 local out = {now, deadline}
-local read = redis.call('XREADGROUP', 'GROUP', GROUP, 'tether', 'COUNT', count, 'STREAMS', K_STREAM, '>')
+local read = redis.call('XREADGROUP', 'GROUP', GROUP, 'tether', 'COUNT', count, 'NOACK', 'STREAMS', K_STREAM, '>')
 if not read then return out end
 local entries = read[1][2]
-local sids = {}
-for i, entry in ipairs(entries) do sids[i] = entry[1] end
-redis.call('XACK', K_STREAM, GROUP, unpack(sids))
-redis.call('XDEL', K_STREAM, unpack(sids))
+local last_ms, last_seq = string.match(entries[#entries][1], '^(%d+)-(%d+)$')
+redis.call('XTRIM', K_STREAM, 'MINID', string.format('%s-%d', last_ms, tonumber(last_seq) + 1))
 for _, entry in ipairs(entries) do
   local sid, id = entry[1], entry[2][2]
   local key = job_key(id)
