@@ -4,6 +4,14 @@ use std::time::{Duration, Instant};
 use crate::{RedisOptions, RedisServer};
 
 /// A Redis Cluster of private redis-servers on free loopback ports; torn down on drop.
+///
+/// ```no_run
+/// use tether_testkit::{Failover, RedisCluster};
+/// let cluster = RedisCluster::start(3, 1); // 3 masters, 1 replica each
+/// println!("--redis {}", cluster.url()); // every node, comma-separated
+/// let master = cluster.master_for("{default}");
+/// cluster.fail_over(master, Failover::Graceful);
+/// ```
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
