@@ -60,33 +60,6 @@ impl ConnectionLike for Conn {
     }
 }
 
-impl Conn {
-    /// `WAIT replicas timeout` on the master holding `key`: how many replicas have
-    /// confirmed every write this connection sent to that master so far.
-    pub(crate) async fn wait_replicas(
-        &mut self,
-        key: &str,
-        replicas: usize,
-        timeout: Duration,
-    ) -> Result<usize, StoreError> {
-        let mut wait = redis::cmd("WAIT");
-        wait.arg(replicas).arg(timeout.as_millis() as u64);
-        let confirmed: usize = match self {
-            Conn::Cluster(conn) => {
-                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-                let route =
-                    SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master));
-                let reply = conn
-                    .route_command(wait, RoutingInfo::SingleNode(route))
-                    .await?;
-                redis::from_redis_value(reply)?
-            }
-            other => wait.query_async(other).await?,
-        };
-        Ok(confirmed)
-    }
-}
-
 /// What a store needs to open more connections later: blocking waits and pub/sub.
 #[derive(Clone)]
 pub(crate) enum Topology {

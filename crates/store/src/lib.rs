@@ -315,24 +315,38 @@ impl Store {
     ) -> Result<Vec<Enqueued>, StoreError> {
         self.idempotent(|| self.ensure_queue(queue)).await?;
         let keys = QueueKeys::new(queue);
-        let replies: Vec<(i64, String, i64, i64)> = self
+        let wanted = self.inner.config.min_replicas;
+        let (replies, confirmed): (Vec<(i64, String, i64, i64)>, usize) = self
             .idempotent(|| async {
                 let mut inv = Self::invocation(&SCRIPTS.enqueue, &keys);
                 for (spec, id, input) in jobs {
                     Self::push_job(&mut inv, spec, *id, input.clone());
                 }
-                Ok(inv.invoke_async(&mut self.conn()).await?)
+                let mut conn = self.conn();
+                if wanted == 0 {
+                    return Ok((inv.invoke_async(&mut conn).await?, 0));
+                }
+                // WAIT counts what its own connection wrote: it must follow the script on
+                // the same connection, so both go in one pipeline (routed by the script's key).
+                let mut pipe = redis::pipe();
+                pipe.invoke_script(&inv)
+                    .cmd("WAIT")
+                    .arg(wanted)
+                    .arg(self.inner.config.replication_timeout.as_millis() as u64);
+                match pipe.query_async(&mut conn).await {
+                    Err(e)
+                        if e.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                    {
+                        inv.load_async(&mut conn).await?;
+                        Ok(pipe.query_async(&mut conn).await?)
+                    }
+                    other => Ok(other?),
+                }
             })
             .await?;
-        let wanted = self.inner.config.min_replicas;
-        if wanted > 0 {
-            let confirmed = self
-                .conn()
-                .wait_replicas(keys.stream(), wanted, self.inner.config.replication_timeout)
-                .await?;
-            if confirmed < wanted {
-                return Err(StoreError::NotReplicated { confirmed, wanted });
-            }
+        if confirmed < wanted {
+            return Err(StoreError::NotReplicated { confirmed, wanted });
         }
         replies
             .into_iter()

@@ -38,12 +38,17 @@ impl ChildGuard {
         }
     }
 
-    pub fn pid(&self) -> i32 {
-        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(-1)
+    /// The process id, or `None` once the process was killed and reaped.
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| c.id() as i32)
     }
 
+    /// Sends `signal` to the process; nothing once it is gone (never to pid -1,
+    /// which would mean every process this user may signal).
     pub fn signal(&self, signal: Signal) {
-        let _ = kill(Pid::from_raw(self.pid()), signal);
+        if let Some(pid) = self.pid() {
+            let _ = kill(Pid::from_raw(pid), signal);
+        }
     }
 
     /// `kill -9` and reap.

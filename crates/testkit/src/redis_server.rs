@@ -146,9 +146,28 @@ impl RedisServer {
         self.spawn();
     }
 
-    /// SIGSTOP: the server stops answering but keeps its connections.
+    /// SIGSTOP: the server stops answering but keeps its connections. Returns once
+    /// the kernel reports the process stopped (a signal is delivered asynchronously,
+    /// and a busy server could otherwise still serve a request sent just after).
     pub fn pause(&self) {
         self.signal(Signal::SIGSTOP);
+        let Some(pid) = self.child.lock().unwrap().as_ref().map(Child::id) else {
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // The state is the first field after the parenthesised command name.
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next());
+            if state == Some("T") || stat.is_empty() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        panic!("redis-server {pid} on port {} did not stop", self.port);
     }
 
     /// SIGCONT after [`pause`](Self::pause).
