@@ -98,15 +98,34 @@ fn tempfile_dir() -> std::path::PathBuf {
     dir
 }
 
-/// CI runs the quick benchmark: it must complete and count every outcome (no timing assertions).
-#[test]
-fn bench_quick_completes_and_verifies_its_counts() {
+/// Runs `tether bench <args> --json` and returns its figures, which must be verified
+/// (every run counted all its outcomes) and hold a finite number ≥ `at_least` under
+/// each of `keys`. No timing is asserted.
+fn bench_figures(args: &[&str], keys: &[&str], at_least: f64) -> serde_json::Value {
     let dir = tempfile_dir();
-    let out = tether(&["bench", "--quick", "--json"], &[], &dir);
+    let mut argv = vec!["bench"];
+    argv.extend_from_slice(args);
+    argv.push("--json");
+    let out = tether(&argv, &[], &dir);
     assert!(out.status.success(), "bench failed: {}", stderr(&out));
     let figures: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     assert_eq!(figures["verified"], true);
-    for key in [
+    for key in keys {
+        assert!(
+            figures[key]
+                .as_f64()
+                .is_some_and(|v| v.is_finite() && v >= at_least),
+            "{key}: {}",
+            figures[key]
+        );
+    }
+    figures
+}
+
+/// CI runs the quick benchmark: it must complete and count every outcome.
+#[test]
+fn bench_quick_completes_and_verifies_its_counts() {
+    let keys = [
         "process_jobs_per_s",
         "bulk_enqueue_jobs_per_s",
         "enqueue_concurrent_jobs_per_s",
@@ -117,39 +136,21 @@ fn bench_quick_completes_and_verifies_its_counts() {
         "redis_bytes_per_pending_job",
         "worker_rss_mib",
         "backlog_100k_vs_1k_ratio",
-    ] {
-        assert!(
-            figures[key]
-                .as_f64()
-                .is_some_and(|v| v.is_finite() && v >= 0.0),
-            "{key}: {}",
-            figures[key]
-        );
-    }
+    ];
+    bench_figures(&["--quick"], &keys, 0.0);
 }
 
 /// `bench --cluster` forms a local 3-master cluster, drains three queues on it and on
 /// one Redis, and counts every outcome of both.
 #[test]
 fn bench_cluster_quick_compares_a_cluster_with_one_redis() {
-    let dir = tempfile_dir();
-    let out = tether(&["bench", "--cluster", "--quick", "--json"], &[], &dir);
-    assert!(out.status.success(), "bench failed: {}", stderr(&out));
-    let figures: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
-    assert_eq!(figures["jobs"], 6000);
-    for key in [
+    let keys = [
         "single_jobs_per_s",
         "cluster_jobs_per_s",
         "cluster_vs_single_ratio",
-    ] {
-        assert!(
-            figures[key]
-                .as_f64()
-                .is_some_and(|v| v.is_finite() && v > 0.0),
-            "{key}: {}",
-            figures[key]
-        );
-    }
+    ];
+    let figures = bench_figures(&["--cluster", "--quick"], &keys, f64::MIN_POSITIVE);
+    assert_eq!(figures["jobs"], 6000);
 }
 
 /// `tether demo` non-interactive: every kind of sample job reaches its expected final

@@ -280,26 +280,18 @@ async fn run(cli: Cli) -> CliResult {
     if let Command::Bench {
         quick,
         json,
-        cluster: true,
+        cluster,
     } = cli.command
     {
-        let figures = bench::run_cluster(if quick { 2_000 } else { 20_000 }).await?;
-        if json {
-            println!("{figures}");
-        } else {
-            print!("{}", bench::cluster_table(&figures));
-        }
-        return Ok(());
-    }
-    if let Command::Bench { quick, json, .. } = cli.command {
-        let plan = if quick {
-            bench::Plan::quick()
-        } else {
-            bench::Plan::full()
+        let figures = match (cluster, quick) {
+            (true, _) => bench::run_cluster(if quick { 2_000 } else { 20_000 }).await?,
+            (false, true) => bench::run(bench::Plan::quick(), cli.redis_url.clone()).await?,
+            (false, false) => bench::run(bench::Plan::full(), cli.redis_url.clone()).await?,
         };
-        let figures = bench::run(plan, cli.redis_url.clone()).await?;
         if json {
             println!("{figures}");
+        } else if cluster {
+            print!("{}", bench::cluster_table(&figures));
         } else {
             print!("{}", bench::table(&figures));
         }
