@@ -67,12 +67,14 @@ impl SideEffects {
     }
 
     async fn connect(&self) -> redis::RedisResult<Ledger> {
-        let seeds: Vec<&str> = self.url.split(',').map(str::trim).collect();
-        if seeds.len() > 1 {
+        // The same rule as Tether's own connection: several seeds mean a cluster.
+        let config = tether_store::StoreConfig::new(self.url.as_str());
+        let seeds = config.seeds();
+        if config.is_cluster() {
             let client = redis::cluster::ClusterClient::new(seeds)?;
             Ok(Ledger::Cluster(client.get_async_connection().await?))
         } else {
-            let client = redis::Client::open(self.url.as_str())?;
+            let client = redis::Client::open(seeds.first().copied().unwrap_or_default())?;
             Ok(Ledger::Single(
                 redis::aio::ConnectionManager::new(client).await?,
             ))
