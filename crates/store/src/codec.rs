@@ -1,6 +1,7 @@
 //! Encodings of the job hash. Field names are short because every pending job
 //! carries them; `docs/ARCHITECTURE.md` lists them all.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -45,18 +46,28 @@ pub(crate) fn decode_backoff(s: &str) -> RetryPolicy {
 }
 
 /// The record's static fields, as field/value pairs for the enqueue script.
-pub(crate) fn spec_fields(spec: &JobSpec, input: Vec<u8>) -> Vec<(&'static str, Vec<u8>)> {
-    let mut fields: Vec<(&'static str, Vec<u8>)> = vec![
-        ("type", spec.job_type.clone().into_bytes()),
-        ("in", input),
-        ("max", spec.max_attempts.to_string().into_bytes()),
-        ("bo", encode_backoff(&spec.backoff).into_bytes()),
+/// The record's static fields for `enqueue.lua`, borrowing from the spec and input.
+pub(crate) fn spec_fields<'a>(
+    spec: &'a JobSpec,
+    input: &'a [u8],
+) -> Vec<(&'static str, Cow<'a, [u8]>)> {
+    let mut fields: Vec<(&'static str, Cow<'a, [u8]>)> = vec![
+        ("type", Cow::Borrowed(spec.job_type.as_bytes())),
+        ("in", Cow::Borrowed(input)),
+        (
+            "max",
+            Cow::Owned(spec.max_attempts.to_string().into_bytes()),
+        ),
+        ("bo", Cow::Owned(encode_backoff(&spec.backoff).into_bytes())),
     ];
     if !spec.cancelable {
-        fields.push(("can", b"0".to_vec()));
+        fields.push(("can", Cow::Borrowed(b"0")));
     }
     if let Some(t) = spec.timeout {
-        fields.push(("to", (t.as_millis() as u64).to_string().into_bytes()));
+        fields.push((
+            "to",
+            Cow::Owned((t.as_millis() as u64).to_string().into_bytes()),
+        ));
     }
     for (name, value) in [
         ("owner", &spec.owner),
@@ -64,7 +75,7 @@ pub(crate) fn spec_fields(spec: &JobSpec, input: Vec<u8>) -> Vec<(&'static str, 
         ("desc", &spec.description),
     ] {
         if let Some(v) = value {
-            fields.push((name, v.clone().into_bytes()));
+            fields.push((name, Cow::Borrowed(v.as_bytes())));
         }
     }
     fields

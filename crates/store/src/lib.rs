@@ -156,7 +156,7 @@ pub fn redact(url: &str) -> String {
 }
 
 /// A job ready to be written: its spec, its chosen id, its encoded input.
-type NewJob<'a> = (&'a JobSpec, JobId, Vec<u8>);
+type NewJob<'a> = (&'a JobSpec, JobId, &'a [u8]);
 
 impl Store {
     /// Connects (once; later outages are reconnected with backoff by the connection itself).
@@ -289,7 +289,7 @@ impl Store {
     }
 
     /// Appends one job's arguments for `enqueue.lua`.
-    fn push_job(inv: &mut ScriptInvocation<'_>, spec: &JobSpec, id: JobId, input: Vec<u8>) {
+    fn push_job(inv: &mut ScriptInvocation<'_>, spec: &JobSpec, id: JobId, input: &[u8]) {
         let run_at_ms = spec
             .run_at
             .map(|t| t.timestamp_millis().max(0))
@@ -302,7 +302,7 @@ impl Store {
             .arg(spec.idempotency_key.as_deref().unwrap_or(""))
             .arg(fields.len() * 2);
         for (field, value) in fields {
-            inv.arg(field).arg(value);
+            inv.arg(field).arg(value.as_ref());
         }
     }
 
@@ -320,7 +320,7 @@ impl Store {
             .idempotent(|| async {
                 let mut inv = Self::invocation(&SCRIPTS.enqueue, &keys);
                 for (spec, id, input) in jobs {
-                    Self::push_job(&mut inv, spec, *id, input.clone());
+                    Self::push_job(&mut inv, spec, *id, input);
                 }
                 let mut conn = self.conn();
                 if wanted == 0 {
@@ -377,7 +377,7 @@ impl Store {
     ) -> Result<Enqueued, StoreError> {
         let input = self.prepare(spec, input)?;
         let mut done = self
-            .enqueue_batch(&spec.queue, &[(spec, JobId::new(), input)])
+            .enqueue_batch(&spec.queue, &[(spec, JobId::new(), &input)])
             .await?;
         done.pop()
             .ok_or_else(|| StoreError::decode("enqueue", "empty reply"))
@@ -388,9 +388,13 @@ impl Store {
     pub async fn enqueue_many(&self, specs: &[JobSpec]) -> Result<Vec<Enqueued>, StoreError> {
         use futures::StreamExt;
         const CHUNK: usize = 500;
+        let inputs = specs
+            .iter()
+            .map(|spec| self.prepare(spec, None))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut by_queue: Vec<(&str, Vec<(usize, NewJob<'_>)>)> = Vec::new();
-        for (index, spec) in specs.iter().enumerate() {
-            let job = (spec, JobId::new(), self.prepare(spec, None)?);
+        for (index, (spec, input)) in specs.iter().zip(&inputs).enumerate() {
+            let job = (spec, JobId::new(), input.as_slice());
             match by_queue.iter_mut().find(|(q, _)| *q == spec.queue) {
                 Some((_, jobs)) => jobs.push((index, job)),
                 None => by_queue.push((spec.queue.as_str(), vec![(index, job)])),
@@ -403,10 +407,7 @@ impl Store {
         let mut out: Vec<Option<Enqueued>> = vec![None; specs.len()];
         let mut results = futures::stream::iter(chunks)
             .map(|(queue, chunk)| async move {
-                let jobs: Vec<NewJob<'_>> = chunk
-                    .iter()
-                    .map(|(_, (spec, id, input))| (*spec, *id, input.clone()))
-                    .collect();
+                let jobs: Vec<NewJob<'_>> = chunk.iter().map(|(_, job)| *job).collect();
                 let done = self.enqueue_batch(queue, &jobs).await?;
                 Ok::<_, StoreError>(
                     chunk
