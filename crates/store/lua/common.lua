@@ -40,7 +40,7 @@ local function push(list, ...)
   for _, v in ipairs({...}) do list[#list + 1] = v end
 end
 
--- Every script that calls finalize, lease or index_created ends with flush().
+-- Every script that calls finalize or pushes onto these lists ends with flush().
 local function flush()
   if #unleased > 0 then redis.call('ZREM', K_LEASES, unpack(unleased)) end
   if #leased > 0 then redis.call('ZADD', K_LEASES, unpack(leased)) end
