@@ -14,15 +14,10 @@ use tether_testkit::{RedisCluster, tether_bin};
 
 const T: Duration = Duration::from_secs(30);
 
-/// Queue names whose slots cover every master of `cluster`.
-fn queues_on_every_master(cluster: &RedisCluster, per_master: usize) -> Vec<String> {
-    cluster.names_on_every_master("q", per_master)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_script_runs_in_one_slot_on_the_cluster() {
     let cluster = RedisCluster::start(3, 0);
-    let queue = queues_on_every_master(&cluster, 1).pop().unwrap();
+    let queue = cluster.names_on_every_master("q", 1).pop().unwrap();
     let store = store(&cluster).await;
     assert!(store.is_cluster());
     let mut config = StoreConfig::new(cluster.url());
@@ -172,7 +167,7 @@ fn tether(cluster: &RedisCluster, args: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_and_api_work_across_queues_on_every_master() {
     let cluster = RedisCluster::start(3, 1);
-    let queues = queues_on_every_master(&cluster, 2);
+    let queues = cluster.names_on_every_master("q", 2);
     let worker = WorkerProcess::start(&cluster, &["--queue", &queues.join(",")]);
     let api = ApiProcess::start(&cluster, &["--insecure-no-auth"]);
 
@@ -277,7 +272,7 @@ async fn cli_and_api_work_across_queues_on_every_master() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enqueues_wait_for_a_replica_and_say_when_none_confirms() {
     let cluster = RedisCluster::start(3, 1);
-    let queue = queues_on_every_master(&cluster, 1).remove(0);
+    let queue = cluster.names_on_every_master("q", 1).remove(0);
     let mut config = StoreConfig::new(cluster.url());
     config.min_replicas = 1;
     // Generous: a busy machine can take a while to relay the replica's acknowledgement.

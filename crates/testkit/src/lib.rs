@@ -33,6 +33,13 @@ pub trait RedisEndpoint {
     fn url(&self) -> String;
 }
 
+/// A URL as it is (a proxy's, or any `--redis` value).
+impl RedisEndpoint for String {
+    fn url(&self) -> String {
+        self.clone()
+    }
+}
+
 impl RedisEndpoint for RedisServer {
     fn url(&self) -> String {
         RedisServer::url(self)
