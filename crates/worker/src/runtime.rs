@@ -176,6 +176,13 @@ impl WorkerBuilder {
         let metrics = Metrics::new(&id);
         let types: Vec<&str> = self.handlers.keys().map(String::as_str).collect();
         metrics.preregister(&c.queues, &types);
+        let mut finishers = HashMap::new();
+        let mut finisher_inboxes = Vec::new();
+        for queue in &c.queues {
+            let (tx, rx) = mpsc::unbounded_channel();
+            finishers.insert(queue.clone(), tx);
+            finisher_inboxes.push((queue.clone(), rx));
+        }
         Ok(Worker {
             shared: Arc::new(Shared::new(
                 self.store,
@@ -183,7 +190,9 @@ impl WorkerBuilder {
                 self.handlers,
                 id,
                 metrics,
+                finishers,
             )),
+            finisher_inboxes,
         })
     }
 }
@@ -203,6 +212,8 @@ fn default_worker_id() -> String {
 /// A worker process's runtime. See the module docs for its tasks.
 pub struct Worker {
     shared: Arc<Shared>,
+    /// Per queue: the finisher's end of `Shared::finishers`, handed to it by `run`.
+    finisher_inboxes: Vec<(String, mpsc::UnboundedReceiver<FinishRequest>)>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -229,7 +240,6 @@ struct Shared {
     abandoned: Mutex<Vec<Lease>>,
     /// Per queue: where job tasks send their outcomes to be recorded in batches.
     finishers: HashMap<String, mpsc::UnboundedSender<FinishRequest>>,
-    finisher_inboxes: Mutex<Vec<(String, mpsc::UnboundedReceiver<FinishRequest>)>>,
 }
 
 /// An outcome to record, and where to send what the script answered
@@ -247,17 +257,10 @@ impl Shared {
         handlers: HashMap<String, Arc<dyn ErasedHandler>>,
         id: String,
         metrics: Metrics,
+        finishers: HashMap<String, mpsc::UnboundedSender<FinishRequest>>,
     ) -> Self {
-        let mut finishers = HashMap::new();
-        let mut inboxes = Vec::new();
-        for queue in &config.queues {
-            let (tx, rx) = mpsc::unbounded_channel();
-            finishers.insert(queue.clone(), tx);
-            inboxes.push((queue.clone(), rx));
-        }
         Shared {
             finishers,
-            finisher_inboxes: Mutex::new(inboxes),
             capacity: Arc::new(Semaphore::new(config.concurrency)),
             store,
             config,
@@ -310,7 +313,10 @@ impl Worker {
     /// Runs until `shutdown` fires: stop claiming, let running jobs finish within the
     /// grace period, hand the rest back at once.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
-        let shared = self.shared;
+        let Worker {
+            shared,
+            finisher_inboxes,
+        } = self;
         let background = CancellationToken::new();
         if let Some(addr) = shared.config.metrics_addr {
             crate::http::serve(addr, shared.metrics.clone(), background.clone()).await?;
@@ -318,8 +324,7 @@ impl Worker {
         setup(&shared, &shutdown).await?;
         tracing::info!(worker = %shared.id, queues = ?shared.config.queues, concurrency = shared.config.concurrency, "worker started");
 
-        let inboxes = std::mem::take(&mut *shared.finisher_inboxes.lock().unwrap());
-        for (queue, inbox) in inboxes {
+        for (queue, inbox) in finisher_inboxes {
             tokio::spawn(finisher(shared.clone(), queue, inbox, background.clone()));
         }
         let loops = TaskTracker::new();
