@@ -1,7 +1,8 @@
 use tether_model::{SpecError, Status};
 
 /// What a storage call can fail with. Classify with the `is_*` methods rather than by message.
-#[derive(Debug, thiserror::Error)]
+/// Cloning keeps the classification (a failed batch answers each of its jobs).
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// Redis could not be reached or answered with an error.

@@ -116,6 +116,9 @@ pub struct WorkerInfo {
     pub host: String,
     pub pid: u32,
     pub queues: Vec<String>,
+    /// The job types it has handlers for (empty from workers that predate the field).
+    #[serde(default)]
+    pub types: Vec<String>,
     pub concurrency: usize,
     pub started_at: chrono::DateTime<chrono::Utc>,
     /// In-flight jobs: queue, id, and lease deadline.
@@ -365,12 +368,24 @@ impl Store {
 
     /// Hands leases back at once (graceful shutdown); the attempts are not counted.
     pub async fn release(&self, queue: &str, leases: &[(JobId, u64)]) -> Result<usize, StoreError> {
+        self.release_after(queue, leases, Duration::ZERO).await
+    }
+
+    /// Hands leases back, ready again after `delay` (a job this worker cannot run, so
+    /// that another worker gets it first); the attempts are not counted.
+    pub async fn release_after(
+        &self,
+        queue: &str,
+        leases: &[(JobId, u64)],
+        delay: Duration,
+    ) -> Result<usize, StoreError> {
         if leases.is_empty() {
             return Ok(0);
         }
         let keys = QueueKeys::new(queue);
         let mut inv = Self::invocation(&SCRIPTS.release, &keys);
-        inv.arg(self.config().retention.as_millis() as u64);
+        inv.arg(self.config().retention.as_millis() as u64)
+            .arg(delay.as_millis() as u64);
         for (id, epoch) in leases {
             inv.arg(id.to_string()).arg(*epoch);
         }

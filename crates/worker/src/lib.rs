@@ -42,5 +42,7 @@ mod runtime;
 
 pub use context::JobContext;
 pub use handler::{Check, Handler, JobError, Step};
-pub use runtime::{Worker, WorkerBuilder, WorkerConfig, WorkerError};
+pub use runtime::{
+    MAX_CLAIM_BATCH, MAX_CONCURRENCY, Worker, WorkerBuilder, WorkerConfig, WorkerError,
+};
 pub use tokio_util::sync::CancellationToken;

@@ -1,0 +1,87 @@
+//! The claim loop of one queue: lease what capacity allows, spawn a task per job,
+//! and block on a dedicated connection while the queue is empty.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backon::BackoffBuilder;
+use tokio_util::sync::CancellationToken;
+
+use super::{Shared, job};
+use crate::context::Slot;
+use crate::retry::store_backoff;
+
+type Backoff = <backon::ExponentialBuilder as BackoffBuilder>::Backoff;
+
+pub(super) async fn run(shared: Arc<Shared>, queue: String, stop: CancellationToken) {
+    let mut waiter = shared.store.waiter();
+    let mut backoff: Option<Backoff> = None;
+    let idle_wait = Duration::from_secs(2);
+    loop {
+        let mut permit = tokio::select! {
+            permit = shared.capacity.clone().acquire_owned() => permit.expect("semaphore never closed"),
+            _ = stop.cancelled() => return,
+        };
+        let extra = shared
+            .capacity
+            .available_permits()
+            .min(shared.config.claim_batch - 1);
+        if extra > 0
+            && let Ok(more) = shared.capacity.clone().try_acquire_many_owned(extra as u32)
+        {
+            permit.merge(more);
+        }
+        let asked = permit.num_permits();
+        // The lease can only have started after the claim was sent: the self-fence
+        // clock of every job in this batch starts here, not when the reply arrives.
+        let sent_at = Instant::now();
+        let claimed = shared
+            .store
+            .claim(&queue, &shared.id, asked, shared.config.lease_ttl)
+            .await;
+        let pause = match claimed {
+            Ok(jobs) => {
+                backoff = None;
+                let emptied = jobs.len() < asked;
+                for claimed in jobs {
+                    let one = permit.split(1).expect("a permit per claimed job");
+                    let slot = Arc::new(Slot::new(claimed.lease.clone(), sent_at));
+                    // Registered before the task starts, in claim order, so a newer
+                    // attempt always displaces an older one.
+                    shared.start_attempt(slot.clone());
+                    shared
+                        .jobs
+                        .spawn(job::run(shared.clone(), claimed, slot, one));
+                }
+                drop(permit);
+                if !emptied {
+                    continue;
+                }
+                // The claim emptied the stream: block until something new arrives.
+                match tokio::select! { r = waiter.wait(&queue, idle_wait) => r, _ = stop.cancelled() => return }
+                {
+                    Ok(_) => continue,
+                    Err(e) => {
+                        shared.redis_error("wait");
+                        tracing::warn!(%queue, error = %e, "waiting for jobs failed");
+                        next_pause(&mut backoff)
+                    }
+                }
+            }
+            Err(e) => {
+                drop(permit);
+                shared.redis_error("claim");
+                tracing::warn!(%queue, error = %e, "claim failed");
+                next_pause(&mut backoff)
+            }
+        };
+        tokio::select! { _ = tokio::time::sleep(pause) => {}, _ = stop.cancelled() => return }
+    }
+}
+
+fn next_pause(state: &mut Option<Backoff>) -> Duration {
+    state
+        .get_or_insert_with(|| store_backoff().build())
+        .next()
+        .unwrap_or(Duration::from_secs(2))
+}

@@ -1,0 +1,297 @@
+//! One attempt of one job: run the handler under its lease, then record the outcome.
+
+use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use rand::Rng;
+use tether_model::{ErrorCode, RetryPolicy};
+use tether_store::{Claimed, FinishOutcome, Lease, LeaseError, Outcome};
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+
+use super::Shared;
+use super::finisher::FinishRequest;
+use crate::JobError;
+use crate::context::{JobContext, Slot};
+
+/// How long a job of a type this worker lacks waits before it is offered again, so
+/// the worker that has the handler gets a chance to claim it.
+const HANDBACK_DELAY: Duration = Duration::from_millis(500);
+
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    claimed: Claimed,
+    slot: Arc<Slot>,
+    permit: OwnedSemaphorePermit,
+) {
+    let lease = claimed.lease.clone();
+    let (queue, job_type) = (lease.queue.clone(), claimed.job_type.clone());
+    let m = &shared.metrics;
+    m.started.with_label_values(&[&queue, &job_type]).inc();
+    m.in_flight.with_label_values(&[&queue]).inc();
+    m.wait
+        .with_label_values(&[&queue])
+        .observe((claimed.started_at_ms - claimed.ready_at_ms).max(0) as f64 / 1000.0);
+    let started = Instant::now();
+
+    let outcome = execute(&shared, claimed, &slot).await;
+    let recorded = match outcome {
+        Some(outcome) => record(&shared, &lease, &job_type, outcome).await,
+        None => None,
+    };
+    let lost = match recorded {
+        Some(Err(LeaseError::Lost)) => true,
+        Some(Err(LeaseError::Store(e))) => {
+            tracing::error!(job = %lease.id, error = %e, "outcome not recorded; the lease will lapse and the job run again");
+            false
+        }
+        Some(Ok(FinishOutcome::Retrying)) => {
+            m.retries.with_label_values(&[&queue, &job_type]).inc();
+            false
+        }
+        Some(Ok(_)) => false,
+        // Nothing was written: the lease was lost, or shutdown hands the job back.
+        None => slot.lost.is_cancelled(),
+    };
+    if lost {
+        m.lease_lost.with_label_values(&[&queue]).inc();
+        tracing::warn!(job = %lease.id, "lease lost: another attempt owns this job now; nothing was recorded");
+    }
+    m.duration
+        .with_label_values(&[&queue, &job_type])
+        .observe(started.elapsed().as_secs_f64());
+    m.in_flight.with_label_values(&[&queue]).dec();
+    shared.end_attempt(&slot);
+    drop(permit);
+}
+
+/// Runs the handler; `None` means write nothing (lease lost, or shutdown hand-back).
+async fn execute(shared: &Shared, claimed: Claimed, slot: &Arc<Slot>) -> Option<Outcome> {
+    let policy = claimed.backoff;
+    let attempt = claimed.attempts;
+    let Some(handler) = shared.handlers.get(&claimed.job_type).cloned() else {
+        return unknown_type(shared, &claimed).await;
+    };
+    if claimed.input.len() > shared.config.max_payload_bytes {
+        let e = JobError::reserved(
+            ErrorCode::PayloadTooLarge,
+            false,
+            format!(
+                "input is {} bytes; this worker accepts at most {}",
+                claimed.input.len(),
+                shared.config.max_payload_bytes
+            ),
+        );
+        return Some(error_outcome(e, &policy, attempt));
+    }
+    let timeout = claimed.timeout;
+    let ctx = JobContext::new(
+        shared.store.clone(),
+        claimed,
+        slot.clone(),
+        shared.config.lease_ttl,
+        shared.metrics.clone(),
+    );
+    let run = AssertUnwindSafe(handler.run(&ctx)).catch_unwind();
+    let deadline = async {
+        match timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        _ = slot.lost.cancelled() => None,
+        _ = self_fence(slot, shared.config.lease_ttl) => {
+            tracing::warn!(job = %slot.lease.id, "lease not confirmed renewed in time: stopping the job (self-fence)");
+            slot.lost.cancel();
+            None
+        }
+        _ = shared.abandon.cancelled() => {
+            shared.abandoned.lock().unwrap().push(slot.lease.clone());
+            None
+        }
+        _ = slot.cancel.cancelled() => Some(Outcome::Cancelled { message: "cancelled on request".into() }),
+        _ = deadline => {
+            let t = timeout.unwrap_or_default();
+            let e = JobError::reserved(ErrorCode::Timedout, true, format!("timed out after {:.3}s", t.as_secs_f64()));
+            Some(error_outcome(e, &policy, attempt))
+        }
+        result = run => Some(match result {
+            Ok(Ok(output)) => Outcome::Success(output),
+            Ok(Err(e)) => error_outcome(e, &policy, attempt),
+            Err(panic) => {
+                let text = panic.downcast_ref::<&str>().map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "non-string panic payload".into());
+                let e = JobError::reserved(ErrorCode::HandlerPanicked, true, format!("handler panicked: {text}"));
+                error_outcome(e, &policy, attempt)
+            }
+        }),
+    }
+}
+
+/// Completes when the lease may lapse in Redis: `lease_ttl` (less a margin for clock
+/// drift) after the last renewal that was confirmed, counted from when it was sent.
+/// It runs on this task's own clock, so a stalled connection cannot delay it.
+async fn self_fence(slot: &Slot, ttl: Duration) {
+    let safe_for = ttl - ttl / 10;
+    loop {
+        let until = *slot.renewed_at.lock().unwrap() + safe_for;
+        if Instant::now() >= until {
+            return;
+        }
+        tokio::time::sleep_until(until.into()).await;
+    }
+}
+
+fn error_outcome(e: JobError, policy: &RetryPolicy, attempt: u32) -> Outcome {
+    Outcome::Error {
+        retryable: e.transient,
+        retry_delay: policy.delay(attempt, rand::rng().random()),
+        message: e.message,
+        code: e.code,
+        info: e.info,
+    }
+}
+
+/// A job of a type this worker has no handler for: while another live worker serving
+/// this queue has one, hand it back (no attempt spent); otherwise fail it.
+async fn unknown_type(shared: &Shared, claimed: &Claimed) -> Option<Outcome> {
+    let queue = &claimed.lease.queue;
+    let elsewhere = match shared.store.workers().await {
+        Ok(workers) => workers.iter().any(|w| {
+            w.id != shared.id && w.queues.contains(queue) && w.types.contains(&claimed.job_type)
+        }),
+        Err(e) => {
+            shared.redis_error("workers");
+            tracing::debug!(error = %e, "cannot list workers");
+            // Unknown: keep the job rather than fail it for good.
+            true
+        }
+    };
+    if elsewhere {
+        let lease = (claimed.lease.id, claimed.lease.epoch);
+        match shared
+            .store
+            .release_after(queue, &[lease], HANDBACK_DELAY)
+            .await
+        {
+            Ok(_) => {
+                tracing::debug!(job = %claimed.lease.id, job_type = %claimed.job_type, "handed back: another worker runs this type")
+            }
+            Err(e) => {
+                shared.redis_error("release");
+                tracing::warn!(job = %claimed.lease.id, error = %e, "could not hand back; the lease will lapse");
+            }
+        }
+        return None;
+    }
+    let known: HashSet<&String> = shared.handlers.keys().collect();
+    let e = JobError::reserved(
+        ErrorCode::UnknownJobType,
+        false,
+        format!(
+            "no handler for job type {:?} on any live worker of this queue (this one has {known:?})",
+            claimed.job_type
+        ),
+    );
+    Some(error_outcome(e, &claimed.backoff, claimed.attempts))
+}
+
+/// Writes the outcome through the queue's finisher (batched with others finishing at the
+/// same time). `None` when shutdown's grace period ended first.
+async fn record(
+    shared: &Shared,
+    lease: &Lease,
+    job_type: &str,
+    outcome: Outcome,
+) -> Option<Result<FinishOutcome, LeaseError>> {
+    let kind = OutcomeKind::of(&outcome);
+    let (reply, answer) = oneshot::channel();
+    let request = FinishRequest {
+        lease: lease.clone(),
+        outcome,
+        reply,
+    };
+    shared.finishers.get(&lease.queue)?.send(request).ok()?;
+    let result = answer.await.ok()??;
+    if let Some(status) = finished_status(kind, &result) {
+        shared
+            .metrics
+            .finished
+            .with_label_values(&[&lease.queue, job_type, status])
+            .inc();
+    }
+    Some(result)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutcomeKind {
+    Success,
+    Cancelled,
+    Error,
+}
+
+impl OutcomeKind {
+    fn of(outcome: &Outcome) -> Self {
+        match outcome {
+            Outcome::Success(_) => OutcomeKind::Success,
+            Outcome::Cancelled { .. } => OutcomeKind::Cancelled,
+            Outcome::Error { .. } => OutcomeKind::Error,
+        }
+    }
+}
+
+/// The final status an outcome was recorded as, for `tether_jobs_finished_total`;
+/// `None` when it was not recorded now as a final status.
+fn finished_status(
+    kind: OutcomeKind,
+    result: &Result<FinishOutcome, LeaseError>,
+) -> Option<&'static str> {
+    match (kind, result) {
+        (_, Ok(FinishOutcome::Retrying) | Err(_)) => None,
+        (OutcomeKind::Error, Ok(FinishOutcome::Dead)) => Some("failure"),
+        // A failure that lost to a pending cancel is recorded as cancelled.
+        (OutcomeKind::Error, Ok(FinishOutcome::Recorded)) => Some("cancelled"),
+        (OutcomeKind::Success, Ok(FinishOutcome::Recorded)) => Some("success"),
+        (OutcomeKind::Cancelled, Ok(FinishOutcome::Recorded)) => Some("cancelled"),
+        // A resend after a lost reply: counted by what the first send recorded.
+        (_, Ok(FinishOutcome::AlreadyRecorded)) => None,
+        (_, Ok(_)) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resent_outcome_is_not_counted_as_another_status() {
+        for kind in [
+            OutcomeKind::Success,
+            OutcomeKind::Cancelled,
+            OutcomeKind::Error,
+        ] {
+            assert_eq!(
+                finished_status(kind, &Ok(FinishOutcome::AlreadyRecorded)),
+                None,
+                "{kind:?}"
+            );
+        }
+        assert_eq!(
+            finished_status(OutcomeKind::Error, &Ok(FinishOutcome::Dead)),
+            Some("failure")
+        );
+        assert_eq!(
+            finished_status(OutcomeKind::Error, &Ok(FinishOutcome::Recorded)),
+            Some("cancelled")
+        );
+        assert_eq!(
+            finished_status(OutcomeKind::Error, &Ok(FinishOutcome::Retrying)),
+            None
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! Maintenance that any worker runs (there is no leader; the scripts make concurrent
+//! runs harmless): promote due delayed jobs, take back lapsed leases, delete records
+//! past retention, sample queue depths. Each runs in passes of bounded script calls
+//! until a pass comes back short, so it keeps pace with any backlog.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use tether_model::JobId;
+use tether_store::StoreError;
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+
+/// Jobs handled by one script call: short enough not to hold Redis up (a few ms).
+const PASS: usize = 1000;
+/// Longest run of passes of one kind in a row, so the others are not starved.
+const MAX_RUN: Duration = Duration::from_secs(2);
+const MAX_PROMOTE_PAUSE: Duration = Duration::from_millis(500);
+
+pub(super) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut next_reap = Instant::now();
+    loop {
+        let mut pause = MAX_PROMOTE_PAUSE;
+        for queue in &shared.config.queues {
+            if let Some(next_due) = promote(&shared, queue).await {
+                pause = pause.min(next_due.max(Duration::from_millis(5)));
+            }
+        }
+        if Instant::now() >= next_reap {
+            let jitter = rand::rng().random_range(0.8..1.2);
+            next_reap = Instant::now() + shared.config.reap_interval.mul_f64(jitter);
+            for queue in &shared.config.queues {
+                reap(&shared, queue).await;
+                expire(&shared, queue).await;
+                sample(&shared, queue).await;
+            }
+        }
+        tokio::select! { _ = tokio::time::sleep(pause) => {}, _ = stop.cancelled() => return }
+    }
+}
+
+/// Calls `pass` until it handles fewer than [`PASS`] jobs, fails, or [`MAX_RUN`] is
+/// spent. Returns the total handled and the last pass's answer.
+async fn in_passes<T, F, Fut>(
+    shared: &Shared,
+    op: &str,
+    queue: &str,
+    mut pass: F,
+) -> (usize, Option<T>)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(usize, T), StoreError>>,
+{
+    let started = Instant::now();
+    let mut total = 0;
+    loop {
+        match pass().await {
+            Ok((n, last)) => {
+                total += n;
+                if n < PASS || started.elapsed() >= MAX_RUN {
+                    return (total, Some(last));
+                }
+            }
+            Err(e) => {
+                shared.redis_error(op);
+                tracing::debug!(%queue, error = %e, "{op} failed");
+                return (total, None);
+            }
+        }
+    }
+}
+
+/// Returns how long until the next delayed job is due, if any.
+async fn promote(shared: &Shared, queue: &str) -> Option<Duration> {
+    let (_, last) = in_passes(shared, "promote", queue, || async {
+        shared.store.promote(queue, PASS).await
+    })
+    .await;
+    last.flatten()
+}
+
+async fn reap(shared: &Shared, queue: &str) {
+    let (taken_back, _) = in_passes(shared, "reap", queue, || async {
+        let reaped = shared.store.reap(queue, PASS).await?;
+        Ok((reaped.len(), ()))
+    })
+    .await;
+    if taken_back > 0 {
+        shared
+            .metrics
+            .lease_expired
+            .with_label_values(&[queue])
+            .inc_by(taken_back as u64);
+        tracing::warn!(%queue, jobs = taken_back, "took back jobs whose lease lapsed");
+    }
+}
+
+async fn expire(shared: &Shared, queue: &str) {
+    in_passes(shared, "expire", queue, || async {
+        Ok((shared.store.expire(queue, PASS).await?, ()))
+    })
+    .await;
+}
+
+async fn sample(shared: &Shared, queue: &str) {
+    if let Ok(stats) = shared.store.stats(queue).await {
+        let g = &shared.metrics.queue_jobs;
+        for (state, n) in [
+            ("pending", stats.pending),
+            ("scheduled", stats.scheduled),
+            ("processing", stats.processing),
+            ("dead", stats.dead),
+        ] {
+            g.with_label_values(&[queue, state]).set(n as i64);
+        }
+    }
+}
+
+/// Hands back the leases of jobs stopped at the end of the grace period.
+pub(super) async fn release_abandoned(shared: &Shared) {
+    let leases = std::mem::take(&mut *shared.abandoned.lock().unwrap());
+    let mut by_queue: HashMap<String, Vec<(JobId, u64)>> = HashMap::new();
+    for lease in leases {
+        by_queue
+            .entry(lease.queue)
+            .or_default()
+            .push((lease.id, lease.epoch));
+    }
+    for (queue, leases) in by_queue {
+        match shared.store.release(&queue, &leases).await {
+            Ok(n) => tracing::info!(%queue, released = n, "handed unfinished jobs back"),
+            Err(e) => {
+                tracing::warn!(%queue, error = %e, "could not hand jobs back; their leases will lapse")
+            }
+        }
+    }
+}
