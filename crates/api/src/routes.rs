@@ -371,17 +371,41 @@ async fn after_action(producer: &Producer, id: JobId) -> Result<Response, ApiErr
     Ok((StatusCode::ACCEPTED, Json(task_body(&job, true))).into_response())
 }
 
-#[utoipa::path(post, path = "/v2/tasks/{id}/cancel", tag = "tasks", params(("id" = String, Path)),
+/// `POST /v2/tasks/{id}/cancel` query parameters.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct CancelParams {
+    /// Admins only: cancel even a task created with `cancelable: false`.
+    pub force: Option<bool>,
+}
+
+#[utoipa::path(post, path = "/v2/tasks/{id}/cancel", tag = "tasks", params(("id" = String, Path), CancelParams),
     responses((status = 202, description = "Cancelled, or cancel requested from its worker", body = Object),
+        (status = 403, description = "force=true by a non-admin", body = ApiError),
         (status = 404, body = ApiError), (status = 409, description = "InvalidState or NotSupported", body = ApiError)))]
 pub async fn cancel_task(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(id): Path<String>,
+    params: Result<Query<CancelParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let id = parse_id(&id)?;
     let producer = state.producer(&caller);
-    producer.cancel(id).await?;
+    if p.force.unwrap_or(false) {
+        // `cancelable: false` binds owners, not administrators: they must be able to
+        // stop a job that would otherwise hold a worker slot for ever.
+        if !caller.admin {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                "only admins may force a cancel",
+            ));
+        }
+        producer.force_cancel(id).await?;
+    } else {
+        producer.cancel(id).await?;
+    }
     after_action(&producer, id).await
 }
 

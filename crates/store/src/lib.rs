@@ -67,10 +67,17 @@ pub struct StoreConfig {
     pub min_replicas: usize,
     /// How long an enqueue waits for `min_replicas` confirmations.
     pub replication_timeout: Duration,
+    /// Latest start accepted, from now: a later `run_at` or `delay` is refused
+    /// ([`StoreError::BeyondHorizon`]), so no job occupies Redis for ever.
+    pub horizon: Duration,
+    /// When above 0, how many unfinished jobs one owner may have in one queue; more
+    /// is refused ([`StoreError::QuotaExceeded`]). Jobs without an owner are not counted.
+    pub max_pending_per_owner: u64,
 }
 
 impl StoreConfig {
-    /// Defaults: 10 s response timeout, 48 h retention, 1 MiB inputs.
+    /// Defaults: 10 s response timeout, 48 h retention, 1 MiB inputs, a 30-day
+    /// horizon, no quota.
     pub fn new(url: impl Into<String>) -> Self {
         StoreConfig {
             url: url.into(),
@@ -80,9 +87,14 @@ impl StoreConfig {
             max_payload_bytes: tether_model::DEFAULT_MAX_PAYLOAD_BYTES,
             min_replicas: 0,
             replication_timeout: Duration::from_millis(500),
+            horizon: DEFAULT_HORIZON,
+            max_pending_per_owner: 0,
         }
     }
 }
+
+/// How far ahead a job may be scheduled by default: 30 days.
+pub const DEFAULT_HORIZON: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// The answer to an enqueue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -300,6 +312,7 @@ impl Store {
             .arg(run_at_ms)
             .arg(delay_ms)
             .arg(spec.idempotency_key.as_deref().unwrap_or(""))
+            .arg(spec.owner.as_deref().unwrap_or(""))
             .arg(fields.len() * 2);
         for (field, value) in fields {
             inv.arg(field).arg(value.as_ref());
@@ -319,6 +332,8 @@ impl Store {
         let (replies, confirmed): (Vec<(i64, String, i64, i64)>, usize) = self
             .idempotent(|| async {
                 let mut inv = Self::invocation(&SCRIPTS.enqueue, &keys);
+                inv.arg(self.inner.config.horizon.as_millis() as u64)
+                    .arg(self.inner.config.max_pending_per_owner);
                 for (spec, id, input) in jobs {
                     Self::push_job(&mut inv, spec, *id, input);
                 }
@@ -345,11 +360,33 @@ impl Store {
                 }
             })
             .await?;
+        match replies.first() {
+            Some((-2, _, pending, quota)) => {
+                return Err(StoreError::QuotaExceeded {
+                    pending: *pending as u64,
+                    quota: *quota as u64,
+                });
+            }
+            Some((-3, ..)) => {
+                let horizon = self.inner.config.horizon;
+                return Err(StoreError::BeyondHorizon { horizon });
+            }
+            _ => {}
+        }
+        if replies.last().is_some_and(|r| r.0 == 2) {
+            // The queue had been forgotten by the registry (or is new): list it again.
+            self.idempotent(|| async {
+                let _: () = self.conn().sadd(keys::QUEUES, queue).await?;
+                Ok(())
+            })
+            .await?;
+        }
         if confirmed < wanted {
             return Err(StoreError::NotReplicated { confirmed, wanted });
         }
         replies
             .into_iter()
+            .filter(|r| r.0 != 2)
             .map(|(code, id, created_at_ms, due_at_ms)| {
                 let id = id.parse().map_err(|e| StoreError::decode("id", e))?;
                 // -1: written by an earlier send whose reply was lost; callers re-read the times.
@@ -494,13 +531,27 @@ impl Store {
         id: JobId,
         owner: Option<&str>,
     ) -> Result<CancelOutcome, StoreError> {
+        self.cancel_with(queue, id, owner, false).await
+    }
+
+    /// CancelTask; with `force`, also a job created with `cancelable: false` (for
+    /// administrators only: callers check who asks). A running job stops at its
+    /// worker's next heartbeat, as with any cancel.
+    pub async fn cancel_with(
+        &self,
+        queue: &str,
+        id: JobId,
+        owner: Option<&str>,
+        force: bool,
+    ) -> Result<CancelOutcome, StoreError> {
         let retention = self.retention_ms().to_string();
         let id_text = id.to_string();
+        let force = if force { "1" } else { "0" };
         let word: String = self
             .queue_script(
                 &SCRIPTS.cancel,
                 queue,
-                &[&id_text, owner.unwrap_or(""), &retention],
+                &[&id_text, owner.unwrap_or(""), &retention, force],
             )
             .await?;
         match word.as_str() {
