@@ -158,7 +158,9 @@ pub struct CreateTask {
 
 #[utoipa::path(post, path = "/v2/tasks", tag = "tasks", request_body = CreateTask,
     responses((status = 201, description = "Created", body = Object), (status = 400, body = ApiError),
-        (status = 401, body = ApiError), (status = 413, body = ApiError), (status = 415, body = ApiError)))]
+        (status = 401, body = ApiError), (status = 403, description = "QueueNotAllowed", body = ApiError),
+        (status = 413, body = ApiError), (status = 415, body = ApiError),
+        (status = 429, description = "QuotaExceeded: too many unfinished tasks of this owner", body = ApiError)))]
 pub async fn create_task(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -179,11 +181,23 @@ pub async fn create_task(
             ),
         ));
     }
+    let queue = req
+        .queue
+        .unwrap_or_else(|| state.config.default_queue.clone());
+    if let Some(allowed) = &state.config.allowed_queues
+        && !allowed.contains(&queue)
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "QueueNotAllowed",
+            format!(
+                "tasks cannot be created in queue {queue:?}; allowed queues: {}",
+                allowed.join(", ")
+            ),
+        ));
+    }
     let mut spec = JobSpec::new(&req.task_type)
-        .queue(
-            req.queue
-                .unwrap_or_else(|| state.config.default_queue.clone()),
-        )
+        .queue(queue)
         .input_json(req.input)
         .owner(&caller.owner)
         .cancelable(req.cancelable.unwrap_or(true));

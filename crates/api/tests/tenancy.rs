@@ -233,3 +233,88 @@ async fn admins_force_cancel_a_running_non_cancelable_task() {
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     assert_eq!(answer["status"], "cancelled");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_past_the_horizon_is_refused() {
+    let env = env(false).await;
+    for body in [
+        json!({"type": "noop", "run_at": "9999-12-31T00:00:00Z"}),
+        json!({"type": "noop", "delay": 100_000_000}),
+        json!({"type": "noop", "delay": "31days"}),
+    ] {
+        let (status, answer) = call(&env.app, "POST", "/v2/tasks", ALICE, Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(answer["code"], "BeyondHorizon", "{answer}");
+        assert!(answer["message"].as_str().unwrap().contains("30 days"));
+    }
+    create(&env.app, ALICE, json!({"type": "noop", "delay": "29days"})).await;
+    let (_, list) = call(&env.app, "GET", "/v2/tasks", ALICE, None).await;
+    assert_eq!(list["tasks"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_past_the_pending_quota_gets_429() {
+    let env = env_with(false, |s| s.max_pending_per_owner = 3, |_| {}).await;
+    let delayed = json!({"type": "noop", "delay": "1h"});
+    let mut alices = Vec::new();
+    for _ in 0..3 {
+        alices.push(create(&env.app, ALICE, delayed.clone()).await);
+    }
+    let (status, answer) = call(&env.app, "POST", "/v2/tasks", ALICE, Some(delayed.clone())).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
+    assert_eq!(answer["code"], "QuotaExceeded");
+    // A resend with a key she used is an answer, not a new job: no quota spent.
+    let keyed = json!({"type": "noop", "delay": "1h", "idempotency_key": "k"});
+    let (status, answer) = call(&env.app, "POST", "/v2/tasks", ALICE, Some(keyed.clone())).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
+    // Bob is not affected by alice's jobs.
+    create(&env.app, BOB, delayed.clone()).await;
+    // A finished job no longer counts.
+    let (status, _) = call(
+        &env.app,
+        "POST",
+        &format!("/v2/tasks/{}/cancel", alices[0]),
+        ALICE,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    create(&env.app, ALICE, keyed.clone()).await;
+    let (status, again) = call(&env.app, "POST", "/v2/tasks", ALICE, Some(keyed)).await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "a resend of an accepted key: {again}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_are_created_only_in_allowed_queues() {
+    let env = env_with(
+        false,
+        |_| {},
+        |a| a.allowed_queues = Some(vec!["default".into(), "mail".into()]),
+    )
+    .await;
+    create(&env.app, ALICE, json!({"type": "noop", "queue": "mail"})).await;
+    create(&env.app, ALICE, json!({"type": "noop"})).await;
+    for token in [ALICE, ADMIN] {
+        let (status, answer) = call(
+            &env.app,
+            "POST",
+            "/v2/tasks",
+            token,
+            Some(json!({"type": "noop", "queue": "junk-1"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+        assert_eq!(answer["code"], "QueueNotAllowed");
+        assert!(
+            answer["message"]
+                .as_str()
+                .unwrap()
+                .contains("default, mail"),
+            "{answer}"
+        );
+    }
+}

@@ -284,6 +284,45 @@ impl Store {
         Ok(queues)
     }
 
+    /// Removes from the registry each queue that holds no jobs of any kind and had no
+    /// enqueue for `idle`, with its leftover keys; queues a live worker serves are kept.
+    /// Returns the names forgotten. Safe against a concurrent enqueue: an enqueue into a
+    /// forgotten queue sets it up and registers it again.
+    pub async fn forget_idle_queues(&self, idle: Duration) -> Result<Vec<String>, StoreError> {
+        let served: HashSet<String> = self
+            .workers()
+            .await?
+            .into_iter()
+            .flat_map(|w| w.queues)
+            .collect();
+        let idle_ms = (idle.as_millis() as u64).to_string();
+        let mut forgotten = Vec::new();
+        for queue in self.queues().await? {
+            if served.contains(&queue) || tether_model::validate_queue_name(&queue).is_err() {
+                continue;
+            }
+            let emptied: i64 = self
+                .queue_script(&SCRIPTS.forget, &queue, &[&idle_ms])
+                .await?;
+            if emptied == 0 {
+                continue;
+            }
+            self.inner.ready_queues.lock().unwrap().remove(&queue);
+            let keys = QueueKeys::new(&queue);
+            let mut conn = self.conn();
+            // Two slots, so two commands: an enqueue between the script and SREM has
+            // registered the queue and set `used` again; then it stays registered.
+            let _: () = conn.srem(keys::QUEUES, &queue).await?;
+            let used: bool = conn.exists(keys.used()).await?;
+            if used {
+                let _: () = conn.sadd(keys::QUEUES, &queue).await?;
+            } else {
+                forgotten.push(queue);
+            }
+        }
+        Ok(forgotten)
+    }
+
     fn prepare(&self, spec: &JobSpec, input: Option<Vec<u8>>) -> Result<Vec<u8>, StoreError> {
         spec.validate()?;
         let input = match input {

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use tether_model::{JobSpec, Status};
-use tether_store::{ListQuery, SortDir, SortKey, Store, StoreConfig};
+use tether_model::{ErrorCode, JobSpec};
+use tether_store::{ListQuery, Outcome, SortDir, SortKey, Store, StoreConfig, StoreError};
 use tether_testkit::{RedisEndpoint, RedisOptions, RedisServer, TestRedis, Topology};
 
 async fn store(redis: &impl RedisEndpoint) -> Store {
@@ -133,7 +133,6 @@ async fn owner_lists_page_across_queues(topology: Topology) {
             Vec::<String>::new()
         );
     }
-    let _ = Status::Pending;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,4 +143,212 @@ async fn single_owner_lists_page_across_queues() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_owner_lists_page_across_queues() {
     owner_lists_page_across_queues(Topology::Cluster).await;
+}
+
+async fn store_with(redis: &impl RedisEndpoint, adjust: impl FnOnce(&mut StoreConfig)) -> Store {
+    let mut config = StoreConfig::new(redis.url());
+    adjust(&mut config);
+    Store::connect(config).await.unwrap()
+}
+
+fn ready(owner: &str) -> JobSpec {
+    JobSpec::new("t").queue("q").owner(owner)
+}
+
+async fn pending_quota_follows_every_transition(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let store = store_with(&redis, |c| c.max_pending_per_owner = 2).await;
+    let over = |r: Result<tether_store::Enqueued, StoreError>| {
+        assert!(
+            matches!(
+                r,
+                Err(StoreError::QuotaExceeded {
+                    pending: 2..,
+                    quota: 2
+                })
+            ),
+            "{r:?}"
+        )
+    };
+    store.enqueue(&ready("alice")).await.unwrap();
+    let second = store.enqueue(&ready("alice")).await.unwrap().id;
+    over(store.enqueue(&ready("alice")).await);
+    // A batch past the quota is refused whole: bob's job in it is not written either.
+    let batch = store.enqueue_many(&[ready("bob"), ready("alice")]).await;
+    assert!(
+        matches!(batch, Err(StoreError::QuotaExceeded { .. })),
+        "{batch:?}"
+    );
+    let bobs = ListQuery {
+        owner: Some("bob".into()),
+        ..ListQuery::default()
+    };
+    assert!(store.list(&bobs).await.unwrap().jobs.is_empty());
+    // Jobs without an owner are not counted.
+    store.enqueue(&JobSpec::new("t").queue("q")).await.unwrap();
+
+    // Success frees a place.
+    let first = store
+        .claim("q", "w", 1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let success = Outcome::Success(tether_store::encode(&"ok").unwrap());
+    store.finish(&first[0].lease, &success).await.unwrap();
+    let third = store.enqueue(&ready("alice")).await.unwrap().id;
+    over(store.enqueue(&ready("alice")).await);
+    // A lease that lapses goes back to pending: still counted.
+    let claimed = store
+        .claim("q", "w", 1, Duration::from_millis(1))
+        .await
+        .unwrap();
+    assert_eq!(claimed[0].lease.id, second);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(store.reap("q", 10).await.unwrap(), vec![second]);
+    over(store.enqueue(&ready("alice")).await);
+    // Failure for good frees a place; re-queueing the dead job takes it back.
+    let fatal = Outcome::Error {
+        retryable: false,
+        retry_delay: Duration::ZERO,
+        message: "no".into(),
+        code: ErrorCode::Custom("No".into()),
+        info: vec![],
+    };
+    let claimed = store
+        .claim("q", "w", 3, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let lease = &claimed.iter().find(|c| c.lease.id == second).unwrap().lease;
+    store.finish(lease, &fatal).await.unwrap();
+    let fourth = store.enqueue(&ready("alice")).await.unwrap().id;
+    store.retry_dead("q", second, Some("alice")).await.unwrap();
+    over(store.enqueue(&ready("alice")).await);
+    // Cancels free places.
+    store.cancel("q", fourth, None).await.unwrap();
+    store.cancel("q", second, None).await.unwrap();
+    store.enqueue(&ready("alice")).await.unwrap();
+    over(store.enqueue(&ready("alice")).await);
+    let _ = third;
+    assert_eq!(
+        store.check_consistency("q").await.unwrap(),
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_pending_quota_follows_every_transition() {
+    pending_quota_follows_every_transition(Topology::Single).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_pending_quota_follows_every_transition() {
+    pending_quota_follows_every_transition(Topology::Cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_past_the_horizon_writes_nothing() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let store = store_with(&redis, |c| c.horizon = Duration::from_secs(3600)).await;
+    let late = JobSpec::new("t").delay(Duration::from_secs(7200));
+    let refused = store.enqueue(&late).await;
+    assert!(
+        matches!(refused, Err(StoreError::BeyondHorizon { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(
+        refused.unwrap_err().to_string(),
+        "BeyondHorizon: a job may start at most 1 hours ahead"
+    );
+    let far = JobSpec::new("t").run_at("9999-01-01T00:00:00Z".parse().unwrap());
+    let batch = store.enqueue_many(&[JobSpec::new("t"), far]).await;
+    assert!(matches!(batch, Err(StoreError::BeyondHorizon { .. })));
+    assert!(
+        store
+            .list(&ListQuery::default())
+            .await
+            .unwrap()
+            .jobs
+            .is_empty()
+    );
+    store
+        .enqueue(&JobSpec::new("t").delay(Duration::from_secs(3000)))
+        .await
+        .unwrap();
+}
+
+async fn idle_queues_are_forgotten(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let store = store_with(&redis, |c| c.retention = Duration::from_millis(1)).await;
+    let other = store_with(&redis, |_| {}).await;
+    // A queue whose only job finished and expired.
+    for producer in [&store, &other] {
+        let id = producer
+            .enqueue(&JobSpec::new("t").queue("junk"))
+            .await
+            .unwrap()
+            .id;
+        store.cancel("junk", id, None).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(store.expire("junk", 10).await.unwrap(), 2);
+    // A queue with a job, an empty queue a worker serves, an empty one used just now.
+    store
+        .enqueue(&JobSpec::new("t").queue("kept"))
+        .await
+        .unwrap();
+    store.ensure_queue("served").await.unwrap();
+    let worker = tether_store::WorkerInfo {
+        id: "w1".into(),
+        host: "h".into(),
+        pid: 1,
+        queues: vec!["served".into()],
+        concurrency: 1,
+        started_at: chrono::Utc::now(),
+        jobs: vec![],
+    };
+    store
+        .put_worker(&worker, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .forget_idle_queues(Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        Vec::<String>::new(),
+        "junk was used within the hour"
+    );
+    assert_eq!(
+        store.forget_idle_queues(Duration::ZERO).await.unwrap(),
+        vec!["junk".to_owned()]
+    );
+    assert_eq!(store.queues().await.unwrap(), ["kept", "served"]);
+    // An enqueue registers it again, also from a process that had it set up before,
+    // and workers can claim from it.
+    let id = other
+        .enqueue(&JobSpec::new("t").queue("junk"))
+        .await
+        .unwrap()
+        .id;
+    assert_eq!(store.queues().await.unwrap(), ["junk", "kept", "served"]);
+    let claimed = store
+        .claim("junk", "w", 1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(claimed[0].lease.id, id);
+    for queue in ["junk", "kept", "served"] {
+        assert_eq!(
+            store.check_consistency(queue).await.unwrap(),
+            Vec::<String>::new()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_idle_queues_are_forgotten() {
+    idle_queues_are_forgotten(Topology::Single).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_idle_queues_are_forgotten() {
+    idle_queues_are_forgotten(Topology::Cluster).await;
 }
