@@ -352,3 +352,71 @@ async fn single_idle_queues_are_forgotten() {
 async fn cluster_idle_queues_are_forgotten() {
     idle_queues_are_forgotten(Topology::Cluster).await;
 }
+
+async fn scoped_keys_and_forced_cancels(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let store = store_with(&redis, |c| c.retention = Duration::from_millis(1)).await;
+    let keyed = |owner: &str| ready(owner).idempotency_key("k").cancelable(false);
+    let alices = store.enqueue(&keyed("alice")).await.unwrap();
+    let bobs = store.enqueue(&keyed("bob")).await.unwrap();
+    assert!(alices.created && bobs.created && alices.id != bobs.id);
+    let again = store.enqueue(&keyed("alice")).await.unwrap();
+    assert_eq!((again.id, again.created), (alices.id, false));
+    // Non-cancelable: refused unless forced.
+    let refused = store.cancel("q", alices.id, Some("alice")).await;
+    assert!(
+        matches!(refused, Err(StoreError::NotSupported)),
+        "{refused:?}"
+    );
+    store.cancel_with("q", alices.id, None, true).await.unwrap();
+    let claimed = store
+        .claim("q", "w", 1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(claimed[0].lease.id, bobs.id);
+    store.cancel_with("q", bobs.id, None, true).await.unwrap();
+    let renewed = store
+        .renew(
+            "q",
+            &[(bobs.id, claimed[0].lease.epoch)],
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(renewed.1, [tether_store::RenewStatus::CancelRequested]);
+    // Expiry takes the owner's key and index entry with the job: the key is free again.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(store.expire("q", 10).await.unwrap(), 1);
+    let fresh = store.enqueue(&keyed("alice")).await.unwrap();
+    assert!(fresh.created && fresh.id != alices.id);
+    if let TestRedis::Single(server) = &redis {
+        let mut conn = server.connection();
+        let mut keys: Vec<String> = redis::cmd("KEYS").arg("*alice*").query(&mut conn).unwrap();
+        keys.sort();
+        assert_eq!(
+            keys,
+            ["tether:{q}:oidem:5:alice:k", "tether:{q}:owner:alice"]
+        );
+        let index: Vec<String> = redis::cmd("ZRANGE")
+            .arg("tether:{q}:owner:alice")
+            .arg(0)
+            .arg(-1)
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(index, [fresh.id.to_string()]);
+    }
+    assert_eq!(
+        store.check_consistency("q").await.unwrap(),
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_scoped_keys_and_forced_cancels() {
+    scoped_keys_and_forced_cancels(Topology::Single).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_scoped_keys_and_forced_cancels() {
+    scoped_keys_and_forced_cancels(Topology::Cluster).await;
+}
