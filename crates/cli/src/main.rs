@@ -347,6 +347,9 @@ async fn run(cli: Cli) -> CliResult {
     if let Some(t) = file.store.replication_timeout {
         store_config.replication_timeout = t;
     }
+    if let Some(h) = file.store.horizon {
+        store_config.horizon = h;
+    }
     let connect = || async {
         Store::connect(store_config.clone()).await.map_err(|e| {
             format!(

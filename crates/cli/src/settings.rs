@@ -47,6 +47,8 @@ pub struct StoreFile {
     pub min_replicas: Option<usize>,
     #[serde(default, with = "humantime_serde_opt")]
     pub replication_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub horizon: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,6 +131,7 @@ mod tests {
             config.api.horizon,
             Some(Duration::from_secs(30 * 24 * 3600))
         );
+        assert_eq!(config.store.horizon, config.api.horizon);
         assert_eq!(config.api.max_pending_per_owner, Some(10_000));
         assert_eq!(
             config.api.forget_idle_queues,
