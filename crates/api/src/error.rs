@@ -66,6 +66,9 @@ impl From<ProducerError> for ApiError {
         match e {
             ProducerError::Store(store) => store.into(),
             ProducerError::Spec(spec) => ApiError::bad_request(spec.to_string()),
+            e @ ProducerError::NotPermitted(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, "Forbidden", e.to_string())
+            }
             other => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalError",
@@ -93,6 +96,14 @@ impl From<StoreError> for ApiError {
                 "the task is not cancelable",
             ),
             StoreError::Spec(spec) => ApiError::bad_request(spec.to_string()),
+            e @ StoreError::QuotaExceeded { .. } => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "QuotaExceeded",
+                e.to_string(),
+            ),
+            e @ StoreError::BeyondHorizon { .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, "BeyondHorizon", e.to_string())
+            }
             StoreError::PayloadTooLarge { size, limit } => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "PayloadTooLarge",

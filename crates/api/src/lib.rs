@@ -49,16 +49,21 @@ pub struct ApiConfig {
     pub body_limit: usize,
     /// Queue for tasks created without one.
     pub default_queue: String,
+    /// When set, the only queues tasks may be created in (403 otherwise): each new
+    /// queue name costs Redis keys and every unfiltered list a read. `None`: any valid name.
+    pub allowed_queues: Option<Vec<String>>,
 }
 
 impl Default for ApiConfig {
-    /// No tokens (every request is 401), any job type, 1 MiB bodies, queue `default`.
+    /// No tokens (every request is 401), any job type, 1 MiB bodies, queue `default`,
+    /// any queue.
     fn default() -> Self {
         ApiConfig {
             auth: Auth::Tokens(Vec::new()),
             job_types: None,
             body_limit: 1024 * 1024,
             default_queue: "default".into(),
+            allowed_queues: None,
         }
     }
 }

@@ -158,7 +158,9 @@ pub struct CreateTask {
 
 #[utoipa::path(post, path = "/v2/tasks", tag = "tasks", request_body = CreateTask,
     responses((status = 201, description = "Created", body = Object), (status = 400, body = ApiError),
-        (status = 401, body = ApiError), (status = 413, body = ApiError), (status = 415, body = ApiError)))]
+        (status = 401, body = ApiError), (status = 403, description = "QueueNotAllowed", body = ApiError),
+        (status = 413, body = ApiError), (status = 415, body = ApiError),
+        (status = 429, description = "QuotaExceeded: too many unfinished tasks of this owner", body = ApiError)))]
 pub async fn create_task(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -179,11 +181,23 @@ pub async fn create_task(
             ),
         ));
     }
+    let queue = req
+        .queue
+        .unwrap_or_else(|| state.config.default_queue.clone());
+    if let Some(allowed) = &state.config.allowed_queues
+        && !allowed.contains(&queue)
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "QueueNotAllowed",
+            format!(
+                "tasks cannot be created in queue {queue:?}; allowed queues: {}",
+                allowed.join(", ")
+            ),
+        ));
+    }
     let mut spec = JobSpec::new(&req.task_type)
-        .queue(
-            req.queue
-                .unwrap_or_else(|| state.config.default_queue.clone()),
-        )
+        .queue(queue)
         .input_json(req.input)
         .owner(&caller.owner)
         .cancelable(req.cancelable.unwrap_or(true));
@@ -371,17 +385,41 @@ async fn after_action(producer: &Producer, id: JobId) -> Result<Response, ApiErr
     Ok((StatusCode::ACCEPTED, Json(task_body(&job, true))).into_response())
 }
 
-#[utoipa::path(post, path = "/v2/tasks/{id}/cancel", tag = "tasks", params(("id" = String, Path)),
+/// `POST /v2/tasks/{id}/cancel` query parameters.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct CancelParams {
+    /// Admins only: cancel even a task created with `cancelable: false`.
+    pub force: Option<bool>,
+}
+
+#[utoipa::path(post, path = "/v2/tasks/{id}/cancel", tag = "tasks", params(("id" = String, Path), CancelParams),
     responses((status = 202, description = "Cancelled, or cancel requested from its worker", body = Object),
+        (status = 403, description = "force=true by a non-admin", body = ApiError),
         (status = 404, body = ApiError), (status = 409, description = "InvalidState or NotSupported", body = ApiError)))]
 pub async fn cancel_task(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(id): Path<String>,
+    params: Result<Query<CancelParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let id = parse_id(&id)?;
     let producer = state.producer(&caller);
-    producer.cancel(id).await?;
+    if p.force.unwrap_or(false) {
+        // `cancelable: false` binds owners, not administrators: they must be able to
+        // stop a job that would otherwise hold a worker slot for ever.
+        if !caller.admin {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                "only admins may force a cancel",
+            ));
+        }
+        producer.force_cancel(id).await?;
+    } else {
+        producer.cancel(id).await?;
+    }
     after_action(&producer, id).await
 }
 

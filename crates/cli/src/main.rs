@@ -83,7 +83,12 @@ enum Command {
     /// List jobs, newest first.
     List(ListArgs),
     /// Cancel a job (pending: at once; running: at its worker's next heartbeat).
-    Cancel { id: JobId },
+    Cancel {
+        id: JobId,
+        /// Also a job created with `cancelable: false`.
+        #[arg(long)]
+        force: bool,
+    },
     /// Re-queue a dead job.
     Retry { id: JobId },
     /// Set a job's name and/or description.
@@ -170,6 +175,18 @@ struct ApiArgs {
     /// Largest request body in bytes (default 1 MiB).
     #[arg(long, env = "TETHER_API_BODY_LIMIT")]
     body_limit: Option<usize>,
+    /// Latest start a task may ask for, from now (default 30d); later is a 400.
+    #[arg(long, env = "TETHER_API_HORIZON", value_parser = parse_duration)]
+    horizon: Option<Duration>,
+    /// Unfinished tasks one owner may have in one queue (default 10000; 0: no limit); more is a 429.
+    #[arg(long, env = "TETHER_API_MAX_PENDING_PER_OWNER")]
+    max_pending_per_owner: Option<u64>,
+    /// The only queues tasks may be created in (comma-separated; default: any valid name).
+    #[arg(long, env = "TETHER_API_ALLOWED_QUEUES", value_delimiter = ',')]
+    allowed_queues: Vec<String>,
+    /// Forget registered queues that are empty and had no enqueue for this long (default 24h; 0s: never).
+    #[arg(long, env = "TETHER_API_FORGET_IDLE_QUEUES", value_parser = parse_duration)]
+    forget_idle_queues: Option<Duration>,
 }
 
 #[derive(Args, Debug)]
@@ -330,6 +347,9 @@ async fn run(cli: Cli) -> CliResult {
     if let Some(t) = file.store.replication_timeout {
         store_config.replication_timeout = t;
     }
+    if let Some(h) = file.store.horizon {
+        store_config.horizon = h;
+    }
     let connect = || async {
         Store::connect(store_config.clone()).await.map_err(|e| {
             format!(
@@ -340,9 +360,7 @@ async fn run(cli: Cli) -> CliResult {
     };
     match cli.command {
         Command::Worker(args) => run_worker(args, &file.worker, store_config.clone(), &url).await,
-        Command::Api(args) => {
-            run_api(args, &file.api, Producer::from_store(connect().await?)).await
-        }
+        Command::Api(args) => run_api(args, &file.api, store_config, &url).await,
         command => {
             let producer = Producer::from_store(connect().await?);
             run_client(command, producer).await
@@ -410,7 +428,39 @@ async fn run_worker(
     worker.run_until_signal().await.map_err(err)
 }
 
-async fn run_api(args: ApiArgs, file: &settings::ApiFile, producer: Producer) -> CliResult {
+async fn run_api(
+    args: ApiArgs,
+    file: &settings::ApiFile,
+    mut store_config: StoreConfig,
+    url: &str,
+) -> CliResult {
+    if let Some(h) = args.horizon.or(file.horizon) {
+        store_config.horizon = h;
+    }
+    store_config.max_pending_per_owner = args
+        .max_pending_per_owner
+        .or(file.max_pending_per_owner)
+        .unwrap_or(10_000);
+    let store = Store::connect(store_config).await.map_err(|e| {
+        format!(
+            "cannot connect to Redis at {}: {e}",
+            tether_store::redact(url)
+        )
+    })?;
+    let producer = Producer::from_store(store.clone());
+    let allowed_queues = if !args.allowed_queues.is_empty() {
+        Some(args.allowed_queues)
+    } else {
+        file.allowed_queues.clone()
+    };
+    let idle = args
+        .forget_idle_queues
+        .or(file.forget_idle_queues)
+        .unwrap_or(Duration::from_secs(24 * 3600));
+    let shutdown = tether_api::shutdown_on_signal();
+    if !idle.is_zero() {
+        tokio::spawn(forget_idle_queues(store, idle, shutdown.clone()));
+    }
     let auth = if args.insecure_no_auth {
         tether_api::Auth::Disabled
     } else {
@@ -432,6 +482,7 @@ async fn run_api(args: ApiArgs, file: &settings::ApiFile, producer: Producer) ->
             .body_limit
             .or(file.body_limit)
             .unwrap_or(defaults.body_limit),
+        allowed_queues,
         ..defaults
     };
     let listen = args
@@ -441,9 +492,27 @@ async fn run_api(args: ApiArgs, file: &settings::ApiFile, producer: Producer) ->
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    tether_api::serve(listener, producer, config, tether_api::shutdown_on_signal())
+    tether_api::serve(listener, producer, config, shutdown)
         .await
         .map_err(err)
+}
+
+/// Every few minutes, drops queues that are empty and unused from the registry, so junk
+/// queue names do not slow every unfiltered list for ever.
+async fn forget_idle_queues(
+    store: Store,
+    idle: Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let every = (idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(300));
+    loop {
+        tokio::select! { _ = tokio::time::sleep(every) => {}, _ = stop.cancelled() => return }
+        match store.forget_idle_queues(idle).await {
+            Ok(gone) if !gone.is_empty() => tracing::info!(queues = ?gone, "forgot idle queues"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "forgetting idle queues failed"),
+        }
+    }
 }
 
 async fn run_client(command: Command, producer: Producer) -> CliResult {
@@ -486,8 +555,13 @@ async fn run_client(command: Command, producer: Producer) -> CliResult {
             output::page(&page, args.json);
             Ok(())
         }
-        Command::Cancel { id } => {
-            let outcome = producer.cancel(id).await.map_err(err)?;
+        Command::Cancel { id, force } => {
+            let outcome = if force {
+                producer.force_cancel(id).await
+            } else {
+                producer.cancel(id).await
+            }
+            .map_err(err)?;
             println!(
                 "{id}: {}",
                 match outcome {

@@ -28,6 +28,12 @@ pub struct ApiFile {
     pub tokens: Option<PathBuf>,
     pub job_types: Option<Vec<String>>,
     pub body_limit: Option<usize>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub horizon: Option<Duration>,
+    pub max_pending_per_owner: Option<u64>,
+    pub allowed_queues: Option<Vec<String>>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub forget_idle_queues: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -41,6 +47,8 @@ pub struct StoreFile {
     pub min_replicas: Option<usize>,
     #[serde(default, with = "humantime_serde_opt")]
     pub replication_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub horizon: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -119,6 +127,16 @@ mod tests {
         assert_eq!(config.worker.claim_batch, Some(64));
         assert_eq!(config.api.listen, Some("127.0.0.1:9292".parse().unwrap()));
         assert_eq!(config.api.body_limit, Some(1048576));
+        assert_eq!(
+            config.api.horizon,
+            Some(Duration::from_secs(30 * 24 * 3600))
+        );
+        assert_eq!(config.store.horizon, config.api.horizon);
+        assert_eq!(config.api.max_pending_per_owner, Some(10_000));
+        assert_eq!(
+            config.api.forget_idle_queues,
+            Some(Duration::from_secs(24 * 3600))
+        );
         // As shipped, everything is commented out: it changes nothing.
         let shipped: FileConfig = toml::from_str(&text).unwrap();
         assert!(shipped.redis_url.is_none() && shipped.worker.concurrency.is_none());

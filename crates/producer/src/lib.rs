@@ -36,6 +36,9 @@ pub enum Error {
     /// `wait` gave up before the job finished.
     #[error("timed out waiting for job {0}")]
     WaitTimeout(JobId),
+    /// The call is for administrators: a producer scoped to an owner may not make it.
+    #[error("NotPermitted: {0}")]
+    NotPermitted(&'static str),
 }
 
 impl Error {
@@ -126,7 +129,8 @@ impl Producer {
         spec
     }
 
-    /// Enqueues a job. With an idempotency key seen before, returns the earlier job's id.
+    /// Enqueues a job. With an idempotency key this owner used before, returns the earlier
+    /// job's id (keys are scoped by owner: another owner's key is no match).
     pub async fn enqueue(&self, spec: JobSpec) -> Result<JobId, Error> {
         let spec = self.scoped(spec);
         let done = self.store.enqueue(&spec).await?;
@@ -149,9 +153,11 @@ impl Producer {
                 at(done.due_at_ms),
             ));
         }
-        self.get(done.id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(done.id.to_string()).into())
+        // Keys are scoped by owner, so the earlier job is this owner's; should it have
+        // expired meanwhile, the answer names no id (it could be no one else's anyway).
+        self.get(done.id).await?.ok_or_else(|| {
+            StoreError::NotFound("with that idempotency key (it just expired)".into()).into()
+        })
     }
 
     /// Enqueues many jobs in pipelined round trips.
@@ -210,6 +216,19 @@ impl Producer {
     pub async fn cancel(&self, id: JobId) -> Result<CancelOutcome, Error> {
         let queue = self.locate(id).await?;
         Ok(self.store.cancel(&queue, id, self.owner.as_deref()).await?)
+    }
+
+    /// CancelTask even for a job created with `cancelable: false`: for administrators,
+    /// so only an unscoped producer may (`NotPermitted` otherwise). A running job stops at
+    /// its worker's next heartbeat, as with any cancel.
+    pub async fn force_cancel(&self, id: JobId) -> Result<CancelOutcome, Error> {
+        if self.owner.is_some() {
+            return Err(Error::NotPermitted(
+                "only administrators may cancel a non-cancelable job",
+            ));
+        }
+        let queue = self.locate(id).await?;
+        Ok(self.store.cancel_with(&queue, id, None, true).await?)
     }
 
     /// Re-queues a dead job for a fresh run.

@@ -1,14 +1,15 @@
 -- CancelTask from a producer.
--- ARGV: prefix, id, owner ('' = any), retention ms
+-- ARGV: prefix, id, owner ('' = any), retention ms, force ('1': ignore `cancelable`; admins only,
+--       checked by the caller)
 -- Returns 'CANCELLED' (was pending), 'REQUESTED' (running: the worker stops it),
 -- 'NOT_FOUND', 'NOT_SUPPORTED' or 'INVALID:<status>'.
-local id, owner, retention = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local id, owner, retention, force = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local key = job_key(id)
 local v = redis.call('HMGET', key, 'st', 'owner', 'can', 'sid', 'creq', 'w')
 if not v[1] or (owner ~= '' and v[2] ~= owner) then return 'NOT_FOUND' end
 local st = v[1]
 if st == 'success' or st == 'failure' or st == 'cancelled' then return 'INVALID:' .. st end
-if v[3] == '0' then return 'NOT_SUPPORTED' end
+if v[3] == '0' and force ~= '1' then return 'NOT_SUPPORTED' end
 if st == 'pending' then
   if v[4] then redis.call('XDEL', K_STREAM, v[4]) end
   redis.call('ZREM', K_DELAYED, id)

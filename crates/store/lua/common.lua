@@ -18,6 +18,19 @@ end
 
 local function job_key(id) return PREFIX .. 'job:' .. id end
 
+-- Owners do not share idempotency keys: one owner's key can neither find nor block
+-- another's. The owner's length makes the split unambiguous; ownerless jobs keep `idem:`.
+local function idem_key(owner, key)
+  if not owner or owner == '' then return PREFIX .. 'idem:' .. key end
+  return PREFIX .. 'oidem:' .. #owner .. ':' .. owner .. ':' .. key
+end
+
+-- An owner's retained jobs by creation time, so an owner's list reads only its own jobs.
+local function owner_index(owner) return PREFIX .. 'owner:' .. owner end
+
+-- Owner -> how many of its jobs are not final (the pending quota counts these).
+local K_ACTIVE = PREFIX .. 'active'
+
 -- Wake anyone watching this job (watch / SSE). Payload-free: watchers re-read the record.
 -- Only jobs with a watcher (field w = 1, set by watch.lua) pay for the PUBLISH.
 local function notify(id, watched)
@@ -35,6 +48,7 @@ end
 -- one call each: every redis.call costs a conversion between Lua and Redis, so a
 -- batch pays for an index once, not once per job.
 local unleased, done, dead, leased, created, counted = {}, {}, {}, {}, {}, {}
+local settled = {} -- owner -> jobs of it that became final
 
 local function push(list, ...)
   for _, v in ipairs({...}) do list[#list + 1] = v end
@@ -48,12 +62,18 @@ local function flush()
   if #dead > 0 then redis.call('ZADD', K_DEAD, unpack(dead)) end
   if #created > 0 then redis.call('ZADD', K_JOBS, unpack(created)) end
   for status, n in pairs(counted) do redis.call('HINCRBY', K_COUNTS, status, n) end
+  for owner, n in pairs(settled) do
+    -- At or below 0 (jobs enqueued before owners were counted): forget the owner.
+    if redis.call('HINCRBY', K_ACTIVE, owner, -n) <= 0 then redis.call('HDEL', K_ACTIVE, owner) end
+  end
 end
 
 -- Record a final status. The caller has checked that the transition is allowed.
 -- `fields` are extra field/value pairs (result, error...).
 local function finalize(key, id, status, now, retention, watched, fields)
   local expires = now + retention
+  local owner = redis.call('HGET', key, 'owner')
+  if owner and owner ~= '' then settled[owner] = (settled[owner] or 0) + 1 end
   if status == 'failure' then
     push(fields, 'dead', 1)
     push(dead, now, id)

@@ -1,41 +1,81 @@
 -- Enqueue jobs (one, or a batch of one queue).
--- ARGV: prefix, then per job: id, run_at_ms (0 = none), delay_ms, idempotency key ('' = none),
+-- ARGV: prefix, horizon ms (0 = none), pending quota per owner (0 = none), then per job:
+--       id, run_at_ms (0 = none), delay_ms, idempotency key ('' = none), owner ('' = none),
 --       n, then n field/value arguments of the record's static fields.
--- Returns per job {1, id, created ms, due ms} when enqueued, {0, existing_id, 0, 0} when its
--- idempotency key was seen (within the batch too), or {-1, id, 0, 0} when the id exists
--- already (a resend after a lost reply).
+-- Returns per job {1, id, created ms, due ms} when enqueued, {0, existing_id, 0, 0} when the
+-- owner's idempotency key was seen (within the batch too), or {-1, id, 0, 0} when the id exists
+-- already (a resend after a lost reply); then {2, '', 0, 0} when the queue had no `used` mark
+-- (new, or forgotten by the registry): the caller registers it.
+-- Refuses the whole batch, writing nothing, with one {-2, owner, not-final jobs, quota} when it
+-- would take an owner past the quota, or {-3, id, due ms, horizon ms} when a job is due too late.
 local now = now_ms()
-local out = {}
-local i = 2
+local horizon, quota = tonumber(ARGV[2]), tonumber(ARGV[3])
+local K_USED = PREFIX .. 'used'
+
+-- Reads and checks first: nothing is written unless the whole batch is accepted.
+local jobs, out, seen, adding = {}, {}, {}, {}
+local i = 4
 while i <= #ARGV do
-  local id, run_at, delay, idem, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), ARGV[i + 3], tonumber(ARGV[i + 4])
-  local first, last = i + 5, i + 4 + n
-  i = last + 1
-  local idem_key = PREFIX .. 'idem:' .. idem
-  local existing = idem ~= '' and redis.call('GET', idem_key)
-  local key = job_key(id)
+  local id, run_at, delay, idem, owner, n =
+    ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
+  local job = {id = id, idem = idem, owner = owner, first = i + 6, last = i + 5 + n}
+  i = job.last + 1
+  job.idem_key = idem_key(owner, idem)
+  local existing = idem ~= '' and (seen[job.idem_key] or redis.call('GET', job.idem_key))
   if existing then
     out[#out + 1] = {0, existing, 0, 0}
-  elseif redis.call('EXISTS', key) == 1 then
+  elseif redis.call('EXISTS', job_key(id)) == 1 then
     out[#out + 1] = {-1, id, 0, 0}
   else
-    local due = math.max(run_at, now + delay)
-    local where, at
-    if due > now then
-      redis.call('ZADD', K_DELAYED, due, id)
-      where, at = 'ra', due
-    else
-      where, at = 'sid', redis.call('XADD', K_STREAM, '*', 'j', id)
-    end
-    if idem ~= '' then
-      redis.call('SET', idem_key, id)
-      redis.call('HSET', key, 'st', 'pending', 'ct', now, 'ut', now, where, at, 'ik', idem, unpack(ARGV, first, last))
-    else
-      redis.call('HSET', key, 'st', 'pending', 'ct', now, 'ut', now, where, at, unpack(ARGV, first, last))
-    end
-    push(created, now, id)
-    out[#out + 1] = {1, id, now, due}
+    job.due = math.max(run_at, now + delay)
+    if horizon > 0 and job.due > now + horizon then return {{-3, id, job.due, horizon}} end
+    if idem ~= '' then seen[job.idem_key] = id end
+    if owner ~= '' then adding[owner] = (adding[owner] or 0) + 1 end
+    jobs[#jobs + 1] = job
+    out[#out + 1] = {1, id, now, job.due}
   end
 end
+if quota > 0 then
+  for owner, n in pairs(adding) do
+    local active = tonumber(redis.call('HGET', K_ACTIVE, owner) or '0')
+    if active + n > quota then return {{-2, owner, active, quota}} end
+  end
+end
+local fresh = redis.call('EXISTS', K_USED) == 0
+
+-- Writes.
+if fresh then
+  -- The registry forgot this queue and deleted its stream: a group again, for the workers
+  -- (BUSYGROUP when it exists: pcall keeps that from failing the script).
+  redis.pcall('XGROUP', 'CREATE', K_STREAM, GROUP, '0', 'MKSTREAM')
+end
+redis.call('SET', K_USED, now)
+local owned = {}
+for _, job in ipairs(jobs) do
+  local id, key = job.id, job_key(job.id)
+  local where, at
+  if job.due > now then
+    redis.call('ZADD', K_DELAYED, job.due, id)
+    where, at = 'ra', job.due
+  else
+    where, at = 'sid', redis.call('XADD', K_STREAM, '*', 'j', id)
+  end
+  if job.idem ~= '' then
+    redis.call('SET', job.idem_key, id)
+    redis.call('HSET', key, 'st', 'pending', 'ct', now, 'ut', now, where, at, 'ik', job.idem, unpack(ARGV, job.first, job.last))
+  else
+    redis.call('HSET', key, 'st', 'pending', 'ct', now, 'ut', now, where, at, unpack(ARGV, job.first, job.last))
+  end
+  push(created, now, id)
+  if job.owner ~= '' then
+    owned[job.owner] = owned[job.owner] or {}
+    push(owned[job.owner], now, id)
+  end
+end
+for owner, entries in pairs(owned) do
+  redis.call('ZADD', owner_index(owner), unpack(entries))
+  redis.call('HINCRBY', K_ACTIVE, owner, #entries / 2)
+end
 flush()
+if fresh then out[#out + 1] = {2, '', 0, 0} end
 return out

@@ -11,6 +11,7 @@ redis.call('HSET', key, 'att', 0, 'dead', 0, 'pg', 0)
 redis.call('ZREM', K_DEAD, id)
 redis.call('ZREM', K_DONE, id)
 redis.call('HINCRBY', K_COUNTS, 'failure', -1)
+if v[2] and v[2] ~= '' then redis.call('HINCRBY', K_ACTIVE, v[2], 1) end
 make_ready(key, id, now_ms())
 notify(id, v[4])
 return 'OK'

@@ -23,6 +23,14 @@ pub enum StoreError {
     /// The encoded input is over the configured limit.
     #[error("PayloadTooLarge: input is {size} bytes, the limit is {limit}")]
     PayloadTooLarge { size: usize, limit: usize },
+    /// The owner already has `quota` unfinished jobs in this queue; nothing was written.
+    #[error(
+        "QuotaExceeded: {pending} unfinished jobs of this owner in this queue; the limit is {quota}"
+    )]
+    QuotaExceeded { pending: u64, quota: u64 },
+    /// A job was due later than now + `horizon`; nothing was written.
+    #[error("BeyondHorizon: a job may start at most {} ahead", span(*horizon))]
+    BeyondHorizon { horizon: std::time::Duration },
     /// A stored value could not be decoded.
     #[error("decode {field}: {message}")]
     Decode {
@@ -84,6 +92,17 @@ impl StoreError {
             field,
             message: e.to_string(),
         }
+    }
+}
+
+/// `30 days`, `90 minutes`, `45s`: a horizon as people set it.
+fn span(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        s if s >= 86_400 && s % 86_400 == 0 => format!("{} days", s / 86_400),
+        s if s >= 3600 && s % 3600 == 0 => format!("{} hours", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{} minutes", s / 60),
+        s => format!("{s}s"),
     }
 }
 

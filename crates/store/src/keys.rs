@@ -57,6 +57,19 @@ impl QueueKeys {
     pub fn job(&self, id: &str) -> String {
         format!("{}job:{id}", self.prefix)
     }
+    /// An owner's retained jobs by creation time (zset). The owner is the key's tail,
+    /// so any characters are data; callers bound its length first.
+    pub fn owner_jobs(&self, owner: &str) -> String {
+        format!("{}owner:{owner}", self.prefix)
+    }
+    /// Owner → how many of its jobs are not final (hash; the pending quota).
+    pub fn active(&self) -> String {
+        format!("{}active", self.prefix)
+    }
+    /// Time of the last enqueue (ms); absent once the registry forgot the queue.
+    pub fn used(&self) -> String {
+        format!("{}used", self.prefix)
+    }
     /// Pub/sub channel on which a job's changes are announced (no payload).
     pub fn events(&self, id: &str) -> String {
         format!("{}ev:{id}", self.prefix)
@@ -70,12 +83,13 @@ mod tests {
     #[test]
     fn every_key_of_a_queue_shares_its_hash_tag() {
         let keys = QueueKeys::new("mail");
-        for key in keys
-            .fixed
-            .iter()
-            .cloned()
-            .chain([keys.job("x"), keys.events("x")])
-        {
+        for key in keys.fixed.iter().cloned().chain([
+            keys.job("x"),
+            keys.events("x"),
+            keys.owner_jobs("x"),
+            keys.active(),
+            keys.used(),
+        ]) {
             assert!(key.starts_with("tether:{mail}:"), "{key}");
         }
     }

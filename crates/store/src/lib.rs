@@ -67,10 +67,17 @@ pub struct StoreConfig {
     pub min_replicas: usize,
     /// How long an enqueue waits for `min_replicas` confirmations.
     pub replication_timeout: Duration,
+    /// Latest start accepted, from now: a later `run_at` or `delay` is refused
+    /// ([`StoreError::BeyondHorizon`]), so no job occupies Redis for ever.
+    pub horizon: Duration,
+    /// When above 0, how many unfinished jobs one owner may have in one queue; more
+    /// is refused ([`StoreError::QuotaExceeded`]). Jobs without an owner are not counted.
+    pub max_pending_per_owner: u64,
 }
 
 impl StoreConfig {
-    /// Defaults: 10 s response timeout, 48 h retention, 1 MiB inputs.
+    /// Defaults: 10 s response timeout, 48 h retention, 1 MiB inputs, a 30-day
+    /// horizon, no quota.
     pub fn new(url: impl Into<String>) -> Self {
         StoreConfig {
             url: url.into(),
@@ -80,9 +87,14 @@ impl StoreConfig {
             max_payload_bytes: tether_model::DEFAULT_MAX_PAYLOAD_BYTES,
             min_replicas: 0,
             replication_timeout: Duration::from_millis(500),
+            horizon: DEFAULT_HORIZON,
+            max_pending_per_owner: 0,
         }
     }
 }
+
+/// How far ahead a job may be scheduled by default: 30 days.
+pub const DEFAULT_HORIZON: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// The answer to an enqueue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,6 +284,45 @@ impl Store {
         Ok(queues)
     }
 
+    /// Removes from the registry each queue that holds no jobs of any kind and had no
+    /// enqueue for `idle`, with its leftover keys; queues a live worker serves are kept.
+    /// Returns the names forgotten. Safe against a concurrent enqueue: an enqueue into a
+    /// forgotten queue sets it up and registers it again.
+    pub async fn forget_idle_queues(&self, idle: Duration) -> Result<Vec<String>, StoreError> {
+        let served: HashSet<String> = self
+            .workers()
+            .await?
+            .into_iter()
+            .flat_map(|w| w.queues)
+            .collect();
+        let idle_ms = (idle.as_millis() as u64).to_string();
+        let mut forgotten = Vec::new();
+        for queue in self.queues().await? {
+            if served.contains(&queue) || tether_model::validate_queue_name(&queue).is_err() {
+                continue;
+            }
+            let emptied: i64 = self
+                .queue_script(&SCRIPTS.forget, &queue, &[&idle_ms])
+                .await?;
+            if emptied == 0 {
+                continue;
+            }
+            self.inner.ready_queues.lock().unwrap().remove(&queue);
+            let keys = QueueKeys::new(&queue);
+            let mut conn = self.conn();
+            // Two slots, so two commands: an enqueue between the script and SREM has
+            // registered the queue and set `used` again; then it stays registered.
+            let _: () = conn.srem(keys::QUEUES, &queue).await?;
+            let used: bool = conn.exists(keys.used()).await?;
+            if used {
+                let _: () = conn.sadd(keys::QUEUES, &queue).await?;
+            } else {
+                forgotten.push(queue);
+            }
+        }
+        Ok(forgotten)
+    }
+
     fn prepare(&self, spec: &JobSpec, input: Option<Vec<u8>>) -> Result<Vec<u8>, StoreError> {
         spec.validate()?;
         let input = match input {
@@ -300,6 +351,7 @@ impl Store {
             .arg(run_at_ms)
             .arg(delay_ms)
             .arg(spec.idempotency_key.as_deref().unwrap_or(""))
+            .arg(spec.owner.as_deref().unwrap_or(""))
             .arg(fields.len() * 2);
         for (field, value) in fields {
             inv.arg(field).arg(value.as_ref());
@@ -319,6 +371,8 @@ impl Store {
         let (replies, confirmed): (Vec<(i64, String, i64, i64)>, usize) = self
             .idempotent(|| async {
                 let mut inv = Self::invocation(&SCRIPTS.enqueue, &keys);
+                inv.arg(self.inner.config.horizon.as_millis() as u64)
+                    .arg(self.inner.config.max_pending_per_owner);
                 for (spec, id, input) in jobs {
                     Self::push_job(&mut inv, spec, *id, input);
                 }
@@ -345,11 +399,33 @@ impl Store {
                 }
             })
             .await?;
+        match replies.first() {
+            Some((-2, _, pending, quota)) => {
+                return Err(StoreError::QuotaExceeded {
+                    pending: *pending as u64,
+                    quota: *quota as u64,
+                });
+            }
+            Some((-3, ..)) => {
+                let horizon = self.inner.config.horizon;
+                return Err(StoreError::BeyondHorizon { horizon });
+            }
+            _ => {}
+        }
+        if replies.last().is_some_and(|r| r.0 == 2) {
+            // The queue had been forgotten by the registry (or is new): list it again.
+            self.idempotent(|| async {
+                let _: () = self.conn().sadd(keys::QUEUES, queue).await?;
+                Ok(())
+            })
+            .await?;
+        }
         if confirmed < wanted {
             return Err(StoreError::NotReplicated { confirmed, wanted });
         }
         replies
             .into_iter()
+            .filter(|r| r.0 != 2)
             .map(|(code, id, created_at_ms, due_at_ms)| {
                 let id = id.parse().map_err(|e| StoreError::decode("id", e))?;
                 // -1: written by an earlier send whose reply was lost; callers re-read the times.
@@ -494,13 +570,27 @@ impl Store {
         id: JobId,
         owner: Option<&str>,
     ) -> Result<CancelOutcome, StoreError> {
+        self.cancel_with(queue, id, owner, false).await
+    }
+
+    /// CancelTask; with `force`, also a job created with `cancelable: false` (for
+    /// administrators only: callers check who asks). A running job stops at its
+    /// worker's next heartbeat, as with any cancel.
+    pub async fn cancel_with(
+        &self,
+        queue: &str,
+        id: JobId,
+        owner: Option<&str>,
+        force: bool,
+    ) -> Result<CancelOutcome, StoreError> {
         let retention = self.retention_ms().to_string();
         let id_text = id.to_string();
+        let force = if force { "1" } else { "0" };
         let word: String = self
             .queue_script(
                 &SCRIPTS.cancel,
                 queue,
-                &[&id_text, owner.unwrap_or(""), &retention],
+                &[&id_text, owner.unwrap_or(""), &retention, force],
             )
             .await?;
         match word.as_str() {

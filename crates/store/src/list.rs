@@ -1,7 +1,7 @@
 //! Listing jobs with filters, sorting and marker pagination.
 //!
 //! Order by creation walks each queue's `jobs` index (creation ms, then id) in
-//! batches; other sort keys read the matching summaries and sort in memory.
+//! batches — or, for one owner, that owner's index in the queue; other sort keys read the matching summaries and sort in memory.
 //! Either way the order is total (ties broken by id), so a marker never skips
 //! or repeats a job.
 
@@ -79,6 +79,9 @@ pub struct Page {
 
 const BATCH: isize = 256;
 
+/// Longest owner name a job can have (see `JobSpec::validate`).
+const MAX_OWNER: usize = 256;
+
 /// One job's summary fields (in `SUMMARY_FIELDS` order) and its lease deadline.
 type SummaryRow = (Vec<Option<Vec<u8>>>, Option<f64>);
 
@@ -122,17 +125,27 @@ impl Store {
         } else {
             query.queues.clone()
         };
+        if query.owner.as_ref().is_some_and(|o| o.len() > MAX_OWNER) {
+            // No job can have such an owner (specs are refused): nothing to read.
+            return Ok(Page {
+                jobs: Vec::new(),
+                next_marker: None,
+            });
+        }
         let marker = match query.marker {
             Some(id) => {
                 let queue = self
                     .find_queue(id)
                     .await?
                     .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-                Some(
-                    self.get(&queue, id)
-                        .await?
-                        .ok_or_else(|| StoreError::NotFound(id.to_string()))?,
-                )
+                // Another owner's job is not a marker: answered as if it did not exist,
+                // or its place in the order would tell what it is.
+                let job = self
+                    .get(&queue, id)
+                    .await?
+                    .filter(|job| query.owner.is_none() || job.owner == query.owner)
+                    .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+                Some(job)
             }
             None => None,
         };
@@ -170,6 +183,11 @@ impl Store {
         cap: Option<usize>,
     ) -> Result<Vec<Job>, StoreError> {
         let keys = QueueKeys::new(queue);
+        // One owner's list walks that owner's index: its cost follows the owner's jobs.
+        let index = match &query.owner {
+            Some(owner) => keys.owner_jobs(owner),
+            None => keys.jobs().to_owned(),
+        };
         let desc = query.sort_dir == SortDir::Desc;
         let mut out = Vec::new();
         let mut start: isize = 0;
@@ -177,7 +195,7 @@ impl Store {
             let mut conn = self.conn();
             let ids: Vec<String> = if desc {
                 redis::cmd("ZRANGE")
-                    .arg(keys.jobs())
+                    .arg(&index)
                     .arg(start)
                     .arg(start + BATCH - 1)
                     .arg("REV")
@@ -185,7 +203,7 @@ impl Store {
                     .await?
             } else {
                 redis::cmd("ZRANGE")
-                    .arg(keys.jobs())
+                    .arg(&index)
                     .arg(start)
                     .arg(start + BATCH - 1)
                     .query_async(&mut conn)

@@ -43,4 +43,5 @@ scripts!(
     set_labels,
     watch,
     consistency,
+    forget,
 );

@@ -1,0 +1,320 @@
+//! Owners (tenants) of one API are mutually untrusted: nothing one owner sends can
+//! reveal, block or exhaust another owner's tasks. Admins are trusted.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tether_api::{ApiConfig, Auth};
+use tether_producer::Producer;
+use tether_store::{Store, StoreConfig};
+use tether_testkit::{RedisOptions, RedisServer};
+use tether_worker::{CancellationToken, Worker};
+use tower::ServiceExt;
+
+const ALICE: &str = "alice-token-0123456789";
+const BOB: &str = "bob-token-0123456789";
+const ADMIN: &str = "admin-token-0123456789";
+
+struct Env {
+    _redis: RedisServer,
+    app: Router,
+    stop: CancellationToken,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn auth() -> Auth {
+    Auth::from_toml(&format!(
+        "[[tokens]]\ntoken = \"{ALICE}\"\nowner = \"alice\"\n[[tokens]]\ntoken = \"{BOB}\"\nowner = \"bob\"\n\
+         [[tokens]]\ntoken = \"{ADMIN}\"\nowner = \"ops\"\nrole = \"admin\"\n"
+    ))
+    .unwrap()
+}
+
+/// An API over a private Redis; `store` and `api` adjust the defaults.
+async fn env_with(
+    with_worker: bool,
+    store: impl FnOnce(&mut StoreConfig),
+    api: impl FnOnce(&mut ApiConfig),
+) -> Env {
+    let redis = RedisServer::start(RedisOptions::default());
+    let mut store_config = StoreConfig::new(redis.url());
+    store(&mut store_config);
+    let store = Store::connect(store_config).await.unwrap();
+    let mut config = ApiConfig {
+        auth: auth(),
+        ..ApiConfig::default()
+    };
+    api(&mut config);
+    let stop = CancellationToken::new();
+    let (app, _) = tether_api::router(Producer::from_store(store.clone()), config, stop.clone());
+    if with_worker {
+        let builder = Worker::builder(store)
+            .lease_ttl(Duration::from_secs(3))
+            .concurrency(4);
+        let worker = tether_worker::demo::register(builder, &redis.url())
+            .build()
+            .unwrap();
+        let token = stop.clone();
+        tokio::spawn(async move { worker.run(token).await.unwrap() });
+    }
+    Env {
+        _redis: redis,
+        app,
+        stop,
+    }
+}
+
+async fn env(with_worker: bool) -> Env {
+    env_with(with_worker, |_| {}, |_| {}).await
+}
+
+async fn call(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"));
+    let req = match body {
+        Some(b) => req
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(b.to_string())),
+        None => req.body(Body::empty()),
+    }
+    .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(30), app.clone().oneshot(req))
+        .await
+        .expect("answered in time")
+        .unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, value)
+}
+
+async fn create(app: &Router, token: &str, body: Value) -> String {
+    let (status, task) = call(app, "POST", "/v2/tasks", token, Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{task}");
+    task["id"].as_str().unwrap().to_owned()
+}
+
+/// Polls a task until it has `status`; returns it.
+async fn until_status(app: &Router, id: &str, token: &str, status: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, task) = call(app, "GET", &format!("/v2/tasks/{id}"), token, None).await;
+        if task["status"] == status {
+            return task;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "task {id} never reached {status}: {task}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_are_scoped_by_owner() {
+    let env = env(false).await;
+    let body = json!({"type": "noop", "idempotency_key": "nightly-report", "delay": "1m"});
+    let alices = create(&env.app, ALICE, body.clone()).await;
+    // Bob's create with the same key is his own, new task; nothing of alice's leaks.
+    let (status, answer) = call(&env.app, "POST", "/v2/tasks", BOB, Some(body.clone())).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert!(!answer.to_string().contains(&alices), "{answer}");
+    assert_eq!(answer["owner"], "bob");
+    let bobs = answer["id"].as_str().unwrap().to_owned();
+    // Each owner's resend still finds their own task.
+    for (token, id) in [(ALICE, &alices), (BOB, &bobs)] {
+        let (status, again) = call(&env.app, "POST", "/v2/tasks", token, Some(body.clone())).await;
+        assert_eq!(status, StatusCode::CREATED, "{again}");
+        assert_eq!(again["id"], json!(id));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_marker_is_answered_like_a_missing_one() {
+    let env = env(false).await;
+    let mut alices = Vec::new();
+    for t in ["noop", "sleep", "touch"] {
+        alices.push(create(&env.app, ALICE, json!({"type": t, "delay": "1m"})).await);
+    }
+    for t in ["fail", "progress"] {
+        create(&env.app, BOB, json!({"type": t, "delay": "1m"})).await;
+    }
+    let missing = tether_producer::JobId::new().to_string();
+    for sort_key in ["created_at", "updated_at", "status", "type", "id"] {
+        for foreign in &alices {
+            let ask = |marker: &str| {
+                format!("/v2/tasks?limit=1&sort_key={sort_key}&sort_dir=asc&marker={marker}")
+            };
+            let (s1, a1) = call(&env.app, "GET", &ask(foreign), BOB, None).await;
+            let (s2, a2) = call(&env.app, "GET", &ask(&missing), BOB, None).await;
+            assert_eq!(
+                (s1, a1.to_string().replace(foreign.as_str(), "X")),
+                (s2, a2.to_string().replace(missing.as_str(), "X")),
+                "sort_key={sort_key}: another owner's marker is answered unlike a missing one"
+            );
+        }
+    }
+    // The owner's own marker and an admin's still work.
+    let (status, _) = call(
+        &env.app,
+        "GET",
+        &format!("/v2/tasks?marker={}", alices[1]),
+        ALICE,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = call(
+        &env.app,
+        "GET",
+        &format!("/v2/tasks?marker={}", alices[1]),
+        ADMIN,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_force_cancel_a_running_non_cancelable_task() {
+    let env = env(true).await;
+    let id = create(
+        &env.app,
+        ALICE,
+        json!({"type": "sleep", "input": {"ms": 600_000}, "cancelable": false}),
+    )
+    .await;
+    until_status(&env.app, &id, ALICE, "processing").await;
+    let cancel = format!("/v2/tasks/{id}/cancel");
+    let force = format!("{cancel}?force=true");
+    let (status, answer) = call(&env.app, "POST", &cancel, ADMIN, None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    // Only admins may force: the owner may not override their own `cancelable: false`.
+    let (status, answer) = call(&env.app, "POST", &force, ALICE, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    let (status, answer) = call(&env.app, "POST", &force, ADMIN, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    // The worker stops the handler at its next heartbeat (lease 3 s: every second).
+    let task = until_status(&env.app, &id, ALICE, "cancelled").await;
+    assert_eq!(task["error_code"], "RequestCanceled");
+    // A pending one is cancelled at once.
+    let later = create(
+        &env.app,
+        BOB,
+        json!({"type": "noop", "cancelable": false, "delay": "1h"}),
+    )
+    .await;
+    let (status, answer) = call(
+        &env.app,
+        "POST",
+        &format!("/v2/tasks/{later}/cancel?force=true"),
+        ADMIN,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["status"], "cancelled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_past_the_horizon_is_refused() {
+    let env = env(false).await;
+    for body in [
+        json!({"type": "noop", "run_at": "9999-12-31T00:00:00Z"}),
+        json!({"type": "noop", "delay": 100_000_000}),
+        json!({"type": "noop", "delay": "31days"}),
+    ] {
+        let (status, answer) = call(&env.app, "POST", "/v2/tasks", ALICE, Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(answer["code"], "BeyondHorizon", "{answer}");
+        assert!(answer["message"].as_str().unwrap().contains("30 days"));
+    }
+    create(&env.app, ALICE, json!({"type": "noop", "delay": "29days"})).await;
+    let (_, list) = call(&env.app, "GET", "/v2/tasks", ALICE, None).await;
+    assert_eq!(list["tasks"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_past_the_pending_quota_gets_429() {
+    let env = env_with(false, |s| s.max_pending_per_owner = 3, |_| {}).await;
+    let delayed = json!({"type": "noop", "delay": "1h"});
+    let mut alices = Vec::new();
+    for _ in 0..3 {
+        alices.push(create(&env.app, ALICE, delayed.clone()).await);
+    }
+    let (status, answer) = call(&env.app, "POST", "/v2/tasks", ALICE, Some(delayed.clone())).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
+    assert_eq!(answer["code"], "QuotaExceeded");
+    // A resend with a key she used is an answer, not a new job: no quota spent.
+    let keyed = json!({"type": "noop", "delay": "1h", "idempotency_key": "k"});
+    let (status, answer) = call(&env.app, "POST", "/v2/tasks", ALICE, Some(keyed.clone())).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
+    // Bob is not affected by alice's jobs.
+    create(&env.app, BOB, delayed.clone()).await;
+    // A finished job no longer counts.
+    let (status, _) = call(
+        &env.app,
+        "POST",
+        &format!("/v2/tasks/{}/cancel", alices[0]),
+        ALICE,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    create(&env.app, ALICE, keyed.clone()).await;
+    let (status, again) = call(&env.app, "POST", "/v2/tasks", ALICE, Some(keyed)).await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "a resend of an accepted key: {again}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_are_created_only_in_allowed_queues() {
+    let env = env_with(
+        false,
+        |_| {},
+        |a| a.allowed_queues = Some(vec!["default".into(), "mail".into()]),
+    )
+    .await;
+    create(&env.app, ALICE, json!({"type": "noop", "queue": "mail"})).await;
+    create(&env.app, ALICE, json!({"type": "noop"})).await;
+    for token in [ALICE, ADMIN] {
+        let (status, answer) = call(
+            &env.app,
+            "POST",
+            "/v2/tasks",
+            token,
+            Some(json!({"type": "noop", "queue": "junk-1"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+        assert_eq!(answer["code"], "QueueNotAllowed");
+        assert!(
+            answer["message"]
+                .as_str()
+                .unwrap()
+                .contains("default, mail"),
+            "{answer}"
+        );
+    }
+}
