@@ -141,6 +141,12 @@ async fn every_script_runs_in_one_slot_on_the_cluster() {
                 let announced = tokio::time::timeout(Duration::from_secs(5), changes.next()).await;
                 assert!(matches!(announced, Ok(Some(()))), "the cancel is announced");
             }
+            "forget" => {
+                store.ensure_queue("idle-queue").await.unwrap();
+                let forgotten = store.forget_idle_queues(Duration::ZERO).await.unwrap();
+                assert!(forgotten.iter().any(|q| q == "idle-queue"), "{forgotten:?}");
+                assert!(!forgotten.contains(&queue), "a queue with jobs is kept");
+            }
             "consistency" => {}
             other => panic!("script {other} is not exercised on the cluster"),
         }

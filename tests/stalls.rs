@@ -347,7 +347,7 @@ async fn a_job_of_a_type_another_live_worker_has_is_handed_back_without_spending
         );
         assert_eq!(job.attempts, 1, "handing back spends no attempt: {job:#?}");
     }
-    // With no live worker for the type, it fails at once as before.
+    // With no live worker for the type, it fails at once.
     let lonely = InProcessWorker::start(&redis, |b| b.queues(["stalls"])).await;
     let id = producer
         .enqueue(JobSpec::new("nobody-has-it").queue("stalls"))
@@ -377,7 +377,7 @@ fn settings_that_cannot_work_are_refused_at_start() {
         .build();
     let e = heartbeat_past_ttl.expect_err("a heartbeat of the whole lease is refused");
     assert!(e.to_string().contains("heartbeat"), "{e}");
-    let huge_batch = Worker::builder(store)
+    let huge_batch = Worker::builder(store.clone())
         .config(WorkerConfig {
             claim_batch: 1_000_000,
             ..WorkerConfig::default()
@@ -385,4 +385,9 @@ fn settings_that_cannot_work_are_refused_at_start() {
         .build();
     let e = huge_batch.expect_err("a claim batch no script can take is refused");
     assert!(e.to_string().contains("claim batch"), "{e}");
+    let twice = Worker::builder(store).queues(["a", "a"]).build();
+    assert!(
+        twice.is_err(),
+        "a queue listed twice would get two claim loops"
+    );
 }

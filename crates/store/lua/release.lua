@@ -1,5 +1,6 @@
 -- Hand leases back without spending an attempt: at shutdown (ready at once), or a job
--- this worker has no handler for (ready after a delay, so another worker claims it).
+-- this worker has no handler for (ready after a delay, so another worker claims it; the
+-- delay doubles with each such hand-back of the job, counted in `hb`, up to 2 s).
 -- ARGV: prefix, retention ms, delay ms, then id, epoch pairs. Returns how many were handed back.
 -- A job whose cancel was requested is recorded cancelled instead.
 local now = now_ms()
@@ -17,8 +18,10 @@ for i = 4, #ARGV, 2 do
     redis.call('HINCRBY', key, 'att', -1)
     redis.call('ZREM', K_LEASES, id)
     if delay > 0 then
-      redis.call('HSET', key, 'st', 'pending', 'ra', now + delay, 'ut', now)
-      redis.call('ZADD', K_DELAYED, now + delay, id)
+      local bounces = redis.call('HINCRBY', key, 'hb', 1)
+      local due = now + math.min(delay * 2 ^ math.min(bounces - 1, 16), 2000)
+      redis.call('HSET', key, 'st', 'pending', 'ra', due, 'ut', now)
+      redis.call('ZADD', K_DELAYED, due, id)
     else
       make_ready(key, id, now)
     end

@@ -116,9 +116,10 @@ pub struct WorkerInfo {
     pub host: String,
     pub pid: u32,
     pub queues: Vec<String>,
-    /// The job types it has handlers for (empty from workers that predate the field).
+    /// The job types it has handlers for; `None` from workers that predate the field
+    /// (they may run any type).
     #[serde(default)]
-    pub types: Vec<String>,
+    pub types: Option<Vec<String>>,
     pub concurrency: usize,
     pub started_at: chrono::DateTime<chrono::Utc>,
     /// In-flight jobs: queue, id, and lease deadline.
@@ -459,9 +460,14 @@ impl Store {
         let mut lapsed = Vec::new();
         for (id, description) in ids.into_iter().zip(descriptions) {
             match description {
-                Some(json) => out.push(
-                    serde_json::from_str(&json).map_err(|e| StoreError::decode("worker", e))?,
-                ),
+                // One unreadable registration (another version's, a stray write) must not
+                // hide every other worker.
+                Some(json) => match serde_json::from_str(&json) {
+                    Ok(info) => out.push(info),
+                    Err(e) => {
+                        tracing::debug!(worker = %id, error = %e, "unreadable worker registration skipped")
+                    }
+                },
                 None => lapsed.push(id),
             }
         }

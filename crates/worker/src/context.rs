@@ -1,5 +1,6 @@
 //! What a running handler can see and do.
 
+use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,9 +22,12 @@ pub(crate) struct Slot {
     pub lease: Lease,
     pub cancel: CancellationToken,
     pub lost: CancellationToken,
-    /// Local time at which the last successful renewal was *sent*: the lease is
-    /// surely ours until then + lease_ttl.
+    /// Local time at which the last confirmed renewal was *sent*: the lease cannot
+    /// lapse in Redis before then + lease_ttl (but for clock steps on the Redis host,
+    /// which the self-fence's margin covers when small).
     pub renewed_at: Mutex<Instant>,
+    /// The lease deadline Redis last reported (ms, Redis clock), for the registration.
+    pub deadline_ms: AtomicI64,
 }
 
 impl Slot {
@@ -33,19 +37,37 @@ impl Slot {
             cancel: CancellationToken::new(),
             lost: CancellationToken::new(),
             renewed_at: Mutex::new(claimed_at),
+            deadline_ms: AtomicI64::new(0),
         }
     }
 
-    /// Applies a renewal answer for a request sent at `sent_at`.
+    /// Applies a renewal answer (heartbeat or progress report, both of which move the
+    /// lease's deadline in Redis) for a request sent at `sent_at`.
     pub(crate) fn on_renewal(&self, status: RenewStatus, sent_at: Instant) {
         match status {
             RenewStatus::Lost => self.lost.cancel(),
             RenewStatus::CancelRequested => {
-                *self.renewed_at.lock().unwrap() = sent_at;
+                self.renewed(sent_at);
                 self.cancel.cancel();
             }
-            RenewStatus::Renewed => *self.renewed_at.lock().unwrap() = sent_at,
+            RenewStatus::Renewed => self.renewed(sent_at),
         }
+    }
+
+    /// Applies the answer to a write that does not move the lease's deadline (a
+    /// checkpoint): it can report a loss or a cancel, but it confirms no renewal.
+    pub(crate) fn on_write(&self, status: RenewStatus) {
+        match status {
+            RenewStatus::Lost => self.lost.cancel(),
+            RenewStatus::CancelRequested => self.cancel.cancel(),
+            RenewStatus::Renewed => {}
+        }
+    }
+
+    /// Answers can arrive out of order: the fence only ever moves forward.
+    fn renewed(&self, sent_at: Instant) {
+        let mut at = self.renewed_at.lock().unwrap();
+        *at = (*at).max(sent_at);
     }
 }
 
@@ -215,14 +237,13 @@ impl JobContext {
     /// Saves phase and progress object, retrying through Redis hiccups while the lease lasts.
     pub(crate) async fn checkpoint(&self, phase: Phase, object: &[u8]) -> Result<(), JobError> {
         let lease = &self.inner.claimed.lease;
-        let sent_at = Instant::now();
         let status = with_store_retries(&self.inner.slot.lost, || {
             self.inner.store.checkpoint(lease, phase, object)
         })
         .await;
         match status {
             Some(Ok(status)) => {
-                self.inner.slot.on_renewal(status, sent_at);
+                self.inner.slot.on_write(status);
                 if status == RenewStatus::Lost {
                     Err(lost())
                 } else {
@@ -241,4 +262,43 @@ fn ms(ms: i64) -> chrono::DateTime<chrono::Utc> {
 
 fn lost() -> JobError {
     JobError::reserved(ErrorCode::LeaseExpired, true, "the lease was lost")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(claimed_at: Instant) -> Slot {
+        let lease = Lease {
+            queue: "q".into(),
+            id: JobId::new(),
+            epoch: 1,
+        };
+        Slot::new(lease, claimed_at)
+    }
+
+    #[test]
+    fn a_checkpoint_confirms_no_renewal() {
+        let claimed = Instant::now();
+        let s = slot(claimed);
+        // A checkpoint does not move the lease's deadline in Redis, so it must not move
+        // the self-fence either.
+        s.on_write(RenewStatus::Renewed);
+        assert_eq!(*s.renewed_at.lock().unwrap(), claimed);
+        s.on_write(RenewStatus::CancelRequested);
+        assert!(s.cancel.is_cancelled());
+        assert_eq!(*s.renewed_at.lock().unwrap(), claimed);
+        s.on_write(RenewStatus::Lost);
+        assert!(s.lost.is_cancelled());
+    }
+
+    #[test]
+    fn a_late_answer_never_moves_the_fence_back() {
+        let claimed = Instant::now();
+        let s = slot(claimed);
+        let later = claimed + Duration::from_millis(500);
+        s.on_renewal(RenewStatus::Renewed, later);
+        s.on_renewal(RenewStatus::Renewed, claimed + Duration::from_millis(100));
+        assert_eq!(*s.renewed_at.lock().unwrap(), later);
+    }
 }

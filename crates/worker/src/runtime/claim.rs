@@ -19,8 +19,9 @@ pub(super) async fn run(shared: Arc<Shared>, queue: String, stop: CancellationTo
     let idle_wait = Duration::from_secs(2);
     loop {
         let mut permit = tokio::select! {
-            permit = shared.capacity.clone().acquire_owned() => permit.expect("semaphore never closed"),
+            biased;
             _ = stop.cancelled() => return,
+            permit = shared.capacity.clone().acquire_owned() => permit.expect("semaphore never closed"),
         };
         let extra = shared
             .capacity
@@ -46,12 +47,17 @@ pub(super) async fn run(shared: Arc<Shared>, queue: String, stop: CancellationTo
                 for claimed in jobs {
                     let one = permit.split(1).expect("a permit per claimed job");
                     let slot = Arc::new(Slot::new(claimed.lease.clone(), sent_at));
-                    // Registered before the task starts, in claim order, so a newer
-                    // attempt always displaces an older one.
-                    shared.start_attempt(slot.clone());
-                    shared
-                        .jobs
-                        .spawn(job::run(shared.clone(), claimed, slot, one));
+                    slot.deadline_ms.store(
+                        claimed.lease_deadline_ms,
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                    // Registered before the task starts, so a newer attempt always
+                    // displaces an older one.
+                    if shared.start_attempt(slot.clone()) {
+                        shared
+                            .jobs
+                            .spawn(job::run(shared.clone(), claimed, slot, one));
+                    }
                 }
                 drop(permit);
                 if !emptied {

@@ -13,8 +13,11 @@ use crate::handler::{ErasedHandler, Handler};
 /// Most jobs leased in one claim call, so that one claim stays a short script call.
 pub const MAX_CLAIM_BATCH: usize = 1000;
 
-/// Most jobs one worker process runs at once.
-pub const MAX_CONCURRENCY: usize = 100_000;
+/// Most jobs one worker process runs at once: every heartbeat renews them all and
+/// lists them in the worker's registration.
+pub const MAX_CONCURRENCY: usize = 10_000;
+/// Longest lease a worker takes.
+pub const MAX_LEASE_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Worker settings. Defaults: 16 jobs at once, 30 s leases renewed every 10 s,
 /// reaping every 5 s, 30 s shutdown grace, claims of up to 64 jobs.
@@ -24,7 +27,8 @@ pub struct WorkerConfig {
     /// Jobs run at once (across all queues), 1 to [`MAX_CONCURRENCY`].
     pub concurrency: usize,
     pub lease_ttl: Duration,
-    /// Lease renewal period, at most half of `lease_ttl`; `lease_ttl / 3` when not set.
+    /// Lease renewal period, at most a third of `lease_ttl` (so one renewal can fail and
+    /// the next still land in time); `lease_ttl / 3` when not set.
     pub heartbeat: Option<Duration>,
     /// How often this worker looks for lapsed leases and expired records.
     pub reap_interval: Duration,
@@ -69,8 +73,11 @@ impl WorkerConfig {
         if self.queues.is_empty() {
             return refuse("at least one queue is needed".into());
         }
-        for q in &self.queues {
+        for (i, q) in self.queues.iter().enumerate() {
             tether_model::validate_queue_name(q).map_err(|e| WorkerError::Config(e.to_string()))?;
+            if self.queues[..i].contains(q) {
+                return refuse(format!("queue {q} is listed twice"));
+            }
         }
         if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
             return refuse(format!(
@@ -84,14 +91,18 @@ impl WorkerConfig {
                 self.claim_batch
             ));
         }
-        if self.lease_ttl < Duration::from_millis(300) {
-            return refuse("lease_ttl must be at least 300ms".into());
+        if self.lease_ttl < Duration::from_millis(300) || self.lease_ttl > MAX_LEASE_TTL {
+            return refuse(format!(
+                "lease ttl must be 300ms to {}h, not {:?}",
+                MAX_LEASE_TTL.as_secs() / 3600,
+                self.lease_ttl
+            ));
         }
         let beat = self.heartbeat_every();
-        // A renewal may be late once without the job being stopped (self-fence).
-        if beat.is_zero() || beat > self.lease_ttl / 2 {
+        // One renewal can fail and the next still land before the self-fence.
+        if beat.is_zero() || beat > self.lease_ttl / 3 {
             return refuse(format!(
-                "heartbeat must be above 0 and at most half the lease ttl ({:?}), not {beat:?}",
+                "heartbeat must be above 0 and at most a third of the lease ttl ({:?}), not {beat:?}",
                 self.lease_ttl
             ));
         }

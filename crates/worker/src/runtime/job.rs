@@ -18,7 +18,7 @@ use crate::context::{JobContext, Slot};
 
 /// How long a job of a type this worker lacks waits before it is offered again, so
 /// the worker that has the handler gets a chance to claim it.
-const HANDBACK_DELAY: Duration = Duration::from_millis(500);
+const HANDBACK_DELAY: Duration = Duration::from_millis(250);
 
 pub(super) async fn run(
     shared: Arc<Shared>,
@@ -30,15 +30,26 @@ pub(super) async fn run(
     let (queue, job_type) = (lease.queue.clone(), claimed.job_type.clone());
     let m = &shared.metrics;
     m.started.with_label_values(&[&queue, &job_type]).inc();
-    m.in_flight.with_label_values(&[&queue]).inc();
     m.wait
         .with_label_values(&[&queue])
         .observe((claimed.started_at_ms - claimed.ready_at_ms).max(0) as f64 / 1000.0);
+    // Whatever happens below, even a panic outside the handler, the attempt's
+    // bookkeeping is undone and its slot of capacity returned.
+    let _attempt = AttemptGuard::new(&shared, &slot, permit);
     let started = Instant::now();
 
     let outcome = execute(&shared, claimed, &slot).await;
     let recorded = match outcome {
-        Some(outcome) => record(&shared, &lease, &job_type, outcome).await,
+        Some(Ran::Outcome(outcome)) => match record(&shared, &lease, &job_type, outcome).await {
+            Some(result) => Some(result),
+            None => {
+                // Shutdown's grace period ended before the outcome could be written:
+                // hand the lease back (a no-op if the outcome did land).
+                shared.abandoned.lock().unwrap().push(lease.clone());
+                None
+            }
+        },
+        Some(Ran::HandedBack) => None,
         None => None,
     };
     let lost = match recorded {
@@ -52,27 +63,71 @@ pub(super) async fn run(
             false
         }
         Some(Ok(_)) => false,
-        // Nothing was written: the lease was lost, or shutdown hands the job back.
+        // Nothing was written: the lease was lost (or fenced), or it was handed back.
         None => slot.lost.is_cancelled(),
     };
     if lost {
         m.lease_lost.with_label_values(&[&queue]).inc();
-        tracing::warn!(job = %lease.id, "lease lost: another attempt owns this job now; nothing was recorded");
+        tracing::warn!(job = %lease.id, "lease lost: nothing was recorded; the job runs again under a newer lease");
     }
     m.duration
         .with_label_values(&[&queue, &job_type])
         .observe(started.elapsed().as_secs_f64());
-    m.in_flight.with_label_values(&[&queue]).dec();
-    shared.end_attempt(&slot);
-    drop(permit);
 }
 
-/// Runs the handler; `None` means write nothing (lease lost, or shutdown hand-back).
-async fn execute(shared: &Shared, claimed: Claimed, slot: &Arc<Slot>) -> Option<Outcome> {
+/// Undoes an attempt's bookkeeping when its task ends, however it ends.
+struct AttemptGuard<'a> {
+    shared: &'a Shared,
+    slot: &'a Arc<Slot>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl<'a> AttemptGuard<'a> {
+    fn new(shared: &'a Shared, slot: &'a Arc<Slot>, permit: OwnedSemaphorePermit) -> Self {
+        shared
+            .metrics
+            .in_flight
+            .with_label_values(&[&slot.lease.queue])
+            .inc();
+        AttemptGuard {
+            shared,
+            slot,
+            _permit: permit,
+        }
+    }
+}
+
+impl Drop for AttemptGuard<'_> {
+    fn drop(&mut self) {
+        self.shared
+            .metrics
+            .in_flight
+            .with_label_values(&[&self.slot.lease.queue])
+            .dec();
+        self.shared.end_attempt(self.slot);
+    }
+}
+
+/// How an attempt ended without being recorded as an outcome.
+enum Ran {
+    Outcome(Outcome),
+    /// Another worker runs this type: the lease was handed back.
+    HandedBack,
+}
+
+/// Runs the handler; `None` means write nothing (lease lost or fenced, or shutdown's
+/// hand-back).
+async fn execute(shared: &Shared, claimed: Claimed, slot: &Arc<Slot>) -> Option<Ran> {
     let policy = claimed.backoff;
     let attempt = claimed.attempts;
     let Some(handler) = shared.handlers.get(&claimed.job_type).cloned() else {
-        return unknown_type(shared, &claimed).await;
+        return tokio::select! {
+            ran = unknown_type(shared, &claimed) => Some(ran),
+            _ = shared.abandon.cancelled() => {
+                shared.abandoned.lock().unwrap().push(claimed.lease.clone());
+                None
+            }
+        };
     };
     if claimed.input.len() > shared.config.max_payload_bytes {
         let e = JobError::reserved(
@@ -84,7 +139,7 @@ async fn execute(shared: &Shared, claimed: Claimed, slot: &Arc<Slot>) -> Option<
                 shared.config.max_payload_bytes
             ),
         );
-        return Some(error_outcome(e, &policy, attempt));
+        return Some(Ran::Outcome(error_outcome(e, &policy, attempt)));
     }
     let timeout = claimed.timeout;
     let ctx = JobContext::new(
@@ -101,12 +156,13 @@ async fn execute(shared: &Shared, claimed: Claimed, slot: &Arc<Slot>) -> Option<
             None => std::future::pending().await,
         }
     };
-    tokio::select! {
+    let outcome = tokio::select! {
         biased;
         _ = slot.lost.cancelled() => None,
         _ = self_fence(slot, shared.config.lease_ttl) => {
             tracing::warn!(job = %slot.lease.id, "lease not confirmed renewed in time: stopping the job (self-fence)");
             slot.lost.cancel();
+            hand_back_fenced(shared, &slot.lease);
             None
         }
         _ = shared.abandon.cancelled() => {
@@ -130,14 +186,34 @@ async fn execute(shared: &Shared, claimed: Claimed, slot: &Arc<Slot>) -> Option<
                 error_outcome(e, &policy, attempt)
             }
         }),
-    }
+    };
+    outcome.map(Ran::Outcome)
+}
+
+/// After a self-fence, tries to hand the lease back at once (fenced: a no-op when the
+/// lease is already gone), so the job runs again without waiting for the reaper and
+/// without spending an attempt. Best effort, in the background: the connection may be
+/// the very thing that stalled.
+fn hand_back_fenced(shared: &Shared, lease: &Lease) {
+    let (store, lease) = (shared.store.clone(), lease.clone());
+    let limit = shared.config.lease_ttl;
+    tokio::spawn(async move {
+        let leases = [(lease.id, lease.epoch)];
+        let _ = tokio::time::timeout(limit, store.release(&lease.queue, &leases)).await;
+    });
+}
+
+/// The self-fence's margin: the lease is taken to be safe for `lease_ttl` less this,
+/// to cover timer and scheduling delays and small clock differences.
+fn fence_margin(ttl: Duration) -> Duration {
+    (ttl / 10).max(Duration::from_millis(100))
 }
 
 /// Completes when the lease may lapse in Redis: `lease_ttl` (less a margin for clock
 /// drift) after the last renewal that was confirmed, counted from when it was sent.
 /// It runs on this task's own clock, so a stalled connection cannot delay it.
 async fn self_fence(slot: &Slot, ttl: Duration) {
-    let safe_for = ttl - ttl / 10;
+    let safe_for = ttl - fence_margin(ttl);
     loop {
         let until = *slot.renewed_at.lock().unwrap() + safe_for;
         if Instant::now() >= until {
@@ -158,36 +234,27 @@ fn error_outcome(e: JobError, policy: &RetryPolicy, attempt: u32) -> Outcome {
 }
 
 /// A job of a type this worker has no handler for: while another live worker serving
-/// this queue has one, hand it back (no attempt spent); otherwise fail it.
-async fn unknown_type(shared: &Shared, claimed: &Claimed) -> Option<Outcome> {
+/// this queue may have one, hand it back (no attempt spent; each hand-back of the same
+/// job waits longer); otherwise fail the job at once with `UnknownJobType`.
+async fn unknown_type(shared: &Shared, claimed: &Claimed) -> Ran {
     let queue = &claimed.lease.queue;
-    let elsewhere = match shared.store.workers().await {
-        Ok(workers) => workers.iter().any(|w| {
-            w.id != shared.id && w.queues.contains(queue) && w.types.contains(&claimed.job_type)
-        }),
-        Err(e) => {
-            shared.redis_error("workers");
-            tracing::debug!(error = %e, "cannot list workers");
-            // Unknown: keep the job rather than fail it for good.
-            true
-        }
-    };
-    if elsewhere {
+    if another_worker_may_run(shared, queue, &claimed.job_type).await {
         let lease = (claimed.lease.id, claimed.lease.epoch);
         match shared
             .store
             .release_after(queue, &[lease], HANDBACK_DELAY)
             .await
         {
-            Ok(_) => {
+            Ok(n) if n > 0 => {
                 tracing::debug!(job = %claimed.lease.id, job_type = %claimed.job_type, "handed back: another worker runs this type")
             }
+            Ok(_) => {}
             Err(e) => {
                 shared.redis_error("release");
                 tracing::warn!(job = %claimed.lease.id, error = %e, "could not hand back; the lease will lapse");
             }
         }
-        return None;
+        return Ran::HandedBack;
     }
     let known: HashSet<&String> = shared.handlers.keys().collect();
     let e = JobError::reserved(
@@ -198,7 +265,39 @@ async fn unknown_type(shared: &Shared, claimed: &Claimed) -> Option<Outcome> {
             claimed.job_type
         ),
     );
-    Some(error_outcome(e, &claimed.backoff, claimed.attempts))
+    Ran::Outcome(error_outcome(e, &claimed.backoff, claimed.attempts))
+}
+
+/// Whether a live worker other than this one serves `queue` and has (or may have: a
+/// worker that does not list its types) a handler for `job_type`. The registry is read
+/// at most once per heartbeat period, however many such jobs arrive; when it cannot be
+/// read, the answer is yes (keep the job rather than fail it for good).
+async fn another_worker_may_run(shared: &Shared, queue: &str, job_type: &str) -> bool {
+    let mut cached = shared.registry.lock().await;
+    let fresh = cached
+        .as_ref()
+        .is_some_and(|(read_at, _)| read_at.elapsed() < shared.config.heartbeat_every());
+    if !fresh {
+        match shared.store.workers().await {
+            Ok(workers) => *cached = Some((Instant::now(), workers)),
+            Err(e) => {
+                shared.redis_error("workers");
+                tracing::debug!(error = %e, "cannot read the worker registry");
+                return true;
+            }
+        }
+    }
+    let workers = cached
+        .as_ref()
+        .map(|(_, w)| w.as_slice())
+        .unwrap_or_default();
+    workers.iter().any(|w| {
+        w.id != shared.id
+            && w.queues.iter().any(|q| q == queue)
+            && w.types
+                .as_ref()
+                .is_none_or(|types| types.iter().any(|t| t == job_type))
+    })
 }
 
 /// Writes the outcome through the queue's finisher (batched with others finishing at the

@@ -20,9 +20,12 @@ const PASS: usize = 1000;
 /// Longest run of passes of one kind in a row, so the others are not starved.
 const MAX_RUN: Duration = Duration::from_secs(2);
 const MAX_PROMOTE_PAUSE: Duration = Duration::from_millis(500);
+const PAUSE_BETWEEN_PASSES: Duration = Duration::from_millis(2);
 
-pub(super) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
-    let mut next_reap = Instant::now();
+/// Promotes due delayed jobs (retries, hand-backs, delayed starts) on its own task, so
+/// that a long reap or expiry run never delays them: at most every 500 ms, and at the
+/// next due time when that is sooner.
+pub(super) async fn promote_loop(shared: Arc<Shared>, stop: CancellationToken) {
     loop {
         let mut pause = MAX_PROMOTE_PAUSE;
         for queue in &shared.config.queues {
@@ -30,15 +33,21 @@ pub(super) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
                 pause = pause.min(next_due.max(Duration::from_millis(5)));
             }
         }
-        if Instant::now() >= next_reap {
-            let jitter = rand::rng().random_range(0.8..1.2);
-            next_reap = Instant::now() + shared.config.reap_interval.mul_f64(jitter);
-            for queue in &shared.config.queues {
-                reap(&shared, queue).await;
-                expire(&shared, queue).await;
-                sample(&shared, queue).await;
-            }
+        tokio::select! { _ = tokio::time::sleep(pause) => {}, _ = stop.cancelled() => return }
+    }
+}
+
+/// Reaps, expires and samples every queue once per reap interval (± 20 %, so that
+/// workers started together spread out).
+pub(super) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        for queue in &shared.config.queues {
+            reap(&shared, queue).await;
+            expire(&shared, queue).await;
+            sample(&shared, queue).await;
         }
+        let jitter = rand::rng().random_range(0.8..1.2);
+        let pause = shared.config.reap_interval.mul_f64(jitter);
         tokio::select! { _ = tokio::time::sleep(pause) => {}, _ = stop.cancelled() => return }
     }
 }
@@ -64,6 +73,8 @@ where
                 if n < PASS || started.elapsed() >= MAX_RUN {
                     return (total, Some(last));
                 }
+                // Let the claims and renewals queued behind these scripts through.
+                tokio::time::sleep(PAUSE_BETWEEN_PASSES).await;
             }
             Err(e) => {
                 shared.redis_error(op);

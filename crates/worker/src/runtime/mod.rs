@@ -77,6 +77,9 @@ struct Shared {
     jobs: TaskTracker,
     /// Fired when the shutdown grace period is over: running jobs stop and write nothing.
     abandon: CancellationToken,
+    /// Workers' registrations as last read, to tell whether another live worker runs
+    /// a job type this one lacks (read at most once per heartbeat period).
+    registry: tokio::sync::Mutex<Option<(std::time::Instant, Vec<tether_store::WorkerInfo>)>>,
     /// Leases of jobs stopped by `abandon`, to hand back.
     abandoned: Mutex<Vec<Lease>>,
     /// Per queue: where job tasks send their outcomes to be recorded in batches.
@@ -91,17 +94,19 @@ impl Shared {
 
     /// Registers a new attempt. An older attempt of the same job on this worker has
     /// lost its lease (the job could not have been claimed again otherwise): it is
-    /// stopped now.
-    fn start_attempt(&self, slot: Arc<Slot>) {
-        let displaced = self
-            .slots
-            .lock()
-            .unwrap()
-            .insert(slot.lease.id, slot.clone());
-        if let Some(old) = displaced {
+    /// stopped now. Returns false, and registers nothing, when the attempt is itself
+    /// the older one (two replies handled out of order).
+    fn start_attempt(&self, slot: Arc<Slot>) -> bool {
+        let mut slots = self.slots.lock().unwrap();
+        if let Some(current) = slots.get(&slot.lease.id) {
+            if current.lease.epoch > slot.lease.epoch {
+                return false;
+            }
             tracing::warn!(job = %slot.lease.id, "claimed again while an older attempt still ran here: stopping the older attempt");
-            old.lost.cancel();
+            current.lost.cancel();
         }
+        slots.insert(slot.lease.id, slot);
+        true
     }
 
     /// Forgets an attempt, unless a newer attempt of the job has taken its place.
@@ -171,6 +176,7 @@ impl Worker {
             jobs: TaskTracker::new(),
             abandon: CancellationToken::new(),
             abandoned: Mutex::new(Vec::new()),
+            registry: tokio::sync::Mutex::new(None),
         };
         Worker {
             shared: Arc::new(shared),
@@ -226,6 +232,7 @@ impl Worker {
         }
         loops.close();
         let heartbeat = tokio::spawn(heartbeat::run(shared.clone(), background.clone()));
+        let promotion = tokio::spawn(maintenance::promote_loop(shared.clone(), shutdown.clone()));
         let maintenance = tokio::spawn(maintenance::run(shared.clone(), shutdown.clone()));
 
         shutdown.cancelled().await;
@@ -244,6 +251,7 @@ impl Worker {
         maintenance::release_abandoned(&shared).await;
         background.cancel();
         let _ = heartbeat.await;
+        let _ = promotion.await;
         let _ = maintenance.await;
         if let Err(e) = shared.store.remove_worker(&shared.id).await {
             tracing::debug!(error = %e, "could not deregister");
@@ -278,7 +286,7 @@ async fn setup(shared: &Shared, shutdown: &CancellationToken) -> Result<(), Work
     }
     // Registered before the first claim, so other workers know at once which job
     // types this one runs (they hand such jobs back instead of failing them).
-    heartbeat::register(shared, Vec::new()).await;
+    heartbeat::register(shared).await;
     match shared.store.durability().await {
         Ok((policy, aof, fsync)) => {
             if policy != "noeviction" {
