@@ -49,6 +49,10 @@ pub struct ApiConfig {
     pub body_limit: usize,
     /// Queue for tasks created without one.
     pub default_queue: String,
+    /// The URL clients reach the API at (`https://tasks.example.com`); links in
+    /// answers start with it. Unset, links use the request's Host header when it
+    /// is a plain `host[:port]`, else `localhost`.
+    pub public_url: Option<String>,
 }
 
 impl Default for ApiConfig {
@@ -59,6 +63,7 @@ impl Default for ApiConfig {
             job_types: None,
             body_limit: 1024 * 1024,
             default_queue: "default".into(),
+            public_url: None,
         }
     }
 }

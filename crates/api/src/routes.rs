@@ -491,27 +491,24 @@ pub async fn schema_tasks(State(state): State<AppState>) -> Json<Value> {
     Json(tasks_schema(state.config.job_types.as_deref()))
 }
 
-fn base_url(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    format!("http://{host}")
+fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    crate::glance::base_url(state.config.public_url.as_deref(), host)
 }
 
 #[utoipa::path(get, path = "/versions", tag = "versions", responses((status = 200, body = Object)))]
-pub async fn versions_doc(headers: HeaderMap) -> Json<Value> {
-    Json(versions(&base_url(&headers)))
+pub async fn versions_doc(State(state): State<AppState>, headers: HeaderMap) -> Json<Value> {
+    Json(versions(&base_url(&state, &headers)))
 }
 
 /// `GET /`: Glance answers 300 Multiple Choices with its version document.
-pub async fn root(headers: HeaderMap) -> Response {
+pub async fn root(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if crate::ui::wants_html(&headers) {
         return axum::response::Redirect::to("/ui/").into_response();
     }
     (
         StatusCode::MULTIPLE_CHOICES,
-        Json(versions(&base_url(&headers))),
+        Json(versions(&base_url(&state, &headers))),
     )
         .into_response()
 }
