@@ -37,7 +37,7 @@ use utoipa_axum::routes;
 
 pub use auth::{Auth, Caller};
 pub use error::ApiError;
-pub use metrics::ApiMetrics;
+pub use metrics::{ApiMetrics, DYNAMIC_LABELS, EnqueuedCounter};
 
 /// API settings.
 #[derive(Debug, Clone)]
@@ -53,6 +53,9 @@ pub struct ApiConfig {
     /// answers start with it. Unset, links use the request's Host header when it
     /// is a plain `host[:port]`, else `localhost`.
     pub public_url: Option<String>,
+    /// When set, [`serve`] answers `/metrics` (and `/healthz`) on this address only,
+    /// so the API port need not expose per-queue counts.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl Default for ApiConfig {
@@ -64,6 +67,7 @@ impl Default for ApiConfig {
             body_limit: 1024 * 1024,
             default_queue: "default".into(),
             public_url: None,
+            metrics_addr: None,
         }
     }
 }
@@ -89,7 +93,10 @@ pub fn router(
     config: ApiConfig,
     shutdown: CancellationToken,
 ) -> (Router, ApiMetrics) {
-    let metrics = ApiMetrics::new();
+    let metrics = ApiMetrics::with_known(
+        [config.default_queue.clone()],
+        config.job_types.clone().unwrap_or_default(),
+    );
     let state = AppState {
         producer,
         metrics: metrics.clone(),
@@ -97,6 +104,7 @@ pub fn router(
         shutdown,
     };
     let body_limit = state.config.body_limit;
+    let metrics_here = state.config.metrics_addr.is_none();
     let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(routes::create_task, routes::list_tasks))
         .routes(routes!(routes::show_task, routes::patch_task))
@@ -123,8 +131,15 @@ pub fn router(
         .route("/ui/app.js", get(ui::app_js))
         .route("/ui/style.css", get(ui::style_css))
         .route("/healthz", get(routes::healthz))
-        .route("/readyz", get(routes::readyz))
-        .route("/metrics", get(routes::metrics))
+        .route("/readyz", get(routes::readyz));
+    // With a metrics address, /metrics stays off the API port: it names every
+    // queue and type with counts.
+    let app = if metrics_here {
+        app.route("/metrics", get(routes::metrics))
+    } else {
+        app
+    };
+    let app = app
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -194,11 +209,39 @@ pub async fn serve(
             "AUTHENTICATION IS DISABLED (--insecure-no-auth): anyone who can reach this port is an admin"
         );
     }
-    let (app, _) = router(producer, config, shutdown.clone());
+    let metrics_addr = config.metrics_addr;
+    let (app, metrics) = router(producer, config, shutdown.clone());
+    if let Some(addr) = metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        tracing::info!(%addr, "API metrics listening");
+        let app = metrics_router(metrics);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "metrics server failed");
+            }
+        });
+    }
     tracing::info!(addr = %listener.local_addr()?, "API listening");
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
+}
+
+/// `/metrics` and `/healthz` alone, for [`ApiConfig::metrics_addr`].
+pub fn metrics_router(metrics: ApiMetrics) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move { routes::metrics_text(&metrics) }
+            }),
+        )
+        .route("/healthz", get(routes::healthz))
 }
 
 /// A token cancelled by SIGTERM or SIGINT.

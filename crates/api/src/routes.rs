@@ -546,9 +546,13 @@ pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiEr
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    metrics_text(&state.metrics)
+}
+
+pub(crate) fn metrics_text(metrics: &crate::ApiMetrics) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        metrics.render(),
     )
         .into_response()
 }

@@ -192,3 +192,150 @@ async fn links_never_reflect_a_hostile_host_header() {
 async fn env_with(config: ApiConfig) -> Env {
     env(config).await
 }
+
+// ---------------------------------------------------------------------------
+// Item 2: metric labels come from bounded sets; /metrics can move off the API port.
+
+fn series(metrics: &str, name: &str, label: &str) -> std::collections::BTreeSet<String> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| {
+            let start = l.find(&format!("{label}=\""))? + label.len() + 2;
+            let end = start + l[start..].find('"')?;
+            Some(l[start..end].to_owned())
+        })
+        .collect()
+}
+
+/// Made-up methods, unmatched routes, and hundreds of new queue and type names
+/// add at most a bounded number of series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metric_labels_stay_bounded_under_made_up_methods_and_names() {
+    let env = env(config()).await;
+    for i in 0..50 {
+        let method = format!("MADEUP{i}{}", "X".repeat(200));
+        let req = Request::builder()
+            .method(method.as_str())
+            .uri(format!("/no/such/route/{i}"))
+            .body(Body::empty())
+            .unwrap();
+        let _ = send(&env.app, req).await;
+        let req = Request::builder()
+            .method(method.as_str())
+            .uri("/v2/tasks")
+            .body(Body::empty())
+            .unwrap();
+        let _ = send(&env.app, req).await;
+    }
+    for i in 0..150 {
+        let body = json!({"type": format!("type-{i}"), "queue": format!("queue-{i}")});
+        let (status, task) = call(&env.app, "POST", "/v2/tasks", Some(ALICE), Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{task}");
+    }
+    let (_, metrics) = call(&env.app, "GET", "/metrics", None, None).await;
+    let metrics = metrics.as_str().unwrap().to_owned();
+    assert!(
+        !metrics.contains("MADEUP"),
+        "a made-up method became a label"
+    );
+    let methods = series(&metrics, "tether_http_requests_total", "method");
+    assert!(methods.contains("other"), "{methods:?}");
+    assert!(methods.len() <= 8, "{methods:?}");
+    let routes = series(&metrics, "tether_http_requests_total", "route");
+    assert!(!routes.iter().any(|r| r.contains("no/such")), "{routes:?}");
+    let queues = series(&metrics, "tether_jobs_enqueued_total", "queue");
+    let types = series(&metrics, "tether_jobs_enqueued_total", "type");
+    assert!(queues.contains("other") && types.contains("other"));
+    assert!(queues.len() <= 40, "{} queue labels", queues.len());
+    assert!(types.len() <= 40, "{} type labels", types.len());
+    assert!(
+        metrics.len() < 64 * 1024,
+        "/metrics is {} bytes",
+        metrics.len()
+    );
+}
+
+/// A bare HTTP/1.1 GET over a socket: (status, body).
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut answer))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer[9..12].parse().unwrap();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+struct Served {
+    addr: std::net::SocketAddr,
+    stop: CancellationToken,
+    done: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        self.done.abort();
+    }
+}
+
+/// `tether_api::serve` on a free loopback port.
+async fn serve(store: &Store, config: ApiConfig) -> Served {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let done = tokio::spawn(tether_api::serve(
+        listener,
+        Producer::from_store(store.clone()),
+        config,
+        stop.clone(),
+    ));
+    Served { addr, stop, done }
+}
+
+/// With a metrics address, /metrics is served there and not on the API port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_be_served_on_their_own_address() {
+    let env = env(config()).await;
+    let metrics_addr: std::net::SocketAddr = format!("127.0.0.1:{}", tether_testkit::free_port())
+        .parse()
+        .unwrap();
+    let served = serve(
+        &env.store,
+        ApiConfig {
+            metrics_addr: Some(metrics_addr),
+            ..config()
+        },
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while tokio::net::TcpStream::connect(metrics_addr).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "metrics port never opened"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(http_get(served.addr, "/healthz").await.0, 200);
+    assert_eq!(http_get(served.addr, "/metrics").await.0, 404);
+    let (status, body) = http_get(metrics_addr, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("tether_http_requests_total"), "{body}");
+    assert_eq!(http_get(metrics_addr, "/healthz").await.0, 200);
+    assert_eq!(http_get(metrics_addr, "/v2/tasks").await.0, 404);
+}
