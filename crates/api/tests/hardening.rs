@@ -339,3 +339,71 @@ async fn metrics_can_be_served_on_their_own_address() {
     assert_eq!(http_get(metrics_addr, "/healthz").await.0, 200);
     assert_eq!(http_get(metrics_addr, "/v2/tasks").await.0, 404);
 }
+
+// ---------------------------------------------------------------------------
+// Item 6: the tokens file.
+
+fn entry(token: &str, owner: &str, role: &str) -> String {
+    format!("[[tokens]]\ntoken = \"{token}\"\nowner = \"{owner}\"\nrole = \"{role}\"\n")
+}
+
+/// Duplicate, low-entropy and blank tokens are refused, naming the entry and
+/// never the token; TOML errors do not echo the token either.
+#[test]
+fn bad_tokens_are_refused_without_printing_them() {
+    let secret = "Zq8-secret-dup-token-77";
+    let dup = format!(
+        "{}{}",
+        entry(secret, "alice", "user"),
+        entry(secret, "ops", "admin")
+    );
+    let err = Auth::from_toml(&dup).expect_err("duplicate tokens must be refused");
+    assert!(err.contains("duplicate") && err.contains("ops"), "{err}");
+    assert!(!err.contains(secret), "{err}");
+
+    for weak in [
+        "aaaaaaaaaaaaaaaaaaaaaaaa",
+        "abababababababababababab",
+        "                        ",
+        "\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t",
+        "has some spaces in it ok!",
+        " leading-space-token-0123",
+    ] {
+        let text = entry(&weak.replace('\t', "\\t"), "carol", "user");
+        let err = Auth::from_toml(&text).expect_err(&format!("{weak:?} must be refused"));
+        assert!(err.contains("carol"), "{err}");
+        assert!(
+            !err.contains(weak.trim()) || weak.trim().is_empty(),
+            "{err}"
+        );
+    }
+
+    let secret = "Zq8-unterminated-secret-99";
+    let broken = format!("[[tokens]]\nowner = \"dave\"\ntoken = \"{secret}\n");
+    let err = Auth::from_toml(&broken).unwrap_err();
+    assert!(!err.contains(secret), "{err}");
+    assert!(err.contains("line 3"), "{err}");
+    let typed = "[[tokens]]\nowner = \"erin\"\ntoken = 98765432109876543\n";
+    let err = Auth::from_toml(typed).unwrap_err();
+    assert!(!err.contains("98765432109876543"), "{err}");
+}
+
+/// A tokens file readable by group or others is reported.
+#[test]
+fn a_tokens_file_readable_by_others_is_reported() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.toml");
+    std::fs::write(&path, entry(ALICE, "alice", "user")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let warning = Auth::file_mode_warning(&path).expect("a warning for mode 644");
+    assert!(
+        warning.contains("644") && warning.contains("chmod 600"),
+        "{warning}"
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    assert!(Auth::file_mode_warning(&path).is_some());
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(Auth::file_mode_warning(&path), None);
+    assert!(Auth::from_file(&path).is_ok());
+}
