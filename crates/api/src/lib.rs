@@ -19,10 +19,11 @@ mod error;
 pub mod glance;
 mod metrics;
 mod routes;
+mod server;
 mod ui;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -56,6 +57,13 @@ pub struct ApiConfig {
     /// When set, [`serve`] answers `/metrics` (and `/healthz`) on this address only,
     /// so the API port need not expose per-queue counts.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// A connection that has not sent a request's headers this long after it
+    /// opened (or after its previous answer) is closed.
+    pub header_read_timeout: Duration,
+    /// A connection on which no byte moved either way this long is closed (a
+    /// stalled body, a client that stopped reading). Event streams send a
+    /// keep-alive comment well within it.
+    pub idle_timeout: Duration,
 }
 
 impl Default for ApiConfig {
@@ -68,6 +76,8 @@ impl Default for ApiConfig {
             default_queue: "default".into(),
             public_url: None,
             metrics_addr: None,
+            header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -198,6 +208,9 @@ async fn openstack_errors(request: Request, next: Next) -> Response {
 }
 
 /// Serves until `shutdown` fires; open event streams end then, in-flight requests finish.
+/// Every connection is held to [`ApiConfig::header_read_timeout`] and
+/// [`ApiConfig::idle_timeout`]; with [`ApiConfig::metrics_addr`], `/metrics` is
+/// served there instead.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     producer: Producer,
@@ -210,25 +223,23 @@ pub async fn serve(
         );
     }
     let metrics_addr = config.metrics_addr;
+    let timeouts = server::Timeouts {
+        header_read: config.header_read_timeout,
+        idle: config.idle_timeout,
+    };
     let (app, metrics) = router(producer, config, shutdown.clone());
     if let Some(addr) = metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         tracing::info!(%addr, "API metrics listening");
-        let app = metrics_router(metrics);
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "metrics server failed");
-            }
-        });
+        tokio::spawn(server::run(
+            listener,
+            metrics_router(metrics),
+            timeouts,
+            shutdown.clone(),
+        ));
     }
     tracing::info!(addr = %listener.local_addr()?, "API listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    server::run(listener, app, timeouts, shutdown).await
 }
 
 /// `/metrics` and `/healthz` alone, for [`ApiConfig::metrics_addr`].

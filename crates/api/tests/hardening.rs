@@ -407,3 +407,87 @@ fn a_tokens_file_readable_by_others_is_reported() {
     assert_eq!(Auth::file_mode_warning(&path), None);
     assert!(Auth::from_file(&path).is_ok());
 }
+
+// ---------------------------------------------------------------------------
+// Item 5: header-read and idle timeouts.
+
+/// Reads until the server closes the socket; how long that took, or None when it
+/// was still open after `patience`.
+async fn closed_within(socket: &mut tokio::net::TcpStream, patience: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at((started + patience).into(), socket.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// A client that starts its headers and never finishes them is cut off after
+/// the header-read timeout; so is one that sends nothing at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_headers_are_cut_off_after_the_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let env = env(config()).await;
+    let served = serve(
+        &env.store,
+        ApiConfig {
+            header_read_timeout: Duration::from_millis(800),
+            ..config()
+        },
+    )
+    .await;
+    let mut half = tokio::net::TcpStream::connect(served.addr).await.unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let mut silent = tokio::net::TcpStream::connect(served.addr).await.unwrap();
+    let took = closed_within(&mut half, Duration::from_secs(5)).await;
+    assert!(
+        took.is_some(),
+        "half-sent headers kept the connection open for 5 s"
+    );
+    assert!(took.unwrap() >= Duration::from_millis(700), "{took:?}");
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(5))
+            .await
+            .is_some(),
+        "a silent connection stayed open for 5 s"
+    );
+    // A complete request is still answered.
+    assert_eq!(http_get(served.addr, "/healthz").await.0, 200);
+}
+
+/// A client that stalls mid-body is cut off after the idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_is_cut_off_after_the_idle_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let env = env(config()).await;
+    let served = serve(
+        &env.store,
+        ApiConfig {
+            idle_timeout: Duration::from_millis(800),
+            ..config()
+        },
+    )
+    .await;
+    let mut socket = tokio::net::TcpStream::connect(served.addr).await.unwrap();
+    socket
+        .write_all(
+            format!(
+                "POST /v2/tasks HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ALICE}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"type\":"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let took = closed_within(&mut socket, Duration::from_secs(5)).await;
+    assert!(
+        took.is_some(),
+        "a stalled body kept the connection open for 5 s"
+    );
+}
