@@ -20,6 +20,7 @@ pub mod glance;
 mod metrics;
 mod routes;
 mod server;
+mod streams;
 mod ui;
 
 use std::sync::Arc;
@@ -64,6 +65,10 @@ pub struct ApiConfig {
     /// stalled body, a client that stopped reading). Event streams send a
     /// keep-alive comment well within it.
     pub idle_timeout: Duration,
+    /// Most event streams open at once, over all callers; more are refused (429).
+    pub max_event_streams: usize,
+    /// Most event streams one caller (one owner) may hold open; more are refused (429).
+    pub max_event_streams_per_caller: usize,
 }
 
 impl Default for ApiConfig {
@@ -78,6 +83,8 @@ impl Default for ApiConfig {
             metrics_addr: None,
             header_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
+            max_event_streams: 1000,
+            max_event_streams_per_caller: 20,
         }
     }
 }
@@ -88,6 +95,7 @@ pub(crate) struct AppState {
     config: Arc<ApiConfig>,
     metrics: ApiMetrics,
     shutdown: CancellationToken,
+    streams: Arc<streams::StreamSlots>,
 }
 
 #[derive(OpenApi)]
@@ -110,6 +118,10 @@ pub fn router(
     let state = AppState {
         producer,
         metrics: metrics.clone(),
+        streams: streams::StreamSlots::new(
+            config.max_event_streams,
+            config.max_event_streams_per_caller,
+        ),
         config: Arc::new(config),
         shutdown,
     };

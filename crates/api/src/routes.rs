@@ -444,13 +444,15 @@ pub async fn patch_task(
 
 #[utoipa::path(get, path = "/v2/tasks/{id}/events", tag = "tasks", params(("id" = String, Path)),
     responses((status = 200, description = "Server-Sent Events: snapshot, progress, status, finished", content_type = "text/event-stream", body = String),
-        (status = 404, body = ApiError)))]
+        (status = 404, body = ApiError), (status = 429, description = "Too many open event streams", body = ApiError)))]
 pub async fn task_events(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let id = parse_id(&id)?;
+    // Taken before any Redis work; held by the stream and given back when it is dropped.
+    let slot = state.streams.acquire(&caller.owner)?;
     let producer = state.producer(&caller);
     producer
         .get(id)
@@ -460,7 +462,8 @@ pub async fn task_events(
     let shutdown = state.shutdown.clone();
     let stream = events
         .take_until(async move { shutdown.cancelled_owned().await })
-        .map(|event| {
+        .map(move |event| {
+            let _held = &slot;
             Ok(match event {
                 Ok(event) => {
                     let name = match &event {
@@ -478,7 +481,9 @@ pub async fn task_events(
                     .data(json!({"code": "StreamError", "message": e.to_string()}).to_string()),
             })
         });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    // Keep-alives well within the idle timeout, so a quiet stream is not cut off.
+    let keep_alive = Duration::from_secs(15).min(state.config.idle_timeout / 3);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(keep_alive)))
 }
 
 #[utoipa::path(get, path = "/v2/schemas/task", tag = "schemas", responses((status = 200, body = Object)))]

@@ -491,3 +491,59 @@ async fn a_stalled_body_is_cut_off_after_the_idle_timeout() {
         "a stalled body kept the connection open for 5 s"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Item 5: caps on open event streams.
+
+async fn open_events(app: &Router, id: &str, token: &str) -> axum::response::Response {
+    let req = Request::get(format!("/v2/tasks/{id}/events"))
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    app.clone().oneshot(req).await.unwrap()
+}
+
+/// Past the per-caller or the total cap, opening an event stream is a 429; a
+/// closed stream frees its slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_streams_are_capped_per_caller_and_in_total() {
+    let env = env(ApiConfig {
+        max_event_streams: 3,
+        max_event_streams_per_caller: 2,
+        ..config()
+    })
+    .await;
+    let mut ids = std::collections::HashMap::new();
+    for token in [ALICE, BOB] {
+        let (status, task) = call(
+            &env.app,
+            "POST",
+            "/v2/tasks",
+            Some(token),
+            Some(json!({"type": "noop", "delay": "1h"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+        ids.insert(token, task["id"].as_str().unwrap().to_owned());
+    }
+    let a1 = open_events(&env.app, &ids[ALICE], ALICE).await;
+    let a2 = open_events(&env.app, &ids[ALICE], ALICE).await;
+    assert_eq!((a1.status(), a2.status()), (StatusCode::OK, StatusCode::OK));
+    let a3 = open_events(&env.app, &ids[ALICE], ALICE).await;
+    assert_eq!(a3.status(), StatusCode::TOO_MANY_REQUESTS, "per-caller cap");
+    let b1 = open_events(&env.app, &ids[BOB], BOB).await;
+    assert_eq!(b1.status(), StatusCode::OK);
+    let b2 = open_events(&env.app, &ids[BOB], BOB).await;
+    assert_eq!(b2.status(), StatusCode::TOO_MANY_REQUESTS, "total cap");
+    let body = b2.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["code"], "TooManyStreams", "{body}");
+    drop(a1);
+    let again = open_events(&env.app, &ids[BOB], BOB).await;
+    assert_eq!(
+        again.status(),
+        StatusCode::OK,
+        "a closed stream frees its slot"
+    );
+    drop((a2, b1, again));
+}
