@@ -547,3 +547,214 @@ async fn event_streams_are_capped_per_caller_and_in_total() {
     );
     drop((a2, b1, again));
 }
+
+// ---------------------------------------------------------------------------
+// Item 5: event streams share pub/sub connections.
+
+use tether_testkit::{RedisEndpoint, TestRedis, Topology};
+
+fn nodes(redis: &TestRedis) -> Vec<&RedisServer> {
+    match redis {
+        TestRedis::Single(server) => vec![server],
+        TestRedis::Cluster(cluster) => cluster.nodes().iter().collect(),
+    }
+}
+
+/// (clients, pub/sub clients) on every node, not counting the connection asking.
+fn clients(redis: &TestRedis) -> (usize, usize) {
+    let (mut all, mut pubsub) = (0, 0);
+    for node in nodes(redis) {
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query(&mut node.connection())
+            .unwrap();
+        for line in list.lines().filter(|l| !l.contains("cmd=client|list")) {
+            all += 1;
+            if line
+                .split(' ')
+                .any(|f| f.starts_with("flags=") && f.contains('P'))
+            {
+                pubsub += 1;
+            }
+        }
+    }
+    (all, pubsub)
+}
+
+/// Channels subscribed on every node (PUBSUB CHANNELS is per node).
+fn subscribed_channels(redis: &TestRedis) -> usize {
+    nodes(redis)
+        .iter()
+        .map(|node| {
+            let channels: Vec<String> = redis::cmd("PUBSUB")
+                .arg("CHANNELS")
+                .arg("tether:*")
+                .query(&mut node.connection())
+                .unwrap();
+            channels.len()
+        })
+        .sum()
+}
+
+/// 50 open event streams hold one subscriber connection (plus the shared
+/// command connection), each of their jobs' channels is subscribed once, every
+/// stream still gets its events, and the channels are given back at the end.
+async fn streams_share_pubsub(topology: Topology) {
+    const STREAMS: usize = 50;
+    let redis = TestRedis::start(topology);
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let stop = CancellationToken::new();
+    let (app, _) = tether_api::router(
+        Producer::from_store(store.clone()),
+        ApiConfig {
+            max_event_streams_per_caller: STREAMS,
+            ..config()
+        },
+        stop.clone(),
+    );
+    let queues: Vec<String> = match &redis {
+        TestRedis::Cluster(cluster) => cluster.names_on_every_master("watch", 2),
+        TestRedis::Single(_) => vec!["default".into()],
+    };
+    let (before, _) = clients(&redis);
+    let mut ids = Vec::new();
+    for i in 0..STREAMS {
+        let body = json!({"type": "noop", "delay": "1h", "queue": queues[i % queues.len()]});
+        let (status, task) = call(&app, "POST", "/v2/tasks", Some(ALICE), Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{task}");
+        ids.push(task["id"].as_str().unwrap().to_owned());
+    }
+    let mut readers = Vec::new();
+    for id in &ids {
+        let resp = open_events(&app, id, ALICE).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        readers.push(tokio::spawn(async move {
+            let bytes = tokio::time::timeout(Duration::from_secs(20), resp.into_body().collect())
+                .await
+                .expect("the stream ends")
+                .unwrap()
+                .to_bytes();
+            String::from_utf8_lossy(&bytes).into_owned()
+        }));
+    }
+    let (open, pubsub) = clients(&redis);
+    eprintln!(
+        "{topology:?}: {before} clients before, {open} with {STREAMS} streams open ({pubsub} pub/sub)"
+    );
+    assert!(
+        pubsub <= 2,
+        "{pubsub} pub/sub connections for {STREAMS} streams"
+    );
+    assert!(
+        open <= before + 2,
+        "{open} clients with {STREAMS} streams (before: {before})"
+    );
+    assert_eq!(subscribed_channels(&redis), STREAMS);
+
+    for id in &ids {
+        let (status, _) = call(
+            &app,
+            "POST",
+            &format!("/v2/tasks/{id}/cancel"),
+            Some(ALICE),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    for reader in readers {
+        let text = reader.await.unwrap();
+        assert!(text.contains("event: snapshot"), "{text}");
+        assert!(text.contains("event: finished"), "{text}");
+        assert!(text.contains("\"status\":\"cancelled\""), "{text}");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while subscribed_channels(&redis) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "channels stayed subscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_streams_share_one_pubsub_connection() {
+    streams_share_pubsub(Topology::Single).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_streams_share_one_pubsub_connection_on_a_cluster() {
+    streams_share_pubsub(Topology::Cluster).await;
+}
+
+/// After a Redis restart the shared subscriber reconnects and subscribes every
+/// channel still watched again; the watches go on to their end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_subscriber_resubscribes_after_a_redis_restart() {
+    use futures::StreamExt;
+    // AOF on, so the jobs survive the restart.
+    let redis = TestRedis::Single(RedisServer::start(RedisOptions {
+        aof: true,
+        ..RedisOptions::default()
+    }));
+    let TestRedis::Single(server) = &redis else {
+        unreachable!()
+    };
+    let producer = Producer::connect(&redis.url()).await.unwrap();
+    let mut watches = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let id = producer
+            .enqueue(tether_producer::JobSpec::new("noop").delay(Duration::from_secs(3600)))
+            .await
+            .unwrap();
+        watches.push(Box::pin(producer.watch(id).await.unwrap()));
+        ids.push(id);
+    }
+    for w in &mut watches {
+        assert!(matches!(
+            w.next().await,
+            Some(Ok(tether_producer::Event::Snapshot(_)))
+        ));
+    }
+    assert_eq!(subscribed_channels(&redis), 5);
+    server.restart();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while subscribed_channels(&redis) < 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "channels were not subscribed again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        clients(&redis).1 <= 1,
+        "one subscriber connection after the restart"
+    );
+    for id in &ids {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while producer.cancel(*id).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+        .expect("cancel after the restart");
+    }
+    for w in &mut watches {
+        let last = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut last = None;
+            while let Some(event) = w.next().await {
+                last = Some(event);
+            }
+            last
+        })
+        .await
+        .expect("the watch ends");
+        assert!(
+            matches!(last, Some(Ok(tether_producer::Event::Finished(_)))),
+            "{last:?}"
+        );
+    }
+}
