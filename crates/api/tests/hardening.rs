@@ -758,3 +758,102 @@ async fn the_shared_subscriber_resubscribes_after_a_redis_restart() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// The settings above, through a real `tether api` process.
+
+fn api_command(
+    redis: &RedisServer,
+    tokens: &std::path::Path,
+    args: &[&str],
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(tether_testkit::tether_bin());
+    cmd.args(["api", "--redis", &redis.url(), "--tokens"])
+        .arg(tokens)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null());
+    cmd
+}
+
+/// `tether api` warns about a tokens file others can read (without printing a
+/// token), refuses a file with a duplicate token, and applies --metrics-addr and
+/// --header-read-timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tether_api_applies_the_hardening_settings() {
+    use std::os::unix::fs::PermissionsExt;
+    use tokio::io::AsyncWriteExt;
+    let redis = RedisServer::start(RedisOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+
+    let duplicate = dir.path().join("duplicate.toml");
+    std::fs::write(
+        &duplicate,
+        format!(
+            "{}{}",
+            entry(ALICE, "alice", "user"),
+            entry(ALICE, "ops", "admin")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&duplicate, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = api_command(&redis, &duplicate, &["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started with a duplicate token");
+    assert!(
+        stderr.contains("duplicate") && stderr.contains("entry 2"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(ALICE), "{stderr}");
+
+    let tokens = dir.path().join("tokens.toml");
+    std::fs::write(&tokens, entry(ALICE, "alice", "user")).unwrap();
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let port = tether_testkit::free_port();
+    let metrics_port = tether_testkit::free_port();
+    let log = dir.path().join("api.log");
+    let mut cmd = api_command(
+        &redis,
+        &tokens,
+        &[
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--metrics-addr",
+            &format!("127.0.0.1:{metrics_port}"),
+            "--header-read-timeout",
+            "1s",
+        ],
+    );
+    cmd.stderr(std::fs::File::create(&log).unwrap())
+        .stdout(std::process::Stdio::null());
+    let mut api = tether_testkit::ChildGuard::spawn(cmd);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tether api never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(http_get(addr, "/healthz").await.0, 200);
+    assert_eq!(http_get(addr, "/metrics").await.0, 404);
+    let metrics_addr = format!("127.0.0.1:{metrics_port}").parse().unwrap();
+    assert_eq!(http_get(metrics_addr, "/metrics").await.0, 200);
+    let mut half = tokio::net::TcpStream::connect(addr).await.unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    assert!(
+        closed_within(&mut half, Duration::from_secs(5))
+            .await
+            .is_some(),
+        "half-sent headers kept the connection open"
+    );
+    api.terminate(Duration::from_secs(10));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("chmod 600"), "{text}");
+    assert!(!text.contains(ALICE), "{text}");
+}

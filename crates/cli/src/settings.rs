@@ -28,6 +28,14 @@ pub struct ApiFile {
     pub tokens: Option<PathBuf>,
     pub job_types: Option<Vec<String>>,
     pub body_limit: Option<usize>,
+    pub public_url: Option<String>,
+    pub metrics_addr: Option<SocketAddr>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub header_read_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub idle_timeout: Option<Duration>,
+    pub max_event_streams: Option<usize>,
+    pub max_event_streams_per_caller: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -119,6 +127,13 @@ mod tests {
         assert_eq!(config.worker.claim_batch, Some(64));
         assert_eq!(config.api.listen, Some("127.0.0.1:9292".parse().unwrap()));
         assert_eq!(config.api.body_limit, Some(1048576));
+        assert_eq!(
+            config.api.header_read_timeout,
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(config.api.idle_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(config.api.max_event_streams, Some(1000));
+        assert_eq!(config.api.max_event_streams_per_caller, Some(20));
         // As shipped, everything is commented out: it changes nothing.
         let shipped: FileConfig = toml::from_str(&text).unwrap();
         assert!(shipped.redis_url.is_none() && shipped.worker.concurrency.is_none());
