@@ -448,9 +448,9 @@ async fn run_api(args: ApiArgs, file: &settings::ApiFile, producer: Producer) ->
     if let Some(url) = &public_url
         && !tether_api::glance::is_valid_public_url(url)
     {
-        return Err(
-            format!("invalid public URL {url:?}: expected http(s)://host[:port][/path]").into(),
-        );
+        return Err(format!(
+            "invalid public URL {url:?}: expected http(s)://host[:port][/path]"
+        ));
     }
     let positive = |name: &str, d: Duration| {
         if d.is_zero() {
