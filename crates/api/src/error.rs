@@ -131,6 +131,15 @@ impl From<StoreError> for ApiError {
             StoreError::Redis(r) if r.is_connection_refusal() || r.is_io_error() => {
                 ApiError::unavailable(&r)
             }
+            // Redis at maxmemory (noeviction) refuses writes: unavailable, not broken.
+            StoreError::Redis(r) if r.code() == Some("OOM") => {
+                tracing::warn!(error = %r, "job store full");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    "the job store is full; retry later",
+                )
+            }
             StoreError::NotReplicated { confirmed, wanted } => {
                 tracing::warn!(confirmed, wanted, "enqueue not confirmed by replicas");
                 ApiError::new(

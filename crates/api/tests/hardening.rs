@@ -857,3 +857,34 @@ async fn tether_api_applies_the_hardening_settings() {
     assert!(text.contains("chmod 600"), "{text}");
     assert!(!text.contains(ALICE), "{text}");
 }
+
+/// A full Redis (maxmemory reached, noeviction) is unavailability: 503, plain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_store_is_503_without_detail() {
+    let env = env(config()).await;
+    let mut conn = env.redis.connection();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("noeviction")
+        .query(&mut conn)
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("1")
+        .query(&mut conn)
+        .unwrap();
+    let (status, body) = call(
+        &env.app,
+        "POST",
+        "/v2/tasks",
+        Some(ALICE),
+        Some(json!({"type": "noop"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["code"], "ServiceUnavailable", "{body}");
+    assert!(body["message"].as_str().unwrap().contains("full"), "{body}");
+    assert!(!body.to_string().contains("maxmemory"), "{body}");
+}
