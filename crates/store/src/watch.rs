@@ -146,7 +146,10 @@ impl HubInner {
     /// Opens a subscriber connection and subscribes every watched channel; returns
     /// what its reader needs. Called with the link locked and not live.
     async fn establish(&self, link: &mut Link) -> Result<Reader, StoreError> {
-        let (mut sink, stream) = self.topology.pubsub().await?.split();
+        let (mut sink, stream) = tokio::time::timeout(self.timeout, self.topology.pubsub())
+            .await
+            .map_err(|_| timed_out("pub/sub connect"))??
+            .split();
         let watched: Vec<String> = self
             .lock_channels()
             .iter()
