@@ -249,6 +249,13 @@ async fn metric_labels_stay_bounded_under_made_up_methods_and_names() {
     assert!(queues.contains("other") && types.contains("other"));
     assert!(queues.len() <= 40, "{} queue labels", queues.len());
     assert!(types.len() <= 40, "{} type labels", types.len());
+    eprintln!(
+        "/metrics: {} bytes; {} method, {} queue, {} type label values",
+        metrics.len(),
+        methods.len(),
+        queues.len(),
+        types.len()
+    );
     assert!(
         metrics.len() < 64 * 1024,
         "/metrics is {} bytes",
