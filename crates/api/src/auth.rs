@@ -64,22 +64,53 @@ fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// Fewest distinct characters a token may have: `aaaa…` or `abab…` are guessable.
+const MIN_DISTINCT_CHARS: usize = 8;
+/// Shortest accepted token.
+const MIN_TOKEN_LEN: usize = 16;
+
 impl Auth {
-    /// Tokens from entries.
+    /// Tokens from entries. Refuses short, blank, whitespace-holding, low-entropy and
+    /// duplicate tokens; messages name the entry (its number and owner), never the token.
     pub fn from_entries(entries: Vec<TokenEntry>) -> Result<Auth, String> {
-        let mut tokens = Vec::new();
-        for e in entries {
-            if e.token.len() < 16 {
+        let mut tokens: Vec<([u8; 32], Caller)> = Vec::new();
+        for (i, e) in entries.into_iter().enumerate() {
+            let which = format!("tokens entry {} (owner {:?})", i + 1, e.owner);
+            if e.owner.is_empty() {
+                return Err(format!("tokens entry {} has an empty owner", i + 1));
+            }
+            if e.token.trim().is_empty() {
+                return Err(format!("{which}: the token is blank"));
+            }
+            if e.token.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(format!(
-                    "the token of owner {:?} is shorter than 16 characters",
-                    e.owner
+                    "{which}: the token contains whitespace or control characters"
                 ));
             }
-            if e.owner.is_empty() {
-                return Err("a token has an empty owner".into());
+            if e.token.len() < MIN_TOKEN_LEN {
+                return Err(format!(
+                    "{which}: the token is shorter than {MIN_TOKEN_LEN} characters"
+                ));
+            }
+            let distinct: std::collections::HashSet<char> = e.token.chars().collect();
+            if distinct.len() < MIN_DISTINCT_CHARS {
+                return Err(format!(
+                    "{which}: the token has fewer than {MIN_DISTINCT_CHARS} distinct characters \
+                     (use a random one, e.g. `openssl rand -hex 32`)"
+                ));
+            }
+            let d = digest(&e.token);
+            // The same token twice would make one caller's rights depend on file order.
+            if let Some(j) = tokens.iter().position(|(other, _)| *other == d) {
+                return Err(format!(
+                    "{which}: duplicate of the token of tokens entry {} (owner {:?}); \
+                     every token must be unique",
+                    j + 1,
+                    tokens[j].1.owner
+                ));
             }
             tokens.push((
-                digest(&e.token),
+                d,
                 Caller {
                     owner: e.owner,
                     admin: e.role == Role::Admin,
@@ -90,16 +121,40 @@ impl Auth {
     }
 
     /// Parses a tokens file (TOML with `[[tokens]]` entries of `token`, `owner`, `role`).
+    /// A syntax error names its line, never that line's text (it may be a token).
     pub fn from_toml(text: &str) -> Result<Auth, String> {
-        let file: TokensFile =
-            toml::from_str(text).map_err(|e| format!("invalid tokens file: {e}"))?;
+        let file: TokensFile = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+            let at = line.map(|l| format!(" at line {l}")).unwrap_or_default();
+            format!("invalid tokens file{at}: {}", redact_quoted(e.message()))
+        })?;
         Self::from_entries(file.tokens)
     }
 
+    /// A warning when the file at `path` is readable or writable by group or others.
+    pub fn file_mode_warning(path: &Path) -> Option<String> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+        (mode & 0o077 != 0).then(|| {
+            format!(
+                "the tokens file {} is accessible to group or others (mode {mode:o}); \
+                 run chmod 600 {}",
+                path.display(),
+                path.display()
+            )
+        })
+    }
+
+    /// Reads a tokens file; warns (in the log) when others can read it.
     pub fn from_file(path: &Path) -> Result<Auth, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        Self::from_toml(&text)
+        if let Some(warning) = Self::file_mode_warning(path) {
+            tracing::warn!("{warning}");
+        }
+        Self::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     /// The caller behind a presented token; every entry is compared, in constant time.
@@ -121,6 +176,32 @@ impl Auth {
             }
         }
     }
+}
+
+/// The parser quotes the values it rejects (`` `…` `` or `"…"`); a rejected value
+/// may be a token, so quoted text is replaced.
+fn redact_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut open: Option<char> = None;
+    for c in message.chars() {
+        match open {
+            Some(q) if c == q => {
+                out.push('…');
+                out.push(c);
+                open = None;
+            }
+            Some(_) => {}
+            None if c == '`' || c == '"' => {
+                out.push(c);
+                open = Some(c);
+            }
+            None => out.push(c),
+        }
+    }
+    if open.is_some() {
+        out.push('…');
+    }
+    out
 }
 
 #[cfg(test)]

@@ -1,4 +1,9 @@
 //! Every error answer is JSON `{"code": ..., "message": ...}` with a stable code.
+//!
+//! Answers never carry internal detail (Redis replies, script SHAs, addresses):
+//! an internal error is a 500 whose body and `X-Request-Id` header name a request
+//! id, and the detail goes to the log under that id; 503 means only that the
+//! job store cannot be reached (or could not confirm a write) right now.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -15,6 +20,9 @@ pub struct ApiError {
     /// Stable machine-readable code, e.g. `InvalidState`.
     pub code: String,
     pub message: String,
+    /// Set on internal errors: the id under which the detail was logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl ApiError {
@@ -23,6 +31,7 @@ impl ApiError {
             status: status.as_u16(),
             code: code.into(),
             message: message.into(),
+            request_id: None,
         }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -38,20 +47,45 @@ impl ApiError {
             "a valid token is required (Authorization: Bearer … or X-Auth-Token)",
         )
     }
-    pub fn unavailable(message: impl std::fmt::Display) -> Self {
+    /// 503: the job store cannot be reached. `detail` goes to the log only.
+    pub fn unavailable(detail: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %detail, "job store unavailable");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceUnavailable",
-            format!("the job store is unavailable: {message}"),
+            "the job store is unavailable; retry later",
         )
+    }
+    /// 500 with a fresh request id; `detail` is logged under that id and not answered.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        tracing::error!(request_id = %id, error = %detail, "internal error");
+        ApiError {
+            request_id: Some(id.clone()),
+            ..Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                format!("internal error; quote request id {id} to the operator"),
+            )
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let unavailable = status == StatusCode::SERVICE_UNAVAILABLE;
+        let unavailable = matches!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+        );
+        let request_id = self
+            .request_id
+            .as_deref()
+            .and_then(|id| HeaderValue::from_str(id).ok());
         let mut response = (status, Json(self)).into_response();
+        if let Some(id) = request_id {
+            response.headers_mut().insert("x-request-id", id);
+        }
         if unavailable {
             response
                 .headers_mut()
@@ -69,11 +103,7 @@ impl From<ProducerError> for ApiError {
             e @ ProducerError::NotPermitted(_) => {
                 ApiError::new(StatusCode::FORBIDDEN, "Forbidden", e.to_string())
             }
-            other => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalError",
-                other.to_string(),
-            ),
+            other => ApiError::internal(other),
         }
     }
 }
@@ -112,14 +142,27 @@ impl From<StoreError> for ApiError {
             StoreError::Redis(r) if r.is_connection_refusal() || r.is_io_error() => {
                 ApiError::unavailable(&r)
             }
-            other => {
-                tracing::error!(error = %other, "store error");
+            // Redis at maxmemory (noeviction) refuses writes: unavailable, not broken.
+            StoreError::Redis(r) if r.code() == Some("OOM") => {
+                tracing::warn!(error = %r, "job store full");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "ServiceUnavailable",
-                    other.to_string(),
+                    "the job store is full; retry later",
                 )
             }
+            StoreError::NotReplicated { confirmed, wanted } => {
+                tracing::warn!(confirmed, wanted, "enqueue not confirmed by replicas");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "NotReplicated",
+                    "written, but not confirmed by enough replicas in time; \
+                     resend with the same idempotency key",
+                )
+            }
+            // Script failures, wrong-type keys, undecodable records: our fault or
+            // the operator's, never the client's, and nothing a retry would fix.
+            other => ApiError::internal(other),
         }
     }
 }

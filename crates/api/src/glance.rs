@@ -129,3 +129,93 @@ pub fn versions(base: &str) -> Value {
     let version = |id: &str, status: &str| json!({"id": id, "status": status, "links": [{"rel": "self", "href": format!("{base}/v2/")}]});
     json!({"versions": [version("v2.16", "CURRENT"), version("v2.15", "SUPPORTED")]})
 }
+
+/// Where links in answers point: the configured public URL, else `http://` and the
+/// request's Host header when it is a plain `host[:port]`, else `http://localhost`.
+/// The Host header is the client's to choose, so it is never copied unchecked.
+pub fn base_url(public_url: Option<&str>, host: Option<&str>) -> String {
+    if let Some(url) = public_url {
+        return url.trim_end_matches('/').to_owned();
+    }
+    match host {
+        Some(host) if is_plain_host(host) => format!("http://{host}"),
+        _ => "http://localhost".into(),
+    }
+}
+
+/// `name[:port]`, `a.b.c.d[:port]` or `[v6][:port]`: letters, digits, `.`, `-`
+/// (`:` inside brackets), at most 255 bytes; a port of 1-5 digits.
+pub fn is_plain_host(host: &str) -> bool {
+    if host.is_empty() || host.len() > 255 {
+        return false;
+    }
+    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
+        let Some((v6, after)) = rest.split_once(']') else {
+            return false;
+        };
+        if v6.is_empty() || !v6.chars().all(|c| c.is_ascii_hexdigit() || c == ':') {
+            return false;
+        }
+        match after {
+            "" => return true,
+            p => match p.strip_prefix(':') {
+                Some(port) => ("v6", Some(port)),
+                None => return false,
+            },
+        }
+    } else {
+        match host.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        }
+    };
+    let name_ok = !name.is_empty()
+        && name
+            .split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    let port_ok =
+        port.is_none_or(|p| (1..=5).contains(&p.len()) && p.chars().all(|c| c.is_ascii_digit()));
+    name_ok && port_ok
+}
+
+/// A usable public URL: `http://` or `https://`, then a plain host, an optional
+/// path of safe characters.
+pub fn is_valid_public_url(url: &str) -> bool {
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    is_plain_host(host)
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._~/".contains(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_hosts_make_links() {
+        for good in [
+            "localhost",
+            "api.example:9292",
+            "10.0.0.1:80",
+            "[::1]:9292",
+            "[::1]",
+        ] {
+            assert!(is_plain_host(good), "{good}");
+        }
+        for bad in [
+            "", "evil\"", "a b", "x/y", "x@y", "x:port", "x:123456", "[::1", "a..b", "[zz]",
+        ] {
+            assert!(!is_plain_host(bad), "{bad}");
+        }
+        assert!(is_valid_public_url("https://tasks.example.com/api/"));
+        assert!(!is_valid_public_url("ftp://x"));
+        assert!(!is_valid_public_url("https://x/\"y"));
+    }
+}

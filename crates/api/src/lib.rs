@@ -19,10 +19,12 @@ mod error;
 pub mod glance;
 mod metrics;
 mod routes;
+mod server;
+mod streams;
 mod ui;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -37,7 +39,7 @@ use utoipa_axum::routes;
 
 pub use auth::{Auth, Caller};
 pub use error::ApiError;
-pub use metrics::ApiMetrics;
+pub use metrics::{ApiMetrics, DYNAMIC_LABELS, EnqueuedCounter};
 
 /// API settings.
 #[derive(Debug, Clone)]
@@ -52,6 +54,24 @@ pub struct ApiConfig {
     /// When set, the only queues tasks may be created in (403 otherwise): each new
     /// queue name costs Redis keys and every unfiltered list a read. `None`: any valid name.
     pub allowed_queues: Option<Vec<String>>,
+    /// The URL clients reach the API at (`https://tasks.example.com`); links in
+    /// answers start with it. Unset, links use the request's Host header when it
+    /// is a plain `host[:port]`, else `localhost`.
+    pub public_url: Option<String>,
+    /// When set, [`serve`] answers `/metrics` (and `/healthz`) on this address only,
+    /// so the API port need not expose per-queue counts.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// A connection that has not sent a request's headers this long after it
+    /// opened (or after its previous answer) is closed.
+    pub header_read_timeout: Duration,
+    /// A connection on which no byte moved either way this long is closed (a
+    /// stalled body, a client that stopped reading). Event streams send a
+    /// keep-alive comment well within it.
+    pub idle_timeout: Duration,
+    /// Most event streams open at once, over all callers; more are refused (429).
+    pub max_event_streams: usize,
+    /// Most event streams one caller (one owner) may hold open; more are refused (429).
+    pub max_event_streams_per_caller: usize,
 }
 
 impl Default for ApiConfig {
@@ -64,6 +84,12 @@ impl Default for ApiConfig {
             body_limit: 1024 * 1024,
             default_queue: "default".into(),
             allowed_queues: None,
+            public_url: None,
+            metrics_addr: None,
+            header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_event_streams: 1000,
+            max_event_streams_per_caller: 20,
         }
     }
 }
@@ -74,6 +100,7 @@ pub(crate) struct AppState {
     config: Arc<ApiConfig>,
     metrics: ApiMetrics,
     shutdown: CancellationToken,
+    streams: Arc<streams::StreamSlots>,
 }
 
 #[derive(OpenApi)]
@@ -89,14 +116,22 @@ pub fn router(
     config: ApiConfig,
     shutdown: CancellationToken,
 ) -> (Router, ApiMetrics) {
-    let metrics = ApiMetrics::new();
+    let metrics = ApiMetrics::with_known(
+        [config.default_queue.clone()],
+        config.job_types.clone().unwrap_or_default(),
+    );
     let state = AppState {
         producer,
         metrics: metrics.clone(),
+        streams: streams::StreamSlots::new(
+            config.max_event_streams,
+            config.max_event_streams_per_caller,
+        ),
         config: Arc::new(config),
         shutdown,
     };
     let body_limit = state.config.body_limit;
+    let metrics_here = state.config.metrics_addr.is_none();
     let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(routes::create_task, routes::list_tasks))
         .routes(routes!(routes::show_task, routes::patch_task))
@@ -123,8 +158,15 @@ pub fn router(
         .route("/ui/app.js", get(ui::app_js))
         .route("/ui/style.css", get(ui::style_css))
         .route("/healthz", get(routes::healthz))
-        .route("/readyz", get(routes::readyz))
-        .route("/metrics", get(routes::metrics))
+        .route("/readyz", get(routes::readyz));
+    // With a metrics address, /metrics stays off the API port: it names every
+    // queue and type with counts.
+    let app = if metrics_here {
+        app.route("/metrics", get(routes::metrics))
+    } else {
+        app
+    };
+    let app = app
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -183,6 +225,9 @@ async fn openstack_errors(request: Request, next: Next) -> Response {
 }
 
 /// Serves until `shutdown` fires; open event streams end then, in-flight requests finish.
+/// Every connection is held to [`ApiConfig::header_read_timeout`] and
+/// [`ApiConfig::idle_timeout`]; with [`ApiConfig::metrics_addr`], `/metrics` is
+/// served there instead.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     producer: Producer,
@@ -194,11 +239,37 @@ pub async fn serve(
             "AUTHENTICATION IS DISABLED (--insecure-no-auth): anyone who can reach this port is an admin"
         );
     }
-    let (app, _) = router(producer, config, shutdown.clone());
+    let metrics_addr = config.metrics_addr;
+    let timeouts = server::Timeouts {
+        header_read: config.header_read_timeout,
+        idle: config.idle_timeout,
+    };
+    let (app, metrics) = router(producer, config, shutdown.clone());
+    if let Some(addr) = metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        tracing::info!(%addr, "API metrics listening");
+        tokio::spawn(server::run(
+            listener,
+            metrics_router(metrics),
+            timeouts,
+            shutdown.clone(),
+        ));
+    }
     tracing::info!(addr = %listener.local_addr()?, "API listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    server::run(listener, app, timeouts, shutdown).await
+}
+
+/// `/metrics` and `/healthz` alone, for [`ApiConfig::metrics_addr`].
+pub fn metrics_router(metrics: ApiMetrics) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move { routes::metrics_text(&metrics) }
+            }),
+        )
+        .route("/healthz", get(routes::healthz))
 }
 
 /// A token cancelled by SIGTERM or SIGINT.

@@ -1,6 +1,14 @@
 //! The API's Prometheus metrics: enqueues, and requests by route and status.
+//!
+//! Every label value comes from a bounded set: methods from the standard ones,
+//! routes from the router's patterns, queues and types from configuration plus
+//! the first few others seen (see [`LabelSet`]); anything else is `other`. A
+//! client cannot add series by inventing names.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use tether_model::labels::LabelSet;
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
@@ -10,9 +18,31 @@ use prometheus::{
 #[derive(Clone, Debug)]
 pub struct ApiMetrics {
     registry: Registry,
-    pub enqueued: IntCounterVec,
+    /// `tether_jobs_enqueued_total{queue,type}`.
+    pub enqueued: EnqueuedCounter,
     requests: IntCounterVec,
     latency: HistogramVec,
+    methods: Arc<LabelSet>,
+}
+
+/// Queue and type names beyond configuration that may become labels (each).
+pub const DYNAMIC_LABELS: usize = 32;
+
+/// Jobs enqueued by queue and type, with both names bounded before they become labels.
+#[derive(Clone, Debug)]
+pub struct EnqueuedCounter {
+    counter: IntCounterVec,
+    queues: Arc<LabelSet>,
+    types: Arc<LabelSet>,
+}
+
+impl EnqueuedCounter {
+    /// The counter for `[queue, type]`; names outside the bounded sets count as `other`.
+    pub fn with_label_values<S: AsRef<str>>(&self, values: &[S]) -> prometheus::IntCounter {
+        let get = |i: usize| values.get(i).map(AsRef::as_ref).unwrap_or("");
+        self.counter
+            .with_label_values(&[self.queues.label(get(0)), self.types.label(get(1))])
+    }
 }
 
 impl Default for ApiMetrics {
@@ -22,7 +52,21 @@ impl Default for ApiMetrics {
 }
 
 impl ApiMetrics {
+    /// Metrics that know no queues or types in advance.
     pub fn new() -> Self {
+        Self::with_known(["default"], [] as [&str; 0])
+    }
+
+    /// Metrics whose `queue` and `type` labels always admit `queues` and `types`,
+    /// plus [`DYNAMIC_LABELS`] others each.
+    pub fn with_known<Q, T>(
+        queues: impl IntoIterator<Item = Q>,
+        types: impl IntoIterator<Item = T>,
+    ) -> Self
+    where
+        Q: Into<String>,
+        T: Into<String>,
+    {
         let registry = Registry::new();
         let enqueued = IntCounterVec::new(
             Opts::new(
@@ -56,7 +100,12 @@ impl ApiMetrics {
         .expect("metric");
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         registry.register(Box::new(build)).expect("register");
-        for m in [&enqueued, &requests] {
+        let enqueued = EnqueuedCounter {
+            counter: enqueued,
+            queues: Arc::new(LabelSet::new(queues, DYNAMIC_LABELS)),
+            types: Arc::new(LabelSet::new(types, DYNAMIC_LABELS)),
+        };
+        for m in [&enqueued.counter, &requests] {
             registry.register(Box::new(m.clone())).expect("register");
         }
         registry
@@ -73,10 +122,14 @@ impl ApiMetrics {
             enqueued,
             requests,
             latency,
+            methods: Arc::new(LabelSet::http_methods()),
         }
     }
 
+    /// Records one request. `route` must be a router pattern (or one fixed word);
+    /// `method` is bounded here.
     pub(crate) fn observe(&self, route: &str, method: &str, status: u16, took: Duration) {
+        let method = self.methods.label(method);
         self.requests
             .with_label_values(&[route, method, &status.to_string()])
             .inc();
@@ -85,6 +138,7 @@ impl ApiMetrics {
             .observe(took.as_secs_f64());
     }
 
+    /// The text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         TextEncoder::new()

@@ -482,13 +482,15 @@ pub async fn patch_task(
 
 #[utoipa::path(get, path = "/v2/tasks/{id}/events", tag = "tasks", params(("id" = String, Path)),
     responses((status = 200, description = "Server-Sent Events: snapshot, progress, status, finished", content_type = "text/event-stream", body = String),
-        (status = 404, body = ApiError)))]
+        (status = 404, body = ApiError), (status = 429, description = "Too many open event streams", body = ApiError)))]
 pub async fn task_events(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let id = parse_id(&id)?;
+    // Taken before any Redis work; held by the stream and given back when it is dropped.
+    let slot = state.streams.acquire(&caller.owner)?;
     let producer = state.producer(&caller);
     producer
         .get(id)
@@ -498,7 +500,8 @@ pub async fn task_events(
     let shutdown = state.shutdown.clone();
     let stream = events
         .take_until(async move { shutdown.cancelled_owned().await })
-        .map(|event| {
+        .map(move |event| {
+            let _held = &slot;
             Ok(match event {
                 Ok(event) => {
                     let name = match &event {
@@ -516,7 +519,9 @@ pub async fn task_events(
                     .data(json!({"code": "StreamError", "message": e.to_string()}).to_string()),
             })
         });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    // Keep-alives well within the idle timeout, so a quiet stream is not cut off.
+    let keep_alive = Duration::from_secs(15).min(state.config.idle_timeout / 3);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(keep_alive)))
 }
 
 #[utoipa::path(get, path = "/v2/schemas/task", tag = "schemas", responses((status = 200, body = Object)))]
@@ -529,27 +534,24 @@ pub async fn schema_tasks(State(state): State<AppState>) -> Json<Value> {
     Json(tasks_schema(state.config.job_types.as_deref()))
 }
 
-fn base_url(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    format!("http://{host}")
+fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    crate::glance::base_url(state.config.public_url.as_deref(), host)
 }
 
 #[utoipa::path(get, path = "/versions", tag = "versions", responses((status = 200, body = Object)))]
-pub async fn versions_doc(headers: HeaderMap) -> Json<Value> {
-    Json(versions(&base_url(&headers)))
+pub async fn versions_doc(State(state): State<AppState>, headers: HeaderMap) -> Json<Value> {
+    Json(versions(&base_url(&state, &headers)))
 }
 
 /// `GET /`: Glance answers 300 Multiple Choices with its version document.
-pub async fn root(headers: HeaderMap) -> Response {
+pub async fn root(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if crate::ui::wants_html(&headers) {
         return axum::response::Redirect::to("/ui/").into_response();
     }
     (
         StatusCode::MULTIPLE_CHOICES,
-        Json(versions(&base_url(&headers))),
+        Json(versions(&base_url(&state, &headers))),
     )
         .into_response()
 }
@@ -587,9 +589,13 @@ pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiEr
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    metrics_text(&state.metrics)
+}
+
+pub(crate) fn metrics_text(metrics: &crate::ApiMetrics) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        metrics.render(),
     )
         .into_response()
 }

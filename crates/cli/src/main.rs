@@ -187,6 +187,25 @@ struct ApiArgs {
     /// Forget registered queues that are empty and had no enqueue for this long (default 24h; 0s: never).
     #[arg(long, env = "TETHER_API_FORGET_IDLE_QUEUES", value_parser = parse_duration)]
     forget_idle_queues: Option<Duration>,
+    /// The URL clients reach the API at; links in answers start with it
+    /// (default: the request's Host header when it is a plain host[:port]).
+    #[arg(long, env = "TETHER_API_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Serve /metrics (and /healthz) on this address instead of the API port.
+    #[arg(long, env = "TETHER_API_METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
+    /// Close a connection that has not sent a request's headers within this (default 30s).
+    #[arg(long, env = "TETHER_API_HEADER_READ_TIMEOUT", value_parser = parse_duration)]
+    header_read_timeout: Option<Duration>,
+    /// Close a connection on which nothing moved for this long (default 60s).
+    #[arg(long, env = "TETHER_API_IDLE_TIMEOUT", value_parser = parse_duration)]
+    idle_timeout: Option<Duration>,
+    /// Most event streams open at once (default 1000); more get 429.
+    #[arg(long, env = "TETHER_API_MAX_EVENT_STREAMS")]
+    max_event_streams: Option<usize>,
+    /// Most event streams one caller may hold open (default 20); more get 429.
+    #[arg(long, env = "TETHER_API_MAX_EVENT_STREAMS_PER_CALLER")]
+    max_event_streams_per_caller: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -475,6 +494,28 @@ async fn run_api(
         file.job_types.clone()
     };
     let defaults = tether_api::ApiConfig::default();
+    let public_url = args.public_url.or(file.public_url.clone());
+    if let Some(url) = &public_url
+        && !tether_api::glance::is_valid_public_url(url)
+    {
+        return Err(format!(
+            "invalid public URL {url:?}: expected http(s)://host[:port][/path]"
+        ));
+    }
+    let positive = |name: &str, d: Duration| {
+        if d.is_zero() {
+            Err(format!("{name} must be above zero"))
+        } else {
+            Ok(d)
+        }
+    };
+    let at_least_one = |name: &str, n: usize| {
+        if n == 0 {
+            Err(format!("{name} must be at least 1"))
+        } else {
+            Ok(n)
+        }
+    };
     let config = tether_api::ApiConfig {
         auth,
         job_types,
@@ -483,6 +524,32 @@ async fn run_api(
             .or(file.body_limit)
             .unwrap_or(defaults.body_limit),
         allowed_queues,
+        public_url,
+        metrics_addr: args.metrics_addr.or(file.metrics_addr),
+        header_read_timeout: positive(
+            "header_read_timeout",
+            args.header_read_timeout
+                .or(file.header_read_timeout)
+                .unwrap_or(defaults.header_read_timeout),
+        )?,
+        idle_timeout: positive(
+            "idle_timeout",
+            args.idle_timeout
+                .or(file.idle_timeout)
+                .unwrap_or(defaults.idle_timeout),
+        )?,
+        max_event_streams: at_least_one(
+            "max_event_streams",
+            args.max_event_streams
+                .or(file.max_event_streams)
+                .unwrap_or(defaults.max_event_streams),
+        )?,
+        max_event_streams_per_caller: at_least_one(
+            "max_event_streams_per_caller",
+            args.max_event_streams_per_caller
+                .or(file.max_event_streams_per_caller)
+                .unwrap_or(defaults.max_event_streams_per_caller),
+        )?,
         ..defaults
     };
     let listen = args

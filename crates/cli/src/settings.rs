@@ -34,6 +34,14 @@ pub struct ApiFile {
     pub allowed_queues: Option<Vec<String>>,
     #[serde(default, with = "humantime_serde_opt")]
     pub forget_idle_queues: Option<Duration>,
+    pub public_url: Option<String>,
+    pub metrics_addr: Option<SocketAddr>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub header_read_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub idle_timeout: Option<Duration>,
+    pub max_event_streams: Option<usize>,
+    pub max_event_streams_per_caller: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -137,6 +145,13 @@ mod tests {
             config.api.forget_idle_queues,
             Some(Duration::from_secs(24 * 3600))
         );
+        assert_eq!(
+            config.api.header_read_timeout,
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(config.api.idle_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(config.api.max_event_streams, Some(1000));
+        assert_eq!(config.api.max_event_streams_per_caller, Some(20));
         // As shipped, everything is commented out: it changes nothing.
         let shipped: FileConfig = toml::from_str(&text).unwrap();
         assert!(shipped.redis_url.is_none() && shipped.worker.concurrency.is_none());

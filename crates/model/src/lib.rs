@@ -20,6 +20,7 @@
 mod error_code;
 mod id;
 mod job;
+pub mod labels;
 pub mod machine;
 pub mod progress;
 mod retry;

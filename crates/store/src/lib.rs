@@ -26,6 +26,7 @@ mod error;
 pub mod keys;
 mod list;
 mod scripts;
+mod watch;
 mod worker_ops;
 
 use std::collections::{HashMap, HashSet};
@@ -144,6 +145,8 @@ struct Inner {
     topology: conn::Topology,
     config: StoreConfig,
     ready_queues: Mutex<HashSet<String>>,
+    /// The shared subscriber connection of every watcher.
+    watchers: watch::Hub,
 }
 
 impl std::fmt::Debug for Store {
@@ -175,12 +178,14 @@ impl Store {
     /// Several comma-separated URLs (or `cluster` set) select the Redis Cluster client.
     pub async fn connect(config: StoreConfig) -> Result<Store, StoreError> {
         let (conn, topology) = conn::connect(&config).await?;
+        let watchers = watch::Hub::new(topology.clone(), config.response_timeout);
         Ok(Store {
             inner: Arc::new(Inner {
                 conn,
                 topology,
                 config,
                 ready_queues: Mutex::new(HashSet::new()),
+                watchers,
             }),
         })
     }
@@ -680,21 +685,23 @@ impl Store {
 
     /// A stream that yields `()` whenever the job changes (pub/sub; may miss
     /// changes across a reconnect, so callers also re-read on a timer).
+    ///
+    /// Every watcher of a store shares one subscriber connection: watching
+    /// costs Redis a subscription per watched job, not a client per watcher.
     pub async fn job_changes(
         &self,
         queue: &str,
         id: JobId,
     ) -> Result<impl futures::Stream<Item = ()> + Send + 'static + use<>, StoreError> {
-        use futures::StreamExt;
-        let mut pubsub = self.inner.topology.pubsub().await?;
-        pubsub
-            .subscribe(QueueKeys::new(queue).events(&id.to_string()))
-            .await?;
+        let channel = QueueKeys::new(queue).events(&id.to_string());
+        let subscription = self.inner.watchers.subscribe(&channel).await?;
         // Subscribed first, then flagged: no change after the flag can go unannounced.
         let _: i64 = self
             .queue_script(&SCRIPTS.watch, queue, &[&id.to_string()])
             .await?;
-        Ok(pubsub.into_on_message().map(|_| ()))
+        Ok(futures::stream::unfold(subscription, |mut s| async move {
+            s.changed().await.map(|()| ((), s))
+        }))
     }
 
     /// Server facts a worker checks at start: (maxmemory-policy, appendonly, appendfsync).

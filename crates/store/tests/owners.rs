@@ -297,6 +297,7 @@ async fn idle_queues_are_forgotten(topology: Topology) {
         .unwrap();
     store.ensure_queue("served").await.unwrap();
     let worker = tether_store::WorkerInfo {
+        types: None,
         id: "w1".into(),
         host: "h".into(),
         pid: 1,
