@@ -28,7 +28,12 @@ use settings::parse_duration;
 #[command(name = "tether", version, about = "Durable job queue workers on Redis")]
 struct Cli {
     /// Redis URL (redis:// or rediss://); comma-separated URLs are Redis Cluster seeds.
-    #[arg(long = "redis", env = "TETHER_REDIS_URL", global = true)]
+    #[arg(
+        long = "redis",
+        env = "TETHER_REDIS_URL",
+        global = true,
+        hide_env_values = true
+    )]
     redis_url: Option<String>,
     /// Use the Redis Cluster client even with a single seed URL.
     #[arg(long, env = "TETHER_CLUSTER", global = true)]
@@ -149,7 +154,7 @@ struct WorkerArgs {
     id: Option<String>,
     /// Where the demo jobs `touch` and `import` write their visible side effects
     /// (default: the Tether Redis). A separate Redis keeps them when Tether's is lost.
-    #[arg(long, env = "TETHER_LEDGER_URL")]
+    #[arg(long, env = "TETHER_LEDGER_URL", hide_env_values = true)]
     ledger: Option<String>,
 }
 
@@ -181,7 +186,7 @@ struct EnqueueArgs {
     /// Input as JSON.
     #[arg(long, default_value = "null")]
     input: String,
-    /// Enqueue this many copies (pipelined).
+    /// Enqueue this many copies (pipelined; at least 1).
     #[arg(long, default_value_t = 1)]
     count: usize,
     #[arg(long, value_parser = parse_duration)]
@@ -560,6 +565,9 @@ async fn run_client(command: Command, producer: Producer) -> CliResult {
 }
 
 async fn enqueue(args: EnqueueArgs, producer: &Producer) -> CliResult {
+    if args.count == 0 {
+        return Err("--count must be at least 1".into());
+    }
     let input: serde_json::Value =
         serde_json::from_str(&args.input).map_err(|e| format!("--input is not valid JSON: {e}"))?;
     let mut spec = JobSpec::new(args.job_type)
