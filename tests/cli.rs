@@ -381,3 +381,61 @@ fn passwords_in_redis_urls_are_never_printed() {
     assert!(stderr(&out).contains("Redis:"), "{}", stderr(&out));
     assert_no_secret("the demo", &out);
 }
+
+/// A short soak: the mixed workload at a steady rate, per-minute figures, then no
+/// job lost and a clean consistency check. Memory and latency targets need a long
+/// run and are not asserted here.
+#[test]
+fn bench_soak_reports_its_figures_and_loses_nothing() {
+    let dir = tempfile_dir();
+    let out = tether(
+        &["bench", "--soak", "20s", "--rate", "200", "--json"],
+        &[],
+        &dir,
+    );
+    assert!(out.status.success(), "soak failed: {}", stderr(&out));
+    let figures: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(figures["mode"], "soak");
+    assert_eq!(figures["lost"], 0, "{figures}");
+    assert_eq!(figures["unexpected"], 0, "{figures}");
+    assert_eq!(figures["check"], "clean", "{figures}");
+    assert_eq!(figures["verified"], true);
+    assert_eq!(figures["workers"], 2);
+    assert_eq!(figures["rate_per_s"], 200.0);
+    let acknowledged = figures["acknowledged"].as_u64().unwrap();
+    assert!(
+        acknowledged >= 3_000,
+        "{acknowledged} jobs in 20 s at 200/s"
+    );
+    assert_eq!(figures["finished"].as_u64(), Some(acknowledged));
+    for key in ["memory_slope_bytes_per_min", "memory_slope_pct_per_min"] {
+        assert!(
+            figures[key].as_f64().is_some_and(f64::is_finite),
+            "{key}: {figures}"
+        );
+    }
+    let minutes = figures["minutes"].as_array().expect("per-minute figures");
+    assert!(!minutes.is_empty());
+    for m in minutes {
+        for key in [
+            "jobs_per_s",
+            "wait_p50_ms",
+            "wait_p99_ms",
+            "redis_used_memory_bytes",
+            "retained_jobs",
+        ] {
+            assert!(
+                m[key].as_f64().is_some_and(|v| v.is_finite() && v >= 0.0),
+                "{key}: {m}"
+            );
+        }
+        let rss = m["worker_rss_mib"].as_array().expect("one RSS per worker");
+        assert_eq!(rss.len(), 2);
+        assert!(
+            rss.iter().all(|r| r.as_f64().is_some_and(|v| v > 0.0)),
+            "{m}"
+        );
+    }
+    // The per-minute lines go to stderr in JSON mode.
+    assert!(stderr(&out).contains("minute   1:"), "{}", stderr(&out));
+}

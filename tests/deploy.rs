@@ -10,7 +10,10 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 #[test]
 fn compose_file_is_valid_and_its_mounts_exist() {
     assert!(
-        Command::new("docker-compose").arg("version").output().is_ok(),
+        Command::new("docker-compose")
+            .arg("version")
+            .output()
+            .is_ok(),
         "docker-compose not found: apt-get install -y docker-compose (scripts/test.sh does)"
     );
     let out = compose_config(&OPERATOR_ENV);
@@ -132,8 +135,16 @@ fn compose_stack_commits_no_credential_and_publishes_only_on_loopback() {
     // Without the operator's values, docker-compose refuses, naming what is missing.
     let refused = compose_config(&[]);
     let why = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success(), "the stack starts without credentials");
-    assert!(why.contains("TETHER_REDIS_PASSWORD") || why.contains("GRAFANA_ADMIN_PASSWORD") || why.contains("TETHER_API_TOKENS_FILE"), "{why}");
+    assert!(
+        !refused.status.success(),
+        "the stack starts without credentials"
+    );
+    assert!(
+        why.contains("TETHER_REDIS_PASSWORD")
+            || why.contains("GRAFANA_ADMIN_PASSWORD")
+            || why.contains("TETHER_API_TOKENS_FILE"),
+        "{why}"
+    );
     for (missing, _) in OPERATOR_ENV {
         let env: Vec<_> = OPERATOR_ENV
             .iter()
@@ -171,7 +182,11 @@ fn compose_stack_commits_no_credential_and_publishes_only_on_loopback() {
     }
     exposed.sort();
     exposed.dedup();
-    assert_eq!(exposed, ["api", "grafana"], "only the API and Grafana are published");
+    assert_eq!(
+        exposed,
+        ["api", "grafana"],
+        "only the API and Grafana are published"
+    );
 
     // Redis requires the operator's password, and Tether's processes use it.
     let redis = &resolved["services"]["redis"];

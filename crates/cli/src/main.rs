@@ -8,6 +8,7 @@ mod bench;
 mod demo;
 mod output;
 mod settings;
+mod soak;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -66,6 +67,14 @@ enum Command {
         /// (3 queues, one worker process each).
         #[arg(long)]
         cluster: bool,
+        /// Instead: a soak — the mixed demo workload at a steady rate for this long
+        /// (e.g. 10m) with 2 worker processes; per-minute figures, then the memory
+        /// slope, lost jobs and the consistency check.
+        #[arg(long, value_parser = parse_duration, conflicts_with_all = ["quick", "cluster"])]
+        soak: Option<Duration>,
+        /// Soak enqueue rate in jobs/s (default: half the measured processing rate).
+        #[arg(long, requires = "soak")]
+        rate: Option<f64>,
     },
     /// Run a local cluster with sample jobs, live: a private Redis unless --redis is given,
     /// the API, two workers.
@@ -286,8 +295,28 @@ async fn run(cli: Cli) -> CliResult {
         quick,
         json,
         cluster,
+        soak,
+        rate,
     } = cli.command
     {
+        if let Some(duration) = soak {
+            let options = soak::SoakOptions {
+                duration,
+                rate,
+                json,
+            };
+            let figures = soak::run(options, cli.redis_url.clone()).await?;
+            if json {
+                println!("{figures}");
+            } else {
+                print!("{}", soak::table(&figures));
+            }
+            return if figures["verified"] == true {
+                Ok(())
+            } else {
+                Err("the soak lost jobs, a job ended unexpectedly, or the check failed".into())
+            };
+        }
         let figures = match (cluster, quick) {
             (true, _) => bench::run_cluster(if quick { 2_000 } else { 20_000 }).await?,
             (false, true) => bench::run(bench::Plan::quick(), cli.redis_url.clone()).await?,
