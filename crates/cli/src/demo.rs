@@ -184,7 +184,13 @@ pub async fn run(options: DemoOptions, url: Option<String>) -> Result<Value, Str
             .collect::<Vec<_>>()
             .join("  ")
     );
-    eprintln!("Try:     tether --redis {shown} list   |   tether --redis {shown} watch <id>");
+    // With a password the shown URL is not usable as is: point at the one given.
+    let again = if shown == url {
+        format!("--redis {url}")
+    } else {
+        "--redis <the URL given>".to_owned()
+    };
+    eprintln!("Try:     tether {again} list   |   tether {again} watch <id>");
 
     let bar = if interactive {
         indicatif::ProgressBar::new_spinner()
