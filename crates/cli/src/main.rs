@@ -305,17 +305,7 @@ async fn run(cli: Cli) -> CliResult {
                 rate,
                 json,
             };
-            let figures = soak::run(options, cli.redis_url.clone()).await?;
-            if json {
-                println!("{figures}");
-            } else {
-                print!("{}", soak::table(&figures));
-            }
-            return if figures["verified"] == true {
-                Ok(())
-            } else {
-                Err("the soak lost jobs, a job ended unexpectedly, or the check failed".into())
-            };
+            return soak::command(options, cli.redis_url.clone()).await;
         }
         let figures = match (cluster, quick) {
             (true, _) => bench::run_cluster(if quick { 2_000 } else { 20_000 }).await?,

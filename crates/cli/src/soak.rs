@@ -269,6 +269,23 @@ async fn outcomes(store: &Store) -> Result<u64, String> {
     Ok(total)
 }
 
+/// `tether bench --soak`: runs, prints the figures (a table, or one JSON object),
+/// and fails unless the run is verified.
+pub async fn command(options: SoakOptions, url: Option<String>) -> Result<(), String> {
+    let json = options.json;
+    let figures = run(options, url).await?;
+    if json {
+        println!("{figures}");
+    } else {
+        print!("{}", table(&figures));
+    }
+    if figures["verified"] == true {
+        Ok(())
+    } else {
+        Err("the soak lost jobs, a job ended unexpectedly, or the check failed".into())
+    }
+}
+
 /// Runs the soak and returns its figures as one JSON object (`verified`: no job
 /// lost, none ended otherwise than expected, the consistency check clean).
 pub async fn run(options: SoakOptions, url: Option<String>) -> Result<Value, String> {
