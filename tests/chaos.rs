@@ -70,3 +70,20 @@ async fn the_checker_reports_lost_jobs() {
     let refused = std::panic::catch_unwind(|| report.assert_promises());
     assert!(refused.is_err(), "a run with lost jobs must be refused");
 }
+
+/// The report prints the recovery bound it asserts (lease_ttl + one reap interval
+/// with its jitter + the machine's slack), not a part of it.
+#[test]
+fn the_report_prints_the_bound_it_asserts() {
+    use tether_suite::chaos::{ChaosReport, RECOVERY_BOUND, SLACK};
+    let report = ChaosReport {
+        name: "print",
+        ..Default::default()
+    };
+    let text = report.to_string();
+    let asserted = (RECOVERY_BOUND + SLACK).as_millis();
+    assert!(
+        text.contains(&format!("bound {asserted} ms")),
+        "the report must print the asserted bound of {asserted} ms: {text}"
+    );
+}

@@ -207,3 +207,235 @@ fn demo_runs_every_kind_of_job_and_cleans_up() {
     );
     assert!(!std::path::Path::new(data).exists(), "{data} still exists");
 }
+
+/// Demo jobs write only under `tether-demo:`: an input naming one of Tether's own
+/// keys (or any name outside `[A-Za-z0-9_.-]{1,64}`) fails the job, and nothing
+/// outside the demo namespace is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_jobs_write_only_under_the_demo_prefix() {
+    use serde_json::json;
+    use tether_producer::{JobSpec, Status};
+    let redis = RedisServer::start(RedisOptions::default());
+    let _worker = tether_suite::WorkerProcess::start(&redis, &["--queue", "default,images"]);
+    let producer = tether_suite::producer(&redis).await;
+    let job = |t: &str, input: serde_json::Value| {
+        JobSpec::new(t)
+            .queue("images")
+            .input_json(input)
+            .max_attempts(3)
+    };
+    let mut ids = Vec::new();
+    for spec in [
+        job("touch", json!({"list": "touched"})),
+        job(
+            "import",
+            json!({"size_mb": 1, "chunk_ms": 1, "ledger": "imports"}),
+        ),
+        job("touch", json!({"list": "tether:{images}:leases"})),
+        job(
+            "import",
+            json!({"size_mb": 1, "chunk_ms": 1, "ledger": "tether:queues"}),
+        ),
+        job("touch", json!({"list": ""})),
+        job("touch", json!({"list": "x".repeat(65)})),
+    ] {
+        ids.push(producer.enqueue(spec).await.unwrap());
+    }
+    let jobs =
+        tether_suite::all_finished(&producer, &ids, std::time::Duration::from_secs(30)).await;
+    let mut conn = redis.connection();
+    let key_type = |conn: &mut redis::Connection, key: &str| -> String {
+        redis::cmd("TYPE").arg(key).query(conn).unwrap()
+    };
+    assert_eq!(jobs[0].status, Status::Success, "{:?}", jobs[0]);
+    assert_eq!(jobs[1].status, Status::Success, "{:?}", jobs[1]);
+    let touched: Vec<String> = redis::cmd("LRANGE")
+        .arg("tether-demo:touched")
+        .arg(0)
+        .arg(-1)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(touched, [ids[0].to_string()]);
+    let imported: Vec<String> = redis::cmd("LRANGE")
+        .arg("tether-demo:imports")
+        .arg(0)
+        .arg(-1)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(imported, [format!("{}:handle", ids[1])]);
+    for job in &jobs[2..] {
+        assert_eq!(job.status, Status::Failure, "{job:?}");
+        assert_eq!(job.attempts, 1, "a bad name fails at once: {job:?}");
+        assert!(
+            job.message.contains("tether-demo:") && job.message.contains("[A-Za-z0-9_.-]{1,64}"),
+            "the error says what a name must be: {:?}",
+            job.message
+        );
+    }
+    assert_ne!(key_type(&mut conn, "tether:{images}:leases"), "list");
+    assert_ne!(key_type(&mut conn, "tether:queues"), "list");
+    for key in ["touched", "imports"] {
+        assert_eq!(
+            key_type(&mut conn, key),
+            "none",
+            "{key} written outside the prefix"
+        );
+    }
+    drop(conn);
+    tether_suite::assert_consistent(&redis).await;
+}
+
+/// `--count 0` is refused rather than read as one job.
+#[test]
+fn enqueue_count_zero_is_refused() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let dir = tempfile_dir();
+    let out = tether(
+        &[
+            "enqueue",
+            "--type",
+            "noop",
+            "--count",
+            "0",
+            "--redis",
+            &redis.url(),
+        ],
+        &[],
+        &dir,
+    );
+    assert!(
+        !out.status.success(),
+        "--count 0 enqueued: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(stderr(&out).contains("--count"), "{}", stderr(&out));
+    let pending: u64 = redis::cmd("XLEN")
+        .arg("tether:{default}:stream")
+        .query(&mut redis.connection())
+        .unwrap_or(0);
+    assert_eq!(pending, 0, "a job was enqueued");
+}
+
+const SECRET: &str = "s3cret-Pa55word";
+
+fn assert_no_secret(what: &str, out: &Output) {
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains(SECRET), "{what} printed the password:\n{all}");
+}
+
+/// No password is ever printed: not by `--help` (environment values of secret
+/// settings), not in errors, not in the demo's or a worker's announcements.
+#[test]
+fn passwords_in_redis_urls_are_never_printed() {
+    let dir = tempfile_dir();
+    let dead = format!("redis://:{SECRET}@127.0.0.1:{}", free_port());
+    let env = [
+        ("TETHER_REDIS_URL", dead.as_str()),
+        ("TETHER_LEDGER_URL", dead.as_str()),
+    ];
+    for args in [&["--help"][..], &["worker", "--help"], &["demo", "--help"]] {
+        let out = tether(args, &env, &dir);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert_no_secret(&format!("{args:?}"), &out);
+    }
+    let out = tether(&["stats"], &env, &dir);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("cannot connect"), "{}", stderr(&out));
+    assert_no_secret("a connection error", &out);
+
+    // A worker that cannot reach Redis logs where it tries, with the password hidden.
+    let mut worker = Command::new(tether_bin())
+        .args(["worker", "--log", "info"])
+        .current_dir(&dir)
+        .env("TETHER_REDIS_URL", &dead)
+        .env_remove("TETHER_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    worker.kill().unwrap();
+    let out = worker.wait_with_output().unwrap();
+    assert!(stderr(&out).contains("unreachable"), "{}", stderr(&out));
+    assert_no_secret("a worker's log", &out);
+
+    // The demo against a Redis that requires the password.
+    let redis = RedisServer::start(RedisOptions::default());
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg(SECRET)
+        .query(&mut redis.connection())
+        .unwrap();
+    let url = format!("redis://:{SECRET}@127.0.0.1:{}", redis.port());
+    let out = tether(
+        &["demo", "--redis", &url, "--duration", "2s", "--json"],
+        &[],
+        &dir,
+    );
+    assert!(out.status.success(), "demo failed: {}", stderr(&out));
+    assert!(stderr(&out).contains("Redis:"), "{}", stderr(&out));
+    assert_no_secret("the demo", &out);
+}
+
+/// A short soak: the mixed workload at a steady rate, per-minute figures, then no
+/// job lost and a clean consistency check. Memory and latency targets need a long
+/// run and are not asserted here.
+#[test]
+fn bench_soak_reports_its_figures_and_loses_nothing() {
+    let dir = tempfile_dir();
+    let out = tether(
+        &["bench", "--soak", "20s", "--rate", "200", "--json"],
+        &[],
+        &dir,
+    );
+    assert!(out.status.success(), "soak failed: {}", stderr(&out));
+    let figures: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(figures["mode"], "soak");
+    assert_eq!(figures["lost"], 0, "{figures}");
+    assert_eq!(figures["unexpected"], 0, "{figures}");
+    assert_eq!(figures["check"], "clean", "{figures}");
+    assert_eq!(figures["verified"], true);
+    assert_eq!(figures["workers"], 2);
+    assert_eq!(figures["rate_per_s"], 200.0);
+    let acknowledged = figures["acknowledged"].as_u64().unwrap();
+    assert!(
+        acknowledged >= 3_000,
+        "{acknowledged} jobs in 20 s at 200/s"
+    );
+    assert_eq!(figures["finished"].as_u64(), Some(acknowledged));
+    for key in ["memory_slope_bytes_per_min", "memory_slope_pct_per_min"] {
+        assert!(
+            figures[key].as_f64().is_some_and(f64::is_finite),
+            "{key}: {figures}"
+        );
+    }
+    let minutes = figures["minutes"].as_array().expect("per-minute figures");
+    assert!(!minutes.is_empty());
+    for m in minutes {
+        for key in [
+            "jobs_per_s",
+            "wait_p50_ms",
+            "wait_p99_ms",
+            "redis_used_memory_bytes",
+            "retained_jobs",
+        ] {
+            assert!(
+                m[key].as_f64().is_some_and(|v| v.is_finite() && v >= 0.0),
+                "{key}: {m}"
+            );
+        }
+        let rss = m["worker_rss_mib"].as_array().expect("one RSS per worker");
+        assert_eq!(rss.len(), 2);
+        assert!(
+            rss.iter().all(|r| r.as_f64().is_some_and(|v| v > 0.0)),
+            "{m}"
+        );
+    }
+    // The per-minute lines go to stderr in JSON mode.
+    assert!(stderr(&out).contains("minute   1:"), "{}", stderr(&out));
+}

@@ -38,7 +38,7 @@ async fn a_worker_killed_during_check_is_resumed_at_check_without_running_handle
     );
     let mut conn = redis.connection();
     let handles: Vec<String> = redis::cmd("LRANGE")
-        .arg("handles")
+        .arg("tether-demo:handles")
         .arg(0)
         .arg(-1)
         .query(&mut conn)
@@ -252,7 +252,10 @@ async fn cli_end_to_end_touch_jobs_survive_a_killed_worker() {
         .collect();
     let mut conn = redis.connection();
     let touched = |conn: &mut redis::Connection| -> usize {
-        redis::cmd("LLEN").arg("touched").query(conn).unwrap()
+        redis::cmd("LLEN")
+            .arg("tether-demo:touched")
+            .query(conn)
+            .unwrap()
     };
     let deadline = Instant::now() + T;
     while touched(&mut conn) < 200 {
@@ -287,7 +290,7 @@ async fn cli_end_to_end_touch_jobs_survive_a_killed_worker() {
         (json!(0), json!(0))
     );
     let list: Vec<String> = redis::cmd("LRANGE")
-        .arg("touched")
+        .arg("tether-demo:touched")
         .arg(0)
         .arg(-1)
         .query(&mut conn)

@@ -54,8 +54,8 @@ impl Plan {
 }
 
 /// A Redis to measure against, with a producer on it.
-struct Target {
-    url: String,
+pub(crate) struct Target {
+    pub(crate) url: String,
     store: Store,
     producer: Producer,
     /// Set when a run recorded fewer successes than it enqueued.
@@ -64,7 +64,7 @@ struct Target {
 }
 
 impl Target {
-    async fn start(url: Option<String>, aof: bool) -> Result<Target, String> {
+    pub(crate) async fn start(url: Option<String>, aof: bool) -> Result<Target, String> {
         let (url, server) = match url {
             Some(url) => (url, None),
             None => {
@@ -144,29 +144,35 @@ impl std::ops::Sub for ServerStats {
 }
 
 /// `tether worker` processes of this same binary.
-struct Workers(Vec<Child>);
+pub(crate) struct Workers(Vec<Child>);
 
 impl Workers {
     fn start(url: &str, queue: &str, count: usize, concurrency: usize) -> Result<Workers, String> {
+        let concurrency_arg = concurrency.to_string();
+        let claim_batch = concurrency.clamp(1, 256).to_string();
+        Workers::start_with(
+            url,
+            count,
+            &[
+                "--queue",
+                queue,
+                "--concurrency",
+                &concurrency_arg,
+                "--claim-batch",
+                &claim_batch,
+            ],
+        )
+    }
+
+    /// `count` workers on `url` with these `tether worker` arguments.
+    pub(crate) fn start_with(url: &str, count: usize, args: &[&str]) -> Result<Workers, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut children = Vec::new();
         for _ in 0..count {
             let child = Command::new(&exe)
-                .args([
-                    "worker",
-                    "--redis",
-                    url,
-                    "--queue",
-                    queue,
-                    "--concurrency",
-                    &concurrency.to_string(),
-                ])
-                .args([
-                    "--claim-batch",
-                    &concurrency.clamp(1, 256).to_string(),
-                    "--log",
-                    "error",
-                ])
+                .args(["worker", "--redis", url])
+                .args(args)
+                .args(["--log", "error"])
                 .env_remove("TETHER_CONFIG")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -177,18 +183,19 @@ impl Workers {
         Ok(Workers(children))
     }
 
+    /// Resident memory of each worker now, MiB (from /proc).
+    pub(crate) fn rss_mib(&self) -> Vec<f64> {
+        self.0
+            .iter()
+            .map(|c| proc_status_kib(c.id(), "VmRSS:") / 1024.0)
+            .collect()
+    }
+
     /// Peak resident memory of the workers, MiB (from /proc).
     fn peak_rss_mib(&self) -> f64 {
         self.0
             .iter()
-            .filter_map(|c| std::fs::read_to_string(format!("/proc/{}/status", c.id())).ok())
-            .filter_map(|s| {
-                s.lines().find_map(|l| {
-                    l.strip_prefix("VmHWM:")
-                        .map(|v| v.trim().trim_end_matches(" kB").trim().to_owned())
-                })
-            })
-            .filter_map(|kb| kb.parse::<f64>().ok())
+            .map(|c| proc_status_kib(c.id(), "VmHWM:"))
             .fold(0.0, f64::max)
             / 1024.0
     }
@@ -208,7 +215,24 @@ impl Drop for Workers {
     }
 }
 
-async fn wait_for_workers(target: &Target, queue: &str, count: usize) -> Result<(), String> {
+/// Proc status field `field` (kB) of process `pid`; 0 when unreadable.
+fn proc_status_kib(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix(field)
+                    .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            })
+        })
+        .unwrap_or(0.0)
+}
+
+pub(crate) async fn wait_for_workers(
+    target: &Target,
+    queue: &str,
+    count: usize,
+) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let workers = target.store.workers().await.map_err(|e| e.to_string())?;

@@ -165,9 +165,11 @@ pub async fn run(options: DemoOptions, url: Option<String>) -> Result<Value, Str
         workers.push(tokio::spawn(worker.run(stop.clone())));
     }
 
+    // The URL may carry a password: it is never printed.
+    let shown = tether_store::redact(&url);
     let where_redis = match &redis {
-        Some(r) => format!("{url} (private, data in {})", r.dir().display()),
-        None => url.clone(),
+        Some(r) => format!("{shown} (private, data in {})", r.dir().display()),
+        None => shown.clone(),
     };
     eprintln!("Redis:   {where_redis}");
     eprintln!("Console: http://{api_addr}/ui/   (queues, jobs, live progress, cancel, retry)");
@@ -182,7 +184,13 @@ pub async fn run(options: DemoOptions, url: Option<String>) -> Result<Value, Str
             .collect::<Vec<_>>()
             .join("  ")
     );
-    eprintln!("Try:     tether --redis {url} list   |   tether --redis {url} watch <id>");
+    // With a password the shown URL is not usable as is: point at the one given.
+    let again = if shown == url {
+        format!("--redis {url}")
+    } else {
+        "--redis <the URL given>".to_owned()
+    };
+    eprintln!("Try:     tether {again} list   |   tether {again} watch <id>");
 
     let bar = if interactive {
         indicatif::ProgressBar::new_spinner()

@@ -8,6 +8,7 @@ mod bench;
 mod demo;
 mod output;
 mod settings;
+mod soak;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,7 +29,12 @@ use settings::parse_duration;
 #[command(name = "tether", version, about = "Durable job queue workers on Redis")]
 struct Cli {
     /// Redis URL (redis:// or rediss://); comma-separated URLs are Redis Cluster seeds.
-    #[arg(long = "redis", env = "TETHER_REDIS_URL", global = true)]
+    #[arg(
+        long = "redis",
+        env = "TETHER_REDIS_URL",
+        global = true,
+        hide_env_values = true
+    )]
     redis_url: Option<String>,
     /// Use the Redis Cluster client even with a single seed URL.
     #[arg(long, env = "TETHER_CLUSTER", global = true)]
@@ -61,6 +67,14 @@ enum Command {
         /// (3 queues, one worker process each).
         #[arg(long)]
         cluster: bool,
+        /// Instead: a soak — the mixed demo workload at a steady rate for this long
+        /// (e.g. 10m) with 2 worker processes; per-minute figures, then the memory
+        /// slope, lost jobs and the consistency check.
+        #[arg(long, value_parser = parse_duration, conflicts_with_all = ["quick", "cluster"])]
+        soak: Option<Duration>,
+        /// Soak enqueue rate in jobs/s (default: half the measured processing rate).
+        #[arg(long, requires = "soak")]
+        rate: Option<f64>,
     },
     /// Run a local cluster with sample jobs, live: a private Redis unless --redis is given,
     /// the API, two workers.
@@ -154,7 +168,7 @@ struct WorkerArgs {
     id: Option<String>,
     /// Where the demo jobs `touch` and `import` write their visible side effects
     /// (default: the Tether Redis). A separate Redis keeps them when Tether's is lost.
-    #[arg(long, env = "TETHER_LEDGER_URL")]
+    #[arg(long, env = "TETHER_LEDGER_URL", hide_env_values = true)]
     ledger: Option<String>,
 }
 
@@ -217,7 +231,7 @@ struct EnqueueArgs {
     /// Input as JSON.
     #[arg(long, default_value = "null")]
     input: String,
-    /// Enqueue this many copies (pipelined).
+    /// Enqueue this many copies (pipelined; at least 1).
     #[arg(long, default_value_t = 1)]
     count: usize,
     #[arg(long, value_parser = parse_duration)]
@@ -317,8 +331,18 @@ async fn run(cli: Cli) -> CliResult {
         quick,
         json,
         cluster,
+        soak,
+        rate,
     } = cli.command
     {
+        if let Some(duration) = soak {
+            let options = soak::SoakOptions {
+                duration,
+                rate,
+                json,
+            };
+            return soak::command(options, cli.redis_url.clone()).await;
+        }
         let figures = match (cluster, quick) {
             (true, _) => bench::run_cluster(if quick { 2_000 } else { 20_000 }).await?,
             (false, true) => bench::run(bench::Plan::quick(), cli.redis_url.clone()).await?,
@@ -701,6 +725,9 @@ async fn run_client(command: Command, producer: Producer) -> CliResult {
 }
 
 async fn enqueue(args: EnqueueArgs, producer: &Producer) -> CliResult {
+    if args.count == 0 {
+        return Err("--count must be at least 1".into());
+    }
     let input: serde_json::Value =
         serde_json::from_str(&args.input).map_err(|e| format!("--input is not valid JSON: {e}"))?;
     let mut spec = JobSpec::new(args.job_type)

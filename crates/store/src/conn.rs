@@ -3,10 +3,12 @@
 //! The rest of the crate sends commands, pipelines and scripts through [`Conn`]
 //! and never asks which it is: every per-queue command and pipeline touches one
 //! hash tag, so the cluster client routes it to the node that owns the queue's
-//! slot (and follows MOVED/ASK and failovers by itself). Only three things
-//! differ by topology and live here: how to connect, where blocking waits go,
-//! and where pub/sub subscriptions go.
+//! slot (and follows MOVED/ASK and failovers by itself). Only a few things
+//! differ by topology and live here: how to connect, where blocking waits go
+//! (blocking reads and the `WAIT` of replica-confirmed enqueues), and where
+//! pub/sub subscriptions go.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use redis::aio::{
@@ -178,6 +180,54 @@ impl Topology {
                     .map(StoreError::from)
                     .unwrap_or_else(|| StoreError::Config("no cluster seed".into())))
             }
+        }
+    }
+}
+
+/// Connections of their own for enqueues that wait for replicas (`min_replicas`).
+///
+/// `WAIT` blocks the connection it is sent on until the replicas answer or its
+/// timeout passes, and it counts the writes of that connection only: the enqueue
+/// script and its `WAIT` go together on one of these, never on the shared
+/// connection, so every other call of the process goes on at once. Each enqueue in
+/// flight takes one (so their waits overlap rather than queue); idle ones are kept
+/// for the next.
+pub(crate) struct Dedicated {
+    topology: Topology,
+    block: Duration,
+    idle: Mutex<Vec<Conn>>,
+}
+
+/// Idle replica-waiting connections kept open; more are opened while many enqueues
+/// wait at once and closed afterwards.
+const MAX_IDLE_DEDICATED: usize = 8;
+
+impl Dedicated {
+    /// Connections whose commands may take up to `block` more than usual.
+    pub(crate) fn new(topology: Topology, block: Duration) -> Dedicated {
+        Dedicated {
+            topology,
+            block,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// An idle connection, or a new one (on a cluster, a client that routes the
+    /// script and its `WAIT` to the queue's master).
+    pub(crate) async fn take(&self) -> Result<Conn, StoreError> {
+        let idle = self.idle.lock().unwrap().pop();
+        match idle {
+            Some(conn) => Ok(conn),
+            None => self.topology.waiting_connection(self.block).await,
+        }
+    }
+
+    /// Returns a connection after a call that succeeded (after a failure it is dropped:
+    /// a private connection does not reconnect by itself).
+    pub(crate) fn give_back(&self, conn: Conn) {
+        let mut idle = self.idle.lock().unwrap();
+        if idle.len() < MAX_IDLE_DEDICATED {
+            idle.push(conn);
         }
     }
 }

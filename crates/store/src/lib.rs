@@ -143,6 +143,8 @@ pub struct Store {
 struct Inner {
     conn: conn::Conn,
     topology: conn::Topology,
+    /// Where enqueues that wait for replicas go (see [`conn::Dedicated`]).
+    replicated: conn::Dedicated,
     config: StoreConfig,
     ready_queues: Mutex<HashSet<String>>,
     /// The shared subscriber connection of every watcher.
@@ -179,9 +181,11 @@ impl Store {
     pub async fn connect(config: StoreConfig) -> Result<Store, StoreError> {
         let (conn, topology) = conn::connect(&config).await?;
         let watchers = watch::Hub::new(topology.clone(), config.response_timeout);
+        let replicated = conn::Dedicated::new(topology.clone(), config.replication_timeout);
         Ok(Store {
             inner: Arc::new(Inner {
                 conn,
+                replicated,
                 topology,
                 config,
                 ready_queues: Mutex::new(HashSet::new()),
@@ -381,27 +385,30 @@ impl Store {
                 for (spec, id, input) in jobs {
                     Self::push_job(&mut inv, spec, *id, input);
                 }
-                let mut conn = self.conn();
                 if wanted == 0 {
-                    return Ok((inv.invoke_async(&mut conn).await?, 0));
+                    return Ok((inv.invoke_async(&mut self.conn()).await?, 0));
                 }
                 // WAIT counts what its own connection wrote: it must follow the script on
-                // the same connection, so both go in one pipeline (routed by the script's key).
+                // the same connection, so both go in one pipeline (routed by the script's
+                // key), on a connection of their own: WAIT blocks the connection it is on.
                 let mut pipe = redis::pipe();
                 pipe.invoke_script(&inv)
                     .cmd("WAIT")
                     .arg(wanted)
                     .arg(self.inner.config.replication_timeout.as_millis() as u64);
-                match pipe.query_async(&mut conn).await {
+                let mut conn = self.inner.replicated.take().await?;
+                let replies = match pipe.query_async(&mut conn).await {
                     Err(e)
                         if e.kind()
                             == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
                     {
                         inv.load_async(&mut conn).await?;
-                        Ok(pipe.query_async(&mut conn).await?)
+                        pipe.query_async(&mut conn).await?
                     }
-                    other => Ok(other?),
-                }
+                    other => other?,
+                };
+                self.inner.replicated.give_back(conn);
+                Ok(replies)
             })
             .await?;
         match replies.first() {

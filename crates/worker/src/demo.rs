@@ -7,9 +7,14 @@
 //! | `fail` | `{message, code, fatal}` | fails (transient unless `fatal`) |
 //! | `flaky` | `{fail_times}` | fails transiently on its first `fail_times` attempts |
 //! | `progress` | `{steps, step_ms}` | reports progress each step; honours cancel |
-//! | `import` | `{size_mb, chunk_ms, ledger?}` | handle starts, check_complete imports 1 MB per poll; with `ledger`, appends `<id>:handle` to that Redis list when `handle` runs |
-//! | `touch` | `{list}` | appends the job id to the Redis list `list`, so executions can be counted from outside |
+//! | `import` | `{size_mb, chunk_ms, ledger?}` | handle starts, check_complete imports 1 MB per poll; with `ledger`, appends `<id>:handle` to the Redis list `tether-demo:<ledger>` when `handle` runs |
+//! | `touch` | `{list}` | appends the job id to the Redis list `tether-demo:<list>`, so executions can be counted from outside |
 //! | `panic` | anything | panics (to see `HandlerPanicked`) |
+//!
+//! Job input is untrusted: `list` and `ledger` are names, not keys. They must match
+//! `[A-Za-z0-9_.-]{1,64}` (like queue names) and are written under [`SIDE_EFFECT_PREFIX`]
+//! only, so no job can write one of Tether's keys or any key outside that namespace;
+//! any other name fails the job fatally.
 
 use std::time::Duration;
 
@@ -18,6 +23,23 @@ use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
 use crate::{Check, Handler, JobContext, JobError, Step, WorkerBuilder};
+
+/// The namespace of every key the demo jobs write: `touch {list}` appends to
+/// `tether-demo:<list>`, `import {ledger}` to `tether-demo:<ledger>`.
+pub const SIDE_EFFECT_PREFIX: &str = "tether-demo:";
+
+/// The Redis list a demo job named `name` writes to, or a fatal job error when the
+/// name is not `[A-Za-z0-9_.-]{1,64}`.
+pub fn side_effect_key(field: &str, name: &str) -> Result<String, JobError> {
+    tether_model::validate_queue_name(name).map_err(|_| {
+        JobError::fatal(format!(
+            "invalid {field} {name:?}: demo jobs write only the list {SIDE_EFFECT_PREFIX}<name>, \
+             with a name of [A-Za-z0-9_.-]{{1,64}}"
+        ))
+        .with_code("InvalidInput")
+    })?;
+    Ok(format!("{SIDE_EFFECT_PREFIX}{name}"))
+}
 
 /// Every demo job type.
 pub const DEMO_TYPES: &[&str] = &[
@@ -39,11 +61,21 @@ pub fn register(builder: WorkerBuilder, redis_url: &str) -> WorkerBuilder {
 }
 
 /// Where the demo jobs write their visible side effects (not Tether's storage): one
-/// Redis, or a cluster when the URL lists several comma-separated seeds.
-#[derive(Clone, Debug)]
+/// Redis, or a cluster when the URL lists several comma-separated seeds. Every key
+/// written is under [`SIDE_EFFECT_PREFIX`].
+#[derive(Clone)]
 pub struct SideEffects {
     url: String,
     conn: std::sync::Arc<OnceCell<Ledger>>,
+}
+
+impl std::fmt::Debug for SideEffects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("SideEffects")
+            .field("url", &tether_store::redact(&self.url))
+            .finish()
+    }
 }
 
 #[derive(Clone)]
@@ -59,6 +91,8 @@ impl std::fmt::Debug for Ledger {
 }
 
 impl SideEffects {
+    /// Side effects written to the Redis (or cluster seeds) at `redis_url`, connected
+    /// at the first write.
     pub fn new(redis_url: &str) -> Self {
         SideEffects {
             url: redis_url.to_owned(),
@@ -81,14 +115,17 @@ impl SideEffects {
         }
     }
 
-    async fn rpush(&self, list: &str, value: String) -> Result<(), JobError> {
+    /// Appends `value` to the list `tether-demo:<name>`; `field` names the input
+    /// field in the error when `name` is not a valid name.
+    async fn rpush(&self, field: &str, name: &str, value: String) -> Result<(), JobError> {
+        let list = side_effect_key(field, name)?;
         let ledger = self
             .conn
             .get_or_try_init(|| self.connect())
             .await
             .map_err(|e| JobError::transient(format!("side-effect connection: {e}")))?;
         let mut cmd = redis::cmd("RPUSH");
-        cmd.arg(list).arg(value);
+        cmd.arg(&list).arg(value);
         let pushed: redis::RedisResult<i64> = match ledger.clone() {
             Ledger::Single(mut conn) => cmd.query_async(&mut conn).await,
             Ledger::Cluster(mut conn) => cmd.query_async(&mut conn).await,
@@ -249,7 +286,7 @@ pub struct ImportInput {
     pub size_mb: u32,
     #[serde(default = "hundred")]
     pub chunk_ms: u64,
-    /// Redis list that records each run of `handle`.
+    /// Name of the Redis list (`tether-demo:<ledger>`) that records each run of `handle`.
     pub ledger: Option<String>,
 }
 
@@ -279,7 +316,7 @@ impl Handler for Import {
     ) -> Result<Step<ImportProgress, Value>, JobError> {
         if let Some(ledger) = &input.ledger {
             self.side
-                .rpush(ledger, format!("{}:handle", ctx.id()))
+                .rpush("ledger", ledger, format!("{}:handle", ctx.id()))
                 .await?;
         }
         ctx.set_progress(0, "import started").await?;
@@ -320,10 +357,11 @@ impl Handler for Import {
 
 #[derive(Debug, Deserialize)]
 pub struct TouchInput {
+    /// Name of the Redis list (`tether-demo:<list>`) to append to.
     pub list: String,
 }
 
-/// Appends the job id to a Redis list.
+/// Appends the job id to the Redis list `tether-demo:<list>`.
 #[derive(Debug, Clone)]
 pub struct Touch {
     side: SideEffects,
@@ -334,7 +372,9 @@ impl Handler for Touch {
     type Progress = ();
     type Output = ();
     async fn handle(&self, ctx: &JobContext, input: &TouchInput) -> Result<Step<(), ()>, JobError> {
-        self.side.rpush(&input.list, ctx.id().to_string()).await?;
+        self.side
+            .rpush("list", &input.list, ctx.id().to_string())
+            .await?;
         Ok(Step::Done(()))
     }
 }

@@ -1,19 +1,50 @@
 //! The worker's Prometheus metrics, on an explicit registry. The names and labels are a
 //! contract with dashboards and alerts; docs/OPERATIONS.md lists them.
 
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+
+use prometheus::core::{MetricVec, MetricVecBuilder};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
     exponential_buckets,
 };
 
+/// The `type` label of a job type no handler of this worker serves: jobs of any type
+/// can be enqueued, and one series per unknown type would grow without bound.
+pub const OTHER_TYPE: &str = "other";
+
+/// A metric family labelled `queue`, `type`, …, whose `type` values are the job types
+/// registered with [`Metrics::preregister`], every other one reported as
+/// [`OTHER_TYPE`]. (`queue` values are bounded already: a worker serves the queues it
+/// is configured with.)
+#[derive(Clone, Debug)]
+pub struct ByType<V> {
+    vec: V,
+    known: Arc<RwLock<HashSet<String>>>,
+}
+
+impl<T: MetricVecBuilder> ByType<MetricVec<T>> {
+    /// The series for these label values (in the family's order: queue, type, …).
+    pub fn with_label_values<V: AsRef<str> + std::fmt::Debug>(&self, values: &[V]) -> T::M {
+        let mut labels: Vec<&str> = values.iter().map(AsRef::as_ref).collect();
+        if let Some(t) = labels.get_mut(1)
+            && !self.known.read().unwrap().contains(*t)
+        {
+            *t = OTHER_TYPE;
+        }
+        self.vec.with_label_values(&labels)
+    }
+}
+
 /// Handles to every worker metric; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Metrics {
     pub registry: Registry,
-    pub started: IntCounterVec,
-    pub finished: IntCounterVec,
-    pub retries: IntCounterVec,
-    pub duration: HistogramVec,
+    pub started: ByType<IntCounterVec>,
+    pub finished: ByType<IntCounterVec>,
+    pub retries: ByType<IntCounterVec>,
+    pub duration: ByType<HistogramVec>,
     pub wait: HistogramVec,
     pub in_flight: IntGaugeVec,
     pub queue_jobs: IntGaugeVec,
@@ -22,6 +53,8 @@ pub struct Metrics {
     pub lease_lost: IntCounterVec,
     pub progress: prometheus::Histogram,
     pub redis_errors: IntCounterVec,
+    /// The job types with a handler: the only values of the `type` label besides `other`.
+    known_types: Arc<RwLock<HashSet<String>>>,
 }
 
 impl Metrics {
@@ -70,28 +103,37 @@ impl Metrics {
             .expect("register");
         let build = gauge("tether_build_info", "Build information", &["version"]);
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let known = Arc::new(RwLock::new(HashSet::new()));
+        let by_type = |vec| ByType {
+            vec,
+            known: known.clone(),
+        };
         Metrics {
-            started: counter(
+            known_types: known.clone(),
+            started: by_type(counter(
                 "tether_jobs_started_total",
                 "Attempts started",
                 &["queue", "type"],
-            ),
-            finished: counter(
+            )),
+            finished: by_type(counter(
                 "tether_jobs_finished_total",
                 "Attempts finished, by recorded status",
                 &["queue", "type", "status"],
-            ),
-            retries: counter(
+            )),
+            retries: by_type(counter(
                 "tether_job_retries_total",
                 "Attempts that failed and were scheduled again",
                 &["queue", "type"],
-            ),
-            duration: histogram(
-                "tether_job_duration_seconds",
-                "Attempt run time (handle and checks)",
-                &["queue", "type"],
-                duration_buckets,
-            ),
+            )),
+            duration: ByType {
+                vec: histogram(
+                    "tether_job_duration_seconds",
+                    "Attempt run time (handle and checks)",
+                    &["queue", "type"],
+                    duration_buckets,
+                ),
+                known: known.clone(),
+            },
             wait: histogram(
                 "tether_job_wait_seconds",
                 "Time from ready to start",
@@ -130,8 +172,15 @@ impl Metrics {
     }
 
     /// Creates every series this worker can report at zero, so dashboards and alerts
-    /// see the series (and rates of 0) before the first event.
+    /// see the series (and rates of 0) before the first event. `job_types` (the
+    /// registered handlers) become the values of the `type` label; any other type is
+    /// counted as [`OTHER_TYPE`].
     pub fn preregister(&self, queues: &[String], job_types: &[&str]) {
+        self.known_types
+            .write()
+            .unwrap()
+            .extend(job_types.iter().map(|t| t.to_string()));
+        let job_types: Vec<&str> = job_types.iter().copied().chain([OTHER_TYPE]).collect();
         const OPS: [&str; 6] = ["claim", "wait", "renew", "progress", "promote", "reap"];
         for op in OPS {
             self.redis_errors.with_label_values(&[op]);
@@ -145,7 +194,7 @@ impl Metrics {
                 self.queue_jobs.with_label_values(&[q.as_str(), state]);
             }
             self.wait.with_label_values(&[q]);
-            for t in job_types {
+            for t in &job_types {
                 self.started.with_label_values(&[q.as_str(), t]);
                 self.retries.with_label_values(&[q.as_str(), t]);
                 self.duration.with_label_values(&[q.as_str(), t]);
@@ -230,5 +279,38 @@ mod tests {
             r#"tether_job_duration_seconds_bucket{queue="q",type="t",worker="w1",le="0.001"}"#
         ));
         assert!(text.contains(r#"le="4194.304""#) && text.contains(r#"le="524.288""#));
+    }
+
+    /// A job type no handler serves is reported as `other`: label values come from
+    /// the registered types only, however many unknown types arrive.
+    #[test]
+    fn unknown_job_types_share_the_other_label() {
+        let metrics = Metrics::new("w1");
+        metrics.preregister(&["q".to_owned()], &["t"]);
+        let before = metrics.render().lines().count();
+        for i in 0..50 {
+            let t = format!("unknown-{i}");
+            metrics.started.with_label_values(&["q", t.as_str()]).inc();
+            metrics.retries.with_label_values(&["q", t.as_str()]).inc();
+            metrics
+                .duration
+                .with_label_values(&["q", t.as_str()])
+                .observe(0.01);
+            metrics
+                .finished
+                .with_label_values(&["q", t.as_str(), "failure"])
+                .inc();
+        }
+        metrics.started.with_label_values(&["q", "t"]).inc();
+        let text = metrics.render();
+        assert!(!text.contains("unknown-"), "{text}");
+        assert_eq!(text.lines().count(), before, "no new series");
+        assert!(
+            text.contains(r#"tether_jobs_started_total{queue="q",type="other",worker="w1"} 50"#)
+        );
+        assert!(text.contains(r#"tether_jobs_started_total{queue="q",type="t",worker="w1"} 1"#));
+        assert!(text.contains(
+            r#"tether_jobs_finished_total{queue="q",status="failure",type="other",worker="w1"} 50"#
+        ));
     }
 }
