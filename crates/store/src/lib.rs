@@ -41,7 +41,8 @@ pub use keys::LAYOUT_VERSION;
 pub use list::{ListQuery, Page, SortDir, SortKey};
 pub use scripts::SCRIPTS;
 pub use worker_ops::{
-    Claimed, FinishOutcome, Lease, LeaseError, Outcome, RenewStatus, Waiter, WorkerInfo,
+    Claimed, FinishOutcome, Lease, LeaseError, LeaseToken, MAX_BATCH, Outcome, Reaped, RenewStatus,
+    Waiter, WorkerInfo,
 };
 
 use keys::QueueKeys;

@@ -22,7 +22,7 @@ use futures::FutureExt;
 use rand::Rng;
 use tether_model::{ErrorCode, JobId};
 use tether_store::{
-    Claimed, FinishOutcome, Lease, LeaseError, Outcome, Store, StoreError, WorkerInfo,
+    Claimed, FinishOutcome, Lease, LeaseError, LeaseToken, Outcome, Store, StoreError, WorkerInfo,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -730,7 +730,10 @@ async fn beat(shared: &Shared) {
     }
     let sent_at = Instant::now();
     let renewals = by_queue.iter().map(|(queue, slots)| async move {
-        let leases: Vec<(JobId, u64)> = slots.iter().map(|s| (s.lease.id, s.lease.epoch)).collect();
+        let leases: Vec<(JobId, LeaseToken)> = slots
+            .iter()
+            .map(|s| (s.lease.id, s.lease.token.clone()))
+            .collect();
         match shared
             .store
             .renew(queue, &leases, shared.config.lease_ttl)
@@ -862,12 +865,12 @@ async fn reap_and_sample(shared: &Shared, queue: &str) {
 /// Hands back the leases of jobs stopped at the end of the grace period.
 async fn release_abandoned(shared: &Shared) {
     let leases = std::mem::take(&mut *shared.abandoned.lock().unwrap());
-    let mut by_queue: HashMap<String, Vec<(JobId, u64)>> = HashMap::new();
+    let mut by_queue: HashMap<String, Vec<(JobId, LeaseToken)>> = HashMap::new();
     for lease in leases {
         by_queue
             .entry(lease.queue)
             .or_default()
-            .push((lease.id, lease.epoch));
+            .push((lease.id, lease.token));
     }
     for (queue, leases) in by_queue {
         match shared.store.release(&queue, &leases).await {
