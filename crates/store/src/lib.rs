@@ -20,6 +20,7 @@
 //! # Ok(()) }
 //! ```
 
+mod check;
 mod codec;
 mod conn;
 mod error;
@@ -624,12 +625,6 @@ impl Store {
             get("appendonly").await?,
             get("appendfsync").await?,
         ))
-    }
-
-    /// Checks that the queue's records, stream, indexes and counters agree (read-only;
-    /// walks every retained job). Returns the violations found; empty means consistent.
-    pub async fn check_consistency(&self, queue: &str) -> Result<Vec<String>, StoreError> {
-        self.queue_script(&SCRIPTS.consistency, queue, &[]).await
     }
 
     /// `INFO <section>` as field → value (for benchmarks and diagnostics).
