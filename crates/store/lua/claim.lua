@@ -69,7 +69,7 @@ for _, entry in ipairs(entries) do
   end
 end
 
--- Writes. The first is a denyoom SET, so an out-of-memory server refuses the claim here.
+-- Writes. The first is a denyoom SET: out of memory, the claim is refused here, whole.
 if #jobs > 0 then
   redis.call('SET', record_key, claim_id .. ':' .. table.concat(ids, ','), 'PX', ttl)
 end

@@ -12,9 +12,11 @@
 -- types of the keys it will write, and reads every record it needs; any of these may
 -- fail, and then nothing has been written. Then it writes, with nothing left that can
 -- fail: no unpack of an unbounded list, no arithmetic on an unchecked value, no key
--- of an unchecked type. The first write is a denyoom command (HSET, SET, XADD, ZADD),
--- so a server out of memory refuses the script before it changes anything (Redis 7.0
--- checks memory at a script's first denyoom write, not at XREADGROUP, XTRIM or ZREM).
+-- of an unchecked type. Out of memory, Redis 7.0 refuses a script only at its first
+-- write, and only when that write is a denyoom command (once a script has written, it
+-- runs to its end). Each script's first write is a denyoom one (HSET, SET, XADD, ZADD,
+-- HINCRBY), so out of memory nothing starts: a claim is refused rather than leasing
+-- jobs whose outcomes could not be recorded.
 local K_STREAM, K_DELAYED, K_LEASES, K_JOBS, K_DONE, K_DEAD, K_COUNTS =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local PREFIX = ARGV[1]

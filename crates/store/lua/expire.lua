@@ -11,7 +11,7 @@ for _, id in ipairs(ids) do
   if v and v[2] then keys[#keys + 1] = PREFIX .. 'idem:' .. v[2] end
   if v and v[1] then uncounted[v[1]] = (uncounted[v[1]] or 0) - 1 end
 end
--- Writes: the counters first (HINCRBY is denyoom: out of memory, nothing is deleted).
+-- Writes: the counters first (HINCRBY is denyoom: out of memory, the call is refused whole).
 for status, n in pairs(uncounted) do redis.call('HINCRBY', K_COUNTS, status, n) end
 for first = 1, #keys, CHUNK do redis.call('DEL', unpack(keys, first, math.min(first + CHUNK - 1, #keys))) end
 call_chunked('ZREM', K_JOBS, nil, ids)

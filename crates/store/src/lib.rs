@@ -2,9 +2,10 @@
 //!
 //! Every state change of a job is one Lua script (in `lua/`, sharing the
 //! prelude `lua/common.lua`), executed atomically and checked against the
-//! job's current status and, for worker writes, its lease epoch — the fencing
-//! token that changes on every claim and every reap. A worker whose epoch is
-//! stale gets [`LeaseError::Lost`] and can change nothing.
+//! job's current status and, for worker writes, its [`LeaseToken`] — the fencing
+//! token that changes on every claim and every reap. A worker whose token is
+//! stale gets [`LeaseError::Lost`] and can change nothing. No script fails after
+//! its first write (Redis does not roll a script back), and every batch is bounded.
 //!
 //! The [`Store`] handle is cheap to clone; it multiplexes all calls over one
 //! reconnecting connection, so concurrent calls are pipelined on the wire.

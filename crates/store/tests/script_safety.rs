@@ -453,3 +453,54 @@ async fn a_claim_resent_after_a_lost_reply_gets_its_jobs() {
     assert_eq!((job.status, job.attempts), (Status::Success, 1));
     assert_consistent(&store, "lost").await;
 }
+
+/// Out of memory (`maxmemory` reached, `noeviction`), Redis refuses a script at its
+/// first write when that is a denyoom command. Every script's first write is one, so
+/// a refused call changed nothing (no job is claimed that could not be finished);
+/// once memory is available again the same call succeeds.
+#[tokio::test]
+async fn out_of_memory_a_script_changes_nothing() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let store = connect(&redis).await;
+    let short = Store::connect(StoreConfig {
+        retention: Duration::from_millis(1),
+        ..StoreConfig::new(redis.url())
+    })
+    .await
+    .unwrap();
+    let mut conn = redis.connection();
+    let mut failures = Vec::new();
+    let mut refused = 0;
+    for (n, op) in OPS.into_iter().enumerate() {
+        let queue = format!("oom{n}");
+        let leases = prepare(&store, &short, &queue, op).await;
+        let before = snapshot(&mut conn, &queue, "");
+        let _: () = redis::cmd("CONFIG")
+            .arg(&["SET", "maxmemory-policy", "noeviction", "maxmemory", "1"])
+            .query(&mut conn)
+            .unwrap();
+        let first = run(&store, &short, &queue, op, &leases).await;
+        let _: () = redis::cmd("CONFIG")
+            .arg(&["SET", "maxmemory", "0"])
+            .query(&mut conn)
+            .unwrap();
+        let after = snapshot(&mut conn, &queue, "");
+        if let Err(e) = &first {
+            refused += 1;
+            if before != after {
+                failures.push(format!("{op:?} was refused ({e}) after changing the queue"));
+                continue;
+            }
+            if let Err(e) = run(&store, &short, &queue, op, &leases).await {
+                failures.push(format!("{op:?} failed again with memory available: {e}"));
+                continue;
+            }
+        }
+        let problems = store.check_consistency(&queue).await.unwrap();
+        if !problems.is_empty() {
+            failures.push(format!("{op:?} out of memory left {problems:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(refused >= 8, "only {refused} calls were refused");
+}
