@@ -135,6 +135,8 @@ struct Inner {
     topology: conn::Topology,
     config: StoreConfig,
     ready_queues: Mutex<HashSet<String>>,
+    /// Claim ids whose reply never came, by queue and worker: sent again by the next claim.
+    unanswered_claims: Mutex<HashMap<(String, String), String>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -172,6 +174,7 @@ impl Store {
                 topology,
                 config,
                 ready_queues: Mutex::new(HashSet::new()),
+                unanswered_claims: Mutex::new(HashMap::new()),
             }),
         })
     }

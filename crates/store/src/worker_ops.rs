@@ -248,7 +248,8 @@ impl Store {
         Ok(out)
     }
 
-    /// One claim call, resent with the same claim id when its reply is lost.
+    /// One claim call, resent with the same claim id when its reply is lost. A claim
+    /// whose resends all failed is sent again by the worker's next claim of the queue.
     async fn claim_chunk(
         &self,
         queue: &str,
@@ -256,9 +257,16 @@ impl Store {
         count: usize,
         ttl: Duration,
     ) -> Result<Vec<Claimed>, StoreError> {
-        let claim_id = format!("{:016x}", rand::random::<u64>());
+        let unanswered = (queue.to_owned(), worker.to_owned());
+        let claim_id = self
+            .inner
+            .unanswered_claims
+            .lock()
+            .unwrap()
+            .remove(&unanswered)
+            .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
         let once = || self.claim_once(queue, worker, count, ttl, &claim_id);
-        match self.idempotent(once).await {
+        let result = match self.idempotent(once).await {
             Err(StoreError::Redis(e))
                 if e.code() == Some("NOGROUP") || e.to_string().contains("NOGROUP") =>
             {
@@ -267,7 +275,16 @@ impl Store {
                 self.idempotent(once).await
             }
             other => other,
+        };
+        if matches!(&result, Err(e) if e.is_retryable()) {
+            // The claim may have leased jobs whose reply was lost.
+            self.inner
+                .unanswered_claims
+                .lock()
+                .unwrap()
+                .insert(unanswered, claim_id);
         }
+        result
     }
 
     async fn claim_once(

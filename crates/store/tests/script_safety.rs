@@ -504,3 +504,40 @@ async fn out_of_memory_a_script_changes_nothing() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(refused >= 8, "only {refused} calls were refused");
 }
+
+/// When even the resends of a claim time out, the claim is still the one sent next
+/// time, so its jobs are answered then instead of being left to lapse (with one
+/// attempt, that would fail the job without it ever running).
+#[tokio::test]
+async fn a_claim_whose_resends_failed_too_is_answered_by_the_next_claim() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let proxy = tether_testkit::FaultProxy::start(redis.port());
+    let store = Store::connect(StoreConfig {
+        response_timeout: Duration::from_millis(500),
+        ..StoreConfig::new(proxy.url())
+    })
+    .await
+    .unwrap();
+    // The script loaded (a NOSCRIPT round trip would not fit in the timeout below).
+    assert!(store.claim("later", "w", 1, LONG).await.unwrap().is_empty());
+    let ids = enqueue(&store, "later", 1, 1).await;
+    // Every request reaches Redis (at ~350 ms), every reply comes too late (~700 ms).
+    proxy.set_latency(Duration::from_millis(350));
+    let first = store.claim("later", "w", 1, LONG).await;
+    assert!(first.is_err(), "{first:?}");
+    let mut conn = redis.connection();
+    let st: String = conn
+        .hget(format!("tether:{{later}}:job:{}", ids[0]), "st")
+        .unwrap();
+    assert_eq!(st, "processing", "the lost claim leased the job");
+    proxy.set_latency(Duration::ZERO);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let claimed = store.claim("later", "w", 1, LONG).await.unwrap();
+    assert_eq!(claimed.len(), 1, "the job of the unanswered claim");
+    assert_eq!((claimed[0].lease.id, claimed[0].attempts), (ids[0], 1));
+    let ok = Outcome::Success(tether_store::encode(&1).unwrap());
+    store.finish(&claimed[0].lease, &ok).await.unwrap();
+    let job = store.get("later", ids[0]).await.unwrap().unwrap();
+    assert_eq!((job.status, job.attempts), (Status::Success, 1));
+    assert_consistent(&store, "later").await;
+}
