@@ -541,3 +541,31 @@ async fn a_claim_whose_resends_failed_too_is_answered_by_the_next_claim() {
     assert_eq!((job.status, job.attempts), (Status::Success, 1));
     assert_consistent(&store, "later").await;
 }
+
+/// The claim record and the counters are checked like the fixed keys: a wrong-typed
+/// claim record or a count that is not an integer fails the call before any write.
+#[tokio::test]
+async fn a_bad_claim_record_or_count_fails_a_call_before_any_write() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let store = connect(&redis).await;
+    let mut conn = redis.connection();
+    enqueue(&store, "cr", 2, 3).await;
+    let _: () = conn.rpush("tether:{cr}:claim:w", "x").unwrap();
+    let before = snapshot(&mut conn, "cr", "");
+    let refused = store.claim("cr", "w", 2, LONG).await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(before, snapshot(&mut conn, "cr", ""), "nothing changed");
+    let _: () = conn.del("tether:{cr}:claim:w").unwrap();
+    let claimed = store.claim("cr", "w", 2, LONG).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+
+    let _: () = conn.hset("tether:{cr}:counts", "success", "many").unwrap();
+    let before = snapshot(&mut conn, "cr", "");
+    let ok = Outcome::Success(tether_store::encode(&1).unwrap());
+    let refused = store.finish(&claimed[0].lease, &ok).await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(before, snapshot(&mut conn, "cr", ""), "nothing changed");
+    let _: () = conn.hdel("tether:{cr}:counts", "success").unwrap();
+    store.finish(&claimed[0].lease, &ok).await.unwrap();
+    assert_consistent(&store, "cr").await;
+}
