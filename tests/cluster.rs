@@ -48,7 +48,7 @@ async fn every_script_runs_in_one_slot_on_the_cluster() {
             "renew" => {
                 let c = claim_one(&store, ttl).await;
                 let (_, status) = store
-                    .renew(&queue, &[(c.lease.id, c.lease.epoch)], ttl)
+                    .renew(&queue, &[(c.lease.id, c.lease.token.clone())], ttl)
                     .await
                     .unwrap();
                 assert_eq!(status, [RenewStatus::Renewed]);
@@ -79,7 +79,7 @@ async fn every_script_runs_in_one_slot_on_the_cluster() {
             "release" => {
                 let c = claim_one(&store, ttl).await;
                 let released = store
-                    .release(&queue, &[(c.lease.id, c.lease.epoch)])
+                    .release(&queue, &[(c.lease.id, c.lease.token.clone())])
                     .await
                     .unwrap();
                 assert_eq!(released, 1);

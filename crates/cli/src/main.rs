@@ -131,7 +131,8 @@ enum Command {
         watch: bool,
     },
     /// Check that each queue's records, stream, indexes and counters agree (read-only;
-    /// walks every retained job). Exits 1 when anything disagrees.
+    /// walks every retained job in bounded steps, each well under 10 ms of Redis time,
+    /// so it does not block a busy queue). Exits 1 when anything disagrees.
     Check {
         #[arg(long = "queue")]
         queues: Vec<String>,

@@ -3,9 +3,10 @@
 --       checked by the caller)
 -- Returns 'CANCELLED' (was pending), 'REQUESTED' (running: the worker stops it),
 -- 'NOT_FOUND', 'NOT_SUPPORTED' or 'INVALID:<status>'.
-local id, owner, retention, force = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local id, owner, retention, force = ARGV[2], ARGV[3], arg_number(4), ARGV[5]
 local key = job_key(id)
 local v = redis.call('HMGET', key, 'st', 'owner', 'can', 'sid', 'creq', 'w')
+writable(K_STREAM, K_DELAYED, K_LEASES, K_DONE, K_DEAD, K_COUNTS, K_ACTIVE)
 if not v[1] or (owner ~= '' and v[2] ~= owner) then return 'NOT_FOUND' end
 local st = v[1]
 if st == 'success' or st == 'failure' or st == 'cancelled' then return 'INVALID:' .. st end

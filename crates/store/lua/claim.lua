@@ -1,36 +1,89 @@
 -- Lease up to `count` ready jobs to a worker.
--- ARGV: prefix, count, worker id, lease ttl ms
+-- ARGV: prefix, count (at most MAX_BATCH), worker id, lease ttl ms, claim id (the
+--       caller's random nonce for this call, hex)
 -- Entries are read and removed in this one atomic step, so the stream never
 -- holds an entry that was handed out but not leased. NOACK keeps them out of the
 -- pending-entries list (nothing to acknowledge), and since the group hands out
 -- entries in id order and every read happens here, everything up to the last
 -- entry read has been delivered: one XTRIM MINID removes them all.
--- Returns {now, lease deadline, {id, epoch, attempts, max, type, input, phase, checkpoint,
+--
+-- Each lease's token is the job's claim counter plus the claim id, so a claim
+-- repeated after a failover lost the first one's writes issues another token.
+-- The claim id and the jobs it leased are remembered for the worker (one small key
+-- that lapses with the leases): the same claim sent again after a lost reply is
+-- answered with those jobs instead of leasing more (nothing is written then).
+--
+-- Returns {now, lease deadline, {id, token, attempts, max, type, input, phase, checkpoint,
 --          timeout, backoff, created, run_at}...}
-local count, worker, ttl = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local count, worker, ttl, claim_id = arg_number(2), ARGV[3], arg_number(4), ARGV[5]
+if not string.match(claim_id, '^%x+$') then fail('ERR the claim id must be hex') end
+count = math.max(1, math.min(count, MAX_BATCH))
+local FIELDS = {'st', 'sid', 'ep', 'att', 'max', 'type', 'in', 'ph', 'cp', 'to', 'bo', 'ct', 'ra', 'w',
+  'tk', 'wk', 'stt'}
+local function row(id, v, token)
+  return {id, token, tonumber(v[4]) or 0, v[5], v[6], v[7], v[8] or '', v[9] or '', v[10] or '',
+    v[11] or '', v[12], v[13] or ''}
+end
+
+local record_key = PREFIX .. 'claim:' .. worker
+local record = redis.call('GET', record_key) -- a wrong type fails here, before any write
 local now = now_ms()
+if record and string.sub(record, 1, #claim_id + 1) == claim_id .. ':' then
+  -- A resend: answer the jobs of that claim still leased to it.
+  local out = {now, now + ttl}
+  for id in string.gmatch(string.sub(record, #claim_id + 2), '[^,]+') do
+    local v = read_job(job_key(id), unpack(FIELDS))
+    if v and v[1] == 'processing' and v[15] == claim_id and v[16] == worker then
+      out[1] = tonumber(v[17]) or now
+      out[2] = tonumber(redis.call('ZSCORE', K_LEASES, id)) or out[2]
+      out[#out + 1] = row(id, v, token_of(v[3], v[15]))
+    end
+  end
+  return out
+end
+
 local deadline = now + ttl
 local out = {now, deadline}
-local read = redis.call('XREADGROUP', 'GROUP', GROUP, 'tether', 'COUNT', count, 'NOACK', 'STREAMS', K_STREAM, '>')
-if not read then return out end
-local entries = read[1][2]
+writable(K_STREAM, K_LEASES)
+if redis.call('TYPE', K_STREAM)['ok'] == 'none' then fail('NOGROUP the queue has no stream') end
+-- XREADGROUP '>' hands out the entries after the group's cursor: read them first.
+local cursor
+for _, group in ipairs(redis.call('XINFO', 'GROUPS', K_STREAM)) do
+  local fields = {}
+  for i = 1, #group, 2 do fields[group[i]] = group[i + 1] end
+  if fields['name'] == GROUP then cursor = fields['last-delivered-id'] end
+end
+if not cursor then fail('NOGROUP the queue has no consumer group') end
+local entries = redis.call('XRANGE', K_STREAM, '(' .. cursor, '+', 'COUNT', count)
+if #entries == 0 then return out end
 local last_ms, last_seq = string.match(entries[#entries][1], '^(%d+)-(%d+)$')
-redis.call('XTRIM', K_STREAM, 'MINID', string.format('%s-%d', last_ms, tonumber(last_seq) + 1))
+
+local jobs, ids = {}, {}
 for _, entry in ipairs(entries) do
   local sid, id = entry[1], entry[2][2]
-  local key = job_key(id)
-  local v = redis.call('HMGET', key, 'st', 'sid', 'ep', 'att', 'max', 'type', 'in', 'ph', 'cp', 'to', 'bo', 'ct', 'ra', 'w')
-  -- A cancelled or re-queued job leaves a stale entry behind: skip it.
-  if v[1] == 'pending' and v[2] == sid then
-    local epoch = (tonumber(v[3]) or 0) + 1
-    local attempts = (tonumber(v[4]) or 0) + 1
-    redis.call('HSET', key, 'st', 'processing', 'ep', epoch, 'att', attempts, 'wk', worker,
-      'stt', now, 'ut', now, 'pg', 0)
-    push(leased, deadline, id)
-    notify(id, v[14])
-    out[#out + 1] = {id, epoch, attempts, v[5], v[6], v[7], v[8] or '', v[9] or '', v[10] or '',
-      v[11] or '', v[12], v[13] or ''}
+  local v = id and read_job(job_key(id), unpack(FIELDS))
+  -- A cancelled or re-queued job (or a key that is no record) leaves a stale entry: skip it.
+  if v and v[1] == 'pending' and v[2] == sid then
+    jobs[#jobs + 1] = {id, v}
+    ids[#ids + 1] = id
   end
+end
+
+-- Writes. The first is a denyoom SET: out of memory, the claim is refused here, whole.
+if #jobs > 0 then
+  redis.call('SET', record_key, claim_id .. ':' .. table.concat(ids, ','), 'PX', ttl)
+end
+redis.call('XREADGROUP', 'GROUP', GROUP, 'tether', 'COUNT', #entries, 'NOACK', 'STREAMS', K_STREAM, '>')
+redis.call('XTRIM', K_STREAM, 'MINID', string.format('%s-%d', last_ms, tonumber(last_seq) + 1))
+for _, job in ipairs(jobs) do
+  local id, v = job[1], job[2]
+  local epoch = (tonumber(v[3]) or 0) + 1
+  v[3], v[4] = tostring(epoch), (tonumber(v[4]) or 0) + 1
+  redis.call('HSET', job_key(id), 'st', 'processing', 'ep', epoch, 'tk', claim_id, 'att', v[4],
+    'wk', worker, 'stt', now, 'ut', now, 'pg', 0)
+  push(leased, deadline, id)
+  notify(id, v[14])
+  out[#out + 1] = row(id, v, token_of(v[3], claim_id))
 end
 flush()
 return out

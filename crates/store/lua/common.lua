@@ -6,10 +6,25 @@
 --             from it, so they share the queue's hash tag (one cluster slot)
 --   ARGV[2..] = the script's own arguments
 -- Time always comes from the Redis server (TIME), never from clients.
+--
+-- Redis does not roll a script back when it fails half-way: writes made before the
+-- error stay. So every script has two phases. First it checks its arguments, the
+-- types of the keys it will write, and reads every record it needs; any of these may
+-- fail, and then nothing has been written. Then it writes, with nothing left that can
+-- fail: no unpack of an unbounded list, no arithmetic on an unchecked value, no key
+-- of an unchecked type. Out of memory, Redis 7.0 refuses a script only at its first
+-- write, and only when that write is a denyoom command (once a script has written, it
+-- runs to its end). Each script's first write is a denyoom one (HSET, SET, XADD, ZADD,
+-- HINCRBY), so out of memory nothing starts: a claim is refused rather than leasing
+-- jobs whose outcomes could not be recorded.
 local K_STREAM, K_DELAYED, K_LEASES, K_JOBS, K_DONE, K_DEAD, K_COUNTS =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local PREFIX = ARGV[1]
 local GROUP = 'workers'
+-- The most jobs one call handles (callers send larger batches in chunks), and the most
+-- values passed to one command (Lua's unpack fails past about 8,000).
+local MAX_BATCH = 1000
+local CHUNK = 1000
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -30,6 +45,48 @@ local function owner_index(owner) return PREFIX .. 'owner:' .. owner end
 
 -- Owner -> how many of its jobs are not final (the pending quota counts these).
 local K_ACTIVE = PREFIX .. 'active'
+
+local function fail(message) error({err = message}) end
+
+-- ARGV[i] as a number; a malformed argument fails the script before any write.
+local function arg_number(i)
+  local n = tonumber(ARGV[i])
+  if not n then fail('ERR argument ' .. i .. ' is not a number: ' .. tostring(ARGV[i])) end
+  return n
+end
+
+local function bounded(n)
+  if n > MAX_BATCH then fail('ERR ' .. n .. ' jobs in one call; send at most ' .. MAX_BATCH) end
+end
+
+local TYPES = {[K_STREAM] = 'stream', [K_DELAYED] = 'zset', [K_LEASES] = 'zset', [K_JOBS] = 'zset',
+  [K_DONE] = 'zset', [K_DEAD] = 'zset', [K_COUNTS] = 'hash', [K_ACTIVE] = 'hash'}
+
+-- Checks that the fixed keys a script may write hold what Tether keeps there (or
+-- nothing yet), and that the counters are integers, so no later write can fail.
+local function writable(...)
+  for _, key in ipairs({...}) do
+    local t = redis.call('TYPE', key)['ok']
+    if t ~= 'none' and t ~= TYPES[key] then
+      fail('WRONGTYPE ' .. key .. ' holds a ' .. t .. ', not a ' .. TYPES[key] .. '; nothing was changed')
+    end
+    if key == K_COUNTS and t == 'hash' then
+      for _, n in ipairs(redis.call('HMGET', key, 'success', 'failure', 'cancelled')) do
+        if not string.match(n or '0', '^%-?%d+$') then
+          fail('ERR ' .. key .. ' holds a count that is not an integer; nothing was changed')
+        end
+      end
+    end
+  end
+end
+
+-- A job's fields, or nil when its key is not a hash: that is no record of Tether's,
+-- and batch scripts pass over it rather than fail.
+local function read_job(key, ...)
+  local v = redis.pcall('HMGET', key, ...)
+  if v.err then return nil end
+  return v
+end
 
 -- Wake anyone watching this job (watch / SSE). Payload-free: watchers re-read the record.
 -- Only jobs with a watcher (field w = 1, set by watch.lua) pay for the PUBLISH.
@@ -54,13 +111,27 @@ local function push(list, ...)
   for _, v in ipairs({...}) do list[#list + 1] = v end
 end
 
+-- `cmd key [option] values...`, CHUNK values per call (CHUNK is even, so score/member
+-- pairs stay whole).
+local function call_chunked(cmd, key, option, list)
+  for first = 1, #list, CHUNK do
+    local last = math.min(first + CHUNK - 1, #list)
+    if option then
+      redis.call(cmd, key, option, unpack(list, first, last))
+    else
+      redis.call(cmd, key, unpack(list, first, last))
+    end
+  end
+end
+
 -- Every script that calls finalize or pushes onto these lists ends with flush().
+-- The keys it writes were checked by writable() in the script's first phase.
 local function flush()
-  if #unleased > 0 then redis.call('ZREM', K_LEASES, unpack(unleased)) end
-  if #leased > 0 then redis.call('ZADD', K_LEASES, unpack(leased)) end
-  if #done > 0 then redis.call('ZADD', K_DONE, unpack(done)) end
-  if #dead > 0 then redis.call('ZADD', K_DEAD, unpack(dead)) end
-  if #created > 0 then redis.call('ZADD', K_JOBS, unpack(created)) end
+  call_chunked('ZREM', K_LEASES, nil, unleased)
+  call_chunked('ZADD', K_LEASES, nil, leased)
+  call_chunked('ZADD', K_DONE, nil, done)
+  call_chunked('ZADD', K_DEAD, nil, dead)
+  call_chunked('ZADD', K_JOBS, nil, created)
   for status, n in pairs(counted) do redis.call('HINCRBY', K_COUNTS, status, n) end
   for owner, n in pairs(settled) do
     -- At or below 0 (jobs enqueued before owners were counted): forget the owner.
@@ -72,6 +143,7 @@ end
 -- `fields` are extra field/value pairs (result, error...).
 local function finalize(key, id, status, now, retention, watched, fields)
   local expires = now + retention
+  -- A read of a record whose type the first phase checked: it cannot fail.
   local owner = redis.call('HGET', key, 'owner')
   if owner and owner ~= '' then settled[owner] = (settled[owner] or 0) + 1 end
   if status == 'failure' then
@@ -86,13 +158,20 @@ local function finalize(key, id, status, now, retention, watched, fields)
   notify(id, watched)
 end
 
--- Checks that `epoch` is the live lease of a processing job.
--- Returns st and the requested fields, or nil plus the refusal:
+-- The lease token of a record: the claim counter `ep` and the claim's nonce `tk`
+-- (`ep` alone for leases issued before tokens carried a nonce).
+local function token_of(ep, tk)
+  if tk then return (ep or '') .. '.' .. tk end
+  return ep
+end
+
+-- Checks that `token` is the live lease of a processing job. Read-only.
+-- Returns st, ep, tk and the requested fields (from index 4), or nil plus the refusal:
 --   'ALREADY' when this very lease already recorded its outcome (a resend after a lost reply),
---   'LOST' when another claim or the reaper has taken the job since.
-local function check_lease(key, epoch, ...)
-  local vals = redis.call('HMGET', key, 'st', 'ep', ...)
-  if vals[2] ~= epoch then return nil, 'LOST' end
+--   'LOST' when another claim or the reaper has taken the job since (or it is no record).
+local function check_lease(key, token, ...)
+  local vals = read_job(key, 'st', 'ep', 'tk', ...)
+  if not vals or token_of(vals[2], vals[3]) ~= token then return nil, 'LOST' end
   if vals[1] ~= 'processing' then return nil, 'ALREADY' end
   return vals
 end

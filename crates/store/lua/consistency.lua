@@ -1,67 +1,112 @@
--- Read-only: checks that a queue's records, stream, indexes and counters agree.
--- ARGV: prefix. Returns a list of violations (empty when consistent).
--- It walks every retained job, so run it in tests and diagnostics, not on a hot path.
+-- Read-only: one bounded step of the check that a queue's records, stream, indexes
+-- and counters agree. A walk over a large queue in one script would block every
+-- client of Redis (about 9 µs per job), so the caller walks in steps of `n` items,
+-- each step atomic over the jobs it covers:
+--   'jobs'     every retained job against the stream, leases, delayed, done and dead
+--              (point lookups), and its final status counted;
+--   'leases', 'delayed', 'done', 'dead'
+--              every index member is a retained job;
+--   'stream'   every entry is the live entry of a pending job.
+-- ARGV: prefix, phase, cursor ('' = from the start; "score member" in a sorted set,
+--       an entry id in the stream), n.
+-- Returns {next phase ('' = done), next cursor, {problems}, success, failure, cancelled
+--          (final records in this step), counts.success, counts.failure, counts.cancelled}.
+local phase, cursor, n = ARGV[2], ARGV[3], math.max(1, math.min(arg_number(4), MAX_BATCH))
 local problems = {}
 local function problem(text) problems[#problems + 1] = text end
-local function set_of(list)
-  local s = {}
-  for _, member in ipairs(list) do s[member] = true end
-  return s
+local finals = {success = 0, failure = 0, cancelled = 0}
+local ORDER = {jobs = 'leases', leases = 'delayed', delayed = 'done', done = 'dead', dead = 'stream', stream = ''}
+local ZSETS = {jobs = K_JOBS, leases = K_LEASES, delayed = K_DELAYED, done = K_DONE, dead = K_DEAD}
+if not ORDER[phase] then fail('ERR unknown phase ' .. tostring(phase)) end
+
+-- The next `n` members (with scores) of a sorted set after the cursor. A member's
+-- rank moves when others come and go, so the cursor is the last member and its score;
+-- when that member has left (expired, renewed), the walk resumes where it stood.
+local function page(key)
+  local start = 0
+  if cursor ~= '' then
+    local score, member = string.match(cursor, '^(%S+) (.+)$')
+    local rank = redis.call('ZRANK', key, member)
+    if rank and redis.call('ZSCORE', key, member) == score then
+      start = rank + 1
+    else
+      start = redis.call('ZCOUNT', key, '-inf', '(' .. score)
+      for _, m in ipairs(redis.call('ZRANGE', key, score, score, 'BYSCORE')) do
+        if m <= member then start = start + 1 end
+      end
+    end
+  end
+  return redis.call('ZRANGE', key, start, start + n - 1, 'WITHSCORES')
 end
 
-local leases = set_of(redis.call('ZRANGE', K_LEASES, 0, -1))
-local delayed = set_of(redis.call('ZRANGE', K_DELAYED, 0, -1))
-local done = set_of(redis.call('ZRANGE', K_DONE, 0, -1))
-local dead = set_of(redis.call('ZRANGE', K_DEAD, 0, -1))
-local jobs = redis.call('ZRANGE', K_JOBS, 0, -1)
-local entries = {}
-for _, e in ipairs(redis.call('XRANGE', K_STREAM, '-', '+')) do
-  local id = e[2][2]
-  if entries[id] then problem('job ' .. id .. ' has two stream entries') end
-  entries[id] = e[1]
-end
-local pending_entries = redis.call('XPENDING', K_STREAM, GROUP)[1]
-if tonumber(pending_entries) ~= 0 then problem(pending_entries .. ' stream entries delivered but not acknowledged') end
-
-local counted = {success = 0, failure = 0, cancelled = 0}
-local known = {}
-for _, id in ipairs(jobs) do
-  known[id] = true
-  local v = redis.call('HMGET', job_key(id), 'st', 'sid', 'ra', 'dead', 'pg', 'xt')
+local function check_job(id)
+  local v = read_job(job_key(id), 'st', 'sid', 'dead', 'pg')
+  if not v then return problem('job ' .. id .. ' is not a hash') end
   local st = v[1]
-  if not st then
-    problem('job ' .. id .. ' is indexed but has no record')
-  else
-    if st == 'processing' and not leases[id] then problem('processing job ' .. id .. ' has no lease') end
-    if st ~= 'processing' and leases[id] then problem(st .. ' job ' .. id .. ' holds a lease') end
-    if st == 'pending' then
-      local ready = entries[id] ~= nil and entries[id] == v[2]
-      if not ready and not delayed[id] then problem('pending job ' .. id .. ' is neither ready nor scheduled') end
-      if ready and delayed[id] then problem('pending job ' .. id .. ' is both ready and scheduled') end
-    elseif delayed[id] then
-      problem(st .. ' job ' .. id .. ' is scheduled')
+  if not st then return problem('job ' .. id .. ' is indexed but has no record') end
+  -- (A missing member reads as false in Lua, not nil.)
+  local leased = redis.call('ZSCORE', K_LEASES, id) ~= false
+  local scheduled = redis.call('ZSCORE', K_DELAYED, id) ~= false
+  local done = redis.call('ZSCORE', K_DONE, id) ~= false
+  local dead = redis.call('ZSCORE', K_DEAD, id) ~= false
+  if st == 'processing' and not leased then problem('processing job ' .. id .. ' has no lease') end
+  if st ~= 'processing' and leased then problem(st .. ' job ' .. id .. ' holds a lease') end
+  if st == 'pending' then
+    local ready = false
+    if v[2] then
+      local entry = redis.call('XRANGE', K_STREAM, v[2], v[2])[1]
+      ready = entry ~= nil and entry[2][2] == id
     end
-    if entries[id] and (st ~= 'pending' or entries[id] ~= v[2]) then
-      problem(st .. ' job ' .. id .. ' has a live stream entry')
-    end
-    local final = st == 'success' or st == 'failure' or st == 'cancelled'
-    if final then
-      counted[st] = counted[st] + 1
-      if not done[id] then problem('finished job ' .. id .. ' is missing from done') end
-      if v[5] ~= '100' then problem('finished job ' .. id .. ' has progress ' .. tostring(v[5])) end
-    elseif done[id] then
-      problem(st .. ' job ' .. id .. ' is in done')
-    end
-    if (st == 'failure' and v[4] == '1') ~= (dead[id] ~= nil) then problem('job ' .. id .. ' dead flag and dead index disagree') end
+    if not ready and not scheduled then problem('pending job ' .. id .. ' is neither ready nor scheduled') end
+    if ready and scheduled then problem('pending job ' .. id .. ' is both ready and scheduled') end
+  elseif scheduled then
+    problem(st .. ' job ' .. id .. ' is scheduled')
   end
-end
-for _, index in ipairs({{leases, 'leases'}, {delayed, 'delayed'}, {done, 'done'}, {dead, 'dead'}, {entries, 'stream'}}) do
-  for id in pairs(index[1]) do
-    if not known[id] then problem(index[2] .. ' holds unknown job ' .. id) end
+  if finals[st] then
+    finals[st] = finals[st] + 1
+    if not done then problem('finished job ' .. id .. ' is missing from done') end
+    if v[4] ~= '100' then problem('finished job ' .. id .. ' has progress ' .. tostring(v[4])) end
+  elseif done then
+    problem(st .. ' job ' .. id .. ' is in done')
   end
+  if (st == 'failure' and v[3] == '1') ~= dead then problem('job ' .. id .. ' dead flag and dead index disagree') end
 end
-for status, n in pairs(counted) do
-  local stored = tonumber(redis.call('HGET', K_COUNTS, status) or '0')
-  if stored ~= n then problem('counts.' .. status .. ' is ' .. stored .. ', records say ' .. n) end
+
+local next_cursor = ''
+if phase == 'stream' then
+  local from = (cursor == '') and '-' or ('(' .. cursor)
+  local entries = redis.call('XRANGE', K_STREAM, from, '+', 'COUNT', n)
+  for _, e in ipairs(entries) do
+    local id = e[2][2]
+    if not redis.call('ZSCORE', K_JOBS, id) then
+      problem('stream holds unknown job ' .. id)
+    else
+      local v = read_job(job_key(id), 'st', 'sid')
+      if v and (v[1] ~= 'pending' or v[2] ~= e[1]) then
+        problem(tostring(v[1]) .. ' job ' .. id .. ' has a stream entry ' .. e[1] .. ' that is not its live one')
+      end
+    end
+  end
+  if #entries == n then next_cursor = entries[#entries][1] end
+else
+  if phase == 'jobs' and cursor == '' then
+    local pending_entries = redis.call('XPENDING', K_STREAM, GROUP)[1]
+    if tonumber(pending_entries) ~= 0 then problem(pending_entries .. ' stream entries delivered but not acknowledged') end
+  end
+  local items = page(ZSETS[phase])
+  for i = 1, #items, 2 do
+    local id = items[i]
+    if phase == 'jobs' then
+      check_job(id)
+    elseif not redis.call('ZSCORE', K_JOBS, id) then
+      problem(phase .. ' holds unknown job ' .. id)
+    end
+  end
+  if #items == 2 * n then next_cursor = items[#items] .. ' ' .. items[#items - 1] end
 end
-return problems
+
+local next_phase = phase
+if next_cursor == '' then next_phase = ORDER[phase] end
+local counts = redis.call('HMGET', K_COUNTS, 'success', 'failure', 'cancelled')
+return {next_phase, next_cursor, problems, finals.success, finals.failure, finals.cancelled,
+  tonumber(counts[1]) or 0, tonumber(counts[2]) or 0, tonumber(counts[3]) or 0}

@@ -9,15 +9,16 @@
 -- Refuses the whole batch, writing nothing, with one {-2, owner, not-final jobs, quota} when it
 -- would take an owner past the quota, or {-3, id, due ms, horizon ms} when a job is due too late.
 local now = now_ms()
-local horizon, quota = tonumber(ARGV[2]), tonumber(ARGV[3])
+local horizon, quota = arg_number(2), arg_number(3)
 local K_USED = PREFIX .. 'used'
+writable(K_STREAM, K_DELAYED, K_JOBS, K_ACTIVE)
 
 -- Reads and checks first: nothing is written unless the whole batch is accepted.
 local jobs, out, seen, adding = {}, {}, {}, {}
 local i = 4
 while i <= #ARGV do
   local id, run_at, delay, idem, owner, n =
-    ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
+    ARGV[i], arg_number(i + 1), arg_number(i + 2), ARGV[i + 3], ARGV[i + 4], arg_number(i + 5)
   local job = {id = id, idem = idem, owner = owner, first = i + 6, last = i + 5 + n}
   i = job.last + 1
   job.idem_key = idem_key(owner, idem)
@@ -42,6 +43,11 @@ if quota > 0 then
   end
 end
 local fresh = redis.call('EXISTS', K_USED) == 0
+-- Owner indexes are written too: they must be sorted sets (or nothing yet).
+for owner in pairs(adding) do
+  local t = redis.call('TYPE', owner_index(owner))['ok']
+  if t ~= 'none' and t ~= 'zset' then fail('WRONGTYPE ' .. owner_index(owner) .. ' is not a zset; nothing was changed') end
+end
 
 -- Writes.
 if fresh then
@@ -73,7 +79,7 @@ for _, job in ipairs(jobs) do
   end
 end
 for owner, entries in pairs(owned) do
-  redis.call('ZADD', owner_index(owner), unpack(entries))
+  call_chunked('ZADD', owner_index(owner), nil, entries)
   redis.call('HINCRBY', K_ACTIVE, owner, #entries / 2)
 end
 flush()

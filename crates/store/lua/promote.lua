@@ -1,14 +1,18 @@
 -- Move due delayed jobs (delayed starts and retry backoffs) into the stream.
--- ARGV: prefix, limit
+-- ARGV: prefix, limit (at most MAX_BATCH are moved per call)
 -- Returns {promoted, ms until the next due job (-1 = none)}.
-local limit = tonumber(ARGV[2])
+local limit = math.min(arg_number(2), MAX_BATCH)
+writable(K_STREAM, K_DELAYED)
 local now = now_ms()
 local ids = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', now, 'LIMIT', 0, limit)
+local ready = {}
 for _, id in ipairs(ids) do
-  redis.call('ZREM', K_DELAYED, id)
-  local key = job_key(id)
-  if redis.call('HGET', key, 'st') == 'pending' then make_ready(key, id, now) end
+  local v = read_job(job_key(id), 'st')
+  if v and v[1] == 'pending' then ready[#ready + 1] = id end
 end
+-- Writes: the stream entries first (denyoom), then the index removal.
+for _, id in ipairs(ready) do make_ready(job_key(id), id, now) end
+call_chunked('ZREM', K_DELAYED, nil, ids)
 local next_due = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
 if next_due[2] then return {#ids, math.max(0, tonumber(next_due[2]) - now)} end
 return {#ids, -1}

@@ -1,29 +1,47 @@
 -- Take back jobs whose lease lapsed (any worker runs this; no leader).
--- ARGV: prefix, limit, retention ms
--- The epoch is bumped first: that is the fence that makes the old holder's writes fail.
--- Returns the ids taken back.
-local limit, retention = tonumber(ARGV[2]), tonumber(ARGV[3])
+-- ARGV: prefix, limit (at most MAX_BATCH are handled per call), retention ms
+-- The epoch moves on and the token's nonce is cleared first: that is the fence that
+-- makes the old holder's writes fail.
+-- Returns {requeued ids, failed ids, cancelled ids, stale}: the jobs taken back by what
+-- became of them, and how many lease entries were stale (their job was not processing)
+-- and merely removed.
+local limit, retention = math.min(arg_number(2), MAX_BATCH), arg_number(3)
+writable(K_STREAM, K_LEASES, K_DONE, K_DEAD, K_COUNTS, K_ACTIVE)
 local now = now_ms()
 local ids = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now, 'LIMIT', 0, limit)
+
+-- Phase 1: read every record.
+local lapsed, stale = {}, 0
 for _, id in ipairs(ids) do
-  local key = job_key(id)
-  local v = redis.call('HMGET', key, 'st', 'att', 'max', 'creq', 'wk', 'w')
-  if v[1] ~= 'processing' then
-    push(unleased, id) -- a stale lease entry
+  local v = read_job(job_key(id), 'st', 'att', 'max', 'creq', 'wk', 'w', 'ep')
+  if v and v[1] == 'processing' then
+    lapsed[#lapsed + 1] = {id, v}
   else
-    redis.call('HINCRBY', key, 'ep', 1)
-    local msg = 'lease expired: worker ' .. (v[5] or '?') .. ' stopped renewing it'
-    if v[4] == '1' then
-      finalize(key, id, 'cancelled', now, retention, v[6], {'ec', 'RequestCanceled', 'msg', msg})
-    elseif tonumber(v[2]) < tonumber(v[3]) then
-      redis.call('HSET', key, 'ec', 'LeaseExpired', 'msg', msg)
-      push(unleased, id)
-      make_ready(key, id, now)
-      notify(id, v[6])
-    else
-      finalize(key, id, 'failure', now, retention, v[6], {'ec', 'LeaseExpired', 'msg', msg})
-    end
+    push(unleased, id) -- a stale lease entry
+    stale = stale + 1
+  end
+end
+
+-- Phase 2: writes.
+local requeued, failed, cancelled = {}, {}, {}
+for _, job in ipairs(lapsed) do
+  local id, v = job[1], job[2]
+  local key = job_key(id)
+  redis.call('HSET', key, 'ep', (tonumber(v[7]) or 0) + 1, 'tk', '')
+  local msg = 'lease expired: worker ' .. (v[5] or '?') .. ' stopped renewing it'
+  if v[4] == '1' then
+    finalize(key, id, 'cancelled', now, retention, v[6], {'ec', 'RequestCanceled', 'msg', msg})
+    cancelled[#cancelled + 1] = id
+  elseif (tonumber(v[2]) or 0) < (tonumber(v[3]) or 0) then
+    redis.call('HSET', key, 'ec', 'LeaseExpired', 'msg', msg)
+    push(unleased, id)
+    make_ready(key, id, now)
+    notify(id, v[6])
+    requeued[#requeued + 1] = id
+  else
+    finalize(key, id, 'failure', now, retention, v[6], {'ec', 'LeaseExpired', 'msg', msg})
+    failed[#failed + 1] = id
   end
 end
 flush()
-return ids
+return {requeued, failed, cancelled, stale}

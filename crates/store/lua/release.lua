@@ -1,33 +1,45 @@
 -- Hand leases back without spending an attempt: at shutdown (ready at once), or a job
 -- this worker has no handler for (ready after a delay, so another worker claims it; the
 -- delay doubles with each such hand-back of the job, counted in `hb`, up to 2 s).
--- ARGV: prefix, retention ms, delay ms, then id, epoch pairs. Returns how many were handed back.
+-- ARGV: prefix, retention ms, delay ms, then id, token pairs (at most MAX_BATCH).
+-- Returns how many were handed back.
 -- A job whose cancel was requested is recorded cancelled instead.
+local retention = arg_number(2)
+local delay = arg_number(3)
+bounded((#ARGV - 3) / 2)
+writable(K_STREAM, K_DELAYED, K_LEASES, K_DONE, K_DEAD, K_COUNTS, K_ACTIVE)
 local now = now_ms()
-local retention = tonumber(ARGV[2])
-local delay = tonumber(ARGV[3])
-local released = 0
+
+-- Phase 1: read every lease.
+local held, seen = {}, {}
 for i = 4, #ARGV, 2 do
-  local id, epoch = ARGV[i], ARGV[i + 1]
+  local id, token = ARGV[i], ARGV[i + 1]
+  if not seen[id] then
+    seen[id] = true
+    local v = check_lease(job_key(id), token, 'creq', 'w', 'att', 'hb')
+    if v then held[#held + 1] = {id, v} end
+  end
+end
+
+-- Phase 2: writes.
+for _, job in ipairs(held) do
+  local id, v = job[1], job[2]
   local key = job_key(id)
-  local v = check_lease(key, epoch, 'creq', 'w')
-  if v and v[3] == '1' then
-    finalize(key, id, 'cancelled', now, retention, v[4], {'ec', 'RequestCanceled', 'msg', 'cancelled on request'})
-    released = released + 1
-  elseif v then
-    redis.call('HINCRBY', key, 'att', -1)
-    redis.call('ZREM', K_LEASES, id)
+  if v[4] == '1' then
+    finalize(key, id, 'cancelled', now, retention, v[5], {'ec', 'RequestCanceled', 'msg', 'cancelled on request'})
+  else
+    redis.call('HSET', key, 'att', math.max((tonumber(v[6]) or 1) - 1, 0))
+    push(unleased, id)
     if delay > 0 then
-      local bounces = redis.call('HINCRBY', key, 'hb', 1)
+      local bounces = (tonumber(v[7]) or 0) + 1
       local due = now + math.min(delay * 2 ^ math.min(bounces - 1, 16), 2000)
-      redis.call('HSET', key, 'st', 'pending', 'ra', due, 'ut', now)
+      redis.call('HSET', key, 'st', 'pending', 'ra', due, 'ut', now, 'hb', bounces)
       redis.call('ZADD', K_DELAYED, due, id)
     else
       make_ready(key, id, now)
     end
-    notify(id, v[4])
-    released = released + 1
+    notify(id, v[5])
   end
 end
 flush()
-return released
+return #held

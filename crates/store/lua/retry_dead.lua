@@ -6,8 +6,10 @@ local key = job_key(id)
 local v = redis.call('HMGET', key, 'st', 'owner', 'dead', 'w')
 if not v[1] or (owner ~= '' and v[2] ~= owner) then return 'NOT_FOUND' end
 if v[1] ~= 'failure' or v[3] ~= '1' then return 'INVALID:' .. v[1] end
-redis.call('HDEL', key, 'ec', 'ei', 'msg', 'res', 'ft', 'xt', 'eta', 'ph', 'cp', 'pmsg', 'ra')
+writable(K_STREAM, K_DONE, K_DEAD, K_COUNTS, K_ACTIVE)
+-- Writes, a denyoom one first.
 redis.call('HSET', key, 'att', 0, 'dead', 0, 'pg', 0)
+redis.call('HDEL', key, 'ec', 'ei', 'msg', 'res', 'ft', 'xt', 'eta', 'ph', 'cp', 'pmsg', 'ra')
 redis.call('ZREM', K_DEAD, id)
 redis.call('ZREM', K_DONE, id)
 redis.call('HINCRBY', K_COUNTS, 'failure', -1)

@@ -2,9 +2,10 @@
 //!
 //! Every state change of a job is one Lua script (in `lua/`, sharing the
 //! prelude `lua/common.lua`), executed atomically and checked against the
-//! job's current status and, for worker writes, its lease epoch — the fencing
-//! token that changes on every claim and every reap. A worker whose epoch is
-//! stale gets [`LeaseError::Lost`] and can change nothing.
+//! job's current status and, for worker writes, its [`LeaseToken`] — the fencing
+//! token that changes on every claim and every reap. A worker whose token is
+//! stale gets [`LeaseError::Lost`] and can change nothing. No script fails after
+//! its first write (Redis does not roll a script back), and every batch is bounded.
 //!
 //! The [`Store`] handle is cheap to clone; it multiplexes all calls over one
 //! reconnecting connection, so concurrent calls are pipelined on the wire.
@@ -20,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+mod check;
 mod codec;
 mod conn;
 mod error;
@@ -42,7 +44,8 @@ pub use keys::LAYOUT_VERSION;
 pub use list::{ListQuery, Page, SortDir, SortKey};
 pub use scripts::SCRIPTS;
 pub use worker_ops::{
-    Claimed, FinishOutcome, Lease, LeaseError, Outcome, RenewStatus, Waiter, WorkerInfo,
+    Claimed, FinishOutcome, Lease, LeaseError, LeaseToken, MAX_BATCH, Outcome, Reaped, RenewStatus,
+    Waiter, WorkerInfo,
 };
 
 use keys::QueueKeys;
@@ -149,6 +152,8 @@ struct Inner {
     ready_queues: Mutex<HashSet<String>>,
     /// The shared subscriber connection of every watcher.
     watchers: watch::Hub,
+    /// Claim ids whose reply never came, by queue and worker: sent again by the next claim.
+    unanswered_claims: Mutex<HashMap<(String, String), String>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -190,6 +195,7 @@ impl Store {
                 config,
                 ready_queues: Mutex::new(HashSet::new()),
                 watchers,
+                unanswered_claims: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -727,12 +733,6 @@ impl Store {
             get("appendonly").await?,
             get("appendfsync").await?,
         ))
-    }
-
-    /// Checks that the queue's records, stream, indexes and counters agree (read-only;
-    /// walks every retained job). Returns the violations found; empty means consistent.
-    pub async fn check_consistency(&self, queue: &str) -> Result<Vec<String>, StoreError> {
-        self.queue_script(&SCRIPTS.consistency, queue, &[]).await
     }
 
     /// `INFO <section>` as field → value (for benchmarks and diagnostics).

@@ -10,13 +10,94 @@ use crate::conn::{Conn, MAX_CLUSTER_WAIT, Topology};
 use crate::keys::{self, QueueKeys};
 use crate::{SCRIPTS, Store, StoreError, codec};
 
-/// The right to write a job's outcome: the job and the epoch it was claimed at.
+/// The most jobs one script call handles; larger batches are sent in chunks of this size
+/// (the scripts refuse more, and Lua cannot unpack much more in one command).
+pub const MAX_BATCH: usize = 1000;
+
+/// The right to write a job's outcome: the job and the token of the claim that leased it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
     pub queue: String,
     pub id: JobId,
     /// The fencing token: changes on every claim and every reap.
-    pub epoch: u64,
+    pub token: LeaseToken,
+}
+
+/// A lease's fencing token: the job's claim counter (its epoch) and the random nonce of
+/// the claim call that issued it. Compare it, clone it, send it back; its text is not a
+/// contract. The nonce keeps tokens unique where the counter alone repeats: a failover
+/// that loses a claim's writes lets the next claim count to the same epoch again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LeaseToken(String);
+
+impl LeaseToken {
+    /// The job's claim counter at this lease (1 for the first claim).
+    pub fn epoch(&self) -> u64 {
+        self.0
+            .split('.')
+            .next()
+            .and_then(|e| e.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The token as the scripts compare it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A token as its text was shown (`<epoch>.<nonce>`); any text is accepted, and a text
+/// no lease has is simply never the live token.
+impl std::str::FromStr for LeaseToken {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(LeaseToken(s.to_owned()))
+    }
+}
+
+impl std::fmt::Display for LeaseToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What one reap did: the jobs whose lease had lapsed, by what became of them, and the
+/// lease entries that were stale (their job was no longer processing) and merely removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reaped {
+    /// Back in the stream for another attempt (`LeaseExpired` on record).
+    pub requeued: Vec<JobId>,
+    /// Failed for good: the lapsed attempt was the last.
+    pub failed: Vec<JobId>,
+    /// Ended cancelled: a cancel had been requested.
+    pub cancelled: Vec<JobId>,
+    /// Stale lease entries removed; no job was taken back for them.
+    pub stale: usize,
+}
+
+impl Reaped {
+    /// How many jobs were taken back (stale entries not counted).
+    pub fn len(&self) -> usize {
+        self.requeued.len() + self.failed.len() + self.cancelled.len()
+    }
+
+    /// True when no job was taken back.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether `id` was taken back.
+    pub fn contains(&self, id: &JobId) -> bool {
+        self.ids().any(|taken| taken == id)
+    }
+
+    /// Every job taken back.
+    pub fn ids(&self) -> impl Iterator<Item = &JobId> {
+        self.requeued
+            .iter()
+            .chain(&self.failed)
+            .chain(&self.cancelled)
+    }
 }
 
 /// A job leased to this worker, with what its handler needs.
@@ -128,7 +209,7 @@ pub struct WorkerInfo {
 
 type ClaimRow = (
     String,
-    u64,
+    String,
     u32,
     u32,
     String,
@@ -142,7 +223,13 @@ type ClaimRow = (
 );
 
 impl Store {
-    /// Leases up to `count` ready jobs of `queue` to `worker` for `ttl`, in one script call.
+    /// Leases up to `count` ready jobs of `queue` to `worker` for `ttl`: one script call
+    /// per [`MAX_BATCH`] jobs, until the stream has no more.
+    ///
+    /// Each call carries a random claim id, which becomes part of its leases' tokens.
+    /// When a reply is lost (connection error, timeout) the call is sent again with the
+    /// same id and answered with the jobs it leased the first time, so no job is left
+    /// leased to nobody with an attempt spent. `worker` must be unique to the process.
     pub async fn claim(
         &self,
         queue: &str,
@@ -150,16 +237,67 @@ impl Store {
         count: usize,
         ttl: Duration,
     ) -> Result<Vec<Claimed>, StoreError> {
-        match self.claim_once(queue, worker, count, ttl).await {
+        let mut out = Vec::new();
+        let mut wanted = count.max(1);
+        while wanted > 0 {
+            let asked = wanted.min(MAX_BATCH);
+            let claimed = self.claim_chunk(queue, worker, asked, ttl).await;
+            let claimed = match (claimed, out.is_empty()) {
+                (Ok(claimed), _) => claimed,
+                (Err(e), true) => return Err(e),
+                // Jobs are leased already: hand them over; the next claim gets the rest.
+                (Err(e), false) => {
+                    tracing::debug!(error = %e, "claim stopped after a partial batch");
+                    break;
+                }
+            };
+            let got = claimed.len();
+            out.extend(claimed);
+            if got < asked {
+                break;
+            }
+            wanted -= got;
+        }
+        Ok(out)
+    }
+
+    /// One claim call, resent with the same claim id when its reply is lost. A claim
+    /// whose resends all failed is sent again by the worker's next claim of the queue.
+    async fn claim_chunk(
+        &self,
+        queue: &str,
+        worker: &str,
+        count: usize,
+        ttl: Duration,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let unanswered = (queue.to_owned(), worker.to_owned());
+        let claim_id = self
+            .inner
+            .unanswered_claims
+            .lock()
+            .unwrap()
+            .remove(&unanswered)
+            .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
+        let once = || self.claim_once(queue, worker, count, ttl, &claim_id);
+        let result = match self.idempotent(once).await {
             Err(StoreError::Redis(e))
                 if e.code() == Some("NOGROUP") || e.to_string().contains("NOGROUP") =>
             {
                 // Redis lost the stream (restart without persistence, flush): set the queue up again.
                 self.recreate_queue(queue).await?;
-                self.claim_once(queue, worker, count, ttl).await
+                self.idempotent(once).await
             }
             other => other,
+        };
+        if matches!(&result, Err(e) if e.is_retryable()) {
+            // The claim may have leased jobs whose reply was lost.
+            self.inner
+                .unanswered_claims
+                .lock()
+                .unwrap()
+                .insert(unanswered, claim_id);
         }
+        result
     }
 
     async fn claim_once(
@@ -168,12 +306,14 @@ impl Store {
         worker: &str,
         count: usize,
         ttl: Duration,
+        claim_id: &str,
     ) -> Result<Vec<Claimed>, StoreError> {
         let keys = QueueKeys::new(queue);
         let mut inv = Self::invocation(&SCRIPTS.claim, &keys);
-        inv.arg(count.max(1))
+        inv.arg(count.clamp(1, MAX_BATCH))
             .arg(worker)
-            .arg(ttl.as_millis() as u64);
+            .arg(ttl.as_millis() as u64)
+            .arg(claim_id);
         let (now, deadline, rows): (i64, i64, Vec<ClaimRow>) = {
             let reply: Vec<redis::Value> = inv.invoke_async(&mut self.conn()).await?;
             let mut it = reply.into_iter();
@@ -196,7 +336,7 @@ impl Store {
             .map(
                 |(
                     id,
-                    epoch,
+                    token,
                     attempts,
                     max,
                     job_type,
@@ -212,7 +352,7 @@ impl Store {
                         lease: Lease {
                             queue: queue.to_owned(),
                             id: id.parse().map_err(|e| StoreError::decode("id", e))?,
-                            epoch,
+                            token: LeaseToken(token),
                         },
                         attempts,
                         max_attempts: max,
@@ -231,29 +371,29 @@ impl Store {
             .collect()
     }
 
-    /// Renews many leases of one queue in one call (the heartbeat). Returns the new deadline too.
+    /// Renews many leases of one queue (the heartbeat): one call per [`MAX_BATCH`] leases.
+    /// Returns the new deadline (the earliest of the calls') and a status per lease, in order.
     pub async fn renew(
         &self,
         queue: &str,
-        leases: &[(JobId, u64)],
+        leases: &[(JobId, LeaseToken)],
         ttl: Duration,
     ) -> Result<(i64, Vec<RenewStatus>), StoreError> {
         let keys = QueueKeys::new(queue);
-        let mut inv = Self::invocation(&SCRIPTS.renew, &keys);
-        inv.arg(ttl.as_millis() as u64);
-        for (id, epoch) in leases {
-            inv.arg(id.to_string()).arg(*epoch);
+        let mut deadline = None;
+        let mut statuses = Vec::with_capacity(leases.len());
+        for chunk in leases.chunks(MAX_BATCH) {
+            let mut inv = Self::invocation(&SCRIPTS.renew, &keys);
+            inv.arg(ttl.as_millis() as u64);
+            for (id, token) in chunk {
+                inv.arg(id.to_string()).arg(token.as_str());
+            }
+            let reply: Vec<i64> = inv.invoke_async(&mut self.conn()).await?;
+            let first = reply.first().copied().unwrap_or(0);
+            deadline = Some(deadline.map_or(first, |d: i64| d.min(first)));
+            statuses.extend(reply.into_iter().skip(1).map(RenewStatus::from_code));
         }
-        let reply: Vec<i64> = inv.invoke_async(&mut self.conn()).await?;
-        let deadline = reply.first().copied().unwrap_or(0);
-        Ok((
-            deadline,
-            reply
-                .into_iter()
-                .skip(1)
-                .map(RenewStatus::from_code)
-                .collect(),
-        ))
+        Ok((deadline.unwrap_or(0), statuses))
     }
 
     /// Reports progress (clamped by the caller), renewing the lease.
@@ -268,7 +408,7 @@ impl Store {
         let keys = QueueKeys::new(&lease.queue);
         let mut inv = Self::invocation(&SCRIPTS.progress, &keys);
         inv.arg(lease.id.to_string())
-            .arg(lease.epoch)
+            .arg(lease.token.as_str())
             .arg(ttl.as_millis() as u64)
             .arg(progress.min(100))
             .arg(message.unwrap_or(""))
@@ -287,7 +427,7 @@ impl Store {
         let keys = QueueKeys::new(&lease.queue);
         let mut inv = Self::invocation(&SCRIPTS.checkpoint, &keys);
         inv.arg(lease.id.to_string())
-            .arg(lease.epoch)
+            .arg(lease.token.as_str())
             .arg(phase.as_str())
             .arg(progress_object);
         let code: i64 = inv.invoke_async(&mut self.conn()).await?;
@@ -304,9 +444,22 @@ impl Store {
         results.pop().unwrap_or(Err(LeaseError::Lost))
     }
 
-    /// Records the outcomes of many attempts of one queue in one script call; each is
-    /// fenced by its own lease and answered on its own. Safe to resend as a whole.
+    /// Records the outcomes of many attempts of one queue, one script call per
+    /// [`MAX_BATCH`]; each is fenced by its own lease and answered on its own, in order.
+    /// Safe to resend as a whole.
     pub async fn finish_many(
+        &self,
+        queue: &str,
+        outcomes: &[(&Lease, &Outcome)],
+    ) -> Result<Vec<Result<FinishOutcome, LeaseError>>, StoreError> {
+        let mut out = Vec::with_capacity(outcomes.len());
+        for chunk in outcomes.chunks(MAX_BATCH) {
+            out.extend(self.finish_chunk(queue, chunk).await?);
+        }
+        Ok(out)
+    }
+
+    async fn finish_chunk(
         &self,
         queue: &str,
         outcomes: &[(&Lease, &Outcome)],
@@ -316,7 +469,7 @@ impl Store {
         inv.arg(self.config().retention.as_millis() as u64);
         for (lease, outcome) in outcomes {
             debug_assert_eq!(lease.queue, queue);
-            inv.arg(lease.id.to_string()).arg(lease.epoch);
+            inv.arg(lease.id.to_string()).arg(lease.token.as_str());
             match outcome {
                 Outcome::Success(result) => inv
                     .arg("success")
@@ -368,63 +521,115 @@ impl Store {
     }
 
     /// Hands leases back at once (graceful shutdown); the attempts are not counted.
-    pub async fn release(&self, queue: &str, leases: &[(JobId, u64)]) -> Result<usize, StoreError> {
+    pub async fn release(
+        &self,
+        queue: &str,
+        leases: &[(JobId, LeaseToken)],
+    ) -> Result<usize, StoreError> {
         self.release_after(queue, leases, Duration::ZERO).await
     }
 
     /// Hands leases back, ready again after `delay` (a job this worker cannot run, so
-    /// that another worker gets it first); the attempts are not counted.
+    /// that another worker gets it first; the delay doubles with each hand-back of the
+    /// same job, up to 2 s); the attempts are not counted. One call per [`MAX_BATCH`]
+    /// leases; returns how many were handed back.
     pub async fn release_after(
         &self,
         queue: &str,
-        leases: &[(JobId, u64)],
+        leases: &[(JobId, LeaseToken)],
         delay: Duration,
     ) -> Result<usize, StoreError> {
-        if leases.is_empty() {
-            return Ok(0);
-        }
         let keys = QueueKeys::new(queue);
-        let mut inv = Self::invocation(&SCRIPTS.release, &keys);
-        inv.arg(self.config().retention.as_millis() as u64)
-            .arg(delay.as_millis() as u64);
-        for (id, epoch) in leases {
-            inv.arg(id.to_string()).arg(*epoch);
+        let mut released = 0;
+        for chunk in leases.chunks(MAX_BATCH) {
+            let mut inv = Self::invocation(&SCRIPTS.release, &keys);
+            inv.arg(self.config().retention.as_millis() as u64)
+                .arg(delay.as_millis() as u64);
+            for (id, token) in chunk {
+                inv.arg(id.to_string()).arg(token.as_str());
+            }
+            let n: usize = inv.invoke_async(&mut self.conn()).await?;
+            released += n;
         }
-        Ok(inv.invoke_async(&mut self.conn()).await?)
+        Ok(released)
     }
 
-    /// Takes back up to `limit` jobs whose lease lapsed; returns their ids.
-    pub async fn reap(&self, queue: &str, limit: usize) -> Result<Vec<JobId>, StoreError> {
+    /// Takes back up to `limit` jobs whose lease lapsed (one call per [`MAX_BATCH`] lease
+    /// entries) and says what became of them; stale lease entries are removed and counted
+    /// apart.
+    pub async fn reap(&self, queue: &str, limit: usize) -> Result<Reaped, StoreError> {
         let keys = QueueKeys::new(queue);
-        let mut inv = Self::invocation(&SCRIPTS.reap, &keys);
-        inv.arg(limit)
-            .arg(self.config().retention.as_millis() as u64);
-        let ids: Vec<String> = inv.invoke_async(&mut self.conn()).await?;
-        Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
+        let mut out = Reaped::default();
+        let mut left = limit;
+        while left > 0 {
+            let asked = left.min(MAX_BATCH);
+            let mut inv = Self::invocation(&SCRIPTS.reap, &keys);
+            inv.arg(asked)
+                .arg(self.config().retention.as_millis() as u64);
+            let (requeued, failed, cancelled, stale): (
+                Vec<String>,
+                Vec<String>,
+                Vec<String>,
+                usize,
+            ) = inv.invoke_async(&mut self.conn()).await?;
+            let ids = |list: Vec<String>| list.iter().filter_map(|id| id.parse().ok()).collect();
+            let seen = requeued.len() + failed.len() + cancelled.len() + stale;
+            out.requeued.extend::<Vec<JobId>>(ids(requeued));
+            out.failed.extend::<Vec<JobId>>(ids(failed));
+            out.cancelled.extend::<Vec<JobId>>(ids(cancelled));
+            out.stale += stale;
+            if seen < asked {
+                break;
+            }
+            left -= seen;
+        }
+        Ok(out)
     }
 
-    /// Makes due delayed jobs ready. Returns how many, and how long until the next one is due.
+    /// Makes up to `limit` due delayed jobs ready (one call per [`MAX_BATCH`]). Returns how
+    /// many, and how long until the next one is due.
     pub async fn promote(
         &self,
         queue: &str,
         limit: usize,
     ) -> Result<(usize, Option<Duration>), StoreError> {
         let keys = QueueKeys::new(queue);
-        let mut inv = Self::invocation(&SCRIPTS.promote, &keys);
-        inv.arg(limit);
-        let (promoted, next_ms): (usize, i64) = inv.invoke_async(&mut self.conn()).await?;
-        Ok((
-            promoted,
-            (next_ms >= 0).then(|| Duration::from_millis(next_ms as u64)),
-        ))
+        let mut total = 0;
+        let mut left = limit;
+        loop {
+            let asked = left.clamp(1, MAX_BATCH);
+            let mut inv = Self::invocation(&SCRIPTS.promote, &keys);
+            inv.arg(asked);
+            let (promoted, next_ms): (usize, i64) = inv.invoke_async(&mut self.conn()).await?;
+            total += promoted;
+            left = left.saturating_sub(promoted);
+            if promoted < asked || left == 0 {
+                return Ok((
+                    total,
+                    (next_ms >= 0).then(|| Duration::from_millis(next_ms as u64)),
+                ));
+            }
+        }
     }
 
-    /// Deletes up to `limit` finished jobs past retention with their index entries.
+    /// Deletes up to `limit` finished jobs past retention with their index entries
+    /// (one call per [`MAX_BATCH`]). Returns how many were deleted.
     pub async fn expire(&self, queue: &str, limit: usize) -> Result<usize, StoreError> {
         let keys = QueueKeys::new(queue);
-        let mut inv = Self::invocation(&SCRIPTS.expire, &keys);
-        inv.arg(limit);
-        Ok(inv.invoke_async(&mut self.conn()).await?)
+        let mut total = 0;
+        let mut left = limit;
+        while left > 0 {
+            let asked = left.min(MAX_BATCH);
+            let mut inv = Self::invocation(&SCRIPTS.expire, &keys);
+            inv.arg(asked);
+            let deleted: usize = inv.invoke_async(&mut self.conn()).await?;
+            total += deleted;
+            if deleted < asked {
+                break;
+            }
+            left -= deleted;
+        }
+        Ok(total)
     }
 
     /// Publishes this worker's self-description; it lapses after `ttl` unless refreshed.

@@ -28,14 +28,17 @@ async fn a_finish_batch_fences_each_job_and_survives_a_resend() {
         .renew(
             "default",
             &[
-                (leases[0].id, leases[0].epoch),
-                (leases[1].id, leases[1].epoch),
+                (leases[0].id, leases[0].token.clone()),
+                (leases[1].id, leases[1].token.clone()),
             ],
             Duration::from_secs(30),
         )
         .await
         .unwrap();
-    assert_eq!(store.reap("default", 10).await.unwrap(), vec![leases[2].id]);
+    assert_eq!(
+        store.reap("default", 10).await.unwrap().requeued,
+        vec![leases[2].id]
+    );
 
     let success = Outcome::Success(encode(&"ok").unwrap());
     let retry = Outcome::Error {

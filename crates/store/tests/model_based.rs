@@ -89,7 +89,7 @@ async fn apply(
         Op::Release => match lease {
             Some(c) => {
                 store
-                    .release(queue, &[(c.lease.id, c.lease.epoch)])
+                    .release(queue, &[(c.lease.id, c.lease.token.clone())])
                     .await
                     .unwrap()
                     == 1

@@ -203,7 +203,7 @@ async fn pending_quota_follows_every_transition(topology: Topology) {
         .unwrap();
     assert_eq!(claimed[0].lease.id, second);
     tokio::time::sleep(Duration::from_millis(10)).await;
-    assert_eq!(store.reap("q", 10).await.unwrap(), vec![second]);
+    assert_eq!(store.reap("q", 10).await.unwrap().requeued, vec![second]);
     over(store.enqueue(&ready("alice")).await);
     // Failure for good frees a place; re-queueing the dead job takes it back.
     let fatal = Outcome::Error {
@@ -379,7 +379,7 @@ async fn scoped_keys_and_forced_cancels(topology: Topology) {
     let renewed = store
         .renew(
             "q",
-            &[(bobs.id, claimed[0].lease.epoch)],
+            &[(bobs.id, claimed[0].lease.token.clone())],
             Duration::from_secs(30),
         )
         .await

@@ -272,7 +272,7 @@ mod tests {
         let lease = Lease {
             queue: "q".into(),
             id: JobId::new(),
-            epoch: 1,
+            token: "1.0".parse().unwrap(),
         };
         Slot::new(lease, claimed_at)
     }

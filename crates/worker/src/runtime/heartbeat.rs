@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tether_model::JobId;
-use tether_store::WorkerInfo;
+use tether_store::{LeaseToken, WorkerInfo};
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
@@ -64,7 +64,10 @@ pub(super) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
 /// Renews the leases of one queue's attempts in one call.
 async fn renew(shared: &Shared, queue: &str, slots: &[Arc<Slot>]) {
     let sent_at = Instant::now();
-    let leases: Vec<(JobId, u64)> = slots.iter().map(|s| (s.lease.id, s.lease.epoch)).collect();
+    let leases: Vec<(JobId, LeaseToken)> = slots
+        .iter()
+        .map(|s| (s.lease.id, s.lease.token.clone()))
+        .collect();
     match shared
         .store
         .renew(queue, &leases, shared.config.lease_ttl)

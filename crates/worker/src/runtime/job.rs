@@ -198,7 +198,7 @@ fn hand_back_fenced(shared: &Shared, lease: &Lease) {
     let (store, lease) = (shared.store.clone(), lease.clone());
     let limit = shared.config.lease_ttl;
     tokio::spawn(async move {
-        let leases = [(lease.id, lease.epoch)];
+        let leases = [(lease.id, lease.token.clone())];
         let _ = tokio::time::timeout(limit, store.release(&lease.queue, &leases)).await;
     });
 }
@@ -239,7 +239,7 @@ fn error_outcome(e: JobError, policy: &RetryPolicy, attempt: u32) -> Outcome {
 async fn unknown_type(shared: &Shared, claimed: &Claimed) -> Ran {
     let queue = &claimed.lease.queue;
     if another_worker_may_run(shared, queue, &claimed.job_type).await {
-        let lease = (claimed.lease.id, claimed.lease.epoch);
+        let lease = (claimed.lease.id, claimed.lease.token.clone());
         match shared
             .store
             .release_after(queue, &[lease], HANDBACK_DELAY)

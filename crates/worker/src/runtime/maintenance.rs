@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use tether_model::JobId;
-use tether_store::StoreError;
+use tether_store::{LeaseToken, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
@@ -95,11 +95,15 @@ async fn promote(shared: &Shared, queue: &str) -> Option<Duration> {
 }
 
 async fn reap(shared: &Shared, queue: &str) {
-    let (taken_back, _) = in_passes(shared, "reap", queue, || async {
+    let taken_back = std::sync::atomic::AtomicUsize::new(0);
+    in_passes(shared, "reap", queue, || async {
         let reaped = shared.store.reap(queue, PASS).await?;
-        Ok((reaped.len(), ()))
+        taken_back.fetch_add(reaped.len(), std::sync::atomic::Ordering::Relaxed);
+        // A pass is full when it looked at PASS lease entries, stale ones included.
+        Ok((reaped.len() + reaped.stale, ()))
     })
     .await;
+    let taken_back = taken_back.into_inner();
     if taken_back > 0 {
         shared
             .metrics
@@ -134,12 +138,12 @@ async fn sample(shared: &Shared, queue: &str) {
 /// Hands back the leases of jobs stopped at the end of the grace period.
 pub(super) async fn release_abandoned(shared: &Shared) {
     let leases = std::mem::take(&mut *shared.abandoned.lock().unwrap());
-    let mut by_queue: HashMap<String, Vec<(JobId, u64)>> = HashMap::new();
+    let mut by_queue: HashMap<String, Vec<(JobId, LeaseToken)>> = HashMap::new();
     for lease in leases {
         by_queue
             .entry(lease.queue)
             .or_default()
-            .push((lease.id, lease.epoch));
+            .push((lease.id, lease.token));
     }
     for (queue, leases) in by_queue {
         match shared.store.release(&queue, &leases).await {

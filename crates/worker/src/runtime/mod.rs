@@ -99,7 +99,7 @@ impl Shared {
     fn start_attempt(&self, slot: Arc<Slot>) -> bool {
         let mut slots = self.slots.lock().unwrap();
         if let Some(current) = slots.get(&slot.lease.id) {
-            if current.lease.epoch > slot.lease.epoch {
+            if current.lease.token.epoch() > slot.lease.token.epoch() {
                 return false;
             }
             tracing::warn!(job = %slot.lease.id, "claimed again while an older attempt still ran here: stopping the older attempt");
