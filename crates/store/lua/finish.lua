@@ -4,8 +4,9 @@
 --   'success':   a1 = result (msgpack)
 --   'error':     a1 = retryable (0/1), a2 = retry delay ms, a3 = message, a4 = code, a5 = info (JSON array)
 --   'cancelled': a1 = message
--- Returns per job 'OK', 'RETRY' (scheduled again), 'DEAD' (failed for good), 'ALREADY' (this
--- lease had recorded its outcome before: a resend after a lost reply), 'LOST', or
+-- Returns per job 'OK', 'RETRY' (scheduled again), 'DEAD' (failed for good), 'ALREADY:<status>'
+-- (this lease had recorded its outcome before: a resend after a lost reply; the job's status
+-- now tells what was recorded), 'LOST', or
 -- 'NOT_REQUESTED' (cancelled without a cancel request).
 local retention = arg_number(2)
 bounded((#ARGV - 2) / 8)
@@ -25,6 +26,9 @@ for i = 3, #ARGV, 8 do
   else
     first_of[id .. ' ' .. token] = plan
     local v, refusal = check_lease(job_key(id), token, 'att', 'max', 'creq', 'w')
+    if refusal == 'ALREADY' then
+      refusal = 'ALREADY:' .. (read_job(job_key(id), 'st')[1] or '')
+    end
     plan.v, plan.refusal = v, refusal
   end
   plans[#plans + 1] = plan

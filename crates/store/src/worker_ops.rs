@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use tether_model::{ErrorCode, JobId, Phase, RetryPolicy};
+use tether_model::{ErrorCode, JobId, Phase, RetryPolicy, Status};
 
 use crate::conn::{Conn, MAX_CLUSTER_WAIT, Topology};
 use crate::keys::{self, QueueKeys};
@@ -170,8 +170,10 @@ pub enum FinishOutcome {
     Retrying,
     /// The error was recorded and the job failed for good.
     Dead,
-    /// This lease had already recorded its outcome (a resend after a lost reply).
-    AlreadyRecorded,
+    /// This lease had already recorded its outcome (a resend after a lost reply);
+    /// `status` is the job's status now, which tells what was recorded (`Pending`: a
+    /// retry was scheduled).
+    AlreadyRecorded { status: Option<Status> },
 }
 
 /// A lease-fenced write failed.
@@ -511,7 +513,11 @@ impl Store {
                 "OK" => Ok(FinishOutcome::Recorded),
                 "RETRY" => Ok(FinishOutcome::Retrying),
                 "DEAD" => Ok(FinishOutcome::Dead),
-                "ALREADY" => Ok(FinishOutcome::AlreadyRecorded),
+                already if already.starts_with("ALREADY") => Ok(FinishOutcome::AlreadyRecorded {
+                    status: already
+                        .strip_prefix("ALREADY:")
+                        .and_then(|st| st.parse().ok()),
+                }),
                 "NOT_REQUESTED" => Err(LeaseError::Store(StoreError::InvalidState(
                     tether_model::Status::Processing,
                 ))),

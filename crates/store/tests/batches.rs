@@ -66,8 +66,12 @@ async fn a_finish_batch_fences_each_job_and_survives_a_resend() {
     assert!(matches!(
         resent.as_slice(),
         [
-            Ok(FinishOutcome::AlreadyRecorded),
-            Ok(FinishOutcome::AlreadyRecorded),
+            Ok(FinishOutcome::AlreadyRecorded {
+                status: Some(Status::Success)
+            }),
+            Ok(FinishOutcome::AlreadyRecorded {
+                status: Some(Status::Pending)
+            }),
             Err(LeaseError::Lost)
         ]
     ));

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use rand::Rng;
-use tether_model::{ErrorCode, RetryPolicy};
+use tether_model::{ErrorCode, RetryPolicy, Status};
 use tether_store::{Claimed, FinishOutcome, Lease, LeaseError, Outcome};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
@@ -358,7 +358,12 @@ fn finished_status(
         (OutcomeKind::Success, Ok(FinishOutcome::Recorded)) => Some("success"),
         (OutcomeKind::Cancelled, Ok(FinishOutcome::Recorded)) => Some("cancelled"),
         // A resend after a lost reply: counted by what the first send recorded.
-        (_, Ok(FinishOutcome::AlreadyRecorded)) => None,
+        (_, Ok(FinishOutcome::AlreadyRecorded { status })) => match status {
+            Some(Status::Success) => Some("success"),
+            Some(Status::Failure) => Some("failure"),
+            Some(Status::Cancelled) => Some("cancelled"),
+            _ => None,
+        },
         (_, Ok(_)) => None,
     }
 }
@@ -369,17 +374,25 @@ mod tests {
 
     #[test]
     fn a_resent_outcome_is_not_counted_as_another_status() {
-        for kind in [
-            OutcomeKind::Success,
-            OutcomeKind::Cancelled,
-            OutcomeKind::Error,
-        ] {
-            assert_eq!(
-                finished_status(kind, &Ok(FinishOutcome::AlreadyRecorded)),
-                None,
-                "{kind:?}"
-            );
-        }
+        let already = |status| {
+            Ok(FinishOutcome::AlreadyRecorded {
+                status: Some(status),
+            })
+        };
+        // A failure resent after its first send scheduled a retry, or failed it for good:
+        // never counted as cancelled.
+        assert_eq!(
+            finished_status(OutcomeKind::Error, &already(Status::Pending)),
+            None
+        );
+        assert_eq!(
+            finished_status(OutcomeKind::Error, &already(Status::Failure)),
+            Some("failure")
+        );
+        assert_eq!(
+            finished_status(OutcomeKind::Success, &already(Status::Success)),
+            Some("success")
+        );
         assert_eq!(
             finished_status(OutcomeKind::Error, &Ok(FinishOutcome::Dead)),
             Some("failure")
