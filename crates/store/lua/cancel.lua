@@ -15,7 +15,7 @@ if st == 'pending' then
   if v[4] then redis.call('XDEL', K_STREAM, v[4]) end
   redis.call('ZREM', K_DELAYED, id)
   finalize(key, id, 'cancelled', now_ms(), retention, v[6],
-    {'ec', 'RequestCanceled', 'msg', 'cancelled before it ran'})
+    {'ec', 'RequestCanceled', 'msg', 'cancelled before it ran'}, v[2])
   flush()
   return 'CANCELLED'
 end

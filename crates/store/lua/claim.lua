@@ -2,10 +2,11 @@
 -- ARGV: prefix, count (at most MAX_BATCH), worker id, lease ttl ms, claim id (the
 --       caller's random nonce for this call, hex)
 -- Entries are read and removed in this one atomic step, so the stream never
--- holds an entry that was handed out but not leased. NOACK keeps them out of the
--- pending-entries list (nothing to acknowledge), and since the group hands out
--- entries in id order and every read happens here, everything up to the last
--- entry read has been delivered: one XTRIM MINID removes them all.
+-- holds an entry that was handed out but not leased. The consumer group is the
+-- cursor: the entries after its last-delivered id are read (XRANGE), the cursor is
+-- moved past them (XGROUP SETID; nothing enters a pending-entries list, so there is
+-- nothing to acknowledge), and since every read happens here, everything up to the
+-- last entry read has been delivered: one XTRIM MINID removes them all.
 --
 -- Each lease's token is the job's claim counter plus the claim id, so a claim
 -- repeated after a failover lost the first one's writes issues another token.
@@ -18,8 +19,10 @@
 local count, worker, ttl, claim_id = arg_number(2), ARGV[3], arg_number(4), ARGV[5]
 if not string.match(claim_id, '^%x+$') then fail('ERR the claim id must be hex') end
 count = math.max(1, math.min(count, MAX_BATCH))
-local FIELDS = {'st', 'sid', 'ep', 'att', 'max', 'type', 'in', 'ph', 'cp', 'to', 'bo', 'ct', 'ra', 'w',
-  'tk', 'wk', 'stt'}
+local FIELDS = {'st', 'sid', 'ep', 'att', 'max', 'type', 'in', 'ph', 'cp', 'to', 'bo', 'ct', 'ra', 'w'}
+-- A resend also checks which claim and worker hold each job, and when it started.
+local RESEND_FIELDS = {'st', 'sid', 'ep', 'att', 'max', 'type', 'in', 'ph', 'cp', 'to', 'bo', 'ct', 'ra',
+  'w', 'tk', 'wk', 'stt'}
 local function row(id, v, token)
   return {id, token, tonumber(v[4]) or 0, v[5], v[6], v[7], v[8] or '', v[9] or '', v[10] or '',
     v[11] or '', v[12], v[13] or ''}
@@ -32,7 +35,7 @@ if record and string.sub(record, 1, #claim_id + 1) == claim_id .. ':' then
   -- A resend: answer the jobs of that claim still leased to it.
   local out = {now, now + ttl}
   for id in string.gmatch(string.sub(record, #claim_id + 2), '[^,]+') do
-    local v = read_job(job_key(id), unpack(FIELDS))
+    local v = read_job(job_key(id), unpack(RESEND_FIELDS))
     if v and v[1] == 'processing' and v[15] == claim_id and v[16] == worker then
       out[1] = tonumber(v[17]) or now
       out[2] = tonumber(redis.call('ZSCORE', K_LEASES, id)) or out[2]
@@ -73,15 +76,17 @@ end
 if #jobs > 0 then
   redis.call('SET', record_key, claim_id .. ':' .. table.concat(ids, ','), 'PX', ttl)
 end
-redis.call('XREADGROUP', 'GROUP', GROUP, 'tether', 'COUNT', #entries, 'NOACK', 'STREAMS', K_STREAM, '>')
+-- The group's cursor moves past what was read above (XREADGROUP would read the same
+-- entries a second time and hand them to Lua again, for nothing).
+redis.call('XGROUP', 'SETID', K_STREAM, GROUP, entries[#entries][1])
 redis.call('XTRIM', K_STREAM, 'MINID', string.format('%s-%d', last_ms, tonumber(last_seq) + 1))
 for _, job in ipairs(jobs) do
   local id, v = job[1], job[2]
   local epoch = (tonumber(v[3]) or 0) + 1
   v[3], v[4] = tostring(epoch), (tonumber(v[4]) or 0) + 1
-  redis.call('HSET', job_key(id), 'st', 'processing', 'ep', epoch, 'tk', claim_id, 'att', v[4],
-    'wk', worker, 'stt', now, 'ut', now, 'pg', 0)
-  push(leased, deadline, id)
+  redis.call('HSET', job_key(id), 'st', 'processing', 'ep', int(epoch), 'tk', claim_id,
+    'att', int(v[4]), 'wk', worker, 'stt', int(now), 'ut', int(now), 'pg', '0')
+  push(leased, int(deadline), id)
   notify(id, v[14])
   out[#out + 1] = row(id, v, token_of(v[3], claim_id))
 end

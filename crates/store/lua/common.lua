@@ -33,6 +33,19 @@ end
 
 local function job_key(id) return PREFIX .. 'job:' .. id end
 
+-- Numbers passed to redis.call are formatted with "%.17g" for every call, which costs
+-- more than the command itself; integers formatted once ("%d") and reused are cheap,
+-- and a call's timestamps repeat for every job of a batch.
+local formatted = {}
+local function int(n)
+  local text = formatted[n]
+  if not text then
+    text = string.format('%d', n)
+    formatted[n] = text
+  end
+  return text
+end
+
 -- Owners do not share idempotency keys: one owner's key can neither find nor block
 -- another's. The owner's length makes the split unambiguous; ownerless jobs keep `idem:`.
 local function idem_key(owner, key)
@@ -98,7 +111,7 @@ end
 -- a claim can tell a live entry from a stale one.
 local function make_ready(key, id, now)
   local sid = redis.call('XADD', K_STREAM, '*', 'j', id)
-  redis.call('HSET', key, 'st', 'pending', 'sid', sid, 'ut', now)
+  redis.call('HSET', key, 'st', 'pending', 'sid', sid, 'ut', int(now))
 end
 
 -- Index updates collected while a script handles its jobs and applied by flush() in
@@ -141,19 +154,19 @@ end
 
 -- Record a final status. The caller has checked that the transition is allowed.
 -- `fields` are extra field/value pairs (result, error...).
-local function finalize(key, id, status, now, retention, watched, fields)
+-- `owner` is the job's owner as the caller read it in its first phase (false: none).
+local function finalize(key, id, status, now, retention, watched, fields, owner)
   local expires = now + retention
-  -- A read of a record whose type the first phase checked: it cannot fail.
-  local owner = redis.call('HGET', key, 'owner')
   if owner and owner ~= '' then settled[owner] = (settled[owner] or 0) + 1 end
   if status == 'failure' then
-    push(fields, 'dead', 1)
-    push(dead, now, id)
+    push(fields, 'dead', '1')
+    push(dead, int(now), id)
   end
-  redis.call('HSET', key, 'st', status, 'pg', 100, 'ft', now, 'ut', now, 'eta', now,
-    'xt', expires, 'creq', 0, unpack(fields))
+  local at = int(now)
+  redis.call('HSET', key, 'st', status, 'pg', '100', 'ft', at, 'ut', at, 'eta', at,
+    'xt', int(expires), 'creq', '0', unpack(fields))
   push(unleased, id)
-  push(done, expires, id)
+  push(done, int(expires), id)
   counted[status] = (counted[status] or 0) + 1
   notify(id, watched)
 end

@@ -11,7 +11,6 @@
 local now = now_ms()
 local horizon, quota = arg_number(2), arg_number(3)
 local K_USED = PREFIX .. 'used'
-writable(K_STREAM, K_DELAYED, K_JOBS, K_ACTIVE)
 
 -- Reads and checks first: nothing is written unless the whole batch is accepted.
 local jobs, out, seen, adding = {}, {}, {}, {}
@@ -42,7 +41,18 @@ if quota > 0 then
     if active + n > quota then return {{-2, owner, active, quota}} end
   end
 end
-local fresh = redis.call('EXISTS', K_USED) == 0
+local used = redis.call('GET', K_USED)
+local fresh = not used
+-- The keys this batch writes must hold what Tether keeps there (checked only for the
+-- keys it writes: a single enqueue is the most frequent call there is).
+local ready_now, later = fresh, false
+for _, job in ipairs(jobs) do
+  if job.due > now then later = true else ready_now = true end
+end
+writable(K_JOBS)
+if ready_now then writable(K_STREAM) end
+if later then writable(K_DELAYED) end
+if next(adding) then writable(K_ACTIVE) end
 -- Owner indexes are written too: they must be sorted sets (or nothing yet).
 for owner in pairs(adding) do
   local t = redis.call('TYPE', owner_index(owner))['ok']
@@ -55,27 +65,28 @@ if fresh then
   -- (BUSYGROUP when it exists: pcall keeps that from failing the script).
   redis.pcall('XGROUP', 'CREATE', K_STREAM, GROUP, '0', 'MKSTREAM')
 end
-redis.call('SET', K_USED, now)
+-- The time of the last enqueue, to the second (the registry forgets queues idle for hours).
+if fresh or now - (tonumber(used) or 0) >= 1000 then redis.call('SET', K_USED, int(now)) end
 local owned = {}
 for _, job in ipairs(jobs) do
   local id, key = job.id, job_key(job.id)
   local where, at
   if job.due > now then
-    redis.call('ZADD', K_DELAYED, job.due, id)
-    where, at = 'ra', job.due
+    redis.call('ZADD', K_DELAYED, int(job.due), id)
+    where, at = 'ra', int(job.due)
   else
     where, at = 'sid', redis.call('XADD', K_STREAM, '*', 'j', id)
   end
   if job.idem ~= '' then
     redis.call('SET', job.idem_key, id)
-    redis.call('HSET', key, 'st', 'pending', 'ct', now, 'ut', now, where, at, 'ik', job.idem, unpack(ARGV, job.first, job.last))
+    redis.call('HSET', key, 'st', 'pending', 'ct', int(now), 'ut', int(now), where, at, 'ik', job.idem, unpack(ARGV, job.first, job.last))
   else
-    redis.call('HSET', key, 'st', 'pending', 'ct', now, 'ut', now, where, at, unpack(ARGV, job.first, job.last))
+    redis.call('HSET', key, 'st', 'pending', 'ct', int(now), 'ut', int(now), where, at, unpack(ARGV, job.first, job.last))
   end
-  push(created, now, id)
+  push(created, int(now), id)
   if job.owner ~= '' then
     owned[job.owner] = owned[job.owner] or {}
-    push(owned[job.owner], now, id)
+    push(owned[job.owner], int(now), id)
   end
 end
 for owner, entries in pairs(owned) do

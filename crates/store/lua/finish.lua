@@ -25,7 +25,7 @@ for i = 3, #ARGV, 8 do
     plan.duplicate = earlier
   else
     first_of[id .. ' ' .. token] = plan
-    local v, refusal = check_lease(job_key(id), token, 'att', 'max', 'creq', 'w')
+    local v, refusal = check_lease(job_key(id), token, 'att', 'max', 'creq', 'w', 'owner')
     if refusal == 'ALREADY' then
       refusal = 'ALREADY:' .. (read_job(job_key(id), 'st')[1] or '')
     end
@@ -41,16 +41,16 @@ local function finish_one(plan)
   local key = job_key(id)
   local watched = v[7]
   if plan.kind == 'success' then
-    finalize(key, id, 'success', now, retention, watched, {'res', a[1]})
+    finalize(key, id, 'success', now, retention, watched, {'res', a[1]}, v[8])
     return 'OK'
   elseif plan.kind == 'cancelled' then
     if v[6] ~= '1' then return 'NOT_REQUESTED' end
-    finalize(key, id, 'cancelled', now, retention, watched, {'ec', 'RequestCanceled', 'msg', a[1]})
+    finalize(key, id, 'cancelled', now, retention, watched, {'ec', 'RequestCanceled', 'msg', a[1]}, v[8])
     return 'OK'
   end
   if v[6] == '1' then
     -- Cancel was requested while the attempt failed: the cancel wins.
-    finalize(key, id, 'cancelled', now, retention, watched, {'ec', 'RequestCanceled', 'msg', 'cancelled on request'})
+    finalize(key, id, 'cancelled', now, retention, watched, {'ec', 'RequestCanceled', 'msg', 'cancelled on request'}, v[8])
     return 'OK'
   end
   local err = {'msg', a[3], 'ec', a[4], 'ei', a[5]}
@@ -59,15 +59,16 @@ local function finish_one(plan)
     redis.call('HDEL', key, 'eta')
     push(unleased, id)
     if plan.delay > 0 then
-      redis.call('HSET', key, 'st', 'pending', 'ra', now + plan.delay, 'ut', now)
-      redis.call('ZADD', K_DELAYED, now + plan.delay, id)
+      local due = int(now + plan.delay)
+      redis.call('HSET', key, 'st', 'pending', 'ra', due, 'ut', int(now))
+      redis.call('ZADD', K_DELAYED, due, id)
     else
       make_ready(key, id, now)
     end
     notify(id, watched)
     return 'RETRY'
   end
-  finalize(key, id, 'failure', now, retention, watched, err)
+  finalize(key, id, 'failure', now, retention, watched, err, v[8])
   return 'DEAD'
 end
 

@@ -13,7 +13,7 @@ local ids = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now, 'LIMIT', 0, limit
 -- Phase 1: read every record.
 local lapsed, stale = {}, 0
 for _, id in ipairs(ids) do
-  local v = read_job(job_key(id), 'st', 'att', 'max', 'creq', 'wk', 'w', 'ep')
+  local v = read_job(job_key(id), 'st', 'att', 'max', 'creq', 'wk', 'w', 'ep', 'owner')
   if v and v[1] == 'processing' then
     lapsed[#lapsed + 1] = {id, v}
   else
@@ -27,10 +27,10 @@ local requeued, failed, cancelled = {}, {}, {}
 for _, job in ipairs(lapsed) do
   local id, v = job[1], job[2]
   local key = job_key(id)
-  redis.call('HSET', key, 'ep', (tonumber(v[7]) or 0) + 1, 'tk', '')
+  redis.call('HSET', key, 'ep', int((tonumber(v[7]) or 0) + 1), 'tk', '')
   local msg = 'lease expired: worker ' .. (v[5] or '?') .. ' stopped renewing it'
   if v[4] == '1' then
-    finalize(key, id, 'cancelled', now, retention, v[6], {'ec', 'RequestCanceled', 'msg', msg})
+    finalize(key, id, 'cancelled', now, retention, v[6], {'ec', 'RequestCanceled', 'msg', msg}, v[8])
     cancelled[#cancelled + 1] = id
   elseif (tonumber(v[2]) or 0) < (tonumber(v[3]) or 0) then
     redis.call('HSET', key, 'ec', 'LeaseExpired', 'msg', msg)
@@ -39,7 +39,7 @@ for _, job in ipairs(lapsed) do
     notify(id, v[6])
     requeued[#requeued + 1] = id
   else
-    finalize(key, id, 'failure', now, retention, v[6], {'ec', 'LeaseExpired', 'msg', msg})
+    finalize(key, id, 'failure', now, retention, v[6], {'ec', 'LeaseExpired', 'msg', msg}, v[8])
     failed[#failed + 1] = id
   end
 end

@@ -16,7 +16,7 @@ for i = 4, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   if not seen[id] then
     seen[id] = true
-    local v = check_lease(job_key(id), token, 'creq', 'w', 'att', 'hb')
+    local v = check_lease(job_key(id), token, 'creq', 'w', 'att', 'hb', 'owner')
     if v then held[#held + 1] = {id, v} end
   end
 end
@@ -26,7 +26,7 @@ for _, job in ipairs(held) do
   local id, v = job[1], job[2]
   local key = job_key(id)
   if v[4] == '1' then
-    finalize(key, id, 'cancelled', now, retention, v[5], {'ec', 'RequestCanceled', 'msg', 'cancelled on request'})
+    finalize(key, id, 'cancelled', now, retention, v[5], {'ec', 'RequestCanceled', 'msg', 'cancelled on request'}, v[8])
   else
     redis.call('HSET', key, 'att', math.max((tonumber(v[6]) or 1) - 1, 0))
     push(unleased, id)

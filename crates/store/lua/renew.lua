@@ -11,7 +11,7 @@ for i = 3, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local v = check_lease(job_key(id), token, 'creq')
   if v then
-    push(renewed, deadline, id)
+    push(renewed, int(deadline), id)
     out[#out + 1] = (v[4] == '1') and 2 or 1
   else
     out[#out + 1] = 0
