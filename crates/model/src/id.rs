@@ -23,6 +23,11 @@ impl JobId {
         JobId(Uuid::now_v7())
     }
 
+    /// The id with this UUID (ids derived elsewhere, such as a schedule's firings).
+    pub fn from_uuid(uuid: Uuid) -> Self {
+        JobId(uuid)
+    }
+
     /// The underlying UUID.
     pub fn as_uuid(&self) -> &Uuid {
         &self.0

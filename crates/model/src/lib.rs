@@ -8,7 +8,8 @@
 //! * [`progress`] — clamping (vSphere `UpdateProgress`) and the ETA estimate (Xen `eta`);
 //! * [`RetryPolicy`] — exponential backoff with jitter, as plain serialisable data;
 //! * [`JobSpec`] — what a producer asks for, validated before it reaches storage;
-//! * [`ErrorCode`] — the machine-readable failure codes.
+//! * [`ErrorCode`] — the machine-readable failure codes;
+//! * [`schedule`] — cron and interval triggers, DST rules and firing ids.
 //!
 //! ```
 //! use tether_model::{JobSpec, Status};
@@ -24,6 +25,7 @@ pub mod labels;
 pub mod machine;
 pub mod progress;
 mod retry;
+pub mod schedule;
 mod spec;
 
 pub use error_code::ErrorCode;

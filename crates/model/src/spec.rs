@@ -52,6 +52,10 @@ pub enum SpecError {
     Input(String),
     #[error("{field} is too long (at most {max} bytes)")]
     TooLong { field: &'static str, max: usize },
+    #[error("invalid schedule name {0:?}: use 1-64 characters from A-Z a-z 0-9 _ . -")]
+    ScheduleName(String),
+    #[error("{0}")]
+    Schedule(String),
 }
 
 fn valid_name(s: &str, max: usize, extra: &[u8]) -> bool {
