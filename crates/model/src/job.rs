@@ -143,6 +143,8 @@ impl Job {
             expires_at: None,
             timeout_ms: spec.timeout.map(|t| t.as_millis() as u64),
             dead: false,
+            schedule: spec.schedule.clone(),
+            fire_time: spec.fire_time,
         }
     }
 }
@@ -186,4 +188,10 @@ pub struct Job {
     pub timeout_ms: Option<u64>,
     /// True once the job failed with no attempts left (and was not re-queued since).
     pub dead: bool,
+    /// The schedule whose firing enqueued this job.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// That firing's fire time (the job runs once per fire time).
+    #[serde(default)]
+    pub fire_time: Option<DateTime<Utc>>,
 }

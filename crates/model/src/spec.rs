@@ -34,6 +34,12 @@ pub struct JobSpec {
     pub name: Option<String>,
     pub description: Option<String>,
     pub idempotency_key: Option<String>,
+    /// The schedule this job is a firing of (set by the scheduler).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// The fire time of that firing (set by the scheduler).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fire_time: Option<DateTime<Utc>>,
 }
 
 /// Why a [`JobSpec`] was refused.
@@ -91,6 +97,8 @@ impl JobSpec {
             name: None,
             description: None,
             idempotency_key: None,
+            schedule: None,
+            fire_time: None,
         }
     }
 
@@ -162,6 +170,13 @@ impl JobSpec {
     /// Within retention, another enqueue with the same key returns the first job's id and enqueues nothing.
     pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
         self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Marks the job as the firing of `schedule` at `fire_time` (what the scheduler does).
+    pub fn firing_of(mut self, schedule: impl Into<String>, fire_time: DateTime<Utc>) -> Self {
+        self.schedule = Some(schedule.into());
+        self.fire_time = Some(fire_time);
         self
     }
 

@@ -14,7 +14,7 @@ use crate::StoreError;
 /// Hash fields of a job listing summary (everything but input, result and checkpoint).
 pub(crate) const SUMMARY_FIELDS: &[&str] = &[
     "type", "owner", "name", "desc", "st", "ph", "pg", "pmsg", "eta", "msg", "ec", "ei", "att",
-    "max", "can", "creq", "wk", "ct", "ut", "stt", "ft", "ra", "xt", "to", "dead",
+    "max", "can", "creq", "wk", "ct", "ut", "stt", "ft", "ra", "xt", "to", "dead", "sch", "fire",
 ];
 
 /// MessagePack with field names, so records written by a newer version still decode.
@@ -73,10 +73,17 @@ pub(crate) fn spec_fields<'a>(
         ("owner", &spec.owner),
         ("name", &spec.name),
         ("desc", &spec.description),
+        ("sch", &spec.schedule),
     ] {
         if let Some(v) = value {
             fields.push((name, Cow::Borrowed(v.as_bytes())));
         }
+    }
+    if let Some(t) = spec.fire_time {
+        fields.push((
+            "fire",
+            Cow::Owned(t.timestamp_millis().to_string().into_bytes()),
+        ));
     }
     fields
 }
@@ -164,6 +171,8 @@ impl Fields {
             expires_at: self.time("xt"),
             timeout_ms: self.num("to").map(|t| t as u64),
             dead: self.flag("dead", false),
+            schedule: self.string("sch"),
+            fire_time: self.time("fire"),
         })
     }
 }
