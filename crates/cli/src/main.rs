@@ -7,6 +7,7 @@
 mod bench;
 mod demo;
 mod output;
+mod schedule;
 mod settings;
 mod soak;
 
@@ -137,6 +138,9 @@ enum Command {
         #[arg(long = "queue")]
         queues: Vec<String>,
     },
+    /// Schedules: jobs fired on a cron pattern or at an interval.
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCommand),
     /// Live workers and their jobs.
     Workers {
         #[arg(long)]
@@ -613,6 +617,7 @@ async fn run_client(command: Command, producer: Producer) -> CliResult {
             unreachable!("handled by run")
         }
         Command::Enqueue(args) => enqueue(args, &producer).await,
+        Command::Schedule(command) => schedule::command(command, &producer).await,
         Command::Get { id, json } => {
             let job = producer
                 .get(id)

@@ -71,6 +71,13 @@ pub fn job(job: &Job, json: bool) {
         ("lease_expires_at", time(job.lease_expires_at)),
         ("expires_at", time(job.expires_at)),
     ];
+    let rows = rows.into_iter().chain(
+        job.schedule
+            .as_ref()
+            .map(|s| [("schedule", s.clone()), ("fire_time", time(job.fire_time))])
+            .into_iter()
+            .flatten(),
+    );
     for (k, v) in rows {
         println!("{k:>17}  {v}");
     }

@@ -19,10 +19,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
+pub use tether_model::schedule::{CatchUp, Overlap, ScheduleSpec, Trigger};
 pub use tether_model::{ErrorCode, Job, JobId, JobSpec, Phase, RetryPolicy, SpecError, Status};
 pub use tether_store::{
     CancelOutcome, ListQuery, Page, QueueStats, SortDir, SortKey, StoreConfig, WorkerInfo,
 };
+/// A schedule with its firing state (next, last fire time, last job).
+pub type Schedule = tether_store::StoredSchedule;
 use tether_store::{Store, StoreError};
 
 /// A producer call failed. Classify with the `is_*` methods.
@@ -343,6 +346,89 @@ impl Producer {
                 return Some((Ok(event), st));
             }
         }))
+    }
+
+    /// Creates a schedule owned by this producer's owner: from its next fire time on,
+    /// workers enqueue `spec.job` once per fire time (see [`ScheduleSpec`]).
+    ///
+    /// ```no_run
+    /// # async fn demo(producer: tether_producer::Producer) -> Result<(), tether_producer::Error> {
+    /// use tether_producer::{JobSpec, ScheduleSpec, Trigger};
+    /// let nightly = ScheduleSpec::new(
+    ///     "nightly-report",
+    ///     JobSpec::new("report").queue("reports"),
+    ///     Trigger::cron("0 3 * * *", "Europe/Berlin")?,
+    /// );
+    /// let schedule = producer.create_schedule(nightly).await?;
+    /// println!("first run at {:?}", schedule.next_fire_time);
+    /// # Ok(()) }
+    /// ```
+    pub async fn create_schedule(&self, spec: ScheduleSpec) -> Result<Schedule, Error> {
+        Ok(self
+            .store
+            .put_schedule(self.owner.as_deref(), &spec, tether_store::PutMode::Create)
+            .await?)
+    }
+
+    /// Replaces an existing schedule's job, trigger and policies; it keeps its history
+    /// and fires next at the new trigger's next time.
+    pub async fn update_schedule(&self, spec: ScheduleSpec) -> Result<Schedule, Error> {
+        Ok(self
+            .store
+            .put_schedule(self.owner.as_deref(), &spec, tether_store::PutMode::Replace)
+            .await?)
+    }
+
+    /// This owner's schedules by name (an unscoped producer: every owner's).
+    pub async fn schedules(&self) -> Result<Vec<Schedule>, Error> {
+        Ok(self.store.schedules(self.owner.as_deref()).await?)
+    }
+
+    /// One schedule of this owner.
+    pub async fn schedule(&self, name: &str) -> Result<Schedule, Error> {
+        self.store
+            .schedule(self.owner.as_deref(), name)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(name.to_owned()).into())
+    }
+
+    /// Stops a schedule from firing until resumed.
+    pub async fn pause_schedule(&self, name: &str) -> Result<(), Error> {
+        Ok(self
+            .store
+            .pause_schedule(self.owner.as_deref(), name)
+            .await?)
+    }
+
+    /// Resumes a paused schedule at its next fire time from now; what it would have
+    /// fired while paused is not fired.
+    pub async fn resume_schedule(&self, name: &str) -> Result<(), Error> {
+        Ok(self
+            .store
+            .resume_schedule(self.owner.as_deref(), name)
+            .await?)
+    }
+
+    /// Deletes a schedule; the jobs it fired stay.
+    pub async fn delete_schedule(&self, name: &str) -> Result<(), Error> {
+        Ok(self
+            .store
+            .delete_schedule(self.owner.as_deref(), name)
+            .await?)
+    }
+
+    /// Fires a schedule now, outside its times (its overlap policy does not apply);
+    /// the job records now as its fire time. Returns the job's id.
+    pub async fn trigger_now(&self, name: &str) -> Result<JobId, Error> {
+        let owner = self.owner.as_deref();
+        let schedule = self.schedule(name).await?;
+        let now = self.store.redis_now().await?;
+        let id = tether_model::schedule::firing_id(owner, name, now);
+        let job = schedule.spec.job.clone().firing_of(name, now);
+        self.store.enqueue_as(&job, id).await?;
+        self.remember(id, &job.queue);
+        self.store.record_firing(owner, name, now, id).await?;
+        Ok(id)
     }
 
     /// Waits until the job finishes and returns it; `WaitTimeout` after `timeout`.

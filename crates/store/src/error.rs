@@ -11,6 +11,9 @@ pub enum StoreError {
     /// No such job (or it belongs to another owner).
     #[error("NotFound: no job {0}")]
     NotFound(String),
+    /// A schedule of that name already exists (for this owner).
+    #[error("Conflict: a schedule named {0} exists")]
+    ScheduleExists(String),
     /// The job's status does not allow the operation.
     #[error("InvalidState: the job is {0}")]
     InvalidState(Status),

@@ -15,6 +15,21 @@ pub const WORKERS: &str = "tether:workers";
 /// The consumer group every worker reads the ready stream through.
 pub const GROUP: &str = "workers";
 
+/// Every schedule, as `<owner>/<name>` members of a sorted set (all scores 0, so one
+/// owner's schedules are a lexical range). The hash tag `{~sched}` cannot be a queue's
+/// (queue names have no `~`), so schedules never share keys with a queue; all of them
+/// live in one cluster slot, where each schedule script runs.
+pub const SCHEDULES: &str = "tether:{~sched}:all";
+/// Active schedules' `<owner>/<name>` → next fire time (ms).
+pub const SCHEDULES_DUE: &str = "tether:{~sched}:due";
+/// Prefix of a schedule's hash: `tether:{~sched}:s:<owner>/<name>`.
+pub const SCHEDULE_PREFIX: &str = "tether:{~sched}:s:";
+
+/// A schedule's hash (spec, anchor, next, last fire, last job, paused, lease, times).
+pub fn schedule(member: &str) -> String {
+    format!("{SCHEDULE_PREFIX}{member}")
+}
+
 /// A worker's self-description (hash, expires unless refreshed).
 pub fn worker(id: &str) -> String {
     format!("tether:worker:{id}")

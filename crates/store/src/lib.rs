@@ -27,6 +27,7 @@ mod conn;
 mod error;
 pub mod keys;
 mod list;
+mod schedules;
 mod scripts;
 mod watch;
 mod worker_ops;
@@ -42,6 +43,7 @@ pub use codec::{decode, encode};
 pub use error::StoreError;
 pub use keys::LAYOUT_VERSION;
 pub use list::{ListQuery, Page, SortDir, SortKey};
+pub use schedules::{DueSchedule, PutMode, StoredSchedule};
 pub use scripts::SCRIPTS;
 pub use worker_ops::{
     Claimed, FinishOutcome, Lease, LeaseError, LeaseToken, MAX_BATCH, Outcome, Reaped, RenewStatus,
@@ -109,6 +111,9 @@ pub struct Enqueued {
     /// When it was created and when it is due (Redis clock, ms); 0 when not `created`.
     pub created_at_ms: i64,
     pub due_at_ms: i64,
+    /// False when a job with this id existed already (an earlier send of the same
+    /// enqueue, or another firer of the same schedule firing).
+    pub written_now: bool,
 }
 
 /// What a cancel did.
@@ -452,6 +457,7 @@ impl Store {
                     created: code != 0,
                     created_at_ms,
                     due_at_ms,
+                    written_now: code == 1,
                 })
             })
             .collect()
@@ -472,6 +478,18 @@ impl Store {
         let input = self.prepare(spec, input)?;
         let mut done = self
             .enqueue_batch(&spec.queue, &[(spec, JobId::new(), &input)])
+            .await?;
+        done.pop()
+            .ok_or_else(|| StoreError::decode("enqueue", "empty reply"))
+    }
+
+    /// Enqueues one job under an id chosen by the caller, such as a schedule's firing
+    /// id: a second enqueue with the same id finds the job written and writes nothing
+    /// (`created` is then false).
+    pub async fn enqueue_as(&self, spec: &JobSpec, id: JobId) -> Result<Enqueued, StoreError> {
+        let input = self.prepare(spec, None)?;
+        let mut done = self
+            .enqueue_batch(&spec.queue, &[(spec, id, &input)])
             .await?;
         done.pop()
             .ok_or_else(|| StoreError::decode("enqueue", "empty reply"))

@@ -53,6 +53,12 @@ pub struct Metrics {
     pub lease_lost: IntCounterVec,
     pub progress: prometheus::Histogram,
     pub redis_errors: IntCounterVec,
+    /// Schedule firings handled by this worker, by `result`: `fired`, `duplicate` (the
+    /// firing's job existed: another worker fired it), `skipped` (overlap policy),
+    /// `missed` (not fired under the catch-up policy).
+    pub schedule_firings: IntCounterVec,
+    /// From a firing's fire time to its enqueue.
+    pub schedule_lag: prometheus::Histogram,
     /// The job types with a handler: the only values of the `type` label besides `other`.
     known_types: Arc<RwLock<HashSet<String>>>,
 }
@@ -103,6 +109,17 @@ impl Metrics {
             .expect("register");
         let build = gauge("tether_build_info", "Build information", &["version"]);
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let schedule_lag = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "tether_schedule_lag_seconds",
+                "Time from a schedule firing's fire time to its enqueue",
+            )
+            .buckets(exponential_buckets(0.005, 2.0, 16).expect("buckets")),
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(schedule_lag.clone()))
+            .expect("register");
         let known = Arc::new(RwLock::new(HashSet::new()));
         let by_type = |vec| ByType {
             vec,
@@ -166,6 +183,12 @@ impl Metrics {
                 &["queue"],
             ),
             redis_errors: counter("tether_redis_errors_total", "Failed Redis calls", &["op"]),
+            schedule_firings: counter(
+                "tether_schedule_firings_total",
+                "Schedule firings handled by this worker, by result",
+                &["result"],
+            ),
+            schedule_lag,
             progress,
             registry,
         }
@@ -181,9 +204,14 @@ impl Metrics {
             .unwrap()
             .extend(job_types.iter().map(|t| t.to_string()));
         let job_types: Vec<&str> = job_types.iter().copied().chain([OTHER_TYPE]).collect();
-        const OPS: [&str; 6] = ["claim", "wait", "renew", "progress", "promote", "reap"];
+        const OPS: [&str; 7] = [
+            "claim", "wait", "renew", "progress", "promote", "reap", "schedule",
+        ];
         for op in OPS {
             self.redis_errors.with_label_values(&[op]);
+        }
+        for result in ["fired", "duplicate", "skipped", "missed"] {
+            self.schedule_firings.with_label_values(&[result]);
         }
         for q in queues {
             for v in [&self.lease_renewals, &self.lease_expired, &self.lease_lost] {
@@ -249,6 +277,8 @@ mod tests {
                 "tether_lease_renewals_total counter",
                 "tether_queue_jobs gauge",
                 "tether_redis_errors_total counter",
+                "tether_schedule_firings_total counter",
+                "tether_schedule_lag_seconds histogram",
             ]
         );
         for line in text.lines().filter(|l| l.starts_with("tether_")) {
@@ -260,7 +290,8 @@ mod tests {
                 let name = pair.split('=').next().unwrap();
                 assert!(
                     [
-                        "queue", "type", "status", "worker", "state", "op", "version", "le"
+                        "queue", "type", "status", "worker", "state", "op", "version", "le",
+                        "result"
                     ]
                     .contains(&name),
                     "label {name} in {line}"

@@ -11,6 +11,7 @@
 //!   fenced script call;
 //! * [`heartbeat`]: renews every in-flight lease (one call per queue) and refreshes
 //!   this worker's registration;
+//! * [`scheduler`]: fires due schedules (every worker; no leader);
 //! * [`maintenance`]: promotes due delayed jobs, reaps lapsed leases, expires old
 //!   records (each in passes until nothing is left), samples queue depths. Every
 //!   worker runs it; the scripts make concurrent runs harmless, so there is no
@@ -27,6 +28,7 @@ mod finisher;
 mod heartbeat;
 mod job;
 mod maintenance;
+mod scheduler;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -234,6 +236,7 @@ impl Worker {
         let heartbeat = tokio::spawn(heartbeat::run(shared.clone(), background.clone()));
         let promotion = tokio::spawn(maintenance::promote_loop(shared.clone(), shutdown.clone()));
         let maintenance = tokio::spawn(maintenance::run(shared.clone(), shutdown.clone()));
+        let scheduler = tokio::spawn(scheduler::run(shared.clone(), shutdown.clone()));
 
         shutdown.cancelled().await;
         loops.wait().await;
@@ -253,6 +256,7 @@ impl Worker {
         let _ = heartbeat.await;
         let _ = promotion.await;
         let _ = maintenance.await;
+        let _ = scheduler.await;
         if let Err(e) = shared.store.remove_worker(&shared.id).await {
             tracing::debug!(error = %e, "could not deregister");
         }

@@ -1,0 +1,26 @@
+-- Create or replace a schedule.
+-- KEYS: all, due, the schedule's hash. ARGV: member, spec (JSON), anchor ms, next fire ms
+-- (-1: none), mode ('create': refuse an existing one; 'replace': must exist, keeps its
+-- history; 'upsert').
+-- Returns 'OK', 'EXISTS' or 'NOT_FOUND'.
+local K_ALL, K_DUE, K_S = KEYS[1], KEYS[2], KEYS[3]
+local member, spec, anchor, nxt, mode = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local v = redis.call('HMGET', K_S, 'spec', 'paused')
+local exists = v[1] ~= false
+if exists and mode == 'create' then return 'EXISTS' end
+if not exists and mode == 'replace' then return 'NOT_FOUND' end
+local paused = exists and v[2] == '1'
+if exists then
+  redis.call('HSET', K_S, 'spec', spec, 'next', nxt, 'ut', now, 'lease', 0)
+else
+  redis.call('HSET', K_S, 'spec', spec, 'anchor', anchor, 'next', nxt, 'paused', 0, 'ct', now, 'ut', now, 'lease', 0)
+  redis.call('ZADD', K_ALL, 0, member)
+end
+if nxt >= 0 and not paused then
+  redis.call('ZADD', K_DUE, nxt, member)
+else
+  redis.call('ZREM', K_DUE, member)
+end
+return 'OK'
