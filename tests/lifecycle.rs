@@ -758,28 +758,6 @@ async fn watch_streams_progress_until_finished(topology: Topology) {
     assert_consistent(&redis).await;
 }
 
-/// Runs each test on both topologies, as `single::<name>` and `cluster::<name>`.
-macro_rules! on_every_topology {
-    ($($name:ident),* $(,)?) => {
-        mod single {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Topology::Single).await
-                }
-            )*
-        }
-        mod cluster {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Topology::Cluster).await
-                }
-            )*
-        }
-    };
-}
-
 on_every_topology!(
     success_records_the_result,
     fatal_failure_records_message_and_code,

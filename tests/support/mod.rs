@@ -314,3 +314,27 @@ pub async fn assert_consistent(redis: &impl RedisEndpoint) {
         );
     }
 }
+
+/// Runs each test on both topologies, as `single::<name>` and `cluster::<name>`.
+#[macro_export]
+macro_rules! on_every_topology {
+    ($($name:ident),* $(,)?) => {
+        mod single {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Topology::Single).await
+                }
+            )*
+        }
+        mod cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Topology::Cluster).await
+                }
+            )*
+        }
+    };
+}
+
