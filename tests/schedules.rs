@@ -54,7 +54,11 @@ fn fire_times(jobs: &[Job]) -> Vec<DateTime<Utc>> {
 fn assert_once_each(jobs: &[Job], step: chrono::Duration) {
     let times = fire_times(jobs);
     let unique: HashSet<_> = times.iter().collect();
-    assert_eq!(unique.len(), times.len(), "a fire time fired twice: {times:?}");
+    assert_eq!(
+        unique.len(),
+        times.len(),
+        "a fire time fired twice: {times:?}"
+    );
     for pair in times.windows(2) {
         assert_eq!(pair[1] - pair[0], step, "a gap between firings: {times:?}");
     }
@@ -93,7 +97,11 @@ async fn every_second_fires_once_per_second_with_three_workers_racing(topology: 
     );
     assert_once_each(&jobs, chrono::Duration::seconds(1));
     let first = fire_times(&jobs)[0];
-    assert_eq!(first, created.next_fire_time.unwrap(), "the first firing is on time");
+    assert_eq!(
+        first,
+        created.next_fire_time.unwrap(),
+        "the first firing is on time"
+    );
     for job in &jobs {
         assert_eq!(job.schedule.as_deref(), Some("tick"));
         assert_eq!(job.id, firing_id(None, "tick", job.fire_time.unwrap()));
@@ -181,7 +189,11 @@ async fn overlap_policies(topology: Topology) {
         fire_times(&skip)
     );
     assert!(allow.len() >= 4, "allow fires every time: {}", allow.len());
-    assert!(cancel.len() >= 4, "cancel-previous fires every time: {}", cancel.len());
+    assert!(
+        cancel.len() >= 4,
+        "cancel-previous fires every time: {}",
+        cancel.len()
+    );
     let ids: Vec<_> = cancel.iter().map(|j| j.id).collect();
     let ended = all_finished(&producer, &ids[..ids.len() - 1], T).await;
     assert!(
@@ -212,14 +224,22 @@ async fn pause_resume_delete_and_trigger(topology: Topology) {
     let paused_at = jobs_of(&producer, "p").await.len();
     assert!(paused_at >= 1);
     tokio::time::sleep(Duration::from_millis(2000)).await;
-    assert_eq!(jobs_of(&producer, "p").await.len(), paused_at, "a paused schedule fired");
+    assert_eq!(
+        jobs_of(&producer, "p").await.len(),
+        paused_at,
+        "a paused schedule fired"
+    );
     producer.resume_schedule("p").await.unwrap();
     tokio::time::sleep(Duration::from_millis(2200)).await;
     let resumed = jobs_of(&producer, "p").await;
     assert!(resumed.len() > paused_at, "a resumed schedule fires again");
     // What it would have fired while paused is not fired.
     let times = fire_times(&resumed);
-    assert!(times.windows(2).any(|w| w[1] - w[0] >= chrono::Duration::seconds(2)));
+    assert!(
+        times
+            .windows(2)
+            .any(|w| w[1] - w[0] >= chrono::Duration::seconds(2))
+    );
 
     let id = producer.trigger_now("p").await.unwrap();
     let job = finished(&producer, id, T).await;
@@ -230,7 +250,11 @@ async fn pause_resume_delete_and_trigger(topology: Topology) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let deleted_at = jobs_of(&producer, "p").await.len();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(jobs_of(&producer, "p").await.len(), deleted_at, "a deleted schedule fired");
+    assert_eq!(
+        jobs_of(&producer, "p").await.len(),
+        deleted_at,
+        "a deleted schedule fired"
+    );
     assert!(producer.schedule("p").await.unwrap_err().is_not_found());
     worker.shutdown().await;
 }
@@ -239,9 +263,17 @@ async fn owners_see_only_their_own_schedules(topology: Topology) {
     let redis = TestRedis::start(topology);
     let admin = producer(&redis).await;
     let (alice, bob) = (admin.for_owner("alice"), admin.for_owner("bob"));
-    alice.create_schedule(every("report", "o", 60)).await.unwrap();
-    bob.create_schedule(every("report", "o", 120)).await.unwrap();
-    let err = alice.create_schedule(every("report", "o", 60)).await.unwrap_err();
+    alice
+        .create_schedule(every("report", "o", 60))
+        .await
+        .unwrap();
+    bob.create_schedule(every("report", "o", 120))
+        .await
+        .unwrap();
+    let err = alice
+        .create_schedule(every("report", "o", 60))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("exists"), "{err}");
     assert_eq!(alice.schedules().await.unwrap().len(), 1);
     assert_eq!(
@@ -249,15 +281,40 @@ async fn owners_see_only_their_own_schedules(topology: Topology) {
         Trigger::every(Duration::from_secs(120)).unwrap()
     );
     assert_eq!(
-        bob.schedule("report").await.unwrap().spec.job.owner.as_deref(),
+        bob.schedule("report")
+            .await
+            .unwrap()
+            .spec
+            .job
+            .owner
+            .as_deref(),
         Some("bob"),
         "a schedule's jobs are its owner's"
     );
-    assert!(admin.for_owner("mallory").pause_schedule("report").await.unwrap_err().is_not_found());
-    assert_eq!(admin.schedules().await.unwrap().len(), 2, "unscoped: every owner's");
+    assert!(
+        admin
+            .for_owner("mallory")
+            .pause_schedule("report")
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert_eq!(
+        admin.schedules().await.unwrap().len(),
+        2,
+        "unscoped: every owner's"
+    );
     // An owner that is a prefix of another's path does not see it.
-    admin.for_owner("a").create_schedule(every("x", "o", 60)).await.unwrap();
-    admin.for_owner("a/b").create_schedule(every("y", "o", 60)).await.unwrap();
+    admin
+        .for_owner("a")
+        .create_schedule(every("x", "o", 60))
+        .await
+        .unwrap();
+    admin
+        .for_owner("a/b")
+        .create_schedule(every("y", "o", 60))
+        .await
+        .unwrap();
     let names: Vec<String> = admin
         .for_owner("a")
         .schedules()
@@ -331,10 +388,22 @@ async fn after_every_worker_was_down_catch_up_decides_what_is_fired() {
             .rev()
             .map(|k| anchor + 300_000 - k * 60_000)
             .collect();
-        let times: Vec<i64> = fire_times(&jobs).iter().map(|t| t.timestamp_millis()).collect();
+        let times: Vec<i64> = fire_times(&jobs)
+            .iter()
+            .map(|t| t.timestamp_millis())
+            .collect();
         assert_eq!(times, expected_times, "{name}: the latest missed firings");
-        let next = producer.schedule(name).await.unwrap().next_fire_time.unwrap();
-        assert_eq!(next.timestamp_millis(), anchor + 360_000, "{name} goes on from now");
+        let next = producer
+            .schedule(name)
+            .await
+            .unwrap()
+            .next_fire_time
+            .unwrap();
+        assert_eq!(
+            next.timestamp_millis(),
+            anchor + 360_000,
+            "{name} goes on from now"
+        );
     }
     let missed = worker
         .metrics
@@ -384,3 +453,104 @@ on_every_topology!(
     pause_resume_delete_and_trigger,
     owners_see_only_their_own_schedules,
 );
+
+fn tether(redis: &RedisServer, args: &[&str]) -> String {
+    let out = std::process::Command::new(tether_testkit::tether_bin())
+        .args(args)
+        .args(["--redis", &redis.url()])
+        .env_remove("TETHER_CONFIG")
+        .output()
+        .expect("run tether");
+    assert!(
+        out.status.success(),
+        "tether {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_creates_shows_and_operates_schedules() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let _worker = WorkerProcess::start(&redis, &["--queue", "cli"]);
+    tether(
+        &redis,
+        &[
+            "schedule", "create", "tick", "--queue", "cli", "--type", "noop", "--every", "1s",
+        ],
+    );
+    tether(
+        &redis,
+        &[
+            "schedule",
+            "create",
+            "sixes",
+            "--queue",
+            "cli",
+            "--type",
+            "noop",
+            "--cron",
+            "*/3 * * * * *",
+            "--tz",
+            "Asia/Tokyo",
+            "--overlap",
+            "allow",
+            "--catch-up",
+            "1h",
+        ],
+    );
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let shown: serde_json::Value =
+        serde_json::from_str(&tether(&redis, &["schedule", "show", "tick", "--json"])).unwrap();
+    assert_eq!(shown["next_fire_times"].as_array().unwrap().len(), 5);
+    let last_job = shown["last_job_id"]
+        .as_str()
+        .expect("tick fired")
+        .to_owned();
+    assert!(shown["last_job_status"].is_string(), "{shown}");
+    let job: serde_json::Value =
+        serde_json::from_str(&tether(&redis, &["get", &last_job, "--json"])).unwrap();
+    assert_eq!(job["schedule"], "tick");
+    assert_eq!(job["fire_time"], shown["last_fire_time"]);
+    let list: serde_json::Value =
+        serde_json::from_str(&tether(&redis, &["schedule", "list", "--json"])).unwrap();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["sixes", "tick"]);
+    let sixes = &list[0];
+    assert_eq!(sixes["trigger"]["cron"]["tz"], "Asia/Tokyo");
+    assert_eq!(sixes["overlap"], "allow");
+    assert!(tether(&redis, &["schedule", "show", "tick"]).contains("next_fire_times"));
+    tether(&redis, &["schedule", "pause", "tick"]);
+    assert!(tether(&redis, &["schedule", "list"]).contains("paused"));
+    tether(&redis, &["schedule", "resume", "tick"]);
+    let fired = tether(&redis, &["schedule", "trigger", "sixes"]);
+    assert!(
+        fired.trim().parse::<tether_model::JobId>().is_ok(),
+        "{fired}"
+    );
+    tether(&redis, &["schedule", "delete", "tick"]);
+    tether(&redis, &["schedule", "delete", "sixes"]);
+    assert_eq!(tether(&redis, &["schedule", "list", "--json"]).trim(), "[]");
+    // Bad input gets a clear error and nothing is created.
+    let out = std::process::Command::new(tether_testkit::tether_bin())
+        .args([
+            "schedule",
+            "create",
+            "bad",
+            "--type",
+            "noop",
+            "--cron",
+            "61 * * * *",
+        ])
+        .args(["--redis", &redis.url()])
+        .env_remove("TETHER_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid cron pattern"));
+}

@@ -337,4 +337,3 @@ macro_rules! on_every_topology {
         }
     };
 }
-

@@ -56,6 +56,9 @@ pub fn task_body(job: &Job, full: bool) -> Value {
     m.insert("finished_at".into(), opt_time(job.finished_at));
     m.insert("run_at".into(), opt_time(job.run_at));
     m.insert("lease_expires_at".into(), opt_time(job.lease_expires_at));
+    // Set on the jobs a schedule fired: which schedule, and the fire time (one job each).
+    m.insert("schedule".into(), json!(job.schedule));
+    m.insert("fire_time".into(), opt_time(job.fire_time));
     Value::Object(m)
 }
 
@@ -101,7 +104,9 @@ pub fn task_schema(types: Option<&[String]>) -> Value {
             "started_at": nullable_time("When the current attempt started"),
             "finished_at": nullable_time("When the task finished"),
             "run_at": nullable_time("When a delayed task becomes due"),
-            "lease_expires_at": nullable_time("When the current lease lapses unless renewed")
+            "lease_expires_at": nullable_time("When the current lease lapses unless renewed"),
+            "schedule": {"type": ["null", "string"], "description": "The schedule whose firing created the task"},
+            "fire_time": nullable_time("The fire time of that firing")
         }
     })
 }
