@@ -166,3 +166,9 @@ impl From<StoreError> for ApiError {
         }
     }
 }
+
+impl From<tether_producer::SpecError> for ApiError {
+    fn from(e: tether_producer::SpecError) -> Self {
+        ApiError::bad_request(e.to_string())
+    }
+}

@@ -19,6 +19,7 @@ mod error;
 pub mod glance;
 mod metrics;
 mod routes;
+mod schedules;
 mod server;
 mod streams;
 mod ui;
@@ -142,6 +143,18 @@ pub fn router(
         .routes(routes!(routes::schema_tasks))
         .routes(routes!(routes::versions_doc))
         .routes(routes!(routes::list_queues))
+        .routes(routes!(
+            schedules::create_schedule,
+            schedules::list_schedules
+        ))
+        .routes(routes!(
+            schedules::show_schedule,
+            schedules::patch_schedule,
+            schedules::delete_schedule
+        ))
+        .routes(routes!(schedules::pause_schedule))
+        .routes(routes!(schedules::resume_schedule))
+        .routes(routes!(schedules::trigger_schedule))
         .split_for_parts();
     let doc = Arc::new(doc);
     let app = api

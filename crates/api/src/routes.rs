@@ -51,7 +51,7 @@ impl FromRequestParts<AppState> for Authed {
 
 impl AppState {
     /// A producer that sees what `caller` may see.
-    fn producer(&self, caller: &Caller) -> Producer {
+    pub(crate) fn producer(&self, caller: &Caller) -> Producer {
         if caller.admin {
             self.producer.clone()
         } else {
@@ -60,12 +60,12 @@ impl AppState {
     }
 }
 
-fn parse_id(id: &str) -> Result<JobId, ApiError> {
+pub(crate) fn parse_id(id: &str) -> Result<JobId, ApiError> {
     id.parse().map_err(|_| ApiError::not_found(id))
 }
 
 /// Parses a JSON body, naming the field at fault.
-fn json_body<T: serde::de::DeserializeOwned>(
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<T, ApiError> {
@@ -117,7 +117,7 @@ pub enum Span {
 }
 
 impl Span {
-    fn to_duration(&self, field: &str) -> Result<Duration, ApiError> {
+    pub(crate) fn to_duration(&self, field: &str) -> Result<Duration, ApiError> {
         match self {
             Span::Seconds(s) if s.is_finite() && *s >= 0.0 && *s < 1e9 => {
                 Ok(Duration::from_secs_f64(*s))

@@ -22,6 +22,8 @@ pub struct Plan {
     pub arrival_rate: usize,
     pub arrival_secs: u64,
     pub backlog_jobs: usize,
+    /// How long every-second schedules fire for the firing-lag measurement.
+    pub schedule_secs: u64,
 }
 
 impl Plan {
@@ -35,6 +37,7 @@ impl Plan {
             arrival_rate: 2_000,
             arrival_secs: 10,
             backlog_jobs: 100_000,
+            schedule_secs: 20,
         }
     }
 
@@ -49,6 +52,7 @@ impl Plan {
             arrival_rate: 1_000,
             arrival_secs: 2,
             backlog_jobs: 10_000,
+            schedule_secs: 4,
         }
     }
 }
@@ -426,6 +430,67 @@ async fn wait_latency(target: &Target, rate: usize, secs: u64) -> Result<(f64, f
     Ok((pct(0.5), pct(0.99), *waits.last().unwrap_or(&0.0)))
 }
 
+/// Firing lag of schedules (fire time to enqueue, on the Redis clock): ten
+/// every-second schedules fire for `secs` while two worker processes run the
+/// scheduler. Returns (firings, p50 ms, p99 ms).
+async fn schedule_lag(target: &Target, secs: u64) -> Result<(usize, f64, f64), String> {
+    use tether_producer::{ListQuery, Overlap, ScheduleSpec, Trigger};
+    let queue = "bench-sched";
+    let _pool = Workers::start(&target.url, queue, 2, 16)?;
+    wait_for_workers(target, queue, 2).await?;
+    let names: Vec<String> = (0..10).map(|i| format!("bench-{i}")).collect();
+    for name in &names {
+        let spec = ScheduleSpec::new(
+            name.as_str(),
+            noop(queue),
+            Trigger::every(Duration::from_secs(1)).map_err(|e| e.to_string())?,
+        )
+        .overlap(Overlap::Allow);
+        target
+            .producer
+            .create_schedule(spec)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    for name in &names {
+        target
+            .producer
+            .delete_schedule(name)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let mut lags = Vec::new();
+    let mut marker = None;
+    loop {
+        let page = target
+            .producer
+            .list(ListQuery {
+                queues: vec![queue.to_owned()],
+                limit: 500,
+                marker,
+                ..ListQuery::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        for job in &page.jobs {
+            if let Some(fire) = job.fire_time {
+                lags.push((job.created_at - fire).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+            }
+        }
+        marker = page.next_marker;
+        if marker.is_none() {
+            break;
+        }
+    }
+    if lags.is_empty() {
+        return Err("no schedule fired".into());
+    }
+    lags.sort_by(f64::total_cmp);
+    let pct = |p: f64| lags[((lags.len() as f64 - 1.0) * p).round() as usize];
+    Ok((lags.len(), pct(0.5), pct(0.99)))
+}
+
 fn rate(n: usize, since: Instant) -> f64 {
     n as f64 / since.elapsed().as_secs_f64()
 }
@@ -526,7 +591,7 @@ fn phase(bar: &indicatif::ProgressBar, what: &str) {
 
 /// Runs the whole plan and returns the figures as one JSON object.
 pub async fn run(plan: Plan, url: Option<String>) -> Result<Value, String> {
-    let bar = crate::output::progress_bar(12, "bench");
+    let bar = crate::output::progress_bar(13, "bench");
     let target = Target::start(url.clone(), false).await?;
     let mut out = serde_json::Map::new();
 
@@ -656,6 +721,12 @@ pub async fn run(plan: Plan, url: Option<String>) -> Result<Value, String> {
     );
     out.insert("backlog_large_jobs".into(), json!(plan.backlog_jobs));
 
+    phase(&bar, "schedule firing lag");
+    let (firings, lag_p50, lag_p99) = schedule_lag(&target, plan.schedule_secs).await?;
+    out.insert("schedule_firings".into(), json!(firings));
+    out.insert("schedule_lag_p50_ms".into(), json!(lag_p50));
+    out.insert("schedule_lag_p99_ms".into(), json!(lag_p99));
+
     phase(&bar, "wait latency at a fixed arrival rate");
     let (p50, p99, max) = wait_latency(&target, plan.arrival_rate, plan.arrival_secs).await?;
     out.insert("wait_arrival_rate_per_s".into(), json!(plan.arrival_rate));
@@ -722,6 +793,8 @@ pub fn table(figures: &Value) -> String {
         ("wait p50 at fixed arrival rate", "wait_p50_ms", "ms"),
         ("wait p99 at fixed arrival rate", "wait_p99_ms", "ms"),
         ("wait max", "wait_max_ms", "ms"),
+        ("schedule firing lag p50", "schedule_lag_p50_ms", "ms"),
+        ("schedule firing lag p99", "schedule_lag_p99_ms", "ms"),
         (
             "Redis commands per job (incl. scripts)",
             "redis_cmds_per_job",

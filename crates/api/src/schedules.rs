@@ -1,0 +1,313 @@
+//! `/v2/schedules`: a caller's schedules (Tether extension). A schedule belongs to
+//! the caller's owner, like the tasks it fires; names are unique per owner. Admins
+//! list every owner's schedules.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tether_producer::{CatchUp, JobSpec, Overlap, Producer, Schedule, ScheduleSpec, Trigger};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::routes::{Authed, Span, json_body, parse_id};
+
+/// `POST /v2/schedules` body, and `PATCH /v2/schedules/{name}` (where every field is
+/// optional: the ones given replace the schedule's).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleBody {
+    /// Unique per owner: 1-64 characters from A-Z a-z 0-9 _ . - (POST only).
+    pub name: Option<String>,
+    /// The task type each firing creates.
+    #[serde(rename = "type")]
+    pub task_type: Option<String>,
+    #[schema(value_type = Object)]
+    pub input: Option<Value>,
+    pub queue: Option<String>,
+    /// Cron pattern: 5 fields, or 6 with seconds first.
+    pub cron: Option<String>,
+    /// IANA time zone of `cron` (default UTC).
+    pub tz: Option<String>,
+    /// Instead of `cron`: an interval, seconds or text like "1m".
+    pub every: Option<Span>,
+    /// `skip` (default), `allow` or `cancel_previous`.
+    pub overlap: Option<String>,
+    /// `last` (default), `none`, or a window (seconds or text like "1h").
+    pub catch_up: Option<Span>,
+    pub max_attempts: Option<u32>,
+    /// Seconds, or text like "5m".
+    pub timeout: Option<Span>,
+}
+
+fn schedule_not_found(name: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("no schedule {name}"),
+    )
+}
+
+/// A schedule's answer: its spec and firing state, the next five fire times and links.
+fn schedule_body(s: &Schedule) -> Value {
+    let mut value = serde_json::to_value(s).unwrap_or_default();
+    let mut next = Vec::new();
+    let mut t = s.next_fire_time;
+    while let Some(at) = t
+        && next.len() < 5
+    {
+        next.push(at);
+        t = s.spec.trigger.next_after(at, s.anchor);
+    }
+    value["next_fire_times"] = json!(next);
+    value["self"] = json!(format!("/v2/schedules/{}", s.spec.name));
+    value
+}
+
+/// Builds the spec from `body` over `base` (the current spec for PATCH).
+fn spec_from(body: ScheduleBody, base: Option<ScheduleSpec>) -> Result<ScheduleSpec, ApiError> {
+    let name = match (&base, body.name) {
+        (Some(b), _) => b.name.clone(),
+        (None, Some(n)) => n,
+        (None, None) => return Err(ApiError::bad_request("field name: required")),
+    };
+    let mut job = match (&base, body.task_type) {
+        (Some(b), t) => {
+            let mut job = b.job.clone();
+            if let Some(t) = t {
+                job.job_type = t;
+            }
+            job
+        }
+        (None, Some(t)) => JobSpec::new(t),
+        (None, None) => return Err(ApiError::bad_request("field type: required")),
+    };
+    if let Some(input) = body.input {
+        job.input = input;
+    }
+    if let Some(queue) = body.queue {
+        job.queue = queue;
+    }
+    if let Some(n) = body.max_attempts {
+        job.max_attempts = n;
+    }
+    if let Some(t) = body.timeout {
+        job.timeout = Some(t.to_duration("timeout")?);
+    }
+    let trigger = match (body.cron, body.every) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request("give either cron or every, not both"));
+        }
+        (Some(cron), None) => Trigger::cron(cron, body.tz.unwrap_or_default())?,
+        (None, Some(every)) => Trigger::every(every.to_duration("every")?)?,
+        (None, None) => match &base {
+            Some(b) => match (&b.trigger, body.tz) {
+                (Trigger::Cron { cron, .. }, Some(tz)) => Trigger::cron(cron.clone(), tz)?,
+                (trigger, _) => trigger.clone(),
+            },
+            None => return Err(ApiError::bad_request("give cron or every")),
+        },
+    };
+    let mut spec = ScheduleSpec::new(name, job, trigger);
+    if let Some(b) = &base {
+        spec.overlap = b.overlap;
+        spec.catch_up = b.catch_up;
+    }
+    if let Some(overlap) = body.overlap {
+        spec.overlap = match overlap.as_str() {
+            "skip" => Overlap::Skip,
+            "allow" => Overlap::Allow,
+            "cancel_previous" | "cancel-previous" => Overlap::CancelPrevious,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "field overlap: {other:?} is not skip, allow or cancel_previous"
+                )));
+            }
+        };
+    }
+    if let Some(catch_up) = body.catch_up {
+        spec.catch_up = match &catch_up {
+            Span::Text(t) if t == "none" => CatchUp::None,
+            Span::Text(t) if t == "last" => CatchUp::Last,
+            window => CatchUp::Window(window.to_duration("catch_up")?),
+        };
+    }
+    spec.validate()?;
+    Ok(spec)
+}
+
+fn scoped(state: &AppState, caller: &crate::auth::Caller) -> Producer {
+    state.producer.for_owner(&caller.owner)
+}
+
+#[utoipa::path(post, path = "/v2/schedules", tag = "schedules", request_body = ScheduleBody,
+    responses((status = 201, description = "Created", body = Object), (status = 400, body = ApiError),
+        (status = 401, body = ApiError), (status = 409, description = "A schedule of that name exists", body = ApiError),
+        (status = 415, body = ApiError)))]
+pub async fn create_schedule(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body: ScheduleBody = json_body(&headers, body)?;
+    let spec = spec_from(body, None)?;
+    if let Some(allowed) = &state.config.allowed_queues
+        && !allowed.contains(&spec.job.queue)
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "QueueNotAllowed",
+            format!("tasks cannot be created in queue {:?}", spec.job.queue),
+        ));
+    }
+    let schedule = scoped(&state, &caller)
+        .create_schedule(spec)
+        .await
+        .map_err(conflict)?;
+    Ok((StatusCode::CREATED, Json(schedule_body(&schedule))).into_response())
+}
+
+fn conflict(e: tether_producer::Error) -> ApiError {
+    match e {
+        tether_producer::Error::Store(tether_store::StoreError::ScheduleExists(name)) => {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "Conflict",
+                format!("a schedule named {name} exists"),
+            )
+        }
+        other => other.into(),
+    }
+}
+
+#[utoipa::path(get, path = "/v2/schedules", tag = "schedules",
+    responses((status = 200, description = "The caller's schedules (an admin's: every owner's)", body = Object),
+        (status = 401, body = ApiError)))]
+pub async fn list_schedules(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+) -> Result<Json<Value>, ApiError> {
+    let producer = state.producer(&caller);
+    let schedules = producer.schedules().await?;
+    Ok(Json(
+        json!({"schedules": schedules.iter().map(schedule_body).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn one(
+    state: &AppState,
+    caller: &crate::auth::Caller,
+    name: &str,
+) -> Result<Schedule, ApiError> {
+    scoped(state, caller).schedule(name).await.map_err(|e| {
+        if e.is_not_found() {
+            schedule_not_found(name)
+        } else {
+            e.into()
+        }
+    })
+}
+
+#[utoipa::path(get, path = "/v2/schedules/{name}", tag = "schedules", params(("name" = String, Path)),
+    responses((status = 200, description = "The schedule, its next five fire times, its last task and that task's status", body = Object),
+        (status = 404, body = ApiError)))]
+pub async fn show_schedule(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let schedule = one(&state, &caller, &name).await?;
+    let mut body = schedule_body(&schedule);
+    if let Some(id) = schedule.last_job_id {
+        let job = scoped(&state, &caller).get(id).await?;
+        body["last_job_status"] = json!(job.map(|j| j.status.as_str()));
+    }
+    Ok(Json(body))
+}
+
+#[utoipa::path(patch, path = "/v2/schedules/{name}", tag = "schedules", params(("name" = String, Path)),
+    request_body = ScheduleBody,
+    responses((status = 200, description = "Changed", body = Object), (status = 400, body = ApiError),
+        (status = 404, body = ApiError), (status = 415, body = ApiError)))]
+pub async fn patch_schedule(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body: ScheduleBody = json_body(&headers, body)?;
+    if body.name.as_deref().is_some_and(|n| n != name) {
+        return Err(ApiError::bad_request(
+            "field name: a schedule cannot be renamed",
+        ));
+    }
+    let current = one(&state, &caller, &name).await?;
+    let spec = spec_from(body, Some(current.spec))?;
+    let schedule = scoped(&state, &caller).update_schedule(spec).await?;
+    Ok(Json(schedule_body(&schedule)))
+}
+
+#[utoipa::path(delete, path = "/v2/schedules/{name}", tag = "schedules", params(("name" = String, Path)),
+    responses((status = 204, description = "Deleted (the tasks it fired stay)"), (status = 404, body = ApiError)))]
+pub async fn delete_schedule(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    one(&state, &caller, &name).await?;
+    scoped(&state, &caller).delete_schedule(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/v2/schedules/{name}/pause", tag = "schedules", params(("name" = String, Path)),
+    responses((status = 200, description = "Paused", body = Object), (status = 404, body = ApiError)))]
+pub async fn pause_schedule(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    one(&state, &caller, &name).await?;
+    scoped(&state, &caller).pause_schedule(&name).await?;
+    Ok(Json(schedule_body(&one(&state, &caller, &name).await?)))
+}
+
+#[utoipa::path(post, path = "/v2/schedules/{name}/resume", tag = "schedules", params(("name" = String, Path)),
+    responses((status = 200, description = "Resumed at its next fire time from now", body = Object),
+        (status = 404, body = ApiError)))]
+pub async fn resume_schedule(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    one(&state, &caller, &name).await?;
+    scoped(&state, &caller).resume_schedule(&name).await?;
+    Ok(Json(schedule_body(&one(&state, &caller, &name).await?)))
+}
+
+#[utoipa::path(post, path = "/v2/schedules/{name}/trigger", tag = "schedules", params(("name" = String, Path)),
+    responses((status = 202, description = "Fired now; the body is the task it created", body = Object),
+        (status = 404, body = ApiError)))]
+pub async fn trigger_schedule(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    one(&state, &caller, &name).await?;
+    let producer = scoped(&state, &caller);
+    let id = producer.trigger_now(&name).await?;
+    let job = producer
+        .get(parse_id(&id.to_string())?)
+        .await?
+        .ok_or_else(|| ApiError::not_found(id))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(crate::glance::task_body(&job, true)),
+    )
+        .into_response())
+}

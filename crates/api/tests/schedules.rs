@@ -1,0 +1,152 @@
+//! `/v2/schedules`: create, list, show, PATCH, pause, resume, trigger and delete,
+//! owner-scoped like tasks, and firings that show in the task bodies.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tether_api::{ApiConfig, Auth};
+use tether_producer::Producer;
+use tether_store::{Store, StoreConfig};
+use tether_testkit::{RedisOptions, RedisServer};
+use tether_worker::{CancellationToken, Worker};
+use tower::ServiceExt;
+
+const ALICE: &str = "alice-token-0123456789";
+const BOB: &str = "bob-token-0123456789";
+
+async fn call(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"));
+    let req = match body {
+        Some(b) => req
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(b.to_string())),
+        None => req.body(Body::empty()),
+    }
+    .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(30), app.clone().oneshot(req))
+        .await
+        .expect("answered in time")
+        .unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_through_the_api() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let auth = Auth::from_toml(&format!(
+        "[[tokens]]\ntoken = \"{ALICE}\"\nowner = \"alice\"\n[[tokens]]\ntoken = \"{BOB}\"\nowner = \"bob\"\n"
+    ))
+    .unwrap();
+    let stop = CancellationToken::new();
+    let config = ApiConfig {
+        auth,
+        ..ApiConfig::default()
+    };
+    let (app, _) = tether_api::router(Producer::from_store(store.clone()), config, stop.clone());
+    let worker = tether_worker::demo::register(Worker::builder(store).queues(["s"]), &redis.url())
+        .build()
+        .unwrap();
+    let token = stop.clone();
+    tokio::spawn(async move { worker.run(token).await.unwrap() });
+
+    let body =
+        json!({"name": "tick", "type": "noop", "queue": "s", "every": "1s", "overlap": "allow"});
+    let (status, created) = call(&app, "POST", "/v2/schedules", ALICE, Some(body.clone())).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["next_fire_times"].as_array().unwrap().len(), 5);
+    assert_eq!(created["owner"], "alice");
+    let (status, again) = call(&app, "POST", "/v2/schedules", ALICE, Some(body)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+    for bad in [
+        json!({"name": "x", "type": "noop"}),
+        json!({"name": "x", "type": "noop", "cron": "61 * * * *"}),
+        json!({"name": "x", "type": "noop", "cron": "* * * * *", "tz": "Mars/Olympus"}),
+        json!({"name": "bad name", "type": "noop", "every": 5}),
+        json!({"name": "x", "type": "noop", "every": 0.1}),
+        json!({"name": "x", "type": "noop", "every": 5, "overlap": "sometimes"}),
+        json!({"name": "x", "type": "noop", "every": 5, "surprise": 1}),
+    ] {
+        let (status, answer) = call(&app, "POST", "/v2/schedules", ALICE, Some(bad.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad} → {answer}");
+        assert!(answer["message"].is_string());
+    }
+
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, shown) = call(&app, "GET", "/v2/schedules/tick", ALICE, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let last = shown["last_job_id"].as_str().expect("fired").to_owned();
+    assert!(shown["last_job_status"].is_string(), "{shown}");
+    let (_, task) = call(&app, "GET", &format!("/v2/tasks/{last}"), ALICE, None).await;
+    assert_eq!(task["schedule"], "tick");
+    assert!(task["fire_time"].as_str().is_some(), "{task}");
+
+    // Bob sees none of it and cannot act on it; his own schedule may have the same name.
+    let (_, bobs) = call(&app, "GET", "/v2/schedules", BOB, None).await;
+    assert_eq!(bobs["schedules"], json!([]));
+    for (method, path) in [
+        ("GET", "/v2/schedules/tick"),
+        ("POST", "/v2/schedules/tick/pause"),
+        ("POST", "/v2/schedules/tick/trigger"),
+        ("DELETE", "/v2/schedules/tick"),
+    ] {
+        let (status, _) = call(&app, method, path, BOB, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}");
+    }
+
+    let (status, patched) = call(
+        &app,
+        "PATCH",
+        "/v2/schedules/tick",
+        ALICE,
+        Some(json!({"cron": "0 0 * * *", "tz": "Europe/Berlin", "input": {"a": 1}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["trigger"]["cron"]["tz"], "Europe/Berlin");
+    assert_eq!(patched["job"]["input"], json!({"a": 1}));
+    assert_eq!(patched["overlap"], "allow", "fields not given are kept");
+
+    let (status, paused) = call(&app, "POST", "/v2/schedules/tick/pause", ALICE, None).await;
+    assert_eq!((status, &paused["paused"]), (StatusCode::OK, &json!(true)));
+    let (_, resumed) = call(&app, "POST", "/v2/schedules/tick/resume", ALICE, None).await;
+    assert_eq!(resumed["paused"], json!(false));
+    let (status, fired) = call(&app, "POST", "/v2/schedules/tick/trigger", ALICE, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(fired["schedule"], "tick");
+    let (status, _) = call(&app, "DELETE", "/v2/schedules/tick", ALICE, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(&app, "GET", "/v2/schedules/tick", ALICE, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (_, doc) = call(&app, "GET", "/openapi.json", ALICE, None).await;
+    for path in [
+        "/v2/schedules",
+        "/v2/schedules/{name}",
+        "/v2/schedules/{name}/pause",
+        "/v2/schedules/{name}/resume",
+        "/v2/schedules/{name}/trigger",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} is in the OpenAPI document"
+        );
+    }
+    stop.cancel();
+}
