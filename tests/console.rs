@@ -219,6 +219,37 @@ async fn the_console_shows_queues_follows_a_job_cancels_it_and_retries_a_dead_on
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // Schedules: the list shows the next fire and the last job's status; pause and
+    // fire-now act on it.
+    let (status, created) = api(
+        port,
+        "POST",
+        "/v2/schedules",
+        json!({"name": "tick", "type": "noop", "every": "1s", "overlap": "allow"}),
+    );
+    assert_eq!(status, 201, "{created}");
+    client
+        .goto(&format!("{base}/ui/#/schedules"))
+        .await
+        .unwrap();
+    until_text(&client, "#schedule-last-status-tick", |t| t == "success").await;
+    screenshot(&client, "console-schedules").await;
+    click(&client, "#schedule-pause-tick").await;
+    until_text(&client, "#schedule-next-tick", |t| t == "—").await;
+    let (_, shown) = api(port, "GET", "/v2/schedules/tick", Value::Null);
+    assert_eq!(shown["paused"], true, "{shown}");
+    let last_before = shown["last_job_id"].clone();
+    click(&client, "#schedule-trigger-tick").await;
+    let deadline = Instant::now() + T;
+    loop {
+        let (_, now) = api(port, "GET", "/v2/schedules/tick", Value::Null);
+        if now["last_job_id"] != last_before {
+            break;
+        }
+        assert!(Instant::now() < deadline, "fire now did not fire: {now}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     client.close().await.unwrap();
     drop(driver);
 }

@@ -1,5 +1,6 @@
 // Tether's web console: a single page over the REST API, with the same token auth.
-// Views (by URL hash): #/queues, #/jobs?status=&type=&queue=&marker=, #/dead, #/job/<id>.
+// Views (by URL hash): #/queues, #/jobs?status=&type=&queue=&marker=, #/dead, #/job/<id>,
+// #/schedules.
 "use strict";
 
 const FINAL = new Set(["success", "failure", "cancelled"]);
@@ -308,6 +309,57 @@ function jobView(id) {
   return () => { stopped = true; aborter.abort(); };
 }
 
+function schedulesView() {
+  let shown = "";
+  let load = async () => {};
+  const act = (name, what, label) => el("button", {
+    class: "small", id: "schedule-" + what + "-" + name,
+    onclick: async (ev) => {
+      ev.target.disabled = true;
+      try {
+        const answer = await api("POST", "/v2/schedules/" + encodeURIComponent(name) + "/" + what);
+        notice(what === "trigger" ? "Fired: job " + answer.id : "Schedule " + name + " " + what + "d");
+        shown = "";
+        await load();
+      } catch (e) { notice(e.message); ev.target.disabled = false; }
+    } }, label);
+  const trigger = (s) => s.trigger.cron
+    ? "cron " + s.trigger.cron.cron + (s.trigger.cron.tz !== "UTC" ? " (" + s.trigger.cron.tz + ")" : "")
+    : "every " + (s.trigger.every.every / 1000) + " s";
+  load = async () => {
+    const answer = await api("GET", "/v2/schedules");
+    // The last job's status, one call per schedule that has fired.
+    const rows = await Promise.all(answer.schedules.map(async (s) => {
+      let status = null;
+      if (s.last_job_id) {
+        try { status = (await api("GET", "/v2/tasks/" + s.last_job_id)).status; } catch (e) { status = null; }
+      }
+      return [s, status];
+    }));
+    const text = JSON.stringify(rows);
+    if (text === shown && document.getElementById("schedules")) return;
+    shown = text;
+    const table = el("table", { id: "schedules" },
+      el("thead", {}, el("tr", {}, ["Name", "Queue", "Type", "When", "Next fire", "Last fire", "Last job", ""]
+        .map((h) => el("th", {}, h)))),
+      el("tbody", {}, rows.map(([s, status]) => el("tr", { id: "schedule-" + s.name },
+        el("td", {}, s.name, s.paused ? el("span", { class: "status status-cancelled" }, "paused") : null),
+        el("td", {}, s.job.queue), el("td", {}, s.job.job_type), el("td", {}, trigger(s)),
+        el("td", { id: "schedule-next-" + s.name }, when(s.next_fire_time)),
+        el("td", {}, when(s.last_fire_time)),
+        el("td", {}, s.last_job_id
+          ? [el("a", { href: "#/job/" + s.last_job_id }, s.last_job_id.slice(0, 8) + "…"), " ",
+             status ? statusBadge(status, "schedule-last-status-" + s.name) : "expired"]
+          : "—"),
+        el("td", {}, s.paused ? act(s.name, "resume", "Resume") : act(s.name, "pause", "Pause"), " ",
+          act(s.name, "trigger", "Fire now"))))));
+    show(el("h1", {}, "Schedules"),
+      el("p", {}, "Jobs fired on a cron pattern or an interval, once per fire time, by whichever worker gets there first."),
+      answer.schedules.length ? table : el("p", { class: "empty", id: "schedules" }, "No schedules."));
+  };
+  return every(3000, load);
+}
+
 // ---- Routing -------------------------------------------------------------------
 
 function route() {
@@ -320,6 +372,7 @@ function route() {
   if (view === "job" && arg) stopView = jobView(decodeURIComponent(arg));
   else if (view === "jobs") stopView = jobsView(params);
   else if (view === "dead") stopView = deadView();
+  else if (view === "schedules") stopView = schedulesView();
   else stopView = queuesView();
 }
 
