@@ -3,14 +3,14 @@
 //! (The lifecycle suite runs each of its tests on a cluster too.)
 
 use std::collections::BTreeSet;
-use std::process::Command;
+
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tether_model::{ErrorCode, JobSpec, Phase};
 use tether_store::{Outcome, RenewStatus, SCRIPTS, Store, StoreConfig};
 use tether_suite::*;
-use tether_testkit::{RedisCluster, tether_bin};
+use tether_testkit::RedisCluster;
 
 const T: Duration = Duration::from_secs(30);
 
@@ -153,21 +153,6 @@ async fn every_script_runs_in_one_slot_on_the_cluster() {
         let problems = store.check_consistency(&queue).await.unwrap();
         assert!(problems.is_empty(), "after {name}: {problems:?}");
     }
-}
-
-fn tether(cluster: &RedisCluster, args: &[&str]) -> String {
-    let out = Command::new(tether_bin())
-        .args(args)
-        .args(["--redis", &cluster.url()])
-        .env_remove("TETHER_CONFIG")
-        .output()
-        .expect("run tether");
-    assert!(
-        out.status.success(),
-        "tether {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

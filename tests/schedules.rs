@@ -454,21 +454,6 @@ on_every_topology!(
     owners_see_only_their_own_schedules,
 );
 
-fn tether(redis: &RedisServer, args: &[&str]) -> String {
-    let out = std::process::Command::new(tether_testkit::tether_bin())
-        .args(args)
-        .args(["--redis", &redis.url()])
-        .env_remove("TETHER_CONFIG")
-        .output()
-        .expect("run tether");
-    assert!(
-        out.status.success(),
-        "tether {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_creates_shows_and_operates_schedules() {
     let redis = RedisServer::start(RedisOptions::default());

@@ -299,6 +299,23 @@ fn start_serving(what: &str, command: impl Fn(u16) -> Command) -> (ChildGuard, u
     panic!("a tether {what} process did not start (see its stderr above)");
 }
 
+/// Runs `tether ARGS --redis <redis>` to completion; asserts it succeeded and returns
+/// what it printed.
+pub fn tether(redis: &impl RedisEndpoint, args: &[&str]) -> String {
+    let out = Command::new(tether_bin())
+        .args(args)
+        .args(["--redis", &redis.url()])
+        .env_remove("TETHER_CONFIG")
+        .output()
+        .expect("run tether");
+    assert!(
+        out.status.success(),
+        "tether {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// Asserts that every queue's records, stream, indexes and counters agree.
 pub async fn assert_consistent(redis: &impl RedisEndpoint) {
     let store = store(redis).await;

@@ -1,50 +1,21 @@
 //! `/v2/schedules`: create, list, show, PATCH, pause, resume, trigger and delete,
 //! owner-scoped like tasks, and firings that show in the task bodies.
 
+mod common;
+use common::call_as as call;
+
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
-use http_body_util::BodyExt;
-use serde_json::{Value, json};
+use axum::http::StatusCode;
+use serde_json::json;
 use tether_api::{ApiConfig, Auth};
 use tether_producer::Producer;
 use tether_store::{Store, StoreConfig};
 use tether_testkit::{RedisOptions, RedisServer};
 use tether_worker::{CancellationToken, Worker};
-use tower::ServiceExt;
 
 const ALICE: &str = "alice-token-0123456789";
 const BOB: &str = "bob-token-0123456789";
-
-async fn call(
-    app: &Router,
-    method: &str,
-    uri: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(header::AUTHORIZATION, format!("Bearer {token}"));
-    let req = match body {
-        Some(b) => req
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(b.to_string())),
-        None => req.body(Body::empty()),
-    }
-    .unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(30), app.clone().oneshot(req))
-        .await
-        .expect("answered in time")
-        .unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    (status, value)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedules_through_the_api() {

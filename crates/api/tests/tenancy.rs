@@ -1,19 +1,19 @@
 //! Owners (tenants) of one API are mutually untrusted: nothing one owner sends can
 //! reveal, block or exhaust another owner's tasks. Admins are trusted.
 
+mod common;
+use common::call_as as call;
+
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 use tether_api::{ApiConfig, Auth};
 use tether_producer::Producer;
 use tether_store::{Store, StoreConfig};
 use tether_testkit::{RedisOptions, RedisServer};
 use tether_worker::{CancellationToken, Worker};
-use tower::ServiceExt;
 
 const ALICE: &str = "alice-token-0123456789";
 const BOB: &str = "bob-token-0123456789";
@@ -75,35 +75,6 @@ async fn env_with(
 
 async fn env(with_worker: bool) -> Env {
     env_with(with_worker, |_| {}, |_| {}).await
-}
-
-async fn call(
-    app: &Router,
-    method: &str,
-    uri: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(header::AUTHORIZATION, format!("Bearer {token}"));
-    let req = match body {
-        Some(b) => req
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(b.to_string())),
-        None => req.body(Body::empty()),
-    }
-    .unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(30), app.clone().oneshot(req))
-        .await
-        .expect("answered in time")
-        .unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let value = serde_json::from_slice(&bytes)
-        .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
-    (status, value)
 }
 
 async fn create(app: &Router, token: &str, body: Value) -> String {
