@@ -161,8 +161,9 @@ async fn execute(shared: &Shared, claimed: Claimed, slot: &Arc<Slot>) -> Option<
         _ = slot.lost.cancelled() => None,
         _ = self_fence(slot, shared.config.lease_ttl) => {
             tracing::warn!(job = %slot.lease.id, "lease not confirmed renewed in time: stopping the job (self-fence)");
+            // The lease is left to lapse: the reaper takes the job back and counts the
+            // attempt, which did run (handing it back would run it again uncounted).
             slot.lost.cancel();
-            hand_back_fenced(shared, &slot.lease);
             None
         }
         _ = shared.abandon.cancelled() => {
@@ -188,19 +189,6 @@ async fn execute(shared: &Shared, claimed: Claimed, slot: &Arc<Slot>) -> Option<
         }),
     };
     outcome.map(Ran::Outcome)
-}
-
-/// After a self-fence, tries to hand the lease back at once (fenced: a no-op when the
-/// lease is already gone), so the job runs again without waiting for the reaper and
-/// without spending an attempt. Best effort, in the background: the connection may be
-/// the very thing that stalled.
-fn hand_back_fenced(shared: &Shared, lease: &Lease) {
-    let (store, lease) = (shared.store.clone(), lease.clone());
-    let limit = shared.config.lease_ttl;
-    tokio::spawn(async move {
-        let leases = [(lease.id, lease.token.clone())];
-        let _ = tokio::time::timeout(limit, store.release(&lease.queue, &leases)).await;
-    });
 }
 
 /// The self-fence's margin: the lease is taken to be safe for `lease_ttl` less this,
