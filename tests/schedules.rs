@@ -539,3 +539,42 @@ async fn the_cli_creates_shows_and_operates_schedules() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid cron pattern"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_cannot_create_unbounded_or_oversized_schedules() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let admin = producer(&redis).await;
+    let mallory = admin.for_owner("mallory");
+    let limit = tether_store::MAX_SCHEDULES_PER_OWNER;
+    let creates = (0..limit).map(|i| mallory.create_schedule(every(&format!("s{i}"), "m", 3600)));
+    for created in futures::future::join_all(creates).await {
+        created.unwrap();
+    }
+    let err = mallory
+        .create_schedule(every("one-more", "m", 3600))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("TooManySchedules"), "{err}");
+    // Another owner is not held back, and replacing an existing schedule still works.
+    admin
+        .for_owner("alice")
+        .create_schedule(every("s0", "m", 60))
+        .await
+        .unwrap();
+    mallory.update_schedule(every("s0", "m", 60)).await.unwrap();
+    // An input over the payload limit is refused at creation, not at every firing.
+    let huge = ScheduleSpec::new(
+        "huge",
+        JobSpec::new("noop")
+            .input(&"x".repeat(2 * 1024 * 1024))
+            .unwrap(),
+        Trigger::every(Duration::from_secs(60)).unwrap(),
+    );
+    let err = admin
+        .for_owner("bob")
+        .create_schedule(huge)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("PayloadTooLarge"), "{err}");
+    assert!(admin.for_owner("bob").schedules().await.unwrap().is_empty());
+}

@@ -131,6 +131,11 @@ impl From<StoreError> for ApiError {
                 "QuotaExceeded",
                 e.to_string(),
             ),
+            e @ StoreError::TooManySchedules { .. } => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManySchedules",
+                e.to_string(),
+            ),
             e @ StoreError::BeyondHorizon { .. } => {
                 ApiError::new(StatusCode::BAD_REQUEST, "BeyondHorizon", e.to_string())
             }

@@ -11,6 +11,9 @@ pub enum StoreError {
     /// No such job (or it belongs to another owner).
     #[error("NotFound: no job {0}")]
     NotFound(String),
+    /// The owner has as many schedules as one owner may have.
+    #[error("TooManySchedules: an owner may have at most {limit} schedules")]
+    TooManySchedules { limit: usize },
     /// A schedule of that name already exists (for this owner).
     #[error("Conflict: a schedule named {0} exists")]
     ScheduleExists(String),

@@ -43,7 +43,7 @@ pub use codec::{decode, encode};
 pub use error::StoreError;
 pub use keys::LAYOUT_VERSION;
 pub use list::{ListQuery, Page, SortDir, SortKey};
-pub use schedules::{DueSchedule, PutMode, StoredSchedule};
+pub use schedules::{DueSchedule, MAX_SCHEDULES_PER_OWNER, PutMode, StoredSchedule};
 pub use scripts::SCRIPTS;
 pub use worker_ops::{
     Claimed, FinishOutcome, Lease, LeaseError, LeaseToken, MAX_BATCH, Outcome, Reaped, RenewStatus,

@@ -62,6 +62,10 @@ pub struct DueSchedule {
     pub last_job_id: Option<JobId>,
 }
 
+/// Most schedules one owner may have: every schedule costs each worker's scheduler a
+/// look, and one firing every second at the most.
+pub const MAX_SCHEDULES_PER_OWNER: usize = 1000;
+
 /// What `put_schedule` may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutMode {
@@ -122,6 +126,8 @@ impl Store {
         let member = member(owner, &spec.name)?;
         let mut spec = spec.clone();
         spec.job.owner = owner.map(str::to_owned);
+        // Refused now, not at every firing: an input over the payload limit.
+        self.prepare(&spec.job, None)?;
         let now = self.redis_now().await?;
         let anchor = match mode {
             PutMode::Create => now,
@@ -148,6 +154,8 @@ impl Store {
                         PutMode::Create => "create",
                         PutMode::Replace => "replace",
                     })
+                    .arg(format!("{}/", owner.unwrap_or("")))
+                    .arg(MAX_SCHEDULES_PER_OWNER)
                     .invoke_async(&mut self.conn())
                     .await?)
             })
@@ -158,6 +166,9 @@ impl Store {
                 .await?
                 .ok_or_else(|| StoreError::NotFound(spec.name.clone())),
             "EXISTS" => Err(StoreError::ScheduleExists(spec.name.clone())),
+            "LIMIT" => Err(StoreError::TooManySchedules {
+                limit: MAX_SCHEDULES_PER_OWNER,
+            }),
             _ => Err(StoreError::NotFound(spec.name.clone())),
         }
     }

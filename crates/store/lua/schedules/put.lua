@@ -1,16 +1,22 @@
 -- Create or replace a schedule.
 -- KEYS: all, due, the schedule's hash. ARGV: member, spec (JSON), anchor ms, next fire ms
 -- (-1: none), mode ('create': refuse an existing one; 'replace': must exist, keeps its
--- history; 'upsert').
--- Returns 'OK', 'EXISTS' or 'NOT_FOUND'.
+-- history), the owner's member prefix ('<owner>/'), the most schedules one owner may have.
+-- Returns 'OK', 'EXISTS', 'NOT_FOUND' or 'LIMIT'.
 local K_ALL, K_DUE, K_S = KEYS[1], KEYS[2], KEYS[3]
 local member, spec, anchor, nxt, mode = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local owner_prefix, limit = ARGV[6], tonumber(ARGV[7])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local v = redis.call('HMGET', K_S, 'spec', 'paused')
 local exists = v[1] ~= false
 if exists and mode == 'create' then return 'EXISTS' end
 if not exists and mode == 'replace' then return 'NOT_FOUND' end
+-- '0' is the character after '/': the range holds the members '<owner>/…'.
+if not exists and redis.call('ZLEXCOUNT', K_ALL, '[' .. owner_prefix,
+    '(' .. string.sub(owner_prefix, 1, -2) .. '0') >= limit then
+  return 'LIMIT'
+end
 local paused = exists and v[2] == '1'
 if exists then
   redis.call('HSET', K_S, 'spec', spec, 'next', nxt, 'ut', now, 'lease', 0)
