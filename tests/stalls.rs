@@ -208,14 +208,7 @@ async fn a_worker_whose_connection_freezes_stops_its_job_before_the_lease_can_la
 
 /// Leases `n` jobs to a worker that never comes back, with a lease of `ttl`.
 async fn leased_to_a_dead_worker(store: &Store, n: usize, ttl: Duration) -> Instant {
-    let specs: Vec<JobSpec> = (0..n)
-        .map(|_| {
-            JobSpec::new("tracked")
-                .queue("stalls")
-                .input(&vec![0u64])
-                .unwrap()
-        })
-        .collect();
+    let specs = vec![tracked(&[0]); n];
     store.enqueue_many(&specs).await.unwrap();
     let mut leased = 0;
     while leased < n {
@@ -267,14 +260,7 @@ async fn expiry_keeps_pace_with_thousands_of_finished_jobs() {
     let store = Store::connect(config).await.unwrap();
     let producer = Producer::from_store(store.clone());
     let n = 8000;
-    let specs: Vec<JobSpec> = (0..n)
-        .map(|_| {
-            JobSpec::new("tracked")
-                .queue("stalls")
-                .input(&vec![0u64])
-                .unwrap()
-        })
-        .collect();
+    let specs = vec![tracked(&[0]); n];
     let reap_interval = Duration::from_millis(1000);
     let runs = Runs::default();
     let (stop, handle) = start_worker(store.clone(), "w", &runs, |b| {

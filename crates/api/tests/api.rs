@@ -1,5 +1,8 @@
 //! The REST API against a real Redis and a real worker.
 
+mod common;
+use common::call;
+
 use std::time::Duration;
 
 use axum::Router;
@@ -61,32 +64,6 @@ async fn env(with_worker: bool) -> Env {
         tokio::spawn(async move { worker.run(token).await.unwrap() });
     }
     Env { redis, app, stop }
-}
-
-async fn call(
-    app: &Router,
-    method: &str,
-    uri: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut req = Request::builder().method(method).uri(uri);
-    if let Some(t) = token {
-        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
-    }
-    let req = match body {
-        Some(b) => req
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(b.to_string())),
-        None => req.body(Body::empty()),
-    }
-    .unwrap();
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let value = serde_json::from_slice(&bytes)
-        .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
-    (status, value)
 }
 
 async fn create(app: &Router, token: &str, body: Value) -> Value {

@@ -2,6 +2,9 @@
 //! nothing, bounded metric labels, tokens-file checks, connection timeouts,
 //! caps on event streams and shared pub/sub connections.
 
+mod common;
+use common::call;
+
 use std::time::Duration;
 
 use axum::Router;
@@ -69,28 +72,6 @@ async fn send(app: &Router, req: Request<Body>) -> (StatusCode, axum::http::Head
     let value = serde_json::from_slice(&bytes)
         .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
     (status, headers, value)
-}
-
-async fn call(
-    app: &Router,
-    method: &str,
-    uri: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut req = Request::builder().method(method).uri(uri);
-    if let Some(t) = token {
-        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
-    }
-    let req = match body {
-        Some(b) => req
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(b.to_string())),
-        None => req.body(Body::empty()),
-    }
-    .unwrap();
-    let (status, _, value) = send(app, req).await;
-    (status, value)
 }
 
 // ---------------------------------------------------------------------------
