@@ -14,7 +14,7 @@ use tether_producer::{CatchUp, JobSpec, Overlap, Producer, Schedule, ScheduleSpe
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::routes::{Authed, Span, json_body, parse_id};
+use crate::routes::{Authed, Span, json_body};
 
 /// `POST /v2/schedules` body, and `PATCH /v2/schedules/{name}` (where every field is
 /// optional: the ones given replace the schedule's).
@@ -199,18 +199,26 @@ pub async fn list_schedules(
     ))
 }
 
-async fn one(
-    state: &AppState,
-    caller: &crate::auth::Caller,
-    name: &str,
-) -> Result<Schedule, ApiError> {
-    scoped(state, caller).schedule(name).await.map_err(|e| {
+/// A producer error, with "not found" naming the schedule (not a task).
+fn about(name: &str) -> impl FnOnce(tether_producer::Error) -> ApiError + '_ {
+    move |e| {
         if e.is_not_found() {
             schedule_not_found(name)
         } else {
             e.into()
         }
-    })
+    }
+}
+
+async fn one(
+    state: &AppState,
+    caller: &crate::auth::Caller,
+    name: &str,
+) -> Result<Schedule, ApiError> {
+    scoped(state, caller)
+        .schedule(name)
+        .await
+        .map_err(about(name))
 }
 
 #[utoipa::path(get, path = "/v2/schedules/{name}", tag = "schedules", params(("name" = String, Path)),
@@ -260,8 +268,10 @@ pub async fn delete_schedule(
     Authed(caller): Authed,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    one(&state, &caller, &name).await?;
-    scoped(&state, &caller).delete_schedule(&name).await?;
+    scoped(&state, &caller)
+        .delete_schedule(&name)
+        .await
+        .map_err(about(&name))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -272,8 +282,10 @@ pub async fn pause_schedule(
     Authed(caller): Authed,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    one(&state, &caller, &name).await?;
-    scoped(&state, &caller).pause_schedule(&name).await?;
+    scoped(&state, &caller)
+        .pause_schedule(&name)
+        .await
+        .map_err(about(&name))?;
     Ok(Json(schedule_body(&one(&state, &caller, &name).await?)))
 }
 
@@ -285,8 +297,10 @@ pub async fn resume_schedule(
     Authed(caller): Authed,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    one(&state, &caller, &name).await?;
-    scoped(&state, &caller).resume_schedule(&name).await?;
+    scoped(&state, &caller)
+        .resume_schedule(&name)
+        .await
+        .map_err(about(&name))?;
     Ok(Json(schedule_body(&one(&state, &caller, &name).await?)))
 }
 
@@ -298,11 +312,10 @@ pub async fn trigger_schedule(
     Authed(caller): Authed,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    one(&state, &caller, &name).await?;
     let producer = scoped(&state, &caller);
-    let id = producer.trigger_now(&name).await?;
+    let id = producer.trigger_now(&name).await.map_err(about(&name))?;
     let job = producer
-        .get(parse_id(&id.to_string())?)
+        .get(id)
         .await?
         .ok_or_else(|| ApiError::not_found(id))?;
     Ok((
