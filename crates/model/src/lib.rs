@@ -19,6 +19,7 @@
 //! ```
 
 mod error_code;
+mod flow;
 mod id;
 mod job;
 pub mod labels;
@@ -29,10 +30,13 @@ pub mod schedule;
 mod spec;
 
 pub use error_code::ErrorCode;
+pub use flow::{LimitsPatch, MAX_LIMIT, QueueSettings, SettingsError, parse_limit};
 pub use id::{JobId, ParseJobIdError};
 pub use job::{Job, Phase, Status};
 pub use retry::RetryPolicy;
-pub use spec::{JobSpec, SpecError, validate_queue_name};
+pub use spec::{
+    DEFAULT_PRIORITY, JobSpec, MAX_PRIORITY, SpecError, StartBy, validate_group, validate_queue_name,
+};
 
 /// Default lease duration a worker holds a claimed job for.
 pub const DEFAULT_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
