@@ -84,7 +84,7 @@ local function writable(...)
       fail('WRONGTYPE ' .. key .. ' holds a ' .. t .. ', not a ' .. TYPES[key] .. '; nothing was changed')
     end
     if key == K_COUNTS and t == 'hash' then
-      for _, n in ipairs(redis.call('HMGET', key, 'success', 'failure', 'cancelled')) do
+      for _, n in ipairs(redis.call('HMGET', key, 'success', 'failure', 'cancelled', 'queued')) do
         if not string.match(n or '0', '^%-?%d+$') then
           fail('ERR ' .. key .. ' holds a count that is not an integer; nothing was changed')
         end
@@ -105,13 +105,6 @@ end
 -- Only jobs with a watcher (field w = 1, set by watch.lua) pay for the PUBLISH.
 local function notify(id, watched)
   if watched == '1' then redis.call('PUBLISH', PREFIX .. 'ev:' .. id, '1') end
-end
-
--- Make a job ready now: a fresh stream entry whose id the record remembers, so
--- a claim can tell a live entry from a stale one.
-local function make_ready(key, id, now)
-  local sid = redis.call('XADD', K_STREAM, '*', 'j', id)
-  redis.call('HSET', key, 'st', 'pending', 'sid', sid, 'ut', int(now))
 end
 
 -- Index updates collected while a script handles its jobs and applied by flush() in

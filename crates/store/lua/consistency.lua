@@ -39,8 +39,16 @@ local function page(key)
   return redis.call('ZRANGE', key, start, start + n - 1, 'WITHSCORES')
 end
 
+-- Whether a pending job's list (or held) entry is where its record says: its list is
+-- in its priority's ring (a point lookup; the entry itself would need a list walk).
+local function listed(v)
+  local p, g = v[5] or '5', v[6] or ''
+  if v[2] == 'H' then return redis.call('EXISTS', held_list(v[7] or '')) == 1 end
+  return redis.call('ZSCORE', ring_key(p), g) ~= false and redis.call('EXISTS', ready_list(p, g)) == 1
+end
+
 local function check_job(id)
-  local v = read_job(job_key(id), 'st', 'sid', 'dead', 'pg')
+  local v = read_job(job_key(id), 'st', 'sid', 'dead', 'pg', 'pri', 'grp', 'type')
   if not v then return problem('job ' .. id .. ' is not a hash') end
   local st = v[1]
   if not st then return problem('job ' .. id .. ' is indexed but has no record') end
@@ -50,10 +58,18 @@ local function check_job(id)
   local done = redis.call('ZSCORE', K_DONE, id) ~= false
   local dead = redis.call('ZSCORE', K_DEAD, id) ~= false
   if st == 'processing' and not leased then problem('processing job ' .. id .. ' has no lease') end
+  -- A running job of a group missing from the group's lease set would not count
+  -- against the group's concurrency limit.
+  if st == 'processing' and v[6] and not redis.call('ZSCORE', group_leases(v[6]), id) then
+    problem('processing job ' .. id .. ' is missing from the lease set of group ' .. v[6])
+  end
   if st ~= 'processing' and leased then problem(st .. ' job ' .. id .. ' holds a lease') end
   if st == 'pending' then
     local ready = false
-    if v[2] then
+    if v[2] == 'L' or v[2] == 'H' then
+      ready = listed(v)
+      if not ready then problem('pending job ' .. id .. ' is not in the list its record names') end
+    elseif v[2] then
       local entry = redis.call('XRANGE', K_STREAM, v[2], v[2])[1]
       ready = entry ~= nil and entry[2][2] == id
     end
@@ -78,7 +94,9 @@ if phase == 'stream' then
   local entries = redis.call('XRANGE', K_STREAM, from, '+', 'COUNT', n)
   for _, e in ipairs(entries) do
     local id = e[2][2]
-    if not redis.call('ZSCORE', K_JOBS, id) then
+    if e[2][1] == 'd' then
+      -- A wake-up entry for workers (a job went to a list); claims trim it.
+    elseif not redis.call('ZSCORE', K_JOBS, id) then
       problem('stream holds unknown job ' .. id)
     else
       local v = read_job(job_key(id), 'st', 'sid')

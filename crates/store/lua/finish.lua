@@ -25,7 +25,8 @@ for i = 3, #ARGV, 8 do
     plan.duplicate = earlier
   else
     first_of[id .. ' ' .. token] = plan
-    local v, refusal = check_lease(job_key(id), token, 'att', 'max', 'creq', 'w', 'owner')
+    local v, refusal = check_lease(job_key(id), token, 'att', 'max', 'creq', 'w', 'owner', 'pri', 'grp')
+    if v and kind == 'error' then routable(v[9], v[10]) end
     if refusal == 'ALREADY' then
       refusal = 'ALREADY:' .. (read_job(job_key(id), 'st')[1] or '')
     end
@@ -40,6 +41,7 @@ local function finish_one(plan)
   if not v then return plan.refusal end
   local key = job_key(id)
   local watched = v[7]
+  if plan.kind ~= 'cancelled' or v[6] == '1' then leave_group(v[10], id) end
   if plan.kind == 'success' then
     finalize(key, id, 'success', now, retention, watched, {'res', a[1]}, v[8])
     return 'OK'
@@ -63,7 +65,7 @@ local function finish_one(plan)
       redis.call('HSET', key, 'st', 'pending', 'ra', due, 'ut', int(now))
       redis.call('ZADD', K_DELAYED, due, id)
     else
-      make_ready(key, id, now)
+      make_ready(key, id, now, v[9], v[10])
     end
     notify(id, watched)
     return 'RETRY'

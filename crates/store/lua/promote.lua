@@ -7,11 +7,14 @@ local now = now_ms()
 local ids = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', now, 'LIMIT', 0, limit)
 local ready = {}
 for _, id in ipairs(ids) do
-  local v = read_job(job_key(id), 'st')
-  if v and v[1] == 'pending' then ready[#ready + 1] = id end
+  local v = read_job(job_key(id), 'st', 'pri', 'grp')
+  if v and v[1] == 'pending' then
+    routable(v[2], v[3])
+    ready[#ready + 1] = {id, v[2], v[3]}
+  end
 end
 -- Writes: the stream entries first (denyoom), then the index removal.
-for _, id in ipairs(ready) do make_ready(job_key(id), id, now) end
+for _, job in ipairs(ready) do make_ready(job_key(job[1]), job[1], now, job[2], job[3]) end
 call_chunked('ZREM', K_DELAYED, nil, ids)
 local next_due = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
 if next_due[2] then return {#ids, math.max(0, tonumber(next_due[2]) - now)} end

@@ -13,8 +13,9 @@ local ids = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now, 'LIMIT', 0, limit
 -- Phase 1: read every record.
 local lapsed, stale = {}, 0
 for _, id in ipairs(ids) do
-  local v = read_job(job_key(id), 'st', 'att', 'max', 'creq', 'wk', 'w', 'ep', 'owner')
+  local v = read_job(job_key(id), 'st', 'att', 'max', 'creq', 'wk', 'w', 'ep', 'owner', 'pri', 'grp')
   if v and v[1] == 'processing' then
+    routable(v[9], v[10])
     lapsed[#lapsed + 1] = {id, v}
   else
     push(unleased, id) -- a stale lease entry
@@ -28,6 +29,7 @@ for _, job in ipairs(lapsed) do
   local id, v = job[1], job[2]
   local key = job_key(id)
   redis.call('HSET', key, 'ep', int((tonumber(v[7]) or 0) + 1), 'tk', '')
+  leave_group(v[10], id)
   local msg = 'lease expired: worker ' .. (v[5] or '?') .. ' stopped renewing it'
   if v[4] == '1' then
     finalize(key, id, 'cancelled', now, retention, v[6], {'ec', 'RequestCanceled', 'msg', msg}, v[8])
@@ -35,7 +37,7 @@ for _, job in ipairs(lapsed) do
   elseif (tonumber(v[2]) or 0) < (tonumber(v[3]) or 0) then
     redis.call('HSET', key, 'ec', 'LeaseExpired', 'msg', msg)
     push(unleased, id)
-    make_ready(key, id, now)
+    make_ready(key, id, now, v[9], v[10])
     notify(id, v[6])
     requeued[#requeued + 1] = id
   else

@@ -16,8 +16,11 @@ for i = 4, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   if not seen[id] then
     seen[id] = true
-    local v = check_lease(job_key(id), token, 'creq', 'w', 'att', 'hb', 'owner')
-    if v then held[#held + 1] = {id, v} end
+    local v = check_lease(job_key(id), token, 'creq', 'w', 'att', 'hb', 'owner', 'pri', 'grp')
+    if v then
+      routable(v[9], v[10])
+      held[#held + 1] = {id, v}
+    end
   end
 end
 
@@ -25,6 +28,7 @@ end
 for _, job in ipairs(held) do
   local id, v = job[1], job[2]
   local key = job_key(id)
+  leave_group(v[10], id)
   if v[4] == '1' then
     finalize(key, id, 'cancelled', now, retention, v[5], {'ec', 'RequestCanceled', 'msg', 'cancelled on request'}, v[8])
   else
@@ -36,7 +40,7 @@ for _, job in ipairs(held) do
       redis.call('HSET', key, 'st', 'pending', 'ra', due, 'ut', now, 'hb', bounces)
       redis.call('ZADD', K_DELAYED, due, id)
     else
-      make_ready(key, id, now)
+      make_ready(key, id, now, v[9], v[10])
     end
     notify(id, v[5])
   end

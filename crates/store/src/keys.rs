@@ -85,6 +85,18 @@ impl QueueKeys {
     pub fn used(&self) -> String {
         format!("{}used", self.prefix)
     }
+    /// Flow control: limits and pause state (hash; see `lua/flow.lua`).
+    pub fn settings(&self) -> String {
+        format!("{}settings", self.prefix)
+    }
+    /// Priorities that have lists (zset scored by priority).
+    pub fn priorities(&self) -> String {
+        format!("{}prios", self.prefix)
+    }
+    /// Starts in the last second, while a rate limit is set (zset by time).
+    pub fn starts(&self) -> String {
+        format!("{}starts", self.prefix)
+    }
     /// Pub/sub channel on which a job's changes are announced (no payload).
     pub fn events(&self, id: &str) -> String {
         format!("{}ev:{id}", self.prefix)
@@ -104,6 +116,9 @@ mod tests {
             keys.owner_jobs("x"),
             keys.active(),
             keys.used(),
+            keys.settings(),
+            keys.priorities(),
+            keys.starts(),
         ]) {
             assert!(key.starts_with("tether:{mail}:"), "{key}");
         }

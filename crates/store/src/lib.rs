@@ -25,6 +25,7 @@ mod check;
 mod codec;
 mod conn;
 mod error;
+mod flow;
 pub mod keys;
 mod list;
 mod schedules;
@@ -37,16 +38,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::{AsyncCommands, Script, ScriptInvocation};
-use tether_model::{Job, JobId, JobSpec, Status};
+use tether_model::{DEFAULT_PRIORITY, Job, JobId, JobSpec, StartBy, Status};
 
 pub use codec::{decode, encode};
 pub use error::StoreError;
+pub use flow::{FlowState, SnoozeOutcome};
 pub use keys::LAYOUT_VERSION;
 pub use list::{ListQuery, Page, SortDir, SortKey};
 pub use schedules::{DueSchedule, MAX_SCHEDULES_PER_OWNER, PutMode, StoredSchedule};
 pub use scripts::SCRIPTS;
 pub use worker_ops::{
-    Claimed, FinishOutcome, Lease, LeaseError, LeaseToken, MAX_BATCH, Outcome, Reaped, RenewStatus,
+    ClaimBatch, Claimed, FinishOutcome, Lease, LeaseError, LeaseToken, MAX_BATCH, Outcome, Reaped, RenewStatus,
     Waiter, WorkerInfo,
 };
 
@@ -367,11 +369,25 @@ impl Store {
             .unwrap_or(0);
         let delay_ms = spec.delay.map(|d| d.as_millis() as u64).unwrap_or(0);
         let fields = codec::spec_fields(spec, input);
+        let (start_by_ms, start_within_ms) = match spec.start_by {
+            Some(StartBy::At(t)) => (t.timestamp_millis().max(1), 0),
+            Some(StartBy::Within(d)) => (0, (d.as_millis() as u64).max(1)),
+            None => (0, 0),
+        };
+        let priority = if spec.priority == DEFAULT_PRIORITY {
+            String::new()
+        } else {
+            spec.priority.to_string()
+        };
         inv.arg(id.to_string())
             .arg(run_at_ms)
             .arg(delay_ms)
             .arg(spec.idempotency_key.as_deref().unwrap_or(""))
             .arg(spec.owner.as_deref().unwrap_or(""))
+            .arg(start_by_ms)
+            .arg(start_within_ms)
+            .arg(priority)
+            .arg(spec.effective_group().unwrap_or(""))
             .arg(fields.len() * 2);
         for (field, value) in fields {
             inv.arg(field).arg(value.as_ref());

@@ -14,6 +14,7 @@ macro_rules! scripts {
         pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
             $($name: Script::new(concat!(
                 include_str!("../lua/common.lua"),
+                include_str!("../lua/flow.lua"),
                 include_str!(concat!("../lua/", stringify!($name), ".lua"))
             )),)*
         });
@@ -44,4 +45,8 @@ scripts!(
     watch,
     consistency,
     forget,
+    deadline,
+    snooze,
+    settings,
+    unhold,
 );
