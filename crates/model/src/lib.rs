@@ -35,7 +35,8 @@ pub use id::{JobId, ParseJobIdError};
 pub use job::{Job, Phase, Status};
 pub use retry::RetryPolicy;
 pub use spec::{
-    DEFAULT_PRIORITY, JobSpec, MAX_PRIORITY, SpecError, StartBy, validate_group, validate_queue_name,
+    DEFAULT_PRIORITY, JobSpec, MAX_PRIORITY, SpecError, StartBy, validate_group,
+    validate_queue_name,
 };
 
 /// Default lease duration a worker holds a claimed job for.

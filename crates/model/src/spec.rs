@@ -354,7 +354,13 @@ mod tests {
             JobSpec::new("t").priority(10).validate(),
             Err(SpecError::Priority(10))
         );
-        assert!(JobSpec::new("t").priority(0).group("tenant-a").validate().is_ok());
+        assert!(
+            JobSpec::new("t")
+                .priority(0)
+                .group("tenant-a")
+                .validate()
+                .is_ok()
+        );
         assert!(JobSpec::new("t").group("").validate().is_err());
         assert!(JobSpec::new("t").group("a\nb").validate().is_err());
         assert!(JobSpec::new("t").group("g".repeat(129)).validate().is_err());

@@ -21,7 +21,7 @@ if v[4] == '1' then
 end
 local due = int(now + math.max(delay, 0))
 redis.call('HSET', key, 'st', 'pending', 'att', int(math.max((tonumber(v[6]) or 1) - 1, 0)),
-  'ra', due, 'ut', int(now), 'tk', '')
+  'ra', due, 'ut', int(now))
 redis.call('HDEL', key, 'eta')
 redis.call('ZADD', K_DELAYED, due, id)
 push(unleased, id)

@@ -158,7 +158,9 @@ impl Store {
         job_type: Option<&str>,
     ) -> Result<QueueSettings, StoreError> {
         let Some(t) = job_type else {
-            return self.change_settings(queue, &[("paused", String::new())]).await;
+            return self
+                .change_settings(queue, &[("paused", String::new())])
+                .await;
         };
         let settings = self
             .change_settings(queue, &[("resume_type", t.to_owned())])
