@@ -19,9 +19,10 @@
 -- queue or type, the queue's concurrency and rate, each group's concurrency and rate,
 -- priorities (lowest number first) and round-robin between the groups of a priority.
 --
--- Returns {now, lease deadline, wait, {id, token, attempts, max, type, input, phase,
+-- Returns {now, lease deadline, wait, reason, {id, token, attempts, max, type, input, phase,
 --          checkpoint, timeout, backoff, created, run_at}...}; wait is -1, or the ms after
--- which a claim may find work that flow control holds back now (paused, at a limit).
+-- which a claim may find work that flow control holds back now, and reason is what held
+-- it back: 'paused', 'concurrency', 'rate', 'group_concurrency' or 'group_rate' ('' = none).
 local count, worker, ttl, claim_id, retention =
   arg_number(2), ARGV[3], arg_number(4), ARGV[5], arg_number(6)
 if not string.match(claim_id, '^%x+$') then fail('ERR the claim id must be hex') end
@@ -41,7 +42,7 @@ local record = redis.call('GET', record_key) -- a wrong type fails here, before 
 local now = now_ms()
 if record and string.sub(record, 1, #claim_id + 1) == claim_id .. ':' then
   -- A resend: answer the jobs of that claim still leased to it.
-  local out = {now, now + ttl, -1}
+  local out = {now, now + ttl, -1, ''}
   for id in string.gmatch(string.sub(record, #claim_id + 2), '[^,]+') do
     local v = read_job(job_key(id), unpack(RESEND_FIELDS))
     if v and v[1] == 'processing' and v[15] == claim_id and v[16] == worker then
@@ -64,28 +65,31 @@ writable(K_STREAM, K_LEASES)
 local settings = redis.call('HMGET', K_SETTINGS, 'paused', 'conc', 'rate', 'gconc', 'grate', 'ptypes')
 local paused, conc, rate, gconc, grate =
   settings[1] == '1', tonumber(settings[2]), tonumber(settings[3]), tonumber(settings[4]), tonumber(settings[5])
-if paused then return {now, deadline, POLL_MS} end
+if paused then return {now, deadline, POLL_MS, 'paused'} end
 local paused_types = {}
 for t in string.gmatch(settings[6] or '', '[^,]+') do paused_types[t] = true end
 
 -- The queue's limits: how many may start now.
-local want, wait = count, -1
-local function limit_wait(ms) if wait < 0 or ms < wait then wait = ms end end
+local want, wait, reason = count, -1, ''
+local function limit_wait(ms, why)
+  if wait < 0 or ms < wait then wait = ms end
+  if reason == '' then reason = why end
+end
 if conc then
   local running = redis.call('ZCOUNT', K_LEASES, '(' .. now, '+inf')
   want = math.min(want, conc - running)
-  if want <= 0 then limit_wait(POLL_MS) end
+  if want <= 0 then limit_wait(POLL_MS, 'concurrency') end
 end
 -- Starts logged in the last second: (now - 1000, now].
-local function window_wait(key, limit)
+local function window_wait(key, limit, why)
   local n = redis.call('ZCOUNT', key, '(' .. (now - 1000), '+inf')
   if n < limit then return limit - n end
   local oldest = redis.call('ZRANGEBYSCORE', key, '(' .. (now - 1000), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-  limit_wait(math.max(1, (tonumber(oldest[2]) or now) + 1000 - now))
+  limit_wait(math.max(1, (tonumber(oldest[2]) or now) + 1000 - now), why)
   return 0
 end
-if rate and want > 0 then want = math.min(want, window_wait(K_STARTS, rate)) end
-if want <= 0 then return {now, deadline, wait} end
+if rate and want > 0 then want = math.min(want, window_wait(K_STARTS, rate, 'rate')) end
+if want <= 0 then return {now, deadline, wait, reason} end
 
 -- Phase 1: choose the jobs (reads only).
 local taken, held, expired = {}, {}, {}
@@ -183,9 +187,9 @@ local function group_room(g)
       end
     end
     n = math.min(n, gconc - running)
-    if n <= 0 then limit_wait(POLL_MS) end
+    if n <= 0 then limit_wait(POLL_MS, 'group_concurrency') end
   end
-  if grate and n > 0 then n = math.min(n, window_wait(group_starts(g), grate)) end
+  if grate and n > 0 then n = math.min(n, window_wait(group_starts(g), grate, 'group_rate')) end
   room[g] = math.max(n, 0)
   return room[g]
 end
@@ -313,7 +317,7 @@ for _, job in ipairs(expired) do
   expire_unstarted(job_key(id), id, now, retention, v[14], v[17])
 end
 
-local out = {now, deadline, wait}
+local out = {now, deadline, wait, reason}
 local starts, group_logs = {}, {}
 for _, job in ipairs(taken) do
   local id, v, g = job[1], job[2], job[3]

@@ -48,8 +48,8 @@ pub use list::{ListQuery, Page, SortDir, SortKey};
 pub use schedules::{DueSchedule, MAX_SCHEDULES_PER_OWNER, PutMode, StoredSchedule};
 pub use scripts::SCRIPTS;
 pub use worker_ops::{
-    ClaimBatch, Claimed, FinishOutcome, Lease, LeaseError, LeaseToken, MAX_BATCH, Outcome, Reaped,
-    RenewStatus, Waiter, WorkerInfo,
+    ClaimBatch, Claimed, FinishOutcome, HeldBack, Lease, LeaseError, LeaseToken, MAX_BATCH,
+    Outcome, Reaped, RenewStatus, Waiter, WorkerInfo,
 };
 
 use keys::QueueKeys;

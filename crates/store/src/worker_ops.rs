@@ -229,9 +229,20 @@ type ClaimRow = (
 #[non_exhaustive]
 pub struct ClaimBatch {
     pub jobs: Vec<Claimed>,
-    /// Set when a paused queue or a limit held back jobs that are ready: claim again
-    /// after this long (a new entry in the stream does not mean they may start).
-    pub held_back: Option<Duration>,
+    /// Set when a paused queue or a limit held back jobs that are ready.
+    pub held_back: Option<HeldBack>,
+}
+
+/// Why and for how long flow control held a claim back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HeldBack {
+    /// Claim again after this long (a new entry in the stream does not mean the held
+    /// jobs may start).
+    pub retry_after: Duration,
+    /// What held it back: `paused`, `concurrency`, `rate`, `group_concurrency` or
+    /// `group_rate` (the first that bound).
+    pub limit: String,
 }
 
 impl Store {
@@ -301,7 +312,7 @@ impl Store {
         worker: &str,
         count: usize,
         ttl: Duration,
-    ) -> Result<(Vec<Claimed>, Option<Duration>), StoreError> {
+    ) -> Result<(Vec<Claimed>, Option<HeldBack>), StoreError> {
         let unanswered = (queue.to_owned(), worker.to_owned());
         let claim_id = self
             .inner
@@ -339,7 +350,7 @@ impl Store {
         count: usize,
         ttl: Duration,
         claim_id: &str,
-    ) -> Result<(Vec<Claimed>, Option<Duration>), StoreError> {
+    ) -> Result<(Vec<Claimed>, Option<HeldBack>), StoreError> {
         let keys = QueueKeys::new(queue);
         let mut inv = Self::invocation(&SCRIPTS.claim, &keys);
         inv.arg(count.clamp(1, MAX_BATCH))
@@ -347,7 +358,7 @@ impl Store {
             .arg(ttl.as_millis() as u64)
             .arg(claim_id)
             .arg(self.config().retention.as_millis() as u64);
-        let (now, deadline, wait, rows): (i64, i64, i64, Vec<ClaimRow>) = {
+        let (now, deadline, wait, reason, rows): (i64, i64, i64, String, Vec<ClaimRow>) = {
             let reply: Vec<redis::Value> = inv.invoke_async(&mut self.conn()).await?;
             let mut it = reply.into_iter();
             let now = it
@@ -365,12 +376,20 @@ impl Store {
                 .map(redis::from_redis_value)
                 .transpose()?
                 .unwrap_or(-1);
+            let reason = it
+                .next()
+                .map(redis::from_redis_value)
+                .transpose()?
+                .unwrap_or_default();
             let rows = it
                 .map(redis::from_redis_value)
                 .collect::<Result<Vec<ClaimRow>, _>>()?;
-            (now, deadline, wait, rows)
+            (now, deadline, wait, reason, rows)
         };
-        let held_back = u64::try_from(wait).ok().map(Duration::from_millis);
+        let held_back = u64::try_from(wait).ok().map(|ms| HeldBack {
+            retry_after: Duration::from_millis(ms),
+            limit: reason,
+        });
         let jobs = rows
             .into_iter()
             .map(

@@ -176,9 +176,11 @@ async fn queue_rate_is_a_sliding_second(topology: Topology) {
     assert_eq!(first.jobs.len(), 3);
     let held = store.claim_batch("q", "w", 10, LONG).await.unwrap();
     assert!(held.jobs.is_empty());
-    let wait = held
+    let held_back = held
         .held_back
         .expect("a rate-limited claim says when to come back");
+    assert_eq!(held_back.limit, "rate");
+    let wait = held_back.retry_after;
     assert!(wait <= Duration::from_millis(1000), "{wait:?}");
     tokio::time::sleep(wait + Duration::from_millis(20)).await;
     assert_eq!(claim(&store, 10).await.len(), 3);
