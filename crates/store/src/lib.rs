@@ -718,9 +718,11 @@ impl Store {
             .idempotent(|| async { Ok(pipe.query_async(&mut self.conn()).await?) })
             .await?;
         let count = |s: Status| counts.get(s.as_str()).copied().unwrap_or(0).max(0) as u64;
+        // Ready jobs wait in the stream or, with a priority or a group, in lists.
+        let listed = counts.get("queued").copied().unwrap_or(0).max(0) as u64;
         Ok(QueueStats {
             queue: queue.to_owned(),
-            pending,
+            pending: pending + listed,
             scheduled,
             processing,
             dead,
