@@ -20,7 +20,13 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 pub use tether_model::schedule::{CatchUp, Overlap, ScheduleSpec, Trigger};
-pub use tether_model::{ErrorCode, Job, JobId, JobSpec, Phase, RetryPolicy, SpecError, Status};
+pub use tether_model::{
+    ErrorCode, Job, JobId, JobSpec, LimitsPatch, Phase, QueueSettings, RetryPolicy, SpecError,
+    StartBy, Status,
+};
+pub use tether_store::FlowState;
+
+mod queues;
 pub use tether_store::{
     CancelOutcome, ListQuery, Page, QueueStats, SortDir, SortKey, StoreConfig, WorkerInfo,
 };
@@ -39,6 +45,9 @@ pub enum Error {
     /// `wait` gave up before the job finished.
     #[error("timed out waiting for job {0}")]
     WaitTimeout(JobId),
+    /// A queue limit out of range; nothing was changed.
+    #[error("invalid queue settings: {0}")]
+    Settings(#[from] tether_model::SettingsError),
     /// The call is for administrators: a producer scoped to an owner may not make it.
     #[error("NotPermitted: {0}")]
     NotPermitted(&'static str),
