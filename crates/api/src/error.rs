@@ -100,6 +100,7 @@ impl From<ProducerError> for ApiError {
         match e {
             ProducerError::Store(store) => store.into(),
             ProducerError::Spec(spec) => ApiError::bad_request(spec.to_string()),
+            ProducerError::Settings(e) => ApiError::bad_request(e.to_string()),
             e @ ProducerError::NotPermitted(_) => {
                 ApiError::new(StatusCode::FORBIDDEN, "Forbidden", e.to_string())
             }

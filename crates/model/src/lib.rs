@@ -35,7 +35,7 @@ pub use id::{JobId, ParseJobIdError};
 pub use job::{Job, Phase, Status};
 pub use retry::RetryPolicy;
 pub use spec::{
-    DEFAULT_PRIORITY, JobSpec, MAX_PRIORITY, SpecError, StartBy, validate_group,
+    DEFAULT_PRIORITY, JobSpec, MAX_PRIORITY, SpecError, StartBy, validate_group, validate_job_type,
     validate_queue_name,
 };
 

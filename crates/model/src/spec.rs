@@ -104,6 +104,15 @@ impl std::str::FromStr for StartBy {
     }
 }
 
+/// Checks a job type name: `[A-Za-z0-9_.:-]{1,128}`.
+pub fn validate_job_type(job_type: &str) -> Result<(), SpecError> {
+    if valid_name(job_type, 128, b":") {
+        Ok(())
+    } else {
+        Err(SpecError::JobType(job_type.chars().take(128).collect()))
+    }
+}
+
 /// Checks a group name: 1-128 bytes, none of them a control character.
 pub fn validate_group(group: &str) -> Result<(), SpecError> {
     if !group.is_empty() && group.len() <= 128 && !group.chars().any(char::is_control) {
@@ -289,9 +298,7 @@ impl JobSpec {
     /// Checks every field; storage calls this before writing anything.
     pub fn validate(&self) -> Result<(), SpecError> {
         validate_queue_name(&self.queue)?;
-        if !valid_name(&self.job_type, 128, b":") {
-            return Err(SpecError::JobType(self.job_type.clone()));
-        }
+        validate_job_type(&self.job_type)?;
         if self.max_attempts == 0 {
             return Err(SpecError::MaxAttempts);
         }

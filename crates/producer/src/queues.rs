@@ -62,12 +62,14 @@ impl Producer {
     /// Pauses one job type in a queue; the queue's other types keep running.
     pub async fn pause_type(&self, queue: &str, job_type: &str) -> Result<QueueSettings, Error> {
         self.admin_only("pausing a job type")?;
+        tether_model::validate_job_type(job_type)?;
         Ok(self.store.pause(queue, Some(job_type)).await?)
     }
 
     /// Resumes a paused job type: its jobs become ready again, in their order.
     pub async fn resume_type(&self, queue: &str, job_type: &str) -> Result<QueueSettings, Error> {
         self.admin_only("resuming a job type")?;
+        tether_model::validate_job_type(job_type)?;
         Ok(self.store.resume(queue, Some(job_type)).await?)
     }
 
