@@ -171,14 +171,20 @@ local function token_of(ep, tk)
   return ep
 end
 
--- Checks that `token` is the live lease of a processing job. Read-only.
+-- Checks that `token` is the live lease of a processing job, not lapsed. Read-only.
 -- Returns st, ep, tk and the requested fields (from index 4), or nil plus the refusal:
 --   'ALREADY' when this very lease already recorded its outcome (a resend after a lost reply),
 --   'LOST' when another claim or the reaper has taken the job since (or it is no record).
+local lease_clock
 local function check_lease(key, token, ...)
   local vals = read_job(key, 'st', 'ep', 'tk', ...)
   if not vals or token_of(vals[2], vals[3]) ~= token then return nil, 'LOST' end
   if vals[1] ~= 'processing' then return nil, 'ALREADY' end
+  -- A lapsed lease is lost even before the reaper takes it back: its concurrency slot
+  -- was freed when it lapsed, so another job may hold it now.
+  lease_clock = lease_clock or now_ms()
+  local deadline = redis.call('ZSCORE', K_LEASES, string.sub(key, #PREFIX + 5))
+  if not deadline or tonumber(deadline) < lease_clock then return nil, 'LOST' end
   return vals
 end
 

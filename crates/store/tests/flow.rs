@@ -67,6 +67,7 @@ on_both!(
     a_paused_type_waits_while_others_run,
     start_deadlines_expire_unstarted_jobs,
     a_snooze_does_not_spend_the_attempt,
+    a_lapsed_lease_records_nothing,
 );
 
 async fn lower_priorities_run_first(topology: Topology) {
@@ -358,6 +359,42 @@ async fn a_snooze_does_not_spend_the_attempt(topology: Topology) {
     assert_eq!(
         (tags(&again), again[0].attempts),
         (vec!["sleepy".to_owned()], 1)
+    );
+    clean(&store).await;
+}
+
+/// A lapsed lease frees its slot at once, so it must not record an outcome or renew
+/// afterwards: the job that took the slot would overlap it.
+async fn a_lapsed_lease_records_nothing(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let store = store(&redis).await;
+    let one = LimitsPatch {
+        concurrency: Some(Some(1)),
+        ..Default::default()
+    };
+    store.set_limits("q", &one).await.unwrap();
+    enqueue(&store, job("first")).await;
+    enqueue(&store, job("second")).await;
+    let first = store
+        .claim("q", "w", 1, Duration::from_millis(50))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    assert_eq!(tags(&claim(&store, 1).await), ["second"]);
+    let (_, renewed) = store
+        .renew(
+            "q",
+            &[(first[0].lease.id, first[0].lease.token.clone())],
+            LONG,
+        )
+        .await
+        .unwrap();
+    assert_eq!(renewed, [tether_store::RenewStatus::Lost]);
+    let ok = Outcome::Success(tether_store::encode(&"late").unwrap());
+    let late = store.finish(&first[0].lease, &ok).await;
+    assert!(
+        matches!(late, Err(tether_store::LeaseError::Lost)),
+        "{late:?}"
     );
     clean(&store).await;
 }

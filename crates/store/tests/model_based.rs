@@ -27,13 +27,15 @@ fn op() -> impl Strategy<Value = Op> {
 /// Applies `op` to Redis; returns whether Redis accepted it.
 async fn apply(
     store: &Store,
+    redis: &RedisServer,
     queue: &str,
     spec_id: tether_model::JobId,
     lease: &mut Option<Claimed>,
     op: Op,
 ) -> bool {
-    // Leases are claimed with a 1 ms TTL, so the reaper may take any processing job.
-    let ttl = Duration::from_millis(1);
+    // Leases last until `LeaseExpired` moves their deadline into the past (as time
+    // would): a lapsed lease is lost at once, so a short TTL would lose every lease.
+    let ttl = Duration::from_secs(60);
     let finish = |outcome: Outcome| {
         let lease = lease.clone();
         async move {
@@ -83,7 +85,13 @@ async fn apply(
         }
         Op::Cancel => store.cancel(queue, spec_id, None).await.is_ok(),
         Op::LeaseExpired => {
-            tokio::time::sleep(Duration::from_millis(3)).await;
+            let _: i64 = redis::cmd("ZADD")
+                .arg(format!("tether:{{{queue}}}:leases"))
+                .arg("XX")
+                .arg(1)
+                .arg(spec_id.to_string())
+                .query(&mut redis.connection())
+                .unwrap();
             !store.reap(queue, 10).await.unwrap().is_empty()
         }
         Op::Release => match lease {
@@ -122,7 +130,7 @@ fn scripts_follow_the_state_machine() {
             let mut lease = None;
             for (step, op) in ops.iter().enumerate() {
                 let expected = model.apply(*op).is_ok();
-                let accepted = apply(&store, &queue, id, &mut lease, *op).await;
+                let accepted = apply(&store, &redis, &queue, id, &mut lease, *op).await;
                 let job = store.get(&queue, id).await.unwrap().unwrap();
                 let ctx = format!("step {step} {op:?} after {:?}", &ops[..step]);
                 assert_eq!(accepted, expected, "accept/refuse differs at {ctx}");
