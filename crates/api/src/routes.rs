@@ -258,6 +258,10 @@ pub struct ListParams {
     pub queue: Option<String>,
     /// Tether extension: only dead tasks (failed with no attempts left; re-queueable).
     pub dead: Option<bool>,
+    /// Tether extension: only tasks of this priority (0-9).
+    pub priority: Option<u8>,
+    /// Tether extension: only tasks of this fairness group.
+    pub group: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v2/tasks", tag = "tasks", params(ListParams),
@@ -323,6 +327,8 @@ pub async fn list_tasks(
         job_type: p.task_type.clone(),
         owner: p.owner.clone(),
         dead_only: p.dead.unwrap_or(false),
+        priority: p.priority,
+        group: p.group.clone(),
         sort_key,
         sort_dir,
         limit,
@@ -571,7 +577,29 @@ pub async fn list_queues(
         ));
     }
     let stats = state.producer.stats(&[]).await?;
-    Ok(Json(json!({ "queues": stats })))
+    // Each queue's flow control beside its counts (one read per queue, concurrently).
+    let settings = futures::future::join_all(
+        stats
+            .iter()
+            .map(|s| state.producer.queue_settings(&s.queue)),
+    )
+    .await;
+    let queues: Vec<Value> = stats
+        .iter()
+        .zip(settings)
+        .map(|(s, settings)| {
+            let mut q = serde_json::to_value(s).unwrap_or_default();
+            if let Ok(settings) = settings {
+                q["paused"] = json!(settings.paused);
+                q["paused_types"] = json!(settings.paused_types);
+                for (name, value) in settings.limits() {
+                    q[name] = json!(value);
+                }
+            }
+            q
+        })
+        .collect();
+    Ok(Json(json!({ "queues": queues })))
 }
 
 pub async fn healthz() -> &'static str {
