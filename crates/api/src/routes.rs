@@ -154,6 +154,29 @@ pub struct CreateTask {
     pub name: Option<String>,
     pub description: Option<String>,
     pub cancelable: Option<bool>,
+    /// 0 (runs first) to 9; default 5.
+    pub priority: Option<u8>,
+    /// Fairness group (default: the owner): groups of one priority take turns.
+    pub group: Option<String>,
+    /// Not started by then, the task fails with `Expired`: seconds or text like "30s"
+    /// from now, or an RFC 3339 time.
+    #[schema(value_type = Option<String>)]
+    pub start_by: Option<Value>,
+}
+
+/// `start_by` as given: seconds (a number), a span ("30s") or an RFC 3339 time.
+fn start_by(value: &Value) -> Result<tether_model::StartBy, ApiError> {
+    let invalid =
+        || ApiError::bad_request("start_by: use seconds, a span like \"30s\" or an RFC 3339 time");
+    match value {
+        Value::Number(n) => n
+            .as_f64()
+            .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e9)
+            .map(|s| tether_model::StartBy::Within(std::time::Duration::from_secs_f64(s)))
+            .ok_or_else(invalid),
+        Value::String(s) => s.parse().map_err(|_| invalid()),
+        _ => Err(invalid()),
+    }
 }
 
 #[utoipa::path(post, path = "/v2/tasks", tag = "tasks", request_body = CreateTask,
@@ -221,6 +244,15 @@ pub async fn create_task(
     }
     if let Some(d) = req.description {
         spec = spec.description(d);
+    }
+    if let Some(p) = req.priority {
+        spec = spec.priority(p);
+    }
+    if let Some(g) = req.group {
+        spec = spec.group(g);
+    }
+    if let Some(s) = &req.start_by {
+        spec = spec.start_by(start_by(s)?);
     }
     spec.validate()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
