@@ -1,0 +1,166 @@
+//! Flow control with running workers: a rate limit holds across workers, a priority-0
+//! job overtakes a backlog, a start deadline expires a job no worker claims, a paused
+//! queue starts nothing until resumed. On one Redis and on a three-master cluster.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use tether_model::{ErrorCode, JobSpec, LimitsPatch, Status};
+use tether_suite::*;
+use tether_testkit::TestRedis;
+
+const T: Duration = Duration::from_secs(60);
+
+on_every_topology!(
+    a_rate_limit_holds_across_workers,
+    a_priority_zero_job_overtakes_a_backlog,
+    a_start_deadline_expires_a_job_nobody_claims,
+    a_paused_queue_starts_nothing_until_resumed,
+);
+
+/// The most starts in any window of `width` (from each start forward).
+fn busiest_window(starts: &mut [DateTime<Utc>], width: chrono::Duration) -> usize {
+    starts.sort();
+    (0..starts.len())
+        .map(|i| {
+            starts[i..]
+                .iter()
+                .take_while(|t| **t - starts[i] < width)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+async fn a_rate_limit_holds_across_workers(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let producer = producer(&redis).await;
+    let rate = LimitsPatch {
+        rate: Some(Some(20)),
+        ..Default::default()
+    };
+    producer.set_queue_settings("rated", &rate).await.unwrap();
+    let specs: Vec<JobSpec> = (0..60)
+        .map(|_| JobSpec::new("noop").queue("rated"))
+        .collect();
+    let ids = producer.enqueue_many(specs).await.unwrap();
+    let mut workers = Vec::new();
+    for _ in 0..2 {
+        workers.push(InProcessWorker::start(&redis, |b| b.queues(["rated"]).concurrency(50)).await);
+    }
+    let jobs = all_finished(&producer, &ids, T).await;
+    assert_eq!(count(&jobs, Status::Success), 60);
+    let mut starts: Vec<DateTime<Utc>> = jobs.iter().filter_map(|j| j.started_at).collect();
+    let busiest = busiest_window(&mut starts, chrono::Duration::milliseconds(1000));
+    let span = (starts[starts.len() - 1] - starts[0]).num_milliseconds() as f64 / 1000.0;
+    println!(
+        "rate 20/s: busiest second {busiest} starts; 60 starts over {span:.2} s ({:.1}/s)",
+        59.0 / span
+    );
+    assert!(
+        busiest <= 20,
+        "{busiest} starts in one second under rate 20"
+    );
+    let throttled: u64 = workers
+        .iter()
+        .map(|w| {
+            w.metrics
+                .throttled
+                .with_label_values(&["rated", "rate"])
+                .get()
+        })
+        .sum();
+    assert!(
+        throttled > 0,
+        "no claim was counted as held back by the rate"
+    );
+    for w in workers {
+        w.shutdown().await;
+    }
+    assert_consistent(&redis).await;
+}
+
+async fn a_priority_zero_job_overtakes_a_backlog(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let producer = producer(&redis).await;
+    let backlog: Vec<JobSpec> = (0..40)
+        .map(|_| {
+            JobSpec::new("sleep")
+                .queue("prio")
+                .input_json(json!({"ms": 50}))
+                .priority(9)
+        })
+        .collect();
+    let ids = producer.enqueue_many(backlog).await.unwrap();
+    let worker = InProcessWorker::start(&redis, |b| b.queues(["prio"]).concurrency(1)).await;
+    until_job(&producer, ids[0], T, |j| j.status != Status::Pending).await;
+    let urgent = producer
+        .enqueue(JobSpec::new("noop").queue("prio").priority(0))
+        .await
+        .unwrap();
+    let urgent = finished(&producer, urgent, T).await;
+    let backlog = all_finished(&producer, &ids, T).await;
+    let started_after = backlog
+        .iter()
+        .filter(|j| j.started_at > urgent.started_at)
+        .count();
+    assert!(
+        started_after >= 30,
+        "only {started_after} of 40 priority-9 jobs started after the priority-0 one"
+    );
+    worker.shutdown().await;
+    assert_consistent(&redis).await;
+}
+
+async fn a_start_deadline_expires_a_job_nobody_claims(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let producer = producer(&redis).await;
+    // Nothing of the queue may start; a worker still runs the maintenance pass.
+    producer.pause("late").await.unwrap();
+    let id = producer
+        .enqueue(
+            JobSpec::new("noop")
+                .queue("late")
+                .start_by(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap();
+    let worker = InProcessWorker::start(&redis, |b| b.queues(["late"])).await;
+    let job = finished(&producer, id, Duration::from_secs(10)).await;
+    assert_eq!(job.status, Status::Failure);
+    assert_eq!(job.error_code, Some(ErrorCode::Expired));
+    assert_eq!(job.attempts, 0);
+    assert_eq!(worker.metrics.expired.with_label_values(&["late"]).get(), 1);
+    worker.shutdown().await;
+    assert_consistent(&redis).await;
+}
+
+async fn a_paused_queue_starts_nothing_until_resumed(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let producer = producer(&redis).await;
+    producer.pause("held").await.unwrap();
+    let worker = InProcessWorker::start(&redis, |b| b.queues(["held"])).await;
+    let id = producer
+        .enqueue(JobSpec::new("noop").queue("held"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        producer.get(id).await.unwrap().unwrap().status,
+        Status::Pending
+    );
+    assert!(
+        worker
+            .metrics
+            .throttled
+            .with_label_values(&["held", "paused"])
+            .get()
+            > 0
+    );
+    producer.resume("held").await.unwrap();
+    let job = finished(&producer, id, Duration::from_secs(10)).await;
+    assert_eq!(job.status, Status::Success);
+    worker.shutdown().await;
+    assert_consistent(&redis).await;
+}
