@@ -28,7 +28,9 @@
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = Store::connect(StoreConfig::new("redis://127.0.0.1:6380")).await?;
-//! Worker::builder(store).queues(["default"]).handler("greet", Greet).build()?.run_until_signal().await?;
+//! // Cancel `shutdown` to stop gracefully; the `tether` binary cancels it on SIGTERM or SIGINT.
+//! let shutdown = tether_worker::CancellationToken::new();
+//! Worker::builder(store).queues(["default"]).handler("greet", Greet).build()?.run(shutdown).await?;
 //! # Ok(()) }
 //! ```
 

@@ -140,7 +140,7 @@ pub enum WorkerError {
 ///     .lease_ttl(Duration::from_secs(30))
 ///     .handler("noop", Noop)
 ///     .build()?;
-/// worker.run_until_signal().await
+/// worker.run(tether_worker::CancellationToken::new()).await
 /// # }
 /// ```
 pub struct WorkerBuilder {
