@@ -471,7 +471,7 @@ async fn run_worker(
         }
     };
     let builder = Worker::builder(store).config(config);
-    let worker = tether_worker::demo::register(builder, &ledger)
+    let worker = tether_demo_handlers::register(builder, &ledger)
         .build()
         .map_err(err)?;
     let shutdown =

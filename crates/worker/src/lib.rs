@@ -35,7 +35,6 @@
 //! ```
 
 mod context;
-pub mod demo;
 mod handler;
 mod http;
 pub mod metrics;

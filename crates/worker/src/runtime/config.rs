@@ -131,9 +131,17 @@ pub enum WorkerError {
 /// Builds a [`Worker`].
 ///
 /// ```no_run
+/// # use tether_worker::{Handler, JobContext, JobError, Step};
+/// # struct Noop;
+/// # impl Handler for Noop {
+/// #     type Input = ();
+/// #     type Progress = ();
+/// #     type Output = ();
+/// #     async fn handle(&self, _: &JobContext, _: &()) -> Result<Step<(), ()>, JobError> { Ok(Step::Done(())) }
+/// # }
 /// # async fn demo(store: tether_store::Store) -> Result<(), tether_worker::WorkerError> {
 /// use std::time::Duration;
-/// use tether_worker::{Worker, demo::Noop};
+/// use tether_worker::Worker;
 /// let worker = Worker::builder(store)
 ///     .queues(["default", "mail"])
 ///     .concurrency(64)

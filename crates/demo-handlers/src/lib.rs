@@ -1,4 +1,5 @@
-//! The demo handler set, so a cluster can be exercised without writing Rust.
+//! The demo handler set, so a cluster can be exercised without writing Rust: what
+//! `tether worker` runs, and what the test suites' workers run.
 //!
 //! | type | input | does |
 //! |---|---|---|
@@ -20,9 +21,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tether_worker::{Check, Handler, JobContext, JobError, Step, WorkerBuilder};
 use tokio::sync::OnceCell;
-
-use crate::{Check, Handler, JobContext, JobError, Step, WorkerBuilder};
 
 /// The namespace of every key the demo jobs write: `touch {list}` appends to
 /// `tether-demo:<list>`, `import {ledger}` to `tether-demo:<ledger>`.
