@@ -17,6 +17,7 @@ use crate::JobContext;
 /// What `handle` returns: the job is already done, or it started and `check_complete`
 /// must be polled with this progress object.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Step<P, O> {
     /// Synchronous work: finished with this output.
     Done(O),
@@ -26,6 +27,7 @@ pub enum Step<P, O> {
 
 /// What one `check_complete` call found.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Check<O> {
     /// Finished with this output.
     Done(O),
@@ -44,6 +46,7 @@ pub enum Check<O> {
 /// ```
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{code}: {message}")]
+#[non_exhaustive]
 pub struct JobError {
     pub transient: bool,
     pub code: ErrorCode,
