@@ -206,7 +206,8 @@ pub trait Handler: Send + Sync + 'static {
     }
 }
 
-/// What `WorkerBuilder::handler` and `WorkerBuilder::register` take: every
+/// What [`WorkerBuilder::handler`](crate::WorkerBuilder::handler) and
+/// [`WorkerBuilder::register`](crate::WorkerBuilder::register) take: every
 /// [`OneStep`] and every [`Handler`]. `Kind` only tells the two apart; it is
 /// inferred, never written.
 #[diagnostic::on_unimplemented(
