@@ -7,7 +7,8 @@
 //! * [`machine`] — the transition rules every storage script must enforce;
 //! * [`progress`] — clamping (vSphere `UpdateProgress`) and the ETA estimate (Xen `eta`);
 //! * [`RetryPolicy`] — exponential backoff with jitter, as plain serialisable data;
-//! * [`JobSpec`] — what a producer asks for, validated before it reaches storage;
+//! * [`JobSpec`] — what a producer asks for, validated before it reaches storage,
+//!   and [`JobInput`] — an input type that names its job type;
 //! * [`ErrorCode`] — the machine-readable failure codes;
 //! * [`schedule`] — cron and interval triggers, DST rules and firing ids.
 //!
@@ -32,7 +33,7 @@ pub use error_code::ErrorCode;
 pub use id::{JobId, ParseJobIdError};
 pub use job::{Job, Phase, Status};
 pub use retry::RetryPolicy;
-pub use spec::{JobSpec, SpecError, validate_queue_name};
+pub use spec::{JobInput, JobSpec, SpecError, validate_queue_name};
 
 /// Default lease duration a worker holds a claimed job for.
 pub const DEFAULT_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(30);

@@ -20,7 +20,9 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 pub use tether_model::schedule::{CatchUp, Overlap, ScheduleSpec, Trigger};
-pub use tether_model::{ErrorCode, Job, JobId, JobSpec, Phase, RetryPolicy, SpecError, Status};
+pub use tether_model::{
+    ErrorCode, Job, JobId, JobInput, JobSpec, Phase, RetryPolicy, SpecError, Status,
+};
 pub use tether_store::{
     CancelOutcome, ListQuery, Page, QueueStats, SortDir, SortKey, StoreConfig, WorkerInfo,
 };
