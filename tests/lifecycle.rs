@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
-use tether_model::{ErrorCode, JobSpec, RetryPolicy, Status};
+use tether_model::{ErrorCode, JobInput, JobSpec, RetryPolicy, Status};
 use tether_producer::{CancelOutcome, ListQuery, SortDir};
 use tether_store::StoreError;
 use tether_suite::*;
 use tether_testkit::TestRedis;
-use tether_worker::{Check, Handler, JobContext, JobError, Step};
+use tether_worker::{Check, Handler, JobContext, JobError, OneStep, Step};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -108,15 +108,14 @@ struct Fragile {
     broken: Arc<AtomicBool>,
 }
 
-impl Handler for Fragile {
+impl OneStep for Fragile {
     type Input = ();
-    type Progress = ();
     type Output = &'static str;
-    async fn handle(&self, _: &JobContext, _: &()) -> Result<Step<(), &'static str>, JobError> {
+    async fn run(&self, _: &JobContext, _: ()) -> Result<&'static str, JobError> {
         if self.broken.load(Ordering::SeqCst) {
             Err(JobError::transient("dependency down").with_code("DependencyDown"))
         } else {
-            Ok(Step::Done("fixed"))
+            Ok("fixed")
         }
     }
 }
@@ -254,6 +253,42 @@ async fn handle_runs_once_then_check_is_polled_with_the_progress_object(topology
     assert_consistent(&redis).await;
 }
 
+/// An input that names its job type, for enqueue and registration alike.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Shout {
+    text: String,
+}
+
+impl JobInput for Shout {
+    const TYPE: &'static str = "shout";
+}
+
+struct Shouter;
+
+impl OneStep for Shouter {
+    type Input = Shout;
+    type Output = String;
+    async fn run(&self, _: &JobContext, input: Shout) -> Result<String, JobError> {
+        Ok(input.text.to_uppercase())
+    }
+}
+
+async fn a_job_type_named_by_its_input_is_registered_and_enqueued_under_that_name(
+    topology: Topology,
+) {
+    let redis = TestRedis::start(topology);
+    let producer = producer(&redis).await;
+    let worker = InProcessWorker::start(&redis, |b| b.register(Shouter)).await;
+    let spec = JobSpec::of(&Shout { text: "hi".into() }).unwrap();
+    let job = finished(&producer, producer.enqueue(spec).await.unwrap(), T).await;
+    assert_eq!(
+        (job.job_type.as_str(), job.status, job.result),
+        ("shout", Status::Success, Some(json!("HI")))
+    );
+    worker.shutdown().await;
+    assert_consistent(&redis).await;
+}
+
 async fn cancel_rules(topology: Topology) {
     let redis = TestRedis::start(topology);
     let producer = producer(&redis).await;
@@ -330,13 +365,12 @@ async fn cancel_rules(topology: Topology) {
 /// Ignores cancellation entirely: the runtime must still stop it.
 struct Stubborn;
 
-impl Handler for Stubborn {
+impl OneStep for Stubborn {
     type Input = ();
-    type Progress = ();
     type Output = ();
-    async fn handle(&self, _: &JobContext, _: &()) -> Result<Step<(), ()>, JobError> {
+    async fn run(&self, _: &JobContext, _: ()) -> Result<(), JobError> {
         tokio::time::sleep(Duration::from_secs(3600)).await;
-        Ok(Step::Done(()))
+        Ok(())
     }
 }
 
@@ -362,19 +396,18 @@ struct Reporter {
     release: Arc<AtomicBool>,
 }
 
-impl Handler for Reporter {
+impl OneStep for Reporter {
     type Input = Vec<i64>;
-    type Progress = ();
     type Output = ();
-    async fn handle(&self, ctx: &JobContext, values: &Vec<i64>) -> Result<Step<(), ()>, JobError> {
+    async fn run(&self, ctx: &JobContext, values: Vec<i64>) -> Result<(), JobError> {
         for v in values {
-            ctx.set_progress(*v, format!("at {v}")).await?;
+            ctx.set_progress(v, format!("at {v}")).await?;
             tokio::time::sleep(Duration::from_millis(400)).await;
         }
         while !self.release.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Ok(Step::Done(()))
+        Ok(())
     }
 }
 
@@ -764,6 +797,7 @@ on_every_topology!(
     transient_failures_retry_with_backoff_until_success,
     exhausted_jobs_are_dead_until_retried_by_id,
     handle_runs_once_then_check_is_polled_with_the_progress_object,
+    a_job_type_named_by_its_input_is_registered_and_enqueued_under_that_name,
     cancel_rules,
     a_handler_that_ignores_cancel_is_stopped_anyway,
     progress_clamps_renews_the_lease_and_sets_eta,

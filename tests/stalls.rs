@@ -10,7 +10,7 @@ use tether_producer::{JobId, Producer};
 use tether_store::{Store, StoreConfig};
 use tether_suite::*;
 use tether_testkit::{FaultProxy, RedisOptions, RedisServer};
-use tether_worker::{CancellationToken, Handler, JobContext, JobError, Step, Worker, WorkerConfig};
+use tether_worker::{CancellationToken, JobContext, JobError, OneStep, Worker, WorkerConfig};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -65,15 +65,14 @@ struct Tracked {
     runs: Runs,
 }
 
-impl Handler for Tracked {
+impl OneStep for Tracked {
     type Input = Vec<u64>;
-    type Progress = ();
     type Output = ();
-    async fn handle(&self, ctx: &JobContext, ms: &Vec<u64>) -> Result<Step<(), ()>, JobError> {
+    async fn run(&self, ctx: &JobContext, ms: Vec<u64>) -> Result<(), JobError> {
         let _run = self.runs.start(self.worker, ctx.attempt());
         let i = (ctx.attempt() as usize).saturating_sub(1).min(ms.len() - 1);
         tokio::time::sleep(Duration::from_millis(ms[i])).await;
-        Ok(Step::Done(()))
+        Ok(())
     }
 }
 

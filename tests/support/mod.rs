@@ -39,7 +39,7 @@ impl InProcessWorker {
             .lease_ttl(Duration::from_secs(5))
             .reap_interval(Duration::from_millis(300))
             .shutdown_grace(Duration::from_secs(5));
-        let builder = tether_worker::demo::register(builder, &redis.url());
+        let builder = tether_demo_handlers::register(builder, &redis.url());
         let worker = configure(builder).build().expect("worker config");
         let metrics = worker.metrics().clone();
         let stop = CancellationToken::new();

@@ -10,7 +10,9 @@
 //! let producer = tether_producer::Producer::connect("redis://127.0.0.1:6379").await.unwrap();
 //! let config = ApiConfig { auth: Auth::from_toml(&std::fs::read_to_string("tokens.toml")?).unwrap(), ..ApiConfig::default() };
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:9292").await?;
-//! tether_api::serve(listener, producer, config, tether_api::shutdown_on_signal()).await
+//! // Cancel `shutdown` to stop serving; the `tether` binary cancels it on SIGTERM or SIGINT.
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! tether_api::serve(listener, producer, config, shutdown.clone()).await
 //! # }
 //! ```
 
@@ -287,24 +289,4 @@ pub fn metrics_router(metrics: ApiMetrics) -> Router {
             }),
         )
         .route("/healthz", get(routes::healthz))
-}
-
-/// A token cancelled by SIGTERM or SIGINT.
-pub fn shutdown_on_signal() -> CancellationToken {
-    let token = CancellationToken::new();
-    let trigger = token.clone();
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-        } else {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-        tracing::info!("shutdown signal received");
-        trigger.cancel();
-    });
-    token
 }

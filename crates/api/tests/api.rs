@@ -41,7 +41,7 @@ async fn env(with_worker: bool) -> Env {
          [[tokens]]\ntoken = \"{ADMIN}\"\nowner = \"ops\"\nrole = \"admin\"\n"
     ))
     .unwrap();
-    let types = tether_worker::demo::DEMO_TYPES
+    let types = tether_demo_handlers::DEMO_TYPES
         .iter()
         .map(|s| s.to_string())
         .collect();
@@ -57,7 +57,7 @@ async fn env(with_worker: bool) -> Env {
         let builder = Worker::builder(store)
             .lease_ttl(Duration::from_secs(3))
             .concurrency(8);
-        let worker = tether_worker::demo::register(builder, &redis.url())
+        let worker = tether_demo_handlers::register(builder, &redis.url())
             .build()
             .unwrap();
         let token = stop.clone();

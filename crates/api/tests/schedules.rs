@@ -31,7 +31,7 @@ async fn schedules_through_the_api() {
         ..ApiConfig::default()
     };
     let (app, _) = tether_api::router(Producer::from_store(store.clone()), config, stop.clone());
-    let worker = tether_worker::demo::register(Worker::builder(store).queues(["s"]), &redis.url())
+    let worker = tether_demo_handlers::register(Worker::builder(store).queues(["s"]), &redis.url())
         .build()
         .unwrap();
     let token = stop.clone();

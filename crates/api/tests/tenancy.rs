@@ -60,7 +60,7 @@ async fn env_with(
         let builder = Worker::builder(store)
             .lease_ttl(Duration::from_secs(3))
             .concurrency(4);
-        let worker = tether_worker::demo::register(builder, &redis.url())
+        let worker = tether_demo_handlers::register(builder, &redis.url())
             .build()
             .unwrap();
         let token = stop.clone();

@@ -159,7 +159,7 @@ pub async fn run(options: DemoOptions, url: Option<String>) -> Result<Value, Str
             .lease_ttl(Duration::from_secs(5))
             .shutdown_grace(Duration::from_secs(5))
             .metrics_addr(addr);
-        let worker = tether_worker::demo::register(builder, &url)
+        let worker = tether_demo_handlers::register(builder, &url)
             .build()
             .map_err(|e| e.to_string())?;
         workers.push(tokio::spawn(worker.run(stop.clone())));

@@ -9,6 +9,7 @@ mod demo;
 mod output;
 mod schedule;
 mod settings;
+mod signal;
 mod soak;
 
 use std::net::SocketAddr;
@@ -470,10 +471,12 @@ async fn run_worker(
         }
     };
     let builder = Worker::builder(store).config(config);
-    let worker = tether_worker::demo::register(builder, &ledger)
+    let worker = tether_demo_handlers::register(builder, &ledger)
         .build()
         .map_err(err)?;
-    worker.run_until_signal().await.map_err(err)
+    let shutdown =
+        signal::shutdown_on_signal("shutdown signal received: no new jobs; finishing running ones");
+    worker.run(shutdown).await.map_err(err)
 }
 
 async fn run_api(
@@ -505,7 +508,7 @@ async fn run_api(
         .forget_idle_queues
         .or(file.forget_idle_queues)
         .unwrap_or(Duration::from_secs(24 * 3600));
-    let shutdown = tether_api::shutdown_on_signal();
+    let shutdown = signal::shutdown_on_signal("shutdown signal received");
     if !idle.is_zero() {
         tokio::spawn(forget_idle_queues(store, idle, shutdown.clone()));
     }
@@ -634,6 +637,8 @@ async fn run_client(command: Command, producer: Producer) -> CliResult {
                 job_type: args.job_type,
                 owner: args.owner,
                 dead_only: args.dead,
+                priority: None,
+                group: None,
                 sort_key: match args.sort_key {
                     SortKeyArg::CreatedAt => SortKey::CreatedAt,
                     SortKeyArg::UpdatedAt => SortKey::UpdatedAt,

@@ -7,7 +7,8 @@
 //! * [`machine`] — the transition rules every storage script must enforce;
 //! * [`progress`] — clamping (vSphere `UpdateProgress`) and the ETA estimate (Xen `eta`);
 //! * [`RetryPolicy`] — exponential backoff with jitter, as plain serialisable data;
-//! * [`JobSpec`] — what a producer asks for, validated before it reaches storage;
+//! * [`JobSpec`] — what a producer asks for, validated before it reaches storage,
+//!   and [`JobInput`] — an input type that names its job type;
 //! * [`ErrorCode`] — the machine-readable failure codes;
 //! * [`schedule`] — cron and interval triggers, DST rules and firing ids.
 //!
@@ -35,8 +36,8 @@ pub use id::{JobId, ParseJobIdError};
 pub use job::{Job, Phase, Status};
 pub use retry::RetryPolicy;
 pub use spec::{
-    DEFAULT_PRIORITY, JobSpec, MAX_PRIORITY, SpecError, StartBy, validate_group, validate_job_type,
-    validate_queue_name,
+    DEFAULT_PRIORITY, JobInput, JobSpec, MAX_PRIORITY, SpecError, StartBy, validate_group,
+    validate_job_type, validate_queue_name,
 };
 
 /// Default lease duration a worker holds a claimed job for.

@@ -122,6 +122,33 @@ pub fn validate_group(group: &str) -> Result<(), SpecError> {
     }
 }
 
+/// The input of a job type that names its type, so that the producer enqueueing it
+/// ([`JobSpec::of`]) and the worker registering its handler (`WorkerBuilder::register`
+/// in `tether-worker`) take the name from one place and cannot disagree.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use tether_model::{JobInput, JobSpec};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Resize {
+///     width: u32,
+/// }
+///
+/// impl JobInput for Resize {
+///     const TYPE: &'static str = "resize";
+/// }
+///
+/// let spec = JobSpec::of(&Resize { width: 64 })?.queue("images");
+/// assert_eq!(spec.job_type, "resize");
+/// assert_eq!(spec.input, serde_json::json!({"width": 64}));
+/// # Ok::<(), tether_model::SpecError>(())
+/// ```
+pub trait JobInput {
+    /// The job type: `[A-Za-z0-9_.:-]{1,128}`, checked when a job is enqueued.
+    const TYPE: &'static str;
+}
+
 /// Why a [`JobSpec`] was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -189,6 +216,11 @@ impl JobSpec {
             group: None,
             start_by: None,
         }
+    }
+
+    /// A job of the type `input` names, with that input, on the `default` queue.
+    pub fn of<T: JobInput + Serialize>(input: &T) -> Result<Self, SpecError> {
+        JobSpec::new(T::TYPE).input(input)
     }
 
     pub fn queue(mut self, queue: impl Into<String>) -> Self {

@@ -1,6 +1,9 @@
-//! What a job type's code implements: Heat's `handle` then `check_complete`.
+//! What a job type's code implements: [`OneStep`] (input to output) or [`Handler`]
+//! (Heat's `handle` then `check_complete`). The builder takes either through
+//! [`IntoHandler`] and keeps both behind one erased trait.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -14,6 +17,7 @@ use crate::JobContext;
 /// What `handle` returns: the job is already done, or it started and `check_complete`
 /// must be polled with this progress object.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Step<P, O> {
     /// Synchronous work: finished with this output.
     Done(O),
@@ -23,7 +27,9 @@ pub enum Step<P, O> {
 
 /// What one `check_complete` call found.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Check<O> {
+    /// Finished with this output.
     Done(O),
     /// Not yet; the progress object (possibly updated) is checkpointed and the check polled again.
     Pending,
@@ -40,6 +46,7 @@ pub enum Check<O> {
 /// ```
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{code}: {message}")]
+#[non_exhaustive]
 pub struct JobError {
     pub transient: bool,
     pub code: ErrorCode,
@@ -86,7 +93,42 @@ impl JobError {
     }
 }
 
-/// A job type's code.
+/// A job that runs in one step, from its input to its output: the simple case.
+///
+/// A job taken over after a crash runs again from the start. Work that goes on
+/// elsewhere and should resume where it was (an image import, a VM boot) is a
+/// [`Handler`] instead.
+///
+/// Handler code that blocks a thread must use `tokio::task::spawn_blocking`.
+///
+/// ```
+/// use tether_worker::{JobContext, JobError, OneStep};
+///
+/// struct Greet;
+///
+/// impl OneStep for Greet {
+///     type Input = String;
+///     type Output = String;
+///
+///     async fn run(&self, _ctx: &JobContext, name: String) -> Result<String, JobError> {
+///         Ok(format!("hello, {name}"))
+///     }
+/// }
+/// ```
+pub trait OneStep: Send + Sync + 'static {
+    type Input: DeserializeOwned + Send;
+    type Output: Serialize + Send;
+
+    /// Does the work.
+    fn run(
+        &self,
+        ctx: &JobContext,
+        input: Self::Input,
+    ) -> impl Future<Output = Result<Self::Output, JobError>> + Send;
+}
+
+/// A job type whose work continues after it starts: OpenStack Heat's `handle`, then
+/// `check_complete` until done.
 ///
 /// `handle` starts the work. Work that finishes there returns [`Step::Done`];
 /// work that continues elsewhere (an image import, a VM boot) returns
@@ -94,6 +136,7 @@ impl JobError {
 /// `check_complete` with backoff, checkpointing the object in Redis after each
 /// step. A job taken over after a crash resumes at `check_complete` with the
 /// last checkpoint; `handle` does not run again once it has been checkpointed.
+/// A job that needs no `check_complete` is a [`OneStep`].
 ///
 /// Handler code that blocks a thread must use `tokio::task::spawn_blocking`.
 ///
@@ -119,6 +162,24 @@ impl JobError {
 ///     }
 /// }
 /// ```
+///
+/// `check_complete` is required, so a handler that forgets it does not compile:
+///
+/// ```compile_fail
+/// use tether_worker::{Handler, JobContext, JobError, Step};
+///
+/// struct Boot;
+///
+/// impl Handler for Boot {
+///     type Input = String;
+///     type Progress = String;
+///     type Output = ();
+///
+///     async fn handle(&self, _ctx: &JobContext, vm: &String) -> Result<Step<String, ()>, JobError> {
+///         Ok(Step::Started(vm.clone()))
+///     }
+/// }
+/// ```
 pub trait Handler: Send + Sync + 'static {
     type Input: DeserializeOwned + Send + Sync;
     type Progress: Serialize + DeserializeOwned + Send + Sync;
@@ -134,12 +195,10 @@ pub trait Handler: Send + Sync + 'static {
     /// Polled after `handle` returned [`Step::Started`], until done or failed.
     fn check_complete(
         &self,
-        _ctx: &JobContext,
-        _input: &Self::Input,
-        _progress: &mut Self::Progress,
-    ) -> impl Future<Output = Result<Check<Self::Output>, JobError>> + Send {
-        async { Err(JobError::fatal("this handler has no check_complete step")) }
-    }
+        ctx: &JobContext,
+        input: &Self::Input,
+        progress: &mut Self::Progress,
+    ) -> impl Future<Output = Result<Check<Self::Output>, JobError>> + Send;
 
     /// First and largest pause between `check_complete` polls (doubling in between).
     fn check_interval(&self) -> (Duration, Duration) {
@@ -147,28 +206,80 @@ pub trait Handler: Send + Sync + 'static {
     }
 }
 
+/// What [`WorkerBuilder::handler`](crate::WorkerBuilder::handler) and
+/// [`WorkerBuilder::register`](crate::WorkerBuilder::register) take: every
+/// [`OneStep`] and every [`Handler`]. `Kind` only tells the two apart; it is
+/// inferred, never written.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a job handler",
+    note = "implement `OneStep` (input to output) or `Handler` (`handle`, then `check_complete`)"
+)]
+pub trait IntoHandler<Kind>: Send + Sync + 'static {
+    /// The input its jobs carry.
+    type Input;
+
+    #[doc(hidden)]
+    fn into_erased(self) -> Arc<dyn ErasedHandler>;
+}
+
+/// The [`IntoHandler`] kinds.
+pub mod kind {
+    /// A [`OneStep`](crate::OneStep).
+    #[derive(Debug)]
+    pub enum OneStep {}
+    /// A [`Handler`](crate::Handler).
+    #[derive(Debug)]
+    pub enum Resumable {}
+}
+
+impl<H: OneStep> IntoHandler<kind::OneStep> for H {
+    type Input = H::Input;
+    fn into_erased(self) -> Arc<dyn ErasedHandler> {
+        Arc::new(Single(self))
+    }
+}
+
+impl<H: Handler> IntoHandler<kind::Resumable> for H {
+    type Input = H::Input;
+    fn into_erased(self) -> Arc<dyn ErasedHandler> {
+        Arc::new(Resumable(self))
+    }
+}
+
 /// A handler with its types erased, so handlers of any types share one registry.
-pub(crate) trait ErasedHandler: Send + Sync {
-    /// Runs the Heat loop; returns the encoded output.
+#[doc(hidden)]
+pub trait ErasedHandler: Send + Sync {
+    /// Runs the job; returns the encoded output.
     fn run<'a>(&'a self, ctx: &'a JobContext) -> BoxFuture<'a, Result<Vec<u8>, JobError>>;
 }
 
-impl<H: Handler> ErasedHandler for H {
+struct Single<H>(H);
+
+impl<H: OneStep> ErasedHandler for Single<H> {
     fn run<'a>(&'a self, ctx: &'a JobContext) -> BoxFuture<'a, Result<Vec<u8>, JobError>> {
         Box::pin(async move {
-            let invalid = |e: tether_store::StoreError| {
-                JobError::reserved(
-                    ErrorCode::InvalidPayload,
-                    false,
-                    format!("cannot decode the job's input: {e}"),
-                )
-            };
-            let input: H::Input = decode("input", ctx.raw_input()).map_err(invalid)?;
+            let input: H::Input = decode_payload("input", ctx.raw_input())?;
+            // A one-step job has nothing to resume: it runs from the start.
+            ctx.set_phase(Phase::Handle);
+            encode_output(&self.0.run(ctx, input).await?)
+        })
+    }
+}
+
+struct Resumable<H>(H);
+
+/// The Heat loop: `handle` unless a checkpoint says it ran, then `check_complete`
+/// with backoff, checkpointing the progress object after each step.
+impl<H: Handler> ErasedHandler for Resumable<H> {
+    fn run<'a>(&'a self, ctx: &'a JobContext) -> BoxFuture<'a, Result<Vec<u8>, JobError>> {
+        let handler = &self.0;
+        Box::pin(async move {
+            let input: H::Input = decode_payload("input", ctx.raw_input())?;
             let mut progress: H::Progress = match ctx.resume_checkpoint() {
-                Some(bytes) => decode("checkpoint", bytes).map_err(invalid)?,
+                Some(bytes) => decode_payload("checkpoint", bytes)?,
                 None => {
                     ctx.set_phase(Phase::Handle);
-                    match self.handle(ctx, &input).await? {
+                    match handler.handle(ctx, &input).await? {
                         Step::Done(output) => return encode_output(&output),
                         Step::Started(progress) => {
                             ctx.checkpoint(Phase::Check, &encode_output(&progress)?)
@@ -179,9 +290,9 @@ impl<H: Handler> ErasedHandler for H {
                 }
             };
             ctx.set_phase(Phase::Check);
-            let (mut pause, max_pause) = self.check_interval();
+            let (mut pause, max_pause) = handler.check_interval();
             loop {
-                match self.check_complete(ctx, &input, &mut progress).await? {
+                match handler.check_complete(ctx, &input, &mut progress).await? {
                     Check::Done(output) => return encode_output(&output),
                     Check::Pending => {
                         ctx.checkpoint(Phase::Check, &encode_output(&progress)?)
@@ -193,6 +304,18 @@ impl<H: Handler> ErasedHandler for H {
             }
         })
     }
+}
+
+/// Decodes the job's input or checkpoint; a payload of the wrong shape fails the job
+/// fatally (`InvalidPayload`): no retry can change it.
+fn decode_payload<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, JobError> {
+    decode(what, bytes).map_err(|e| {
+        JobError::reserved(
+            ErrorCode::InvalidPayload,
+            false,
+            format!("cannot decode the job's input: {e}"),
+        )
+    })
 }
 
 fn encode_output<T: Serialize>(value: &T) -> Result<Vec<u8>, JobError> {

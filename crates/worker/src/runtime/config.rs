@@ -5,10 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tether_model::JobInput;
 use tether_store::StoreError;
 
 use super::Worker;
-use crate::handler::{ErasedHandler, Handler};
+use crate::handler::{ErasedHandler, IntoHandler};
 
 /// Most jobs leased in one claim call, so that one claim stays a short script call.
 pub const MAX_CLAIM_BATCH: usize = 1000;
@@ -131,16 +132,23 @@ pub enum WorkerError {
 /// Builds a [`Worker`].
 ///
 /// ```no_run
+/// # use tether_worker::{JobContext, JobError, OneStep};
+/// # struct Noop;
+/// # impl OneStep for Noop {
+/// #     type Input = ();
+/// #     type Output = ();
+/// #     async fn run(&self, _: &JobContext, _: ()) -> Result<(), JobError> { Ok(()) }
+/// # }
 /// # async fn demo(store: tether_store::Store) -> Result<(), tether_worker::WorkerError> {
 /// use std::time::Duration;
-/// use tether_worker::{Worker, demo::Noop};
+/// use tether_worker::Worker;
 /// let worker = Worker::builder(store)
 ///     .queues(["default", "mail"])
 ///     .concurrency(64)
 ///     .lease_ttl(Duration::from_secs(30))
 ///     .handler("noop", Noop)
 ///     .build()?;
-/// worker.run_until_signal().await
+/// worker.run(tether_worker::CancellationToken::new()).await
 /// # }
 /// ```
 pub struct WorkerBuilder {
@@ -186,10 +194,49 @@ impl WorkerBuilder {
         self.config.metrics_addr = Some(addr);
         self
     }
-    /// Registers `handler` for jobs of `job_type`.
-    pub fn handler<H: Handler>(mut self, job_type: impl Into<String>, handler: H) -> Self {
-        self.handlers.insert(job_type.into(), Arc::new(handler));
+    /// Registers `handler` (a [`OneStep`](crate::OneStep) or a [`Handler`](crate::Handler))
+    /// for jobs of `job_type`; a later registration of the same type replaces it.
+    pub fn handler<K, H: IntoHandler<K>>(
+        mut self,
+        job_type: impl Into<String>,
+        handler: H,
+    ) -> Self {
+        self.handlers.insert(job_type.into(), handler.into_erased());
         self
+    }
+
+    /// Registers `handler` for the job type its input names ([`JobInput::TYPE`]): the
+    /// type producers enqueue with [`JobSpec::of`](tether_model::JobSpec::of).
+    ///
+    /// ```
+    /// use serde::Deserialize;
+    /// use tether_worker::{JobContext, JobError, JobInput, OneStep, Worker};
+    ///
+    /// #[derive(Deserialize)]
+    /// struct Email { to: String }
+    /// impl JobInput for Email { const TYPE: &'static str = "send_email"; }
+    ///
+    /// struct SendEmail;
+    /// impl OneStep for SendEmail {
+    ///     type Input = Email;
+    ///     type Output = ();
+    ///     async fn run(&self, _: &JobContext, email: Email) -> Result<(), JobError> {
+    ///         println!("to {}", email.to);
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # fn demo(store: tether_store::Store) -> Result<(), tether_worker::WorkerError> {
+    /// // Runs the jobs of `JobSpec::of(&Email { .. })`, of type "send_email".
+    /// let worker = Worker::builder(store).queues(["mail"]).register(SendEmail).build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn register<K, H>(self, handler: H) -> Self
+    where
+        H: IntoHandler<K>,
+        H::Input: JobInput,
+    {
+        self.handler(<H::Input as JobInput>::TYPE, handler)
     }
 
     /// Checks the settings.

@@ -194,20 +194,9 @@ impl Worker {
         &self.shared.metrics
     }
 
-    /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
-    pub async fn run_until_signal(self) -> Result<(), WorkerError> {
-        let shutdown = CancellationToken::new();
-        let trigger = shutdown.clone();
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            tracing::info!("shutdown signal received: no new jobs; finishing running ones");
-            trigger.cancel();
-        });
-        self.run(shutdown).await
-    }
-
     /// Runs until `shutdown` fires: stop claiming, let running jobs finish within the
-    /// grace period, hand the rest back at once.
+    /// grace period, hand the rest back at once. The caller decides what stops it (the
+    /// `tether` binary: SIGTERM or SIGINT); the library listens for no signal.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
         let Worker {
             shared,
@@ -262,21 +251,6 @@ impl Worker {
         }
         tracing::info!(worker = %shared.id, "worker stopped");
         Ok(())
-    }
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! The demo handler set, so a cluster can be exercised without writing Rust.
+//! The demo handler set, so a cluster can be exercised without writing Rust: what
+//! `tether worker` runs, and what the test suites' workers run.
 //!
 //! | type | input | does |
 //! |---|---|---|
@@ -20,9 +21,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tether_worker::{Check, Handler, JobContext, JobError, OneStep, Step, WorkerBuilder};
 use tokio::sync::OnceCell;
-
-use crate::{Check, Handler, JobContext, JobError, Step, WorkerBuilder};
 
 /// The namespace of every key the demo jobs write: `touch {list}` appends to
 /// `tether-demo:<list>`, `import {ledger}` to `tether-demo:<ledger>`.
@@ -139,12 +139,11 @@ impl SideEffects {
 #[derive(Debug, Clone, Copy)]
 pub struct Noop;
 
-impl Handler for Noop {
+impl OneStep for Noop {
     type Input = serde::de::IgnoredAny;
-    type Progress = ();
     type Output = ();
-    async fn handle(&self, _: &JobContext, _: &Self::Input) -> Result<Step<(), ()>, JobError> {
-        Ok(Step::Done(()))
+    async fn run(&self, _: &JobContext, _: Self::Input) -> Result<(), JobError> {
+        Ok(())
     }
 }
 
@@ -158,17 +157,12 @@ pub struct SleepInput {
 #[derive(Debug, Clone, Copy)]
 pub struct Sleep;
 
-impl Handler for Sleep {
+impl OneStep for Sleep {
     type Input = SleepInput;
-    type Progress = ();
     type Output = Value;
-    async fn handle(
-        &self,
-        _: &JobContext,
-        input: &SleepInput,
-    ) -> Result<Step<(), Value>, JobError> {
+    async fn run(&self, _: &JobContext, input: SleepInput) -> Result<Value, JobError> {
         tokio::time::sleep(Duration::from_millis(input.ms)).await;
-        Ok(Step::Done(json!({ "slept_ms": input.ms })))
+        Ok(json!({ "slept_ms": input.ms }))
     }
 }
 
@@ -189,17 +183,16 @@ fn default_fail_message() -> String {
 #[derive(Debug, Clone, Copy)]
 pub struct Fail;
 
-impl Handler for Fail {
+impl OneStep for Fail {
     type Input = FailInput;
-    type Progress = ();
     type Output = ();
-    async fn handle(&self, _: &JobContext, input: &FailInput) -> Result<Step<(), ()>, JobError> {
+    async fn run(&self, _: &JobContext, input: FailInput) -> Result<(), JobError> {
         let e = if input.fatal {
-            JobError::fatal(&input.message)
+            JobError::fatal(input.message)
         } else {
-            JobError::transient(&input.message)
+            JobError::transient(input.message)
         };
-        Err(e.with_code(input.code.clone().unwrap_or_else(|| "DemoFailure".into())))
+        Err(e.with_code(input.code.unwrap_or_else(|| "DemoFailure".into())))
     }
 }
 
@@ -217,22 +210,17 @@ fn one() -> u32 {
 #[derive(Debug, Clone, Copy)]
 pub struct Flaky;
 
-impl Handler for Flaky {
+impl OneStep for Flaky {
     type Input = FlakyInput;
-    type Progress = ();
     type Output = Value;
-    async fn handle(
-        &self,
-        ctx: &JobContext,
-        input: &FlakyInput,
-    ) -> Result<Step<(), Value>, JobError> {
+    async fn run(&self, ctx: &JobContext, input: FlakyInput) -> Result<Value, JobError> {
         if ctx.attempt() <= input.fail_times {
             return Err(
                 JobError::transient(format!("flaky failure on attempt {}", ctx.attempt()))
                     .with_code("Flaky"),
             );
         }
-        Ok(Step::Done(json!({ "attempts": ctx.attempt() })))
+        Ok(json!({ "attempts": ctx.attempt() }))
     }
 }
 
@@ -255,15 +243,10 @@ fn hundred() -> u64 {
 #[derive(Debug, Clone, Copy)]
 pub struct Progress;
 
-impl Handler for Progress {
+impl OneStep for Progress {
     type Input = ProgressInput;
-    type Progress = ();
     type Output = Value;
-    async fn handle(
-        &self,
-        ctx: &JobContext,
-        input: &ProgressInput,
-    ) -> Result<Step<(), Value>, JobError> {
+    async fn run(&self, ctx: &JobContext, input: ProgressInput) -> Result<Value, JobError> {
         let steps = input.steps.max(1);
         for step in 1..=steps {
             if ctx.is_cancelled() {
@@ -276,7 +259,7 @@ impl Handler for Progress {
             )
             .await?;
         }
-        Ok(Step::Done(json!({ "steps": steps })))
+        Ok(json!({ "steps": steps }))
     }
 }
 
@@ -367,15 +350,13 @@ pub struct Touch {
     side: SideEffects,
 }
 
-impl Handler for Touch {
+impl OneStep for Touch {
     type Input = TouchInput;
-    type Progress = ();
     type Output = ();
-    async fn handle(&self, ctx: &JobContext, input: &TouchInput) -> Result<Step<(), ()>, JobError> {
+    async fn run(&self, ctx: &JobContext, input: TouchInput) -> Result<(), JobError> {
         self.side
             .rpush("list", &input.list, ctx.id().to_string())
-            .await?;
-        Ok(Step::Done(()))
+            .await
     }
 }
 
@@ -383,11 +364,10 @@ impl Handler for Touch {
 #[derive(Debug, Clone, Copy)]
 pub struct Panic;
 
-impl Handler for Panic {
+impl OneStep for Panic {
     type Input = serde::de::IgnoredAny;
-    type Progress = ();
     type Output = ();
-    async fn handle(&self, _: &JobContext, _: &Self::Input) -> Result<Step<(), ()>, JobError> {
+    async fn run(&self, _: &JobContext, _: Self::Input) -> Result<(), JobError> {
         panic!("demo panic")
     }
 }
