@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use tether_model::{ErrorCode, JobSpec, LimitsPatch, Status};
+use tether_model::{ErrorCode, JobSpec, LimitsPatch, Phase, Status};
 use tether_suite::*;
 use tether_testkit::TestRedis;
 
@@ -17,6 +17,7 @@ on_every_topology!(
     a_priority_zero_job_overtakes_a_backlog,
     a_start_deadline_expires_a_job_nobody_claims,
     a_paused_queue_starts_nothing_until_resumed,
+    a_snoozing_job_spends_no_attempt_and_frees_its_slot,
 );
 
 /// The most starts in any window of `width` (from each start forward).
@@ -161,6 +162,41 @@ async fn a_paused_queue_starts_nothing_until_resumed(topology: Topology) {
     producer.resume("held").await.unwrap();
     let job = finished(&producer, id, Duration::from_secs(10)).await;
     assert_eq!(job.status, Status::Success);
+    worker.shutdown().await;
+    assert_consistent(&redis).await;
+}
+
+async fn a_snoozing_job_spends_no_attempt_and_frees_its_slot(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let producer = producer(&redis).await;
+    let one = LimitsPatch {
+        concurrency: Some(Some(1)),
+        ..Default::default()
+    };
+    producer.set_queue_settings("naps", &one).await.unwrap();
+    let sleepy = producer
+        .enqueue(
+            JobSpec::new("snooze")
+                .queue("naps")
+                .input_json(json!({"times": 3, "ms": 300}))
+                .max_attempts(1),
+        )
+        .await
+        .unwrap();
+    let worker = InProcessWorker::start(&redis, |b| b.queues(["naps"]).concurrency(4)).await;
+    // Snoozed once (its check checkpointed), twice more to go: while it sleeps, the
+    // queue's one slot is free for another job.
+    until_job(&producer, sleepy, T, |j| j.phase == Some(Phase::Check)).await;
+    let other = producer
+        .enqueue(JobSpec::new("noop").queue("naps"))
+        .await
+        .unwrap();
+    let other = finished(&producer, other, T).await;
+    let sleepy = finished(&producer, sleepy, T).await;
+    assert_eq!(sleepy.status, Status::Success, "{sleepy:#?}");
+    assert_eq!(sleepy.result, Some(json!({"snoozed": 3})));
+    assert_eq!(sleepy.attempts, 1, "a snooze spent an attempt");
+    assert!(other.finished_at < sleepy.finished_at);
     worker.shutdown().await;
     assert_consistent(&redis).await;
 }
