@@ -19,6 +19,9 @@ pub enum SnoozeOutcome {
     Snoozed,
     /// A cancel had been requested: the job is recorded cancelled instead.
     Cancelled,
+    /// This lease had ended already (a resend after a lost reply, or an outcome
+    /// recorded before): nothing was written.
+    AlreadyEnded,
 }
 
 /// A queue's flow control and what it holds back now (`tether queue show`).
@@ -236,8 +239,7 @@ impl Store {
         match word.as_str() {
             "OK" => Ok(SnoozeOutcome::Snoozed),
             "CANCELLED" => Ok(SnoozeOutcome::Cancelled),
-            // A resend after a lost reply: the first call did it.
-            w if w.starts_with("ALREADY:") => Ok(SnoozeOutcome::Snoozed),
+            w if w.starts_with("ALREADY:") => Ok(SnoozeOutcome::AlreadyEnded),
             _ => Err(LeaseError::Lost),
         }
     }

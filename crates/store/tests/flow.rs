@@ -340,7 +340,7 @@ async fn a_snooze_does_not_spend_the_attempt(topology: Topology) {
         store
             .snooze(&first[0].lease, Duration::ZERO)
             .await
-            .is_ok_and(|o| o == tether_store::SnoozeOutcome::Snoozed)
+            .is_ok_and(|o| o == tether_store::SnoozeOutcome::AlreadyEnded)
     );
     clean(&store).await;
     tokio::time::sleep(Duration::from_millis(60)).await;

@@ -20,6 +20,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Cancel),
         1 => Just(Op::LeaseExpired),
         1 => Just(Op::Release),
+        1 => Just(Op::Snooze),
         1 => Just(Op::Retry),
     ]
 }
@@ -102,6 +103,14 @@ async fn apply(
                     .unwrap()
                     == 1
             }
+            None => false,
+        },
+        Op::Snooze => match lease {
+            Some(c) => store.snooze(&c.lease, Duration::ZERO).await.is_ok_and(|o| {
+                // `AlreadyEnded` (this lease had ended) writes nothing.
+                o == tether_store::SnoozeOutcome::Snoozed
+                    || o == tether_store::SnoozeOutcome::Cancelled
+            }),
             None => false,
         },
         Op::Retry => store.retry_dead(queue, spec_id, None).await.is_ok(),
