@@ -707,19 +707,33 @@ impl Store {
             .zcard(keys.delayed())
             .zcard(keys.leases())
             .zcard(keys.dead())
-            .hgetall(keys.counts());
-        let (pending, scheduled, processing, dead, counts): (
+            .hgetall(keys.counts())
+            .cmd("XRANGE")
+            .arg(keys.stream())
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(1);
+        type Head = Vec<(String, Vec<String>)>;
+        let (entries, scheduled, processing, dead, counts, head): (
             u64,
             u64,
             u64,
             u64,
             HashMap<String, i64>,
+            Head,
         ) = self
             .idempotent(|| async { Ok(pipe.query_async(&mut self.conn()).await?) })
             .await?;
         let count = |s: Status| counts.get(s.as_str()).copied().unwrap_or(0).max(0) as u64;
-        // Ready jobs wait in the stream or, with a priority or a group, in lists.
+        // Ready jobs wait in the stream or, with a priority or a group, in lists. A
+        // wake-up entry (`d`, no job) is only ever added to an empty stream, so there is
+        // at most one, at the head.
         let listed = counts.get("queued").copied().unwrap_or(0).max(0) as u64;
+        let bell = head
+            .first()
+            .is_some_and(|(_, fields)| fields.first().is_some_and(|f| f == "d"));
+        let pending = entries - u64::from(bell && entries > 0);
         Ok(QueueStats {
             queue: queue.to_owned(),
             pending: pending + listed,

@@ -129,11 +129,18 @@ fn scripts_follow_the_state_machine() {
         cases: 96,
         ..ProptestConfig::default()
     };
-    proptest!(config, |(max in 1u32..4, cancelable: bool, ops in proptest::collection::vec(op(), 1..30))| {
+    // Priority and group choose where a ready job waits (the stream or a list), so
+    // every transition runs on both paths.
+    proptest!(config, |(max in 1u32..4, cancelable: bool, priority in 0u8..10, grouped: bool,
+                        ops in proptest::collection::vec(op(), 1..30))| {
         let n = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let queue = format!("mb{n}");
         rt.block_on(async {
-            let spec = JobSpec::new("t").queue(&queue).max_attempts(max).cancelable(cancelable);
+            let mut spec = JobSpec::new("t").queue(&queue).max_attempts(max).cancelable(cancelable)
+                .priority(priority);
+            if grouped {
+                spec = spec.group("g");
+            }
             let id = store.enqueue(&spec).await.unwrap().id;
             let mut model = JobState::new(max, cancelable);
             let mut lease = None;
