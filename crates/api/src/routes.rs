@@ -249,6 +249,10 @@ pub async fn create_task(
         spec = spec.priority(p);
     }
     if let Some(g) = req.group {
+        // 128 bytes of the caller's; the owner's name goes in front for tenants.
+        if g.len() > 128 {
+            return Err(ApiError::bad_request("group: at most 128 bytes"));
+        }
         spec = spec.group(g);
     }
     if let Some(s) = &req.start_by {

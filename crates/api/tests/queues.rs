@@ -13,12 +13,14 @@ use tether_testkit::{RedisOptions, RedisServer};
 use tether_worker::CancellationToken;
 
 const ALICE: &str = "alice-token-0123456789";
+const BOB: &str = "bob-token-0123456789";
 const ADMIN: &str = "admin-token-0123456789";
 
 async fn app(redis: &RedisServer) -> axum::Router {
     let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
     let auth = Auth::from_toml(&format!(
         "[[tokens]]\ntoken = \"{ALICE}\"\nowner = \"alice\"\n\
+         [[tokens]]\ntoken = \"{BOB}\"\nowner = \"bob\"\n\
          [[tokens]]\ntoken = \"{ADMIN}\"\nowner = \"ops\"\nrole = \"admin\"\n"
     ))
     .unwrap();
@@ -139,9 +141,10 @@ async fn tasks_carry_priority_group_and_start_by() {
     let body = json!({"type": "noop", "priority": 0, "group": "tenant-7", "start_by": "30s"});
     let (status, task) = call(&app, "POST", "/v2/tasks", ALICE, Some(body)).await;
     assert_eq!(status, StatusCode::CREATED, "{task}");
+    // A tenant's group is its own: the owner goes in front.
     assert_eq!(
         (&task["priority"], &task["group"]),
-        (&json!(0), &json!("tenant-7"))
+        (&json!(0), &json!("alice/tenant-7"))
     );
     assert!(task["start_by"].is_string(), "{task}");
     // The owner is the default group.
@@ -168,6 +171,41 @@ async fn tasks_carry_priority_group_and_start_by() {
     }
     let (_, page) = call(&app, "GET", "/v2/tasks?priority=0", ALICE, None).await;
     assert_eq!(page["tasks"].as_array().unwrap().len(), 1, "{page}");
-    let (_, page) = call(&app, "GET", "/v2/tasks?group=alice", ALICE, None).await;
+    let (_, page) = call(&app, "GET", "/v2/tasks?group=alice/tenant-7", ALICE, None).await;
     assert_eq!(page["tasks"].as_array().unwrap().len(), 1, "{page}");
+}
+
+/// A tenant cannot put jobs into another tenant's group, where they would count
+/// against that group's concurrency and rate: a tenant's group is its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_cannot_join_another_tenants_group() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let app = app(&redis).await;
+    let one = json!({"group_concurrency": 1});
+    let (status, _) = call(&app, "PATCH", "/v2/queues/default", ADMIN, Some(one)).await;
+    assert_eq!(status, StatusCode::OK);
+    let hostile = json!({"type": "noop", "group": "alice"});
+    let (status, task) = call(&app, "POST", "/v2/tasks", BOB, Some(hostile)).await;
+    assert_eq!(status, StatusCode::CREATED, "{task}");
+    assert_eq!(task["group"], json!("bob/alice"));
+    let (_, task) = call(
+        &app,
+        "POST",
+        "/v2/tasks",
+        ALICE,
+        Some(json!({"type": "noop"})),
+    )
+    .await;
+    assert_eq!(task["group"], json!("alice"));
+    // Both start at once: bob's job holds no place of alice's group.
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let claimed = store
+        .claim("default", "w", 10, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    // An admin may name any group.
+    let any = json!({"type": "noop", "group": "alice"});
+    let (_, task) = call(&app, "POST", "/v2/tasks", ADMIN, Some(any)).await;
+    assert_eq!(task["group"], json!("alice"));
 }

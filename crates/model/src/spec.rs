@@ -113,9 +113,13 @@ pub fn validate_job_type(job_type: &str) -> Result<(), SpecError> {
     }
 }
 
-/// Checks a group name: 1-128 bytes, none of them a control character.
+/// The longest group name: 128 bytes a caller chooses, behind an owner's name
+/// (`<owner>/<group>`, as producers scoped to an owner store it).
+pub const MAX_GROUP_LEN: usize = 128 + 1 + 256;
+
+/// Checks a group name: 1 to [`MAX_GROUP_LEN`] bytes, none of them a control character.
 pub fn validate_group(group: &str) -> Result<(), SpecError> {
-    if !group.is_empty() && group.len() <= 128 && !group.chars().any(char::is_control) {
+    if !group.is_empty() && group.len() <= MAX_GROUP_LEN && !group.chars().any(char::is_control) {
         Ok(())
     } else {
         Err(SpecError::Group(group.chars().take(64).collect()))
@@ -171,7 +175,7 @@ pub enum SpecError {
     Schedule(String),
     #[error("priority must be 0-9 (0 runs first), not {0}")]
     Priority(u8),
-    #[error("invalid group {0:?}: use 1-128 bytes, no control characters")]
+    #[error("invalid group {0:?}: use 1-128 bytes (after the owner), no control characters")]
     Group(String),
     #[error("invalid start_by {0:?}: use a duration (30s, 5m) or an RFC 3339 time")]
     StartBy(String),
@@ -402,7 +406,7 @@ mod tests {
         );
         assert!(JobSpec::new("t").group("").validate().is_err());
         assert!(JobSpec::new("t").group("a\nb").validate().is_err());
-        assert!(JobSpec::new("t").group("g".repeat(129)).validate().is_err());
+        assert!(JobSpec::new("t").group("g".repeat(386)).validate().is_err());
     }
 
     #[test]

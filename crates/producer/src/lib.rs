@@ -134,9 +134,17 @@ impl Producer {
         map.insert(id, queue.to_owned());
     }
 
+    /// The spec as this producer may enqueue it: its owner, and a group of the owner's
+    /// own (`<owner>/<group>`), so that one owner's jobs can never take places in
+    /// another owner's group limits.
     fn scoped(&self, mut spec: JobSpec) -> JobSpec {
         if let Some(owner) = &self.owner {
             spec.owner = Some(owner.clone());
+            if let Some(group) = &spec.group
+                && !group.starts_with(&format!("{owner}/"))
+            {
+                spec.group = Some(format!("{owner}/{group}"));
+            }
         }
         spec
     }

@@ -214,37 +214,49 @@ local emptied = {}  -- per level: members found with nothing left
 for _, p in ipairs(levels) do
   if #taken >= want or budget <= 0 then break end
   local ring = ring_key(p)
-  local members = redis.call('ZRANGE', ring, 0, RING_SCAN - 1)
+  -- Members are read a page at a time (least recently served first): a claim of a
+  -- few jobs reads a few groups, however many the ring has.
+  local page = math.min(RING_SCAN, want - #taken + 16)
+  local first = 0
+  local members = redis.call('ZRANGE', ring, 0, page - 1)
   ringed[p] = #members > 0
+  local more = #members == page
   if p == '5' then
     local listed = false
     for _, m in ipairs(members) do if m == '' then listed = true end end
     if not listed then members[#members + 1] = '' end
   end
   served[p], emptied[p] = {}, {}
-  local active = {}
-  for _, m in ipairs(members) do
-    if group_room(m) > 0 then active[#active + 1] = m end
-  end
-  -- Round-robin: one job from each member in turn.
-  while #taken < want and #active > 0 and budget > 0 do
-    local still = {}
-    for _, m in ipairs(active) do
-      if #taken >= want then still[#still + 1] = m
-      else
-        local id, v
-        if m == '' and p == '5' then id, v = stream_next() else id, v = list_next(p, m) end
-        if id then
-          taken[#taken + 1] = {id, v, m}
-          served[p][#served[p] + 1] = m
-          if m ~= '' and room[m] then room[m] = room[m] - 1 end
-          if group_room(m) > 0 then still[#still + 1] = m end
-        elseif budget > 0 then
-          emptied[p][m] = true
+  while true do
+    local active = {}
+    for _, m in ipairs(members) do
+      if group_room(m) > 0 then active[#active + 1] = m end
+    end
+    -- Round-robin: one job from each member in turn.
+    while #taken < want and #active > 0 and budget > 0 do
+      local still = {}
+      for _, m in ipairs(active) do
+        if #taken >= want then still[#still + 1] = m
+        else
+          local id, v
+          if m == '' and p == '5' then id, v = stream_next() else id, v = list_next(p, m) end
+          if id then
+            taken[#taken + 1] = {id, v, m}
+            served[p][#served[p] + 1] = m
+            if m ~= '' and room[m] then room[m] = room[m] - 1 end
+            if group_room(m) > 0 then still[#still + 1] = m end
+          elseif budget > 0 then
+            emptied[p][m] = true
+          end
         end
       end
+      active = still
     end
-    active = still
+    first = first + page
+    if #taken >= want or budget <= 0 or not more or first >= RING_SCAN then break end
+    members = redis.call('ZRANGE', ring, first, first + page - 1)
+    more = #members == page
+    if #members == 0 then break end
   end
 end
 
@@ -341,10 +353,13 @@ end
 if rate then
   redis.call('ZREMRANGEBYSCORE', K_STARTS, '-inf', now - 1000)
   call_chunked('ZADD', K_STARTS, nil, starts)
+  redis.call('PEXPIRE', K_STARTS, 1000)
 end
 for g, log in pairs(group_logs) do
   redis.call('ZREMRANGEBYSCORE', group_starts(g), '-inf', now - 1000)
   call_chunked('ZADD', group_starts(g), nil, log)
+  -- A group that stops starting jobs leaves no key behind once its window has passed.
+  redis.call('PEXPIRE', group_starts(g), 1000)
 end
 flush()
 return out
