@@ -178,7 +178,21 @@ async fn a_worker_whose_connection_freezes_stops_its_job_before_the_lease_can_la
         b.lease_ttl(ttl).reap_interval(Duration::from_millis(200))
     });
     let id = producer.enqueue(tracked(&[4000])).await.unwrap();
-    until_job(&producer, id, T, |j| j.status == Status::Processing).await;
+    // Freeze once the handler runs: a `processing` status alone shows the claim, whose
+    // reply may still be on its way through the proxy.
+    eventually(
+        T,
+        "the job never started on the worker to freeze",
+        async || {
+            let started = runs.snapshot();
+            if started.iter().any(|r| r.worker == "frozen") {
+                Ok(())
+            } else {
+                Err(format!("{started:?}"))
+            }
+        },
+    )
+    .await;
     proxy.stall(true);
     let frozen_at = Instant::now();
     let (stop_b, handle_b) = start_worker(store(&redis).await, "healthy", &runs, |b| {
