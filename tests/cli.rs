@@ -118,6 +118,7 @@ fn bench_figures(args: &[&str], keys: &[&str], at_least: f64) -> serde_json::Val
 
 /// CI runs the quick benchmark: it must complete and count every outcome.
 #[test]
+#[ignore = "full tier: a benchmark"]
 fn bench_quick_completes_and_verifies_its_counts() {
     let keys = [
         "process_jobs_per_s",
@@ -137,6 +138,7 @@ fn bench_quick_completes_and_verifies_its_counts() {
 /// `bench --cluster` forms a local 3-master cluster, drains three queues on it and on
 /// one Redis, and counts every outcome of both.
 #[test]
+#[ignore = "full tier: a benchmark"]
 fn bench_cluster_quick_compares_a_cluster_with_one_redis() {
     let keys = [
         "single_jobs_per_s",
@@ -380,6 +382,7 @@ fn passwords_in_redis_urls_are_never_printed() {
 /// job lost and a clean consistency check. Memory and latency targets need a long
 /// run and are not asserted here.
 #[test]
+#[ignore = "full tier: a 20 s soak"]
 fn bench_soak_reports_its_figures_and_loses_nothing() {
     let dir = TempDir::new().unwrap();
     let out = tether(

@@ -113,6 +113,7 @@ fn percent(text: &str) -> u32 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "full tier: needs chromium and chromedriver"]
 async fn the_console_shows_queues_follows_a_job_cancels_it_and_retries_a_dead_one() {
     let redis = RedisServer::start(RedisOptions::default());
     let dir = TempDir::new().unwrap();
