@@ -122,6 +122,14 @@ impl Service {
         self.command.get(at + 1).map(String::as_str)
     }
 
+    /// Every word of the command, a `sh -c` script's split too.
+    fn command_words(&self) -> Vec<&str> {
+        self.command
+            .iter()
+            .flat_map(|part| part.split_whitespace())
+            .collect()
+    }
+
     fn volumes(&self) -> impl Iterator<Item = Volume<'_>> {
         self.volumes.iter().map(|v| volume(v))
     }
@@ -181,12 +189,7 @@ fn compose_file_describes_the_stack_and_its_mounts_exist() {
         compose.services.keys().collect::<Vec<_>>(),
         ["api", "grafana", "prometheus", "redis", "worker"]
     );
-    let redis = &compose.services["redis"];
-    let server: Vec<&str> = redis
-        .command
-        .iter()
-        .flat_map(|part| part.split_whitespace())
-        .collect();
+    let server = compose.services["redis"].command_words();
     for setting in [
         ["--appendonly", "yes"],
         ["--maxmemory-policy", "noeviction"],
@@ -420,11 +423,7 @@ fn compose_stack_commits_no_credential_and_publishes_only_on_loopback() {
     // Redis requires the operator's password, and Tether's processes use it.
     let password = OPERATOR_ENV[0].1;
     let redis = &resolved.services["redis"];
-    let server: Vec<&str> = redis
-        .command
-        .iter()
-        .flat_map(|part| part.split_whitespace())
-        .collect();
+    let server = redis.command_words();
     assert!(server.contains(&"--requirepass"), "{server:?}");
     assert!(
         !server.iter().any(|a| a.contains(password)),
