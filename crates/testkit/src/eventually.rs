@@ -14,6 +14,10 @@ const MAX_PAUSE: Duration = Duration::from_millis(100);
 
 /// Polls `probe` until it returns `Ok`, for at most `timeout`, and returns that value.
 ///
+/// In a task that must be `Send` (`tokio::spawn`), pass a `move` closure returning an
+/// owned future (`move || { let p = p.clone(); async move { … } }`): the compiler
+/// cannot yet prove `Send` for a future that borrows from an async closure.
+///
 /// # Panics
 ///
 /// When `timeout` passes first, with `what` (phrased as the failure, "… never …")
