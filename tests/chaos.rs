@@ -15,6 +15,7 @@ async fn run_and_check(plan: ChaosPlan) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "full tier: a chaos run"]
 async fn workers_killed_and_frozen() {
     run_and_check(ChaosPlan::new(
         "workers",
@@ -24,6 +25,7 @@ async fn workers_killed_and_frozen() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "full tier: a chaos run"]
 async fn redis_restarted_connections_cut_dropped_and_stalled() {
     run_and_check(ChaosPlan::new(
         "redis-and-network",
@@ -38,6 +40,7 @@ async fn redis_restarted_connections_cut_dropped_and_stalled() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "full tier: a chaos run"]
 async fn cluster_masters_fail_over_under_load() {
     run_and_check(ChaosPlan {
         cluster: true,
@@ -57,6 +60,7 @@ async fn cluster_masters_fail_over_under_load() {
 /// The checker itself can fail: a run whose Redis loses everything mid-way is
 /// reported as losing jobs and refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "full tier: a chaos run"]
 async fn the_checker_reports_lost_jobs() {
     let report = run(ChaosPlan {
         jobs: 200,
