@@ -1,19 +1,44 @@
 #!/usr/bin/env bash
-# Runs every test: installs what the suites need when missing (redis-server,
-# prometheus/promtool, docker-compose for validating the compose file, python3
-# venv support for the Glance client test, chromium and its WebDriver for the
-# web console's browser test), builds the binaries the process
-# tests spawn, then runs the whole workspace's tests.
+# Runs the tests, in two tiers:
+#
+#   scripts/test.sh           both tiers (what CI runs)
+#   scripts/test.sh --fast    the fast tier: the tests that need only redis-server
+#
+# The full tier is the tests marked `#[ignore = "full tier: …"]`, run with
+# `--include-ignored`: the web console in headless Chromium, a real Prometheus
+# and promtool, docker-compose, python-glanceclient from PyPI, the chaos runs,
+# the benchmarks and the soak, and the check's 100,000-job measurement.
+# Further arguments go to the test binaries (a name filter, `--nocapture`…).
+#
+# Both tiers run under `cargo test`, one test binary at a time, so the chaos runs
+# and benchmarks never share the machine with another binary's timing. The fast
+# tier alone runs under cargo-nextest when it is installed (it is on this
+# project's machines): every test binary at once, about a minute of tests
+# instead of two; TEST_RUNNER=cargo makes it use `cargo test` too.
+# TEST_THREADS sets the parallelism (default: 4 per binary under cargo test, 6
+# tests at once under nextest).
+#
+# Installs what the chosen tier needs when missing (Debian packages), builds
+# the binaries the process tests spawn, then runs the workspace's tests. Every
+# test starts its own servers on free loopback ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+full=true
+if [ "${1:-}" = "--fast" ]; then
+  full=false
+  shift
+fi
+
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
-command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
-python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+if $full; then
+  command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+  command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+  python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -24,7 +49,15 @@ fi
 # them (every test starts its own servers on free loopback ports).
 
 cargo build --workspace --bins --quiet
-rm -f target/tmp/chaos-*.txt
-cargo test --workspace --quiet -- --test-threads "${TEST_THREADS:-4}" "$@"
-# The chaos runs' figures (tests/chaos.rs writes one line per run).
-cat target/tmp/chaos-*.txt 2>/dev/null || true
+if $full; then
+  rm -f target/tmp/chaos-*.txt
+  cargo test --workspace --quiet -- --test-threads "${TEST_THREADS:-4}" --include-ignored "$@"
+  # The chaos runs' figures (tests/chaos.rs writes one line per run).
+  cat target/tmp/chaos-*.txt 2>/dev/null || true
+elif [ "${TEST_RUNNER:-nextest}" = nextest ] && cargo nextest --version >/dev/null 2>&1; then
+  # nextest runs no doc tests.
+  cargo test --workspace --doc --quiet
+  cargo nextest run --workspace --test-threads "${TEST_THREADS:-6}" --status-level fail -- "$@"
+else
+  cargo test --workspace --quiet -- --test-threads "${TEST_THREADS:-4}" "$@"
+fi

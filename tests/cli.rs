@@ -2,6 +2,7 @@
 
 use std::process::{Command, Output};
 
+use tempfile::TempDir;
 use tether_testkit::{RedisOptions, RedisServer, free_port, tether_bin};
 
 fn tether(args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> Output {
@@ -24,18 +25,18 @@ fn stderr(out: &Output) -> String {
 fn flag_beats_env_beats_config_file() {
     let redis = RedisServer::start(RedisOptions::default());
     let dead = format!("redis://127.0.0.1:{}", free_port());
-    let dir = tempfile_dir();
-    std::fs::create_dir_all(dir.join("config")).unwrap();
+    let dir = TempDir::new().unwrap();
+    std::fs::create_dir_all(dir.path().join("config")).unwrap();
     std::fs::write(
-        dir.join("config/tether.toml"),
+        dir.path().join("config/tether.toml"),
         format!("redis_url = \"{}\"\n", redis.url()),
     )
     .unwrap();
 
     // The file alone is enough.
-    assert!(tether(&["stats"], &[], &dir).status.success());
+    assert!(tether(&["stats"], &[], dir.path()).status.success());
     // The environment overrides the file (here with a dead address, so the call fails).
-    let out = tether(&["stats"], &[("TETHER_REDIS_URL", &dead)], &dir);
+    let out = tether(&["stats"], &[("TETHER_REDIS_URL", &dead)], dir.path());
     assert!(
         !out.status.success() && stderr(&out).contains("cannot connect to Redis"),
         "{}",
@@ -45,7 +46,7 @@ fn flag_beats_env_beats_config_file() {
     let out = tether(
         &["stats", "--redis", &redis.url()],
         &[("TETHER_REDIS_URL", &dead)],
-        &dir,
+        dir.path(),
     );
     assert!(out.status.success(), "{}", stderr(&out));
 }
@@ -53,7 +54,7 @@ fn flag_beats_env_beats_config_file() {
 #[test]
 fn bad_input_gets_a_clear_error() {
     let redis = RedisServer::start(RedisOptions::default());
-    let dir = tempfile_dir();
+    let dir = TempDir::new().unwrap();
     let url = redis.url();
     let cases: &[(&[&str], &str)] = &[
         (
@@ -75,7 +76,7 @@ fn bad_input_gets_a_clear_error() {
     for (args, expected) in cases {
         let mut full = args.to_vec();
         full.extend(["--redis", &url]);
-        let out = tether(&full, &[], &dir);
+        let out = tether(&full, &[], dir.path());
         assert!(!out.status.success(), "{args:?} should fail");
         assert!(
             stderr(&out).contains(expected),
@@ -83,7 +84,7 @@ fn bad_input_gets_a_clear_error() {
             stderr(&out)
         );
     }
-    let out = tether(&["stats"], &[], &dir);
+    let out = tether(&["stats"], &[], dir.path());
     assert!(
         stderr(&out).contains("no Redis configured"),
         "{}",
@@ -91,22 +92,15 @@ fn bad_input_gets_a_clear_error() {
     );
 }
 
-fn tempfile_dir() -> std::path::PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("tether-cli-{}-{}", std::process::id(), free_port()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// Runs `tether bench <args> --json` and returns its figures, which must be verified
 /// (every run counted all its outcomes) and hold a finite number ≥ `at_least` under
 /// each of `keys`. No timing is asserted.
 fn bench_figures(args: &[&str], keys: &[&str], at_least: f64) -> serde_json::Value {
-    let dir = tempfile_dir();
+    let dir = TempDir::new().unwrap();
     let mut argv = vec!["bench"];
     argv.extend_from_slice(args);
     argv.push("--json");
-    let out = tether(&argv, &[], &dir);
+    let out = tether(&argv, &[], dir.path());
     assert!(out.status.success(), "bench failed: {}", stderr(&out));
     let figures: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     assert_eq!(figures["verified"], true);
@@ -124,6 +118,7 @@ fn bench_figures(args: &[&str], keys: &[&str], at_least: f64) -> serde_json::Val
 
 /// CI runs the quick benchmark: it must complete and count every outcome.
 #[test]
+#[ignore = "full tier: a benchmark"]
 fn bench_quick_completes_and_verifies_its_counts() {
     let keys = [
         "process_jobs_per_s",
@@ -143,6 +138,7 @@ fn bench_quick_completes_and_verifies_its_counts() {
 /// `bench --cluster` forms a local 3-master cluster, drains three queues on it and on
 /// one Redis, and counts every outcome of both.
 #[test]
+#[ignore = "full tier: a benchmark"]
 fn bench_cluster_quick_compares_a_cluster_with_one_redis() {
     let keys = [
         "single_jobs_per_s",
@@ -157,8 +153,8 @@ fn bench_cluster_quick_compares_a_cluster_with_one_redis() {
 /// state, and the private Redis is gone afterwards.
 #[test]
 fn demo_runs_every_kind_of_job_and_cleans_up() {
-    let dir = tempfile_dir();
-    let out = tether(&["demo", "--duration", "8s", "--json"], &[], &dir);
+    let dir = TempDir::new().unwrap();
+    let out = tether(&["demo", "--duration", "8s", "--json"], &[], dir.path());
     assert!(out.status.success(), "demo failed: {}", stderr(&out));
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON summary");
     let count = |t: &str, s: &str| summary["by_type"][t][s].as_u64().unwrap_or(0);
@@ -289,7 +285,7 @@ async fn demo_jobs_write_only_under_the_demo_prefix() {
 #[test]
 fn enqueue_count_zero_is_refused() {
     let redis = RedisServer::start(RedisOptions::default());
-    let dir = tempfile_dir();
+    let dir = TempDir::new().unwrap();
     let out = tether(
         &[
             "enqueue",
@@ -301,7 +297,7 @@ fn enqueue_count_zero_is_refused() {
             &redis.url(),
         ],
         &[],
-        &dir,
+        dir.path(),
     );
     assert!(
         !out.status.success(),
@@ -331,18 +327,18 @@ fn assert_no_secret(what: &str, out: &Output) {
 /// settings), not in errors, not in the demo's or a worker's announcements.
 #[test]
 fn passwords_in_redis_urls_are_never_printed() {
-    let dir = tempfile_dir();
+    let dir = TempDir::new().unwrap();
     let dead = format!("redis://:{SECRET}@127.0.0.1:{}", free_port());
     let env = [
         ("TETHER_REDIS_URL", dead.as_str()),
         ("TETHER_LEDGER_URL", dead.as_str()),
     ];
     for args in [&["--help"][..], &["worker", "--help"], &["demo", "--help"]] {
-        let out = tether(args, &env, &dir);
+        let out = tether(args, &env, dir.path());
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
         assert_no_secret(&format!("{args:?}"), &out);
     }
-    let out = tether(&["stats"], &env, &dir);
+    let out = tether(&["stats"], &env, dir.path());
     assert!(!out.status.success());
     assert!(stderr(&out).contains("cannot connect"), "{}", stderr(&out));
     assert_no_secret("a connection error", &out);
@@ -350,7 +346,7 @@ fn passwords_in_redis_urls_are_never_printed() {
     // A worker that cannot reach Redis logs where it tries, with the password hidden.
     let mut worker = Command::new(tether_bin())
         .args(["worker", "--log", "info"])
-        .current_dir(&dir)
+        .current_dir(dir.path())
         .env("TETHER_REDIS_URL", &dead)
         .env_remove("TETHER_CONFIG")
         .stdout(std::process::Stdio::piped())
@@ -375,7 +371,7 @@ fn passwords_in_redis_urls_are_never_printed() {
     let out = tether(
         &["demo", "--redis", &url, "--duration", "2s", "--json"],
         &[],
-        &dir,
+        dir.path(),
     );
     assert!(out.status.success(), "demo failed: {}", stderr(&out));
     assert!(stderr(&out).contains("Redis:"), "{}", stderr(&out));
@@ -386,12 +382,13 @@ fn passwords_in_redis_urls_are_never_printed() {
 /// job lost and a clean consistency check. Memory and latency targets need a long
 /// run and are not asserted here.
 #[test]
+#[ignore = "full tier: a 20 s soak"]
 fn bench_soak_reports_its_figures_and_loses_nothing() {
-    let dir = tempfile_dir();
+    let dir = TempDir::new().unwrap();
     let out = tether(
         &["bench", "--soak", "20s", "--rate", "200", "--json"],
         &[],
-        &dir,
+        dir.path(),
     );
     assert!(out.status.success(), "soak failed: {}", stderr(&out));
     let figures: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");

@@ -4,10 +4,11 @@
 //! installs them). A screenshot of the job page is left in target/tmp.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
+use tempfile::TempDir;
 use tether_suite::*;
 use tether_testkit::{ChildGuard, RedisServer, free_port};
 
@@ -28,11 +29,12 @@ async fn browser() -> Browser {
             .stderr(Stdio::null());
         cmd
     });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        Duration::from_secs(20),
+        "chromedriver did not start",
+        async || std::net::TcpStream::connect(("127.0.0.1", port)),
+    )
+    .await;
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
@@ -79,37 +81,31 @@ async fn text(client: &Client, css: &str) -> String {
 
 /// Polls until the text of `css` satisfies `cond`; returns it.
 async fn until_text(client: &Client, css: &str, cond: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + T;
-    loop {
+    eventually(T, format!("{css} never matched"), async || {
         let now = match client.find(Locator::Css(css)).await {
             Ok(e) => e.text().await.unwrap_or_default(),
             Err(_) => String::new(),
         };
         if cond(&now) {
-            return now;
+            Ok(now)
+        } else {
+            Err(format!("text {now:?}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "{css} never matched; last text {now:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 /// Clicks the element matching `css`, finding it again if the page replaced it meanwhile.
 async fn click(client: &Client, css: &str) {
-    let deadline = Instant::now() + T;
-    loop {
-        let clicked = match client.find(Locator::Css(css)).await {
-            Ok(found) => found.click().await.map(|_| ()),
-            Err(e) => Err(e),
-        };
-        match clicked {
-            Ok(()) => return,
-            Err(e) => assert!(Instant::now() < deadline, "cannot click {css}: {e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(T, format!("cannot click {css}"), async || {
+        client
+            .find(Locator::Css(css))
+            .await?
+            .click()
+            .await
+            .map(drop)
+    })
+    .await
 }
 
 fn percent(text: &str) -> u32 {
@@ -117,10 +113,11 @@ fn percent(text: &str) -> u32 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "full tier: needs chromium and chromedriver"]
 async fn the_console_shows_queues_follows_a_job_cancels_it_and_retries_a_dead_one() {
     let redis = RedisServer::start(RedisOptions::default());
-    let dir = tempfile_dir();
-    let tokens = format!("{dir}/tokens.toml");
+    let dir = TempDir::new().unwrap();
+    let tokens = dir.path().join("tokens.toml").display().to_string();
     std::fs::write(
         &tokens,
         format!("[[tokens]]\ntoken = \"{ADMIN_TOKEN}\"\nowner = \"ops\"\nrole = \"admin\"\n"),
@@ -207,18 +204,15 @@ async fn the_console_shows_queues_follows_a_job_cancels_it_and_retries_a_dead_on
     text(&client, &retry).await;
     screenshot(&client, "console-dead").await;
     click(&client, &retry).await;
-    let deadline = Instant::now() + T;
-    loop {
+    eventually(T, "the retried job did not run again", async || {
         let (_, after) = api(port, "GET", &format!("/v2/tasks/{dead_id}"), Value::Null);
         if after["started_at"] != before["started_at"] && after["status"] == "failure" {
-            break;
+            Ok(())
+        } else {
+            Err(after)
         }
-        assert!(
-            Instant::now() < deadline,
-            "the retried job did not run again: {after}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
 
     // Schedules: the list shows the next fire and the last job's status; pause and
     // fire-now act on it.
@@ -241,15 +235,15 @@ async fn the_console_shows_queues_follows_a_job_cancels_it_and_retries_a_dead_on
     assert_eq!(shown["paused"], true, "{shown}");
     let last_before = shown["last_job_id"].clone();
     click(&client, "#schedule-trigger-tick").await;
-    let deadline = Instant::now() + T;
-    loop {
+    eventually(T, "fire now did not fire", async || {
         let (_, now) = api(port, "GET", "/v2/schedules/tick", Value::Null);
         if now["last_job_id"] != last_before {
-            break;
+            Ok(())
+        } else {
+            Err(now)
         }
-        assert!(Instant::now() < deadline, "fire now did not fire: {now}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     client.close().await.unwrap();
     drop(driver);
 }
@@ -260,10 +254,4 @@ async fn screenshot(client: &Client, name: &str) {
     let path = format!("{}/{name}.png", env!("CARGO_TARGET_TMPDIR"));
     std::fs::write(&path, shot).unwrap();
     eprintln!("screenshot: {path}");
-}
-
-fn tempfile_dir() -> String {
-    let dir = std::env::temp_dir().join(format!("tether-console-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.display().to_string()
 }

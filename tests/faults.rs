@@ -2,7 +2,7 @@
 //! restarted, and redis-server killed and restarted, while jobs run.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde_json::json;
@@ -79,14 +79,15 @@ async fn jobs_of_a_killed_worker_finish_elsewhere_within_lease_ttl_plus_one_reap
         .await
         .unwrap();
     // Hold all 20 before the kill; the survivor starts only afterwards.
-    let deadline = Instant::now() + T;
-    while producer.stats(&[]).await.unwrap()[0].processing < 20 {
-        assert!(
-            Instant::now() < deadline,
-            "the doomed worker never held all 20 jobs"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        T,
+        "the doomed worker never held all 20 jobs",
+        async || match producer.stats(&[]).await.unwrap()[0].processing {
+            20.. => Ok(()),
+            held => Err(format!("{held} processing")),
+        },
+    )
+    .await;
     // Keep them running long enough to be killed mid-job: each sleeps 500 ms.
     doomed.child.kill();
     let killed_at = chrono::Utc::now();
@@ -152,14 +153,14 @@ async fn a_paused_worker_cannot_record_an_outcome_after_its_lease_was_taken() {
         1,
         "exactly one recorded outcome"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while stale.metric("tether_lease_lost_total") < 1.0 {
-        assert!(
-            Instant::now() < deadline,
-            "the stale worker did not count its lost lease"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let counted = "the stale worker did not count its lost lease";
+    eventually(Duration::from_secs(10), counted, async || {
+        match stale.metric("tether_lease_lost_total") {
+            lost if lost >= 1.0 => Ok(()),
+            lost => Err(format!("tether_lease_lost_total {lost}")),
+        }
+    })
+    .await;
     assert_eq!(fresh.metric("tether_lease_lost_total"), 0.0);
     assert_consistent(&redis).await;
 }
@@ -188,11 +189,13 @@ async fn workers_ride_out_a_redis_restart_without_losing_a_job() {
     ];
     let _a = WorkerProcess::start(&redis, &args);
     let _b = WorkerProcess::start(&redis, &args);
-    let deadline = Instant::now() + T;
-    while producer.stats(&[]).await.unwrap()[0].success < 300 {
-        assert!(Instant::now() < deadline, "workers made no progress");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(T, "workers made no progress", async || {
+        match producer.stats(&[]).await.unwrap()[0].success {
+            300.. => Ok(()),
+            done => Err(format!("{done} succeeded")),
+        }
+    })
+    .await;
     redis.kill();
     tokio::time::sleep(Duration::from_millis(700)).await;
     redis.restart();
@@ -257,11 +260,12 @@ async fn cli_end_to_end_touch_jobs_survive_a_killed_worker() {
             .query(conn)
             .unwrap()
     };
-    let deadline = Instant::now() + T;
-    while touched(&mut conn) < 200 {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    eventually_blocking(T, "fewer than 200 jobs touched", || {
+        match touched(&mut conn) {
+            200.. => Ok(()),
+            n => Err(n),
+        }
+    });
     workers[0].child.kill();
 
     let stats = |conn: &mut redis::Connection| -> serde_json::Value {
@@ -272,16 +276,14 @@ async fn cli_end_to_end_touch_jobs_survive_a_killed_worker() {
             .unwrap();
         serde_json::from_slice(&out.stdout).expect("stats --json")
     };
-    let deadline = Instant::now() + T;
-    while stats(&mut conn)["default"]["success"] != json!(1000) {
-        assert!(
-            Instant::now() < deadline,
-            "not all jobs succeeded: {}",
-            stats(&mut conn)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let s = stats(&mut conn);
+    let s = eventually_blocking(T, "not all jobs succeeded", || {
+        let s = stats(&mut conn);
+        if s["default"]["success"] == json!(1000) {
+            Ok(s)
+        } else {
+            Err(s)
+        }
+    });
     assert_eq!(
         (
             s["default"]["failure"].clone(),

@@ -112,8 +112,7 @@ fn tracked(ms: &[u64]) -> JobSpec {
 /// holder did not notice (a clock step, renewals lost in a failover).
 async fn lapse_and_reap(redis: &RedisServer, store: &Store, id: JobId) {
     let mut conn = redis.connection();
-    let deadline = Instant::now() + T;
-    loop {
+    eventually(T, format!("could not reap {id}"), async || {
         let _: i64 = redis::cmd("ZADD")
             .arg("tether:{stalls}:leases")
             .arg("XX")
@@ -122,11 +121,14 @@ async fn lapse_and_reap(redis: &RedisServer, store: &Store, id: JobId) {
             .query(&mut conn)
             .unwrap();
         // A renewal may land between the two calls; then try again.
-        if store.reap("stalls", 100).await.unwrap().contains(&id) {
-            return;
+        let reaped = store.reap("stalls", 100).await.unwrap();
+        if reaped.contains(&id) {
+            Ok(())
+        } else {
+            Err(format!("reaped {reaped:?}"))
         }
-        assert!(Instant::now() < deadline, "could not reap {id}");
-    }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,7 +178,21 @@ async fn a_worker_whose_connection_freezes_stops_its_job_before_the_lease_can_la
         b.lease_ttl(ttl).reap_interval(Duration::from_millis(200))
     });
     let id = producer.enqueue(tracked(&[4000])).await.unwrap();
-    until_job(&producer, id, T, |j| j.status == Status::Processing).await;
+    // Freeze once the handler runs: a `processing` status alone shows the claim, whose
+    // reply may still be on its way through the proxy.
+    eventually(
+        T,
+        "the job never started on the worker to freeze",
+        async || {
+            let started = runs.snapshot();
+            if started.iter().any(|r| r.worker == "frozen") {
+                Ok(())
+            } else {
+                Err(format!("{started:?}"))
+            }
+        },
+    )
+    .await;
     proxy.stall(true);
     let frozen_at = Instant::now();
     let (stop_b, handle_b) = start_worker(store(&redis).await, "healthy", &runs, |b| {
@@ -267,31 +283,26 @@ async fn expiry_keeps_pace_with_thousands_of_finished_jobs() {
     });
     store.enqueue_many(&specs).await.unwrap();
     let queue = ["stalls".to_owned()];
-    let deadline = Instant::now() + T;
     // Expiry starts while the jobs still run: wait until none is left to run.
-    loop {
+    eventually(T, "the jobs did not all run", async || {
         let s = &producer.stats(&queue).await.unwrap()[0];
         if s.pending + s.scheduled + s.processing == 0 {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{s:?}"))
         }
-        assert!(Instant::now() < deadline, "the jobs did not all run: {s:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let all_done = Instant::now();
+    })
+    .await;
     // Every record is past retention 1 s later; the next reap pass must delete them all.
     let bound = Duration::from_secs(1) + reap_interval.mul_f64(1.2) + Duration::from_millis(1500);
-    loop {
-        let retained = producer.stats(&queue).await.unwrap()[0].success;
-        if retained == 0 {
-            break;
+    let what = "expired records still there after the last job finished";
+    eventually(bound, what, async || {
+        match producer.stats(&queue).await.unwrap()[0].success {
+            0 => Ok(()),
+            retained => Err(format!("{retained} retained")),
         }
-        assert!(
-            all_done.elapsed() < bound,
-            "{retained} expired records still there {:?} after the last job finished",
-            all_done.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     stop.cancel();
     handle.await.unwrap();
     assert_consistent(&redis).await;
@@ -305,11 +316,13 @@ async fn a_job_of_a_type_another_live_worker_has_is_handed_back_without_spending
     let (stop, handle) = start_worker(store(&redis).await, "has-it", &runs, |b| b);
     // This worker lacks "tracked": it serves the queue with the demo handlers only.
     let lacking = InProcessWorker::start(&redis, |b| b.queues(["stalls"]).concurrency(8)).await;
-    let deadline = Instant::now() + T;
-    while producer.workers().await.unwrap().len() < 2 {
-        assert!(Instant::now() < deadline, "workers did not register");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(T, "workers did not register", async || {
+        match producer.workers().await.unwrap().len() {
+            2.. => Ok(()),
+            n => Err(format!("{n} registered")),
+        }
+    })
+    .await;
     let ids: Vec<JobId> = producer
         .enqueue_many((0..50).map(|_| tracked(&[10]).max_attempts(1)).collect())
         .await

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tether_producer::{JobId, JobSpec, ListQuery, Producer, RetryPolicy, Status};
 use tether_testkit::{
-    Failover, FaultProxy, RedisCluster, RedisEndpoint, RedisOptions, RedisServer,
+    Failover, FaultProxy, RedisCluster, RedisEndpoint, RedisOptions, RedisServer, eventually, poll,
 };
 
 use crate::{WorkerProcess, producer};
@@ -355,19 +355,17 @@ pub async fn run(plan: ChaosPlan) -> ChaosReport {
             let mut acknowledged = Vec::with_capacity(plan.jobs);
             for i in 0..plan.jobs {
                 tokio::time::sleep_until(start + gap * i as u32).await;
-                let deadline = Instant::now() + Duration::from_secs(30);
-                loop {
-                    match producer.enqueue(job(i, plan.limits)).await {
-                        Ok(id) => {
-                            acknowledged.push(id);
-                            break;
-                        }
-                        Err(_) if Instant::now() < deadline => {
-                            tokio::time::sleep(Duration::from_millis(50)).await
-                        }
-                        Err(e) => panic!("enqueue {i} refused for 30 s: {e}"),
-                    }
-                }
+                let refused = format!("enqueue {i} refused");
+                // A closure returning an owned future: this task must be Send, and the
+                // compiler cannot yet prove that of a future borrowing the closure.
+                let producer = producer.clone();
+                let limits = plan.limits;
+                let id = eventually(Duration::from_secs(30), refused, move || {
+                    let producer = producer.clone();
+                    async move { producer.enqueue(job(i, limits)).await }
+                })
+                .await;
+                acknowledged.push(id);
             }
             enqueuing.store(false, Ordering::SeqCst);
             acknowledged
@@ -548,18 +546,18 @@ async fn finished_count(producer: &Producer, queues: &[&str]) -> (u64, u64) {
 /// Waits (up to 20 s) until `queues` record an outcome after `before`. False when
 /// there was nothing left to finish there, or it never happened.
 async fn resumed(producer: &Producer, queues: &[&str], before: (u64, u64)) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
+    poll(Duration::from_secs(20), async || {
         let now = finished_count(producer, queues).await;
         if now.0 > before.0 {
-            return true;
+            Ok(true)
+        } else if now.1 == 0 && before.1 == 0 {
+            Ok(false)
+        } else {
+            Err(())
         }
-        if now.1 == 0 && before.1 == 0 {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
+    })
+    .await
+    .unwrap_or(false)
 }
 
 fn client_kill(node: &RedisServer) {
@@ -580,12 +578,12 @@ async fn check_outcomes(
     drain_for: Duration,
     report: &mut ChaosReport,
 ) -> Vec<tether_producer::Job> {
-    let deadline = Instant::now() + drain_for;
     let mut jobs = HashMap::new();
     let mut open: Vec<JobId> = acknowledged.to_vec();
-    while !open.is_empty() {
+    // Whatever is still open once `drain_for` has passed is lost.
+    let _ = poll(drain_for, async || {
         let mut still = Vec::new();
-        for id in open {
+        for id in open.drain(..) {
             match producer.get(id).await {
                 Ok(Some(job)) if job.status.is_final() => {
                     jobs.insert(id, job);
@@ -594,13 +592,9 @@ async fn check_outcomes(
             }
         }
         open = still;
-        if Instant::now() > deadline {
-            break;
-        }
-        if !open.is_empty() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+        if open.is_empty() { Ok(()) } else { Err(()) }
+    })
+    .await;
     report.lost = open;
 
     let mut conn = ledger.connection();

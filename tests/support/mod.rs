@@ -3,14 +3,16 @@
 pub mod chaos;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tether_producer::{Job, JobId, Producer, Status};
 use tether_store::{Store, StoreConfig};
 use tether_testkit::{ChildGuard, free_port, tether_bin};
 use tether_worker::{CancellationToken, Worker, WorkerBuilder};
 
-pub use tether_testkit::{RedisEndpoint, RedisOptions, Topology};
+pub use tether_testkit::{
+    RedisEndpoint, RedisOptions, Topology, eventually, eventually_blocking, poll, poll_blocking,
+};
 
 pub async fn store(redis: &impl RedisEndpoint) -> Store {
     Store::connect(StoreConfig::new(redis.url()))
@@ -131,47 +133,40 @@ pub async fn until_job(
     timeout: Duration,
     cond: impl Fn(&Job) -> bool,
 ) -> Job {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let job = producer.get(id).await.expect("get").expect("job exists");
-        if cond(&job) {
-            return job;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "condition not reached within {timeout:?}; job: {job:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        timeout,
+        format!("job {id} never reached the condition"),
+        async || {
+            let job = producer.get(id).await.expect("get").expect("job exists");
+            if cond(&job) {
+                Ok(job)
+            } else {
+                Err(format!("{job:#?}"))
+            }
+        },
+    )
+    .await
 }
 
 /// Polls until every id has a final status; returns the jobs.
 pub async fn all_finished(producer: &Producer, ids: &[JobId], timeout: Duration) -> Vec<Job> {
-    let deadline = Instant::now() + timeout;
-    loop {
+    let what = format!("not all {} jobs finished", ids.len());
+    eventually(timeout, what, async || {
         let mut jobs = Vec::with_capacity(ids.len());
-        let mut open = 0;
         for id in ids {
             let job = producer
                 .get(*id)
                 .await
                 .expect("get")
                 .expect("acknowledged job exists");
-            if !job.status.is_final() {
-                open += 1;
-            }
             jobs.push(job);
         }
-        if open == 0 {
-            return jobs;
+        match jobs.iter().filter(|j| !j.status.is_final()).count() {
+            0 => Ok(jobs),
+            open => Err(format!("{open} unfinished")),
         }
-        assert!(
-            Instant::now() < deadline,
-            "{open} of {} jobs unfinished after {timeout:?}",
-            ids.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 pub fn count(jobs: &[Job], status: Status) -> usize {
@@ -288,12 +283,17 @@ fn start_serving(what: &str, command: impl Fn(u16) -> Command) -> (ChildGuard, u
             .stdin(Stdio::null())
             .stdout(Stdio::null());
         let mut child = ChildGuard::spawn(cmd);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline && child.is_running() {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return (child, port);
+        let serving = poll_blocking(Duration::from_secs(10), || {
+            if !child.is_running() {
+                Ok(false)
+            } else if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                Ok(true)
+            } else {
+                Err(())
             }
-            std::thread::sleep(Duration::from_millis(10));
+        });
+        if serving == Ok(true) {
+            return (child, port);
         }
     }
     panic!("a tether {what} process did not start (see its stderr above)");

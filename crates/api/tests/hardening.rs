@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tether_api::{ApiConfig, Auth};
 use tether_producer::Producer;
 use tether_store::{Store, StoreConfig};
-use tether_testkit::{RedisOptions, RedisServer};
+use tether_testkit::{RedisOptions, RedisServer, eventually};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -311,14 +311,12 @@ async fn metrics_can_be_served_on_their_own_address() {
         },
     )
     .await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while tokio::net::TcpStream::connect(metrics_addr).await.is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "metrics port never opened"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(5),
+        "metrics port never opened",
+        async || tokio::net::TcpStream::connect(metrics_addr).await,
+    )
+    .await;
     assert_eq!(http_get(served.addr, "/healthz").await.0, 200);
     assert_eq!(http_get(served.addr, "/metrics").await.0, 404);
     let (status, body) = http_get(metrics_addr, "/metrics").await;
@@ -656,14 +654,15 @@ async fn streams_share_pubsub(topology: Topology) {
         assert!(text.contains("event: finished"), "{text}");
         assert!(text.contains("\"status\":\"cancelled\""), "{text}");
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while subscribed_channels(&redis) > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "channels stayed subscribed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        Duration::from_secs(5),
+        "channels stayed subscribed",
+        async || match subscribed_channels(&redis) {
+            0 => Ok(()),
+            n => Err(n),
+        },
+    )
+    .await;
     stop.cancel();
 }
 
@@ -709,26 +708,27 @@ async fn the_shared_subscriber_resubscribes_after_a_redis_restart() {
     }
     assert_eq!(subscribed_channels(&redis), 5);
     server.restart();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while subscribed_channels(&redis) < 5 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "channels were not subscribed again"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let again = "channels were not subscribed again";
+    eventually(
+        Duration::from_secs(15),
+        again,
+        async || match subscribed_channels(&redis) {
+            5.. => Ok(()),
+            n => Err(n),
+        },
+    )
+    .await;
     assert!(
         clients(&redis).1 <= 1,
         "one subscriber connection after the restart"
     );
     for id in &ids {
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while producer.cancel(*id).await.is_err() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-        .await
-        .expect("cancel after the restart");
+        eventually(
+            Duration::from_secs(10),
+            "cancel after the restart",
+            async || producer.cancel(*id).await,
+        )
+        .await;
     }
     for w in &mut watches {
         let last = tokio::time::timeout(Duration::from_secs(10), async {
@@ -818,14 +818,12 @@ async fn tether_api_applies_the_hardening_settings() {
         .stdout(std::process::Stdio::null());
     let mut api = tether_testkit::ChildGuard::spawn(cmd);
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "tether api never listened"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        Duration::from_secs(20),
+        "tether api never listened",
+        async || tokio::net::TcpStream::connect(addr).await,
+    )
+    .await;
     assert_eq!(http_get(addr, "/healthz").await.0, 200);
     assert_eq!(http_get(addr, "/metrics").await.0, 404);
     let metrics_addr = format!("127.0.0.1:{metrics_port}").parse().unwrap();

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tether_api::{ApiConfig, Auth};
 use tether_producer::Producer;
 use tether_store::{Store, StoreConfig};
-use tether_testkit::{RedisOptions, RedisServer};
+use tether_testkit::{RedisOptions, RedisServer, eventually};
 use tether_worker::{CancellationToken, Worker};
 
 const ALICE: &str = "alice-token-0123456789";
@@ -85,18 +85,16 @@ async fn create(app: &Router, token: &str, body: Value) -> String {
 
 /// Polls a task until it has `status`; returns it.
 async fn until_status(app: &Router, id: &str, token: &str, status: &str) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
+    let reached = format!("task {id} never reached {status}");
+    eventually(Duration::from_secs(15), reached, async || {
         let (_, task) = call(app, "GET", &format!("/v2/tasks/{id}"), token, None).await;
         if task["status"] == status {
-            return task;
+            Ok(task)
+        } else {
+            Err(task)
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "task {id} never reached {status}: {task}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

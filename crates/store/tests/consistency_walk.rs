@@ -160,7 +160,7 @@ async fn every_disagreement_is_found_on_a_cluster() {
 /// holding a single-pass check script, that script is timed on the same data too.
 /// `cargo test -p tether-store --release --test consistency_walk -- --ignored --nocapture`
 #[tokio::test]
-#[ignore]
+#[ignore = "full tier: 100,000 jobs, figures for the documentation"]
 async fn measure_check_steps_on_100k_jobs() {
     let redis = TestRedis::start(Topology::Single);
     let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tether_model::JobSpec;
 use tether_store::{Store, StoreConfig, StoreError};
-use tether_testkit::{RedisOptions, RedisServer};
+use tether_testkit::{RedisOptions, RedisServer, eventually_blocking};
 
 /// A master and a replica that has caught up with it.
 fn master_and_replica() -> (RedisServer, RedisServer) {
@@ -19,22 +19,18 @@ fn master_and_replica() -> (RedisServer, RedisServer) {
         ],
         ..Default::default()
     });
-    let deadline = Instant::now() + Duration::from_secs(10);
     let mut conn = master.connection();
-    loop {
+    eventually_blocking(Duration::from_secs(10), "replica never came online", || {
         let info: String = redis::cmd("INFO")
             .arg("replication")
             .query(&mut conn)
             .unwrap();
         if info.contains("state=online") {
-            break;
+            Ok(())
+        } else {
+            Err(info)
         }
-        assert!(
-            Instant::now() < deadline,
-            "replica never came online: {info}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    });
     (master, replica)
 }
 

@@ -1,7 +1,7 @@
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::{RedisOptions, RedisServer};
+use crate::{RedisOptions, RedisServer, eventually_blocking};
 
 /// A Redis Cluster of private redis-servers on free loopback ports; torn down on drop.
 ///
@@ -184,50 +184,55 @@ impl RedisCluster {
             }
             Failover::Kill => master.kill(),
         }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while replica_of(replica).is_some() {
-            assert!(Instant::now() < deadline, "replica was not promoted");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        eventually_blocking(
+            Duration::from_secs(30),
+            "the replica was not promoted",
+            || match replica_of(replica) {
+                None => Ok(()),
+                Some(master) => Err(format!("still a replica of {master}")),
+            },
+        );
         self.wait_healthy(self.live(), masters);
         replica
     }
 
     fn wait_healthy(&self, nodes: Vec<&RedisServer>, masters: usize) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let healthy = nodes.iter().all(|n| {
-                let mut conn = n.connection();
-                let info: String = redis::cmd("CLUSTER")
-                    .arg("INFO")
-                    .query(&mut conn)
-                    .unwrap_or_default();
-                let nodes: String = redis::cmd("CLUSTER")
-                    .arg("NODES")
-                    .query(&mut conn)
-                    .unwrap_or_default();
-                let replication: String = redis::cmd("INFO")
-                    .arg("replication")
-                    .query(&mut conn)
-                    .unwrap_or_default();
-                // Every node agrees: state ok, and it sees the expected live masters;
-                // every replica has finished its sync.
-                info.contains("cluster_state:ok")
-                    && (replication.contains("role:master")
-                        || replication.contains("master_link_status:up"))
-                    && nodes
-                        .lines()
-                        .filter(|l| l.contains("master") && !l.contains("fail"))
-                        .count()
-                        == masters
-            });
-            if healthy {
-                return;
-            }
-            assert!(Instant::now() < deadline, "cluster did not become healthy");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        eventually_blocking(
+            Duration::from_secs(30),
+            "the cluster did not become healthy",
+            // Every node agrees: state ok, and it sees the expected live masters; every
+            // replica has finished its sync.
+            || match nodes.iter().find(|n| !healthy(n, masters)) {
+                None => Ok(()),
+                Some(node) => Err(format!("the node on port {} disagrees", node.port())),
+            },
+        );
     }
+}
+
+/// Whether `node` reports the cluster ok, its replication link (if a replica) up, and
+/// `masters` live masters.
+fn healthy(node: &RedisServer, masters: usize) -> bool {
+    let mut conn = node.connection();
+    let info: String = redis::cmd("CLUSTER")
+        .arg("INFO")
+        .query(&mut conn)
+        .unwrap_or_default();
+    let nodes: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query(&mut conn)
+        .unwrap_or_default();
+    let replication: String = redis::cmd("INFO")
+        .arg("replication")
+        .query(&mut conn)
+        .unwrap_or_default();
+    info.contains("cluster_state:ok")
+        && (replication.contains("role:master") || replication.contains("master_link_status:up"))
+        && nodes
+            .lines()
+            .filter(|l| l.contains("master") && !l.contains("fail"))
+            .count()
+            == masters
 }
 
 fn node_id(node: &RedisServer) -> String {

@@ -15,14 +15,16 @@
 //! [`FaultProxy`] sits between clients and a server to drop, stall or slow
 //! their connections. [`RedisCluster`] forms a Redis Cluster of such servers (`redis-cli --cluster
 //! create`) and can fail a master over; [`TestRedis`] lets a suite run the same
-//! test on either.
+//! test on either. [`eventually`] waits for a condition, bounded in time.
 
 mod cluster;
+mod eventually;
 mod process;
 mod proxy;
 mod redis_server;
 
 pub use cluster::{Failover, NODE_TIMEOUT, RedisCluster};
+pub use eventually::{eventually, eventually_blocking, poll, poll_blocking};
 pub use process::{ChildGuard, tether_bin};
 pub use proxy::FaultProxy;
 pub use redis_server::{RedisOptions, RedisServer, free_port};

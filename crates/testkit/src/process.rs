@@ -4,6 +4,8 @@ use std::process::{Child, Command};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use crate::poll_blocking;
+
 /// The `tether` binary built next to the running test executable.
 ///
 /// Tests that run worker processes need `cargo build --bins` first, which the
@@ -62,17 +64,13 @@ impl ChildGuard {
     /// Sends SIGTERM and waits up to `timeout` for the exit; returns the exit code if it exited.
     pub fn terminate(&mut self, timeout: std::time::Duration) -> Option<i32> {
         self.signal(Signal::SIGTERM);
-        let deadline = std::time::Instant::now() + timeout;
-        while std::time::Instant::now() < deadline {
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                self.child = None;
-                return status.code();
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        None
+        let exited = poll_blocking(timeout, || match self.child.as_mut().map(Child::try_wait) {
+            Some(Ok(Some(status))) => Ok(status),
+            _ => Err(()),
+        });
+        let status = exited.ok()?;
+        self.child = None;
+        status.code()
     }
 
     /// Whether the process is still running.

@@ -2,10 +2,12 @@ use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+
+use crate::eventually_blocking;
 
 /// How to start a private Redis.
 #[derive(Debug, Clone, Default)]
@@ -101,22 +103,22 @@ impl RedisServer {
     }
 
     fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
         let client = redis::Client::open(self.url()).expect("url");
-        while Instant::now() < deadline {
-            // While loading the AOF Redis answers LOADING; wait for a real PONG.
-            if TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_ok()
-                && let Ok(mut conn) = client.get_connection()
-                && redis::cmd("PING").query::<String>(&mut conn).is_ok()
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!(
-            "redis-server on port {} did not become ready; see {}/redis.log",
-            self.port,
-            self.dir.path().display()
+        eventually_blocking(
+            Duration::from_secs(10),
+            format_args!(
+                "redis-server on port {} did not become ready (see {}/redis.log)",
+                self.port,
+                self.dir.path().display()
+            ),
+            || {
+                TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).map_err(|e| e.to_string())?;
+                // While loading the AOF Redis answers LOADING; wait for a real PONG.
+                let mut conn = client.get_connection().map_err(|e| e.to_string())?;
+                redis::cmd("PING")
+                    .query::<String>(&mut conn)
+                    .map_err(|e| e.to_string())
+            },
         );
     }
 
@@ -154,20 +156,24 @@ impl RedisServer {
         let Some(pid) = self.child.lock().unwrap().as_ref().map(Child::id) else {
             return;
         };
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < deadline {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            // The state is the first field after the parenthesised command name.
-            let state = stat
-                .rsplit(')')
-                .next()
-                .and_then(|rest| rest.split_whitespace().next());
-            if state == Some("T") || stat.is_empty() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        panic!("redis-server {pid} on port {} did not stop", self.port);
+        eventually_blocking(
+            Duration::from_secs(2),
+            format_args!("redis-server {pid} on port {} did not stop", self.port),
+            || {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                // The state is the first field after the parenthesised command name.
+                let state = stat
+                    .rsplit(')')
+                    .next()
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .unwrap_or("gone");
+                if state == "T" || stat.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("state {state}"))
+                }
+            },
+        );
     }
 
     /// SIGCONT after [`pause`](Self::pause).
