@@ -654,7 +654,7 @@ fn check_caps(jobs: &[tether_producer::Job], limits: ChaosLimits, report: &mut C
             events.push((end, -1i32, job.queue.clone(), group));
         }
     }
-    events.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    events.sort_by_key(|e| (e.0, e.1));
     let mut running: HashMap<String, i32> = HashMap::new();
     let mut in_group: HashMap<(String, String), i32> = HashMap::new();
     for (at, delta, queue, group) in events {
