@@ -7,6 +7,30 @@
 --   ARGV[2..] = the script's own arguments
 -- Time always comes from the Redis server (TIME), never from clients.
 --
+-- Replies, the same for all scripts (schedules/*.lua too, which have no prelude): what a
+-- script did is a status word from this list (a batch answers a word per job, or per job
+-- a row that starts with one); counts, ids, times and records are plain data. The caller
+-- takes any other word for an error, never for one of these.
+--   OK                    done as asked
+--   NOT_FOUND             no such job or schedule, or not the caller's
+--   INVALID:<status>      the job's status does not allow it
+--   NOT_SUPPORTED         the job does not allow it (cancel of a non-cancelable job)
+--   LOST                  the lease is not the caller's any more: nothing was written
+--   ALREADY[:<status>]    this lease recorded its outcome before (a resend after a lost
+--                         reply); <status>: the job's status now
+--   CANCEL_REQUESTED      renew, progress, checkpoint: done, and a cancel was requested
+--   CANCELLED, REQUESTED  cancel: ended at once (it was pending) / flagged (it runs)
+--   RETRY, DEAD           finish: scheduled again / failed for good
+--   NOT_REQUESTED         finish: a cancelled outcome without a cancel request
+--   CREATED, EXISTS, DUPLICATE  enqueue, per job: written / written by an earlier send /
+--                         an earlier job of the owner's idempotency key
+--   NEW_QUEUE             enqueue: the queue had no `used` mark (the caller registers it)
+--   QUOTA, HORIZON        enqueue: the batch was refused, nothing written
+--   EXISTS, LIMIT, STALE  schedules: the name is taken / the owner has as many as allowed /
+--                         changed since it was taken
+--   IN_USE                forget: the queue holds jobs or had an enqueue lately
+-- Errors are errors (`fail()`), never a word.
+--
 -- Redis does not roll a script back when it fails half-way: writes made before the
 -- error stay. So every script has two phases. First it checks its arguments, the
 -- types of the keys it will write, and reads every record it needs; any of these may

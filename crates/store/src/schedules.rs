@@ -18,7 +18,7 @@ use tether_model::JobId;
 use tether_model::schedule::ScheduleSpec;
 
 use crate::codec::ms_to_time;
-use crate::{Store, StoreError, keys};
+use crate::{Store, StoreError, keys, reply};
 
 macro_rules! schedule_script {
     ($file:literal) => {
@@ -169,7 +169,7 @@ impl Store {
             "LIMIT" => Err(StoreError::TooManySchedules {
                 limit: MAX_SCHEDULES_PER_OWNER,
             }),
-            _ => Err(StoreError::NotFound(spec.name.clone())),
+            refused => Err(reply::refusal("put", refused, &spec.name)),
         }
     }
 
@@ -272,10 +272,7 @@ impl Store {
                 Ok(inv.invoke_async(&mut self.conn()).await?)
             })
             .await?;
-        match word.as_str() {
-            "OK" => Ok(()),
-            _ => Err(StoreError::NotFound(name.to_owned())),
-        }
+        reply::ok("state", &word, name)
     }
 
     /// Pauses a schedule: it does not fire until resumed.
@@ -383,7 +380,7 @@ impl Store {
                     .await?)
             })
             .await?;
-        Ok(word == "OK")
+        reply::ok_or("advance", &word, "STALE")
     }
 }
 
