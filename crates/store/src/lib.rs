@@ -25,7 +25,7 @@ mod check;
 mod codec;
 mod conn;
 mod error;
-pub mod keys;
+mod keys;
 mod list;
 mod reply;
 mod schedules;
@@ -42,16 +42,15 @@ use tether_model::{Job, JobId, JobSpec, Status};
 
 pub use codec::{decode, encode};
 pub use error::StoreError;
-pub use keys::LAYOUT_VERSION;
 pub use list::{ListQuery, Page, SortDir, SortKey};
 pub use schedules::{DueSchedule, MAX_SCHEDULES_PER_OWNER, PutMode, StoredSchedule};
-pub use scripts::SCRIPTS;
 pub use worker_ops::{
     Claimed, FinishOutcome, Lease, LeaseError, LeaseToken, MAX_BATCH, Outcome, Reaped, RenewStatus,
     Waiter, WorkerInfo,
 };
 
-use keys::QueueKeys;
+use keys::{LAYOUT_VERSION, QueueKeys};
+use scripts::SCRIPTS;
 
 /// Connection and retention settings.
 #[derive(Debug, Clone)]
@@ -141,6 +140,20 @@ pub struct QueueStats {
     pub success: u64,
     pub failure: u64,
     pub cancelled: u64,
+}
+
+/// For the suites of this workspace only (feature `test-support`): the scripts by name.
+#[cfg(feature = "test-support")]
+#[doc(hidden)]
+pub mod test_support {
+    /// The name of every script, so a suite can run each one (on a cluster, say).
+    pub fn script_names() -> Vec<&'static str> {
+        crate::SCRIPTS
+            .all()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect()
+    }
 }
 
 /// A handle to Tether's data in one Redis.
