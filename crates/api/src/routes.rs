@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tether_producer::{Event, JobId, JobSpec, ListQuery, Producer, SortDir, SortKey, Status};
+use tether_producer::{JobId, JobSpec, ListQuery, Producer, SortDir, SortKey, Status};
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -503,17 +503,9 @@ pub async fn task_events(
         .map(move |event| {
             let _held = &slot;
             Ok(match event {
-                Ok(event) => {
-                    let name = match &event {
-                        Event::Snapshot(_) => "snapshot",
-                        Event::Progress(_) => "progress",
-                        Event::Status(_) => "status",
-                        Event::Finished(_) => "finished",
-                    };
-                    SseEvent::default()
-                        .event(name)
-                        .data(task_body(event.job(), true).to_string())
-                }
+                Ok(event) => SseEvent::default()
+                    .event(event.name())
+                    .data(task_body(event.job(), true).to_string()),
                 Err(e) => SseEvent::default()
                     .event("error")
                     .data(json!({"code": "StreamError", "message": e.to_string()}).to_string()),
@@ -579,12 +571,7 @@ pub async fn healthz() -> &'static str {
 }
 
 pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
-    state
-        .producer
-        .store()
-        .ping()
-        .await
-        .map_err(ApiError::unavailable)?;
+    state.producer.ping().await.map_err(ApiError::unavailable)?;
     Ok("ready\n")
 }
 

@@ -165,24 +165,8 @@ pub async fn create_schedule(
             format!("tasks cannot be created in queue {:?}", spec.job.queue),
         ));
     }
-    let schedule = scoped(&state, &caller)
-        .create_schedule(spec)
-        .await
-        .map_err(conflict)?;
+    let schedule = scoped(&state, &caller).create_schedule(spec).await?;
     Ok((StatusCode::CREATED, Json(schedule_body(&schedule))).into_response())
-}
-
-fn conflict(e: tether_producer::Error) -> ApiError {
-    match e {
-        tether_producer::Error::Store(tether_store::StoreError::ScheduleExists(name)) => {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "Conflict",
-                format!("a schedule named {name} exists"),
-            )
-        }
-        other => other.into(),
-    }
 }
 
 #[utoipa::path(get, path = "/v2/schedules", tag = "schedules",
