@@ -666,6 +666,7 @@ async fn run_client(command: Command, producer: Producer) -> CliResult {
                     tether_producer::CancelOutcome::Cancelled => "cancelled",
                     tether_producer::CancelOutcome::Requested =>
                         "cancel requested; the worker stops it at its next heartbeat",
+                    _ => "cancel accepted",
                 }
             );
             Ok(())

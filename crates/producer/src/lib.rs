@@ -134,6 +134,7 @@ impl Error {
 
 /// What [`Producer::watch`] yields.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Event {
     /// The job as it was when watching began.
     Snapshot(Job),

@@ -118,6 +118,7 @@ pub struct Enqueued {
 
 /// What a cancel did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CancelOutcome {
     /// The job was pending and is now cancelled.
     Cancelled,

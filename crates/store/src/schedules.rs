@@ -68,6 +68,7 @@ pub const MAX_SCHEDULES_PER_OWNER: usize = 1000;
 
 /// What `put_schedule` may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PutMode {
     /// A new schedule; an existing one of the same name is an error.
     Create,

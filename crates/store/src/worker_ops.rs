@@ -126,6 +126,7 @@ pub struct Claimed {
 
 /// A lease renewal's answer for one job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RenewStatus {
     Renewed,
     /// Renewed, and a producer asked to cancel: stop the handler.
@@ -136,6 +137,7 @@ pub enum RenewStatus {
 
 /// How an attempt ended, as the lease holder reports it.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum Outcome {
     /// Success with the result (MessagePack).
     Success(Vec<u8>),
@@ -153,6 +155,7 @@ pub enum Outcome {
 
 /// What `finish` recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FinishOutcome {
     /// Success or cancelled recorded.
     Recorded,
@@ -168,6 +171,7 @@ pub enum FinishOutcome {
 
 /// A lease-fenced write failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LeaseError {
     /// The lease is no longer ours; nothing was written.
     #[error("lease lost: the job was reclaimed")]
