@@ -21,6 +21,7 @@ while i <= #ARGV do
   local id, run_at, delay, idem, owner, n =
     ARGV[i], arg_number(i + 1), arg_number(i + 2), ARGV[i + 3], ARGV[i + 4], arg_number(i + 5)
   local job = {id = id, idem = idem, owner = owner, first = i + 6, last = i + 5 + n}
+  if n < 0 or n % 2 ~= 0 or job.last > #ARGV then fail('ERR job ' .. id .. ' has a malformed field list') end
   i = job.last + 1
   job.idem_key = idem_key(owner, idem)
   local existing = idem ~= '' and (seen[job.idem_key] or redis.call('GET', job.idem_key))
@@ -39,8 +40,8 @@ while i <= #ARGV do
 end
 if quota > 0 then
   for owner, n in pairs(adding) do
-    local active = tonumber(redis.call('HGET', K_ACTIVE, owner) or '0')
-    if active + n > quota then return {{'QUOTA', owner, active, quota}} end
+    local unfinished = tonumber(redis.call('HGET', K_ACTIVE, owner) or '0')
+    if unfinished + n > quota then return {{'QUOTA', owner, unfinished, quota}} end
   end
 end
 local used = redis.call('GET', K_USED)
@@ -55,11 +56,8 @@ writable(K_JOBS)
 if ready_now then writable(K_STREAM) end
 if later then writable(K_DELAYED) end
 if next(adding) then writable(K_ACTIVE) end
--- Owner indexes are written too: they must be sorted sets (or nothing yet).
-for owner in pairs(adding) do
-  local t = redis.call('TYPE', owner_index(owner))['ok']
-  if t ~= 'none' and t ~= 'zset' then fail('WRONGTYPE ' .. owner_index(owner) .. ' is not a zset; nothing was changed') end
-end
+countable(adding)
+owner_indexes_writable(adding)
 
 -- Writes.
 if fresh then
@@ -69,7 +67,6 @@ if fresh then
 end
 -- The time of the last enqueue, to the second (the registry forgets queues idle for hours).
 if fresh or now - (tonumber(used) or 0) >= 1000 then redis.call('SET', K_USED, int(now)) end
-local owned = {}
 for _, job in ipairs(jobs) do
   local id, key = job.id, job_key(job.id)
   local where, at
@@ -86,15 +83,9 @@ for _, job in ipairs(jobs) do
     redis.call('HSET', key, 'st', 'pending', 'ct', int(now), 'ut', int(now), where, at, unpack(ARGV, job.first, job.last))
   end
   push(created, int(now), id)
-  if job.owner ~= '' then
-    owned[job.owner] = owned[job.owner] or {}
-    push(owned[job.owner], int(now), id)
-  end
+  if job.owner ~= '' then push_for(owned, job.owner, int(now), id) end
 end
-for owner, entries in pairs(owned) do
-  call_chunked('ZADD', owner_index(owner), nil, entries)
-  redis.call('HINCRBY', K_ACTIVE, owner, #entries / 2)
-end
+for owner, n in pairs(adding) do active[owner] = n end
 flush()
 if fresh then out[#out + 1] = {'NEW_QUEUE', '', 0, 0} end
 return out

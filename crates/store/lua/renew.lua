@@ -7,16 +7,16 @@ local ttl = arg_number(2)
 bounded((#ARGV - 2) / 2)
 writable(K_LEASES)
 local deadline = now_ms() + ttl
-local out, renewed = {}, {}
+local words = {}
 for i = 3, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
-  local v = check_lease(job_key(id), token, 'creq')
-  if v then
-    push(renewed, int(deadline), id)
-    out[#out + 1] = (v[4] == '1') and 'CANCEL_REQUESTED' or 'OK'
+  local refusal, creq = check_lease(job_key(id), token, 'creq')
+  if refusal then
+    words[#words + 1] = 'LOST'
   else
-    out[#out + 1] = 'LOST'
+    push(renewed, int(deadline), id)
+    words[#words + 1] = (creq == '1') and 'CANCEL_REQUESTED' or 'OK'
   end
 end
-call_chunked('ZADD', K_LEASES, 'XX', renewed)
-return {deadline, out}
+flush()
+return {deadline, words}

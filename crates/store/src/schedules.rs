@@ -20,9 +20,15 @@ use tether_model::schedule::ScheduleSpec;
 use crate::codec::ms_to_time;
 use crate::{Store, StoreError, keys, reply};
 
+/// A schedule script, prefixed with the schedule scripts' prelude.
 macro_rules! schedule_script {
     ($file:literal) => {
-        LazyLock::new(|| Script::new(include_str!(concat!("../lua/schedules/", $file))))
+        LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("../lua/schedules/common.lua"),
+                include_str!(concat!("../lua/schedules/", $file))
+            ))
+        })
     };
 }
 
