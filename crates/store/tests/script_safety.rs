@@ -110,7 +110,12 @@ async fn every_batch_entry_point_takes_any_size() {
 
 /// Every key of a queue and its content, except `skip`.
 fn snapshot(conn: &mut redis::Connection, queue: &str, skip: &str) -> BTreeMap<String, Vec<u8>> {
-    let keys: Vec<String> = conn.keys(format!("tether:{{{queue}}}:*")).unwrap();
+    dump(conn, &format!("tether:{{{queue}}}:*"), skip)
+}
+
+/// Every key matching `pattern` and its content, except `skip`.
+fn dump(conn: &mut redis::Connection, pattern: &str, skip: &str) -> BTreeMap<String, Vec<u8>> {
+    let keys: Vec<String> = conn.keys(pattern).unwrap();
     keys.into_iter()
         .filter(|k| k != skip)
         .map(|k| {
@@ -612,16 +617,8 @@ async fn a_wrong_typed_schedule_index_fails_a_call_before_any_write() {
         .put_schedule(None, &spec("kept"), create)
         .await
         .unwrap();
-    let schedules = |conn: &mut redis::Connection| {
-        let keys: Vec<String> = conn.keys("tether:{~sched}:*").unwrap();
-        keys.into_iter()
-            .filter(|k| !k.ends_with(":due"))
-            .map(|k| {
-                let dump: Vec<u8> = redis::cmd("DUMP").arg(&k).query(conn).unwrap();
-                (k, dump)
-            })
-            .collect::<BTreeMap<_, _>>()
-    };
+    let schedules =
+        |conn: &mut redis::Connection| dump(conn, "tether:{~sched}:*", "tether:{~sched}:due");
     let _: () = conn.del("tether:{~sched}:due").unwrap();
     let _: () = conn.rpush("tether:{~sched}:due", "x").unwrap();
     let before = schedules(&mut conn);
