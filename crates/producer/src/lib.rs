@@ -555,3 +555,78 @@ impl Producer {
             .unwrap_or(Err(Error::WaitTimeout(id)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(e: impl Into<Error>) -> ErrorKind {
+        e.into().kind()
+    }
+
+    #[test]
+    fn store_failures_have_the_kind_callers_answer_from() {
+        assert_eq!(
+            kind(StoreError::NotFound("j".into())),
+            ErrorKind::NotFound { what: "j".into() }
+        );
+        assert_eq!(
+            kind(StoreError::InvalidState(Status::Success)),
+            ErrorKind::InvalidState {
+                status: Status::Success
+            }
+        );
+        assert_eq!(kind(StoreError::NotSupported), ErrorKind::NotSupported);
+        assert_eq!(
+            kind(StoreError::QuotaExceeded {
+                pending: 3,
+                quota: 3
+            }),
+            ErrorKind::QuotaExceeded
+        );
+        assert_eq!(
+            kind(StoreError::ScheduleExists("nightly".into())),
+            ErrorKind::ScheduleExists {
+                name: "nightly".into()
+            }
+        );
+        assert_eq!(
+            kind(StoreError::NotReplicated {
+                confirmed: 0,
+                wanted: 1
+            }),
+            ErrorKind::NotReplicated {
+                confirmed: 0,
+                wanted: 1
+            }
+        );
+        assert_eq!(
+            kind(StoreError::Reply("renew answered \"WHATEVER\"".into())),
+            ErrorKind::Internal
+        );
+    }
+
+    #[test]
+    fn redis_failures_are_unavailable_or_full() {
+        let io =
+            redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(kind(StoreError::Redis(io)), ErrorKind::Unavailable);
+        let full = redis::make_extension_error(
+            "OOM".into(),
+            Some("command not allowed when used memory > 'maxmemory'.".into()),
+        );
+        assert_eq!(kind(StoreError::Redis(full)), ErrorKind::StoreFull);
+    }
+
+    #[test]
+    fn producer_refusals_have_their_kind() {
+        assert_eq!(
+            Error::NotPermitted("admins only").kind(),
+            ErrorKind::NotPermitted
+        );
+        assert_eq!(
+            Error::WaitTimeout(JobId::new()).kind(),
+            ErrorKind::WaitTimeout
+        );
+    }
+}
