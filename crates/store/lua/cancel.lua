@@ -5,23 +5,25 @@
 -- 'NOT_FOUND', 'NOT_SUPPORTED' or 'INVALID:<status>'.
 local id, owner, retention, force = ARGV[2], ARGV[3], arg_number(4), ARGV[5]
 local key = job_key(id)
-local v = redis.call('HMGET', key, 'st', 'owner', 'can', 'sid', 'creq', 'w')
+local st, job_owner, cancelable, sid, creq, watched =
+  unpack(redis.call('HMGET', key, 'st', 'owner', 'can', 'sid', 'creq', 'w'))
 writable(K_STREAM, K_DELAYED, K_LEASES, K_DONE, K_DEAD, K_COUNTS, K_ACTIVE)
-if not v[1] or (owner ~= '' and v[2] ~= owner) then return 'NOT_FOUND' end
-local st = v[1]
-if st == 'success' or st == 'failure' or st == 'cancelled' then return 'INVALID:' .. st end
-if v[3] == '0' and force ~= '1' then return 'NOT_SUPPORTED' end
+if not st or (owner ~= '' and job_owner ~= owner) then return 'NOT_FOUND' end
+if is_final(st) then return 'INVALID:' .. st end
+if cancelable == '0' and force ~= '1' then return 'NOT_SUPPORTED' end
 if st == 'pending' then
-  if v[4] then redis.call('XDEL', K_STREAM, v[4]) end
-  redis.call('ZREM', K_DELAYED, id)
-  finalize(key, id, 'cancelled', now_ms(), retention, v[6],
-    {'ec', 'RequestCanceled', 'msg', 'cancelled before it ran'}, v[2])
+  countable({[job_owner] = true})
+  -- Writes, a denyoom one (HSET) first.
+  finalize(key, id, 'cancelled', now_ms(), retention, watched,
+    cancelled_fields('cancelled before it ran'), job_owner)
+  if sid then redis.call('XDEL', K_STREAM, sid) end
+  push(undelayed, id)
   flush()
   return 'CANCELLED'
 end
 -- processing: the lease holder sees the request at its next heartbeat or progress report.
-if v[5] ~= '1' then
+if creq ~= '1' then
   redis.call('HSET', key, 'creq', 1, 'ut', now_ms())
-  notify(id, v[6])
+  notify(id, watched)
 end
 return 'REQUESTED'

@@ -19,13 +19,29 @@
 local count, worker, ttl, claim_id = arg_number(2), ARGV[3], arg_number(4), ARGV[5]
 if not string.match(claim_id, '^%x+$') then fail('ERR the claim id must be hex') end
 count = math.max(1, math.min(count, MAX_BATCH))
-local FIELDS = {'st', 'sid', 'ep', 'att', 'max', 'type', 'in', 'ph', 'cp', 'to', 'bo', 'ct', 'ra', 'w'}
--- A resend also checks which claim and worker hold each job, and when it started.
-local RESEND_FIELDS = {'st', 'sid', 'ep', 'att', 'max', 'type', 'in', 'ph', 'cp', 'to', 'bo', 'ct', 'ra',
-  'w', 'tk', 'wk', 'stt'}
-local function row(id, v, token)
-  return {id, token, tonumber(v[4]) or 0, v[5], v[6], v[7], v[8] or '', v[9] or '', v[10] or '',
-    v[11] or '', v[12], v[13] or ''}
+
+-- A job's record as a claim reads it (nil when its key is no hash); a resend also reads
+-- which claim and worker hold the job, and when its attempt started.
+local function read_claimable(id, resend)
+  local v
+  if resend then
+    v = read_job(job_key(id), 'st', 'sid', 'ep', 'att', 'max', 'type', 'in', 'ph', 'cp', 'to', 'bo',
+      'ct', 'ra', 'w', 'tk', 'wk', 'stt')
+  else
+    v = read_job(job_key(id), 'st', 'sid', 'ep', 'att', 'max', 'type', 'in', 'ph', 'cp', 'to', 'bo',
+      'ct', 'ra', 'w')
+  end
+  if not v then return nil end
+  local st, sid, ep, att, max, job_type, input, phase, checkpoint, timeout, backoff, created, run_at,
+    watched, nonce, holder, started = unpack(v)
+  return {id = id, st = st, sid = sid, ep = ep, att = att, max = max, type = job_type, input = input,
+    phase = phase, checkpoint = checkpoint, timeout = timeout, backoff = backoff, created = created,
+    run_at = run_at, watched = watched, nonce = nonce, holder = holder, started = started}
+end
+
+local function row(job, token)
+  return {job.id, token, tonumber(job.att) or 0, job.max, job.type, job.input, job.phase or '',
+    job.checkpoint or '', job.timeout or '', job.backoff or '', job.created, job.run_at or ''}
 end
 
 local record_key = PREFIX .. 'claim:' .. worker
@@ -35,11 +51,11 @@ if record and string.sub(record, 1, #claim_id + 1) == claim_id .. ':' then
   -- A resend: answer the jobs of that claim still leased to it.
   local out = {now, now + ttl}
   for id in string.gmatch(string.sub(record, #claim_id + 2), '[^,]+') do
-    local v = read_job(job_key(id), unpack(RESEND_FIELDS))
-    if v and v[1] == 'processing' and v[15] == claim_id and v[16] == worker then
-      out[1] = tonumber(v[17]) or now
+    local job = read_claimable(id, true)
+    if job and job.st == 'processing' and job.nonce == claim_id and job.holder == worker then
+      out[1] = tonumber(job.started) or now
       out[2] = tonumber(redis.call('ZSCORE', K_LEASES, id)) or out[2]
-      out[#out + 1] = row(id, v, token_of(v[3], v[15]))
+      out[#out + 1] = row(job, token_of(job.ep, job.nonce))
     end
   end
   return out
@@ -64,10 +80,10 @@ local last_ms, last_seq = string.match(entries[#entries][1], '^(%d+)-(%d+)$')
 local jobs, ids = {}, {}
 for _, entry in ipairs(entries) do
   local sid, id = entry[1], entry[2][2]
-  local v = id and read_job(job_key(id), unpack(FIELDS))
+  local job = id and read_claimable(id)
   -- A cancelled or re-queued job (or a key that is no record) leaves a stale entry: skip it.
-  if v and v[1] == 'pending' and v[2] == sid then
-    jobs[#jobs + 1] = {id, v}
+  if job and job.st == 'pending' and job.sid == sid then
+    jobs[#jobs + 1] = job
     ids[#ids + 1] = id
   end
 end
@@ -81,14 +97,13 @@ end
 redis.call('XGROUP', 'SETID', K_STREAM, GROUP, entries[#entries][1])
 redis.call('XTRIM', K_STREAM, 'MINID', string.format('%s-%d', last_ms, tonumber(last_seq) + 1))
 for _, job in ipairs(jobs) do
-  local id, v = job[1], job[2]
-  local epoch = (tonumber(v[3]) or 0) + 1
-  v[3], v[4] = tostring(epoch), (tonumber(v[4]) or 0) + 1
-  redis.call('HSET', job_key(id), 'st', 'processing', 'ep', int(epoch), 'tk', claim_id,
-    'att', int(v[4]), 'wk', worker, 'stt', int(now), 'ut', int(now), 'pg', '0')
-  push(leased, int(deadline), id)
-  notify(id, v[14])
-  out[#out + 1] = row(id, v, token_of(v[3], claim_id))
+  local epoch = int((tonumber(job.ep) or 0) + 1)
+  job.att = (tonumber(job.att) or 0) + 1
+  redis.call('HSET', job_key(job.id), 'st', 'processing', 'ep', epoch, 'tk', claim_id,
+    'att', int(job.att), 'wk', worker, 'stt', int(now), 'ut', int(now), 'pg', '0')
+  push(leased, int(deadline), job.id)
+  notify(job.id, job.watched)
+  out[#out + 1] = row(job, token_of(epoch, claim_id))
 end
 flush()
 return out

@@ -7,12 +7,13 @@ local now = now_ms()
 local ids = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', now, 'LIMIT', 0, limit)
 local ready = {}
 for _, id in ipairs(ids) do
-  local v = read_job(job_key(id), 'st')
-  if v and v[1] == 'pending' then ready[#ready + 1] = id end
+  local st = unpack(read_job(job_key(id), 'st') or {})
+  if st == 'pending' then ready[#ready + 1] = id end
+  push(undelayed, id)
 end
 -- Writes: the stream entries first (denyoom), then the index removal.
 for _, id in ipairs(ready) do make_ready(job_key(id), id, now) end
-call_chunked('ZREM', K_DELAYED, nil, ids)
+flush()
 local next_due = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
 if next_due[2] then return {#ids, math.max(0, tonumber(next_due[2]) - now)} end
 return {#ids, -1}
