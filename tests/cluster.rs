@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tether_model::{ErrorCode, JobSpec, Phase};
-use tether_store::{Outcome, RenewStatus, SCRIPTS, Store, StoreConfig};
+use tether_store::{Outcome, RenewStatus, Store, StoreConfig};
 use tether_suite::*;
 use tether_testkit::RedisCluster;
 
@@ -36,7 +36,7 @@ async fn every_script_runs_in_one_slot_on_the_cluster() {
     };
     // Redis Cluster refuses a script that touches a key outside its slot (CROSSSLOT or
     // "non local key"): running each one here proves all their keys share the queue's tag.
-    for (name, _) in SCRIPTS.all() {
+    for name in tether_store::test_support::script_names() {
         match name {
             "enqueue" => {
                 store.enqueue(&spec()).await.unwrap();

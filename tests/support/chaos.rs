@@ -473,7 +473,7 @@ pub async fn run(plan: ChaosPlan) -> ChaosReport {
     }
     // Into the report rather than a panic here, so a broken run shows all its figures.
     for queue in QUEUES {
-        match producer.store().check_consistency(queue).await {
+        match producer.check_consistency(queue).await {
             Ok(problems) => report
                 .inconsistencies
                 .extend(problems.into_iter().map(|p| format!("{queue}: {p}"))),
@@ -535,7 +535,7 @@ async fn recovered(producer: &Producer, worker: &str, held: &[JobId], since: Ins
 async fn finished_count(producer: &Producer, queues: &[&str]) -> (u64, u64) {
     let mut total = (0, 0);
     for queue in queues {
-        if let Ok(s) = producer.store().stats(queue).await {
+        if let Ok([s]) = producer.stats(&[queue.to_string()]).await.as_deref() {
             total.0 += s.success + s.failure + s.cancelled;
             total.1 += s.pending + s.scheduled + s.processing;
         }

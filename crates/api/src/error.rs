@@ -9,8 +9,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use tether_producer::Error as ProducerError;
-use tether_store::StoreError;
+use tether_producer::{Error as ProducerError, ErrorKind};
 
 /// An error answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -97,67 +96,56 @@ impl IntoResponse for ApiError {
 
 impl From<ProducerError> for ApiError {
     fn from(e: ProducerError) -> Self {
-        match e {
-            ProducerError::Store(store) => store.into(),
-            ProducerError::Spec(spec) => ApiError::bad_request(spec.to_string()),
-            ProducerError::Settings(e) => ApiError::bad_request(e.to_string()),
-            e @ ProducerError::NotPermitted(_) => {
-                ApiError::new(StatusCode::FORBIDDEN, "Forbidden", e.to_string())
-            }
-            other => ApiError::internal(other),
-        }
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        if e.is_retryable() {
-            return ApiError::unavailable(&e);
-        }
-        match e {
-            StoreError::NotFound(id) => ApiError::not_found(id),
-            StoreError::InvalidState(status) => ApiError::new(
+        match e.kind() {
+            ErrorKind::Unavailable => ApiError::unavailable(&e),
+            ErrorKind::NotFound { what } => ApiError::not_found(what),
+            ErrorKind::InvalidState { status } => ApiError::new(
                 StatusCode::CONFLICT,
                 "InvalidState",
                 format!("the task is {status}"),
             ),
-            StoreError::NotSupported => ApiError::new(
+            ErrorKind::NotSupported => ApiError::new(
                 StatusCode::CONFLICT,
                 "NotSupported",
                 "the task is not cancelable",
             ),
-            StoreError::Spec(spec) => ApiError::bad_request(spec.to_string()),
-            e @ StoreError::QuotaExceeded { .. } => ApiError::new(
+            ErrorKind::InvalidSpec { message } => ApiError::bad_request(message),
+            ErrorKind::QuotaExceeded => ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "QuotaExceeded",
                 e.to_string(),
             ),
-            e @ StoreError::TooManySchedules { .. } => ApiError::new(
+            ErrorKind::TooManySchedules => ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "TooManySchedules",
                 e.to_string(),
             ),
-            e @ StoreError::BeyondHorizon { .. } => {
+            ErrorKind::ScheduleExists { name } => ApiError::new(
+                StatusCode::CONFLICT,
+                "Conflict",
+                format!("a schedule named {name} exists"),
+            ),
+            ErrorKind::BeyondHorizon => {
                 ApiError::new(StatusCode::BAD_REQUEST, "BeyondHorizon", e.to_string())
             }
-            StoreError::PayloadTooLarge { size, limit } => ApiError::new(
+            ErrorKind::PayloadTooLarge { size, limit } => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "PayloadTooLarge",
                 format!("input is {size} bytes encoded; the limit is {limit}"),
             ),
-            StoreError::Redis(r) if r.is_connection_refusal() || r.is_io_error() => {
-                ApiError::unavailable(&r)
+            ErrorKind::NotPermitted => {
+                ApiError::new(StatusCode::FORBIDDEN, "Forbidden", e.to_string())
             }
             // Redis at maxmemory (noeviction) refuses writes: unavailable, not broken.
-            StoreError::Redis(r) if r.code() == Some("OOM") => {
-                tracing::warn!(error = %r, "job store full");
+            ErrorKind::StoreFull => {
+                tracing::warn!(error = %e, "job store full");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "ServiceUnavailable",
                     "the job store is full; retry later",
                 )
             }
-            StoreError::NotReplicated { confirmed, wanted } => {
+            ErrorKind::NotReplicated { confirmed, wanted } => {
                 tracing::warn!(confirmed, wanted, "enqueue not confirmed by replicas");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -168,7 +156,7 @@ impl From<StoreError> for ApiError {
             }
             // Script failures, wrong-type keys, undecodable records: our fault or
             // the operator's, never the client's, and nothing a retry would fix.
-            other => ApiError::internal(other),
+            _ => ApiError::internal(e),
         }
     }
 }

@@ -18,23 +18,23 @@ use crate::routes::{Authed, json_body};
 /// `PATCH /v2/queues/{queue}` body: the limits to change (absent fields stay).
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct QueueSettingsBody {
+pub(crate) struct QueueSettingsBody {
     /// Jobs of the queue running at once, cluster-wide.
     #[serde(default, deserialize_with = "limit")]
     #[schema(value_type = Option<u32>)]
-    pub concurrency: Option<Option<u32>>,
+    pub(crate) concurrency: Option<Option<u32>>,
     /// Starts per second (no more than this many in any sliding second).
     #[serde(default, deserialize_with = "limit")]
     #[schema(value_type = Option<u32>)]
-    pub rate: Option<Option<u32>>,
+    pub(crate) rate: Option<Option<u32>>,
     /// Jobs of one group running at once.
     #[serde(default, deserialize_with = "limit")]
     #[schema(value_type = Option<u32>)]
-    pub group_concurrency: Option<Option<u32>>,
+    pub(crate) group_concurrency: Option<Option<u32>>,
     /// Starts per second of one group.
     #[serde(default, deserialize_with = "limit")]
     #[schema(value_type = Option<u32>)]
-    pub group_rate: Option<Option<u32>>,
+    pub(crate) group_rate: Option<Option<u32>>,
 }
 
 /// A present field: `null`, `0` or `"none"` clears the limit; 1 to MAX_LIMIT sets it.
@@ -58,10 +58,10 @@ fn limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, 
 /// `POST /v2/queues/{queue}/pause` and `/resume` body (optional).
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PauseBody {
+pub(crate) struct PauseBody {
     /// Pause or resume only this job type of the queue.
     #[serde(rename = "type")]
-    pub job_type: Option<String>,
+    pub(crate) job_type: Option<String>,
 }
 
 fn admins_only(caller: &Caller) -> Result<(), ApiError> {
@@ -107,7 +107,7 @@ async fn answer(state: &AppState, queue: &str) -> Result<Json<Value>, ApiError> 
     params(("queue" = String, Path, description = "Queue name")),
     responses((status = 200, description = "The queue's flow control: limits, paused, what runs now", body = Object),
         (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
-pub async fn show_queue(
+pub(crate) async fn show_queue(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(queue): Path<String>,
@@ -122,7 +122,7 @@ pub async fn show_queue(
     request_body = QueueSettingsBody,
     responses((status = 200, description = "The queue's flow control after the change", body = Object),
         (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
-pub async fn patch_queue(
+pub(crate) async fn patch_queue(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(queue): Path<String>,
@@ -175,7 +175,7 @@ async fn pause_or_resume(
     request_body(content = PauseBody, description = "Optional: pause only one job type"),
     responses((status = 200, description = "Paused: nothing new starts; running jobs finish; enqueues are accepted", body = Object),
         (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
-pub async fn pause_queue(
+pub(crate) async fn pause_queue(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(queue): Path<String>,
@@ -190,7 +190,7 @@ pub async fn pause_queue(
     request_body(content = PauseBody, description = "Optional: resume only one job type"),
     responses((status = 200, description = "Resumed", body = Object),
         (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
-pub async fn resume_queue(
+pub(crate) async fn resume_queue(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(queue): Path<String>,

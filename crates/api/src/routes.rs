@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tether_producer::{Event, JobId, JobSpec, ListQuery, Producer, SortDir, SortKey, Status};
+use tether_producer::{JobId, JobSpec, ListQuery, Producer, SortDir, SortKey, Status};
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -23,7 +23,7 @@ use crate::error::ApiError;
 use crate::glance::{task_body, task_schema, tasks_schema, versions};
 
 /// The authenticated caller; 401 otherwise.
-pub struct Authed(pub Caller);
+pub(crate) struct Authed(pub Caller);
 
 impl FromRequestParts<AppState> for Authed {
     type Rejection = ApiError;
@@ -111,7 +111,7 @@ pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
 /// A duration given as seconds (number) or as text like `10s`, `5m`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
-pub enum Span {
+pub(crate) enum Span {
     Seconds(f64),
     Text(String),
 }
@@ -137,7 +137,7 @@ impl Span {
 /// `POST /v2/tasks` body: Glance's `type` and `input`, plus Tether's options.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateTask {
+pub(crate) struct CreateTask {
     #[serde(rename = "type")]
     pub task_type: String,
     #[serde(default)]
@@ -184,7 +184,7 @@ fn start_by(value: &Value) -> Result<tether_model::StartBy, ApiError> {
         (status = 401, body = ApiError), (status = 403, description = "QueueNotAllowed", body = ApiError),
         (status = 413, body = ApiError), (status = 415, body = ApiError),
         (status = 429, description = "QuotaExceeded: too many unfinished tasks of this owner", body = ApiError)))]
-pub async fn create_task(
+pub(crate) async fn create_task(
     State(state): State<AppState>,
     Authed(caller): Authed,
     headers: HeaderMap,
@@ -280,7 +280,7 @@ pub async fn create_task(
 /// `GET /v2/tasks` query parameters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct ListParams {
+pub(crate) struct ListParams {
     pub limit: Option<usize>,
     pub marker: Option<String>,
     pub sort_key: Option<String>,
@@ -303,7 +303,7 @@ pub struct ListParams {
 #[utoipa::path(get, path = "/v2/tasks", tag = "tasks", params(ListParams),
     responses((status = 200, description = "A page of task summaries", body = Object),
         (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
-pub async fn list_tasks(
+pub(crate) async fn list_tasks(
     State(state): State<AppState>,
     Authed(caller): Authed,
     params: Result<Query<ListParams>, QueryRejection>,
@@ -405,7 +405,7 @@ pub async fn list_tasks(
 
 #[utoipa::path(get, path = "/v2/tasks/{id}", tag = "tasks", params(("id" = String, Path)),
     responses((status = 200, description = "The task", body = Object), (status = 401, body = ApiError), (status = 404, body = ApiError)))]
-pub async fn show_task(
+pub(crate) async fn show_task(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(id): Path<String>,
@@ -430,7 +430,7 @@ async fn after_action(producer: &Producer, id: JobId) -> Result<Response, ApiErr
 /// `POST /v2/tasks/{id}/cancel` query parameters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct CancelParams {
+pub(crate) struct CancelParams {
     /// Admins only: cancel even a task created with `cancelable: false`.
     pub force: Option<bool>,
 }
@@ -439,7 +439,7 @@ pub struct CancelParams {
     responses((status = 202, description = "Cancelled, or cancel requested from its worker", body = Object),
         (status = 403, description = "force=true by a non-admin", body = ApiError),
         (status = 404, body = ApiError), (status = 409, description = "InvalidState or NotSupported", body = ApiError)))]
-pub async fn cancel_task(
+pub(crate) async fn cancel_task(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(id): Path<String>,
@@ -468,7 +468,7 @@ pub async fn cancel_task(
 #[utoipa::path(post, path = "/v2/tasks/{id}/retry", tag = "tasks", params(("id" = String, Path)),
     responses((status = 202, description = "Re-queued", body = Object), (status = 404, body = ApiError),
         (status = 409, description = "The task is not dead", body = ApiError)))]
-pub async fn retry_task(
+pub(crate) async fn retry_task(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(id): Path<String>,
@@ -482,14 +482,14 @@ pub async fn retry_task(
 /// `PATCH /v2/tasks/{id}` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PatchTask {
+pub(crate) struct PatchTask {
     pub name: Option<String>,
     pub description: Option<String>,
 }
 
 #[utoipa::path(patch, path = "/v2/tasks/{id}", tag = "tasks", params(("id" = String, Path)), request_body = PatchTask,
     responses((status = 200, description = "Updated", body = Object), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
-pub async fn patch_task(
+pub(crate) async fn patch_task(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(id): Path<String>,
@@ -525,7 +525,7 @@ pub async fn patch_task(
 #[utoipa::path(get, path = "/v2/tasks/{id}/events", tag = "tasks", params(("id" = String, Path)),
     responses((status = 200, description = "Server-Sent Events: snapshot, progress, status, finished", content_type = "text/event-stream", body = String),
         (status = 404, body = ApiError), (status = 429, description = "Too many open event streams", body = ApiError)))]
-pub async fn task_events(
+pub(crate) async fn task_events(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(id): Path<String>,
@@ -545,17 +545,9 @@ pub async fn task_events(
         .map(move |event| {
             let _held = &slot;
             Ok(match event {
-                Ok(event) => {
-                    let name = match &event {
-                        Event::Snapshot(_) => "snapshot",
-                        Event::Progress(_) => "progress",
-                        Event::Status(_) => "status",
-                        Event::Finished(_) => "finished",
-                    };
-                    SseEvent::default()
-                        .event(name)
-                        .data(task_body(event.job(), true).to_string())
-                }
+                Ok(event) => SseEvent::default()
+                    .event(event.name())
+                    .data(task_body(event.job(), true).to_string()),
                 Err(e) => SseEvent::default()
                     .event("error")
                     .data(json!({"code": "StreamError", "message": e.to_string()}).to_string()),
@@ -567,12 +559,12 @@ pub async fn task_events(
 }
 
 #[utoipa::path(get, path = "/v2/schemas/task", tag = "schemas", responses((status = 200, body = Object)))]
-pub async fn schema_task(State(state): State<AppState>) -> Json<Value> {
+pub(crate) async fn schema_task(State(state): State<AppState>) -> Json<Value> {
     Json(task_schema(state.config.job_types.as_deref()))
 }
 
 #[utoipa::path(get, path = "/v2/schemas/tasks", tag = "schemas", responses((status = 200, body = Object)))]
-pub async fn schema_tasks(State(state): State<AppState>) -> Json<Value> {
+pub(crate) async fn schema_tasks(State(state): State<AppState>) -> Json<Value> {
     Json(tasks_schema(state.config.job_types.as_deref()))
 }
 
@@ -582,12 +574,12 @@ fn base_url(state: &AppState, headers: &HeaderMap) -> String {
 }
 
 #[utoipa::path(get, path = "/versions", tag = "versions", responses((status = 200, body = Object)))]
-pub async fn versions_doc(State(state): State<AppState>, headers: HeaderMap) -> Json<Value> {
+pub(crate) async fn versions_doc(State(state): State<AppState>, headers: HeaderMap) -> Json<Value> {
     Json(versions(&base_url(&state, &headers)))
 }
 
 /// `GET /`: Glance answers 300 Multiple Choices with its version document.
-pub async fn root(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(crate) async fn root(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if crate::ui::wants_html(&headers) {
         return axum::response::Redirect::to("/ui/").into_response();
     }
@@ -601,7 +593,7 @@ pub async fn root(State(state): State<AppState>, headers: HeaderMap) -> Response
 #[utoipa::path(get, path = "/v2/queues", tag = "queues",
     responses((status = 200, description = "Every queue's counts by state (Tether extension; admins only)", body = Object),
         (status = 401, body = ApiError), (status = 403, body = ApiError)))]
-pub async fn list_queues(
+pub(crate) async fn list_queues(
     State(state): State<AppState>,
     Authed(caller): Authed,
 ) -> Result<Json<Value>, ApiError> {
@@ -638,21 +630,16 @@ pub async fn list_queues(
     Ok(Json(json!({ "queues": queues })))
 }
 
-pub async fn healthz() -> &'static str {
+pub(crate) async fn healthz() -> &'static str {
     "ok\n"
 }
 
-pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
-    state
-        .producer
-        .store()
-        .ping()
-        .await
-        .map_err(ApiError::unavailable)?;
+pub(crate) async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    state.producer.ping().await.map_err(ApiError::unavailable)?;
     Ok("ready\n")
 }
 
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     metrics_text(&state.metrics)
 }
 
@@ -664,11 +651,11 @@ pub(crate) fn metrics_text(metrics: &crate::ApiMetrics) -> Response {
         .into_response()
 }
 
-pub async fn not_found() -> ApiError {
+pub(crate) async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "NotFound", "no such route")
 }
 
-pub async fn method_not_allowed() -> ApiError {
+pub(crate) async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "MethodNotAllowed",

@@ -20,7 +20,7 @@ use crate::routes::{Authed, Span, json_body};
 /// optional: the ones given replace the schedule's).
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ScheduleBody {
+pub(crate) struct ScheduleBody {
     /// Unique per owner: 1-64 characters from A-Z a-z 0-9 _ . - (POST only).
     pub name: Option<String>,
     /// The task type each firing creates.
@@ -148,7 +148,7 @@ fn scoped(state: &AppState, caller: &crate::auth::Caller) -> Producer {
     responses((status = 201, description = "Created", body = Object), (status = 400, body = ApiError),
         (status = 401, body = ApiError), (status = 409, description = "A schedule of that name exists", body = ApiError),
         (status = 415, body = ApiError)))]
-pub async fn create_schedule(
+pub(crate) async fn create_schedule(
     State(state): State<AppState>,
     Authed(caller): Authed,
     headers: HeaderMap,
@@ -165,30 +165,14 @@ pub async fn create_schedule(
             format!("tasks cannot be created in queue {:?}", spec.job.queue),
         ));
     }
-    let schedule = scoped(&state, &caller)
-        .create_schedule(spec)
-        .await
-        .map_err(conflict)?;
+    let schedule = scoped(&state, &caller).create_schedule(spec).await?;
     Ok((StatusCode::CREATED, Json(schedule_body(&schedule))).into_response())
-}
-
-fn conflict(e: tether_producer::Error) -> ApiError {
-    match e {
-        tether_producer::Error::Store(tether_store::StoreError::ScheduleExists(name)) => {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "Conflict",
-                format!("a schedule named {name} exists"),
-            )
-        }
-        other => other.into(),
-    }
 }
 
 #[utoipa::path(get, path = "/v2/schedules", tag = "schedules",
     responses((status = 200, description = "The caller's schedules (an admin's: every owner's)", body = Object),
         (status = 401, body = ApiError)))]
-pub async fn list_schedules(
+pub(crate) async fn list_schedules(
     State(state): State<AppState>,
     Authed(caller): Authed,
 ) -> Result<Json<Value>, ApiError> {
@@ -224,7 +208,7 @@ async fn one(
 #[utoipa::path(get, path = "/v2/schedules/{name}", tag = "schedules", params(("name" = String, Path)),
     responses((status = 200, description = "The schedule, its next five fire times, its last task and that task's status", body = Object),
         (status = 404, body = ApiError)))]
-pub async fn show_schedule(
+pub(crate) async fn show_schedule(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(name): Path<String>,
@@ -242,7 +226,7 @@ pub async fn show_schedule(
     request_body = ScheduleBody,
     responses((status = 200, description = "Changed", body = Object), (status = 400, body = ApiError),
         (status = 404, body = ApiError), (status = 415, body = ApiError)))]
-pub async fn patch_schedule(
+pub(crate) async fn patch_schedule(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(name): Path<String>,
@@ -263,7 +247,7 @@ pub async fn patch_schedule(
 
 #[utoipa::path(delete, path = "/v2/schedules/{name}", tag = "schedules", params(("name" = String, Path)),
     responses((status = 204, description = "Deleted (the tasks it fired stay)"), (status = 404, body = ApiError)))]
-pub async fn delete_schedule(
+pub(crate) async fn delete_schedule(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(name): Path<String>,
@@ -277,7 +261,7 @@ pub async fn delete_schedule(
 
 #[utoipa::path(post, path = "/v2/schedules/{name}/pause", tag = "schedules", params(("name" = String, Path)),
     responses((status = 200, description = "Paused", body = Object), (status = 404, body = ApiError)))]
-pub async fn pause_schedule(
+pub(crate) async fn pause_schedule(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(name): Path<String>,
@@ -292,7 +276,7 @@ pub async fn pause_schedule(
 #[utoipa::path(post, path = "/v2/schedules/{name}/resume", tag = "schedules", params(("name" = String, Path)),
     responses((status = 200, description = "Resumed at its next fire time from now", body = Object),
         (status = 404, body = ApiError)))]
-pub async fn resume_schedule(
+pub(crate) async fn resume_schedule(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(name): Path<String>,
@@ -307,7 +291,7 @@ pub async fn resume_schedule(
 #[utoipa::path(post, path = "/v2/schedules/{name}/trigger", tag = "schedules", params(("name" = String, Path)),
     responses((status = 202, description = "Fired now; the body is the task it created", body = Object),
         (status = 404, body = ApiError)))]
-pub async fn trigger_schedule(
+pub(crate) async fn trigger_schedule(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(name): Path<String>,

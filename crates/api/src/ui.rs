@@ -25,24 +25,24 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     response
 }
 
-pub async fn index() -> Response {
+pub(crate) async fn index() -> Response {
     asset("text/html; charset=utf-8", INDEX)
 }
 
-pub async fn app_js() -> Response {
+pub(crate) async fn app_js() -> Response {
     asset("text/javascript; charset=utf-8", APP)
 }
 
-pub async fn style_css() -> Response {
+pub(crate) async fn style_css() -> Response {
     asset("text/css; charset=utf-8", STYLE)
 }
 
-pub async fn to_console() -> Redirect {
+pub(crate) async fn to_console() -> Redirect {
     Redirect::to("/ui/")
 }
 
 /// A browser asking for a page (not an API client asking for JSON).
-pub fn wants_html(headers: &HeaderMap) -> bool {
+pub(crate) fn wants_html(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

@@ -13,7 +13,7 @@ use tether_testkit::{RedisCluster, RedisOptions, RedisServer};
 
 /// Sizes of one bench run.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub single_enqueues: usize,
     pub bulk_enqueues: usize,
     pub process_jobs: usize,
@@ -27,7 +27,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn full() -> Plan {
+    pub(crate) fn full() -> Plan {
         Plan {
             single_enqueues: 10_000,
             bulk_enqueues: 200_000,
@@ -42,7 +42,7 @@ impl Plan {
     }
 
     /// Under a minute on a 2-core machine; for CI.
-    pub fn quick() -> Plan {
+    pub(crate) fn quick() -> Plan {
         Plan {
             single_enqueues: 1_000,
             bulk_enqueues: 20_000,
@@ -543,7 +543,7 @@ async fn drain_queues(target: &Target, queues: &[String], per_queue: usize) -> R
 
 /// Noop throughput on a local 3-master Redis Cluster with 3 queues (one per master)
 /// against one Redis with the same 3 queues, measured back to back.
-pub async fn run_cluster(per_queue: usize) -> Result<Value, String> {
+pub(crate) async fn run_cluster(per_queue: usize) -> Result<Value, String> {
     let bar = crate::output::progress_bar(2, "bench --cluster");
     phase(&bar, "one Redis, 3 queues");
     let single = Target::start(None, false).await?;
@@ -570,7 +570,7 @@ pub async fn run_cluster(per_queue: usize) -> Result<Value, String> {
 }
 
 /// The cluster comparison as a small table.
-pub fn cluster_table(figures: &Value) -> String {
+pub(crate) fn cluster_table(figures: &Value) -> String {
     let f = |k: &str| figures[k].as_f64().unwrap_or(f64::NAN);
     format!(
         "{:<44}{:>12.0} jobs/s\n{:<44}{:>12.0} jobs/s\n{:<44}{:>12.2} ×\nverified (every run's outcomes counted): {}\n",
@@ -590,7 +590,7 @@ fn phase(bar: &indicatif::ProgressBar, what: &str) {
 }
 
 /// Runs the whole plan and returns the figures as one JSON object.
-pub async fn run(plan: Plan, url: Option<String>) -> Result<Value, String> {
+pub(crate) async fn run(plan: Plan, url: Option<String>) -> Result<Value, String> {
     let bar = crate::output::progress_bar(13, "bench");
     let target = Target::start(url.clone(), false).await?;
     let mut out = serde_json::Map::new();
@@ -755,7 +755,7 @@ pub async fn run(plan: Plan, url: Option<String>) -> Result<Value, String> {
 }
 
 /// The figures as a table.
-pub fn table(figures: &Value) -> String {
+pub(crate) fn table(figures: &Value) -> String {
     let f = |k: &str| {
         figures
             .get(k)

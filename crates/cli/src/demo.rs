@@ -13,7 +13,7 @@ use tether_worker::{CancellationToken, Worker};
 
 /// How long to run; `None` runs until Ctrl-C.
 #[derive(Debug, Clone)]
-pub struct DemoOptions {
+pub(crate) struct DemoOptions {
     pub duration: Option<Duration>,
     pub json: bool,
 }
@@ -108,7 +108,7 @@ fn line(stats: &[tether_producer::QueueStats]) -> String {
 }
 
 /// Runs the demo; returns the final summary.
-pub async fn run(options: DemoOptions, url: Option<String>) -> Result<Value, String> {
+pub(crate) async fn run(options: DemoOptions, url: Option<String>) -> Result<Value, String> {
     let interactive = std::io::stdout().is_terminal() && !options.json;
     let (url, redis) = match url {
         Some(url) => (url, None),

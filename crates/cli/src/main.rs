@@ -19,9 +19,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
-use tether_producer::{
-    Event, JobId, JobSpec, ListQuery, Producer, RetryPolicy, SortDir, SortKey, Status,
-};
+use tether_producer::{JobId, JobSpec, ListQuery, Producer, RetryPolicy, SortDir, SortKey, Status};
 use tether_store::{Store, StoreConfig};
 use tether_worker::{Worker, WorkerConfig};
 
@@ -670,6 +668,7 @@ async fn run_client(command: Command, producer: Producer) -> CliResult {
                     tether_producer::CancelOutcome::Cancelled => "cancelled",
                     tether_producer::CancelOutcome::Requested =>
                         "cancel requested; the worker stops it at its next heartbeat",
+                    _ => "cancel accepted",
                 }
             );
             Ok(())
@@ -699,15 +698,14 @@ async fn run_client(command: Command, producer: Producer) -> CliResult {
             watch,
         } => output::stats(&producer, &queues, json, watch).await,
         Command::Check { queues } => {
-            let store = producer.store();
             let queues = if queues.is_empty() {
-                store.queues().await.map_err(err)?
+                producer.queues().await.map_err(err)?
             } else {
                 queues
             };
             let mut problems = 0;
             for queue in &queues {
-                let found = store.check_consistency(queue).await.map_err(err)?;
+                let found = producer.check_consistency(queue).await.map_err(err)?;
                 println!(
                     "{queue}: {}",
                     if found.is_empty() {
@@ -803,15 +801,9 @@ async fn watch(id: JobId, json: bool, producer: &Producer) -> CliResult {
     while let Some(event) = events.next().await {
         let event = event.map_err(err)?;
         if json {
-            let kind = match &event {
-                Event::Snapshot(_) => "snapshot",
-                Event::Progress(_) => "progress",
-                Event::Status(_) => "status",
-                Event::Finished(_) => "finished",
-            };
             println!(
                 "{}",
-                serde_json::json!({ "event": kind, "job": event.job() })
+                serde_json::json!({ "event": event.name(), "job": event.job() })
             );
         } else if let Some(bar) = &bar {
             output::update_job_bar(bar, event.job());

@@ -11,7 +11,7 @@ fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-pub fn job(job: &Job, json: bool) {
+pub(crate) fn job(job: &Job, json: bool) {
     if json {
         println!(
             "{}",
@@ -83,7 +83,7 @@ pub fn job(job: &Job, json: bool) {
     }
 }
 
-pub fn page(page: &Page, json: bool) {
+pub(crate) fn page(page: &Page, json: bool) {
     if json {
         let value = serde_json::json!({
             "jobs": page.jobs,
@@ -163,7 +163,7 @@ fn stats_table(stats: &[QueueStats], rates: Option<&[f64]>) {
     }
 }
 
-pub async fn stats(
+pub(crate) async fn stats(
     producer: &Producer,
     queues: &[String],
     json: bool,
@@ -214,7 +214,7 @@ pub async fn stats(
     }
 }
 
-pub fn workers(workers: &[WorkerInfo], json: bool) {
+pub(crate) fn workers(workers: &[WorkerInfo], json: bool) {
     if json {
         println!(
             "{}",
@@ -246,7 +246,7 @@ pub fn workers(workers: &[WorkerInfo], json: bool) {
 }
 
 /// A counter bar on stderr (hidden when stderr is not a terminal).
-pub fn progress_bar(len: u64, what: &str) -> ProgressBar {
+pub(crate) fn progress_bar(len: u64, what: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
@@ -260,7 +260,7 @@ pub fn progress_bar(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
-pub fn job_bar(id: JobId) -> ProgressBar {
+pub(crate) fn job_bar(id: JobId) -> ProgressBar {
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::new(100)
     } else {
@@ -276,7 +276,7 @@ pub fn job_bar(id: JobId) -> ProgressBar {
     bar
 }
 
-pub fn update_job_bar(bar: &ProgressBar, job: &Job) {
+pub(crate) fn update_job_bar(bar: &ProgressBar, job: &Job) {
     bar.set_position(u64::from(job.progress));
     let eta = job
         .eta

@@ -9,7 +9,7 @@ use crate::settings::parse_duration;
 use crate::{CliResult, err};
 
 #[derive(Subcommand, Debug)]
-pub enum ScheduleCommand {
+pub(crate) enum ScheduleCommand {
     /// Create a schedule: a job fired on a cron pattern or at an interval, once per fire
     /// time, by whichever worker gets there first (every worker runs the scheduler).
     Create(CreateArgs),
@@ -34,7 +34,7 @@ pub enum ScheduleCommand {
 }
 
 #[derive(Args, Debug)]
-pub struct NameArgs {
+pub(crate) struct NameArgs {
     name: String,
     #[arg(long)]
     json: bool,
@@ -45,7 +45,7 @@ pub struct NameArgs {
 
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("when").required(true).args(["cron", "every"])))]
-pub struct CreateArgs {
+pub(crate) struct CreateArgs {
     /// Unique per owner: 1-64 characters from A-Z a-z 0-9 _ . -
     name: String,
     #[arg(long, default_value = "default")]
@@ -107,7 +107,7 @@ fn scoped(producer: &Producer, owner: &Option<String>) -> Producer {
     }
 }
 
-pub async fn command(command: ScheduleCommand, producer: &Producer) -> CliResult {
+pub(crate) async fn command(command: ScheduleCommand, producer: &Producer) -> CliResult {
     match command {
         ScheduleCommand::Create(args) => {
             let input: serde_json::Value = serde_json::from_str(&args.input)

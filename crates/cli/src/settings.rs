@@ -10,7 +10,7 @@ use serde::Deserialize;
 /// `config/tether.toml`, every key optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
+pub(crate) struct FileConfig {
     pub redis_url: Option<String>,
     pub cluster: Option<bool>,
     #[serde(default)]
@@ -23,7 +23,7 @@ pub struct FileConfig {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ApiFile {
+pub(crate) struct ApiFile {
     pub listen: Option<SocketAddr>,
     pub tokens: Option<PathBuf>,
     pub job_types: Option<Vec<String>>,
@@ -46,7 +46,7 @@ pub struct ApiFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StoreFile {
+pub(crate) struct StoreFile {
     #[serde(default, with = "humantime_serde_opt")]
     pub retention: Option<Duration>,
     #[serde(default, with = "humantime_serde_opt")]
@@ -61,7 +61,7 @@ pub struct StoreFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct WorkerFile {
+pub(crate) struct WorkerFile {
     pub queues: Option<Vec<String>>,
     pub concurrency: Option<usize>,
     #[serde(default, with = "humantime_serde_opt")]
@@ -81,7 +81,9 @@ mod humantime_serde_opt {
 
     use serde::{Deserialize, Deserializer};
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
         let text: Option<String> = Option::deserialize(d)?;
         text.map(|t| humantime::parse_duration(&t).map_err(serde::de::Error::custom))
             .transpose()
@@ -89,7 +91,7 @@ mod humantime_serde_opt {
 }
 
 /// Where the config file is: the given path (which must exist), else `config/tether.toml` if present.
-pub fn load(path: Option<&Path>) -> Result<FileConfig, String> {
+pub(crate) fn load(path: Option<&Path>) -> Result<FileConfig, String> {
     let path: PathBuf = match path {
         Some(p) => p.to_owned(),
         None => {
@@ -106,7 +108,7 @@ pub fn load(path: Option<&Path>) -> Result<FileConfig, String> {
 }
 
 /// Parses `10s`, `250ms`, `1m`, `2h` (for clap).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 500ms, 10s, 5m)"))
 }
 

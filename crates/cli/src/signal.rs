@@ -4,7 +4,7 @@
 use tokio_util::sync::CancellationToken;
 
 /// A token cancelled at the first SIGTERM or SIGINT; `note` is logged when it is.
-pub fn shutdown_on_signal(note: &'static str) -> CancellationToken {
+pub(crate) fn shutdown_on_signal(note: &'static str) -> CancellationToken {
     let token = CancellationToken::new();
     let trigger = token.clone();
     tokio::spawn(async move {

@@ -22,7 +22,7 @@ use crate::bench::{Target, Workers, wait_for_workers};
 
 /// What to run.
 #[derive(Debug, Clone)]
-pub struct SoakOptions {
+pub(crate) struct SoakOptions {
     pub duration: Duration,
     /// Jobs enqueued per second; `None`: half the measured processing rate.
     pub rate: Option<f64>,
@@ -271,7 +271,7 @@ async fn outcomes(store: &Store) -> Result<u64, String> {
 
 /// `tether bench --soak`: runs, prints the figures (a table, or one JSON object),
 /// and fails unless the run is verified.
-pub async fn command(options: SoakOptions, url: Option<String>) -> Result<(), String> {
+pub(crate) async fn command(options: SoakOptions, url: Option<String>) -> Result<(), String> {
     let json = options.json;
     let figures = run(options, url).await?;
     if json {
@@ -288,7 +288,7 @@ pub async fn command(options: SoakOptions, url: Option<String>) -> Result<(), St
 
 /// Runs the soak and returns its figures as one JSON object (`verified`: no job
 /// lost, none ended otherwise than expected, the consistency check clean).
-pub async fn run(options: SoakOptions, url: Option<String>) -> Result<Value, String> {
+pub(crate) async fn run(options: SoakOptions, url: Option<String>) -> Result<Value, String> {
     let target = Target::start(url, false).await?;
     let mut config = StoreConfig::new(target.url.clone());
     config.retention = RETENTION;
@@ -557,7 +557,7 @@ async fn minute(
 }
 
 /// The final figures as lines (per-minute lines were printed as they came).
-pub fn table(figures: &Value) -> String {
+pub(crate) fn table(figures: &Value) -> String {
     let f = |k: &str| figures[k].as_f64().unwrap_or(f64::NAN);
     let mut out = String::new();
     out.push_str(&format!(

@@ -36,8 +36,8 @@ pub use id::{JobId, ParseJobIdError};
 pub use job::{Job, Phase, Status};
 pub use retry::RetryPolicy;
 pub use spec::{
-    DEFAULT_PRIORITY, JobInput, JobSpec, MAX_PRIORITY, SpecError, StartBy, validate_group,
-    validate_job_type, validate_queue_name,
+    DEFAULT_PRIORITY, JobInput, JobSpec, MAX_GROUP_LEN, MAX_PRIORITY, SpecError, StartBy,
+    validate_group, validate_job_type, validate_queue_name,
 };
 
 /// Default lease duration a worker holds a claimed job for.

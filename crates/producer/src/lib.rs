@@ -53,6 +53,45 @@ pub enum Error {
     NotPermitted(&'static str),
 }
 
+/// What kind of failure an [`Error`] is: what a caller such as an HTTP API answers
+/// from, without knowing the store. The error's text says the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// No such job or schedule, or not the caller's; `what` names it.
+    NotFound { what: String },
+    /// The job's status does not allow the operation.
+    InvalidState { status: Status },
+    /// The job does not allow the operation (a cancel of a non-cancelable job).
+    NotSupported,
+    /// The job or schedule spec was refused before anything was written.
+    InvalidSpec { message: String },
+    /// The encoded input is over the configured limit.
+    PayloadTooLarge { size: usize, limit: usize },
+    /// A job was due later than the store's horizon allows; nothing was written.
+    BeyondHorizon,
+    /// The owner has as many unfinished jobs in the queue as its quota; nothing was written.
+    QuotaExceeded,
+    /// The owner has as many schedules as one owner may have.
+    TooManySchedules,
+    /// A schedule of that name exists.
+    ScheduleExists { name: String },
+    /// The call is for administrators.
+    NotPermitted,
+    /// Redis cannot be reached right now; retrying later may work.
+    Unavailable,
+    /// Redis is out of memory and refuses writes; retrying later may work.
+    StoreFull,
+    /// Written, but fewer replicas than required confirmed it in time; resending with
+    /// the same idempotency key is safe.
+    NotReplicated { confirmed: usize, wanted: usize },
+    /// `wait` gave up before the job finished.
+    WaitTimeout,
+    /// Anything else (a failed script, an unreadable record, a configuration): not
+    /// the caller's doing, and nothing a retry would fix.
+    Internal,
+}
+
 impl Error {
     /// No such job, or not the caller's.
     pub fn is_not_found(&self) -> bool {
@@ -62,10 +101,50 @@ impl Error {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Error::Store(e) if e.is_retryable())
     }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Store(e) if e.is_retryable() => ErrorKind::Unavailable,
+            Error::Store(e) if e.is_out_of_memory() => ErrorKind::StoreFull,
+            Error::Store(e) => match e {
+                StoreError::NotFound(what) => ErrorKind::NotFound { what: what.clone() },
+                StoreError::InvalidState(status) => ErrorKind::InvalidState { status: *status },
+                StoreError::NotSupported => ErrorKind::NotSupported,
+                StoreError::Spec(spec) => ErrorKind::InvalidSpec {
+                    message: spec.to_string(),
+                },
+                StoreError::PayloadTooLarge { size, limit } => ErrorKind::PayloadTooLarge {
+                    size: *size,
+                    limit: *limit,
+                },
+                StoreError::BeyondHorizon { .. } => ErrorKind::BeyondHorizon,
+                StoreError::QuotaExceeded { .. } => ErrorKind::QuotaExceeded,
+                StoreError::TooManySchedules { .. } => ErrorKind::TooManySchedules,
+                StoreError::ScheduleExists(name) => {
+                    ErrorKind::ScheduleExists { name: name.clone() }
+                }
+                StoreError::NotReplicated { confirmed, wanted } => ErrorKind::NotReplicated {
+                    confirmed: *confirmed,
+                    wanted: *wanted,
+                },
+                _ => ErrorKind::Internal,
+            },
+            Error::Spec(spec) => ErrorKind::InvalidSpec {
+                message: spec.to_string(),
+            },
+            Error::Settings(e) => ErrorKind::InvalidSpec {
+                message: e.to_string(),
+            },
+            Error::WaitTimeout(_) => ErrorKind::WaitTimeout,
+            Error::NotPermitted(_) => ErrorKind::NotPermitted,
+        }
+    }
 }
 
 /// What [`Producer::watch`] yields.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Event {
     /// The job as it was when watching began.
     Snapshot(Job),
@@ -78,9 +157,20 @@ pub enum Event {
 }
 
 impl Event {
+    /// The job as this event saw it.
     pub fn job(&self) -> &Job {
         match self {
             Event::Snapshot(j) | Event::Progress(j) | Event::Status(j) | Event::Finished(j) => j,
+        }
+    }
+
+    /// The event's name as streams show it: `snapshot`, `progress`, `status`, `finished`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::Snapshot(_) => "snapshot",
+            Event::Progress(_) => "progress",
+            Event::Status(_) => "status",
+            Event::Finished(_) => "finished",
         }
     }
 }
@@ -120,10 +210,6 @@ impl Producer {
             owner: Some(owner.into()),
             ..self.clone()
         }
-    }
-
-    pub fn store(&self) -> &Store {
-        &self.store
     }
 
     fn remember(&self, id: JobId, queue: &str) {
@@ -295,6 +381,29 @@ impl Producer {
         Ok(self.store.workers().await?)
     }
 
+    /// Every known queue, sorted.
+    pub async fn queues(&self) -> Result<Vec<String>, Error> {
+        Ok(self.store.queues().await?)
+    }
+
+    /// Checks that a queue's records, stream, indexes and counters agree (read-only,
+    /// in bounded steps, safe while workers run); returns the problems found, none when
+    /// consistent. For administrators: the problems name any owner's jobs, so a producer
+    /// scoped to an owner may not (`NotPermitted`).
+    pub async fn check_consistency(&self, queue: &str) -> Result<Vec<String>, Error> {
+        if self.owner.is_some() {
+            return Err(Error::NotPermitted(
+                "only administrators may check a queue's consistency",
+            ));
+        }
+        Ok(self.store.check_consistency(queue).await?)
+    }
+
+    /// Whether Redis answers (`PING`).
+    pub async fn ping(&self) -> Result<(), Error> {
+        Ok(self.store.ping().await?)
+    }
+
     /// The job's changes: a snapshot, then every observed change, ending with `Finished`.
     ///
     /// Changes are pushed by Redis pub/sub; a re-read every second also covers
@@ -462,5 +571,80 @@ impl Producer {
         tokio::time::timeout(timeout, follow)
             .await
             .unwrap_or(Err(Error::WaitTimeout(id)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(e: impl Into<Error>) -> ErrorKind {
+        e.into().kind()
+    }
+
+    #[test]
+    fn store_failures_have_the_kind_callers_answer_from() {
+        assert_eq!(
+            kind(StoreError::NotFound("j".into())),
+            ErrorKind::NotFound { what: "j".into() }
+        );
+        assert_eq!(
+            kind(StoreError::InvalidState(Status::Success)),
+            ErrorKind::InvalidState {
+                status: Status::Success
+            }
+        );
+        assert_eq!(kind(StoreError::NotSupported), ErrorKind::NotSupported);
+        assert_eq!(
+            kind(StoreError::QuotaExceeded {
+                pending: 3,
+                quota: 3
+            }),
+            ErrorKind::QuotaExceeded
+        );
+        assert_eq!(
+            kind(StoreError::ScheduleExists("nightly".into())),
+            ErrorKind::ScheduleExists {
+                name: "nightly".into()
+            }
+        );
+        assert_eq!(
+            kind(StoreError::NotReplicated {
+                confirmed: 0,
+                wanted: 1
+            }),
+            ErrorKind::NotReplicated {
+                confirmed: 0,
+                wanted: 1
+            }
+        );
+        assert_eq!(
+            kind(StoreError::Reply("renew answered \"WHATEVER\"".into())),
+            ErrorKind::Internal
+        );
+    }
+
+    #[test]
+    fn redis_failures_are_unavailable_or_full() {
+        let io =
+            redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(kind(StoreError::Redis(io)), ErrorKind::Unavailable);
+        let full = redis::make_extension_error(
+            "OOM".into(),
+            Some("command not allowed when used memory > 'maxmemory'.".into()),
+        );
+        assert_eq!(kind(StoreError::Redis(full)), ErrorKind::StoreFull);
+    }
+
+    #[test]
+    fn producer_refusals_have_their_kind() {
+        assert_eq!(
+            Error::NotPermitted("admins only").kind(),
+            ErrorKind::NotPermitted
+        );
+        assert_eq!(
+            Error::WaitTimeout(JobId::new()).kind(),
+            ErrorKind::WaitTimeout
+        );
     }
 }

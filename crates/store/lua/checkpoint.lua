@@ -1,9 +1,9 @@
 -- Checkpoint the Heat loop: the phase and the handler's progress object.
 -- ARGV: prefix, id, token, phase, progress object (msgpack)
--- Returns 1 = saved, 2 = saved and cancel requested, 0 = lease lost.
-local id, token = ARGV[2], ARGV[3]
+-- Returns 'OK' (saved), 'CANCEL_REQUESTED' (saved, and a cancel was requested) or 'LOST'.
+local id, token, phase, progress_object = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local key = job_key(id)
-local v = check_lease(key, token, 'creq')
-if not v then return 0 end
-redis.call('HSET', key, 'ph', ARGV[4], 'cp', ARGV[5], 'ut', now_ms())
-return (v[4] == '1') and 2 or 1
+local refusal, creq = check_lease(key, token, 'creq')
+if refusal then return 'LOST' end
+redis.call('HSET', key, 'ph', phase, 'cp', progress_object, 'ut', now_ms())
+return (creq == '1') and 'CANCEL_REQUESTED' or 'OK'

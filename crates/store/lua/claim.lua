@@ -27,14 +27,35 @@ local count, worker, ttl, claim_id, retention =
   arg_number(2), ARGV[3], arg_number(4), ARGV[5], arg_number(6)
 if not string.match(claim_id, '^%x+$') then fail('ERR the claim id must be hex') end
 count = math.max(1, math.min(count, MAX_BATCH))
-local FIELDS = {'st', 'sid', 'ep', 'att', 'max', 'type', 'in', 'ph', 'cp', 'to', 'bo', 'ct', 'ra', 'w',
-  'sb', 'grp', 'owner'}
--- A resend also checks which claim and worker hold each job, and when it started.
-local RESEND_FIELDS = {'st', 'sid', 'ep', 'att', 'max', 'type', 'in', 'ph', 'cp', 'to', 'bo', 'ct', 'ra',
-  'w', 'tk', 'wk', 'stt'}
-local function row(id, v, token)
-  return {id, token, tonumber(v[4]) or 0, v[5], v[6], v[7], v[8] or '', v[9] or '', v[10] or '',
-    v[11] or '', v[12], v[13] or ''}
+
+-- A job's record as a claim reads it (nil when its key is no hash); a resend also reads
+-- which claim and worker hold the job, and when its attempt started.
+local function read_claimable(id, resend)
+  local v
+  if resend then
+    v = read_job(job_key(id), 'st', 'sid', 'ep', 'att', 'max', 'type', 'in', 'ph', 'cp', 'to', 'bo',
+      'ct', 'ra', 'w', 'tk', 'wk', 'stt')
+  else
+    v = read_job(job_key(id), 'st', 'sid', 'ep', 'att', 'max', 'type', 'in', 'ph', 'cp', 'to', 'bo',
+      'ct', 'ra', 'w', 'sb', 'owner')
+  end
+  if not v then return nil end
+  local st, sid, ep, att, max, job_type, input, phase, checkpoint, timeout, backoff, created, run_at,
+    watched, a, b, c = unpack(v)
+  local job = {id = id, st = st, sid = sid, ep = ep, att = att, max = max, type = job_type,
+    input = input, phase = phase, checkpoint = checkpoint, timeout = timeout, backoff = backoff,
+    created = created, run_at = run_at, watched = watched}
+  if resend then
+    job.nonce, job.holder, job.started = a, b, c
+  else
+    job.start_by, job.owner = a, b
+  end
+  return job
+end
+
+local function row(job, token)
+  return {job.id, token, tonumber(job.att) or 0, job.max, job.type, job.input, job.phase or '',
+    job.checkpoint or '', job.timeout or '', job.backoff or '', job.created, job.run_at or ''}
 end
 
 local record_key = PREFIX .. 'claim:' .. worker
@@ -44,16 +65,15 @@ if record and string.sub(record, 1, #claim_id + 1) == claim_id .. ':' then
   -- A resend: answer the jobs of that claim still leased to it.
   local out = {now, now + ttl, -1, ''}
   for id in string.gmatch(string.sub(record, #claim_id + 2), '[^,]+') do
-    local v = read_job(job_key(id), unpack(RESEND_FIELDS))
-    if v and v[1] == 'processing' and v[15] == claim_id and v[16] == worker then
-      out[1] = tonumber(v[17]) or now
+    local job = read_claimable(id, true)
+    if job and job.st == 'processing' and job.nonce == claim_id and job.holder == worker then
+      out[1] = tonumber(job.started) or now
       out[2] = tonumber(redis.call('ZSCORE', K_LEASES, id)) or out[2]
-      out[#out + 1] = row(id, v, token_of(v[3], v[15]))
+      out[#out + 1] = row(job, token_of(job.ep, job.nonce))
     end
   end
   return out
 end
-
 
 -- How long a worker waits before claiming again from a paused queue or a queue
 -- at a concurrency limit (a finishing job does not wake it).
@@ -97,18 +117,18 @@ local budget = ENTRY_BUDGET
 -- A ready entry's job, if it may start: nil for a stale entry, a job held (its type is
 -- paused) or expired (its start deadline passed), which are set aside for phase 2.
 local function startable(id, expected_sid)
-  local v = id and read_job(job_key(id), unpack(FIELDS))
-  if not v or v[1] ~= 'pending' or v[2] ~= expected_sid then return nil end
-  if paused_types[v[6]] then
-    held[#held + 1] = {id, v}
+  local job = id and read_claimable(id)
+  if not job or job.st ~= 'pending' or job.sid ~= expected_sid then return nil end
+  if paused_types[job.type] then
+    held[#held + 1] = job
     return nil
   end
-  local start_by = tonumber(v[15])
+  local start_by = tonumber(job.start_by)
   if start_by and start_by < now then
-    expired[#expired + 1] = {id, v}
+    expired[#expired + 1] = job
     return nil
   end
-  return v
+  return job
 end
 
 -- The stream, as level 5's member '' (entries read in chunks after the group's cursor).
@@ -139,8 +159,8 @@ local function stream_next()
     stream.last = entry[1]
     local fields = entry[2]
     local id = fields[1] == 'j' and fields[2] or nil
-    local v = startable(id, entry[1])
-    if v then return id, v end
+    local job = startable(id, entry[1])
+    if job then return job end
   end
   return nil
 end
@@ -165,9 +185,8 @@ local function list_next(p, g)
     end
     l.pos, l.consumed = l.pos + 1, l.consumed + 1
     budget = budget - 1
-    local id = l.entries[l.pos]
-    local v = startable(id, 'L')
-    if v then return id, v end
+    local job = startable(l.entries[l.pos], 'L')
+    if job then return job end
   end
   return nil
 end
@@ -238,10 +257,11 @@ for _, p in ipairs(levels) do
       for _, m in ipairs(active) do
         if #taken >= want then still[#still + 1] = m
         else
-          local id, v
-          if m == '' and p == '5' then id, v = stream_next() else id, v = list_next(p, m) end
-          if id then
-            taken[#taken + 1] = {id, v, m}
+          local job
+          if m == '' and p == '5' then job = stream_next() else job = list_next(p, m) end
+          if job then
+            job.group = m
+            taken[#taken + 1] = job
             served[p][#served[p] + 1] = m
             if m ~= '' and room[m] then room[m] = room[m] - 1 end
             if group_room(m) > 0 then still[#still + 1] = m end
@@ -262,17 +282,22 @@ end
 
 -- The keys phase 2 writes that the reads above have not type-checked.
 if next(lists) or #held > 0 then writable(K_COUNTS) end
-if #expired > 0 then writable(K_DONE, K_DEAD, K_ACTIVE) end
-for _, job in ipairs(held) do check_type(held_list(job[2][6]), 'list') end
-for _, job in ipairs(taken) do
-  if job[3] ~= '' then check_type(group_leases(job[3]), 'zset') end
-  if job[2][15] then check_type(K_DEADLINES, 'zset') end
+if #expired > 0 then
+  writable(K_DONE, K_DEAD, K_COUNTS, K_ACTIVE)
+  check_type(K_DEADLINES, 'zset')
+  local owners = {}
+  for _, job in ipairs(expired) do if job.owner then owners[job.owner] = true end end
+  countable(owners)
 end
-if #expired > 0 then check_type(K_DEADLINES, 'zset') end
+for _, job in ipairs(held) do check_type(held_list(job.type), 'list') end
+for _, job in ipairs(taken) do
+  if job.group ~= '' then check_type(group_leases(job.group), 'zset') end
+  if job.start_by then check_type(K_DEADLINES, 'zset') end
+end
 
 -- Phase 2: writes. The first is a denyoom SET: out of memory, the claim is refused whole.
 local ids = {}
-for _, job in ipairs(taken) do ids[#ids + 1] = job[1] end
+for _, job in ipairs(taken) do ids[#ids + 1] = job.id end
 if #taken > 0 then
   redis.call('SET', record_key, claim_id .. ':' .. table.concat(ids, ','), 'PX', ttl)
 end
@@ -319,36 +344,31 @@ for p, order in pairs(served) do
 end
 -- Held jobs wait in their type's list until it is resumed.
 for _, job in ipairs(held) do
-  local id, v = job[1], job[2]
-  redis.call('RPUSH', held_list(v[6]), id)
-  redis.call('HSET', job_key(id), 'sid', 'H')
+  redis.call('RPUSH', held_list(job.type), job.id)
+  redis.call('HSET', job_key(job.id), 'sid', 'H')
   redis.call('HINCRBY', K_COUNTS, 'queued', 1)
 end
 for _, job in ipairs(expired) do
-  local id, v = job[1], job[2]
-  expire_unstarted(job_key(id), id, now, retention, v[14], v[17])
+  expire_unstarted(job_key(job.id), job.id, now, retention, job.watched, job.owner)
 end
 
 local out = {now, deadline, wait, reason}
 local starts, group_logs = {}, {}
 for _, job in ipairs(taken) do
-  local id, v, g = job[1], job[2], job[3]
-  local epoch = (tonumber(v[3]) or 0) + 1
-  v[3], v[4] = tostring(epoch), (tonumber(v[4]) or 0) + 1
-  redis.call('HSET', job_key(id), 'st', 'processing', 'ep', int(epoch), 'tk', claim_id,
-    'att', int(v[4]), 'wk', worker, 'stt', int(now), 'ut', int(now), 'pg', '0')
+  local id, g = job.id, job.group
+  local epoch = int((tonumber(job.ep) or 0) + 1)
+  job.att = (tonumber(job.att) or 0) + 1
+  redis.call('HSET', job_key(id), 'st', 'processing', 'ep', epoch, 'tk', claim_id,
+    'att', int(job.att), 'wk', worker, 'stt', int(now), 'ut', int(now), 'pg', '0')
   push(leased, int(deadline), id)
-  if v[15] then redis.call('ZREM', K_DEADLINES, id) end
+  if job.start_by then redis.call('ZREM', K_DEADLINES, id) end
   if g ~= '' then
     redis.call('ZADD', group_leases(g), int(deadline), id)
-    if grate then
-      group_logs[g] = group_logs[g] or {}
-      push(group_logs[g], int(now), id .. ':' .. epoch)
-    end
+    if grate then push_for(group_logs, g, int(now), id .. ':' .. epoch) end
   end
   if rate then push(starts, int(now), id .. ':' .. epoch) end
-  notify(id, v[14])
-  out[#out + 1] = row(id, v, token_of(v[3], claim_id))
+  notify(id, job.watched)
+  out[#out + 1] = row(job, token_of(epoch, claim_id))
 end
 if rate then
   redis.call('ZREMRANGEBYSCORE', K_STARTS, '-inf', now - 1000)

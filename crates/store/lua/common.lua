@@ -7,9 +7,35 @@
 --   ARGV[2..] = the script's own arguments
 -- Time always comes from the Redis server (TIME), never from clients.
 --
+-- Replies, the same for all scripts (schedules/*.lua too, which have a prelude of their
+-- own): what a script did is a status word from this list (a batch answers a word per
+-- job, or per job a row that starts with one); counts, ids, times and records are plain
+-- data. The caller (the store's reply.rs) takes any other word for an error, never for
+-- one of these.
+--   OK                    done as asked
+--   NOT_FOUND             no such job or schedule, or not the caller's
+--   INVALID:<status>      the job's status does not allow it
+--   NOT_SUPPORTED         the job does not allow it (cancel of a non-cancelable job)
+--   LOST                  the lease is not the caller's any more: nothing was written
+--   ALREADY[:<status>]    this lease recorded its outcome before (a resend after a lost
+--                         reply); <status>: the job's status now
+--   CANCEL_REQUESTED      renew, progress, checkpoint: done, and a cancel was requested
+--   CANCELLED, REQUESTED  cancel: ended at once (it was pending) / flagged (it runs)
+--   RETRY, DEAD           finish: scheduled again / failed for good
+--   NOT_REQUESTED         finish: a cancelled outcome without a cancel request
+--   CREATED, EXISTS, DUPLICATE  enqueue, per job: written / written by an earlier send /
+--                         an earlier job of the owner's idempotency key
+--   NEW_QUEUE             enqueue: the queue had no `used` mark (the caller registers it)
+--   QUOTA, HORIZON        enqueue: the batch was refused, nothing written
+--   EXISTS, LIMIT, STALE  schedules: the name is taken / the owner has as many as allowed /
+--                         changed since it was taken
+--   IN_USE                forget: the queue holds jobs or had an enqueue lately
+-- Errors are errors (`fail()`), never a word.
+--
 -- Redis does not roll a script back when it fails half-way: writes made before the
 -- error stay. So every script has two phases. First it checks its arguments, the
--- types of the keys it will write, and reads every record it needs; any of these may
+-- types of the keys it will write, that the counters it will change are integers
+-- (writable(), countable()), and reads every record it needs; any of these may
 -- fail, and then nothing has been written. Then it writes, with nothing left that can
 -- fail: no unpack of an unbounded list, no arithmetic on an unchecked value, no key
 -- of an unchecked type. Out of memory, Redis 7.0 refuses a script only at its first
@@ -107,14 +133,61 @@ local function notify(id, watched)
   if watched == '1' then redis.call('PUBLISH', PREFIX .. 'ev:' .. id, '1') end
 end
 
+-- The statuses a job ends in: nothing changes a job in one of them (but retry_dead
+-- for a dead failure, and expire).
+local FINAL = {success = true, failure = true, cancelled = true}
+local function is_final(st) return FINAL[st] == true end
+
+-- The fields of a job that ended cancelled, beside its status and times.
+local function cancelled_fields(message) return {'ec', 'RequestCanceled', 'msg', message} end
+
+-- Checks that the owners' unfinished-job counters (`owners`: owner -> anything; '' and
+-- false are no owner) are integers or absent, so their HINCRBY in flush() cannot fail.
+local function countable(owners)
+  local list = {}
+  for owner in pairs(owners) do
+    if owner and owner ~= '' then list[#list + 1] = owner end
+  end
+  if #list == 0 then return end
+  for _, n in ipairs(redis.call('HMGET', K_ACTIVE, unpack(list))) do
+    if not string.match(n or '0', '^%-?%d+$') then
+      fail('ERR ' .. K_ACTIVE .. ' holds a count that is not an integer; nothing was changed')
+    end
+  end
+end
+
+-- Checks that the owners' indexes (`owners`: owner -> anything) are sorted sets or
+-- nothing yet, so their updates in flush() cannot fail.
+local function owner_indexes_writable(owners)
+  for owner in pairs(owners) do
+    local t = redis.call('TYPE', owner_index(owner))['ok']
+    if t ~= 'none' and t ~= 'zset' then
+      fail('WRONGTYPE ' .. owner_index(owner) .. ' is not a zset; nothing was changed')
+    end
+  end
+end
+
 -- Index updates collected while a script handles its jobs and applied by flush() in
 -- one call each: every redis.call costs a conversion between Lua and Redis, so a
--- batch pays for an index once, not once per job.
-local unleased, done, dead, leased, created, counted = {}, {}, {}, {}, {}, {}
-local settled = {} -- owner -> jobs of it that became final
+-- batch pays for an index once, not once per job. Every index update of every script
+-- goes through these: push(list, ...) onto a list, push_for(map, owner, ...) onto an
+-- owner's, then flush().
+local leased, unleased, renewed = {}, {}, {} -- leases: added, removed, moved (ZADD XX)
+local delayed, undelayed = {}, {}            -- delayed: (due, id) pairs added; ids removed
+local done, undone = {}, {}                  -- done: (expiry, id) pairs added; ids removed
+local dead, undead = {}, {}                  -- dead
+local created, uncreated = {}, {}            -- jobs
+local owned, disowned = {}, {}               -- owner -> its index's additions, removals
+local counted = {}                           -- status -> change of its retained count
+local active = {}                            -- owner -> change of its unfinished jobs
 
 local function push(list, ...)
   for _, v in ipairs({...}) do list[#list + 1] = v end
+end
+
+local function push_for(map, owner, ...)
+  map[owner] = map[owner] or {}
+  push(map[owner], ...)
 end
 
 -- `cmd key [option] values...`, CHUNK values per call (CHUNK is even, so score/member
@@ -131,26 +204,36 @@ local function call_chunked(cmd, key, option, list)
 end
 
 -- Every script that calls finalize or pushes onto these lists ends with flush().
--- The keys it writes were checked by writable() in the script's first phase.
+-- The keys it writes were checked (writable(), countable(), owner_indexes_writable())
+-- in the script's first phase. The counters go first: HINCRBY is denyoom, so a script
+-- whose first write is here (expire) is refused whole out of memory.
 local function flush()
+  for status, n in pairs(counted) do redis.call('HINCRBY', K_COUNTS, status, n) end
+  for owner, n in pairs(active) do
+    -- Jobs ended, and at or below 0 (jobs enqueued before owners were counted): forget the owner.
+    if redis.call('HINCRBY', K_ACTIVE, owner, n) <= 0 and n < 0 then redis.call('HDEL', K_ACTIVE, owner) end
+  end
   call_chunked('ZREM', K_LEASES, nil, unleased)
   call_chunked('ZADD', K_LEASES, nil, leased)
+  call_chunked('ZADD', K_LEASES, 'XX', renewed)
+  call_chunked('ZADD', K_DELAYED, nil, delayed)
+  call_chunked('ZREM', K_DELAYED, nil, undelayed)
   call_chunked('ZADD', K_DONE, nil, done)
+  call_chunked('ZREM', K_DONE, nil, undone)
   call_chunked('ZADD', K_DEAD, nil, dead)
+  call_chunked('ZREM', K_DEAD, nil, undead)
   call_chunked('ZADD', K_JOBS, nil, created)
-  for status, n in pairs(counted) do redis.call('HINCRBY', K_COUNTS, status, n) end
-  for owner, n in pairs(settled) do
-    -- At or below 0 (jobs enqueued before owners were counted): forget the owner.
-    if redis.call('HINCRBY', K_ACTIVE, owner, -n) <= 0 then redis.call('HDEL', K_ACTIVE, owner) end
-  end
+  call_chunked('ZREM', K_JOBS, nil, uncreated)
+  for owner, list in pairs(owned) do call_chunked('ZADD', owner_index(owner), nil, list) end
+  for owner, list in pairs(disowned) do call_chunked('ZREM', owner_index(owner), nil, list) end
 end
 
--- Record a final status. The caller has checked that the transition is allowed.
--- `fields` are extra field/value pairs (result, error...).
+-- Record a final status. The caller has checked that the transition is allowed, and
+-- countable() its owner. `fields` are extra field/value pairs (result, error...).
 -- `owner` is the job's owner as the caller read it in its first phase (false: none).
 local function finalize(key, id, status, now, retention, watched, fields, owner)
   local expires = now + retention
-  if owner and owner ~= '' then settled[owner] = (settled[owner] or 0) + 1 end
+  if owner and owner ~= '' then active[owner] = (active[owner] or 0) - 1 end
   if status == 'failure' then
     push(fields, 'dead', '1')
     push(dead, int(now), id)
@@ -171,20 +254,22 @@ local function token_of(ep, tk)
   return ep
 end
 
--- Checks that `token` is the live lease of a processing job, not lapsed. Read-only.
--- Returns st, ep, tk and the requested fields (from index 4), or nil plus the refusal:
+-- Checks that `token` is the live lease of a processing job, and that the lease has not
+-- lapsed. Read-only.
+-- Returns nil and then the requested fields when it is; otherwise the refusal:
 --   'ALREADY' when this very lease already recorded its outcome (a resend after a lost reply),
---   'LOST' when another claim or the reaper has taken the job since (or it is no record).
+--   'LOST' when another claim or the reaper has taken the job since (or it is no record), or
+--          the lease lapsed: its concurrency slot was freed then, so another job may hold
+--          it now, and the reaper will take the job back.
 local lease_clock
 local function check_lease(key, token, ...)
-  local vals = read_job(key, 'st', 'ep', 'tk', ...)
-  if not vals or token_of(vals[2], vals[3]) ~= token then return nil, 'LOST' end
-  if vals[1] ~= 'processing' then return nil, 'ALREADY' end
-  -- A lapsed lease is lost even before the reaper takes it back: its concurrency slot
-  -- was freed when it lapsed, so another job may hold it now.
+  local v = read_job(key, 'st', 'ep', 'tk', ...)
+  if not v then return 'LOST' end
+  local st, ep, tk = unpack(v, 1, 3)
+  if token_of(ep, tk) ~= token then return 'LOST' end
+  if st ~= 'processing' then return 'ALREADY' end
   lease_clock = lease_clock or now_ms()
   local deadline = redis.call('ZSCORE', K_LEASES, string.sub(key, #PREFIX + 5))
-  if not deadline or tonumber(deadline) < lease_clock then return nil, 'LOST' end
-  return vals
+  if not deadline or tonumber(deadline) < lease_clock then return 'LOST' end
+  return nil, unpack(v, 4)
 end
-

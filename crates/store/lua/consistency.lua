@@ -41,36 +41,36 @@ end
 
 -- Whether a pending job's list (or held) entry is where its record says: its list is
 -- in its priority's ring (a point lookup; the entry itself would need a list walk).
-local function listed(v)
-  local p, g = v[5] or '5', v[6] or ''
-  if v[2] == 'H' then return redis.call('EXISTS', held_list(v[7] or '')) == 1 end
+local function listed(sid, pri, grp, job_type)
+  local p, g = pri or '5', grp or ''
+  if sid == 'H' then return redis.call('EXISTS', held_list(job_type or '')) == 1 end
   return redis.call('ZSCORE', ring_key(p), g) ~= false and redis.call('EXISTS', ready_list(p, g)) == 1
 end
 
 local function check_job(id)
   local v = read_job(job_key(id), 'st', 'sid', 'dead', 'pg', 'pri', 'grp', 'type')
   if not v then return problem('job ' .. id .. ' is not a hash') end
-  local st = v[1]
+  local st, sid, dead_flag, pg, pri, grp, job_type = unpack(v)
   if not st then return problem('job ' .. id .. ' is indexed but has no record') end
   -- (A missing member reads as false in Lua, not nil.)
-  local leased = redis.call('ZSCORE', K_LEASES, id) ~= false
+  local in_leases = redis.call('ZSCORE', K_LEASES, id) ~= false
   local scheduled = redis.call('ZSCORE', K_DELAYED, id) ~= false
-  local done = redis.call('ZSCORE', K_DONE, id) ~= false
-  local dead = redis.call('ZSCORE', K_DEAD, id) ~= false
-  if st == 'processing' and not leased then problem('processing job ' .. id .. ' has no lease') end
+  local in_done = redis.call('ZSCORE', K_DONE, id) ~= false
+  local in_dead = redis.call('ZSCORE', K_DEAD, id) ~= false
+  if st == 'processing' and not in_leases then problem('processing job ' .. id .. ' has no lease') end
   -- A running job of a group missing from the group's lease set would not count
   -- against the group's concurrency limit.
-  if st == 'processing' and v[6] and not redis.call('ZSCORE', group_leases(v[6]), id) then
-    problem('processing job ' .. id .. ' is missing from the lease set of group ' .. v[6])
+  if st == 'processing' and grp and not redis.call('ZSCORE', group_leases(grp), id) then
+    problem('processing job ' .. id .. ' is missing from the lease set of group ' .. grp)
   end
-  if st ~= 'processing' and leased then problem(st .. ' job ' .. id .. ' holds a lease') end
+  if st ~= 'processing' and in_leases then problem(st .. ' job ' .. id .. ' holds a lease') end
   if st == 'pending' then
     local ready = false
-    if v[2] == 'L' or v[2] == 'H' then
-      ready = listed(v)
+    if sid == 'L' or sid == 'H' then
+      ready = listed(sid, pri, grp, job_type)
       if not ready then problem('pending job ' .. id .. ' is not in the list its record names') end
-    elseif v[2] then
-      local entry = redis.call('XRANGE', K_STREAM, v[2], v[2])[1]
+    elseif sid then
+      local entry = redis.call('XRANGE', K_STREAM, sid, sid)[1]
       ready = entry ~= nil and entry[2][2] == id
     end
     if not ready and not scheduled then problem('pending job ' .. id .. ' is neither ready nor scheduled') end
@@ -78,14 +78,14 @@ local function check_job(id)
   elseif scheduled then
     problem(st .. ' job ' .. id .. ' is scheduled')
   end
-  if finals[st] then
+  if is_final(st) then
     finals[st] = finals[st] + 1
-    if not done then problem('finished job ' .. id .. ' is missing from done') end
-    if v[4] ~= '100' then problem('finished job ' .. id .. ' has progress ' .. tostring(v[4])) end
-  elseif done then
+    if not in_done then problem('finished job ' .. id .. ' is missing from done') end
+    if pg ~= '100' then problem('finished job ' .. id .. ' has progress ' .. tostring(pg)) end
+  elseif in_done then
     problem(st .. ' job ' .. id .. ' is in done')
   end
-  if (st == 'failure' and v[3] == '1') ~= dead then problem('job ' .. id .. ' dead flag and dead index disagree') end
+  if (st == 'failure' and dead_flag == '1') ~= in_dead then problem('job ' .. id .. ' dead flag and dead index disagree') end
 end
 
 local next_cursor = ''
@@ -100,8 +100,9 @@ if phase == 'stream' then
       problem('stream holds unknown job ' .. id)
     else
       local v = read_job(job_key(id), 'st', 'sid')
-      if v and (v[1] ~= 'pending' or v[2] ~= e[1]) then
-        problem(tostring(v[1]) .. ' job ' .. id .. ' has a stream entry ' .. e[1] .. ' that is not its live one')
+      local st, sid = unpack(v or {})
+      if v and (st ~= 'pending' or sid ~= e[1]) then
+        problem(tostring(st) .. ' job ' .. id .. ' has a stream entry ' .. e[1] .. ' that is not its live one')
       end
     end
   end
@@ -125,6 +126,6 @@ end
 
 local next_phase = phase
 if next_cursor == '' then next_phase = ORDER[phase] end
-local counts = redis.call('HMGET', K_COUNTS, 'success', 'failure', 'cancelled')
+local success, failure, cancelled = unpack(redis.call('HMGET', K_COUNTS, 'success', 'failure', 'cancelled'))
 return {next_phase, next_cursor, problems, finals.success, finals.failure, finals.cancelled,
-  tonumber(counts[1]) or 0, tonumber(counts[2]) or 0, tonumber(counts[3]) or 0}
+  tonumber(success) or 0, tonumber(failure) or 0, tonumber(cancelled) or 0}

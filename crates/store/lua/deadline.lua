@@ -1,6 +1,6 @@
 -- Start deadlines: fail the jobs not started by their `start_by` (any worker runs this
--- in its maintenance pass; no leader). They end `failure` with error code Expired and
--- the attempts they had (0: they never ran), and leave wherever they wait (delayed, the
+-- with promotion; no leader). They end `failure` with error code Expired and the
+-- attempts they had (0: they never ran), and leave wherever they wait (delayed, the
 -- stream, a list, held).
 -- ARGV: prefix, limit (at most MAX_BATCH per call), retention ms
 -- Returns the ids that expired.
@@ -11,25 +11,28 @@ local now = now_ms()
 local ids = redis.call('ZRANGEBYSCORE', K_DEADLINES, '-inf', '(' .. now, 'LIMIT', 0, limit)
 
 -- Phase 1: read every record.
-local due = {}
+local due, owners = {}, {}
 for _, id in ipairs(ids) do
-  local v = read_job(job_key(id), 'st', 'sid', 'w', 'owner', 'att', 'pri', 'grp', 'type')
+  local st, sid, watched, owner, attempts, pri, grp, job_type =
+    unpack(read_job(job_key(id), 'st', 'sid', 'w', 'owner', 'att', 'pri', 'grp', 'type') or {})
   -- Only jobs that never started expire (a claim removes its job from `deadlines`).
-  if v and v[1] == 'pending' and (tonumber(v[5]) or 0) == 0 then
-    routable(v[6], v[7])
-    check_type(held_list(v[8] or ''), 'list')
-    due[#due + 1] = {id, v}
+  if st == 'pending' and (tonumber(attempts) or 0) == 0 then
+    routable(pri, grp)
+    check_type(held_list(job_type or ''), 'list')
+    if owner then owners[owner] = true end
+    due[#due + 1] = {id = id, sid = sid, watched = watched, owner = owner, pri = pri, grp = grp,
+      type = job_type}
   end
 end
+countable(owners)
 
 -- Phase 2: writes.
 local expired = {}
 for _, job in ipairs(due) do
-  local id, v = job[1], job[2]
-  unready(id, v[2], v[6], v[7], v[8])
-  redis.call('ZREM', K_DELAYED, id)
-  expire_unstarted(job_key(id), id, now, retention, v[3], v[4])
-  expired[#expired + 1] = id
+  expire_unstarted(job_key(job.id), job.id, now, retention, job.watched, job.owner)
+  unready(job.id, job.sid, job.pri, job.grp, job.type)
+  push(undelayed, job.id)
+  expired[#expired + 1] = job.id
 end
 call_chunked('ZREM', K_DEADLINES, nil, ids)
 flush()

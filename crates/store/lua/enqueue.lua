@@ -5,12 +5,14 @@
 --       group ('' = none), n, then n field/value arguments of the record's static fields.
 -- Ready jobs go where flow.lua's make_ready puts them (the stream, unless they have a
 -- priority other than 5 or a group); a start deadline enters `deadlines`.
--- Returns per job {1, id, created ms, due ms} when enqueued, {0, existing_id, 0, 0} when the
--- owner's idempotency key was seen (within the batch too), or {-1, id, 0, 0} when the id exists
--- already (a resend after a lost reply); then {2, '', 0, 0} when the queue had no `used` mark
--- (new, or forgotten by the registry): the caller registers it.
--- Refuses the whole batch, writing nothing, with one {-2, owner, not-final jobs, quota} when it
--- would take an owner past the quota, or {-3, id, due ms, horizon ms} when a job is due too late.
+-- Returns per job {'CREATED', id, created ms, due ms} when enqueued, {'DUPLICATE', existing
+-- id, 0, 0} when the owner's idempotency key was seen (within the batch too), or {'EXISTS',
+-- id, 0, 0} when the id exists already (a resend after a lost reply); then {'NEW_QUEUE', '',
+-- 0, 0} when the queue had no `used` mark (new, or forgotten by the registry): the caller
+-- registers it.
+-- Refuses the whole batch, writing nothing, with one {'QUOTA', owner, not-final jobs, quota}
+-- when it would take an owner past the quota, or {'HORIZON', id, due ms, horizon ms} when a
+-- job is due too late.
 local now = now_ms()
 local horizon, quota = arg_number(2), arg_number(3)
 local K_USED = PREFIX .. 'used'
@@ -27,27 +29,28 @@ while i <= #ARGV do
     pri = pri ~= '' and pri or nil, grp = grp ~= '' and grp or nil}
   if start_within > 0 then start_by = now + start_within end
   job.start_by = start_by > 0 and start_by or nil
+  if n < 0 or n % 2 ~= 0 or job.last > #ARGV then fail('ERR job ' .. id .. ' has a malformed field list') end
   i = job.last + 1
   job.idem_key = idem_key(owner, idem)
   local existing = idem ~= '' and (seen[job.idem_key] or redis.call('GET', job.idem_key))
   if existing then
-    out[#out + 1] = {0, existing, 0, 0}
+    out[#out + 1] = {'DUPLICATE', existing, 0, 0}
   elseif redis.call('EXISTS', job_key(id)) == 1 then
-    out[#out + 1] = {-1, id, 0, 0}
+    out[#out + 1] = {'EXISTS', id, 0, 0}
   else
     job.due = math.max(run_at, now + delay)
     routable(job.pri, job.grp)
-    if horizon > 0 and job.due > now + horizon then return {{-3, id, job.due, horizon}} end
+    if horizon > 0 and job.due > now + horizon then return {{'HORIZON', id, job.due, horizon}} end
     if idem ~= '' then seen[job.idem_key] = id end
     if owner ~= '' then adding[owner] = (adding[owner] or 0) + 1 end
     jobs[#jobs + 1] = job
-    out[#out + 1] = {1, id, now, job.due}
+    out[#out + 1] = {'CREATED', id, now, job.due}
   end
 end
 if quota > 0 then
   for owner, n in pairs(adding) do
-    local active = tonumber(redis.call('HGET', K_ACTIVE, owner) or '0')
-    if active + n > quota then return {{-2, owner, active, quota}} end
+    local unfinished = tonumber(redis.call('HGET', K_ACTIVE, owner) or '0')
+    if unfinished + n > quota then return {{'QUOTA', owner, unfinished, quota}} end
   end
 end
 local used = redis.call('GET', K_USED)
@@ -62,13 +65,10 @@ writable(K_JOBS)
 if ready_now then writable(K_STREAM) end
 if later then writable(K_DELAYED) end
 if next(adding) then writable(K_ACTIVE) end
+countable(adding)
+owner_indexes_writable(adding)
 for _, job in ipairs(jobs) do
   if job.start_by then check_type(K_DEADLINES, 'zset') break end
-end
--- Owner indexes are written too: they must be sorted sets (or nothing yet).
-for owner in pairs(adding) do
-  local t = redis.call('TYPE', owner_index(owner))['ok']
-  if t ~= 'none' and t ~= 'zset' then fail('WRONGTYPE ' .. owner_index(owner) .. ' is not a zset; nothing was changed') end
 end
 
 -- Writes.
@@ -79,7 +79,6 @@ if fresh then
 end
 -- The time of the last enqueue, to the second (the registry forgets queues idle for hours).
 if fresh or now - (tonumber(used) or 0) >= 1000 then redis.call('SET', K_USED, int(now)) end
-local owned = {}
 -- The stream directly (the path with no flow control) unless level 5 has a ring or a job
 -- of this batch goes to a list (then make_ready places every ready job).
 local direct = redis.call('EXISTS', ring_key('5')) == 0
@@ -88,8 +87,7 @@ for _, job in ipairs(jobs) do
 end
 for _, job in ipairs(jobs) do
   local id, key = job.id, job_key(job.id)
-  -- Where it waits: delayed, the stream (fast path), or placed by make_ready once the
-  -- record exists (a priority, a group, or a level-5 ring the stream takes part in).
+  -- Where it waits: delayed, the stream, or placed by make_ready once the record exists.
   local where, at = 'ut', int(now)
   local placed_later = false
   if job.due > now then
@@ -112,15 +110,9 @@ for _, job in ipairs(jobs) do
     redis.call('ZADD', K_DEADLINES, int(job.start_by), id)
   end
   push(created, int(now), id)
-  if job.owner ~= '' then
-    owned[job.owner] = owned[job.owner] or {}
-    push(owned[job.owner], int(now), id)
-  end
+  if job.owner ~= '' then push_for(owned, job.owner, int(now), id) end
 end
-for owner, entries in pairs(owned) do
-  call_chunked('ZADD', owner_index(owner), nil, entries)
-  redis.call('HINCRBY', K_ACTIVE, owner, #entries / 2)
-end
+for owner, n in pairs(adding) do active[owner] = n end
 flush()
-if fresh then out[#out + 1] = {2, '', 0, 0} end
+if fresh then out[#out + 1] = {'NEW_QUEUE', '', 0, 0} end
 return out

@@ -6,71 +6,88 @@
 --   'cancelled': a1 = message
 -- Returns per job 'OK', 'RETRY' (scheduled again), 'DEAD' (failed for good), 'ALREADY:<status>'
 -- (this lease had recorded its outcome before: a resend after a lost reply; the job's status
--- now tells what was recorded), 'LOST', or
+-- now tells what was recorded; 'ALREADY' for the same lease twice in one batch), 'LOST', or
 -- 'NOT_REQUESTED' (cancelled without a cancel request).
 local retention = arg_number(2)
+if (#ARGV - 2) % 8 ~= 0 then fail('ERR finish takes 8 arguments per job') end
 bounded((#ARGV - 2) / 8)
 writable(K_STREAM, K_DELAYED, K_LEASES, K_DONE, K_DEAD, K_COUNTS, K_ACTIVE)
 local now = now_ms()
 
 -- Phase 1: every argument and record read and checked; nothing written yet.
-local plans, first_of = {}, {}
+local plans, first_of, owners = {}, {}, {}
 for i = 3, #ARGV, 8 do
   local id, token, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local plan = {id = id, kind = kind, a = {ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]}}
-  if kind == 'error' then plan.delay = arg_number(i + 4) end
+  local plan = {id = id, kind = kind}
+  if kind == 'success' then
+    plan.result = ARGV[i + 3]
+  elseif kind == 'cancelled' then
+    plan.message = ARGV[i + 3]
+  elseif kind == 'error' then
+    plan.retryable, plan.delay = ARGV[i + 3] == '1', arg_number(i + 4)
+    plan.message, plan.code, plan.info = ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
+  else
+    fail('ERR unknown outcome ' .. tostring(kind))
+  end
   local earlier = first_of[id .. ' ' .. token]
   if earlier then
     -- The same lease twice in one batch: the first one decides, the second is a resend.
     plan.duplicate = earlier
   else
     first_of[id .. ' ' .. token] = plan
-    local v, refusal = check_lease(job_key(id), token, 'att', 'max', 'creq', 'w', 'owner', 'pri', 'grp')
-    if v and kind == 'error' then routable(v[9], v[10]) end
+    local refusal, attempts, max, creq, watched, owner, pri, grp =
+      check_lease(job_key(id), token, 'att', 'max', 'creq', 'w', 'owner', 'pri', 'grp')
     if refusal == 'ALREADY' then
-      refusal = 'ALREADY:' .. (read_job(job_key(id), 'st')[1] or '')
+      local st = unpack(read_job(job_key(id), 'st'))
+      refusal = 'ALREADY:' .. (st or '')
+    elseif not refusal then
+      plan.job = {attempts = attempts, max = max, creq = creq, watched = watched, owner = owner,
+        pri = pri, grp = grp}
+      if kind == 'error' then routable(pri, grp) end
+      if owner then owners[owner] = true end
     end
-    plan.v, plan.refusal = v, refusal
+    plan.refusal = refusal
   end
   plans[#plans + 1] = plan
 end
+countable(owners)
 
 -- Phase 2: writes.
 local function finish_one(plan)
-  local id, v, a = plan.id, plan.v, plan.a
-  if not v then return plan.refusal end
+  if plan.refusal then return plan.refusal end
+  local id, job = plan.id, plan.job
   local key = job_key(id)
-  local watched = v[7]
-  if plan.kind ~= 'cancelled' or v[6] == '1' then leave_group(v[10], id) end
+  -- Every outcome but an unrequested cancel ends the lease: its group's place is freed.
+  if plan.kind ~= 'cancelled' or job.creq == '1' then leave_group(job.grp, id) end
   if plan.kind == 'success' then
-    finalize(key, id, 'success', now, retention, watched, {'res', a[1]}, v[8])
+    finalize(key, id, 'success', now, retention, job.watched, {'res', plan.result}, job.owner)
     return 'OK'
   elseif plan.kind == 'cancelled' then
-    if v[6] ~= '1' then return 'NOT_REQUESTED' end
-    finalize(key, id, 'cancelled', now, retention, watched, {'ec', 'RequestCanceled', 'msg', a[1]}, v[8])
+    if job.creq ~= '1' then return 'NOT_REQUESTED' end
+    finalize(key, id, 'cancelled', now, retention, job.watched, cancelled_fields(plan.message), job.owner)
     return 'OK'
   end
-  if v[6] == '1' then
+  if job.creq == '1' then
     -- Cancel was requested while the attempt failed: the cancel wins.
-    finalize(key, id, 'cancelled', now, retention, watched, {'ec', 'RequestCanceled', 'msg', 'cancelled on request'}, v[8])
+    finalize(key, id, 'cancelled', now, retention, job.watched, cancelled_fields('cancelled on request'), job.owner)
     return 'OK'
   end
-  local err = {'msg', a[3], 'ec', a[4], 'ei', a[5]}
-  if a[1] == '1' and (tonumber(v[4]) or 0) < (tonumber(v[5]) or 0) then
+  local err = {'msg', plan.message, 'ec', plan.code, 'ei', plan.info}
+  if plan.retryable and (tonumber(job.attempts) or 0) < (tonumber(job.max) or 0) then
     redis.call('HSET', key, unpack(err))
     redis.call('HDEL', key, 'eta')
     push(unleased, id)
     if plan.delay > 0 then
       local due = int(now + plan.delay)
       redis.call('HSET', key, 'st', 'pending', 'ra', due, 'ut', int(now))
-      redis.call('ZADD', K_DELAYED, due, id)
+      push(delayed, due, id)
     else
-      make_ready(key, id, now, v[9], v[10])
+      make_ready(key, id, now, job.pri, job.grp)
     end
-    notify(id, watched)
+    notify(id, job.watched)
     return 'RETRY'
   end
-  finalize(key, id, 'failure', now, retention, watched, err, v[8])
+  finalize(key, id, 'failure', now, retention, job.watched, err, job.owner)
   return 'DEAD'
 end
 

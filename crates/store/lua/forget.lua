@@ -2,15 +2,15 @@
 -- enqueue for `idle` ms. Deletes its remaining keys (the empty stream and its group,
 -- counters); the next enqueue finds no `used` mark, creates the group again and has the
 -- caller register the queue.
--- ARGV: prefix, idle ms. Returns 1 when forgotten, 0 when the queue is in use.
+-- ARGV: prefix, idle ms. Returns 'OK' (forgotten) or 'IN_USE'.
 local idle = tonumber(ARGV[2])
 local K_USED = PREFIX .. 'used'
 local used = tonumber(redis.call('GET', K_USED) or '0')
-if used > now_ms() - idle then return 0 end
+if used > now_ms() - idle then return 'IN_USE' end
 if redis.call('XLEN', K_STREAM) > 0 or redis.call('ZCARD', K_DELAYED) > 0
   or redis.call('ZCARD', K_LEASES) > 0 or redis.call('ZCARD', K_JOBS) > 0
-  or redis.call('ZCARD', K_PRIOS) > 0 or redis.call('EXISTS', K_SETTINGS) == 1 then
-  return 0
+  or redis.call('EXISTS', K_PRIOS) == 1 or redis.call('EXISTS', K_SETTINGS) == 1 then
+  return 'IN_USE'
 end
 redis.call('DEL', K_STREAM, K_COUNTS, K_DONE, K_DEAD, K_USED, K_ACTIVE)
-return 1
+return 'OK'

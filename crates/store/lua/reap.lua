@@ -11,37 +11,41 @@ local now = now_ms()
 local ids = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now, 'LIMIT', 0, limit)
 
 -- Phase 1: read every record.
-local lapsed, stale = {}, 0
+local lapsed, stale, owners = {}, 0, {}
 for _, id in ipairs(ids) do
   local v = read_job(job_key(id), 'st', 'att', 'max', 'creq', 'wk', 'w', 'ep', 'owner', 'pri', 'grp')
-  if v and v[1] == 'processing' then
-    routable(v[9], v[10])
-    lapsed[#lapsed + 1] = {id, v}
+  local st, attempts, max, creq, worker, watched, epoch, owner, pri, grp = unpack(v or {})
+  if st == 'processing' then
+    routable(pri, grp)
+    lapsed[#lapsed + 1] = {id = id, attempts = attempts, max = max, creq = creq, worker = worker,
+      watched = watched, epoch = epoch, owner = owner, pri = pri, grp = grp}
+    if owner then owners[owner] = true end
   else
     push(unleased, id) -- a stale lease entry
     stale = stale + 1
   end
 end
+countable(owners)
 
 -- Phase 2: writes.
 local requeued, failed, cancelled = {}, {}, {}
 for _, job in ipairs(lapsed) do
-  local id, v = job[1], job[2]
+  local id = job.id
   local key = job_key(id)
-  redis.call('HSET', key, 'ep', int((tonumber(v[7]) or 0) + 1), 'tk', '')
-  leave_group(v[10], id)
-  local msg = 'lease expired: worker ' .. (v[5] or '?') .. ' stopped renewing it'
-  if v[4] == '1' then
-    finalize(key, id, 'cancelled', now, retention, v[6], {'ec', 'RequestCanceled', 'msg', msg}, v[8])
+  redis.call('HSET', key, 'ep', int((tonumber(job.epoch) or 0) + 1), 'tk', '')
+  leave_group(job.grp, id)
+  local msg = 'lease expired: worker ' .. (job.worker or '?') .. ' stopped renewing it'
+  if job.creq == '1' then
+    finalize(key, id, 'cancelled', now, retention, job.watched, cancelled_fields(msg), job.owner)
     cancelled[#cancelled + 1] = id
-  elseif (tonumber(v[2]) or 0) < (tonumber(v[3]) or 0) then
+  elseif (tonumber(job.attempts) or 0) < (tonumber(job.max) or 0) then
     redis.call('HSET', key, 'ec', 'LeaseExpired', 'msg', msg)
     push(unleased, id)
-    make_ready(key, id, now, v[9], v[10])
-    notify(id, v[6])
+    make_ready(key, id, now, job.pri, job.grp)
+    notify(id, job.watched)
     requeued[#requeued + 1] = id
   else
-    finalize(key, id, 'failure', now, retention, v[6], {'ec', 'LeaseExpired', 'msg', msg}, v[8])
+    finalize(key, id, 'failure', now, retention, job.watched, {'ec', 'LeaseExpired', 'msg', msg}, job.owner)
     failed[#failed + 1] = id
   end
 end

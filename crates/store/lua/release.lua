@@ -11,38 +11,42 @@ writable(K_STREAM, K_DELAYED, K_LEASES, K_DONE, K_DEAD, K_COUNTS, K_ACTIVE)
 local now = now_ms()
 
 -- Phase 1: read every lease.
-local held, seen = {}, {}
+local held, seen, owners = {}, {}, {}
 for i = 4, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   if not seen[id] then
     seen[id] = true
-    local v = check_lease(job_key(id), token, 'creq', 'w', 'att', 'hb', 'owner', 'pri', 'grp')
-    if v then
-      routable(v[9], v[10])
-      held[#held + 1] = {id, v}
+    local refusal, creq, watched, attempts, bounces, owner, pri, grp =
+      check_lease(job_key(id), token, 'creq', 'w', 'att', 'hb', 'owner', 'pri', 'grp')
+    if not refusal then
+      routable(pri, grp)
+      held[#held + 1] = {id = id, creq = creq, watched = watched, attempts = attempts,
+        bounces = bounces, owner = owner, pri = pri, grp = grp}
+      if owner then owners[owner] = true end
     end
   end
 end
+countable(owners)
 
 -- Phase 2: writes.
 for _, job in ipairs(held) do
-  local id, v = job[1], job[2]
+  local id = job.id
   local key = job_key(id)
-  leave_group(v[10], id)
-  if v[4] == '1' then
-    finalize(key, id, 'cancelled', now, retention, v[5], {'ec', 'RequestCanceled', 'msg', 'cancelled on request'}, v[8])
+  leave_group(job.grp, id)
+  if job.creq == '1' then
+    finalize(key, id, 'cancelled', now, retention, job.watched, cancelled_fields('cancelled on request'), job.owner)
   else
-    redis.call('HSET', key, 'att', math.max((tonumber(v[6]) or 1) - 1, 0))
+    redis.call('HSET', key, 'att', math.max((tonumber(job.attempts) or 1) - 1, 0))
     push(unleased, id)
     if delay > 0 then
-      local bounces = (tonumber(v[7]) or 0) + 1
+      local bounces = (tonumber(job.bounces) or 0) + 1
       local due = now + math.min(delay * 2 ^ math.min(bounces - 1, 16), 2000)
       redis.call('HSET', key, 'st', 'pending', 'ra', due, 'ut', now, 'hb', bounces)
-      redis.call('ZADD', K_DELAYED, due, id)
+      push(delayed, due, id)
     else
-      make_ready(key, id, now, v[9], v[10])
+      make_ready(key, id, now, job.pri, job.grp)
     end
-    notify(id, v[5])
+    notify(id, job.watched)
   end
 end
 flush()

@@ -1,21 +1,22 @@
 -- Heartbeat: renew the leases of many jobs of one queue in one call.
 -- ARGV: prefix, lease ttl ms, then id, token pairs (at most MAX_BATCH).
--- Returns {deadline, status...} with status 1 = renewed, 2 = renewed and cancel requested,
--- 0 = lease lost (the worker must stop the job and write nothing).
+-- Returns {deadline, {word...}}, a word per lease in order: 'OK' (renewed),
+-- 'CANCEL_REQUESTED' (renewed, and a cancel was requested) or 'LOST' (the worker must
+-- stop the job and write nothing).
 local ttl = arg_number(2)
 bounded((#ARGV - 2) / 2)
 writable(K_LEASES)
 local deadline = now_ms() + ttl
-local out, renewed = {deadline}, {}
+local words = {}
 for i = 3, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
-  local v = check_lease(job_key(id), token, 'creq')
-  if v then
-    push(renewed, int(deadline), id)
-    out[#out + 1] = (v[4] == '1') and 2 or 1
+  local refusal, creq = check_lease(job_key(id), token, 'creq')
+  if refusal then
+    words[#words + 1] = 'LOST'
   else
-    out[#out + 1] = 0
+    push(renewed, int(deadline), id)
+    words[#words + 1] = (creq == '1') and 'CANCEL_REQUESTED' or 'OK'
   end
 end
-call_chunked('ZADD', K_LEASES, 'XX', renewed)
-return out
+flush()
+return {deadline, words}

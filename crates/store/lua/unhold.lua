@@ -9,10 +9,10 @@ check_type(list, 'list')
 local ids = redis.call('LRANGE', list, 0, limit - 1)
 local back = {}
 for _, id in ipairs(ids) do
-  local v = read_job(job_key(id), 'st', 'sid', 'pri', 'grp')
-  if v and v[1] == 'pending' and v[2] == 'H' then
-    routable(v[3], v[4])
-    back[#back + 1] = {id, v}
+  local st, sid, pri, grp = unpack(read_job(job_key(id), 'st', 'sid', 'pri', 'grp') or {})
+  if st == 'pending' and sid == 'H' then
+    routable(pri, grp)
+    back[#back + 1] = {id = id, pri = pri, grp = grp}
   end
 end
 -- Writes.
@@ -21,5 +21,5 @@ if #ids > 0 then
   redis.call('HINCRBY', K_COUNTS, 'queued', -#ids)
 end
 local now = now_ms()
-for _, job in ipairs(back) do make_ready(job_key(job[1]), job[1], now, job[2][3], job[2][4]) end
+for _, job in ipairs(back) do make_ready(job_key(job.id), job.id, now, job.pri, job.grp) end
 return #ids

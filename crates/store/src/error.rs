@@ -43,9 +43,9 @@ pub enum StoreError {
         field: &'static str,
         message: String,
     },
-    /// A reply had an unexpected shape.
+    /// A reply had an unexpected shape, or a script answered a word it does not send.
     #[error("unexpected reply: {0}")]
-    Reply(#[from] redis::ParsingError),
+    Reply(String),
     /// A script call failed for a reason other than the connection.
     #[error("script failed: {0}")]
     Script(String),
@@ -59,6 +59,12 @@ pub enum StoreError {
     /// The URL or settings are unusable.
     #[error("config: {0}")]
     Config(String),
+}
+
+impl From<redis::ParsingError> for StoreError {
+    fn from(e: redis::ParsingError) -> Self {
+        StoreError::Reply(e.to_string())
+    }
 }
 
 impl StoreError {
@@ -82,10 +88,22 @@ impl StoreError {
                                 | redis::ServerErrorKind::ReadOnly
                         )
                     )
-                    || e.to_string().contains("BUSY")
+                    // A script ran past its time limit: Redis answers everyone else
+                    // until it ends. (Not BUSYGROUP or BUSYKEY: those are final.)
+                    || has_code(e, "BUSY")
             }
             _ => false,
         }
+    }
+
+    /// The queue's stream or consumer group is gone (Redis lost its data): set it up again.
+    pub(crate) fn is_missing_group(&self) -> bool {
+        matches!(self, StoreError::Redis(e) if has_code(e, "NOGROUP"))
+    }
+
+    /// Redis is at `maxmemory` (with `noeviction`) and refuses writes.
+    pub fn is_out_of_memory(&self) -> bool {
+        matches!(self, StoreError::Redis(e) if has_code(e, "OOM"))
     }
 
     /// Not found, or not visible to the caller.
@@ -101,6 +119,15 @@ impl StoreError {
     }
 }
 
+/// Whether Redis answered with the error `code` (the reply's first word), or a
+/// pipeline had a command answered so.
+pub(crate) fn has_code(e: &redis::RedisError, code: &str) -> bool {
+    e.code() == Some(code)
+        || e.clone()
+            .into_server_errors()
+            .is_some_and(|errors| errors.iter().any(|(_, error)| error.code() == code))
+}
+
 /// `30 days`, `90 minutes`, `45s`: a horizon as people set it.
 fn span(d: std::time::Duration) -> String {
     let secs = d.as_secs();
@@ -112,16 +139,64 @@ fn span(d: std::time::Duration) -> String {
     }
 }
 
-/// Maps a script's refusal word (`NOT_FOUND`, `NOT_SUPPORTED`, `INVALID:<status>`) to an error.
-pub(crate) fn refusal(word: &str, id: &str) -> StoreError {
-    if let Some(status) = word.strip_prefix("INVALID:") {
-        match status.parse() {
-            Ok(status) => StoreError::InvalidState(status),
-            Err(e) => StoreError::decode("st", e),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error a client gets for `line`, an error reply as Redis sends it.
+    fn reply(line: &str) -> StoreError {
+        let value = redis::parse_redis_value(format!("-{line}\r\n").as_bytes()).unwrap();
+        StoreError::Redis(value.extract_error().unwrap_err())
+    }
+
+    #[test]
+    fn a_script_running_long_is_retryable() {
+        let busy = reply(
+            "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+        );
+        assert!(busy.is_retryable(), "{busy}");
+    }
+
+    #[test]
+    fn an_existing_group_or_key_is_not_retryable() {
+        let group = reply("BUSYGROUP Consumer Group name already exists");
+        assert!(!group.is_retryable(), "{group}");
+        let key = reply("BUSYKEY Target key name already exists.");
+        assert!(!key.is_retryable(), "{key}");
+    }
+
+    #[test]
+    fn loading_and_failover_replies_are_retryable() {
+        for line in [
+            "LOADING Redis is loading the dataset in memory",
+            "TRYAGAIN Multiple keys request during rehashing of slot",
+            "CLUSTERDOWN The cluster is down",
+            "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+            "READONLY You can't write against a read only replica.",
+        ] {
+            assert!(reply(line).is_retryable(), "{line}");
         }
-    } else if word == "NOT_SUPPORTED" {
-        StoreError::NotSupported
-    } else {
-        StoreError::NotFound(id.to_owned())
+    }
+
+    #[test]
+    fn script_and_data_errors_are_not_retryable() {
+        for line in [
+            "ERR Error running script",
+            "WRONGTYPE Operation against a key holding the wrong kind of value",
+            "OOM command not allowed when used memory > 'maxmemory'.",
+            "NOGROUP the queue has no consumer group",
+        ] {
+            assert!(!reply(line).is_retryable(), "{line}");
+        }
+    }
+
+    #[test]
+    fn a_missing_group_is_told_by_its_code_only() {
+        assert!(
+            reply("NOGROUP the queue has no consumer group script: 1f0a, on @user_script:1.")
+                .is_missing_group()
+        );
+        assert!(!reply("ERR no such key 'NOGROUP'").is_missing_group());
+        assert!(!StoreError::NotFound("NOGROUP".into()).is_missing_group());
     }
 }

@@ -26,8 +26,9 @@ mod codec;
 mod conn;
 mod error;
 mod flow;
-pub mod keys;
+mod keys;
 mod list;
+mod reply;
 mod schedules;
 mod scripts;
 mod watch;
@@ -43,16 +44,15 @@ use tether_model::{DEFAULT_PRIORITY, Job, JobId, JobSpec, StartBy, Status};
 pub use codec::{decode, encode};
 pub use error::StoreError;
 pub use flow::{FlowState, SnoozeOutcome};
-pub use keys::LAYOUT_VERSION;
 pub use list::{ListQuery, Page, SortDir, SortKey};
 pub use schedules::{DueSchedule, MAX_SCHEDULES_PER_OWNER, PutMode, StoredSchedule};
-pub use scripts::SCRIPTS;
 pub use worker_ops::{
     ClaimBatch, Claimed, FinishOutcome, HeldBack, Lease, LeaseError, LeaseToken, MAX_BATCH,
     Outcome, Reaped, RenewStatus, Waiter, WorkerInfo,
 };
 
-use keys::QueueKeys;
+use keys::{LAYOUT_VERSION, QueueKeys};
+use scripts::SCRIPTS;
 
 /// Connection and retention settings.
 #[derive(Debug, Clone)]
@@ -120,6 +120,7 @@ pub struct Enqueued {
 
 /// What a cancel did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CancelOutcome {
     /// The job was pending and is now cancelled.
     Cancelled,
@@ -142,6 +143,20 @@ pub struct QueueStats {
     pub success: u64,
     pub failure: u64,
     pub cancelled: u64,
+}
+
+/// For the suites of this workspace only (feature `test-support`): the scripts by name.
+#[cfg(feature = "test-support")]
+#[doc(hidden)]
+pub mod test_support {
+    /// The name of every script, so a suite can run each one (on a cluster, say).
+    pub fn script_names() -> Vec<&'static str> {
+        crate::SCRIPTS
+            .all()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect()
+    }
 }
 
 /// A handle to Tether's data in one Redis.
@@ -323,10 +338,10 @@ impl Store {
             if served.contains(&queue) || tether_model::validate_queue_name(&queue).is_err() {
                 continue;
             }
-            let emptied: i64 = self
+            let word: String = self
                 .queue_script(&SCRIPTS.forget, &queue, &[&idle_ms])
                 .await?;
-            if emptied == 0 {
+            if !reply::ok_or("forget", &word, "IN_USE")? {
                 continue;
             }
             self.inner.ready_queues.lock().unwrap().remove(&queue);
@@ -404,7 +419,7 @@ impl Store {
         self.idempotent(|| self.ensure_queue(queue)).await?;
         let keys = QueueKeys::new(queue);
         let wanted = self.inner.config.min_replicas;
-        let (replies, confirmed): (Vec<(i64, String, i64, i64)>, usize) = self
+        let (rows, confirmed): (Vec<reply::EnqueueRow>, usize) = self
             .idempotent(|| async {
                 let mut inv = Self::invocation(&SCRIPTS.enqueue, &keys);
                 inv.arg(self.inner.config.horizon.as_millis() as u64)
@@ -438,20 +453,22 @@ impl Store {
                 Ok(replies)
             })
             .await?;
-        match replies.first() {
-            Some((-2, _, pending, quota)) => {
-                return Err(StoreError::QuotaExceeded {
-                    pending: *pending as u64,
-                    quota: *quota as u64,
-                });
+        let mut enqueued = Vec::with_capacity(rows.len());
+        let mut new_queue = false;
+        for row in rows {
+            match reply::enqueue(row)? {
+                reply::EnqueueReply::Job(job) => enqueued.push(job),
+                reply::EnqueueReply::NewQueue => new_queue = true,
+                reply::EnqueueReply::Quota { pending, quota } => {
+                    return Err(StoreError::QuotaExceeded { pending, quota });
+                }
+                reply::EnqueueReply::Horizon => {
+                    let horizon = self.inner.config.horizon;
+                    return Err(StoreError::BeyondHorizon { horizon });
+                }
             }
-            Some((-3, ..)) => {
-                let horizon = self.inner.config.horizon;
-                return Err(StoreError::BeyondHorizon { horizon });
-            }
-            _ => {}
         }
-        if replies.last().is_some_and(|r| r.0 == 2) {
+        if new_queue {
             // The queue had been forgotten by the registry (or is new): list it again.
             self.idempotent(|| async {
                 let _: () = self.conn().sadd(keys::QUEUES, queue).await?;
@@ -462,21 +479,7 @@ impl Store {
         if confirmed < wanted {
             return Err(StoreError::NotReplicated { confirmed, wanted });
         }
-        replies
-            .into_iter()
-            .filter(|r| r.0 != 2)
-            .map(|(code, id, created_at_ms, due_at_ms)| {
-                let id = id.parse().map_err(|e| StoreError::decode("id", e))?;
-                // -1: written by an earlier send whose reply was lost; callers re-read the times.
-                Ok(Enqueued {
-                    id,
-                    created: code != 0,
-                    created_at_ms,
-                    due_at_ms,
-                    written_now: code == 1,
-                })
-            })
-            .collect()
+        Ok(enqueued)
     }
 
     /// Enqueues one job: ready now, or scheduled for `run_at` / after `delay`.
@@ -645,11 +648,7 @@ impl Store {
                 &[&id_text, owner.unwrap_or(""), &retention, force],
             )
             .await?;
-        match word.as_str() {
-            "CANCELLED" => Ok(CancelOutcome::Cancelled),
-            "REQUESTED" => Ok(CancelOutcome::Requested),
-            other => Err(error::refusal(other, &id_text)),
-        }
+        reply::cancel(&word, &id_text)
     }
 
     /// Re-queues a dead job (failed with its attempts exhausted) for a fresh run.
@@ -663,11 +662,7 @@ impl Store {
         let word: String = self
             .queue_script(&SCRIPTS.retry_dead, queue, &[&id_text, owner.unwrap_or("")])
             .await?;
-        if word == "OK" {
-            Ok(())
-        } else {
-            Err(error::refusal(&word, &id_text))
-        }
+        reply::ok("retry_dead", &word, &id_text)
     }
 
     /// Sets a job's name and/or description.
@@ -691,11 +686,7 @@ impl Store {
             return Ok(());
         }
         let word: String = self.queue_script(&SCRIPTS.set_labels, queue, &args).await?;
-        if word == "OK" {
-            Ok(())
-        } else {
-            Err(error::refusal(&word, &id_text))
-        }
+        reply::ok("set_labels", &word, &id_text)
     }
 
     /// Counts for one queue, from lengths and counters (no scans).
@@ -759,9 +750,11 @@ impl Store {
         let channel = QueueKeys::new(queue).events(&id.to_string());
         let subscription = self.inner.watchers.subscribe(&channel).await?;
         // Subscribed first, then flagged: no change after the flag can go unannounced.
-        let _: i64 = self
+        // A job gone meanwhile is no error here: the caller's next read finds it gone.
+        let word: String = self
             .queue_script(&SCRIPTS.watch, queue, &[&id.to_string()])
             .await?;
+        reply::ok_or("watch", &word, "NOT_FOUND")?;
         Ok(futures::stream::unfold(subscription, |mut s| async move {
             s.changed().await.map(|()| ((), s))
         }))

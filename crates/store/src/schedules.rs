@@ -18,11 +18,17 @@ use tether_model::JobId;
 use tether_model::schedule::ScheduleSpec;
 
 use crate::codec::ms_to_time;
-use crate::{Store, StoreError, keys};
+use crate::{Store, StoreError, keys, reply};
 
+/// A schedule script, prefixed with the schedule scripts' prelude.
 macro_rules! schedule_script {
     ($file:literal) => {
-        LazyLock::new(|| Script::new(include_str!(concat!("../lua/schedules/", $file))))
+        LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("../lua/schedules/common.lua"),
+                include_str!(concat!("../lua/schedules/", $file))
+            ))
+        })
     };
 }
 
@@ -68,6 +74,7 @@ pub const MAX_SCHEDULES_PER_OWNER: usize = 1000;
 
 /// What `put_schedule` may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PutMode {
     /// A new schedule; an existing one of the same name is an error.
     Create,
@@ -169,7 +176,7 @@ impl Store {
             "LIMIT" => Err(StoreError::TooManySchedules {
                 limit: MAX_SCHEDULES_PER_OWNER,
             }),
-            _ => Err(StoreError::NotFound(spec.name.clone())),
+            refused => Err(reply::refusal("put", refused, &spec.name)),
         }
     }
 
@@ -272,10 +279,7 @@ impl Store {
                 Ok(inv.invoke_async(&mut self.conn()).await?)
             })
             .await?;
-        match word.as_str() {
-            "OK" => Ok(()),
-            _ => Err(StoreError::NotFound(name.to_owned())),
-        }
+        reply::ok("state", &word, name)
     }
 
     /// Pauses a schedule: it does not fire until resumed.
@@ -383,7 +387,7 @@ impl Store {
                     .await?)
             })
             .await?;
-        Ok(word == "OK")
+        reply::ok_or("advance", &word, "STALE")
     }
 }
 

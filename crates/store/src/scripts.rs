@@ -9,9 +9,9 @@ macro_rules! scripts {
     ($($name:ident),* $(,)?) => {
         /// Every script Tether runs, compiled once per process.
         #[derive(Debug)]
-        pub struct Scripts { $(pub $name: Script,)* }
+        pub(crate) struct Scripts { $(pub(crate) $name: Script,)* }
 
-        pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+        pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
             $($name: Script::new(concat!(
                 include_str!("../lua/common.lua"),
                 include_str!("../lua/flow.lua"),
@@ -19,9 +19,10 @@ macro_rules! scripts {
             )),)*
         });
 
+        #[cfg(feature = "test-support")]
         impl Scripts {
-            /// (name, script) pairs, for loading and for tests that run them all.
-            pub fn all(&self) -> Vec<(&'static str, &Script)> {
+            /// (name, script) pairs, for suites that run them all.
+            pub(crate) fn all(&self) -> Vec<(&'static str, &Script)> {
                 vec![$((stringify!($name), &self.$name)),*]
             }
         }

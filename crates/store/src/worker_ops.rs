@@ -8,7 +8,7 @@ use tether_model::{ErrorCode, JobId, Phase, RetryPolicy, Status};
 
 use crate::conn::{Conn, MAX_CLUSTER_WAIT, Topology};
 use crate::keys::{self, QueueKeys};
-use crate::{SCRIPTS, Store, StoreError, codec};
+use crate::{SCRIPTS, Store, StoreError, codec, reply};
 
 /// The most jobs one script call handles; larger batches are sent in chunks of this size
 /// (the scripts refuse more, and Lua cannot unpack much more in one command).
@@ -126,6 +126,7 @@ pub struct Claimed {
 
 /// A lease renewal's answer for one job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RenewStatus {
     Renewed,
     /// Renewed, and a producer asked to cancel: stop the handler.
@@ -134,18 +135,9 @@ pub enum RenewStatus {
     Lost,
 }
 
-impl RenewStatus {
-    fn from_code(code: i64) -> Self {
-        match code {
-            1 => RenewStatus::Renewed,
-            2 => RenewStatus::CancelRequested,
-            _ => RenewStatus::Lost,
-        }
-    }
-}
-
 /// How an attempt ended, as the lease holder reports it.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum Outcome {
     /// Success with the result (MessagePack).
     Success(Vec<u8>),
@@ -163,6 +155,7 @@ pub enum Outcome {
 
 /// What `finish` recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FinishOutcome {
     /// Success or cancelled recorded.
     Recorded,
@@ -178,6 +171,7 @@ pub enum FinishOutcome {
 
 /// A lease-fenced write failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LeaseError {
     /// The lease is no longer ours; nothing was written.
     #[error("lease lost: the job was reclaimed")]
@@ -323,9 +317,7 @@ impl Store {
             .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
         let once = || self.claim_once(queue, worker, count, ttl, &claim_id);
         let result = match self.idempotent(once).await {
-            Err(StoreError::Redis(e))
-                if e.code() == Some("NOGROUP") || e.to_string().contains("NOGROUP") =>
-            {
+            Err(e) if e.is_missing_group() => {
                 // Redis lost the stream (restart without persistence, flush): set the queue up again.
                 self.recreate_queue(queue).await?;
                 self.idempotent(once).await
@@ -448,10 +440,11 @@ impl Store {
             for (id, token) in chunk {
                 inv.arg(id.to_string()).arg(token.as_str());
             }
-            let reply: Vec<i64> = inv.invoke_async(&mut self.conn()).await?;
-            let first = reply.first().copied().unwrap_or(0);
+            let (first, words): (i64, Vec<String>) = inv.invoke_async(&mut self.conn()).await?;
             deadline = Some(deadline.map_or(first, |d: i64| d.min(first)));
-            statuses.extend(reply.into_iter().skip(1).map(RenewStatus::from_code));
+            for word in &words {
+                statuses.push(reply::lease("renew", word)?);
+            }
         }
         Ok((deadline.unwrap_or(0), statuses))
     }
@@ -473,8 +466,8 @@ impl Store {
             .arg(progress.min(100))
             .arg(message.unwrap_or(""))
             .arg(eta_ms.map(|e| e.to_string()).unwrap_or_default());
-        let (code, _deadline): (i64, i64) = inv.invoke_async(&mut self.conn()).await?;
-        Ok(RenewStatus::from_code(code))
+        let (word, _deadline): (String, i64) = inv.invoke_async(&mut self.conn()).await?;
+        reply::lease("progress", &word)
     }
 
     /// Saves the Heat loop's phase and progress object.
@@ -490,8 +483,8 @@ impl Store {
             .arg(lease.token.as_str())
             .arg(phase.as_str())
             .arg(progress_object);
-        let code: i64 = inv.invoke_async(&mut self.conn()).await?;
-        Ok(RenewStatus::from_code(code))
+        let word: String = inv.invoke_async(&mut self.conn()).await?;
+        reply::lease("checkpoint", &word)
     }
 
     /// Records the attempt's outcome, fenced by the lease. Safe to resend after a lost reply.
@@ -565,23 +558,7 @@ impl Store {
             };
         }
         let words: Vec<String> = inv.invoke_async(&mut self.conn()).await?;
-        Ok(words
-            .iter()
-            .map(|word| match word.as_str() {
-                "OK" => Ok(FinishOutcome::Recorded),
-                "RETRY" => Ok(FinishOutcome::Retrying),
-                "DEAD" => Ok(FinishOutcome::Dead),
-                already if already.starts_with("ALREADY") => Ok(FinishOutcome::AlreadyRecorded {
-                    status: already
-                        .strip_prefix("ALREADY:")
-                        .and_then(|st| st.parse().ok()),
-                }),
-                "NOT_REQUESTED" => Err(LeaseError::Store(StoreError::InvalidState(
-                    tether_model::Status::Processing,
-                ))),
-                _ => Err(LeaseError::Lost),
-            })
-            .collect())
+        Ok(words.iter().map(|word| reply::finish(word)).collect())
     }
 
     /// Hands leases back at once (graceful shutdown); the attempts are not counted.

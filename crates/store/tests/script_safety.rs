@@ -110,7 +110,12 @@ async fn every_batch_entry_point_takes_any_size() {
 
 /// Every key of a queue and its content, except `skip`.
 fn snapshot(conn: &mut redis::Connection, queue: &str, skip: &str) -> BTreeMap<String, Vec<u8>> {
-    let keys: Vec<String> = conn.keys(format!("tether:{{{queue}}}:*")).unwrap();
+    dump(conn, &format!("tether:{{{queue}}}:*"), skip)
+}
+
+/// Every key matching `pattern` and its content, except `skip`.
+fn dump(conn: &mut redis::Connection, pattern: &str, skip: &str) -> BTreeMap<String, Vec<u8>> {
+    let keys: Vec<String> = conn.keys(pattern).unwrap();
     keys.into_iter()
         .filter(|k| k != skip)
         .map(|k| {
@@ -568,4 +573,66 @@ async fn a_bad_claim_record_or_count_fails_a_call_before_any_write() {
     let _: () = conn.hdel("tether:{cr}:counts", "success").unwrap();
     store.finish(&claimed[0].lease, &ok).await.unwrap();
     assert_consistent(&store, "cr").await;
+}
+
+/// An owner's count of unfinished jobs is checked like the queue's counts: one that is
+/// not an integer fails an enqueue, a finish, a cancel before any write.
+#[tokio::test]
+async fn a_bad_owner_count_fails_a_call_before_any_write() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let store = connect(&redis).await;
+    let mut conn = redis.connection();
+    let spec = || JobSpec::new("noop").queue("oc").owner("alice");
+    store.enqueue(&spec()).await.unwrap();
+    let waiting = store.enqueue(&spec()).await.unwrap();
+    let claimed = store.claim("oc", "w", 1, LONG).await.unwrap();
+    let _: () = conn.hset("tether:{oc}:active", "alice", "many").unwrap();
+    let before = snapshot(&mut conn, "oc", "");
+    let refused = store.enqueue(&spec()).await;
+    assert!(refused.is_err(), "{refused:?}");
+    let ok = Outcome::Success(tether_store::encode(&1).unwrap());
+    let refused = store.finish(&claimed[0].lease, &ok).await;
+    assert!(refused.is_err(), "{refused:?}");
+    let refused = store.cancel("oc", waiting.id, None).await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(before, snapshot(&mut conn, "oc", ""), "nothing changed");
+    let _: () = conn.hset("tether:{oc}:active", "alice", 2).unwrap();
+    store.finish(&claimed[0].lease, &ok).await.unwrap();
+    store.cancel("oc", waiting.id, None).await.unwrap();
+    assert_consistent(&store, "oc").await;
+}
+
+/// The schedule scripts check the sorted sets they write: a wrong-typed index of
+/// schedules fails a call before its first write.
+#[tokio::test]
+async fn a_wrong_typed_schedule_index_fails_a_call_before_any_write() {
+    use tether_model::schedule::{ScheduleSpec, Trigger};
+    let redis = RedisServer::start(RedisOptions::default());
+    let store = connect(&redis).await;
+    let mut conn = redis.connection();
+    let every = Trigger::every(Duration::from_secs(60)).unwrap();
+    let spec = |name: &str| ScheduleSpec::new(name, JobSpec::new("noop"), every.clone());
+    let create = tether_store::PutMode::Create;
+    store
+        .put_schedule(None, &spec("kept"), create)
+        .await
+        .unwrap();
+    let schedules =
+        |conn: &mut redis::Connection| dump(conn, "tether:{~sched}:*", "tether:{~sched}:due");
+    let _: () = conn.del("tether:{~sched}:due").unwrap();
+    let _: () = conn.rpush("tether:{~sched}:due", "x").unwrap();
+    let before = schedules(&mut conn);
+    let refused = store.put_schedule(None, &spec("new"), create).await;
+    assert!(refused.is_err(), "{refused:?}");
+    let refused = store.pause_schedule(None, "kept").await;
+    assert!(refused.is_err(), "{refused:?}");
+    let refused = store.delete_schedule(None, "kept").await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(before, schedules(&mut conn), "nothing changed");
+    let _: () = conn.del("tether:{~sched}:due").unwrap();
+    store
+        .put_schedule(None, &spec("new"), create)
+        .await
+        .unwrap();
+    store.delete_schedule(None, "kept").await.unwrap();
 }

@@ -45,12 +45,13 @@ impl Slot {
     /// lease's deadline in Redis) for a request sent at `sent_at`.
     pub(crate) fn on_renewal(&self, status: RenewStatus, sent_at: Instant) {
         match status {
-            RenewStatus::Lost => self.lost.cancel(),
             RenewStatus::CancelRequested => {
                 self.renewed(sent_at);
                 self.cancel.cancel();
             }
             RenewStatus::Renewed => self.renewed(sent_at),
+            // Lost, or an answer this worker does not know: stop and write nothing.
+            _ => self.lost.cancel(),
         }
     }
 
@@ -58,9 +59,10 @@ impl Slot {
     /// checkpoint): it can report a loss or a cancel, but it confirms no renewal.
     pub(crate) fn on_write(&self, status: RenewStatus) {
         match status {
-            RenewStatus::Lost => self.lost.cancel(),
             RenewStatus::CancelRequested => self.cancel.cancel(),
             RenewStatus::Renewed => {}
+            // Lost, or an answer this worker does not know: stop and write nothing.
+            _ => self.lost.cancel(),
         }
     }
 

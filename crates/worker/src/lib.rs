@@ -56,7 +56,7 @@ mod retry;
 mod runtime;
 
 pub use context::JobContext;
-pub use handler::{Check, Handler, IntoHandler, JobError, OneStep, Step};
+pub use handler::{Check, Handler, IntoHandler, JobError, OneStep, Step, kind};
 pub use runtime::{
     MAX_CLAIM_BATCH, MAX_CONCURRENCY, Worker, WorkerBuilder, WorkerConfig, WorkerError,
 };

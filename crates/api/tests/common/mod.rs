@@ -13,7 +13,7 @@ use tower::ServiceExt;
 
 /// Sends one request (JSON body when given, bearer token when given) and returns the
 /// status and the body as JSON (or as a JSON string when it is not JSON).
-pub async fn call(
+pub(crate) async fn call(
     app: &Router,
     method: &str,
     uri: &str,
@@ -43,7 +43,7 @@ pub async fn call(
 }
 
 /// [`call`] with a token.
-pub async fn call_as(
+pub(crate) async fn call_as(
     app: &Router,
     method: &str,
     uri: &str,

@@ -5,15 +5,17 @@
 -- Returns 'OK' or 'STALE'.
 local K_DUE, K_S = KEYS[1], KEYS[2]
 local member, expected, nxt, last, job = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
-local v = redis.call('HMGET', K_S, 'next', 'paused')
-if not v[1] or v[1] ~= expected then
-  if v[1] then redis.call('HSET', K_S, 'lease', 0) end
+local next_fire, paused = unpack(redis.call('HMGET', K_S, 'next', 'paused'))
+if not next_fire or next_fire ~= expected then
+  if next_fire then redis.call('HSET', K_S, 'lease', 0) end
   return 'STALE'
 end
+if not nxt then error({err = 'ERR the next fire time is not a number'}) end
+zsets_writable(K_DUE)
 redis.call('HSET', K_S, 'next', nxt, 'lease', 0)
 if last ~= '' then redis.call('HSET', K_S, 'last', last) end
 if job ~= '' then redis.call('HSET', K_S, 'job', job) end
-if nxt >= 0 and v[2] ~= '1' then
+if nxt >= 0 and paused ~= '1' then
   redis.call('ZADD', K_DUE, nxt, member)
 else
   redis.call('ZREM', K_DUE, member)

@@ -6,10 +6,9 @@
 local K_ALL, K_DUE, K_S = KEYS[1], KEYS[2], KEYS[3]
 local member, spec, anchor, nxt, mode = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local owner_prefix, limit = ARGV[6], tonumber(ARGV[7])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local v = redis.call('HMGET', K_S, 'spec', 'paused')
-local exists = v[1] ~= false
+local now = now_ms()
+local stored_spec, paused_flag = unpack(redis.call('HMGET', K_S, 'spec', 'paused'))
+local exists = stored_spec ~= false
 if exists and mode == 'create' then return 'EXISTS' end
 if not exists and mode == 'replace' then return 'NOT_FOUND' end
 -- '0' is the character after '/': the range holds the members '<owner>/…'.
@@ -17,7 +16,9 @@ if not exists and redis.call('ZLEXCOUNT', K_ALL, '[' .. owner_prefix,
     '(' .. string.sub(owner_prefix, 1, -2) .. '0') >= limit then
   return 'LIMIT'
 end
-local paused = exists and v[2] == '1'
+if not nxt then error({err = 'ERR the next fire time is not a number'}) end
+zsets_writable(K_ALL, K_DUE)
+local paused = exists and paused_flag == '1'
 if exists then
   redis.call('HSET', K_S, 'spec', spec, 'next', nxt, 'ut', now, 'lease', 0)
 else

@@ -5,13 +5,14 @@
 local K_ALL, K_DUE, K_S = KEYS[1], KEYS[2], KEYS[3]
 local member, action = ARGV[1], ARGV[2]
 if redis.call('EXISTS', K_S) == 0 then return 'NOT_FOUND' end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
+zsets_writable(K_ALL, K_DUE)
 if action == 'pause' then
   redis.call('HSET', K_S, 'paused', 1, 'ut', now)
   redis.call('ZREM', K_DUE, member)
 elseif action == 'resume' then
   local nxt = tonumber(ARGV[3])
+  if not nxt then error({err = 'ERR the next fire time is not a number'}) end
   redis.call('HSET', K_S, 'paused', 0, 'next', nxt, 'lease', 0, 'ut', now)
   if nxt >= 0 then redis.call('ZADD', K_DUE, nxt, member) end
 elseif action == 'delete' then

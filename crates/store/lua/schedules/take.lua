@@ -7,8 +7,7 @@
 -- {member, spec, anchor, next, last, job}.
 local K_DUE = KEYS[1]
 local prefix, limit, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local due = redis.call('ZRANGEBYSCORE', K_DUE, '-inf', now, 'LIMIT', 0, limit)
 -- Reads first, writes after.
 local found = {}
@@ -18,14 +17,15 @@ end
 local rows, gone = {}, {}
 local wait = -1
 for i, member in ipairs(due) do
-  local v = found[i]
-  if not v[1] or v[7] == '1' then
+  local spec, anchor, next_fire, last, job, lease_until, paused = unpack(found[i])
+  local leased_for = (tonumber(lease_until) or 0) - now
+  if not spec or paused == '1' then
     gone[#gone + 1] = member
-  elseif (tonumber(v[6]) or 0) <= now then
-    rows[#rows + 1] = {member, v[1], v[2], v[3], v[4] or '', v[5] or ''}
-  elseif wait < 0 or tonumber(v[6]) - now < wait then
+  elseif leased_for <= 0 then
+    rows[#rows + 1] = {member, spec, anchor, next_fire, last or '', job or ''}
+  elseif wait < 0 or leased_for < wait then
     -- Leased by another worker: look again when its lease ends.
-    wait = tonumber(v[6]) - now
+    wait = leased_for
   end
 end
 for _, row in ipairs(rows) do

@@ -18,7 +18,7 @@ pub const MAX_CLAIM_BATCH: usize = 1000;
 /// lists them in the worker's registration.
 pub const MAX_CONCURRENCY: usize = 10_000;
 /// Longest lease a worker takes.
-pub const MAX_LEASE_TTL: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const MAX_LEASE_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Worker settings. Defaults: 16 jobs at once, 30 s leases renewed every 10 s,
 /// reaping every 5 s, 30 s shutdown grace, claims of up to 64 jobs.
