@@ -5,8 +5,8 @@
 -- 'NOT_FOUND', 'NOT_SUPPORTED' or 'INVALID:<status>'.
 local id, owner, retention, force = ARGV[2], ARGV[3], arg_number(4), ARGV[5]
 local key = job_key(id)
-local st, job_owner, cancelable, sid, creq, watched, pri, grp, job_type =
-  unpack(redis.call('HMGET', key, 'st', 'owner', 'can', 'sid', 'creq', 'w', 'pri', 'grp', 'type'))
+local st, job_owner, cancelable, sid, creq, watched =
+  unpack(redis.call('HMGET', key, 'st', 'owner', 'can', 'sid', 'creq', 'w'))
 writable(K_STREAM, K_DELAYED, K_LEASES, K_DONE, K_DEAD, K_COUNTS, K_ACTIVE)
 check_type(K_DEADLINES, 'zset')
 if not st or (owner ~= '' and job_owner ~= owner) then return 'NOT_FOUND' end
@@ -14,12 +14,10 @@ if is_final(st) then return 'INVALID:' .. st end
 if cancelable == '0' and force ~= '1' then return 'NOT_SUPPORTED' end
 if st == 'pending' then
   countable({[job_owner] = true})
-  routable(pri, grp)
-  check_type(held_list(job_type or ''), 'list')
   -- Writes, a denyoom one (HSET) first.
   finalize(key, id, 'cancelled', now_ms(), retention, watched,
     cancelled_fields('cancelled before it ran'), job_owner)
-  unready(id, sid, pri, grp, job_type)
+  unready(sid)
   push(undelayed, id)
   redis.call('ZREM', K_DEADLINES, id)
   flush()

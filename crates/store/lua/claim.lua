@@ -22,7 +22,8 @@
 -- Returns {now, lease deadline, wait, reason, {id, token, attempts, max, type, input, phase,
 --          checkpoint, timeout, backoff, created, run_at}...}; wait is -1, or the ms after
 -- which a claim may find work that flow control holds back now, and reason is what held
--- it back: 'paused', 'concurrency', 'rate', 'group_concurrency' or 'group_rate' ('' = none).
+-- it back: 'paused', 'concurrency', 'rate', 'group_concurrency' or 'group_rate' ('' = none;
+-- 'scan' = the claim stopped after reading its budget of entries: claim again at once).
 local count, worker, ttl, claim_id, retention =
   arg_number(2), ARGV[3], arg_number(4), ARGV[5], arg_number(6)
 if not string.match(claim_id, '^%x+$') then fail('ERR the claim id must be hex') end
@@ -123,8 +124,10 @@ local function startable(id, expected_sid)
     held[#held + 1] = job
     return nil
   end
+  -- Only a job that never started expires (a start takes it out of `deadlines`; a
+  -- snoozed or retried job keeps its `sb` for the record).
   local start_by = tonumber(job.start_by)
-  if start_by and start_by < now then
+  if start_by and start_by < now and redis.call('ZSCORE', K_DEADLINES, job.id) then
     expired[#expired + 1] = job
     return nil
   end
@@ -198,12 +201,17 @@ local function group_room(g)
   if room[g] then return room[g] end
   local n = math.huge
   if gconc then
-    local ids = redis.call('ZRANGE', group_leases(g), 0, -1)
+    -- The group's lease set keeps lapsed leases until they are reaped: its live ones
+    -- are counted against `leases`, a chunk at a time, until the limit is reached.
+    local leases_key = group_leases(g)
     local running = 0
-    if #ids > 0 then
+    for first = 0, redis.call('ZCARD', leases_key) - 1, CHUNK do
+      local ids = redis.call('ZRANGE', leases_key, first, first + CHUNK - 1)
+      if #ids == 0 then break end
       for _, score in ipairs(redis.call('ZMSCORE', K_LEASES, unpack(ids))) do
         if score and tonumber(score) > now then running = running + 1 end
       end
+      if running >= gconc then break end
     end
     n = math.min(n, gconc - running)
     if n <= 0 then limit_wait(POLL_MS, 'group_concurrency') end
@@ -240,16 +248,20 @@ for _, p in ipairs(levels) do
   local members = redis.call('ZRANGE', ring, 0, page - 1)
   ringed[p] = #members > 0
   local more = #members == page
-  if p == '5' then
-    local listed = false
-    for _, m in ipairs(members) do if m == '' then listed = true end end
-    if not listed then members[#members + 1] = '' end
-  end
   served[p], emptied[p] = {}, {}
+  -- The stream is level 5's member '': in the ring (where it takes its turn), or, with
+  -- no ring or not in it (it held only a wake-up entry), looked at after the groups.
+  if p == '5' and not redis.call('ZSCORE', ring, '') then members[#members + 1] = '' end
   while true do
     local active = {}
     for _, m in ipairs(members) do
-      if group_room(m) > 0 then active[#active + 1] = m end
+      if group_room(m) > 0 then
+        active[#active + 1] = m
+      else
+        -- A group at its limit goes to the back of the ring: the groups behind it
+        -- must not wait for it, nor every claim read past it.
+        served[p][#served[p] + 1] = m
+      end
     end
     -- Round-robin: one job from each member in turn.
     while #taken < want and #active > 0 and budget > 0 do
@@ -280,8 +292,12 @@ for _, p in ipairs(levels) do
   end
 end
 
+-- Out of budget with work maybe left unread (stale or held entries): come back at once
+-- rather than wait for a new entry.
+if budget <= 0 and #taken < want then limit_wait(0, 'scan') end
+
 -- The keys phase 2 writes that the reads above have not type-checked.
-if next(lists) or #held > 0 then writable(K_COUNTS) end
+if next(lists) or #held > 0 or #expired > 0 then writable(K_COUNTS) end
 if #expired > 0 then
   writable(K_DONE, K_DEAD, K_COUNTS, K_ACTIVE)
   check_type(K_DEADLINES, 'zset')
@@ -290,6 +306,7 @@ if #expired > 0 then
   countable(owners)
 end
 for _, job in ipairs(held) do check_type(held_list(job.type), 'list') end
+if #held > 0 then check_type(K_HELD_TYPES, 'set') end
 for _, job in ipairs(taken) do
   if job.group ~= '' then check_type(group_leases(job.group), 'zset') end
   if job.start_by then check_type(K_DEADLINES, 'zset') end
@@ -307,12 +324,16 @@ if stream.last then
   redis.call('XGROUP', 'SETID', K_STREAM, GROUP, stream.last)
   redis.call('XTRIM', K_STREAM, 'MINID', string.format('%s-%d', last_ms, tonumber(last_seq) + 1))
 end
--- The lists: consumed entries leave their heads.
+-- The lists: consumed entries leave their heads. `queued` counts the pending jobs in
+-- lists and held: the listed jobs started or expired here leave it, the stream's
+-- jobs held here join it (a stale entry was never counted).
+local queued = 0
+for _, job in ipairs(taken) do if job.sid == 'L' then queued = queued - 1 end end
+for _, job in ipairs(expired) do if job.sid == 'L' then queued = queued - 1 end end
+for _, job in ipairs(held) do if job.sid ~= 'L' then queued = queued + 1 end end
+if queued ~= 0 then redis.call('HINCRBY', K_COUNTS, 'queued', queued) end
 for key, l in pairs(lists) do
-  if l.consumed > 0 then
-    redis.call('LTRIM', key, l.consumed, -1)
-    redis.call('HINCRBY', K_COUNTS, 'queued', -l.consumed)
-  end
+  if l.consumed > 0 then redis.call('LTRIM', key, l.consumed, -1) end
 end
 -- The rings: a served member goes to the back; an emptied one leaves.
 for p, order in pairs(served) do
@@ -344,9 +365,9 @@ for p, order in pairs(served) do
 end
 -- Held jobs wait in their type's list until it is resumed.
 for _, job in ipairs(held) do
+  redis.call('SADD', K_HELD_TYPES, job.type)
   redis.call('RPUSH', held_list(job.type), job.id)
   redis.call('HSET', job_key(job.id), 'sid', 'H')
-  redis.call('HINCRBY', K_COUNTS, 'queued', 1)
 end
 for _, job in ipairs(expired) do
   expire_unstarted(job_key(job.id), job.id, now, retention, job.watched, job.owner)

@@ -270,6 +270,7 @@ local function check_lease(key, token, ...)
   if st ~= 'processing' then return 'ALREADY' end
   lease_clock = lease_clock or now_ms()
   local deadline = redis.call('ZSCORE', K_LEASES, string.sub(key, #PREFIX + 5))
-  if not deadline or tonumber(deadline) < lease_clock then return 'LOST' end
+  -- (At its deadline a lease is no longer live: the claim counts live ones as > now.)
+  if not deadline or tonumber(deadline) <= lease_clock then return 'LOST' end
   return nil, unpack(v, 4)
 end

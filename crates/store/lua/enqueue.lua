@@ -81,7 +81,7 @@ end
 if fresh or now - (tonumber(used) or 0) >= 1000 then redis.call('SET', K_USED, int(now)) end
 -- The stream directly (the path with no flow control) unless level 5 has a ring or a job
 -- of this batch goes to a list (then make_ready places every ready job).
-local direct = redis.call('EXISTS', ring_key('5')) == 0
+local direct = not has_ring5()
 for _, job in ipairs(jobs) do
   if not on_stream(job.pri, job.grp) then direct = false end
 end

@@ -43,7 +43,7 @@ for i = 3, #ARGV, 8 do
     elseif not refusal then
       plan.job = {attempts = attempts, max = max, creq = creq, watched = watched, owner = owner,
         pri = pri, grp = grp}
-      if kind == 'error' then routable(pri, grp) end
+      if kind == 'error' then routable(pri, grp) else group_writable(grp) end
       if owner then owners[owner] = true end
     end
     plan.refusal = refusal

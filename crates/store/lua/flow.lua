@@ -12,13 +12,16 @@
 -- A list push adds an entry (`d`, no job) to an empty stream, so a worker blocked on
 -- the stream wakes up; claims skip and trim such entries like stale ones.
 -- A job's record says where its entry is: `sid` = the stream entry id, 'L' (a list)
--- or 'H' (held while its type is paused). A cancel or an expiry removes the job's
--- entry; claims still skip an entry whose job is not pending there (defence in depth).
--- Counts: `counts.queued` is the number of list and held entries, stale ones included.
+-- or 'H' (held while its type is paused). A cancel or an expiry leaves a list entry
+-- behind, stale; claims skip (and trim) an entry whose job is not pending there.
+-- Counts: `counts.queued` is the number of pending jobs in lists and held lists (stale
+-- entries are not counted), so the queue's ready count is the stream's jobs plus it.
 local K_SETTINGS = PREFIX .. 'settings'
 local K_PRIOS = PREFIX .. 'prios'
 local K_DEADLINES = PREFIX .. 'deadlines'
 local K_STARTS = PREFIX .. 'starts'
+-- The types that have a held list (so maintenance can put back what a resume left).
+local K_HELD_TYPES = PREFIX .. 'held_types'
 
 local function ring_key(p) return PREFIX .. 'ring:' .. p end
 local function ready_list(p, g) return PREFIX .. 'rdy:' .. p .. ':' .. g end
@@ -40,16 +43,23 @@ end
 
 -- Make a job ready now, where its priority and group say. The caller has read the
 -- job's `pri` and `grp` (nil for none) and checked the stream with writable().
+-- Whether level 5 has a ring, read once per script (only make_ready creates one here).
+local ring5
+local function has_ring5()
+  if ring5 == nil then ring5 = redis.call('EXISTS', ring_key('5')) == 1 end
+  return ring5
+end
+
 local function make_ready(key, id, now, pri, grp)
   if on_stream(pri, grp) then
     local sid = redis.call('XADD', K_STREAM, '*', 'j', id)
     redis.call('HSET', key, 'st', 'pending', 'sid', sid, 'ut', int(now))
-    if redis.call('EXISTS', ring_key('5')) == 1 then join_ring(ring_key('5'), '') end
+    if has_ring5() then join_ring(ring_key('5'), '') end
     return
   end
   local p, g = (pri and pri ~= '') and pri or '5', grp or ''
   local ring = ring_key(p)
-  if p == '5' and redis.call('EXISTS', ring) == 0 and redis.call('XLEN', K_STREAM) > 0 then
+  if p == '5' and not has_ring5() and redis.call('XLEN', K_STREAM) > 0 then
     -- Level 5 gets a ring while the stream holds jobs: the stream takes its turns too.
     redis.call('ZADD', ring, 0, '')
   end
@@ -58,6 +68,7 @@ local function make_ready(key, id, now, pri, grp)
   redis.call('RPUSH', ready_list(p, g), id)
   redis.call('HINCRBY', K_COUNTS, 'queued', 1)
   join_ring(ring, g)
+  if p == '5' then ring5 = true end
   redis.call('ZADD', K_PRIOS, 'NX', tonumber(p), p)
 end
 
@@ -90,8 +101,17 @@ end
 
 -- Checks, before any write, that the keys make_ready may write for a job of this
 -- priority and group hold what Tether keeps there (once per script and route).
+-- Checks, before any write, that a group's lease set (which leave_group updates) is one.
+local groups_checked = {}
+local function group_writable(grp)
+  if not grp or grp == '' or groups_checked[grp] then return end
+  groups_checked[grp] = true
+  check_type(group_leases(grp), 'zset')
+end
+
 local routes_checked = {}
 local function routable(pri, grp)
+  group_writable(grp)
   local route = on_stream(pri, grp) and '' or (pri or '5') .. ':' .. (grp or '')
   if routes_checked[route] then return end
   routes_checked[route] = true
@@ -112,23 +132,13 @@ local function flush()
   flush_groups()
 end
 
--- Takes a pending job out of wherever it waits ready (the stream, a list, a held list),
--- for a cancel or an expiry. The caller read `sid`, `pri`, `grp` and `type` and called
--- routable() and check_type() for the held list in its first phase. LREM walks the list
--- from its head: bounded by that group's backlog, paid only by cancels of listed jobs.
-local function unready(id, sid, pri, grp, job_type)
-  if not sid then return end
-  if string.match(sid, '^%d+%-%d+$') then
+-- Takes a pending job out of the stream, for a cancel or an expiry. A list or held entry
+-- ('L', 'H') is left behind, stale: the claim (or a resume) that reaches it skips it and
+-- trims it. Removing it here would walk the list (LREM), whose length a tenant chooses.
+local function unready(sid)
+  if sid and string.match(sid, '^%d+%-%d+$') then
     redis.call('XDEL', K_STREAM, sid)
-    return
-  end
-  local p, g = (pri and pri ~= '') and pri or '5', grp or ''
-  local list = (sid == 'H') and held_list(job_type or '') or ready_list(p, g)
-  if sid ~= 'L' and sid ~= 'H' then return end
-  local removed = redis.call('LREM', list, 1, id)
-  if removed > 0 then redis.call('HINCRBY', K_COUNTS, 'queued', -removed) end
-  if sid == 'L' and redis.call('LLEN', list) == 0 then
-    redis.call('ZREM', ring_key(p), g)
-    if redis.call('EXISTS', ring_key(p)) == 0 then redis.call('ZREM', K_PRIOS, p) end
+  elseif sid == 'L' or sid == 'H' then
+    redis.call('HINCRBY', K_COUNTS, 'queued', -1)
   end
 end

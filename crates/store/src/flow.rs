@@ -168,7 +168,39 @@ impl Store {
         let settings = self
             .change_settings(queue, &[("resume_type", t.to_owned())])
             .await?;
+        // A failure from here on leaves held jobs behind: the workers' maintenance
+        // (`release_held`) puts them back.
+        self.unhold(queue, t).await?;
+        Ok(settings)
+    }
+
+    /// Puts back the held jobs of every type that is no longer paused (what a resume
+    /// interrupted by a crash or an error left behind). Workers call this in their
+    /// maintenance pass.
+    pub async fn release_held(&self, queue: &str) -> Result<(), StoreError> {
+        validate_queue_name(queue)?;
         let keys = QueueKeys::new(queue);
+        let mut pipe = redis::pipe();
+        pipe.cmd("SMEMBERS")
+            .arg(keys.held_types())
+            .cmd("HGET")
+            .arg(keys.settings())
+            .arg("ptypes");
+        let (types, paused): (Vec<String>, Option<String>) = self
+            .idempotent(|| async { Ok(pipe.query_async(&mut self.conn()).await?) })
+            .await?;
+        let paused = paused.unwrap_or_default();
+        for t in types {
+            if !paused.split(',').any(|p| p == t) {
+                self.unhold(queue, &t).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn unhold(&self, queue: &str, job_type: &str) -> Result<(), StoreError> {
+        let keys = QueueKeys::new(queue);
+        let t = job_type;
         // Bounded: every call takes up to MAX_BATCH entries off a list nothing refills
         // while the type is not paused.
         for _ in 0..100_000 {
@@ -183,7 +215,7 @@ impl Store {
                 break;
             }
         }
-        Ok(settings)
+        Ok(())
     }
 
     async fn change_settings(

@@ -95,6 +95,10 @@ impl QueueKeys {
     pub(crate) fn priorities(&self) -> String {
         format!("{}prios", self.prefix)
     }
+    /// Job types that have a held list (set).
+    pub(crate) fn held_types(&self) -> String {
+        format!("{}held_types", self.prefix)
+    }
     /// Starts in the last second, while a rate limit is set (zset by time).
     pub(crate) fn starts(&self) -> String {
         format!("{}starts", self.prefix)

@@ -68,6 +68,9 @@ on_both!(
     start_deadlines_expire_unstarted_jobs,
     a_snooze_does_not_spend_the_attempt,
     a_lapsed_lease_records_nothing,
+    a_start_deadline_binds_only_the_first_start,
+    held_jobs_of_a_type_no_longer_paused_come_back,
+    a_group_with_thousands_of_leases_does_not_break_claims,
 );
 
 async fn lower_priorities_run_first(topology: Topology) {
@@ -396,5 +399,77 @@ async fn a_lapsed_lease_records_nothing(topology: Topology) {
         matches!(late, Err(tether_store::LeaseError::Lost)),
         "{late:?}"
     );
+    clean(&store).await;
+}
+
+/// A job that started keeps its `start_by` on record, but no later claim of it (after a
+/// snooze, a retry, a hand-back) may expire it.
+async fn a_start_deadline_binds_only_the_first_start(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let store = store(&redis).await;
+    let id = enqueue(&store, job("once").start_by(Duration::from_millis(100))).await;
+    let first = claim(&store, 1).await;
+    store.snooze(&first[0].lease, Duration::ZERO).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(store.expire_unstarted("q", 100).await.unwrap().is_empty());
+    assert_eq!(tags(&claim(&store, 1).await), ["once"]);
+    let job = store.get("q", id).await.unwrap().unwrap();
+    assert_eq!(job.status, Status::Processing);
+    clean(&store).await;
+}
+
+/// A resume that stopped half-way (a crash, an error) leaves held jobs of a type no
+/// longer paused: maintenance puts them back.
+async fn held_jobs_of_a_type_no_longer_paused_come_back(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let store = store(&redis).await;
+    store.pause("q", Some("slow")).await.unwrap();
+    for i in 0..3 {
+        let spec = JobSpec::new("slow")
+            .queue("q")
+            .input(&format!("s{i}"))
+            .unwrap();
+        enqueue(&store, spec).await;
+    }
+    assert!(claim(&store, 10).await.is_empty());
+    // The type leaves the paused list, but its held jobs are not put back (as when the
+    // resuming process dies right after that step).
+    let key = "tether:{q}:settings";
+    let node = match &redis {
+        TestRedis::Single(server) => server,
+        TestRedis::Cluster(cluster) => cluster.master_for(key),
+    };
+    let removed: i64 = redis::cmd("HDEL")
+        .arg(key)
+        .arg("ptypes")
+        .query(&mut node.connection())
+        .unwrap();
+    assert_eq!(removed, 1);
+    assert!(
+        claim(&store, 10).await.is_empty(),
+        "held jobs came back on their own"
+    );
+    store.release_held("q").await.unwrap();
+    assert_eq!(claim(&store, 10).await.len(), 3);
+    clean(&store).await;
+}
+
+/// A group's lease set larger than Lua can unpack at once (about 8,000) is counted in
+/// chunks: a group limit set on such a group must not make every claim fail.
+async fn a_group_with_thousands_of_leases_does_not_break_claims(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let store = store(&redis).await;
+    let specs: Vec<JobSpec> = (0..9_001)
+        .map(|i| job(&format!("g{i}")).group("big"))
+        .collect();
+    store.enqueue_many(&specs).await.unwrap();
+    let running = store.claim("q", "w", 9_000, LONG).await.unwrap();
+    assert_eq!(running.len(), 9_000);
+    let limit = LimitsPatch {
+        group_concurrency: Some(Some(10_000)),
+        ..Default::default()
+    };
+    store.set_limits("q", &limit).await.unwrap();
+    assert_eq!(claim(&store, 10).await.len(), 1);
     clean(&store).await;
 }

@@ -70,7 +70,10 @@ pub(super) async fn run(shared: Arc<Shared>, queue: String, stop: CancellationTo
                     }
                 }
                 drop(permit);
-                if let Some(held) = held_back {
+                if held_back.as_ref().is_some_and(|h| h.limit == "scan") {
+                    // The claim read its budget of entries (stale or held ones): go on.
+                    continue;
+                } else if let Some(held) = held_back {
                     // Ready jobs wait for a limit or a resume: the stream would wake
                     // this loop at once, so come back when the claim said.
                     let limit = if THROTTLE_LIMITS.contains(&held.limit.as_str()) {
@@ -84,9 +87,25 @@ pub(super) async fn run(shared: Arc<Shared>, queue: String, stop: CancellationTo
                         .with_label_values(&[queue.as_str(), limit])
                         .inc();
                     let jitter = rand::rng().random_range(0.9..1.1);
-                    held.retry_after
+                    let pause = held
+                        .retry_after
                         .clamp(MIN_HELD_PAUSE, MAX_HELD_PAUSE)
-                        .mul_f64(jitter)
+                        .mul_f64(jitter);
+                    if held.limit.starts_with("group_") {
+                        // Other groups' new jobs may start now: wait for a new entry, or
+                        // until the held group may run.
+                        match tokio::select! { r = waiter.wait(&queue, pause) => r, _ = stop.cancelled() => return }
+                        {
+                            Ok(_) => continue,
+                            Err(e) => {
+                                shared.redis_error("wait");
+                                tracing::warn!(%queue, error = %e, "waiting for jobs failed");
+                                next_pause(&mut backoff)
+                            }
+                        }
+                    } else {
+                        pause
+                    }
                 } else if !emptied {
                     continue;
                 } else {

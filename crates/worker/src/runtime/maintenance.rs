@@ -139,6 +139,10 @@ async fn expire(shared: &Shared, queue: &str) {
 }
 
 async fn sample(shared: &Shared, queue: &str) {
+    if let Err(e) = shared.store.release_held(queue).await {
+        shared.redis_error("release_held");
+        tracing::debug!(%queue, error = %e, "putting back held jobs failed");
+    }
     if let Ok(settings) = shared.store.queue_settings(queue).await {
         shared
             .metrics
