@@ -220,3 +220,31 @@ impl ClusterFigures {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scripts and docs read these keys: absent figures are left out, a missing
+    /// ceiling is `null`, and the keys come sorted.
+    #[test]
+    fn the_json_keeps_its_keys() {
+        let figures = Figures {
+            wait_p99_ms: f64::NAN,
+            ..Figures::default()
+        };
+        let json: serde_json::Value = serde_json::from_str(&figures.json()).unwrap();
+        let object = json.as_object().unwrap();
+        assert!(!object.contains_key("aof_process_jobs_per_s"));
+        assert!(!object.contains_key("two_vs_one_workers_ratio"));
+        assert_eq!(json["wait_p99_ms"], serde_json::Value::Null);
+        assert_eq!(json["backlog_large_jobs"], 0);
+        assert_eq!(
+            json["redis_benchmark"]["xadd_per_s"],
+            serde_json::Value::Null
+        );
+        let keys: Vec<&String> = object.keys().collect();
+        assert!(keys.is_sorted(), "{keys:?}");
+        assert!(figures.json().starts_with("{\"backlog_100k_vs_1k_ratio\":"));
+    }
+}

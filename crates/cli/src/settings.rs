@@ -89,3 +89,32 @@ impl Global {
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 500ms, 10s, 5m)"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn global(url: Option<&str>) -> Global {
+        Global {
+            redis_url: url.map(Into::into),
+            cluster: false,
+            config: None,
+            log: None,
+        }
+    }
+
+    #[test]
+    fn the_flag_url_beats_the_file_and_the_file_sets_the_store() {
+        let file: FileConfig = toml::from_str(
+            "redis_url = \"redis://file\"\ncluster = true\n[store]\nretention = \"1h\"",
+        )
+        .unwrap();
+        let config = global(Some("redis://flag")).store(&file).unwrap();
+        assert_eq!(config.url, "redis://flag");
+        assert!(config.cluster);
+        assert_eq!(config.retention, Duration::from_secs(3600));
+        assert_eq!(global(None).store(&file).unwrap().url, "redis://file");
+        let none = global(None).store(&FileConfig::default()).unwrap_err();
+        assert!(none.starts_with("no Redis configured"), "{none}");
+    }
+}

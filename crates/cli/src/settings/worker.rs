@@ -94,3 +94,30 @@ impl WorkerArgs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        args: WorkerArgs,
+    }
+
+    #[test]
+    fn a_flag_beats_the_file_which_beats_the_default() {
+        let file: WorkerFile =
+            toml::from_str("concurrency = 7\nclaim_batch = 9\nqueues = [\"a\"]").unwrap();
+        let args = Command::parse_from(["worker", "--concurrency", "3"]).args;
+        let settings = args.settings(&file, 100, "redis://tether");
+        assert_eq!(settings.config.concurrency, 3);
+        assert_eq!(settings.config.claim_batch, 9);
+        assert_eq!(settings.config.queues, ["a"]);
+        assert_eq!(settings.config.lease_ttl, WorkerConfig::default().lease_ttl);
+        assert_eq!(settings.config.max_payload_bytes, 100);
+        assert_eq!(settings.ledger, "redis://tether");
+    }
+}
