@@ -21,7 +21,7 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 pub use tether_model::schedule::{CatchUp, Overlap, ScheduleSpec, Trigger};
 pub use tether_model::{
-    ErrorCode, Job, JobId, JobInput, JobSpec, Phase, RetryPolicy, SpecError, Status,
+    ErrorCode, Job, JobId, JobInput, JobOptions, JobSpec, Phase, RetryPolicy, SpecError, Status,
 };
 pub use tether_store::{
     CancelOutcome, ListQuery, Page, QueueStats, SortDir, SortKey, StoreConfig, WorkerInfo,
