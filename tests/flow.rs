@@ -200,3 +200,125 @@ async fn a_snoozing_job_spends_no_attempt_and_frees_its_slot(topology: Topology)
     worker.shutdown().await;
     assert_consistent(&redis).await;
 }
+
+/// The CLI names the issue fixes: `enqueue --priority/--group/--start-by`,
+/// `queue show/set/pause/resume`, and `get --json`'s priority, group and start_by;
+/// the `snooze` demo job through a worker process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_steers_a_queue() {
+    let redis = tether_testkit::RedisServer::start(RedisOptions::default());
+    let show = |args: &[&str]| -> serde_json::Value {
+        serde_json::from_str(&tether(&redis, args)).expect("JSON")
+    };
+    let q = show(&["queue", "show", "cli", "--json"]);
+    for key in [
+        "paused",
+        "concurrency",
+        "rate",
+        "group_concurrency",
+        "group_rate",
+    ] {
+        assert!(q.get(key).is_some(), "queue show --json lacks {key}: {q}");
+    }
+    assert_eq!(q["paused"], false);
+    let q = show(&[
+        "queue",
+        "set",
+        "cli",
+        "--concurrency",
+        "3",
+        "--rate",
+        "50",
+        "--group-concurrency",
+        "1",
+        "--group-rate",
+        "none",
+        "--json",
+    ]);
+    assert_eq!(
+        (
+            &q["concurrency"],
+            &q["rate"],
+            &q["group_concurrency"],
+            &q["group_rate"]
+        ),
+        (&json!(3), &json!(50), &json!(1), &json!(null))
+    );
+    let q = show(&["queue", "set", "cli", "--rate", "0", "--json"]);
+    assert_eq!((&q["concurrency"], &q["rate"]), (&json!(3), &json!(null)));
+    assert_eq!(show(&["queue", "pause", "cli", "--json"])["paused"], true);
+    let q = show(&["queue", "pause", "cli", "--type", "snooze", "--json"]);
+    assert_eq!(q["paused_types"], json!(["snooze"]));
+    let q = show(&["queue", "resume", "cli", "--type", "snooze", "--json"]);
+    assert_eq!(q["paused_types"], json!([]));
+    assert_eq!(show(&["queue", "resume", "cli", "--json"])["paused"], false);
+    let text = tether(&redis, &["queue", "show", "cli"]);
+    assert!(text.contains("concurrency: 3"), "{text}");
+
+    let id = tether(
+        &redis,
+        &[
+            "enqueue",
+            "--queue",
+            "cli",
+            "--type",
+            "snooze",
+            "--input",
+            r#"{"times": 2, "ms": 100}"#,
+            "--priority",
+            "1",
+            "--group",
+            "team-a",
+            "--start-by",
+            "1h",
+        ],
+    );
+    let id = id.trim();
+    let job = show(&["get", id, "--json"]);
+    assert_eq!(
+        (&job["priority"], &job["group"]),
+        (&json!(1), &json!("team-a"))
+    );
+    assert!(job["start_by"].is_string(), "{job}");
+    let worker = WorkerProcess::start(&redis, &["--queue", "cli"]);
+    let producer = producer(&redis).await;
+    let done = finished(&producer, id.parse().unwrap(), T).await;
+    assert_eq!(done.status, Status::Success, "{done:#?}");
+    assert_eq!(
+        (done.attempts, done.result),
+        (1, Some(json!({"snoozed": 2})))
+    );
+    drop(worker);
+
+    // Bad values are refused with a clear message, nothing enqueued.
+    for args in [
+        &[
+            "enqueue",
+            "--queue",
+            "cli",
+            "--type",
+            "noop",
+            "--priority",
+            "10",
+        ][..],
+        &[
+            "enqueue",
+            "--queue",
+            "cli",
+            "--type",
+            "noop",
+            "--start-by",
+            "soon",
+        ][..],
+        &["queue", "set", "cli", "--concurrency", "-1"][..],
+        &["queue", "set", "cli"][..],
+    ] {
+        let out = std::process::Command::new(tether_testkit::tether_bin())
+            .args(args)
+            .args(["--redis", &redis.url()])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(!out.stderr.is_empty(), "{args:?}: no message");
+    }
+}

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tether_producer::{JobId, JobSpec, ListQuery, Producer, SortDir, SortKey, Status};
+use tether_producer::{JobId, JobOptions, ListQuery, Producer, SortDir, SortKey, Status};
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -191,6 +191,10 @@ pub(crate) async fn create_task(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: CreateTask = json_body(&headers, body)?;
+    // 128 bytes of the caller's; a tenant's owner name goes in front of it.
+    if req.group.as_ref().is_some_and(|g| g.len() > 128) {
+        return Err(ApiError::bad_request("group: at most 128 bytes"));
+    }
     if let Some(types) = &state.config.job_types
         && !types.contains(&req.task_type)
     {
@@ -219,45 +223,24 @@ pub(crate) async fn create_task(
             ),
         ));
     }
-    let mut spec = JobSpec::new(&req.task_type)
-        .queue(queue)
-        .input_json(req.input)
-        .owner(&caller.owner)
-        .cancelable(req.cancelable.unwrap_or(true));
-    if let Some(d) = &req.delay {
-        spec = spec.delay(d.to_duration("delay")?);
+    let spec = JobOptions {
+        queue: Some(queue),
+        input: Some(req.input),
+        owner: Some(caller.owner.clone()),
+        cancelable: req.cancelable,
+        delay: req.delay.map(|d| d.to_duration("delay")).transpose()?,
+        run_at: req.run_at,
+        max_attempts: req.max_attempts,
+        timeout: req.timeout.map(|t| t.to_duration("timeout")).transpose()?,
+        idempotency_key: req.idempotency_key,
+        name: req.name,
+        description: req.description,
+        priority: req.priority,
+        group: req.group,
+        start_by: req.start_by.as_ref().map(start_by).transpose()?,
+        ..JobOptions::default()
     }
-    if let Some(t) = req.run_at {
-        spec = spec.run_at(t);
-    }
-    if let Some(n) = req.max_attempts {
-        spec = spec.max_attempts(n);
-    }
-    if let Some(t) = &req.timeout {
-        spec = spec.timeout(t.to_duration("timeout")?);
-    }
-    if let Some(k) = req.idempotency_key {
-        spec = spec.idempotency_key(k);
-    }
-    if let Some(n) = req.name {
-        spec = spec.name(n);
-    }
-    if let Some(d) = req.description {
-        spec = spec.description(d);
-    }
-    if let Some(p) = req.priority {
-        spec = spec.priority(p);
-    }
-    if let Some(g) = req.group {
-        // 128 bytes of the caller's; the owner's name goes in front for tenants.
-        if g.len() > 128 {
-            return Err(ApiError::bad_request("group: at most 128 bytes"));
-        }
-        spec = spec.group(g);
-    }
-    if let Some(s) = &req.start_by {
-        spec = spec.start_by(start_by(s)?);
-    }
+    .spec(req.task_type);
     spec.validate()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let (queue, job_type) = (spec.queue.clone(), spec.job_type.clone());

@@ -10,7 +10,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tether_producer::{CatchUp, JobSpec, Overlap, Producer, Schedule, ScheduleSpec, Trigger};
+use tether_producer::{
+    CatchUp, JobOptions, JobSpec, Overlap, Producer, Schedule, ScheduleSpec, Trigger,
+};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -75,7 +77,7 @@ fn spec_from(body: ScheduleBody, base: Option<ScheduleSpec>) -> Result<ScheduleS
         (None, Some(n)) => n,
         (None, None) => return Err(ApiError::bad_request("field name: required")),
     };
-    let mut job = match (&base, body.task_type) {
+    let job = match (&base, body.task_type) {
         (Some(b), t) => {
             let mut job = b.job.clone();
             if let Some(t) = t {
@@ -86,18 +88,14 @@ fn spec_from(body: ScheduleBody, base: Option<ScheduleSpec>) -> Result<ScheduleS
         (None, Some(t)) => JobSpec::new(t),
         (None, None) => return Err(ApiError::bad_request("field type: required")),
     };
-    if let Some(input) = body.input {
-        job.input = input;
+    let job = JobOptions {
+        input: body.input,
+        queue: body.queue,
+        max_attempts: body.max_attempts,
+        timeout: body.timeout.map(|t| t.to_duration("timeout")).transpose()?,
+        ..JobOptions::default()
     }
-    if let Some(queue) = body.queue {
-        job.queue = queue;
-    }
-    if let Some(n) = body.max_attempts {
-        job.max_attempts = n;
-    }
-    if let Some(t) = body.timeout {
-        job.timeout = Some(t.to_duration("timeout")?);
-    }
+    .apply(job);
     let trigger = match (body.cron, body.every) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request("give either cron or every, not both"));

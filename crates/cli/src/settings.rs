@@ -1,110 +1,88 @@
 //! Settings: a flag wins over its `TETHER_…` environment variable (clap reads both),
 //! which wins over the key in the config file, which wins over the default.
+//!
+//! The flags that are settings are declared here, and every merge of the four
+//! layers happens here: [`Global`] for the Redis connection and the store, one
+//! module each for the commands with settings of their own ([`WorkerArgs`],
+//! [`ApiArgs`]). The commands receive merged settings.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+mod api;
+mod file;
+mod worker;
+
+use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use clap::Args;
+use tether_store::StoreConfig;
 
-/// `config/tether.toml`, every key optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FileConfig {
+pub(crate) use api::ApiArgs;
+pub(crate) use file::FileConfig;
+pub(crate) use worker::WorkerArgs;
+
+/// The flags every command takes, before or after its name.
+#[derive(Args, Debug)]
+pub(crate) struct Global {
+    /// Redis URL (redis:// or rediss://); comma-separated URLs are Redis Cluster seeds.
+    #[arg(
+        long = "redis",
+        env = "TETHER_REDIS_URL",
+        global = true,
+        hide_env_values = true
+    )]
     pub redis_url: Option<String>,
-    pub cluster: Option<bool>,
-    #[serde(default)]
-    pub store: StoreFile,
-    #[serde(default)]
-    pub worker: WorkerFile,
-    #[serde(default)]
-    pub api: ApiFile,
+    /// Use the Redis Cluster client even with a single seed URL.
+    #[arg(long, env = "TETHER_CLUSTER", global = true)]
+    pub cluster: bool,
+    /// Config file (default: config/tether.toml when present).
+    #[arg(long, env = "TETHER_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Log filter, e.g. `info` or `tether_worker=debug`.
+    #[arg(long, env = "TETHER_LOG", global = true)]
+    pub log: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ApiFile {
-    pub listen: Option<SocketAddr>,
-    pub tokens: Option<PathBuf>,
-    pub job_types: Option<Vec<String>>,
-    pub body_limit: Option<usize>,
-    #[serde(default, with = "humantime_serde_opt")]
-    pub horizon: Option<Duration>,
-    pub max_pending_per_owner: Option<u64>,
-    pub allowed_queues: Option<Vec<String>>,
-    #[serde(default, with = "humantime_serde_opt")]
-    pub forget_idle_queues: Option<Duration>,
-    pub public_url: Option<String>,
-    pub metrics_addr: Option<SocketAddr>,
-    #[serde(default, with = "humantime_serde_opt")]
-    pub header_read_timeout: Option<Duration>,
-    #[serde(default, with = "humantime_serde_opt")]
-    pub idle_timeout: Option<Duration>,
-    pub max_event_streams: Option<usize>,
-    pub max_event_streams_per_caller: Option<usize>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct StoreFile {
-    #[serde(default, with = "humantime_serde_opt")]
-    pub retention: Option<Duration>,
-    #[serde(default, with = "humantime_serde_opt")]
-    pub response_timeout: Option<Duration>,
-    pub max_payload_bytes: Option<usize>,
-    pub min_replicas: Option<usize>,
-    #[serde(default, with = "humantime_serde_opt")]
-    pub replication_timeout: Option<Duration>,
-    #[serde(default, with = "humantime_serde_opt")]
-    pub horizon: Option<Duration>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct WorkerFile {
-    pub queues: Option<Vec<String>>,
-    pub concurrency: Option<usize>,
-    #[serde(default, with = "humantime_serde_opt")]
-    pub lease_ttl: Option<Duration>,
-    #[serde(default, with = "humantime_serde_opt")]
-    pub heartbeat: Option<Duration>,
-    #[serde(default, with = "humantime_serde_opt")]
-    pub reap_interval: Option<Duration>,
-    #[serde(default, with = "humantime_serde_opt")]
-    pub shutdown_grace: Option<Duration>,
-    pub claim_batch: Option<usize>,
-    pub metrics_addr: Option<SocketAddr>,
-}
-
-mod humantime_serde_opt {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Duration>, D::Error> {
-        let text: Option<String> = Option::deserialize(d)?;
-        text.map(|t| humantime::parse_duration(&t).map_err(serde::de::Error::custom))
-            .transpose()
+impl Global {
+    /// The config file: `--config` (which must exist), else `config/tether.toml` if present.
+    pub(crate) fn file(&self) -> Result<FileConfig, String> {
+        file::load(self.config.as_deref())
     }
-}
 
-/// Where the config file is: the given path (which must exist), else `config/tether.toml` if present.
-pub(crate) fn load(path: Option<&Path>) -> Result<FileConfig, String> {
-    let path: PathBuf = match path {
-        Some(p) => p.to_owned(),
-        None => {
-            let default = PathBuf::from("config/tether.toml");
-            if !default.exists() {
-                return Ok(FileConfig::default());
-            }
-            default
+    /// The Redis URL, when one is configured: `--redis` (or `TETHER_REDIS_URL`), else
+    /// the file's `redis_url`.
+    pub(crate) fn redis_url(&self, file: &FileConfig) -> Option<String> {
+        self.redis_url.clone().or(file.redis_url.clone())
+    }
+
+    /// The store's settings: the Redis URL (required), `--cluster` or the file's
+    /// `cluster`, and the file's `[store]` keys over the defaults.
+    pub(crate) fn store(&self, file: &FileConfig) -> Result<StoreConfig, String> {
+        let url = self.redis_url(file).ok_or(
+            "no Redis configured: pass --redis URL, set TETHER_REDIS_URL, or set redis_url in config/tether.toml",
+        )?;
+        let mut config = StoreConfig::new(url);
+        config.cluster = self.cluster || file.cluster.unwrap_or(false);
+        let store = &file.store;
+        if let Some(r) = store.retention {
+            config.retention = r;
         }
-    };
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    toml::from_str(&text).map_err(|e| format!("invalid {}: {e}", path.display()))
+        if let Some(t) = store.response_timeout {
+            config.response_timeout = t;
+        }
+        if let Some(m) = store.max_payload_bytes {
+            config.max_payload_bytes = m;
+        }
+        if let Some(n) = store.min_replicas {
+            config.min_replicas = n;
+        }
+        if let Some(t) = store.replication_timeout {
+            config.replication_timeout = t;
+        }
+        if let Some(h) = store.horizon {
+            config.horizon = h;
+        }
+        Ok(config)
+    }
 }
 
 /// Parses `10s`, `250ms`, `1m`, `2h` (for clap).
@@ -116,51 +94,27 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
 mod tests {
     use super::*;
 
-    /// The shipped config file documents every key with its default; uncommented, it must parse.
-    #[test]
-    fn the_documented_config_file_parses() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/tether.toml");
-        let text = std::fs::read_to_string(path).unwrap();
-        let active: String = text
-            .lines()
-            .map(|l| match l.strip_prefix("# ") {
-                Some(rest) if rest.contains(" = ") && !rest.contains("Precedence") => rest,
-                _ => l,
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        let config: FileConfig = toml::from_str(&active).unwrap();
-        assert_eq!(config.redis_url.as_deref(), Some("redis://127.0.0.1:6379"));
-        assert_eq!(config.store.retention, Some(Duration::from_secs(48 * 3600)));
-        assert_eq!(config.worker.concurrency, Some(16));
-        assert_eq!(config.worker.lease_ttl, Some(Duration::from_secs(30)));
-        assert_eq!(config.worker.claim_batch, Some(64));
-        assert_eq!(config.api.listen, Some("127.0.0.1:9292".parse().unwrap()));
-        assert_eq!(config.api.body_limit, Some(1048576));
-        assert_eq!(
-            config.api.horizon,
-            Some(Duration::from_secs(30 * 24 * 3600))
-        );
-        assert_eq!(config.store.horizon, config.api.horizon);
-        assert_eq!(config.api.max_pending_per_owner, Some(10_000));
-        assert_eq!(
-            config.api.forget_idle_queues,
-            Some(Duration::from_secs(24 * 3600))
-        );
-        assert_eq!(
-            config.api.header_read_timeout,
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(config.api.idle_timeout, Some(Duration::from_secs(60)));
-        assert_eq!(config.api.max_event_streams, Some(1000));
-        assert_eq!(config.api.max_event_streams_per_caller, Some(20));
-        // As shipped, everything is commented out: it changes nothing.
-        let shipped: FileConfig = toml::from_str(&text).unwrap();
-        assert!(shipped.redis_url.is_none() && shipped.worker.concurrency.is_none());
+    fn global(url: Option<&str>) -> Global {
+        Global {
+            redis_url: url.map(Into::into),
+            cluster: false,
+            config: None,
+            log: None,
+        }
     }
 
     #[test]
-    fn unknown_keys_are_errors() {
-        assert!(toml::from_str::<FileConfig>("[worker]\nconcurency = 3").is_err());
+    fn the_flag_url_beats_the_file_and_the_file_sets_the_store() {
+        let file: FileConfig = toml::from_str(
+            "redis_url = \"redis://file\"\ncluster = true\n[store]\nretention = \"1h\"",
+        )
+        .unwrap();
+        let config = global(Some("redis://flag")).store(&file).unwrap();
+        assert_eq!(config.url, "redis://flag");
+        assert!(config.cluster);
+        assert_eq!(config.retention, Duration::from_secs(3600));
+        assert_eq!(global(None).store(&file).unwrap().url, "redis://file");
+        let none = global(None).store(&FileConfig::default()).unwrap_err();
+        assert!(none.starts_with("no Redis configured"), "{none}");
     }
 }

@@ -8,7 +8,8 @@
 //! * [`progress`] — clamping (vSphere `UpdateProgress`) and the ETA estimate (Xen `eta`);
 //! * [`RetryPolicy`] — exponential backoff with jitter, as plain serialisable data;
 //! * [`JobSpec`] — what a producer asks for, validated before it reaches storage,
-//!   and [`JobInput`] — an input type that names its job type;
+//!   [`JobInput`] — an input type that names its job type, and [`JobOptions`] — the
+//!   options a CLI or REST caller gives, mapped onto a spec;
 //! * [`ErrorCode`] — the machine-readable failure codes;
 //! * [`schedule`] — cron and interval triggers, DST rules and firing ids.
 //!
@@ -25,6 +26,7 @@ mod id;
 mod job;
 pub mod labels;
 pub mod machine;
+mod options;
 pub mod progress;
 mod retry;
 pub mod schedule;
@@ -34,6 +36,7 @@ pub use error_code::ErrorCode;
 pub use flow::{LimitsPatch, MAX_LIMIT, QueueSettings, SettingsError, parse_limit};
 pub use id::{JobId, ParseJobIdError};
 pub use job::{Job, Phase, Status};
+pub use options::JobOptions;
 pub use retry::RetryPolicy;
 pub use spec::{
     DEFAULT_PRIORITY, JobInput, JobSpec, MAX_GROUP_LEN, MAX_PRIORITY, SpecError, StartBy,

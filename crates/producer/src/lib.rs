@@ -21,8 +21,8 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 pub use tether_model::schedule::{CatchUp, Overlap, ScheduleSpec, Trigger};
 pub use tether_model::{
-    ErrorCode, Job, JobId, JobInput, JobSpec, LimitsPatch, Phase, QueueSettings, RetryPolicy,
-    SpecError, StartBy, Status,
+    ErrorCode, Job, JobId, JobInput, JobOptions, JobSpec, LimitsPatch, Phase, QueueSettings,
+    RetryPolicy, SpecError, StartBy, Status,
 };
 pub use tether_store::FlowState;
 

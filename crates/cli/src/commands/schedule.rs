@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use tether_producer::{CatchUp, JobSpec, Overlap, Producer, Schedule, ScheduleSpec, Trigger};
+use tether_producer::{CatchUp, JobOptions, Overlap, Producer, Schedule, ScheduleSpec, Trigger};
 
+use super::{CliResult, err, parse_input};
 use crate::settings::parse_duration;
-use crate::{CliResult, err};
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum ScheduleCommand {
@@ -107,20 +107,17 @@ fn scoped(producer: &Producer, owner: &Option<String>) -> Producer {
     }
 }
 
-pub(crate) async fn command(command: ScheduleCommand, producer: &Producer) -> CliResult {
+pub(crate) async fn run(command: ScheduleCommand, producer: &Producer) -> CliResult {
     match command {
         ScheduleCommand::Create(args) => {
-            let input: serde_json::Value = serde_json::from_str(&args.input)
-                .map_err(|e| format!("--input is not valid JSON: {e}"))?;
-            let mut job = JobSpec::new(args.job_type)
-                .queue(args.queue)
-                .input_json(input);
-            if let Some(n) = args.max_attempts {
-                job = job.max_attempts(n);
+            let job = JobOptions {
+                queue: Some(args.queue),
+                input: Some(parse_input(&args.input)?),
+                max_attempts: args.max_attempts,
+                timeout: args.timeout,
+                ..JobOptions::default()
             }
-            if let Some(t) = args.timeout {
-                job = job.timeout(t);
-            }
+            .spec(args.job_type);
             let trigger = match (args.cron, args.every) {
                 (Some(cron), _) => Trigger::cron(cron, args.tz.unwrap_or_default()),
                 (None, Some(every)) => Trigger::every(every),

@@ -1,0 +1,37 @@
+//! `tether worker`: a worker with the demo handler set until SIGTERM/SIGINT.
+
+use std::time::Duration;
+
+use tether_store::Store;
+use tether_worker::Worker;
+
+use super::{CliResult, err};
+use crate::settings::{Global, WorkerArgs};
+use crate::signal;
+
+pub(crate) async fn run(args: WorkerArgs, global: &Global) -> CliResult {
+    let file = global.file()?;
+    let store_config = global.store(&file)?;
+    let url = store_config.url.clone();
+    let settings = args.settings(&file.worker, store_config.max_payload_bytes, &url);
+    // Workers start even while Redis is down, and connect when it comes up.
+    let store = loop {
+        match Store::connect(store_config.clone()).await {
+            Ok(store) => break store,
+            Err(e) => {
+                tracing::warn!(redis = %tether_store::redact(&url), error = %e, "Redis unreachable; retrying in 1s");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                }
+            }
+        }
+    };
+    let builder = Worker::builder(store).config(settings.config);
+    let worker = tether_demo_handlers::register(builder, &settings.ledger)
+        .build()
+        .map_err(err)?;
+    let shutdown =
+        signal::shutdown_on_signal("shutdown signal received: no new jobs; finishing running ones");
+    worker.run(shutdown).await.map_err(err)
+}
