@@ -150,7 +150,7 @@ local function stream_next()
         end
         if not from then fail('NOGROUP the queue has no consumer group') end
       end
-      local chunk = math.min(budget, math.max(want - #taken, 1) + 16)
+      local chunk = math.min(budget, math.max(want - #taken, 1))
       stream.entries, stream.pos = redis.call('XRANGE', K_STREAM, '(' .. from, '+', 'COUNT', chunk), 0
       if #stream.entries == 0 then stream.done = true return nil end
       stream.last_read = stream.entries[#stream.entries][1]
@@ -180,7 +180,7 @@ local function list_next(p, g)
   while budget > 0 do
     if l.pos >= #l.entries then
       if l.done then return nil end
-      local chunk = math.min(budget, math.max(want - #taken, 1) + 16)
+      local chunk = math.min(budget, math.max(want - #taken, 1))
       l.entries = redis.call('LRANGE', key, l.consumed, l.consumed + chunk - 1)
       l.pos = 0
       if #l.entries < chunk then l.done = true end
@@ -223,6 +223,8 @@ end
 
 -- Levels in priority order; the stream belongs to level 5 even without a ring.
 local levels = redis.call('ZRANGE', K_PRIOS, 0, -1)
+-- No priority has a ring (the path with no flow control): the stream alone.
+local stream_only = #levels == 0
 local has5 = false
 for _, p in ipairs(levels) do if p == '5' then has5 = true end end
 if not has5 then
@@ -245,13 +247,15 @@ for _, p in ipairs(levels) do
   -- few jobs reads a few groups, however many the ring has.
   local page = math.min(RING_SCAN, want - #taken + 16)
   local first = 0
-  local members = redis.call('ZRANGE', ring, 0, page - 1)
+  local members = stream_only and {} or redis.call('ZRANGE', ring, 0, page - 1)
   ringed[p] = #members > 0
   local more = #members == page
   served[p], emptied[p] = {}, {}
   -- The stream is level 5's member '': in the ring (where it takes its turn), or, with
   -- no ring or not in it (it held only a wake-up entry), looked at after the groups.
-  if p == '5' and not redis.call('ZSCORE', ring, '') then members[#members + 1] = '' end
+  if p == '5' and (stream_only or not redis.call('ZSCORE', ring, '')) then
+    members[#members + 1] = ''
+  end
   while true do
     local active = {}
     for _, m in ipairs(members) do

@@ -262,6 +262,16 @@ end
 --          the lease lapsed: its concurrency slot was freed then, so another job may hold
 --          it now, and the reaper will take the job back.
 local lease_clock
+-- Lease deadlines read ahead for a batch (id -> score, false when none): one ZMSCORE
+-- per chunk instead of a ZSCORE per job.
+local lease_deadlines = {}
+local function prefetch_leases(ids)
+  for first = 1, #ids, CHUNK do
+    local last = math.min(first + CHUNK - 1, #ids)
+    local scores = redis.call('ZMSCORE', K_LEASES, unpack(ids, first, last))
+    for i = first, last do lease_deadlines[ids[i]] = scores[i - first + 1] end
+  end
+end
 local function check_lease(key, token, ...)
   local v = read_job(key, 'st', 'ep', 'tk', ...)
   if not v then return 'LOST' end
@@ -269,7 +279,9 @@ local function check_lease(key, token, ...)
   if token_of(ep, tk) ~= token then return 'LOST' end
   if st ~= 'processing' then return 'ALREADY' end
   lease_clock = lease_clock or now_ms()
-  local deadline = redis.call('ZSCORE', K_LEASES, string.sub(key, #PREFIX + 5))
+  local id = string.sub(key, #PREFIX + 5)
+  local deadline = lease_deadlines[id]
+  if deadline == nil then deadline = redis.call('ZSCORE', K_LEASES, id) end
   -- (At its deadline a lease is no longer live: the claim counts live ones as > now.)
   if not deadline or tonumber(deadline) <= lease_clock then return 'LOST' end
   return nil, unpack(v, 4)

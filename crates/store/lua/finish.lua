@@ -16,6 +16,9 @@ local now = now_ms()
 
 -- Phase 1: every argument and record read and checked; nothing written yet.
 local plans, first_of, owners = {}, {}, {}
+local ids = {}
+for i = 3, #ARGV, 8 do ids[#ids + 1] = ARGV[i] end
+prefetch_leases(ids)
 for i = 3, #ARGV, 8 do
   local id, token, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local plan = {id = id, kind = kind}

@@ -115,7 +115,8 @@ local function routable(pri, grp)
   local route = on_stream(pri, grp) and '' or (pri or '5') .. ':' .. (grp or '')
   if routes_checked[route] then return end
   routes_checked[route] = true
-  check_type(ring_key('5'), 'zset')
+  -- (EXISTS, read once per script, is cheaper than TYPE on the path with no flow control.)
+  if has_ring5() then check_type(ring_key('5'), 'zset') end
   if route == '' then return end
   local p, g = (pri and pri ~= '') and pri or '5', grp or ''
   check_type(ready_list(p, g), 'list')
