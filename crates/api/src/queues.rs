@@ -80,22 +80,12 @@ fn valid_queue(queue: &str) -> Result<(), ApiError> {
     tether_model::validate_queue_name(queue).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
-/// The answer: the settings under their CLI names, and what they hold back now.
+/// The answer: the queue's flow control under the names `tether queue` uses.
 fn queue_body(queue: &str, state: &FlowState) -> Value {
-    let s = &state.settings;
-    json!({
-        "queue": queue,
-        "paused": s.paused,
-        "paused_types": s.paused_types,
-        "concurrency": s.concurrency,
-        "rate": s.rate,
-        "group_concurrency": s.group_concurrency,
-        "group_rate": s.group_rate,
-        "running": state.running,
-        "starts_last_second": state.starts_last_second,
-        "priorities": state.priorities,
-        "self": format!("/v2/queues/{queue}"),
-    })
+    let mut body = serde_json::to_value(state).unwrap_or_default();
+    body["queue"] = json!(queue);
+    body["self"] = json!(format!("/v2/queues/{queue}"));
+    body
 }
 
 async fn answer(state: &AppState, queue: &str) -> Result<Json<Value>, ApiError> {

@@ -24,10 +24,13 @@ pub enum SnoozeOutcome {
     AlreadyEnded,
 }
 
-/// A queue's flow control and what it holds back now (`tether queue show`).
+/// A queue's flow control and what it holds back now (`tether queue show`). It
+/// serialises flat: the settings' keys (`paused`, `concurrency`, `rate`,
+/// `group_concurrency`, `group_rate`, `paused_types`) beside the others.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct FlowState {
+    #[serde(flatten)]
     pub settings: QueueSettings,
     /// Jobs running under a live lease.
     pub running: u64,

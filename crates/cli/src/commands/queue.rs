@@ -131,19 +131,9 @@ async fn show(queue: &str, json: bool, producer: &Producer) -> CliResult {
 
 /// The queue's flow control under the names `queue set` takes (the JSON keys).
 fn body(queue: &str, state: &FlowState) -> Value {
-    let s = &state.settings;
-    json!({
-        "queue": queue,
-        "paused": s.paused,
-        "paused_types": s.paused_types,
-        "concurrency": s.concurrency,
-        "rate": s.rate,
-        "group_concurrency": s.group_concurrency,
-        "group_rate": s.group_rate,
-        "running": state.running,
-        "starts_last_second": state.starts_last_second,
-        "priorities": state.priorities,
-    })
+    let mut body = serde_json::to_value(state).unwrap_or_default();
+    body["queue"] = json!(queue);
+    body
 }
 
 fn text(body: &Value) -> String {
