@@ -305,13 +305,16 @@ mod tests {
                 "tether_job_progress_ratio histogram",
                 "tether_job_retries_total counter",
                 "tether_job_wait_seconds histogram",
+                "tether_jobs_expired_total counter",
                 "tether_jobs_finished_total counter",
                 "tether_jobs_in_flight gauge",
                 "tether_jobs_started_total counter",
+                "tether_jobs_throttled_total counter",
                 "tether_lease_expired_total counter",
                 "tether_lease_lost_total counter",
                 "tether_lease_renewals_total counter",
                 "tether_queue_jobs gauge",
+                "tether_queue_paused gauge",
                 "tether_redis_errors_total counter",
                 "tether_schedule_firings_total counter",
                 "tether_schedule_lag_seconds histogram",
@@ -327,7 +330,7 @@ mod tests {
                 assert!(
                     [
                         "queue", "type", "status", "worker", "state", "op", "version", "le",
-                        "result"
+                        "result", "limit"
                     ]
                     .contains(&name),
                     "label {name} in {line}"
