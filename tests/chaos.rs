@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use tether_suite::chaos::{ChaosPlan, Fault, run};
+use tether_suite::chaos::{ChaosLimits, ChaosPlan, Fault, run};
 use tether_testkit::Failover;
 
 async fn run_and_check(plan: ChaosPlan) {
@@ -22,6 +22,21 @@ async fn workers_killed_and_frozen() {
         vec![Fault::KillWorker, Fault::PauseWorker],
     ))
     .await;
+}
+
+/// Queue and group concurrency caps hold while workers die and freeze: a lapsed lease
+/// frees its slot, and the frozen holder can no longer record anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "full tier: a chaos run"]
+async fn concurrency_caps_hold_under_worker_kills_and_freezes() {
+    let mut plan = ChaosPlan::new("caps", vec![Fault::KillWorker, Fault::PauseWorker]);
+    plan.limits = Some(ChaosLimits {
+        concurrency: 4,
+        group_concurrency: 2,
+        groups: 5,
+    });
+    plan.jobs = 300;
+    run_and_check(plan).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -148,6 +148,36 @@ async fn every_script_runs_in_one_slot_on_the_cluster() {
                 assert!(!forgotten.contains(&queue), "a queue with jobs is kept");
             }
             "consistency" => {}
+            "deadline" => {
+                let late = spec().start_by(Duration::from_millis(1));
+                let job = store.enqueue(&late).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let expired = store.expire_unstarted(&queue, 100).await.unwrap();
+                assert!(expired.contains(&job.id), "{expired:?}");
+            }
+            "snooze" => {
+                let c = claim_one(&store, ttl).await;
+                let outcome = store.snooze(&c.lease, Duration::ZERO).await.unwrap();
+                assert_eq!(outcome, tether_store::SnoozeOutcome::Snoozed);
+            }
+            "settings" => {
+                let limits = tether_model::LimitsPatch {
+                    rate: Some(Some(1_000)),
+                    ..Default::default()
+                };
+                assert_eq!(
+                    store.set_limits(&queue, &limits).await.unwrap().rate,
+                    Some(1_000)
+                );
+            }
+            "unhold" => {
+                store.pause(&queue, Some("noop")).await.unwrap();
+                store.enqueue(&spec()).await.unwrap();
+                // Held while its type is paused; back once resumed.
+                let _ = store.claim(&queue, "w", 100, ttl).await.unwrap();
+                store.resume(&queue, Some("noop")).await.unwrap();
+                claim_one(&store, ttl).await;
+            }
             other => panic!("script {other} is not exercised on the cluster"),
         }
         let problems = store.check_consistency(&queue).await.unwrap();

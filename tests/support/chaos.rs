@@ -71,6 +71,17 @@ pub struct ChaosPlan {
     pub enqueue_for: Duration,
     /// How long, after the last fault, every job may take to finish.
     pub drain_for: Duration,
+    /// Flow-control limits set on every queue before the run; the jobs are spread
+    /// over `groups` groups, and no recorded run may break a cap.
+    pub limits: Option<ChaosLimits>,
+}
+
+/// Caps for a chaos run under flow control.
+#[derive(Debug, Clone, Copy)]
+pub struct ChaosLimits {
+    pub concurrency: u32,
+    pub group_concurrency: u32,
+    pub groups: usize,
 }
 
 impl ChaosPlan {
@@ -86,6 +97,7 @@ impl ChaosPlan {
             fault_every: Duration::from_millis(1500),
             enqueue_for: Duration::from_secs(8),
             drain_for: Duration::from_secs(60),
+            limits: None,
         }
     }
 }
@@ -122,6 +134,11 @@ pub struct ChaosReport {
     pub worst_recovery: Duration,
     /// Longest time from the end of a Redis-side fault to the next recorded outcome.
     pub worst_resume: Duration,
+    /// Moments when more recorded runs overlapped than a cap allows (from every
+    /// job's started_at and finished_at).
+    pub cap_violations: Vec<String>,
+    /// The most recorded runs that overlapped, in a queue and in one group.
+    pub peak_running: (usize, usize),
     pub elapsed: Duration,
 }
 
@@ -134,14 +151,16 @@ impl ChaosReport {
                 && self.unexpected.is_empty()
                 && self.inconsistencies.is_empty()
                 && self.execution_errors.is_empty()
+                && self.cap_violations.is_empty()
                 && self.worst_recovery <= bound
                 && self.acknowledged == self.jobs,
             "chaos run broke a promise (recovery bound {bound:?}):\n{self}\n\
-             lost: {:?}\nunexpected: {:?}\ninconsistent: {:?}\nexecutions: {:?}",
+             lost: {:?}\nunexpected: {:?}\ninconsistent: {:?}\nexecutions: {:?}\ncaps: {:?}",
             self.lost,
             self.unexpected,
             self.inconsistencies,
-            self.execution_errors
+            self.execution_errors,
+            self.cap_violations
         );
     }
 
@@ -167,7 +186,8 @@ impl fmt::Display for ChaosReport {
             "chaos {}: {} jobs, {} acknowledged, faults [{}], lost {}, unexpected {}, \
              inconsistencies {}, executions {} ({} duplicate), worst recovery {} ms \
              (asserted bound {} ms = lease_ttl {} + reap interval with jitter {} + slack {}), \
-             worst resume after a Redis fault {} ms, {:.1} s",
+             worst resume after a Redis fault {} ms, cap violations {} (peak running {} per \
+             queue, {} per group), {:.1} s",
             self.name,
             self.jobs,
             self.acknowledged,
@@ -183,6 +203,9 @@ impl fmt::Display for ChaosReport {
             (RECOVERY_BOUND - LEASE_TTL).as_millis(),
             SLACK.as_millis(),
             self.worst_resume.as_millis(),
+            self.cap_violations.len(),
+            self.peak_running.0,
+            self.peak_running.1,
             self.elapsed.as_secs_f64()
         )
     }
@@ -218,7 +241,7 @@ impl RedisEndpoint for Target {
 }
 
 /// The job kinds of the workload, in turn: (type, input).
-fn job(i: usize) -> JobSpec {
+fn job(i: usize, limits: Option<ChaosLimits>) -> JobSpec {
     let (kind, input) = match i % 5 {
         0 => ("touch", json!({"list": "touched"})),
         1 => ("sleep", json!({"ms": 20 + (i * 37) % 180})),
@@ -229,7 +252,7 @@ fn job(i: usize) -> JobSpec {
             json!({"size_mb": 3, "chunk_ms": 50, "ledger": "imports"}),
         ),
     };
-    JobSpec::new(kind)
+    let spec = JobSpec::new(kind)
         .queue(QUEUES[i % QUEUES.len()])
         .input_json(input)
         // Faults cost attempts (a reaped lease counts one); the workload must not run out.
@@ -240,7 +263,11 @@ fn job(i: usize) -> JobSpec {
             cap_ms: 200,
             jitter: 0.0,
         })
-        .idempotency_key(format!("chaos-{i}"))
+        .idempotency_key(format!("chaos-{i}"));
+    match limits {
+        Some(l) => spec.group(format!("g{}", i % l.groups)),
+        None => spec,
+    }
 }
 
 struct Workers {
@@ -299,6 +326,19 @@ pub async fn run(plan: ChaosPlan) -> ChaosReport {
         running: Vec::new(),
         started: 0,
     };
+    if let Some(l) = plan.limits {
+        let caps = tether_producer::LimitsPatch {
+            concurrency: Some(Some(l.concurrency)),
+            group_concurrency: Some(Some(l.group_concurrency)),
+            ..Default::default()
+        };
+        for queue in QUEUES {
+            producer
+                .set_queue_settings(queue, &caps)
+                .await
+                .expect("limits");
+        }
+    }
     for _ in 0..plan.workers {
         workers.spawn();
     }
@@ -319,9 +359,10 @@ pub async fn run(plan: ChaosPlan) -> ChaosReport {
                 // A closure returning an owned future: this task must be Send, and the
                 // compiler cannot yet prove that of a future borrowing the closure.
                 let producer = producer.clone();
+                let limits = plan.limits;
                 let id = eventually(Duration::from_secs(30), refused, move || {
                     let producer = producer.clone();
-                    async move { producer.enqueue(job(i)).await }
+                    async move { producer.enqueue(job(i, limits)).await }
                 })
                 .await;
                 acknowledged.push(id);
@@ -419,7 +460,7 @@ pub async fn run(plan: ChaosPlan) -> ChaosReport {
 
     let acknowledged = enqueuer.await.expect("enqueuer");
     report.acknowledged = acknowledged.len();
-    check_outcomes(
+    let finished = check_outcomes(
         &producer,
         &acknowledged,
         &ledger,
@@ -427,6 +468,9 @@ pub async fn run(plan: ChaosPlan) -> ChaosReport {
         &mut report,
     )
     .await;
+    if let Some(limits) = plan.limits {
+        check_caps(&finished, limits, &mut report);
+    }
     // Into the report rather than a panic here, so a broken run shows all its figures.
     for queue in QUEUES {
         match producer.check_consistency(queue).await {
@@ -533,7 +577,7 @@ async fn check_outcomes(
     ledger: &RedisServer,
     drain_for: Duration,
     report: &mut ChaosReport,
-) {
+) -> Vec<tether_producer::Job> {
     let mut jobs = HashMap::new();
     let mut open: Vec<JobId> = acknowledged.to_vec();
     // Whatever is still open once `drain_for` has passed is lost.
@@ -592,6 +636,43 @@ async fn check_outcomes(
                 "{} {}: {runs} executions, {} attempts",
                 job.job_type, job.id, job.attempts
             ));
+        }
+    }
+    jobs.into_values().collect()
+}
+
+/// Every instant at which more recorded runs (a final job's started_at to its
+/// finished_at) overlapped in one queue, or in one group of it, than its cap allows.
+fn check_caps(jobs: &[tether_producer::Job], limits: ChaosLimits, report: &mut ChaosReport) {
+    // (time, +1 start / -1 end, queue, group); at one instant an end comes first: a
+    // slot freed and taken in the same millisecond is no overlap.
+    let mut events = Vec::new();
+    for job in jobs {
+        if let (Some(start), Some(end)) = (job.started_at, job.finished_at) {
+            let group = job.group.clone().unwrap_or_default();
+            events.push((start, 1i32, job.queue.clone(), group.clone()));
+            events.push((end, -1i32, job.queue.clone(), group));
+        }
+    }
+    events.sort_by_key(|e| (e.0, e.1));
+    let mut running: HashMap<String, i32> = HashMap::new();
+    let mut in_group: HashMap<(String, String), i32> = HashMap::new();
+    for (at, delta, queue, group) in events {
+        let q = running.entry(queue.clone()).or_default();
+        *q += delta;
+        let g = in_group.entry((queue.clone(), group.clone())).or_default();
+        *g += delta;
+        report.peak_running.0 = report.peak_running.0.max(*q as usize);
+        report.peak_running.1 = report.peak_running.1.max(*g as usize);
+        if *q > limits.concurrency as i32 {
+            report
+                .cap_violations
+                .push(format!("{queue}: {q} running at {at}"));
+        }
+        if *g > limits.group_concurrency as i32 {
+            report
+                .cap_violations
+                .push(format!("{queue} group {group}: {g} running at {at}"));
         }
     }
 }

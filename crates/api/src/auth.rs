@@ -79,6 +79,14 @@ impl Auth {
             if e.owner.is_empty() {
                 return Err(format!("tokens entry {} has an empty owner", i + 1));
             }
+            // A tenant's own fairness groups are `<owner>/<group>`: an owner named
+            // `acme/eu` would share the group `eu` of owner `acme`.
+            if e.owner.contains('/') || e.owner.len() > 256 || e.owner.chars().any(char::is_control)
+            {
+                return Err(format!(
+                    "{which}: an owner is at most 256 bytes, without '/' or control characters"
+                ));
+            }
             if e.token.trim().is_empty() {
                 return Err(format!("{which}: the token is blank"));
             }
@@ -233,6 +241,10 @@ mod tests {
         assert_eq!(auth.caller(Some("nope")), None);
         assert_eq!(auth.caller(None), None);
         assert!(Auth::from_toml("[[tokens]]\ntoken = \"short\"\nowner = \"x\"").is_err());
+        assert!(
+            Auth::from_toml("[[tokens]]\ntoken = \"long-enough-token-xyz\"\nowner = \"acme/eu\"")
+                .is_err()
+        );
         assert!(
             Auth::from_toml(
                 "[[tokens]]\ntoken = \"long-enough-token-xyz\"\nowner = \"x\"\nrole = \"god\""

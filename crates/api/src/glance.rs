@@ -40,6 +40,9 @@ pub fn task_body(job: &Job, full: bool) -> Value {
     m.insert("progress_message".into(), json!(job.progress_message));
     m.insert("phase".into(), json!(job.phase.map(|p| p.as_str())));
     m.insert("eta".into(), opt_time(job.eta));
+    m.insert("priority".into(), json!(job.priority));
+    m.insert("group".into(), json!(job.group));
+    m.insert("start_by".into(), opt_time(job.start_by));
     m.insert("attempts".into(), json!(job.attempts));
     m.insert("max_attempts".into(), json!(job.max_attempts));
     m.insert(

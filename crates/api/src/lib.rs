@@ -20,6 +20,7 @@ pub mod auth;
 mod error;
 pub mod glance;
 mod metrics;
+mod queues;
 mod routes;
 mod schedules;
 mod server;
@@ -154,6 +155,9 @@ pub fn router(
             schedules::patch_schedule,
             schedules::delete_schedule
         ))
+        .routes(routes!(queues::show_queue, queues::patch_queue))
+        .routes(routes!(queues::pause_queue))
+        .routes(routes!(queues::resume_queue))
         .routes(routes!(schedules::pause_schedule))
         .routes(routes!(schedules::resume_schedule))
         .routes(routes!(schedules::trigger_schedule))

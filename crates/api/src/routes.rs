@@ -154,6 +154,29 @@ pub(crate) struct CreateTask {
     pub name: Option<String>,
     pub description: Option<String>,
     pub cancelable: Option<bool>,
+    /// 0 (runs first) to 9; default 5.
+    pub priority: Option<u8>,
+    /// Fairness group (default: the owner): groups of one priority take turns.
+    pub group: Option<String>,
+    /// Not started by then, the task fails with `Expired`: seconds or text like "30s"
+    /// from now, or an RFC 3339 time.
+    #[schema(value_type = Option<String>)]
+    pub start_by: Option<Value>,
+}
+
+/// `start_by` as given: seconds (a number), a span ("30s") or an RFC 3339 time.
+fn start_by(value: &Value) -> Result<tether_model::StartBy, ApiError> {
+    let invalid =
+        || ApiError::bad_request("start_by: use seconds, a span like \"30s\" or an RFC 3339 time");
+    match value {
+        Value::Number(n) => n
+            .as_f64()
+            .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e9)
+            .map(|s| tether_model::StartBy::Within(std::time::Duration::from_secs_f64(s)))
+            .ok_or_else(invalid),
+        Value::String(s) => s.parse().map_err(|_| invalid()),
+        _ => Err(invalid()),
+    }
 }
 
 #[utoipa::path(post, path = "/v2/tasks", tag = "tasks", request_body = CreateTask,
@@ -168,6 +191,10 @@ pub(crate) async fn create_task(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: CreateTask = json_body(&headers, body)?;
+    // 128 bytes of the caller's; a tenant's owner name goes in front of it.
+    if req.group.as_ref().is_some_and(|g| g.len() > 128) {
+        return Err(ApiError::bad_request("group: at most 128 bytes"));
+    }
     if let Some(types) = &state.config.job_types
         && !types.contains(&req.task_type)
     {
@@ -208,6 +235,9 @@ pub(crate) async fn create_task(
         idempotency_key: req.idempotency_key,
         name: req.name,
         description: req.description,
+        priority: req.priority,
+        group: req.group,
+        start_by: req.start_by.as_ref().map(start_by).transpose()?,
         ..JobOptions::default()
     }
     .spec(req.task_type);
@@ -247,6 +277,10 @@ pub(crate) struct ListParams {
     pub queue: Option<String>,
     /// Tether extension: only dead tasks (failed with no attempts left; re-queueable).
     pub dead: Option<bool>,
+    /// Tether extension: only tasks of this priority (0-9).
+    pub priority: Option<u8>,
+    /// Tether extension: only tasks of this fairness group.
+    pub group: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v2/tasks", tag = "tasks", params(ListParams),
@@ -312,6 +346,8 @@ pub(crate) async fn list_tasks(
         job_type: p.task_type.clone(),
         owner: p.owner.clone(),
         dead_only: p.dead.unwrap_or(false),
+        priority: p.priority,
+        group: p.group.clone(),
         sort_key,
         sort_dir,
         limit,
@@ -552,7 +588,29 @@ pub(crate) async fn list_queues(
         ));
     }
     let stats = state.producer.stats(&[]).await?;
-    Ok(Json(json!({ "queues": stats })))
+    // Each queue's flow control beside its counts (one read per queue, concurrently).
+    let settings = futures::future::join_all(
+        stats
+            .iter()
+            .map(|s| state.producer.queue_settings(&s.queue)),
+    )
+    .await;
+    let queues: Vec<Value> = stats
+        .iter()
+        .zip(settings)
+        .map(|(s, settings)| {
+            let mut q = serde_json::to_value(s).unwrap_or_default();
+            if let Ok(settings) = settings {
+                q["paused"] = json!(settings.paused);
+                q["paused_types"] = json!(settings.paused_types);
+                for (name, value) in settings.limits() {
+                    q[name] = json!(value);
+                }
+            }
+            q
+        })
+        .collect();
+    Ok(Json(json!({ "queues": queues })))
 }
 
 pub(crate) async fn healthz() -> &'static str {

@@ -1,5 +1,5 @@
 // Tether's web console: a single page over the REST API, with the same token auth.
-// Views (by URL hash): #/queues, #/jobs?status=&type=&queue=&marker=, #/dead, #/job/<id>,
+// Views (by URL hash): #/queues, #/jobs?status=&type=&queue=&priority=&group=&marker=, #/dead, #/job/<id>,
 // #/schedules.
 "use strict";
 
@@ -152,14 +152,26 @@ function queuesView() {
       const rate = before ? Math.max(0, (finished - before.finished) / ((now - before.at) / 1000)) : null;
       const cell = (v, status) => el("td", { class: "num" },
         el("a", { href: "#/jobs?queue=" + encodeURIComponent(q.queue) + (status ? "&status=" + status : "") }, v));
-      return el("tr", { "data-queue": q.queue },
-        el("td", {}, el("a", { href: "#/jobs?queue=" + encodeURIComponent(q.queue) }, q.queue)),
+      // Limits in force, as `tether queue show` names them.
+      const limits = ["concurrency", "rate", "group_concurrency", "group_rate"]
+        .filter((k) => q[k] !== null && q[k] !== undefined).map((k) => k + " " + q[k]);
+      if (q.paused_types && q.paused_types.length) limits.push("paused types: " + q.paused_types.join(", "));
+      const toggle = el("button", { class: q.paused ? "resume" : "pause", "data-queue": q.queue, onclick: async (ev) => {
+        ev.target.disabled = true;
+        const action = q.paused ? "resume" : "pause";
+        try { await api("POST", "/v2/queues/" + encodeURIComponent(q.queue) + "/" + action); notice(action + "d " + q.queue); }
+        catch (e) { notice(e.message); ev.target.disabled = false; }
+      } }, q.paused ? "Resume" : "Pause");
+      return el("tr", { "data-queue": q.queue, "data-paused": q.paused ? "1" : "0" },
+        el("td", {}, el("a", { href: "#/jobs?queue=" + encodeURIComponent(q.queue) }, q.queue),
+          q.paused ? el("span", { class: "status status-paused" }, " paused") : null),
         cell(q.pending, "pending"), el("td", { class: "num" }, q.scheduled), cell(q.processing, "processing"),
         cell(q.success, "success"), cell(q.failure, "failure"), cell(q.cancelled, "cancelled"),
         el("td", { class: "num" }, el("a", { href: "#/dead" }, q.dead)),
-        el("td", { class: "num", "data-rate": "" }, rate === null ? "…" : rate.toFixed(1)));
+        el("td", { class: "num", "data-rate": "" }, rate === null ? "…" : rate.toFixed(1)),
+        el("td", { class: "limits" }, limits.join("; ") || "—"), el("td", {}, toggle));
     });
-    const head = ["queue", "pending", "scheduled", "processing", "success", "failure", "cancelled", "dead", "jobs/s"];
+    const head = ["queue", "pending", "scheduled", "processing", "success", "failure", "cancelled", "dead", "jobs/s", "limits", ""];
     show(el("h1", {}, "Queues"),
       rows.length === 0 ? el("p", { class: "empty" }, "No queues yet: enqueue a job.") :
         el("table", { id: "queues-table" },
@@ -191,12 +203,12 @@ function jobTable(tasks, withRetry, reload) {
 
 function jobsView(params) {
   const query = new URLSearchParams();
-  for (const k of ["status", "type", "queue", "marker"]) if (params.get(k)) query.set(k, params.get(k));
+  for (const k of ["status", "type", "queue", "priority", "group", "marker"]) if (params.get(k)) query.set(k, params.get(k));
   query.set("limit", "25");
   const filters = el("form", { class: "filters", id: "filters", onsubmit: (ev) => {
     ev.preventDefault();
     const f = new URLSearchParams();
-    for (const k of ["status", "type", "queue"]) { const v = ev.target.elements[k].value.trim(); if (v) f.set(k, v); }
+    for (const k of ["status", "type", "queue", "priority", "group"]) { const v = ev.target.elements[k].value.trim(); if (v) f.set(k, v); }
     location.hash = "#/jobs?" + f.toString();
   } },
     el("select", { name: "status", "aria-label": "status" },
@@ -204,6 +216,10 @@ function jobsView(params) {
         el("option", { value: s, selected: s === (params.get("status") || "") }, s || "any status"))),
     el("input", { name: "type", placeholder: "type", value: params.get("type") || "" }),
     el("input", { name: "queue", placeholder: "queue", value: params.get("queue") || "" }),
+    el("select", { name: "priority", "aria-label": "priority" },
+      ["", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9"].map((p) =>
+        el("option", { value: p, selected: p === (params.get("priority") || "") }, p ? "priority " + p : "any priority"))),
+    el("input", { name: "group", placeholder: "group", value: params.get("group") || "" }),
     el("button", { type: "submit" }, "Filter"));
   let shown = "";
   return every(3000, async () => {
@@ -269,6 +285,8 @@ function jobView(id) {
       el("h1", {}, t.name || t.type, " ", statusBadge(t.status, "job-status")),
       el("dl", {},
         field("id", t.id), field("type", t.type), field("queue", t.queue),
+        field("priority", String(t.priority), "job-priority"), field("group", t.group || "—", "job-group"),
+        t.start_by ? field("start by", when(t.start_by), "job-start-by") : [],
         field("progress", el("div", {}, bar(t.progress, false, "job-bar"),
           el("span", { id: "job-progress" }, t.progress + "%"), " ", t.progress_message || "")),
         field("phase", t.phase || "—", "job-phase"), field("ETA", when(t.eta), "job-eta"),

@@ -60,6 +60,24 @@ pub struct Figures {
     pub aof_process_jobs_per_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aof_redis_cpu_us_per_job: Option<f64>,
+    /// Flow control: the same prefilled noop jobs drained without groups and spread
+    /// over 1,000 fairness groups (round-robin), steady jobs/s, and their ratio.
+    pub flow_plain_jobs_per_s: f64,
+    pub flow_groups_1000_jobs_per_s: f64,
+    pub flow_groups_vs_plain_ratio: f64,
+    /// A queue rate limit (starts/s), the rate achieved over a backlog of 3 s worth
+    /// (starts ÷ the seconds from the first start to one second after the last), their
+    /// ratio, and the most starts seen in any 1,000 ms window.
+    pub flow_rate_limit_per_s: u32,
+    pub flow_rate_achieved_per_s: f64,
+    pub flow_rate_achieved_ratio: f64,
+    pub flow_rate_busiest_second: usize,
+    /// Wait (created to started) of priority-0 jobs enqueued behind
+    /// `flow_priority_backlog` queued priority-9 jobs.
+    pub flow_priority0_wait_p50_ms: f64,
+    pub flow_priority0_wait_p99_ms: f64,
+    pub flow_priority0_wait_max_ms: f64,
+    pub flow_priority_backlog: usize,
     /// Every run counted all its outcomes as successes.
     pub verified: bool,
 }
@@ -174,6 +192,36 @@ impl Figures {
                 "Redis CPU per job with AOF",
                 self.aof_redis_cpu_us_per_job,
                 "µs",
+            ),
+            (
+                "flow: backlog, no groups",
+                Some(self.flow_plain_jobs_per_s),
+                "jobs/s",
+            ),
+            (
+                "flow: backlog over 1,000 groups",
+                Some(self.flow_groups_1000_jobs_per_s),
+                "jobs/s",
+            ),
+            (
+                "flow: rate limit (starts/s)",
+                Some(f64::from(self.flow_rate_limit_per_s)),
+                "",
+            ),
+            (
+                "flow: achieved rate",
+                Some(self.flow_rate_achieved_per_s),
+                "jobs/s",
+            ),
+            (
+                "flow: most starts in any second",
+                Some(self.flow_rate_busiest_second as f64),
+                "",
+            ),
+            (
+                "flow: priority-0 wait p99 behind backlog",
+                Some(self.flow_priority0_wait_p99_ms),
+                "ms",
             ),
         ];
         let mut out = String::new();

@@ -9,7 +9,7 @@ use crate::target::Target;
 use crate::workers::{Workers, wait_for_workers};
 
 /// The value at fraction `p` (0 to 1) of `sorted`, which must not be empty.
-fn pct(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 

@@ -16,6 +16,7 @@
 //! (the keys are documented in `docs/BENCHMARKS.md`) and formats as a table.
 
 mod figures;
+mod flow;
 mod latency;
 mod plan;
 mod process;

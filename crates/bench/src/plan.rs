@@ -21,6 +21,12 @@ pub struct Plan {
     pub backlog_jobs: usize,
     /// How long every-second schedules fire for the firing-lag measurement.
     pub schedule_secs: u64,
+    /// Jobs drained with and without 1,000 fairness groups.
+    pub flow_jobs: usize,
+    /// The queue rate limit measured (starts/s).
+    pub flow_rate: u32,
+    /// Priority-9 jobs queued ahead of the priority-0 ones.
+    pub priority_backlog: usize,
 }
 
 impl Plan {
@@ -36,6 +42,9 @@ impl Plan {
             arrival_secs: 10,
             backlog_jobs: 100_000,
             schedule_secs: 20,
+            flow_jobs: 50_000,
+            flow_rate: 500,
+            priority_backlog: 100_000,
         }
     }
 
@@ -51,6 +60,9 @@ impl Plan {
             arrival_secs: 2,
             backlog_jobs: 10_000,
             schedule_secs: 4,
+            flow_jobs: 5_000,
+            flow_rate: 200,
+            priority_backlog: 10_000,
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::process::{bulk_enqueue, drain_queues, noop, processing, rate, steady_
 use crate::target::Target;
 
 /// Phases [`run`] reports on its progress bar (a bar of this length).
-pub const PHASES: u64 = 13;
+pub const PHASES: u64 = 14;
 /// Phases [`run_cluster`] reports on its progress bar.
 pub const CLUSTER_PHASES: u64 = 2;
 
@@ -134,6 +134,26 @@ pub async fn run(plan: Plan, url: Option<String>, bar: &ProgressBar) -> Result<F
     out.wait_p50_ms = p50;
     out.wait_p99_ms = p99;
     out.wait_max_ms = max;
+
+    phase(bar, "flow control: groups, a rate limit, priority");
+    let flow = crate::flow::flow(
+        &target,
+        plan.flow_jobs,
+        plan.flow_rate,
+        plan.priority_backlog,
+    )
+    .await?;
+    out.flow_plain_jobs_per_s = flow.plain_jobs_per_s;
+    out.flow_groups_1000_jobs_per_s = flow.groups_jobs_per_s;
+    out.flow_groups_vs_plain_ratio = flow.groups_jobs_per_s / flow.plain_jobs_per_s;
+    out.flow_rate_limit_per_s = flow.rate_limit_per_s;
+    out.flow_rate_achieved_per_s = flow.rate_achieved_per_s;
+    out.flow_rate_achieved_ratio = flow.rate_achieved_per_s / f64::from(flow.rate_limit_per_s);
+    out.flow_rate_busiest_second = flow.rate_busiest_second;
+    out.flow_priority0_wait_p50_ms = flow.priority_wait_p50_ms;
+    out.flow_priority0_wait_p99_ms = flow.priority_wait_p99_ms;
+    out.flow_priority0_wait_max_ms = flow.priority_wait_max_ms;
+    out.flow_priority_backlog = flow.priority_backlog;
 
     phase(bar, "redis-benchmark ceiling");
     out.redis_benchmark = target.ceiling();

@@ -20,6 +20,7 @@ use tether_producer::JobId;
 use commands::bench::BenchArgs;
 use commands::enqueue::EnqueueArgs;
 use commands::list::ListArgs;
+use commands::queue::QueueCommand;
 use commands::schedule::ScheduleCommand;
 use commands::{CliResult, jobs, producer};
 use settings::{ApiArgs, Global, WorkerArgs, parse_duration};
@@ -105,6 +106,9 @@ enum Command {
     /// Schedules: jobs fired on a cron pattern or at an interval.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// A queue's flow control: limits (concurrency, rate, per group too) and pause.
+    #[command(subcommand)]
+    Queue(QueueCommand),
     /// Live workers and their jobs.
     Workers {
         #[arg(long)]
@@ -171,6 +175,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Schedule(command) => {
             commands::schedule::run(command, &producer(global).await?).await
         }
+        Command::Queue(command) => commands::queue::run(command, &producer(global).await?).await,
         Command::Workers { json } => {
             commands::queues::workers(json, &producer(global).await?).await
         }

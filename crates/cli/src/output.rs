@@ -36,6 +36,14 @@ pub(crate) fn job(job: &Job, json: bool) {
             format!("{}% {}", job.progress, opt(&job.progress_message)),
         ),
         ("attempts", format!("{}/{}", job.attempts, job.max_attempts)),
+        ("priority", job.priority.to_string()),
+        ("group", opt(&job.group)),
+        (
+            "start by",
+            job.start_by
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_else(|| "-".into()),
+        ),
         ("worker", opt(&job.worker)),
         ("owner", opt(&job.owner)),
         ("name", opt(&job.name)),

@@ -11,6 +11,7 @@
 //! | `import` | `{size_mb, chunk_ms, ledger?}` | handle starts, check_complete imports 1 MB per poll; with `ledger`, appends `<id>:handle` to the Redis list `tether-demo:<ledger>` when `handle` runs |
 //! | `touch` | `{list}` | appends the job id to the Redis list `tether-demo:<list>`, so executions can be counted from outside |
 //! | `panic` | anything | panics (to see `HandlerPanicked`) |
+//! | `snooze` | `{times, ms}` | snoozes `times` times for `ms` each (no attempt spent), then succeeds with `{snoozed}` |
 //!
 //! Job input is untrusted: `list` and `ledger` are names, not keys. They must match
 //! `[A-Za-z0-9_.-]{1,64}` (like queue names) and are written under [`SIDE_EFFECT_PREFIX`]
@@ -43,7 +44,7 @@ pub fn side_effect_key(field: &str, name: &str) -> Result<String, JobError> {
 
 /// Every demo job type.
 pub const DEMO_TYPES: &[&str] = &[
-    "noop", "sleep", "fail", "flaky", "progress", "import", "touch", "panic",
+    "noop", "sleep", "fail", "flaky", "progress", "import", "touch", "panic", "snooze",
 ];
 
 /// Registers the whole demo set; `redis_url` is where `touch` and `import`'s ledger write.
@@ -58,6 +59,7 @@ pub fn register(builder: WorkerBuilder, redis_url: &str) -> WorkerBuilder {
         .handler("import", Import { side: side.clone() })
         .handler("touch", Touch { side })
         .handler("panic", Panic)
+        .handler("snooze", Snooze)
 }
 
 /// Where the demo jobs write their visible side effects (not Tether's storage): one
@@ -163,6 +165,42 @@ impl OneStep for Sleep {
     async fn run(&self, _: &JobContext, input: SleepInput) -> Result<Value, JobError> {
         tokio::time::sleep(Duration::from_millis(input.ms)).await;
         Ok(json!({ "slept_ms": input.ms }))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SnoozeInput {
+    #[serde(default)]
+    pub times: u32,
+    #[serde(default)]
+    pub ms: u64,
+}
+
+/// Snoozes `times` times for `ms` each, then succeeds: the count of snoozes so far is
+/// its checkpointed progress, so each attempt resumes where the last one snoozed.
+#[derive(Debug, Clone, Copy)]
+pub struct Snooze;
+
+impl Handler for Snooze {
+    type Input = SnoozeInput;
+    type Progress = u32;
+    type Output = Value;
+
+    async fn handle(&self, _: &JobContext, _: &SnoozeInput) -> Result<Step<u32, Value>, JobError> {
+        Ok(Step::Started(0))
+    }
+
+    async fn check_complete(
+        &self,
+        _: &JobContext,
+        input: &SnoozeInput,
+        snoozed: &mut u32,
+    ) -> Result<Check<Value>, JobError> {
+        if *snoozed < input.times {
+            *snoozed += 1;
+            return Ok(Check::Snooze(Duration::from_millis(input.ms)));
+        }
+        Ok(Check::Done(json!({ "snoozed": *snoozed })))
     }
 }
 

@@ -29,6 +29,8 @@ pub enum ErrorCode {
     InvalidPayload,
     /// The input is larger than the configured limit.
     PayloadTooLarge,
+    /// The job was not started by its `start_by` deadline.
+    Expired,
     /// A handler's own code.
     Custom(String),
 }
@@ -44,6 +46,7 @@ impl ErrorCode {
             ErrorCode::UnknownJobType => "UnknownJobType",
             ErrorCode::InvalidPayload => "InvalidPayload",
             ErrorCode::PayloadTooLarge => "PayloadTooLarge",
+            ErrorCode::Expired => "Expired",
             ErrorCode::Custom(s) => s,
         }
     }
@@ -59,6 +62,7 @@ impl From<&str> for ErrorCode {
             "UnknownJobType" => ErrorCode::UnknownJobType,
             "InvalidPayload" => ErrorCode::InvalidPayload,
             "PayloadTooLarge" => ErrorCode::PayloadTooLarge,
+            "Expired" => ErrorCode::Expired,
             other => ErrorCode::Custom(other.to_owned()),
         }
     }

@@ -145,6 +145,15 @@ impl Job {
             dead: false,
             schedule: spec.schedule.clone(),
             fire_time: spec.fire_time,
+            priority: spec.priority,
+            group: spec.effective_group().map(str::to_owned),
+            start_by: match spec.start_by {
+                Some(crate::StartBy::At(t)) => Some(t),
+                Some(crate::StartBy::Within(d)) => chrono::Duration::from_std(d)
+                    .ok()
+                    .and_then(|d| created_at.checked_add_signed(d)),
+                None => None,
+            },
         }
     }
 }
@@ -194,4 +203,17 @@ pub struct Job {
     /// That firing's fire time (the job runs once per fire time).
     #[serde(default)]
     pub fire_time: Option<DateTime<Utc>>,
+    /// 0 runs first, 9 last.
+    #[serde(default = "default_priority")]
+    pub priority: u8,
+    /// The fairness group it is served in (its own, else its owner).
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Not started by then, it fails with `Expired` (only the first start counts).
+    #[serde(default)]
+    pub start_by: Option<DateTime<Utc>>,
+}
+
+fn default_priority() -> u8 {
+    crate::DEFAULT_PRIORITY
 }

@@ -21,6 +21,7 @@
 //! ```
 
 mod error_code;
+mod flow;
 mod id;
 mod job;
 pub mod labels;
@@ -32,11 +33,15 @@ pub mod schedule;
 mod spec;
 
 pub use error_code::ErrorCode;
+pub use flow::{LimitsPatch, MAX_LIMIT, QueueSettings, SettingsError, parse_limit};
 pub use id::{JobId, ParseJobIdError};
 pub use job::{Job, Phase, Status};
 pub use options::JobOptions;
 pub use retry::RetryPolicy;
-pub use spec::{JobInput, JobSpec, SpecError, validate_queue_name};
+pub use spec::{
+    DEFAULT_PRIORITY, JobInput, JobSpec, MAX_GROUP_LEN, MAX_PRIORITY, SpecError, StartBy,
+    validate_group, validate_job_type, validate_queue_name,
+};
 
 /// Default lease duration a worker holds a claimed job for.
 pub const DEFAULT_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(30);

@@ -40,6 +40,8 @@ pub enum Op {
     LeaseExpired,
     /// The lease holder hands the job back unfinished (graceful shutdown).
     Release,
+    /// The lease holder snoozes the job: it runs again later, the attempt not spent.
+    Snooze,
     /// A producer re-queues a dead job.
     Retry,
 }
@@ -95,7 +97,7 @@ impl JobState {
             (Op::Progress(pct), Processing) => self.progress = crate::progress::clamp(pct),
             (Op::Complete, Processing) => self.finish(Success),
             // A requested cancel wins over a failure, a lapsed lease or a hand-back.
-            (Op::Fail { .. } | Op::LeaseExpired | Op::Release, Processing)
+            (Op::Fail { .. } | Op::LeaseExpired | Op::Release | Op::Snooze, Processing)
                 if self.cancel_requested =>
             {
                 self.finish(Cancelled)
@@ -121,7 +123,7 @@ impl JobState {
                     self.dead = true;
                 }
             }
-            (Op::Release, Processing) => {
+            (Op::Release | Op::Snooze, Processing) => {
                 self.status = Pending;
                 self.attempts -= 1;
             }

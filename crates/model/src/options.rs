@@ -46,6 +46,12 @@ pub struct JobOptions {
     pub name: Option<String>,
     pub description: Option<String>,
     pub idempotency_key: Option<String>,
+    /// 0 (runs first) to 9.
+    pub priority: Option<u8>,
+    /// The fairness group.
+    pub group: Option<String>,
+    /// The start deadline.
+    pub start_by: Option<crate::StartBy>,
 }
 
 impl JobOptions {
@@ -69,7 +75,15 @@ impl JobOptions {
             name,
             description,
             idempotency_key,
+            priority,
+            group,
+            start_by,
         } = self;
+        if let Some(p) = priority {
+            spec.priority = p;
+        }
+        spec.group = group.or(spec.group);
+        spec.start_by = start_by.or(spec.start_by);
         if let Some(queue) = queue {
             spec.queue = queue;
         }
@@ -131,6 +145,9 @@ mod tests {
             name: Some("n".into()),
             description: Some("d".into()),
             idempotency_key: Some("k".into()),
+            priority: Some(0),
+            group: Some("g".into()),
+            start_by: Some(crate::StartBy::Within(Duration::from_secs(9))),
         }
         .spec("t");
         let expected = JobSpec::new("t")
@@ -144,6 +161,9 @@ mod tests {
                 ..RetryPolicy::default()
             })
             .timeout(Duration::from_secs(3))
+            .priority(0)
+            .group("g")
+            .start_by(Duration::from_secs(9))
             .cancelable(false)
             .owner("o")
             .name("n")

@@ -40,6 +40,90 @@ pub struct JobSpec {
     /// The fire time of that firing (set by the scheduler).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fire_time: Option<DateTime<Utc>>,
+    /// 0 (runs first) to 9; 5 unless set.
+    #[serde(default = "default_priority")]
+    pub priority: u8,
+    /// The fairness group: within one priority, ready jobs of different groups are
+    /// claimed round-robin. `None` uses the owner (or no group when there is none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// A job not started by then never starts: it fails with `Expired`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_by: Option<StartBy>,
+}
+
+/// The priority of a job that sets none.
+pub const DEFAULT_PRIORITY: u8 = 5;
+
+/// The lowest priority (the highest number).
+pub const MAX_PRIORITY: u8 = 9;
+
+fn default_priority() -> u8 {
+    DEFAULT_PRIORITY
+}
+
+/// A start deadline: a time, or a span from the enqueue (measured by Redis's clock).
+///
+/// ```
+/// use std::time::Duration;
+/// use tether_model::{JobSpec, StartBy};
+/// let spec = JobSpec::new("report").start_by(Duration::from_secs(30));
+/// assert_eq!(spec.start_by, Some(StartBy::Within(Duration::from_secs(30))));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartBy {
+    At(DateTime<Utc>),
+    Within(Duration),
+}
+
+impl From<Duration> for StartBy {
+    fn from(d: Duration) -> Self {
+        StartBy::Within(d)
+    }
+}
+
+impl From<DateTime<Utc>> for StartBy {
+    fn from(t: DateTime<Utc>) -> Self {
+        StartBy::At(t)
+    }
+}
+
+impl std::str::FromStr for StartBy {
+    type Err = SpecError;
+
+    /// `30s`, `5m`, `1h 30m` (from now) or an RFC 3339 time.
+    fn from_str(s: &str) -> Result<Self, SpecError> {
+        let s = s.trim();
+        if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+            return Ok(StartBy::At(t.with_timezone(&Utc)));
+        }
+        humantime::parse_duration(s)
+            .map(StartBy::Within)
+            .map_err(|_| SpecError::StartBy(s.chars().take(64).collect()))
+    }
+}
+
+/// Checks a job type name: `[A-Za-z0-9_.:-]{1,128}`.
+pub fn validate_job_type(job_type: &str) -> Result<(), SpecError> {
+    if valid_name(job_type, 128, b":") {
+        Ok(())
+    } else {
+        Err(SpecError::JobType(job_type.chars().take(128).collect()))
+    }
+}
+
+/// The longest group name: 128 bytes a caller chooses, behind an owner's name
+/// (`<owner>/<group>`, as producers scoped to an owner store it).
+pub const MAX_GROUP_LEN: usize = 128 + 1 + 256;
+
+/// Checks a group name: 1 to [`MAX_GROUP_LEN`] bytes, none of them a control character.
+pub fn validate_group(group: &str) -> Result<(), SpecError> {
+    if !group.is_empty() && group.len() <= MAX_GROUP_LEN && !group.chars().any(char::is_control) {
+        Ok(())
+    } else {
+        Err(SpecError::Group(group.chars().take(64).collect()))
+    }
 }
 
 /// The input of a job type that names its type, so that the producer enqueueing it
@@ -89,6 +173,12 @@ pub enum SpecError {
     ScheduleName(String),
     #[error("{0}")]
     Schedule(String),
+    #[error("priority must be 0-9 (0 runs first), not {0}")]
+    Priority(u8),
+    #[error("invalid group {0:?}: use 1-128 bytes (after the owner), no control characters")]
+    Group(String),
+    #[error("invalid start_by {0:?}: use a duration (30s, 5m) or an RFC 3339 time")]
+    StartBy(String),
 }
 
 fn valid_name(s: &str, max: usize, extra: &[u8]) -> bool {
@@ -126,6 +216,9 @@ impl JobSpec {
             idempotency_key: None,
             schedule: None,
             fire_time: None,
+            priority: DEFAULT_PRIORITY,
+            group: None,
+            start_by: None,
         }
     }
 
@@ -212,12 +305,36 @@ impl JobSpec {
         self
     }
 
+    /// 0 runs first, 9 last; 5 unless set. A ready job of a lower number is always
+    /// claimed before one of a higher number in the same queue.
+    pub fn priority(mut self, priority: u8) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// The fairness group (default: the owner). Groups of one priority are served
+    /// round-robin, and a queue may limit each group's concurrency and start rate.
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = Some(group.into());
+        self
+    }
+
+    /// A job not started by then (a time, or a span from the enqueue) never starts:
+    /// it fails with `Expired` and 0 attempts.
+    pub fn start_by(mut self, start_by: impl Into<StartBy>) -> Self {
+        self.start_by = Some(start_by.into());
+        self
+    }
+
+    /// The group the job is served in: its own, else its owner's.
+    pub fn effective_group(&self) -> Option<&str> {
+        self.group.as_deref().or(self.owner.as_deref())
+    }
+
     /// Checks every field; storage calls this before writing anything.
     pub fn validate(&self) -> Result<(), SpecError> {
         validate_queue_name(&self.queue)?;
-        if !valid_name(&self.job_type, 128, b":") {
-            return Err(SpecError::JobType(self.job_type.clone()));
-        }
+        validate_job_type(&self.job_type)?;
         if self.max_attempts == 0 {
             return Err(SpecError::MaxAttempts);
         }
@@ -227,6 +344,12 @@ impl JobSpec {
             .is_some_and(|k| k.is_empty() || k.len() > 256)
         {
             return Err(SpecError::IdempotencyKey);
+        }
+        if self.priority > MAX_PRIORITY {
+            return Err(SpecError::Priority(self.priority));
+        }
+        if let Some(group) = &self.group {
+            validate_group(group)?;
         }
         for (field, value, max) in [
             ("owner", &self.owner, 256),
@@ -269,6 +392,43 @@ mod tests {
         assert_eq!(
             JobSpec::new("t").idempotency_key("").validate(),
             Err(SpecError::IdempotencyKey)
+        );
+        assert_eq!(
+            JobSpec::new("t").priority(10).validate(),
+            Err(SpecError::Priority(10))
+        );
+        assert!(
+            JobSpec::new("t")
+                .priority(0)
+                .group("tenant-a")
+                .validate()
+                .is_ok()
+        );
+        assert!(JobSpec::new("t").group("").validate().is_err());
+        assert!(JobSpec::new("t").group("a\nb").validate().is_err());
+        assert!(JobSpec::new("t").group("g".repeat(386)).validate().is_err());
+    }
+
+    #[test]
+    fn start_by_reads_a_span_or_a_time() {
+        assert_eq!(
+            "2s".parse::<StartBy>(),
+            Ok(StartBy::Within(Duration::from_secs(2)))
+        );
+        assert!(matches!(
+            "2026-11-30T10:00:00Z".parse::<StartBy>(),
+            Ok(StartBy::At(_))
+        ));
+        assert!("soon".parse::<StartBy>().is_err());
+    }
+
+    #[test]
+    fn the_group_defaults_to_the_owner() {
+        assert_eq!(JobSpec::new("t").effective_group(), None);
+        assert_eq!(JobSpec::new("t").owner("o").effective_group(), Some("o"));
+        assert_eq!(
+            JobSpec::new("t").owner("o").group("g").effective_group(),
+            Some("g")
         );
     }
 }

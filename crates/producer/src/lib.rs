@@ -21,8 +21,12 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 pub use tether_model::schedule::{CatchUp, Overlap, ScheduleSpec, Trigger};
 pub use tether_model::{
-    ErrorCode, Job, JobId, JobInput, JobOptions, JobSpec, Phase, RetryPolicy, SpecError, Status,
+    ErrorCode, Job, JobId, JobInput, JobOptions, JobSpec, LimitsPatch, Phase, QueueSettings,
+    RetryPolicy, SpecError, StartBy, Status,
 };
+pub use tether_store::FlowState;
+
+mod queues;
 pub use tether_store::{
     CancelOutcome, ListQuery, Page, QueueStats, SortDir, SortKey, StoreConfig, WorkerInfo,
 };
@@ -41,6 +45,9 @@ pub enum Error {
     /// `wait` gave up before the job finished.
     #[error("timed out waiting for job {0}")]
     WaitTimeout(JobId),
+    /// A queue limit out of range; nothing was changed.
+    #[error("invalid queue settings: {0}")]
+    Settings(#[from] tether_model::SettingsError),
     /// The call is for administrators: a producer scoped to an owner may not make it.
     #[error("NotPermitted: {0}")]
     NotPermitted(&'static str),
@@ -126,6 +133,9 @@ impl Error {
             Error::Spec(spec) => ErrorKind::InvalidSpec {
                 message: spec.to_string(),
             },
+            Error::Settings(e) => ErrorKind::InvalidSpec {
+                message: e.to_string(),
+            },
             Error::WaitTimeout(_) => ErrorKind::WaitTimeout,
             Error::NotPermitted(_) => ErrorKind::NotPermitted,
         }
@@ -210,9 +220,17 @@ impl Producer {
         map.insert(id, queue.to_owned());
     }
 
+    /// The spec as this producer may enqueue it: its owner, and a group of the owner's
+    /// own (`<owner>/<group>`), so that one owner's jobs can never take places in
+    /// another owner's group limits.
     fn scoped(&self, mut spec: JobSpec) -> JobSpec {
         if let Some(owner) = &self.owner {
             spec.owner = Some(owner.clone());
+            if let Some(group) = &spec.group
+                && !group.starts_with(&format!("{owner}/"))
+            {
+                spec.group = Some(format!("{owner}/{group}"));
+            }
         }
         spec
     }

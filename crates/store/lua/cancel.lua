@@ -8,6 +8,7 @@ local key = job_key(id)
 local st, job_owner, cancelable, sid, creq, watched =
   unpack(redis.call('HMGET', key, 'st', 'owner', 'can', 'sid', 'creq', 'w'))
 writable(K_STREAM, K_DELAYED, K_LEASES, K_DONE, K_DEAD, K_COUNTS, K_ACTIVE)
+check_type(K_DEADLINES, 'zset')
 if not st or (owner ~= '' and job_owner ~= owner) then return 'NOT_FOUND' end
 if is_final(st) then return 'INVALID:' .. st end
 if cancelable == '0' and force ~= '1' then return 'NOT_SUPPORTED' end
@@ -16,8 +17,9 @@ if st == 'pending' then
   -- Writes, a denyoom one (HSET) first.
   finalize(key, id, 'cancelled', now_ms(), retention, watched,
     cancelled_fields('cancelled before it ran'), job_owner)
-  if sid then redis.call('XDEL', K_STREAM, sid) end
+  unready(sid)
   push(undelayed, id)
+  redis.call('ZREM', K_DEADLINES, id)
   flush()
   return 'CANCELLED'
 end

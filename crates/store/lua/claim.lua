@@ -1,6 +1,7 @@
 -- Lease up to `count` ready jobs to a worker.
 -- ARGV: prefix, count (at most MAX_BATCH), worker id, lease ttl ms, claim id (the
---       caller's random nonce for this call, hex)
+--       caller's random nonce for this call, hex), retention ms (of jobs that expire
+--       here, unstarted past their start deadline)
 -- Entries are read and removed in this one atomic step, so the stream never
 -- holds an entry that was handed out but not leased. The consumer group is the
 -- cursor: the entries after its last-delivered id are read (XRANGE), the cursor is
@@ -14,9 +15,17 @@
 -- that lapses with the leases): the same claim sent again after a lost reply is
 -- answered with those jobs instead of leasing more (nothing is written then).
 --
--- Returns {now, lease deadline, {id, token, attempts, max, type, input, phase, checkpoint,
---          timeout, backoff, created, run_at}...}
-local count, worker, ttl, claim_id = arg_number(2), ARGV[3], arg_number(4), ARGV[5]
+-- Flow control (see flow.lua) is applied here, atomically with the lease: a paused
+-- queue or type, the queue's concurrency and rate, each group's concurrency and rate,
+-- priorities (lowest number first) and round-robin between the groups of a priority.
+--
+-- Returns {now, lease deadline, wait, reason, {id, token, attempts, max, type, input, phase,
+--          checkpoint, timeout, backoff, created, run_at}...}; wait is -1, or the ms after
+-- which a claim may find work that flow control holds back now, and reason is what held
+-- it back: 'paused', 'concurrency', 'rate', 'group_concurrency' or 'group_rate' ('' = none;
+-- 'scan' = the claim stopped after reading its budget of entries: claim again at once).
+local count, worker, ttl, claim_id, retention =
+  arg_number(2), ARGV[3], arg_number(4), ARGV[5], arg_number(6)
 if not string.match(claim_id, '^%x+$') then fail('ERR the claim id must be hex') end
 count = math.max(1, math.min(count, MAX_BATCH))
 
@@ -29,14 +38,20 @@ local function read_claimable(id, resend)
       'ct', 'ra', 'w', 'tk', 'wk', 'stt')
   else
     v = read_job(job_key(id), 'st', 'sid', 'ep', 'att', 'max', 'type', 'in', 'ph', 'cp', 'to', 'bo',
-      'ct', 'ra', 'w')
+      'ct', 'ra', 'w', 'sb', 'owner')
   end
   if not v then return nil end
   local st, sid, ep, att, max, job_type, input, phase, checkpoint, timeout, backoff, created, run_at,
-    watched, nonce, holder, started = unpack(v)
-  return {id = id, st = st, sid = sid, ep = ep, att = att, max = max, type = job_type, input = input,
-    phase = phase, checkpoint = checkpoint, timeout = timeout, backoff = backoff, created = created,
-    run_at = run_at, watched = watched, nonce = nonce, holder = holder, started = started}
+    watched, a, b, c = unpack(v)
+  local job = {id = id, st = st, sid = sid, ep = ep, att = att, max = max, type = job_type,
+    input = input, phase = phase, checkpoint = checkpoint, timeout = timeout, backoff = backoff,
+    created = created, run_at = run_at, watched = watched}
+  if resend then
+    job.nonce, job.holder, job.started = a, b, c
+  else
+    job.start_by, job.owner = a, b
+  end
+  return job
 end
 
 local function row(job, token)
@@ -49,7 +64,7 @@ local record = redis.call('GET', record_key) -- a wrong type fails here, before 
 local now = now_ms()
 if record and string.sub(record, 1, #claim_id + 1) == claim_id .. ':' then
   -- A resend: answer the jobs of that claim still leased to it.
-  local out = {now, now + ttl}
+  local out = {now, now + ttl, -1, ''}
   for id in string.gmatch(string.sub(record, #claim_id + 2), '[^,]+') do
     local job = read_claimable(id, true)
     if job and job.st == 'processing' and job.nonce == claim_id and job.holder == worker then
@@ -61,49 +76,335 @@ if record and string.sub(record, 1, #claim_id + 1) == claim_id .. ':' then
   return out
 end
 
+-- How long a worker waits before claiming again from a paused queue or a queue
+-- at a concurrency limit (a finishing job does not wake it).
+local POLL_MS = 100
+-- The most ring members and entries one claim looks at.
+local RING_SCAN, ENTRY_BUDGET = 1000, count * 4 + 100
 local deadline = now + ttl
-local out = {now, deadline}
 writable(K_STREAM, K_LEASES)
-if redis.call('TYPE', K_STREAM)['ok'] == 'none' then fail('NOGROUP the queue has no stream') end
--- XREADGROUP '>' hands out the entries after the group's cursor: read them first.
-local cursor
-for _, group in ipairs(redis.call('XINFO', 'GROUPS', K_STREAM)) do
-  local fields = {}
-  for i = 1, #group, 2 do fields[group[i]] = group[i + 1] end
-  if fields['name'] == GROUP then cursor = fields['last-delivered-id'] end
-end
-if not cursor then fail('NOGROUP the queue has no consumer group') end
-local entries = redis.call('XRANGE', K_STREAM, '(' .. cursor, '+', 'COUNT', count)
-if #entries == 0 then return out end
-local last_ms, last_seq = string.match(entries[#entries][1], '^(%d+)-(%d+)$')
+local settings = redis.call('HMGET', K_SETTINGS, 'paused', 'conc', 'rate', 'gconc', 'grate', 'ptypes')
+local paused, conc, rate, gconc, grate =
+  settings[1] == '1', tonumber(settings[2]), tonumber(settings[3]), tonumber(settings[4]), tonumber(settings[5])
+if paused then return {now, deadline, POLL_MS, 'paused'} end
+local paused_types = {}
+for t in string.gmatch(settings[6] or '', '[^,]+') do paused_types[t] = true end
 
-local jobs, ids = {}, {}
-for _, entry in ipairs(entries) do
-  local sid, id = entry[1], entry[2][2]
+-- The queue's limits: how many may start now.
+local want, wait, reason = count, -1, ''
+local function limit_wait(ms, why)
+  if wait < 0 or ms < wait then wait = ms end
+  if reason == '' then reason = why end
+end
+if conc then
+  local running = redis.call('ZCOUNT', K_LEASES, '(' .. now, '+inf')
+  want = math.min(want, conc - running)
+  if want <= 0 then limit_wait(POLL_MS, 'concurrency') end
+end
+-- Starts logged in the last second: (now - 1000, now].
+local function window_wait(key, limit, why)
+  local n = redis.call('ZCOUNT', key, '(' .. (now - 1000), '+inf')
+  if n < limit then return limit - n end
+  local oldest = redis.call('ZRANGEBYSCORE', key, '(' .. (now - 1000), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  limit_wait(math.max(1, (tonumber(oldest[2]) or now) + 1000 - now), why)
+  return 0
+end
+if rate and want > 0 then want = math.min(want, window_wait(K_STARTS, rate, 'rate')) end
+if want <= 0 then return {now, deadline, wait, reason} end
+
+-- Phase 1: choose the jobs (reads only).
+local taken, held, expired = {}, {}, {}
+local budget = ENTRY_BUDGET
+-- A ready entry's job, if it may start: nil for a stale entry, a job held (its type is
+-- paused) or expired (its start deadline passed), which are set aside for phase 2.
+local function startable(id, expected_sid)
   local job = id and read_claimable(id)
-  -- A cancelled or re-queued job (or a key that is no record) leaves a stale entry: skip it.
-  if job and job.st == 'pending' and job.sid == sid then
-    jobs[#jobs + 1] = job
-    ids[#ids + 1] = id
+  if not job or job.st ~= 'pending' or job.sid ~= expected_sid then return nil end
+  if paused_types[job.type] then
+    held[#held + 1] = job
+    return nil
+  end
+  -- Only a job that never started expires (a start takes it out of `deadlines`; a
+  -- snoozed or retried job keeps its `sb` for the record).
+  local start_by = tonumber(job.start_by)
+  if start_by and start_by < now and redis.call('ZSCORE', K_DEADLINES, job.id) then
+    expired[#expired + 1] = job
+    return nil
+  end
+  return job
+end
+
+-- The stream, as level 5's member '' (entries read in chunks after the group's cursor).
+local stream = {entries = {}, pos = 0, last = nil, done = false}
+local function stream_next()
+  while budget > 0 do
+    if stream.pos >= #stream.entries then
+      if stream.done then return nil end
+      local from = stream.last_read
+      if not from then
+        if redis.call('EXISTS', K_STREAM) == 0 then stream.done = true return nil end
+        for _, group in ipairs(redis.call('XINFO', 'GROUPS', K_STREAM)) do
+          local fields = {}
+          for i = 1, #group, 2 do fields[group[i]] = group[i + 1] end
+          if fields['name'] == GROUP then from = fields['last-delivered-id'] end
+        end
+        if not from then fail('NOGROUP the queue has no consumer group') end
+      end
+      local chunk = math.min(budget, math.max(want - #taken, 1))
+      stream.entries, stream.pos = redis.call('XRANGE', K_STREAM, '(' .. from, '+', 'COUNT', chunk), 0
+      if #stream.entries == 0 then stream.done = true return nil end
+      stream.last_read = stream.entries[#stream.entries][1]
+      if #stream.entries < chunk then stream.done = true end
+    end
+    stream.pos = stream.pos + 1
+    budget = budget - 1
+    local entry = stream.entries[stream.pos]
+    stream.last = entry[1]
+    local fields = entry[2]
+    local id = fields[1] == 'j' and fields[2] or nil
+    local job = startable(id, entry[1])
+    if job then return job end
+  end
+  return nil
+end
+
+-- One list member of a ring: entries read in chunks from its head.
+local lists = {}
+local function list_next(p, g)
+  local key = ready_list(p, g)
+  local l = lists[key]
+  if not l then
+    l = {key = key, entries = {}, pos = 0, consumed = 0, done = false}
+    lists[key] = l
+  end
+  while budget > 0 do
+    if l.pos >= #l.entries then
+      if l.done then return nil end
+      local chunk = math.min(budget, math.max(want - #taken, 1))
+      l.entries = redis.call('LRANGE', key, l.consumed, l.consumed + chunk - 1)
+      l.pos = 0
+      if #l.entries < chunk then l.done = true end
+      if #l.entries == 0 then return nil end
+    end
+    l.pos, l.consumed = l.pos + 1, l.consumed + 1
+    budget = budget - 1
+    local job = startable(l.entries[l.pos], 'L')
+    if job then return job end
+  end
+  return nil
+end
+
+-- A group's room: how many of its jobs may start now (its concurrency and rate).
+local room = {}
+local function group_room(g)
+  if g == '' or not (gconc or grate) then return math.huge end
+  if room[g] then return room[g] end
+  local n = math.huge
+  if gconc then
+    -- The group's lease set keeps lapsed leases until they are reaped: its live ones
+    -- are counted against `leases`, a chunk at a time, until the limit is reached.
+    local leases_key = group_leases(g)
+    local running = 0
+    for first = 0, redis.call('ZCARD', leases_key) - 1, CHUNK do
+      local ids = redis.call('ZRANGE', leases_key, first, first + CHUNK - 1)
+      if #ids == 0 then break end
+      for _, score in ipairs(redis.call('ZMSCORE', K_LEASES, unpack(ids))) do
+        if score and tonumber(score) > now then running = running + 1 end
+      end
+      if running >= gconc then break end
+    end
+    n = math.min(n, gconc - running)
+    if n <= 0 then limit_wait(POLL_MS, 'group_concurrency') end
+  end
+  if grate and n > 0 then n = math.min(n, window_wait(group_starts(g), grate, 'group_rate')) end
+  room[g] = math.max(n, 0)
+  return room[g]
+end
+
+-- Levels in priority order; the stream belongs to level 5 even without a ring.
+local levels = redis.call('ZRANGE', K_PRIOS, 0, -1)
+-- No priority has a ring (the path with no flow control): the stream alone.
+local stream_only = #levels == 0
+local has5 = false
+for _, p in ipairs(levels) do if p == '5' then has5 = true end end
+if not has5 then
+  local sorted = {}
+  for _, p in ipairs(levels) do
+    if not has5 and tonumber(p) > 5 then sorted[#sorted + 1] = '5' has5 = true end
+    sorted[#sorted + 1] = p
+  end
+  if not has5 then sorted[#sorted + 1] = '5' end
+  levels = sorted
+end
+
+local ringed = {}   -- per level: whether it has a ring (the stream alone has none)
+local served = {}   -- per level: members in the order they were last served
+local emptied = {}  -- per level: members found with nothing left
+for _, p in ipairs(levels) do
+  if #taken >= want or budget <= 0 then break end
+  local ring = ring_key(p)
+  -- Members are read a page at a time (least recently served first): a claim of a
+  -- few jobs reads a few groups, however many the ring has.
+  local page = math.min(RING_SCAN, want - #taken + 16)
+  local first = 0
+  local members = stream_only and {} or redis.call('ZRANGE', ring, 0, page - 1)
+  ringed[p] = #members > 0
+  local more = #members == page
+  served[p], emptied[p] = {}, {}
+  -- The stream is level 5's member '': in the ring (where it takes its turn), or, with
+  -- no ring or not in it (it held only a wake-up entry), looked at after the groups.
+  if p == '5' and (stream_only or not redis.call('ZSCORE', ring, '')) then
+    members[#members + 1] = ''
+  end
+  while true do
+    local active = {}
+    for _, m in ipairs(members) do
+      if group_room(m) > 0 then
+        active[#active + 1] = m
+      else
+        -- A group at its limit goes to the back of the ring: the groups behind it
+        -- must not wait for it, nor every claim read past it.
+        served[p][#served[p] + 1] = m
+      end
+    end
+    -- Round-robin: one job from each member in turn.
+    while #taken < want and #active > 0 and budget > 0 do
+      local still = {}
+      for _, m in ipairs(active) do
+        if #taken >= want then still[#still + 1] = m
+        else
+          local job
+          if m == '' and p == '5' then job = stream_next() else job = list_next(p, m) end
+          if job then
+            job.group = m
+            taken[#taken + 1] = job
+            served[p][#served[p] + 1] = m
+            if m ~= '' and room[m] then room[m] = room[m] - 1 end
+            if group_room(m) > 0 then still[#still + 1] = m end
+          elseif budget > 0 then
+            emptied[p][m] = true
+          end
+        end
+      end
+      active = still
+    end
+    first = first + page
+    if #taken >= want or budget <= 0 or not more or first >= RING_SCAN then break end
+    members = redis.call('ZRANGE', ring, first, first + page - 1)
+    more = #members == page
+    if #members == 0 then break end
   end
 end
 
--- Writes. The first is a denyoom SET: out of memory, the claim is refused here, whole.
-if #jobs > 0 then
+-- Out of budget with work maybe left unread (stale or held entries): come back at once
+-- rather than wait for a new entry.
+if budget <= 0 and #taken < want then limit_wait(0, 'scan') end
+
+-- The keys phase 2 writes that the reads above have not type-checked.
+if next(lists) or #held > 0 or #expired > 0 then writable(K_COUNTS) end
+if #expired > 0 then
+  writable(K_DONE, K_DEAD, K_COUNTS, K_ACTIVE)
+  check_type(K_DEADLINES, 'zset')
+  local owners = {}
+  for _, job in ipairs(expired) do if job.owner then owners[job.owner] = true end end
+  countable(owners)
+end
+for _, job in ipairs(held) do check_type(held_list(job.type), 'list') end
+if #held > 0 then check_type(K_HELD_TYPES, 'set') end
+for _, job in ipairs(taken) do
+  if job.group ~= '' then check_type(group_leases(job.group), 'zset') end
+  if job.start_by then check_type(K_DEADLINES, 'zset') end
+end
+
+-- Phase 2: writes. The first is a denyoom SET: out of memory, the claim is refused whole.
+local ids = {}
+for _, job in ipairs(taken) do ids[#ids + 1] = job.id end
+if #taken > 0 then
   redis.call('SET', record_key, claim_id .. ':' .. table.concat(ids, ','), 'PX', ttl)
 end
--- The group's cursor moves past what was read above (XREADGROUP would read the same
--- entries a second time and hand them to Lua again, for nothing).
-redis.call('XGROUP', 'SETID', K_STREAM, GROUP, entries[#entries][1])
-redis.call('XTRIM', K_STREAM, 'MINID', string.format('%s-%d', last_ms, tonumber(last_seq) + 1))
-for _, job in ipairs(jobs) do
+-- The stream: its cursor moves past what was consumed, which is then trimmed.
+if stream.last then
+  local last_ms, last_seq = string.match(stream.last, '^(%d+)-(%d+)$')
+  redis.call('XGROUP', 'SETID', K_STREAM, GROUP, stream.last)
+  redis.call('XTRIM', K_STREAM, 'MINID', string.format('%s-%d', last_ms, tonumber(last_seq) + 1))
+end
+-- The lists: consumed entries leave their heads. `queued` counts the pending jobs in
+-- lists and held: the listed jobs started or expired here leave it, the stream's
+-- jobs held here join it (a stale entry was never counted).
+local queued = 0
+for _, job in ipairs(taken) do if job.sid == 'L' then queued = queued - 1 end end
+for _, job in ipairs(expired) do if job.sid == 'L' then queued = queued - 1 end end
+for _, job in ipairs(held) do if job.sid ~= 'L' then queued = queued + 1 end end
+if queued ~= 0 then redis.call('HINCRBY', K_COUNTS, 'queued', queued) end
+for key, l in pairs(lists) do
+  if l.consumed > 0 then redis.call('LTRIM', key, l.consumed, -1) end
+end
+-- The rings: a served member goes to the back; an emptied one leaves.
+for p, order in pairs(served) do
+  if ringed[p] then
+  local ring = ring_key(p)
+  local last = redis.call('ZRANGE', ring, -1, -1, 'WITHSCORES')
+  local next_score = (tonumber(last[2]) or 0) + 1
+  local seen = {}
+  for i = #order, 1, -1 do
+    -- The member's last service decides its place; walk back to find it once.
+    local m = order[i]
+    if not seen[m] then seen[m] = i end
+  end
+  local by_turn = {}
+  for m, i in pairs(seen) do by_turn[#by_turn + 1] = {i, m} end
+  table.sort(by_turn, function(a, b) return a[1] < b[1] end)
+  for _, t in ipairs(by_turn) do
+    local m = t[2]
+    if not emptied[p][m] then
+      redis.call('ZADD', ring, next_score, m)
+      next_score = next_score + 1
+    end
+  end
+  for m in pairs(emptied[p]) do
+    if m == '' or redis.call('LLEN', ready_list(p, m)) == 0 then redis.call('ZREM', ring, m) end
+  end
+  if redis.call('EXISTS', ring) == 0 then redis.call('ZREM', K_PRIOS, p) end
+  end
+end
+-- Held jobs wait in their type's list until it is resumed.
+for _, job in ipairs(held) do
+  redis.call('SADD', K_HELD_TYPES, job.type)
+  redis.call('RPUSH', held_list(job.type), job.id)
+  redis.call('HSET', job_key(job.id), 'sid', 'H')
+end
+for _, job in ipairs(expired) do
+  expire_unstarted(job_key(job.id), job.id, now, retention, job.watched, job.owner)
+end
+
+local out = {now, deadline, wait, reason}
+local starts, group_logs = {}, {}
+for _, job in ipairs(taken) do
+  local id, g = job.id, job.group
   local epoch = int((tonumber(job.ep) or 0) + 1)
   job.att = (tonumber(job.att) or 0) + 1
-  redis.call('HSET', job_key(job.id), 'st', 'processing', 'ep', epoch, 'tk', claim_id,
+  redis.call('HSET', job_key(id), 'st', 'processing', 'ep', epoch, 'tk', claim_id,
     'att', int(job.att), 'wk', worker, 'stt', int(now), 'ut', int(now), 'pg', '0')
-  push(leased, int(deadline), job.id)
-  notify(job.id, job.watched)
+  push(leased, int(deadline), id)
+  if job.start_by then redis.call('ZREM', K_DEADLINES, id) end
+  if g ~= '' then
+    redis.call('ZADD', group_leases(g), int(deadline), id)
+    if grate then push_for(group_logs, g, int(now), id .. ':' .. epoch) end
+  end
+  if rate then push(starts, int(now), id .. ':' .. epoch) end
+  notify(id, job.watched)
   out[#out + 1] = row(job, token_of(epoch, claim_id))
+end
+if rate then
+  redis.call('ZREMRANGEBYSCORE', K_STARTS, '-inf', now - 1000)
+  call_chunked('ZADD', K_STARTS, nil, starts)
+  redis.call('PEXPIRE', K_STARTS, 1000)
+end
+for g, log in pairs(group_logs) do
+  redis.call('ZREMRANGEBYSCORE', group_starts(g), '-inf', now - 1000)
+  call_chunked('ZADD', group_starts(g), nil, log)
+  -- A group that stops starting jobs leaves no key behind once its window has passed.
+  redis.call('PEXPIRE', group_starts(g), 1000)
 end
 flush()
 return out

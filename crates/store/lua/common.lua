@@ -110,7 +110,7 @@ local function writable(...)
       fail('WRONGTYPE ' .. key .. ' holds a ' .. t .. ', not a ' .. TYPES[key] .. '; nothing was changed')
     end
     if key == K_COUNTS and t == 'hash' then
-      for _, n in ipairs(redis.call('HMGET', key, 'success', 'failure', 'cancelled')) do
+      for _, n in ipairs(redis.call('HMGET', key, 'success', 'failure', 'cancelled', 'queued')) do
         if not string.match(n or '0', '^%-?%d+$') then
           fail('ERR ' .. key .. ' holds a count that is not an integer; nothing was changed')
         end
@@ -131,13 +131,6 @@ end
 -- Only jobs with a watcher (field w = 1, set by watch.lua) pay for the PUBLISH.
 local function notify(id, watched)
   if watched == '1' then redis.call('PUBLISH', PREFIX .. 'ev:' .. id, '1') end
-end
-
--- Make a job ready now: a fresh stream entry whose id the record remembers, so
--- a claim can tell a live entry from a stale one.
-local function make_ready(key, id, now)
-  local sid = redis.call('XADD', K_STREAM, '*', 'j', id)
-  redis.call('HSET', key, 'st', 'pending', 'sid', sid, 'ut', int(now))
 end
 
 -- The statuses a job ends in: nothing changes a job in one of them (but retry_dead
@@ -261,15 +254,35 @@ local function token_of(ep, tk)
   return ep
 end
 
--- Checks that `token` is the live lease of a processing job. Read-only.
+-- Checks that `token` is the live lease of a processing job, and that the lease has not
+-- lapsed. Read-only.
 -- Returns nil and then the requested fields when it is; otherwise the refusal:
 --   'ALREADY' when this very lease already recorded its outcome (a resend after a lost reply),
---   'LOST' when another claim or the reaper has taken the job since (or it is no record).
+--   'LOST' when another claim or the reaper has taken the job since (or it is no record), or
+--          the lease lapsed: its concurrency slot was freed then, so another job may hold
+--          it now, and the reaper will take the job back.
+local lease_clock
+-- Lease deadlines read ahead for a batch (id -> score, false when none): one ZMSCORE
+-- per chunk instead of a ZSCORE per job.
+local lease_deadlines = {}
+local function prefetch_leases(ids)
+  for first = 1, #ids, CHUNK do
+    local last = math.min(first + CHUNK - 1, #ids)
+    local scores = redis.call('ZMSCORE', K_LEASES, unpack(ids, first, last))
+    for i = first, last do lease_deadlines[ids[i]] = scores[i - first + 1] end
+  end
+end
 local function check_lease(key, token, ...)
   local v = read_job(key, 'st', 'ep', 'tk', ...)
   if not v then return 'LOST' end
   local st, ep, tk = unpack(v, 1, 3)
   if token_of(ep, tk) ~= token then return 'LOST' end
   if st ~= 'processing' then return 'ALREADY' end
+  lease_clock = lease_clock or now_ms()
+  local id = string.sub(key, #PREFIX + 5)
+  local deadline = lease_deadlines[id]
+  if deadline == nil then deadline = redis.call('ZSCORE', K_LEASES, id) end
+  -- (At its deadline a lease is no longer live: the claim counts live ones as > now.)
+  if not deadline or tonumber(deadline) <= lease_clock then return 'LOST' end
   return nil, unpack(v, 4)
 end

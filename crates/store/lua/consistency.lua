@@ -39,10 +39,18 @@ local function page(key)
   return redis.call('ZRANGE', key, start, start + n - 1, 'WITHSCORES')
 end
 
+-- Whether a pending job's list (or held) entry is where its record says: its list is
+-- in its priority's ring (a point lookup; the entry itself would need a list walk).
+local function listed(sid, pri, grp, job_type)
+  local p, g = pri or '5', grp or ''
+  if sid == 'H' then return redis.call('EXISTS', held_list(job_type or '')) == 1 end
+  return redis.call('ZSCORE', ring_key(p), g) ~= false and redis.call('EXISTS', ready_list(p, g)) == 1
+end
+
 local function check_job(id)
-  local v = read_job(job_key(id), 'st', 'sid', 'dead', 'pg')
+  local v = read_job(job_key(id), 'st', 'sid', 'dead', 'pg', 'pri', 'grp', 'type')
   if not v then return problem('job ' .. id .. ' is not a hash') end
-  local st, sid, dead_flag, pg = unpack(v)
+  local st, sid, dead_flag, pg, pri, grp, job_type = unpack(v)
   if not st then return problem('job ' .. id .. ' is indexed but has no record') end
   -- (A missing member reads as false in Lua, not nil.)
   local in_leases = redis.call('ZSCORE', K_LEASES, id) ~= false
@@ -50,10 +58,18 @@ local function check_job(id)
   local in_done = redis.call('ZSCORE', K_DONE, id) ~= false
   local in_dead = redis.call('ZSCORE', K_DEAD, id) ~= false
   if st == 'processing' and not in_leases then problem('processing job ' .. id .. ' has no lease') end
+  -- A running job of a group missing from the group's lease set would not count
+  -- against the group's concurrency limit.
+  if st == 'processing' and grp and not redis.call('ZSCORE', group_leases(grp), id) then
+    problem('processing job ' .. id .. ' is missing from the lease set of group ' .. grp)
+  end
   if st ~= 'processing' and in_leases then problem(st .. ' job ' .. id .. ' holds a lease') end
   if st == 'pending' then
     local ready = false
-    if sid then
+    if sid == 'L' or sid == 'H' then
+      ready = listed(sid, pri, grp, job_type)
+      if not ready then problem('pending job ' .. id .. ' is not in the list its record names') end
+    elseif sid then
       local entry = redis.call('XRANGE', K_STREAM, sid, sid)[1]
       ready = entry ~= nil and entry[2][2] == id
     end
@@ -78,7 +94,9 @@ if phase == 'stream' then
   local entries = redis.call('XRANGE', K_STREAM, from, '+', 'COUNT', n)
   for _, e in ipairs(entries) do
     local id = e[2][2]
-    if not redis.call('ZSCORE', K_JOBS, id) then
+    if e[2][1] == 'd' then
+      -- A wake-up entry for workers (a job went to a list); claims trim it.
+    elseif not redis.call('ZSCORE', K_JOBS, id) then
       problem('stream holds unknown job ' .. id)
     else
       local v = read_job(job_key(id), 'st', 'sid')

@@ -1,7 +1,10 @@
 -- Enqueue jobs (one, or a batch of one queue).
 -- ARGV: prefix, horizon ms (0 = none), pending quota per owner (0 = none), then per job:
 --       id, run_at_ms (0 = none), delay_ms, idempotency key ('' = none), owner ('' = none),
---       n, then n field/value arguments of the record's static fields.
+--       start_by ms (0 = none), start within ms (0 = none), priority ('' = 5),
+--       group ('' = none), n, then n field/value arguments of the record's static fields.
+-- Ready jobs go where flow.lua's make_ready puts them (the stream, unless they have a
+-- priority other than 5 or a group); a start deadline enters `deadlines`.
 -- Returns per job {'CREATED', id, created ms, due ms} when enqueued, {'DUPLICATE', existing
 -- id, 0, 0} when the owner's idempotency key was seen (within the batch too), or {'EXISTS',
 -- id, 0, 0} when the id exists already (a resend after a lost reply); then {'NEW_QUEUE', '',
@@ -18,9 +21,14 @@ local K_USED = PREFIX .. 'used'
 local jobs, out, seen, adding = {}, {}, {}, {}
 local i = 4
 while i <= #ARGV do
-  local id, run_at, delay, idem, owner, n =
-    ARGV[i], arg_number(i + 1), arg_number(i + 2), ARGV[i + 3], ARGV[i + 4], arg_number(i + 5)
-  local job = {id = id, idem = idem, owner = owner, first = i + 6, last = i + 5 + n}
+  local id, run_at, delay, idem, owner, start_by, start_within, pri, grp, n =
+    ARGV[i], arg_number(i + 1), arg_number(i + 2), ARGV[i + 3], ARGV[i + 4], arg_number(i + 5),
+    arg_number(i + 6), ARGV[i + 7], ARGV[i + 8], arg_number(i + 9)
+  if pri ~= '' and not string.match(pri, '^[0-9]$') then fail('ERR priority must be 0-9') end
+  local job = {id = id, idem = idem, owner = owner, first = i + 10, last = i + 9 + n,
+    pri = pri ~= '' and pri or nil, grp = grp ~= '' and grp or nil}
+  if start_within > 0 then start_by = now + start_within end
+  job.start_by = start_by > 0 and start_by or nil
   if n < 0 or n % 2 ~= 0 or job.last > #ARGV then fail('ERR job ' .. id .. ' has a malformed field list') end
   i = job.last + 1
   job.idem_key = idem_key(owner, idem)
@@ -31,6 +39,7 @@ while i <= #ARGV do
     out[#out + 1] = {'EXISTS', id, 0, 0}
   else
     job.due = math.max(run_at, now + delay)
+    routable(job.pri, job.grp)
     if horizon > 0 and job.due > now + horizon then return {{'HORIZON', id, job.due, horizon}} end
     if idem ~= '' then seen[job.idem_key] = id end
     if owner ~= '' then adding[owner] = (adding[owner] or 0) + 1 end
@@ -58,6 +67,9 @@ if later then writable(K_DELAYED) end
 if next(adding) then writable(K_ACTIVE) end
 countable(adding)
 owner_indexes_writable(adding)
+for _, job in ipairs(jobs) do
+  if job.start_by then check_type(K_DEADLINES, 'zset') break end
+end
 
 -- Writes.
 if fresh then
@@ -67,20 +79,35 @@ if fresh then
 end
 -- The time of the last enqueue, to the second (the registry forgets queues idle for hours).
 if fresh or now - (tonumber(used) or 0) >= 1000 then redis.call('SET', K_USED, int(now)) end
+-- The stream directly (the path with no flow control) unless level 5 has a ring or a job
+-- of this batch goes to a list (then make_ready places every ready job).
+local direct = not has_ring5()
+for _, job in ipairs(jobs) do
+  if not on_stream(job.pri, job.grp) then direct = false end
+end
 for _, job in ipairs(jobs) do
   local id, key = job.id, job_key(job.id)
-  local where, at
+  -- Where it waits: delayed, the stream, or placed by make_ready once the record exists.
+  local where, at = 'ut', int(now)
+  local placed_later = false
   if job.due > now then
     redis.call('ZADD', K_DELAYED, int(job.due), id)
     where, at = 'ra', int(job.due)
-  else
+  elseif direct then
     where, at = 'sid', redis.call('XADD', K_STREAM, '*', 'j', id)
+  else
+    placed_later = true
   end
   if job.idem ~= '' then
     redis.call('SET', job.idem_key, id)
     redis.call('HSET', key, 'st', 'pending', 'ct', int(now), 'ut', int(now), where, at, 'ik', job.idem, unpack(ARGV, job.first, job.last))
   else
     redis.call('HSET', key, 'st', 'pending', 'ct', int(now), 'ut', int(now), where, at, unpack(ARGV, job.first, job.last))
+  end
+  if placed_later then make_ready(key, id, now, job.pri, job.grp) end
+  if job.start_by then
+    redis.call('HSET', key, 'sb', int(job.start_by))
+    redis.call('ZADD', K_DEADLINES, int(job.start_by), id)
   end
   push(created, int(now), id)
   if job.owner ~= '' then push_for(owned, job.owner, int(now), id) end

@@ -16,6 +16,9 @@ local now = now_ms()
 
 -- Phase 1: every argument and record read and checked; nothing written yet.
 local plans, first_of, owners = {}, {}, {}
+local ids = {}
+for i = 3, #ARGV, 8 do ids[#ids + 1] = ARGV[i] end
+prefetch_leases(ids)
 for i = 3, #ARGV, 8 do
   local id, token, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local plan = {id = id, kind = kind}
@@ -35,13 +38,15 @@ for i = 3, #ARGV, 8 do
     plan.duplicate = earlier
   else
     first_of[id .. ' ' .. token] = plan
-    local refusal, attempts, max, creq, watched, owner =
-      check_lease(job_key(id), token, 'att', 'max', 'creq', 'w', 'owner')
+    local refusal, attempts, max, creq, watched, owner, pri, grp =
+      check_lease(job_key(id), token, 'att', 'max', 'creq', 'w', 'owner', 'pri', 'grp')
     if refusal == 'ALREADY' then
       local st = unpack(read_job(job_key(id), 'st'))
       refusal = 'ALREADY:' .. (st or '')
     elseif not refusal then
-      plan.job = {attempts = attempts, max = max, creq = creq, watched = watched, owner = owner}
+      plan.job = {attempts = attempts, max = max, creq = creq, watched = watched, owner = owner,
+        pri = pri, grp = grp}
+      if kind == 'error' then routable(pri, grp) else group_writable(grp) end
       if owner then owners[owner] = true end
     end
     plan.refusal = refusal
@@ -55,6 +60,8 @@ local function finish_one(plan)
   if plan.refusal then return plan.refusal end
   local id, job = plan.id, plan.job
   local key = job_key(id)
+  -- Every outcome but an unrequested cancel ends the lease: its group's place is freed.
+  if plan.kind ~= 'cancelled' or job.creq == '1' then leave_group(job.grp, id) end
   if plan.kind == 'success' then
     finalize(key, id, 'success', now, retention, job.watched, {'res', plan.result}, job.owner)
     return 'OK'
@@ -78,7 +85,7 @@ local function finish_one(plan)
       redis.call('HSET', key, 'st', 'pending', 'ra', due, 'ut', int(now))
       push(delayed, due, id)
     else
-      make_ready(key, id, now)
+      make_ready(key, id, now, job.pri, job.grp)
     end
     notify(id, job.watched)
     return 'RETRY'

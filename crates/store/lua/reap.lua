@@ -13,11 +13,12 @@ local ids = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now, 'LIMIT', 0, limit
 -- Phase 1: read every record.
 local lapsed, stale, owners = {}, 0, {}
 for _, id in ipairs(ids) do
-  local v = read_job(job_key(id), 'st', 'att', 'max', 'creq', 'wk', 'w', 'ep', 'owner')
-  local st, attempts, max, creq, worker, watched, epoch, owner = unpack(v or {})
+  local v = read_job(job_key(id), 'st', 'att', 'max', 'creq', 'wk', 'w', 'ep', 'owner', 'pri', 'grp')
+  local st, attempts, max, creq, worker, watched, epoch, owner, pri, grp = unpack(v or {})
   if st == 'processing' then
+    routable(pri, grp)
     lapsed[#lapsed + 1] = {id = id, attempts = attempts, max = max, creq = creq, worker = worker,
-      watched = watched, epoch = epoch, owner = owner}
+      watched = watched, epoch = epoch, owner = owner, pri = pri, grp = grp}
     if owner then owners[owner] = true end
   else
     push(unleased, id) -- a stale lease entry
@@ -32,6 +33,7 @@ for _, job in ipairs(lapsed) do
   local id = job.id
   local key = job_key(id)
   redis.call('HSET', key, 'ep', int((tonumber(job.epoch) or 0) + 1), 'tk', '')
+  leave_group(job.grp, id)
   local msg = 'lease expired: worker ' .. (job.worker or '?') .. ' stopped renewing it'
   if job.creq == '1' then
     finalize(key, id, 'cancelled', now, retention, job.watched, cancelled_fields(msg), job.owner)
@@ -39,7 +41,7 @@ for _, job in ipairs(lapsed) do
   elseif (tonumber(job.attempts) or 0) < (tonumber(job.max) or 0) then
     redis.call('HSET', key, 'ec', 'LeaseExpired', 'msg', msg)
     push(unleased, id)
-    make_ready(key, id, now)
+    make_ready(key, id, now, job.pri, job.grp)
     notify(id, job.watched)
     requeued[#requeued + 1] = id
   else

@@ -16,11 +16,12 @@ for i = 4, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   if not seen[id] then
     seen[id] = true
-    local refusal, creq, watched, attempts, bounces, owner =
-      check_lease(job_key(id), token, 'creq', 'w', 'att', 'hb', 'owner')
+    local refusal, creq, watched, attempts, bounces, owner, pri, grp =
+      check_lease(job_key(id), token, 'creq', 'w', 'att', 'hb', 'owner', 'pri', 'grp')
     if not refusal then
+      routable(pri, grp)
       held[#held + 1] = {id = id, creq = creq, watched = watched, attempts = attempts,
-        bounces = bounces, owner = owner}
+        bounces = bounces, owner = owner, pri = pri, grp = grp}
       if owner then owners[owner] = true end
     end
   end
@@ -31,6 +32,7 @@ countable(owners)
 for _, job in ipairs(held) do
   local id = job.id
   local key = job_key(id)
+  leave_group(job.grp, id)
   if job.creq == '1' then
     finalize(key, id, 'cancelled', now, retention, job.watched, cancelled_fields('cancelled on request'), job.owner)
   else
@@ -42,7 +44,7 @@ for _, job in ipairs(held) do
       redis.call('HSET', key, 'st', 'pending', 'ra', due, 'ut', now, 'hb', bounces)
       push(delayed, due, id)
     else
-      make_ready(key, id, now)
+      make_ready(key, id, now, job.pri, job.grp)
     end
     notify(id, job.watched)
   end

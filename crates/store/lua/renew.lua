@@ -7,7 +7,9 @@ local ttl = arg_number(2)
 bounded((#ARGV - 2) / 2)
 writable(K_LEASES)
 local deadline = now_ms() + ttl
-local words = {}
+local words, ids = {}, {}
+for i = 3, #ARGV, 2 do ids[#ids + 1] = ARGV[i] end
+prefetch_leases(ids)
 for i = 3, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local refusal, creq = check_lease(job_key(id), token, 'creq')

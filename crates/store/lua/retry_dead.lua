@@ -3,19 +3,22 @@
 -- Returns 'OK', 'NOT_FOUND' or 'INVALID:<status>'.
 local id, owner = ARGV[2], ARGV[3]
 local key = job_key(id)
-local st, job_owner, is_dead, watched = unpack(redis.call('HMGET', key, 'st', 'owner', 'dead', 'w'))
+local st, job_owner, is_dead, watched, pri, grp =
+  unpack(redis.call('HMGET', key, 'st', 'owner', 'dead', 'w', 'pri', 'grp'))
 if not st or (owner ~= '' and job_owner ~= owner) then return 'NOT_FOUND' end
 if st ~= 'failure' or is_dead ~= '1' then return 'INVALID:' .. st end
 writable(K_STREAM, K_DONE, K_DEAD, K_COUNTS, K_ACTIVE)
 countable({[job_owner] = true})
+routable(pri, grp)
 -- Writes, a denyoom one first.
 redis.call('HSET', key, 'att', 0, 'dead', 0, 'pg', 0)
-redis.call('HDEL', key, 'ec', 'ei', 'msg', 'res', 'ft', 'xt', 'eta', 'ph', 'cp', 'pmsg', 'ra')
+-- A start deadline applied to the first run; a re-queue is a new one (without a deadline).
+redis.call('HDEL', key, 'ec', 'ei', 'msg', 'res', 'ft', 'xt', 'eta', 'ph', 'cp', 'pmsg', 'ra', 'sb')
 push(undead, id)
 push(undone, id)
 counted.failure = -1
 if job_owner and job_owner ~= '' then active[job_owner] = 1 end
-make_ready(key, id, now_ms())
+make_ready(key, id, now_ms(), pri, grp)
 notify(id, watched)
 flush()
 return 'OK'

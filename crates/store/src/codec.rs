@@ -15,6 +15,7 @@ use crate::StoreError;
 pub(crate) const SUMMARY_FIELDS: &[&str] = &[
     "type", "owner", "name", "desc", "st", "ph", "pg", "pmsg", "eta", "msg", "ec", "ei", "att",
     "max", "can", "creq", "wk", "ct", "ut", "stt", "ft", "ra", "xt", "to", "dead", "sch", "fire",
+    "pri", "grp", "sb",
 ];
 
 /// MessagePack with field names, so records written by a newer version still decode.
@@ -84,6 +85,13 @@ pub(crate) fn spec_fields<'a>(
             "fire",
             Cow::Owned(t.timestamp_millis().to_string().into_bytes()),
         ));
+    }
+    // Fields equal to their defaults are left out (priority 5, no group).
+    if spec.priority != tether_model::DEFAULT_PRIORITY {
+        fields.push(("pri", Cow::Owned(spec.priority.to_string().into_bytes())));
+    }
+    if let Some(group) = spec.effective_group() {
+        fields.push(("grp", Cow::Borrowed(group.as_bytes())));
     }
     fields
 }
@@ -173,6 +181,12 @@ impl Fields {
             dead: self.flag("dead", false),
             schedule: self.string("sch"),
             fire_time: self.time("fire"),
+            priority: self
+                .num("pri")
+                .and_then(|p| u8::try_from(p).ok())
+                .unwrap_or(tether_model::DEFAULT_PRIORITY),
+            group: self.string("grp"),
+            start_by: self.time("sb"),
         })
     }
 }

@@ -87,6 +87,22 @@ impl QueueKeys {
     pub(crate) fn used(&self) -> String {
         format!("{}used", self.prefix)
     }
+    /// Flow control: limits and pause state (hash; see `lua/flow.lua`).
+    pub(crate) fn settings(&self) -> String {
+        format!("{}settings", self.prefix)
+    }
+    /// Priorities that have lists (zset scored by priority).
+    pub(crate) fn priorities(&self) -> String {
+        format!("{}prios", self.prefix)
+    }
+    /// Job types that have a held list (set).
+    pub(crate) fn held_types(&self) -> String {
+        format!("{}held_types", self.prefix)
+    }
+    /// Starts in the last second, while a rate limit is set (zset by time).
+    pub(crate) fn starts(&self) -> String {
+        format!("{}starts", self.prefix)
+    }
     /// Pub/sub channel on which a job's changes are announced (no payload).
     pub(crate) fn events(&self, id: &str) -> String {
         format!("{}ev:{id}", self.prefix)
@@ -106,6 +122,9 @@ mod tests {
             keys.owner_jobs("x"),
             keys.active(),
             keys.used(),
+            keys.settings(),
+            keys.priorities(),
+            keys.starts(),
         ]) {
             assert!(key.starts_with("tether:{mail}:"), "{key}");
         }

@@ -25,6 +25,7 @@ mod check;
 mod codec;
 mod conn;
 mod error;
+mod flow;
 mod keys;
 mod list;
 mod reply;
@@ -38,15 +39,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::{AsyncCommands, Script, ScriptInvocation};
-use tether_model::{Job, JobId, JobSpec, Status};
+use tether_model::{DEFAULT_PRIORITY, Job, JobId, JobSpec, StartBy, Status};
 
 pub use codec::{decode, encode};
 pub use error::StoreError;
+pub use flow::{FlowState, SnoozeOutcome};
 pub use list::{ListQuery, Page, SortDir, SortKey};
 pub use schedules::{DueSchedule, MAX_SCHEDULES_PER_OWNER, PutMode, StoredSchedule};
 pub use worker_ops::{
-    Claimed, FinishOutcome, Lease, LeaseError, LeaseToken, MAX_BATCH, Outcome, Reaped, RenewStatus,
-    Waiter, WorkerInfo,
+    ClaimBatch, Claimed, FinishOutcome, HeldBack, Lease, LeaseError, LeaseToken, MAX_BATCH,
+    Outcome, Reaped, RenewStatus, Waiter, WorkerInfo,
 };
 
 use keys::{LAYOUT_VERSION, QueueKeys};
@@ -382,11 +384,25 @@ impl Store {
             .unwrap_or(0);
         let delay_ms = spec.delay.map(|d| d.as_millis() as u64).unwrap_or(0);
         let fields = codec::spec_fields(spec, input);
+        let (start_by_ms, start_within_ms) = match spec.start_by {
+            Some(StartBy::At(t)) => (t.timestamp_millis().max(1), 0),
+            Some(StartBy::Within(d)) => (0, (d.as_millis() as u64).max(1)),
+            None => (0, 0),
+        };
+        let priority = if spec.priority == DEFAULT_PRIORITY {
+            String::new()
+        } else {
+            spec.priority.to_string()
+        };
         inv.arg(id.to_string())
             .arg(run_at_ms)
             .arg(delay_ms)
             .arg(spec.idempotency_key.as_deref().unwrap_or(""))
             .arg(spec.owner.as_deref().unwrap_or(""))
+            .arg(start_by_ms)
+            .arg(start_within_ms)
+            .arg(priority)
+            .arg(spec.effective_group().unwrap_or(""))
             .arg(fields.len() * 2);
         for (field, value) in fields {
             inv.arg(field).arg(value.as_ref());
@@ -682,20 +698,36 @@ impl Store {
             .zcard(keys.delayed())
             .zcard(keys.leases())
             .zcard(keys.dead())
-            .hgetall(keys.counts());
-        let (pending, scheduled, processing, dead, counts): (
+            .hgetall(keys.counts())
+            .cmd("XRANGE")
+            .arg(keys.stream())
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(1);
+        type Head = Vec<(String, Vec<String>)>;
+        let (entries, scheduled, processing, dead, counts, head): (
             u64,
             u64,
             u64,
             u64,
             HashMap<String, i64>,
+            Head,
         ) = self
             .idempotent(|| async { Ok(pipe.query_async(&mut self.conn()).await?) })
             .await?;
         let count = |s: Status| counts.get(s.as_str()).copied().unwrap_or(0).max(0) as u64;
+        // Ready jobs wait in the stream or, with a priority or a group, in lists. A
+        // wake-up entry (`d`, no job) is only ever added to an empty stream, so there is
+        // at most one, at the head.
+        let listed = counts.get("queued").copied().unwrap_or(0).max(0) as u64;
+        let bell = head
+            .first()
+            .is_some_and(|(_, fields)| fields.first().is_some_and(|f| f == "d"));
+        let pending = entries - u64::from(bell && entries > 0);
         Ok(QueueStats {
             queue: queue.to_owned(),
-            pending,
+            pending: pending + listed,
             scheduled,
             processing,
             dead,

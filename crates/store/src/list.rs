@@ -46,6 +46,10 @@ pub struct ListQuery {
     pub owner: Option<String>,
     /// Only dead jobs (failed with attempts exhausted).
     pub dead_only: bool,
+    /// Only jobs of this priority.
+    pub priority: Option<u8>,
+    /// Only jobs of this fairness group.
+    pub group: Option<String>,
     pub sort_key: SortKey,
     pub sort_dir: SortDir,
     pub limit: usize,
@@ -61,6 +65,8 @@ impl Default for ListQuery {
             job_type: None,
             owner: None,
             dead_only: false,
+            priority: None,
+            group: None,
             sort_key: SortKey::default(),
             sort_dir: SortDir::default(),
             limit: 25,
@@ -94,6 +100,11 @@ impl ListQuery {
                 .as_ref()
                 .is_none_or(|o| job.owner.as_ref() == Some(o))
             && (!self.dead_only || job.dead)
+            && self.priority.is_none_or(|p| p == job.priority)
+            && self
+                .group
+                .as_ref()
+                .is_none_or(|g| job.group.as_ref() == Some(g))
     }
 
     fn compare(&self, a: &Job, b: &Job) -> Ordering {

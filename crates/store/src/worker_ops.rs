@@ -218,6 +218,27 @@ type ClaimRow = (
     String,
 );
 
+/// What one [`Store::claim_batch`] leased, and whether flow control held jobs back.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct ClaimBatch {
+    pub jobs: Vec<Claimed>,
+    /// Set when a paused queue or a limit held back jobs that are ready.
+    pub held_back: Option<HeldBack>,
+}
+
+/// Why and for how long flow control held a claim back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HeldBack {
+    /// Claim again after this long (a new entry in the stream does not mean the held
+    /// jobs may start).
+    pub retry_after: Duration,
+    /// What held it back: `paused`, `concurrency`, `rate`, `group_concurrency` or
+    /// `group_rate` (the first that bound).
+    pub limit: String,
+}
+
 impl Store {
     /// Leases up to `count` ready jobs of `queue` to `worker` for `ttl`: one script call
     /// per [`MAX_BATCH`] jobs, until the stream has no more.
@@ -233,13 +254,30 @@ impl Store {
         count: usize,
         ttl: Duration,
     ) -> Result<Vec<Claimed>, StoreError> {
+        Ok(self.claim_batch(queue, worker, count, ttl).await?.jobs)
+    }
+
+    /// [`Store::claim`], also telling when flow control (a paused queue, a limit) held
+    /// jobs back: the worker then claims again after [`ClaimBatch::held_back`] rather
+    /// than waiting for new entries.
+    pub async fn claim_batch(
+        &self,
+        queue: &str,
+        worker: &str,
+        count: usize,
+        ttl: Duration,
+    ) -> Result<ClaimBatch, StoreError> {
         let mut out = Vec::new();
+        let mut held_back = None;
         let mut wanted = count.max(1);
         while wanted > 0 {
             let asked = wanted.min(MAX_BATCH);
             let claimed = self.claim_chunk(queue, worker, asked, ttl).await;
             let claimed = match (claimed, out.is_empty()) {
-                (Ok(claimed), _) => claimed,
+                (Ok((claimed, wait)), _) => {
+                    held_back = wait;
+                    claimed
+                }
                 (Err(e), true) => return Err(e),
                 // Jobs are leased already: hand them over; the next claim gets the rest.
                 (Err(e), false) => {
@@ -254,7 +292,10 @@ impl Store {
             }
             wanted -= got;
         }
-        Ok(out)
+        Ok(ClaimBatch {
+            jobs: out,
+            held_back,
+        })
     }
 
     /// One claim call, resent with the same claim id when its reply is lost. A claim
@@ -265,7 +306,7 @@ impl Store {
         worker: &str,
         count: usize,
         ttl: Duration,
-    ) -> Result<Vec<Claimed>, StoreError> {
+    ) -> Result<(Vec<Claimed>, Option<HeldBack>), StoreError> {
         let unanswered = (queue.to_owned(), worker.to_owned());
         let claim_id = self
             .inner
@@ -301,14 +342,15 @@ impl Store {
         count: usize,
         ttl: Duration,
         claim_id: &str,
-    ) -> Result<Vec<Claimed>, StoreError> {
+    ) -> Result<(Vec<Claimed>, Option<HeldBack>), StoreError> {
         let keys = QueueKeys::new(queue);
         let mut inv = Self::invocation(&SCRIPTS.claim, &keys);
         inv.arg(count.clamp(1, MAX_BATCH))
             .arg(worker)
             .arg(ttl.as_millis() as u64)
-            .arg(claim_id);
-        let (now, deadline, rows): (i64, i64, Vec<ClaimRow>) = {
+            .arg(claim_id)
+            .arg(self.config().retention.as_millis() as u64);
+        let (now, deadline, wait, reason, rows): (i64, i64, i64, String, Vec<ClaimRow>) = {
             let reply: Vec<redis::Value> = inv.invoke_async(&mut self.conn()).await?;
             let mut it = reply.into_iter();
             let now = it
@@ -321,12 +363,27 @@ impl Store {
                 .map(redis::from_redis_value)
                 .transpose()?
                 .unwrap_or(0);
+            let wait = it
+                .next()
+                .map(redis::from_redis_value)
+                .transpose()?
+                .unwrap_or(-1);
+            let reason = it
+                .next()
+                .map(redis::from_redis_value)
+                .transpose()?
+                .unwrap_or_default();
             let rows = it
                 .map(redis::from_redis_value)
                 .collect::<Result<Vec<ClaimRow>, _>>()?;
-            (now, deadline, rows)
+            (now, deadline, wait, reason, rows)
         };
-        rows.into_iter()
+        let held_back = u64::try_from(wait).ok().map(|ms| HeldBack {
+            retry_after: Duration::from_millis(ms),
+            limit: reason,
+        });
+        let jobs = rows
+            .into_iter()
             .map(
                 |(
                     id,
@@ -362,7 +419,8 @@ impl Store {
                     })
                 },
             )
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok((jobs, held_back))
     }
 
     /// Renews many leases of one queue (the heartbeat): one call per [`MAX_BATCH`] leases.

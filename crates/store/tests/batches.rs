@@ -16,14 +16,14 @@ async fn a_finish_batch_fences_each_job_and_survives_a_resend() {
         .unwrap();
     assert!(done.iter().all(|d| d.created));
     let claimed = store
-        .claim("default", "w", 3, Duration::from_millis(1))
+        .claim("default", "w", 3, Duration::from_millis(300))
         .await
         .unwrap();
     assert_eq!(claimed.len(), 3);
-    // The third lease lapses and is reaped: its holder is now stale.
+    // The third lease lapses and is reaped: its holder is now stale. (The others are
+    // renewed before they lapse: a lapsed lease cannot be renewed.)
     let mut leases: Vec<_> = claimed.iter().map(|c| c.lease.clone()).collect();
     leases.sort_by_key(|l| l.id);
-    tokio::time::sleep(Duration::from_millis(5)).await;
     store
         .renew(
             "default",
@@ -35,6 +35,7 @@ async fn a_finish_batch_fences_each_job_and_survives_a_resend() {
         )
         .await
         .unwrap();
+    tokio::time::sleep(Duration::from_millis(350)).await;
     assert_eq!(
         store.reap("default", 10).await.unwrap().requeued,
         vec![leases[2].id]

@@ -20,6 +20,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Cancel),
         1 => Just(Op::LeaseExpired),
         1 => Just(Op::Release),
+        1 => Just(Op::Snooze),
         1 => Just(Op::Retry),
     ]
 }
@@ -27,13 +28,15 @@ fn op() -> impl Strategy<Value = Op> {
 /// Applies `op` to Redis; returns whether Redis accepted it.
 async fn apply(
     store: &Store,
+    redis: &RedisServer,
     queue: &str,
     spec_id: tether_model::JobId,
     lease: &mut Option<Claimed>,
     op: Op,
 ) -> bool {
-    // Leases are claimed with a 1 ms TTL, so the reaper may take any processing job.
-    let ttl = Duration::from_millis(1);
+    // Leases last until `LeaseExpired` moves their deadline into the past (as time
+    // would): a lapsed lease is lost at once, so a short TTL would lose every lease.
+    let ttl = Duration::from_secs(60);
     let finish = |outcome: Outcome| {
         let lease = lease.clone();
         async move {
@@ -83,7 +86,13 @@ async fn apply(
         }
         Op::Cancel => store.cancel(queue, spec_id, None).await.is_ok(),
         Op::LeaseExpired => {
-            tokio::time::sleep(Duration::from_millis(3)).await;
+            let _: i64 = redis::cmd("ZADD")
+                .arg(format!("tether:{{{queue}}}:leases"))
+                .arg("XX")
+                .arg(1)
+                .arg(spec_id.to_string())
+                .query(&mut redis.connection())
+                .unwrap();
             !store.reap(queue, 10).await.unwrap().is_empty()
         }
         Op::Release => match lease {
@@ -94,6 +103,14 @@ async fn apply(
                     .unwrap()
                     == 1
             }
+            None => false,
+        },
+        Op::Snooze => match lease {
+            Some(c) => store.snooze(&c.lease, Duration::ZERO).await.is_ok_and(|o| {
+                // `AlreadyEnded` (this lease had ended) writes nothing.
+                o == tether_store::SnoozeOutcome::Snoozed
+                    || o == tether_store::SnoozeOutcome::Cancelled
+            }),
             None => false,
         },
         Op::Retry => store.retry_dead(queue, spec_id, None).await.is_ok(),
@@ -112,17 +129,24 @@ fn scripts_follow_the_state_machine() {
         cases: 96,
         ..ProptestConfig::default()
     };
-    proptest!(config, |(max in 1u32..4, cancelable: bool, ops in proptest::collection::vec(op(), 1..30))| {
+    // Priority and group choose where a ready job waits (the stream or a list), so
+    // every transition runs on both paths.
+    proptest!(config, |(max in 1u32..4, cancelable: bool, priority in 0u8..10, grouped: bool,
+                        ops in proptest::collection::vec(op(), 1..30))| {
         let n = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let queue = format!("mb{n}");
         rt.block_on(async {
-            let spec = JobSpec::new("t").queue(&queue).max_attempts(max).cancelable(cancelable);
+            let mut spec = JobSpec::new("t").queue(&queue).max_attempts(max).cancelable(cancelable)
+                .priority(priority);
+            if grouped {
+                spec = spec.group("g");
+            }
             let id = store.enqueue(&spec).await.unwrap().id;
             let mut model = JobState::new(max, cancelable);
             let mut lease = None;
             for (step, op) in ops.iter().enumerate() {
                 let expected = model.apply(*op).is_ok();
-                let accepted = apply(&store, &queue, id, &mut lease, *op).await;
+                let accepted = apply(&store, &redis, &queue, id, &mut lease, *op).await;
                 let job = store.get(&queue, id).await.unwrap().unwrap();
                 let ctx = format!("step {step} {op:?} after {:?}", &ops[..step]);
                 assert_eq!(accepted, expected, "accept/refuse differs at {ctx}");

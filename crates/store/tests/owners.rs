@@ -184,8 +184,11 @@ async fn pending_quota_follows_every_transition(topology: Topology) {
         ..ListQuery::default()
     };
     assert!(store.list(&bobs).await.unwrap().jobs.is_empty());
-    // Jobs without an owner are not counted.
-    store.enqueue(&JobSpec::new("t").queue("q")).await.unwrap();
+    // Jobs without an owner are not counted (priority 9: alice's jobs run first).
+    store
+        .enqueue(&JobSpec::new("t").queue("q").priority(9))
+        .await
+        .unwrap();
 
     // Success frees a place.
     let first = store
@@ -394,9 +397,14 @@ async fn scoped_keys_and_forced_cancels(topology: Topology) {
         let mut conn = server.connection();
         let mut keys: Vec<String> = redis::cmd("KEYS").arg("*alice*").query(&mut conn).unwrap();
         keys.sort();
+        // The fresh job waits in alice's fairness group's list.
         assert_eq!(
             keys,
-            ["tether:{q}:oidem:5:alice:k", "tether:{q}:owner:alice"]
+            [
+                "tether:{q}:oidem:5:alice:k",
+                "tether:{q}:owner:alice",
+                "tether:{q}:rdy:5:alice"
+            ]
         );
         let index: Vec<String> = redis::cmd("ZRANGE")
             .arg("tether:{q}:owner:alice")

@@ -404,8 +404,10 @@ async fn reap_tells_stale_lease_entries_from_jobs_taken_back() {
     let store = connect(&redis).await;
     let mut conn = redis.connection();
     let ids = enqueue(&store, "st", 2, 3).await;
+    // Long enough to finish the first job before it lapses (a lapsed lease records
+    // nothing); the second then lapses.
     let claimed = store
-        .claim("st", "w", 2, Duration::from_millis(1))
+        .claim("st", "w", 2, Duration::from_millis(200))
         .await
         .unwrap();
     let ok = Outcome::Success(tether_store::encode(&1).unwrap());
@@ -414,7 +416,7 @@ async fn reap_tells_stale_lease_entries_from_jobs_taken_back() {
     let _: () = conn
         .zadd("tether:{st}:leases", ids[0].to_string(), 1)
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
     let reaped = store.reap("st", 10).await.unwrap();
     assert_eq!(reaped.requeued, vec![ids[1]], "{reaped:?}");
     assert_eq!(reaped.stale, 1, "{reaped:?}");

@@ -23,6 +23,9 @@ pub enum Step<P, O> {
     Done(O),
     /// Asynchronous work: started; poll `check_complete` with this progress object.
     Started(P),
+    /// Not now: end this attempt without spending it, free the worker's slot, and run
+    /// the job again after this delay (from the start).
+    Snooze(Duration),
 }
 
 /// What one `check_complete` call found.
@@ -33,6 +36,9 @@ pub enum Check<O> {
     Done(O),
     /// Not yet; the progress object (possibly updated) is checkpointed and the check polled again.
     Pending,
+    /// Not now: end this attempt without spending it; the job resumes at
+    /// `check_complete` (from the last checkpoint) after this delay.
+    Snooze(Duration),
 }
 
 /// A handler's error. Transient errors retry with the job's backoff while attempts
@@ -52,6 +58,9 @@ pub struct JobError {
     pub code: ErrorCode,
     pub message: String,
     pub info: Vec<String>,
+    /// Set by [`JobError::snooze`] and [`JobError::rate_limited`]: not an error but a
+    /// request to run again after this delay, without spending the attempt.
+    pub snooze: Option<Duration>,
 }
 
 impl JobError {
@@ -62,6 +71,35 @@ impl JobError {
             code: ErrorCode::Custom("Error".into()),
             message: message.into(),
             info: Vec::new(),
+            snooze: None,
+        }
+    }
+
+    /// Ends the attempt without spending it and frees the worker's slot; the job runs
+    /// again after `delay` (a resumable job from its last checkpoint).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tether_worker::JobError;
+    /// let later = JobError::snooze(Duration::from_secs(5));
+    /// assert_eq!(later.snooze, Some(Duration::from_secs(5)));
+    /// ```
+    pub fn snooze(delay: Duration) -> Self {
+        JobError {
+            snooze: Some(delay),
+            ..Self::transient(format!("snoozed for {:.3}s", delay.as_secs_f64()))
+        }
+    }
+
+    /// A downstream service said "too many requests" (HTTP 429): the same as
+    /// [`JobError::snooze`] for `retry_after`.
+    pub fn rate_limited(retry_after: Duration) -> Self {
+        JobError {
+            message: format!(
+                "rate limited downstream; again in {:.3}s",
+                retry_after.as_secs_f64()
+            ),
+            ..Self::snooze(retry_after)
         }
     }
 
@@ -89,6 +127,7 @@ impl JobError {
             code,
             message: message.into(),
             info: Vec::new(),
+            snooze: None,
         }
     }
 }
@@ -281,6 +320,7 @@ impl<H: Handler> ErasedHandler for Resumable<H> {
                     ctx.set_phase(Phase::Handle);
                     match handler.handle(ctx, &input).await? {
                         Step::Done(output) => return encode_output(&output),
+                        Step::Snooze(delay) => return Err(JobError::snooze(delay)),
                         Step::Started(progress) => {
                             ctx.checkpoint(Phase::Check, &encode_output(&progress)?)
                                 .await?;
@@ -294,6 +334,12 @@ impl<H: Handler> ErasedHandler for Resumable<H> {
             loop {
                 match handler.check_complete(ctx, &input, &mut progress).await? {
                     Check::Done(output) => return encode_output(&output),
+                    Check::Snooze(delay) => {
+                        // What the check learnt is kept: the next attempt resumes here.
+                        ctx.checkpoint(Phase::Check, &encode_output(&progress)?)
+                            .await?;
+                        return Err(JobError::snooze(delay));
+                    }
                     Check::Pending => {
                         ctx.checkpoint(Phase::Check, &encode_output(&progress)?)
                             .await?;

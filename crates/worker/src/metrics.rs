@@ -37,6 +37,15 @@ impl<T: MetricVecBuilder> ByType<MetricVec<T>> {
     }
 }
 
+/// The values of `tether_jobs_throttled_total`'s `limit` label.
+pub const THROTTLE_LIMITS: [&str; 5] = [
+    "paused",
+    "concurrency",
+    "rate",
+    "group_concurrency",
+    "group_rate",
+];
+
 /// Handles to every worker metric; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -53,6 +62,13 @@ pub struct Metrics {
     pub lease_lost: IntCounterVec,
     pub progress: prometheus::Histogram,
     pub redis_errors: IntCounterVec,
+    /// 1 while the queue is paused (sampled from Redis).
+    pub queue_paused: IntGaugeVec,
+    /// Claims that flow control held back, by the `limit` that bound: `paused`,
+    /// `concurrency`, `rate`, `group_concurrency`, `group_rate` (never a group name).
+    pub throttled: IntCounterVec,
+    /// Jobs this worker's maintenance failed because their start deadline passed.
+    pub expired: IntCounterVec,
     /// Schedule firings handled by this worker, by `result`: `fired`, `duplicate` (the
     /// firing's job existed: another worker fired it), `skipped` (overlap policy),
     /// `missed` (not fired under the catch-up policy).
@@ -183,6 +199,21 @@ impl Metrics {
                 &["queue"],
             ),
             redis_errors: counter("tether_redis_errors_total", "Failed Redis calls", &["op"]),
+            queue_paused: gauge(
+                "tether_queue_paused",
+                "1 while the queue is paused, sampled from Redis",
+                &["queue"],
+            ),
+            throttled: counter(
+                "tether_jobs_throttled_total",
+                "Claims held back by flow control, by the limit that bound",
+                &["queue", "limit"],
+            ),
+            expired: counter(
+                "tether_jobs_expired_total",
+                "Jobs failed unstarted past their start deadline (Expired)",
+                &["queue"],
+            ),
             schedule_firings: counter(
                 "tether_schedule_firings_total",
                 "Schedule firings handled by this worker, by result",
@@ -218,6 +249,11 @@ impl Metrics {
                 v.with_label_values(&[q]);
             }
             self.in_flight.with_label_values(&[q]);
+            self.queue_paused.with_label_values(&[q]);
+            self.expired.with_label_values(&[q]);
+            for limit in THROTTLE_LIMITS {
+                self.throttled.with_label_values(&[q.as_str(), limit]);
+            }
             for state in ["pending", "scheduled", "processing", "dead"] {
                 self.queue_jobs.with_label_values(&[q.as_str(), state]);
             }
@@ -269,13 +305,16 @@ mod tests {
                 "tether_job_progress_ratio histogram",
                 "tether_job_retries_total counter",
                 "tether_job_wait_seconds histogram",
+                "tether_jobs_expired_total counter",
                 "tether_jobs_finished_total counter",
                 "tether_jobs_in_flight gauge",
                 "tether_jobs_started_total counter",
+                "tether_jobs_throttled_total counter",
                 "tether_lease_expired_total counter",
                 "tether_lease_lost_total counter",
                 "tether_lease_renewals_total counter",
                 "tether_queue_jobs gauge",
+                "tether_queue_paused gauge",
                 "tether_redis_errors_total counter",
                 "tether_schedule_firings_total counter",
                 "tether_schedule_lag_seconds histogram",
@@ -291,7 +330,7 @@ mod tests {
                 assert!(
                     [
                         "queue", "type", "status", "worker", "state", "op", "version", "le",
-                        "result"
+                        "result", "limit"
                     ]
                     .contains(&name),
                     "label {name} in {line}"

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::Args;
-use tether_producer::{JobOptions, Producer};
+use tether_producer::{JobOptions, Producer, StartBy};
 
 use super::{CliResult, err, parse_input};
 use crate::output;
@@ -41,6 +41,16 @@ pub(crate) struct EnqueueArgs {
     owner: Option<String>,
     #[arg(long)]
     not_cancelable: bool,
+    /// 0 (runs first) to 9; default 5.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=9))]
+    priority: Option<u8>,
+    /// Fairness group (default: the owner): groups of one priority take turns.
+    #[arg(long)]
+    group: Option<String>,
+    /// Not started by then, the job fails with Expired: a span from now (2s, 5m) or an
+    /// RFC 3339 time.
+    #[arg(long)]
+    start_by: Option<StartBy>,
 }
 
 pub(crate) async fn run(args: EnqueueArgs, producer: &Producer) -> CliResult {
@@ -60,6 +70,9 @@ pub(crate) async fn run(args: EnqueueArgs, producer: &Producer) -> CliResult {
         name: args.name,
         owner: args.owner,
         description: None,
+        priority: args.priority,
+        group: args.group,
+        start_by: args.start_by,
     }
     .spec(args.job_type);
     spec.validate().map_err(err)?;

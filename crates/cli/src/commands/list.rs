@@ -19,6 +19,12 @@ pub(crate) struct ListArgs {
     /// Only dead jobs (failed, attempts exhausted).
     #[arg(long)]
     dead: bool,
+    /// Only jobs of this priority.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=9))]
+    priority: Option<u8>,
+    /// Only jobs of this fairness group.
+    #[arg(long)]
+    group: Option<String>,
     #[arg(long, default_value_t = 25)]
     limit: usize,
     #[arg(long)]
@@ -53,6 +59,8 @@ pub(crate) async fn run(args: ListArgs, producer: &Producer) -> CliResult {
         job_type: args.job_type,
         owner: args.owner,
         dead_only: args.dead,
+        priority: args.priority,
+        group: args.group,
         sort_key: match args.sort_key {
             SortKeyArg::CreatedAt => SortKey::CreatedAt,
             SortKeyArg::UpdatedAt => SortKey::UpdatedAt,

@@ -5,6 +5,7 @@ pub(crate) mod bench;
 pub(crate) mod enqueue;
 pub(crate) mod jobs;
 pub(crate) mod list;
+pub(crate) mod queue;
 pub(crate) mod queues;
 pub(crate) mod schedule;
 pub(crate) mod worker;

@@ -5,13 +5,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::BackoffBuilder;
+use rand::Rng;
+use tether_store::ClaimBatch;
 use tokio_util::sync::CancellationToken;
 
 use super::{Shared, job};
 use crate::context::Slot;
+use crate::metrics::THROTTLE_LIMITS;
 use crate::retry::store_backoff;
 
 type Backoff = <backon::ExponentialBuilder as BackoffBuilder>::Backoff;
+
+/// Bounds on the pause after a claim that flow control held back (the claim says how
+/// long; a paused queue or a concurrency limit says 100 ms).
+const MIN_HELD_PAUSE: Duration = Duration::from_millis(2);
+const MAX_HELD_PAUSE: Duration = Duration::from_secs(1);
 
 pub(super) async fn run(shared: Arc<Shared>, queue: String, stop: CancellationToken) {
     let mut waiter = shared.store.waiter();
@@ -38,10 +46,12 @@ pub(super) async fn run(shared: Arc<Shared>, queue: String, stop: CancellationTo
         let sent_at = Instant::now();
         let claimed = shared
             .store
-            .claim(&queue, &shared.id, asked, shared.config.lease_ttl)
+            .claim_batch(&queue, &shared.id, asked, shared.config.lease_ttl)
             .await;
         let pause = match claimed {
-            Ok(jobs) => {
+            Ok(ClaimBatch {
+                jobs, held_back, ..
+            }) => {
                 backoff = None;
                 let emptied = jobs.len() < asked;
                 for claimed in jobs {
@@ -60,17 +70,54 @@ pub(super) async fn run(shared: Arc<Shared>, queue: String, stop: CancellationTo
                     }
                 }
                 drop(permit);
-                if !emptied {
+                if held_back.as_ref().is_some_and(|h| h.limit == "scan") {
+                    // The claim read its budget of entries (stale or held ones): go on.
                     continue;
-                }
-                // The claim emptied the stream: block until something new arrives.
-                match tokio::select! { r = waiter.wait(&queue, idle_wait) => r, _ = stop.cancelled() => return }
-                {
-                    Ok(_) => continue,
-                    Err(e) => {
-                        shared.redis_error("wait");
-                        tracing::warn!(%queue, error = %e, "waiting for jobs failed");
-                        next_pause(&mut backoff)
+                } else if let Some(held) = held_back {
+                    // Ready jobs wait for a limit or a resume: the stream would wake
+                    // this loop at once, so come back when the claim said.
+                    let limit = if THROTTLE_LIMITS.contains(&held.limit.as_str()) {
+                        held.limit.as_str()
+                    } else {
+                        "other"
+                    };
+                    shared
+                        .metrics
+                        .throttled
+                        .with_label_values(&[queue.as_str(), limit])
+                        .inc();
+                    let jitter = rand::rng().random_range(0.9..1.1);
+                    let pause = held
+                        .retry_after
+                        .clamp(MIN_HELD_PAUSE, MAX_HELD_PAUSE)
+                        .mul_f64(jitter);
+                    if held.limit.starts_with("group_") {
+                        // Other groups' new jobs may start now: wait for a new entry, or
+                        // until the held group may run.
+                        match tokio::select! { r = waiter.wait(&queue, pause) => r, _ = stop.cancelled() => return }
+                        {
+                            Ok(_) => continue,
+                            Err(e) => {
+                                shared.redis_error("wait");
+                                tracing::warn!(%queue, error = %e, "waiting for jobs failed");
+                                next_pause(&mut backoff)
+                            }
+                        }
+                    } else {
+                        pause
+                    }
+                } else if !emptied {
+                    continue;
+                } else {
+                    // The claim emptied the stream: block until something new arrives.
+                    match tokio::select! { r = waiter.wait(&queue, idle_wait) => r, _ = stop.cancelled() => return }
+                    {
+                        Ok(_) => continue,
+                        Err(e) => {
+                            shared.redis_error("wait");
+                            tracing::warn!(%queue, error = %e, "waiting for jobs failed");
+                            next_pause(&mut backoff)
+                        }
                     }
                 }
             }

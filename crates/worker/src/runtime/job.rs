@@ -50,6 +50,14 @@ pub(super) async fn run(
             }
         },
         Some(Ran::HandedBack) => None,
+        Some(Ran::Snoozed(delay)) => match shared.store.snooze(&lease, delay).await {
+            Ok(_) => None,
+            Err(LeaseError::Lost) => Some(Err(LeaseError::Lost)),
+            Err(e) => {
+                tracing::warn!(job = %lease.id, error = %e, "snooze not recorded; the lease will lapse and the job run again");
+                None
+            }
+        },
         None => None,
     };
     let lost = match recorded {
@@ -113,6 +121,8 @@ enum Ran {
     Outcome(Outcome),
     /// Another worker runs this type: the lease was handed back.
     HandedBack,
+    /// The handler asked to run again after a delay, without spending the attempt.
+    Snoozed(Duration),
 }
 
 /// Runs the handler; `None` means write nothing (lease lost or fenced, or shutdown's
@@ -177,6 +187,7 @@ async fn execute(shared: &Shared, claimed: Claimed, slot: &Arc<Slot>) -> Option<
             Some(error_outcome(e, &policy, attempt))
         }
         result = run => Some(match result {
+            Ok(Err(JobError { snooze: Some(delay), .. })) => return Some(Ran::Snoozed(delay)),
             Ok(Ok(output)) => Outcome::Success(output),
             Ok(Err(e)) => error_outcome(e, &policy, attempt),
             Err(panic) => {

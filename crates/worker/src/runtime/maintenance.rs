@@ -32,6 +32,7 @@ pub(super) async fn promote_loop(shared: Arc<Shared>, stop: CancellationToken) {
             if let Some(next_due) = promote(&shared, queue).await {
                 pause = pause.min(next_due.max(Duration::from_millis(5)));
             }
+            expire_unstarted(&shared, queue).await;
         }
         tokio::select! { _ = tokio::time::sleep(pause) => {}, _ = stop.cancelled() => return }
     }
@@ -94,6 +95,22 @@ async fn promote(shared: &Shared, queue: &str) -> Option<Duration> {
     last.flatten()
 }
 
+/// Fails the jobs not started by their start deadline, wherever they wait: no worker
+/// has to find them first (every 500 ms at most, with promotion).
+async fn expire_unstarted(shared: &Shared, queue: &str) {
+    let (expired, _) = in_passes(shared, "expire", queue, || async {
+        Ok((shared.store.expire_unstarted(queue, PASS).await?.len(), ()))
+    })
+    .await;
+    if expired > 0 {
+        shared
+            .metrics
+            .expired
+            .with_label_values(&[queue])
+            .inc_by(expired as u64);
+    }
+}
+
 async fn reap(shared: &Shared, queue: &str) {
     let taken_back = std::sync::atomic::AtomicUsize::new(0);
     in_passes(shared, "reap", queue, || async {
@@ -122,6 +139,17 @@ async fn expire(shared: &Shared, queue: &str) {
 }
 
 async fn sample(shared: &Shared, queue: &str) {
+    if let Err(e) = shared.store.release_held(queue).await {
+        shared.redis_error("release_held");
+        tracing::debug!(%queue, error = %e, "putting back held jobs failed");
+    }
+    if let Ok(settings) = shared.store.queue_settings(queue).await {
+        shared
+            .metrics
+            .queue_paused
+            .with_label_values(&[queue])
+            .set(i64::from(settings.paused));
+    }
     if let Ok(stats) = shared.store.stats(queue).await {
         let g = &shared.metrics.queue_jobs;
         for (state, n) in [
