@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tether_producer::{JobSpec, LimitsPatch};
 
 use crate::latency::pct;
-use crate::process::{noop, steady_rate, until_done};
+use crate::process::{jobs_of, noop, steady_rate, until_done};
 use crate::target::Target;
 use crate::workers::{Workers, wait_for_workers};
 
@@ -138,25 +138,11 @@ async fn starts_of(
     target: &Target,
     queue: &str,
 ) -> Result<Vec<chrono::DateTime<chrono::Utc>>, String> {
-    let mut starts = Vec::new();
-    let mut marker = None;
-    loop {
-        let page = target
-            .producer
-            .list(tether_producer::ListQuery {
-                queues: vec![queue.to_owned()],
-                limit: 1000,
-                marker,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-        starts.extend(page.jobs.iter().filter_map(|j| j.started_at));
-        match page.next_marker {
-            Some(m) => marker = Some(m),
-            None => break,
-        }
-    }
+    let mut starts: Vec<_> = jobs_of(target, queue)
+        .await?
+        .iter()
+        .filter_map(|j| j.started_at)
+        .collect();
     starts.sort();
     if starts.is_empty() {
         return Err(format!("{queue}: no job started"));

@@ -2,9 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use tether_producer::{ListQuery, Overlap, ScheduleSpec, Trigger};
+use tether_producer::{Overlap, ScheduleSpec, Trigger};
 
-use crate::process::{noop, until_done};
+use crate::process::{jobs_of, noop, until_done};
 use crate::target::Target;
 use crate::workers::{Workers, wait_for_workers};
 
@@ -92,29 +92,14 @@ pub(crate) async fn schedule_lag(target: &Target, secs: u64) -> Result<(usize, f
             .await
             .map_err(|e| e.to_string())?;
     }
-    let mut lags = Vec::new();
-    let mut marker = None;
-    loop {
-        let page = target
-            .producer
-            .list(ListQuery {
-                queues: vec![queue.to_owned()],
-                limit: 500,
-                marker,
-                ..ListQuery::default()
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-        for job in &page.jobs {
-            if let Some(fire) = job.fire_time {
-                lags.push((job.created_at - fire).num_microseconds().unwrap_or(0) as f64 / 1000.0);
-            }
-        }
-        marker = page.next_marker;
-        if marker.is_none() {
-            break;
-        }
-    }
+    let mut lags: Vec<f64> = jobs_of(target, queue)
+        .await?
+        .iter()
+        .filter_map(|job| {
+            let fire = job.fire_time?;
+            Some((job.created_at - fire).num_microseconds().unwrap_or(0) as f64 / 1000.0)
+        })
+        .collect();
     if lags.is_empty() {
         return Err("no schedule fired".into());
     }

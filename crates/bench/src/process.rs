@@ -119,6 +119,32 @@ pub(crate) async fn processing(
     })
 }
 
+/// Every retained job of `queue` (summaries), a page of 1,000 at a time.
+pub(crate) async fn jobs_of(
+    target: &Target,
+    queue: &str,
+) -> Result<Vec<tether_producer::Job>, String> {
+    let mut jobs = Vec::new();
+    let mut marker = None;
+    loop {
+        let page = target
+            .producer
+            .list(tether_producer::ListQuery {
+                queues: vec![queue.to_owned()],
+                limit: 1000,
+                marker,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        jobs.extend(page.jobs);
+        marker = page.next_marker;
+        if marker.is_none() {
+            return Ok(jobs);
+        }
+    }
+}
+
 /// Jobs/s between the first and the last recorded outcome of `queue`'s `n` jobs.
 pub(crate) async fn steady_rate(target: &Target, queue: &str, n: usize) -> Result<f64, String> {
     let edge = |sort_dir| async move {
