@@ -98,6 +98,13 @@ impl LimitsPatch {
         }
     }
 
+    /// Checks every limit it sets.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let mut settings = QueueSettings::default();
+        self.apply(&mut settings);
+        settings.validate()
+    }
+
     /// Whether it changes nothing.
     pub fn is_empty(&self) -> bool {
         *self == LimitsPatch::default()

@@ -41,9 +41,7 @@ impl Producer {
         limits: &LimitsPatch,
     ) -> Result<QueueSettings, Error> {
         self.admin_only("changing a queue's limits")?;
-        let mut check = QueueSettings::default();
-        limits.apply(&mut check);
-        check.validate()?;
+        limits.validate()?;
         Ok(self.store.set_limits(queue, limits).await?)
     }
 

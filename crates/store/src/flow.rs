@@ -121,9 +121,7 @@ impl Store {
         queue: &str,
         patch: &LimitsPatch,
     ) -> Result<QueueSettings, StoreError> {
-        let mut probe = QueueSettings::default();
-        patch.apply(&mut probe);
-        probe
+        patch
             .validate()
             .map_err(|e| StoreError::Config(e.to_string()))?;
         let mut changes = Vec::new();
