@@ -339,32 +339,23 @@ if queued ~= 0 then redis.call('HINCRBY', K_COUNTS, 'queued', queued) end
 for key, l in pairs(lists) do
   if l.consumed > 0 then redis.call('LTRIM', key, l.consumed, -1) end
 end
--- The rings: a served member goes to the back; an emptied one leaves.
+-- The rings: a served member goes to the back, in the order of its last service (a
+-- score past the ring's last); an emptied one leaves.
 for p, order in pairs(served) do
   if ringed[p] then
-  local ring = ring_key(p)
-  local last = redis.call('ZRANGE', ring, -1, -1, 'WITHSCORES')
-  local next_score = (tonumber(last[2]) or 0) + 1
-  local seen = {}
-  for i = #order, 1, -1 do
-    -- The member's last service decides its place; walk back to find it once.
-    local m = order[i]
-    if not seen[m] then seen[m] = i end
-  end
-  local by_turn = {}
-  for m, i in pairs(seen) do by_turn[#by_turn + 1] = {i, m} end
-  table.sort(by_turn, function(a, b) return a[1] < b[1] end)
-  for _, t in ipairs(by_turn) do
-    local m = t[2]
-    if not emptied[p][m] then
-      redis.call('ZADD', ring, next_score, m)
-      next_score = next_score + 1
+    local ring = ring_key(p)
+    local base = (tonumber(redis.call('ZRANGE', ring, -1, -1, 'WITHSCORES')[2]) or 0) + 1
+    local last_turn = {}
+    for i, m in ipairs(order) do last_turn[m] = i end
+    local moves = {}
+    for m, i in pairs(last_turn) do
+      if not emptied[p][m] then push(moves, base + i, m) end
     end
-  end
-  for m in pairs(emptied[p]) do
-    if m == '' or redis.call('LLEN', ready_list(p, m)) == 0 then redis.call('ZREM', ring, m) end
-  end
-  if redis.call('EXISTS', ring) == 0 then redis.call('ZREM', K_PRIOS, p) end
+    call_chunked('ZADD', ring, nil, moves)
+    for m in pairs(emptied[p]) do
+      if m == '' or redis.call('LLEN', ready_list(p, m)) == 0 then redis.call('ZREM', ring, m) end
+    end
+    if redis.call('EXISTS', ring) == 0 then redis.call('ZREM', K_PRIOS, p) end
   end
 end
 -- Held jobs wait in their type's list until it is resumed.
