@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use backon::BackoffBuilder;
 use rand::Rng;
-use tether_store::ClaimBatch;
+use tether_store::{ClaimBatch, HeldBack};
 use tokio_util::sync::CancellationToken;
 
 use super::{Shared, job};
@@ -70,31 +70,17 @@ pub(super) async fn run(shared: Arc<Shared>, queue: String, stop: CancellationTo
                     }
                 }
                 drop(permit);
-                if held_back.as_ref().is_some_and(|h| h.limit == "scan") {
-                    // The claim read its budget of entries (stale or held ones): go on.
-                    continue;
-                } else if let Some(held) = held_back {
-                    // Ready jobs wait for a limit or a resume: the stream would wake
-                    // this loop at once, so come back when the claim said.
-                    let limit = if THROTTLE_LIMITS.contains(&held.limit.as_str()) {
-                        held.limit.as_str()
-                    } else {
-                        "other"
-                    };
-                    shared
-                        .metrics
-                        .throttled
-                        .with_label_values(&[queue.as_str(), limit])
-                        .inc();
-                    let jitter = rand::rng().random_range(0.9..1.1);
-                    let pause = held
-                        .retry_after
-                        .clamp(MIN_HELD_PAUSE, MAX_HELD_PAUSE)
-                        .mul_f64(jitter);
-                    if held.limit.starts_with("group_") {
-                        // Other groups' new jobs may start now: wait for a new entry, or
-                        // until the held group may run.
-                        match tokio::select! { r = waiter.wait(&queue, pause) => r, _ = stop.cancelled() => return }
+                let then = match held_back {
+                    Some(held) => held_back_then(&shared, &queue, &held),
+                    None if !emptied => Then::Claim,
+                    // The claim emptied the stream: block until something new arrives.
+                    None => Then::Wait(idle_wait),
+                };
+                match then {
+                    Then::Claim => continue,
+                    Then::Sleep(pause) => pause,
+                    Then::Wait(timeout) => {
+                        match tokio::select! { r = waiter.wait(&queue, timeout) => r, _ = stop.cancelled() => return }
                         {
                             Ok(_) => continue,
                             Err(e) => {
@@ -102,21 +88,6 @@ pub(super) async fn run(shared: Arc<Shared>, queue: String, stop: CancellationTo
                                 tracing::warn!(%queue, error = %e, "waiting for jobs failed");
                                 next_pause(&mut backoff)
                             }
-                        }
-                    } else {
-                        pause
-                    }
-                } else if !emptied {
-                    continue;
-                } else {
-                    // The claim emptied the stream: block until something new arrives.
-                    match tokio::select! { r = waiter.wait(&queue, idle_wait) => r, _ = stop.cancelled() => return }
-                    {
-                        Ok(_) => continue,
-                        Err(e) => {
-                            shared.redis_error("wait");
-                            tracing::warn!(%queue, error = %e, "waiting for jobs failed");
-                            next_pause(&mut backoff)
                         }
                     }
                 }
@@ -129,6 +100,47 @@ pub(super) async fn run(shared: Arc<Shared>, queue: String, stop: CancellationTo
             }
         };
         tokio::select! { _ = tokio::time::sleep(pause) => {}, _ = stop.cancelled() => return }
+    }
+}
+
+/// What the claim loop does next.
+enum Then {
+    /// Claim again at once.
+    Claim,
+    /// Sleep this long, then claim.
+    Sleep(Duration),
+    /// Block on the stream for a new entry, at most this long, then claim.
+    Wait(Duration),
+}
+
+/// A claim that flow control held back: counted by the limit that bound, then the
+/// pause the claim asked for. Ready jobs wait for a limit or a resume, so the stream
+/// (which holds them) would wake the loop at once; only behind a group limit may other
+/// groups' new jobs start, so there a new entry still wakes it.
+fn held_back_then(shared: &Shared, queue: &str, held: &HeldBack) -> Then {
+    if held.limit == "scan" {
+        // The claim read its budget of entries (stale or held ones): go on.
+        return Then::Claim;
+    }
+    let limit = if THROTTLE_LIMITS.contains(&held.limit.as_str()) {
+        held.limit.as_str()
+    } else {
+        "other"
+    };
+    shared
+        .metrics
+        .throttled
+        .with_label_values(&[queue, limit])
+        .inc();
+    let jitter = rand::rng().random_range(0.9..1.1);
+    let pause = held
+        .retry_after
+        .clamp(MIN_HELD_PAUSE, MAX_HELD_PAUSE)
+        .mul_f64(jitter);
+    if held.limit.starts_with("group_") {
+        Then::Wait(pause)
+    } else {
+        Then::Sleep(pause)
     }
 }
 
