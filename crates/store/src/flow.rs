@@ -181,20 +181,17 @@ impl Store {
     pub async fn release_held(&self, queue: &str) -> Result<(), StoreError> {
         validate_queue_name(queue)?;
         let keys = QueueKeys::new(queue);
-        let mut pipe = redis::pipe();
-        pipe.cmd("SMEMBERS")
-            .arg(keys.held_types())
-            .cmd("HGET")
-            .arg(keys.settings())
-            .arg("ptypes");
-        let (types, paused): (Vec<String>, Option<String>) = self
-            .idempotent(|| async { Ok(pipe.query_async(&mut self.conn()).await?) })
+        let types: Vec<String> = self
+            .idempotent(|| async {
+                Ok(redis::cmd("SMEMBERS")
+                    .arg(keys.held_types())
+                    .query_async(&mut self.conn())
+                    .await?)
+            })
             .await?;
-        let paused = paused.unwrap_or_default();
+        // `unhold.lua` leaves a type that is still paused alone, atomically.
         for t in types {
-            if !paused.split(',').any(|p| p == t) {
-                self.unhold(queue, &t).await?;
-            }
+            self.unhold(queue, &t).await?;
         }
         Ok(())
     }
