@@ -366,6 +366,7 @@ for _, job in ipairs(held) do
 end
 for _, job in ipairs(expired) do
   expire_unstarted(job_key(job.id), job.id, now, retention, job.watched, job.owner)
+  redis.call('ZREM', K_DEADLINES, job.id)
 end
 
 local out = {now, deadline, wait, reason}

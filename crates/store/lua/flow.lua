@@ -85,10 +85,10 @@ local function flush_groups()
 end
 
 -- A start deadline that passed: the job fails with Expired and 0 attempts (it never ran).
+-- The caller takes it out of `deadlines` (deadline.lua does so for its whole batch).
 local function expire_unstarted(key, id, now, retention, watched, owner)
   finalize(key, id, 'failure', now, retention, watched,
     {'ec', 'Expired', 'msg', 'not started by its start_by deadline'}, owner)
-  redis.call('ZREM', K_DEADLINES, id)
 end
 
 -- Fails, before any write, when `key` holds something other than a `want` (or nothing).
