@@ -17,6 +17,7 @@
 # instead of two; TEST_RUNNER=cargo makes it use `cargo test` too.
 # TEST_THREADS sets the parallelism (default: 4 per binary under cargo test, 6
 # tests at once under nextest).
+# TEST_TIME_LIMIT bounds the full tier's tests (default 50m), a timeout(1) duration.
 #
 # Installs what the chosen tier needs when missing (Debian packages), builds
 # the binaries the process tests spawn, then runs the workspace's tests. Every
@@ -51,7 +52,10 @@ fi
 cargo build --workspace --bins --quiet
 if $full; then
   rm -f target/tmp/chaos-*.txt
-  cargo test --workspace --quiet -- --test-threads "${TEST_THREADS:-4}" --include-ignored "$@"
+  # A hung test fails the run with its name on screen (libtest names a test
+  # running over 60 s) instead of running into CI's own limit.
+  timeout --kill-after=30s "${TEST_TIME_LIMIT:-50m}" \
+    cargo test --workspace --quiet -- --test-threads "${TEST_THREADS:-4}" --include-ignored "$@"
   # The chaos runs' figures (tests/chaos.rs writes one line per run).
   cat target/tmp/chaos-*.txt 2>/dev/null || true
 elif [ "${TEST_RUNNER:-nextest}" = nextest ] && cargo nextest --version >/dev/null 2>&1; then

@@ -1,7 +1,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::{RedisOptions, RedisServer, eventually_blocking};
+use crate::{RedisOptions, RedisServer, eventually_blocking, poll_blocking};
 
 /// A Redis Cluster of private redis-servers on free loopback ports; torn down on drop.
 ///
@@ -30,6 +30,9 @@ pub enum Failover {
 /// Cluster node timeout: how long a silent master lasts before its replica takes over.
 pub const NODE_TIMEOUT: Duration = Duration::from_millis(1000);
 
+/// How long `redis-cli --cluster create` may take to join the nodes.
+const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
+
 impl RedisCluster {
     /// Starts `masters` masters with `replicas` replicas each, joins them with
     /// `redis-cli --cluster create`, and waits until every node reports `cluster_state:ok`.
@@ -56,19 +59,28 @@ impl RedisCluster {
         let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
             .map(|_| RedisServer::start(options.clone()))
             .collect();
-        let status = Command::new("redis-cli")
+        let mut create = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())))
             .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
-            .status()
+            .spawn()
             .unwrap_or_else(|e| {
                 panic!(
                     "cannot run redis-cli ({e}); install it with: apt-get install -y redis-tools"
                 )
             });
+        // redis-cli waits for the nodes to agree with no time limit of its own.
+        let status = poll_blocking(CREATE_TIMEOUT, || {
+            create.try_wait().ok().flatten().ok_or(())
+        });
+        let Ok(status) = status else {
+            let _ = create.kill();
+            let _ = create.wait();
+            panic!("redis-cli --cluster create did not finish within {CREATE_TIMEOUT:?}");
+        };
         assert!(status.success(), "redis-cli --cluster create failed");
         let cluster = RedisCluster { nodes };
         cluster.wait_healthy(cluster.nodes.iter().collect(), masters);

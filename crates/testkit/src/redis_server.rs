@@ -7,7 +7,7 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::eventually_blocking;
+use crate::{eventually_blocking, poll_blocking};
 
 /// How to start a private Redis.
 #[derive(Debug, Clone, Default)]
@@ -43,18 +43,37 @@ impl RedisServer {
     ///
     /// Panics with the install command when `redis-server` is not on PATH.
     pub fn start(options: RedisOptions) -> RedisServer {
+        Self::start_on(free_port(), options)
+    }
+
+    /// Starts on `port`, or on another free port when some other process holds it
+    /// (another test's server may take a port between [`free_port`] and the spawn).
+    fn start_on(port: u16, options: RedisOptions) -> RedisServer {
         let dir = tempfile::Builder::new()
             .prefix("tether-redis-")
             .tempdir()
             .expect("tempdir");
-        let server = RedisServer {
-            port: free_port(),
+        let mut server = RedisServer {
+            port,
             dir,
             options,
             child: Mutex::new(None),
         };
-        server.spawn();
-        server
+        const ATTEMPTS: usize = 10;
+        for attempt in 1..=ATTEMPTS {
+            match server.try_spawn() {
+                Ok(()) => return server,
+                Err(why) if attempt < ATTEMPTS => {
+                    eprintln!(
+                        "redis-server on port {}: {why}; trying another port",
+                        server.port
+                    );
+                    server.port = free_port();
+                }
+                Err(why) => panic!("redis-server never started: {why}"),
+            }
+        }
+        unreachable!("the last attempt panics")
     }
 
     /// `redis://127.0.0.1:<port>`.
@@ -72,6 +91,15 @@ impl RedisServer {
     }
 
     fn spawn(&self) {
+        if let Err(why) = self.try_spawn() {
+            panic!("redis-server on port {} did not restart: {why}", self.port);
+        }
+    }
+
+    /// Starts the process and waits until it answers on the port: it, not another
+    /// process that holds the port (then this one exits, unable to bind, and the
+    /// other one would answer).
+    fn try_spawn(&self) -> Result<(), String> {
         let mut cmd = Command::new("redis-server");
         cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .arg("--dir")
@@ -98,28 +126,41 @@ impl RedisServer {
             .unwrap_or_else(|e| {
                 panic!("cannot start redis-server ({e}); install it with: apt-get install -y redis-server")
             });
+        let pid = child.id();
         *self.child.lock().unwrap() = Some(child);
-        self.wait_ready();
-    }
-
-    fn wait_ready(&self) {
         let client = redis::Client::open(self.url()).expect("url");
-        eventually_blocking(
-            Duration::from_secs(10),
-            format_args!(
-                "redis-server on port {} did not become ready (see {}/redis.log)",
-                self.port,
-                self.dir.path().display()
-            ),
-            || {
-                TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).map_err(|e| e.to_string())?;
-                // While loading the AOF Redis answers LOADING; wait for a real PONG.
-                let mut conn = client.get_connection().map_err(|e| e.to_string())?;
-                redis::cmd("PING")
-                    .query::<String>(&mut conn)
-                    .map_err(|e| e.to_string())
-            },
-        );
+        let answered = poll_blocking(Duration::from_secs(10), || {
+            if let Some(status) = self
+                .child
+                .lock()
+                .unwrap()
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                return Ok(Err(format!(
+                    "it exited ({status}); see {}/redis.log",
+                    self.dir.path().display()
+                )));
+            }
+            TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).map_err(|e| e.to_string())?;
+            // While loading the AOF Redis answers LOADING; wait for a real answer.
+            let mut conn = client.get_connection().map_err(|e| e.to_string())?;
+            let info: String = redis::cmd("INFO")
+                .arg("server")
+                .query(&mut conn)
+                .map_err(|e| e.to_string())?;
+            match info_field(&info, "process_id") {
+                Some(id) if id == pid.to_string() => Ok(Ok(())),
+                other => Err(format!("process {other:?} answers, not {pid}")),
+            }
+        });
+        match answered {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(why)) | Err(why) => {
+                self.kill();
+                Err(why)
+            }
+        }
     }
 
     fn signal(&self, signal: Signal) {
@@ -190,8 +231,41 @@ impl RedisServer {
     }
 }
 
+/// A `name:value` line of an `INFO` reply.
+fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn process_id(server: &RedisServer) -> u32 {
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query(&mut server.connection())
+            .unwrap();
+        info_field(&info, "process_id")
+            .and_then(|pid| pid.parse().ok())
+            .expect("process_id in INFO")
+    }
+
+    /// Another test's server may take a port between `free_port` and the spawn: the
+    /// new server must be one of its own, never the other test's.
+    #[test]
+    fn a_taken_port_never_yields_another_tests_server() {
+        let first = RedisServer::start(RedisOptions::default());
+        let second = RedisServer::start_on(first.port(), RedisOptions::default());
+        let own = second.child.lock().unwrap().as_ref().map(Child::id);
+        assert_eq!(Some(process_id(&second)), own);
+        assert_ne!(process_id(&first), process_id(&second));
     }
 }
