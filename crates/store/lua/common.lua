@@ -1,4 +1,5 @@
--- Prelude shared by every Tether script (prepended at build time).
+-- The prelude of Tether's function library (every queue script is a Redis function
+-- of one library, loaded once per server: see src/scripts.rs).
 --
 -- Calling convention, the same for all scripts:
 --   KEYS = the queue's fixed keys: stream, delayed, leases, jobs, done, dead, counts
@@ -43,9 +44,14 @@
 -- runs to its end). Each script's first write is a denyoom one (HSET, SET, XADD, ZADD,
 -- HINCRBY), so out of memory nothing starts: a claim is refused rather than leasing
 -- jobs whose outcomes could not be recorded.
-local K_STREAM, K_DELAYED, K_LEASES, K_JOBS, K_DONE, K_DEAD, K_COUNTS =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
-local PREFIX = ARGV[1]
+-- What the library's top level defines (the functions below) is made once, when the
+-- library is loaded; what depends on the call (its keys and arguments, the buffers
+-- below) is set by begin_common() at the start of every call. Calls never overlap.
+local KEYS, ARGV
+local K_STREAM, K_DELAYED, K_LEASES, K_JOBS, K_DONE, K_DEAD, K_COUNTS
+local PREFIX
+-- Owner -> how many of its jobs are not final (the pending quota counts these).
+local K_ACTIVE
 local GROUP = 'workers'
 -- The most jobs one call handles (callers send larger batches in chunks), and the most
 -- values passed to one command (Lua's unpack fails past about 8,000).
@@ -82,9 +88,6 @@ end
 -- An owner's retained jobs by creation time, so an owner's list reads only its own jobs.
 local function owner_index(owner) return PREFIX .. 'owner:' .. owner end
 
--- Owner -> how many of its jobs are not final (the pending quota counts these).
-local K_ACTIVE = PREFIX .. 'active'
-
 local function fail(message) error({err = message}) end
 
 -- ARGV[i] as a number; a malformed argument fails the script before any write.
@@ -98,16 +101,20 @@ local function bounded(n)
   if n > MAX_BATCH then fail('ERR ' .. n .. ' jobs in one call; send at most ' .. MAX_BATCH) end
 end
 
-local TYPES = {[K_STREAM] = 'stream', [K_DELAYED] = 'zset', [K_LEASES] = 'zset', [K_JOBS] = 'zset',
-  [K_DONE] = 'zset', [K_DEAD] = 'zset', [K_COUNTS] = 'hash', [K_ACTIVE] = 'hash'}
+-- What each fixed key holds (the stream, the hashes; the others are sorted sets).
+local function fixed_type(key)
+  if key == K_STREAM then return 'stream' end
+  if key == K_COUNTS or key == K_ACTIVE then return 'hash' end
+  return 'zset'
+end
 
 -- Checks that the fixed keys a script may write hold what Tether keeps there (or
 -- nothing yet), and that the counters are integers, so no later write can fail.
 local function writable(...)
   for _, key in ipairs({...}) do
     local t = redis.call('TYPE', key)['ok']
-    if t ~= 'none' and t ~= TYPES[key] then
-      fail('WRONGTYPE ' .. key .. ' holds a ' .. t .. ', not a ' .. TYPES[key] .. '; nothing was changed')
+    if t ~= 'none' and t ~= fixed_type(key) then
+      fail('WRONGTYPE ' .. key .. ' holds a ' .. t .. ', not a ' .. fixed_type(key) .. '; nothing was changed')
     end
     if key == K_COUNTS and t == 'hash' then
       for _, n in ipairs(redis.call('HMGET', key, 'success', 'failure', 'cancelled', 'queued')) do
@@ -285,4 +292,30 @@ local function check_lease(key, token, ...)
   -- (At its deadline a lease is no longer live: the claim counts live ones as > now.)
   if not deadline or tonumber(deadline) <= lease_clock then return 'LOST' end
   return nil, unpack(v, 4)
+end
+
+-- A buffer left with entries by the last call (which may have failed before its
+-- flush) is replaced; an empty one is kept (no allocation on the common path).
+local function fresh(t)
+  if next(t) then return {} end
+  return t
+end
+
+-- Binds a call's keys and arguments and empties what an earlier call left.
+local function begin_common(keys, args)
+  KEYS, ARGV = keys, args
+  K_STREAM, K_DELAYED, K_LEASES, K_JOBS, K_DONE, K_DEAD, K_COUNTS =
+    keys[1], keys[2], keys[3], keys[4], keys[5], keys[6], keys[7]
+  PREFIX = args[1]
+  K_ACTIVE = PREFIX .. 'active'
+  formatted = fresh(formatted)
+  leased, unleased, renewed = fresh(leased), fresh(unleased), fresh(renewed)
+  delayed, undelayed = fresh(delayed), fresh(undelayed)
+  done, undone = fresh(done), fresh(undone)
+  dead, undead = fresh(dead), fresh(undead)
+  created, uncreated = fresh(created), fresh(uncreated)
+  owned, disowned = fresh(owned), fresh(disowned)
+  counted, active = fresh(counted), fresh(active)
+  lease_clock = nil
+  lease_deadlines = fresh(lease_deadlines)
 end

@@ -91,7 +91,7 @@ for _, job in ipairs(jobs) do
   local where, at = 'ut', int(now)
   local placed_later = false
   if job.due > now then
-    redis.call('ZADD', K_DELAYED, int(job.due), id)
+    push(delayed, int(job.due), id)
     where, at = 'ra', int(job.due)
   elseif direct then
     where, at = 'sid', redis.call('XADD', K_STREAM, '*', 'j', id)

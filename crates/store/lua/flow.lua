@@ -1,4 +1,4 @@
--- Flow control, shared by every script (prepended after common.lua).
+-- Flow control, shared by every script (the library's second part, after common.lua).
 --
 -- Where a ready job waits depends on its priority (`pri`, absent = 5) and its
 -- fairness group (`grp`, absent = none):
@@ -16,12 +16,9 @@
 -- behind, stale; claims skip (and trim) an entry whose job is not pending there.
 -- Counts: `counts.queued` is the number of pending jobs in lists and held lists (stale
 -- entries are not counted), so the queue's ready count is the stream's jobs plus it.
-local K_SETTINGS = PREFIX .. 'settings'
-local K_PRIOS = PREFIX .. 'prios'
-local K_DEADLINES = PREFIX .. 'deadlines'
-local K_STARTS = PREFIX .. 'starts'
--- The types that have a held list (so maintenance can put back what a resume left).
-local K_HELD_TYPES = PREFIX .. 'held_types'
+-- K_HELD_TYPES: the types that have a held list (so maintenance can put back what a
+-- resume left). All are set by begin_flow().
+local K_SETTINGS, K_PRIOS, K_DEADLINES, K_STARTS, K_HELD_TYPES
 
 local function ring_key(p) return PREFIX .. 'ring:' .. p end
 local function ready_list(p, g) return PREFIX .. 'rdy:' .. p .. ':' .. g end
@@ -34,8 +31,22 @@ local function on_stream(pri, grp)
   return (not pri or pri == '' or pri == '5') and (not grp or grp == '')
 end
 
+-- What make_ready learnt or left for flush() in this call (begin_flow empties them):
+local joined = {}     -- ring -> members known to be in it (checked or added)
+local prio_known = {} -- priorities known to be in `prios`
+local listed = {}     -- ready list -> ids to append (one RPUSH per list, in flush())
+local queued_delta = 0
+local stream_busy     -- true once the stream is known to hold an entry
+
 -- Adds `member` to a ring after its last member (served last), if it is not in it.
 local function join_ring(ring, member)
+  local members = joined[ring]
+  if not members then
+    members = {}
+    joined[ring] = members
+  end
+  if members[member] then return end
+  members[member] = true
   if redis.call('ZSCORE', ring, member) then return end
   local last = redis.call('ZRANGE', ring, -1, -1, 'WITHSCORES')
   redis.call('ZADD', ring, (tonumber(last[2]) or 0) + 1, member)
@@ -50,9 +61,13 @@ local function has_ring5()
   return ring5
 end
 
+-- A listed job's id reaches its list in flush() (every script that calls make_ready
+-- ends with it), with its batch's: a batch of a thousand jobs of one group is one
+-- RPUSH, one count and one ring check, not a thousand.
 local function make_ready(key, id, now, pri, grp)
   if on_stream(pri, grp) then
     local sid = redis.call('XADD', K_STREAM, '*', 'j', id)
+    stream_busy = true
     redis.call('HSET', key, 'st', 'pending', 'sid', sid, 'ut', int(now))
     if has_ring5() then join_ring(ring_key('5'), '') end
     return
@@ -63,13 +78,26 @@ local function make_ready(key, id, now, pri, grp)
     -- Level 5 gets a ring while the stream holds jobs: the stream takes its turns too.
     redis.call('ZADD', ring, 0, '')
   end
-  if redis.call('XLEN', K_STREAM) == 0 then redis.call('XADD', K_STREAM, '*', 'd', '1') end
+  if not stream_busy then
+    -- An entry that wakes a worker blocked on an empty stream.
+    if redis.call('XLEN', K_STREAM) == 0 then redis.call('XADD', K_STREAM, '*', 'd', '1') end
+    stream_busy = true
+  end
   redis.call('HSET', key, 'st', 'pending', 'sid', 'L', 'ut', int(now))
-  redis.call('RPUSH', ready_list(p, g), id)
-  redis.call('HINCRBY', K_COUNTS, 'queued', 1)
+  local list = ready_list(p, g)
+  local ids = listed[list]
+  if not ids then
+    ids = {}
+    listed[list] = ids
+  end
+  ids[#ids + 1] = id
+  queued_delta = queued_delta + 1
   join_ring(ring, g)
   if p == '5' then ring5 = true end
-  redis.call('ZADD', K_PRIOS, 'NX', tonumber(p), p)
+  if not prio_known[p] then
+    redis.call('ZADD', K_PRIOS, 'NX', tonumber(p), p)
+    prio_known[p] = true
+  end
 end
 
 -- Group -> ids whose lease ended (removed from the group's lease set by flush_groups).
@@ -131,6 +159,8 @@ local flush_indexes = flush
 local function flush()
   flush_indexes()
   flush_groups()
+  for list, ids in pairs(listed) do call_chunked('RPUSH', list, nil, ids) end
+  if queued_delta ~= 0 then redis.call('HINCRBY', K_COUNTS, 'queued', queued_delta) end
 end
 
 -- Takes a pending job out of the stream, for a cancel or an expiry. A list or held entry
@@ -142,4 +172,13 @@ local function unready(sid)
   elseif sid == 'L' or sid == 'H' then
     redis.call('HINCRBY', K_COUNTS, 'queued', -1)
   end
+end
+
+-- The flow part of a call's start (after begin_common).
+local function begin_flow()
+  K_SETTINGS, K_PRIOS, K_DEADLINES = PREFIX .. 'settings', PREFIX .. 'prios', PREFIX .. 'deadlines'
+  K_STARTS, K_HELD_TYPES = PREFIX .. 'starts', PREFIX .. 'held_types'
+  ring5, stream_busy, queued_delta = nil, nil, 0
+  joined, prio_known, listed = fresh(joined), fresh(prio_known), fresh(listed)
+  left_group, groups_checked, routes_checked = fresh(left_group), fresh(groups_checked), fresh(routes_checked)
 end

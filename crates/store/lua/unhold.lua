@@ -27,4 +27,5 @@ if #ids > 0 then redis.call('LTRIM', list, #ids, -1) end
 if #ids < limit then redis.call('SREM', K_HELD_TYPES, job_type) end
 local now = now_ms()
 for _, job in ipairs(back) do make_ready(job_key(job.id), job.id, now, job.pri, job.grp) end
+flush()
 return #ids

@@ -128,6 +128,20 @@ pub(crate) fn has_code(e: &redis::RedisError, code: &str) -> bool {
             .is_some_and(|errors| errors.iter().any(|(_, error)| error.code() == code))
 }
 
+/// Whether Redis (or a command of a pipeline) refused a call because it has not
+/// loaded the function library ("ERR Function not found").
+pub(crate) fn is_missing_function(e: &redis::RedisError) -> bool {
+    let missing = |code: &str, detail: Option<&str>| {
+        code == "ERR" && detail.is_some_and(|d| d.starts_with("Function not found"))
+    };
+    e.code().is_some_and(|code| missing(code, e.detail()))
+        || e.clone().into_server_errors().is_some_and(|errors| {
+            errors
+                .iter()
+                .any(|(_, error)| missing(error.code(), error.details()))
+        })
+}
+
 /// `30 days`, `90 minutes`, `45s`: a horizon as people set it.
 fn span(d: std::time::Duration) -> String {
     let secs = d.as_secs();
@@ -147,6 +161,15 @@ mod tests {
     fn reply(line: &str) -> StoreError {
         let value = redis::parse_redis_value(format!("-{line}\r\n").as_bytes()).unwrap();
         StoreError::Redis(value.extract_error().unwrap_err())
+    }
+
+    #[test]
+    fn a_server_without_the_library_is_told_apart() {
+        let missing =
+            |line: &str| matches!(reply(line), StoreError::Redis(e) if is_missing_function(&e));
+        assert!(missing("ERR Function not found"));
+        assert!(!missing("ERR Error running script"));
+        assert!(!missing("NOSCRIPT No matching script. Please use EVAL."));
     }
 
     #[test]

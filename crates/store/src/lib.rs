@@ -1,7 +1,7 @@
 //! Tether's storage layer: the only crate that knows Redis keys, scripts and encodings.
 //!
-//! Every state change of a job is one Lua script (in `lua/`, sharing the
-//! prelude `lua/common.lua`), executed atomically and checked against the
+//! Every state change of a job is one Lua script (in `lua/`, loaded as functions
+//! of one Redis function library after the shared `lua/common.lua` and `lua/flow.lua`), executed atomically and checked against the
 //! job's current status and, for worker writes, its [`LeaseToken`] — the fencing
 //! token that changes on every claim and every reap. A worker whose token is
 //! stale gets [`LeaseError::Lost`] and can change nothing. No script fails after
@@ -38,7 +38,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::{AsyncCommands, Script, ScriptInvocation};
+use redis::AsyncCommands;
 use tether_model::{DEFAULT_PRIORITY, Job, JobId, JobSpec, StartBy, Status};
 
 pub use codec::{decode, encode};
@@ -52,7 +52,7 @@ pub use worker_ops::{
 };
 
 use keys::{LAYOUT_VERSION, QueueKeys};
-use scripts::SCRIPTS;
+use scripts::{Call, Function, SCRIPTS};
 
 /// Connection and retention settings.
 #[derive(Debug, Clone)]
@@ -151,11 +151,7 @@ pub struct QueueStats {
 pub mod test_support {
     /// The name of every script, so a suite can run each one (on a cluster, say).
     pub fn script_names() -> Vec<&'static str> {
-        crate::SCRIPTS
-            .all()
-            .into_iter()
-            .map(|(name, _)| name)
-            .collect()
+        crate::SCRIPTS.names()
     }
 }
 
@@ -261,8 +257,8 @@ impl Store {
     }
 
     /// Runs `script` for `queue` with the calling convention of `lua/common.lua`.
-    pub(crate) fn invocation<'a>(script: &'a Script, keys: &QueueKeys) -> ScriptInvocation<'a> {
-        let mut inv = script.prepare_invoke();
+    pub(crate) fn invocation<'a>(script: &'a Function, keys: &QueueKeys) -> Call<'a> {
+        let mut inv = script.call();
         for key in &keys.fixed {
             inv.key(key);
         }
@@ -377,7 +373,7 @@ impl Store {
     }
 
     /// Appends one job's arguments for `enqueue.lua`.
-    fn push_job(inv: &mut ScriptInvocation<'_>, spec: &JobSpec, id: JobId, input: &[u8]) {
+    fn push_job(inv: &mut Call<'_>, spec: &JobSpec, id: JobId, input: &[u8]) {
         let run_at_ms = spec
             .run_at
             .map(|t| t.timestamp_millis().max(0))
@@ -434,17 +430,14 @@ impl Store {
                 // the same connection, so both go in one pipeline (routed by the script's
                 // key), on a connection of their own: WAIT blocks the connection it is on.
                 let mut pipe = redis::pipe();
-                pipe.invoke_script(&inv)
+                pipe.add_command(inv.command())
                     .cmd("WAIT")
                     .arg(wanted)
                     .arg(self.inner.config.replication_timeout.as_millis() as u64);
                 let mut conn = self.inner.replicated.take().await?;
                 let replies = match pipe.query_async(&mut conn).await {
-                    Err(e)
-                        if e.kind()
-                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-                    {
-                        inv.load_async(&mut conn).await?;
+                    Err(e) if scripts::is_missing_function(&e) => {
+                        scripts::load_library(&mut conn).await?;
                         pipe.query_async(&mut conn).await?
                     }
                     other => other?,
@@ -605,7 +598,7 @@ impl Store {
 
     async fn queue_script<T: redis::FromRedisValue>(
         &self,
-        script: &Script,
+        script: &Function,
         queue: &str,
         args: &[&str],
     ) -> Result<T, StoreError> {

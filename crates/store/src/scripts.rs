@@ -1,49 +1,177 @@
-//! The Lua scripts, each prefixed with the shared prelude and invoked by SHA
-//! (redis-rs loads a script again when the server answers NOSCRIPT).
+//! The queue scripts, as one library of Redis functions (`FUNCTION LOAD`).
+//!
+//! A script sent with `EVALSHA` runs its whole text at every call: the shared prelude
+//! alone (`common.lua`, `flow.lua`: some forty local functions, each a closure made
+//! anew) cost more Redis CPU than the commands of a heartbeat. A library's top level
+//! runs once, when it is loaded; each call (`FCALL`) runs only its function's body.
+//!
+//! The library's name carries a hash of its text, so processes of two Tether versions
+//! (a rolling upgrade) each call their own functions. A server that does not have the
+//! library (a new one, a restart without persistence, a `FUNCTION FLUSH`) answers
+//! "Function not found": the call loads it there and is sent again.
 
 use std::sync::LazyLock;
 
-use redis::Script;
+use redis::aio::ConnectionLike;
+use redis::{Cmd, FromRedisValue, RedisResult, ToRedisArgs};
+
+pub(crate) use crate::error::is_missing_function;
+
+/// One function of the library.
+#[derive(Debug)]
+pub(crate) struct Function {
+    name: String,
+}
+
+impl Function {
+    /// A call of this function, to which the caller adds keys and arguments.
+    pub(crate) fn call(&self) -> Call<'_> {
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg(&self.name);
+        Call {
+            function: self,
+            cmd,
+            keys: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+}
+
+/// An `FCALL` being built: `key` and `arg` in any order (keys go first on the wire).
+pub(crate) struct Call<'a> {
+    function: &'a Function,
+    cmd: Cmd,
+    keys: Vec<Vec<u8>>,
+    args: Vec<Vec<Vec<u8>>>,
+}
+
+impl Call<'_> {
+    pub(crate) fn key(&mut self, key: impl ToRedisArgs) -> &mut Self {
+        self.keys.extend(key.to_redis_args());
+        self
+    }
+
+    pub(crate) fn arg(&mut self, arg: impl ToRedisArgs) -> &mut Self {
+        self.args.push(arg.to_redis_args());
+        self
+    }
+
+    /// The complete command, for a pipeline.
+    pub(crate) fn command(&self) -> Cmd {
+        let mut cmd = self.cmd.clone();
+        cmd.arg(self.keys.len()).arg(&self.keys);
+        for arg in &self.args {
+            cmd.arg(arg);
+        }
+        cmd
+    }
+
+    /// Sends the call; loads the library first where the server lacks it.
+    pub(crate) async fn invoke_async<T: FromRedisValue>(
+        &self,
+        conn: &mut impl ConnectionLike,
+    ) -> RedisResult<T> {
+        let cmd = self.command();
+        match cmd.query_async(conn).await {
+            Err(e) if is_missing_function(&e) => {
+                tracing::debug!(function = %self.function.name, "loading the function library");
+                load_library(conn).await?;
+                cmd.query_async(conn).await
+            }
+            other => other,
+        }
+    }
+}
+
+/// `FUNCTION LOAD REPLACE` of the library (on a cluster, on every master).
+pub(crate) async fn load_library(conn: &mut impl ConnectionLike) -> RedisResult<()> {
+    let _: redis::Value = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("REPLACE")
+        .arg(&SCRIPTS.library)
+        .query_async(conn)
+        .await?;
+    Ok(())
+}
 
 macro_rules! scripts {
-    (
-        plain: $($plain:ident),* $(,)?;
-        with_flow: $($flowing:ident),* $(,)?
-    ) => {
-        /// Every script Tether runs, compiled once per process.
+    ($($name:ident),* $(,)?) => {
+        /// Every queue script, as functions of one library built once per process.
         #[derive(Debug)]
         pub(crate) struct Scripts {
-            $(pub(crate) $plain: Script,)*
-            $(pub(crate) $flowing: Script,)*
+            $(pub(crate) $name: Function,)*
+            /// The library's source, as `FUNCTION LOAD` takes it.
+            library: String,
         }
 
-        // Every call runs its whole prelude (each `local function` is a closure made
-        // anew), so the scripts that never make a job ready nor end a lease go without
-        // flow.lua: heartbeats and progress reports are the most frequent calls.
-        pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-            $($plain: Script::new(concat!(
-                include_str!("../lua/common.lua"),
-                include_str!(concat!("../lua/", stringify!($plain), ".lua"))
-            )),)*
-            $($flowing: Script::new(concat!(
-                include_str!("../lua/common.lua"),
-                include_str!("../lua/flow.lua"),
-                include_str!(concat!("../lua/", stringify!($flowing), ".lua"))
-            )),)*
+        pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| {
+            let bodies: &[(&str, &str)] = &[
+                $((stringify!($name), include_str!(concat!("../lua/", stringify!($name), ".lua"))),)*
+            ];
+            let (library, version) = library(bodies);
+            let function = |name: &str| Function { name: format!("tether_{version}_{name}") };
+            Scripts {
+                $($name: function(stringify!($name)),)*
+                library,
+            }
         });
 
         #[cfg(feature = "test-support")]
         impl Scripts {
-            /// (name, script) pairs, for suites that run them all.
-            pub(crate) fn all(&self) -> Vec<(&'static str, &Script)> {
-                vec![$((stringify!($plain), &self.$plain),)* $((stringify!($flowing), &self.$flowing)),*]
+            /// The name of every script, for suites that run them all.
+            pub(crate) fn names(&self) -> Vec<&'static str> {
+                vec![$(stringify!($name)),*]
             }
         }
     };
 }
 
+/// The library's text and its version (a hash of its sources).
+fn library(bodies: &[(&str, &str)]) -> (String, String) {
+    const PRELUDE: [&str; 2] = [
+        include_str!("../lua/common.lua"),
+        include_str!("../lua/flow.lua"),
+    ];
+    let mut sources = PRELUDE.concat();
+    for (name, body) in bodies {
+        sources.push_str(name);
+        sources.push_str(body);
+    }
+    // SHA-1 of the sources (redis-rs computes script hashes with it already).
+    let version = redis::Script::new(&sources).get_hash()[..12].to_owned();
+    let mut library = format!("#!lua name=tether_{version}\n");
+    library.extend(PRELUDE);
+    library
+        .push_str("local function begin(keys, args) begin_common(keys, args) begin_flow() end\n");
+    for (name, body) in bodies {
+        // Each script's text becomes the body of its function, unchanged: its
+        // top-level locals are the call's, and its `return` ends the call.
+        library.push_str(&format!(
+            "redis.register_function('tether_{version}_{name}', function(keys, args)\nbegin(keys, args)\n{body}\nend)\n"
+        ));
+    }
+    (library, version)
+}
+
 scripts!(
-    plain: renew, progress, checkpoint, expire, set_labels, watch;
-    with_flow: enqueue, claim, finish, release, cancel, reap, promote, retry_dead, consistency,
-        forget, deadline, snooze, settings, unhold,
+    renew,
+    progress,
+    checkpoint,
+    expire,
+    set_labels,
+    watch,
+    enqueue,
+    claim,
+    finish,
+    release,
+    cancel,
+    reap,
+    promote,
+    retry_dead,
+    consistency,
+    forget,
+    deadline,
+    snooze,
+    settings,
+    unhold,
 );

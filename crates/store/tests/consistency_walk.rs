@@ -63,12 +63,12 @@ async fn no_step_blocks_redis(topology: Topology) {
         .arg("commandstats")
         .query(&mut node)
         .unwrap();
-    let evalsha = info
+    let fcall = info
         .lines()
-        .find(|l| l.starts_with("cmdstat_evalsha:"))
+        .find(|l| l.starts_with("cmdstat_fcall:"))
         .expect("the check ran scripts");
     let field = |name: &str| -> f64 {
-        evalsha
+        fcall
             .split([':', ','])
             .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
             .unwrap()
@@ -201,7 +201,7 @@ async fn measure_check_steps_on_100k_jobs() {
     let mut by_phase: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
     for (_, _, micros, args) in &log {
         let name = match args.first().map(String::as_str) {
-            Some("EVALSHA") if args.len() > 12 => args[11].clone(),
+            Some("FCALL") if args.len() > 12 => args[11].clone(),
             Some(other) => other.to_owned(),
             None => continue,
         };

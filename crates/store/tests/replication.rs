@@ -98,7 +98,7 @@ async fn concurrent_replica_waiting_enqueues_wait_side_by_side() {
     config.replication_timeout = Duration::from_millis(700);
     let store = Store::connect(config).await.unwrap();
     let spec = JobSpec::new("noop");
-    // Loads the script: a first call's NOSCRIPT would make each enqueue wait twice.
+    // Loads the function library: a first call without it would make each enqueue wait twice.
     store.enqueue(&spec).await.expect("replicated");
     replica.pause();
     let began = Instant::now();

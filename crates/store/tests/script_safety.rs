@@ -8,7 +8,7 @@ use std::time::Duration;
 use redis::Commands;
 use tether_model::{ErrorCode, JobId, JobSpec, Status};
 use tether_store::{Claimed, Outcome, Store, StoreConfig};
-use tether_testkit::{RedisOptions, RedisServer};
+use tether_testkit::{RedisEndpoint, RedisOptions, RedisServer, TestRedis, Topology};
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -525,7 +525,7 @@ async fn a_claim_whose_resends_failed_too_is_answered_by_the_next_claim() {
     })
     .await
     .unwrap();
-    // The script loaded (a NOSCRIPT round trip would not fit in the timeout below).
+    // The function library loaded (loading it would not fit in the timeout below).
     assert!(store.claim("later", "w", 1, LONG).await.unwrap().is_empty());
     let ids = enqueue(&store, "later", 1, 1).await;
     // Every request reaches Redis (at ~350 ms), every reply comes too late (~700 ms).
@@ -637,4 +637,38 @@ async fn a_wrong_typed_schedule_index_fails_a_call_before_any_write() {
         .await
         .unwrap();
     store.delete_schedule(None, "kept").await.unwrap();
+}
+
+/// A server can lose the function library (a restart without persistence, a
+/// `FUNCTION FLUSH`, a new node): the next call loads it there and goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_lost_the_function_library_is_given_it_again() {
+    for topology in [Topology::Single, Topology::Cluster] {
+        let redis = TestRedis::start(topology);
+        let flush_everywhere = || {
+            let nodes: Vec<&RedisServer> = match &redis {
+                TestRedis::Single(server) => vec![server],
+                TestRedis::Cluster(cluster) => cluster.nodes().iter().collect(),
+            };
+            for node in nodes {
+                let _: () = redis::cmd("FUNCTION")
+                    .arg("FLUSH")
+                    .query(&mut node.connection())
+                    .unwrap();
+            }
+        };
+        let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+        enqueue(&store, "lost", 3, 1).await;
+        flush_everywhere();
+        let claimed = store.claim("lost", "w", 10, LONG).await.unwrap();
+        assert_eq!(claimed.len(), 3, "{topology:?}");
+        flush_everywhere();
+        let ok = Outcome::Success(tether_store::encode(&1).unwrap());
+        for job in &claimed {
+            store.finish(&job.lease, &ok).await.unwrap();
+        }
+        flush_everywhere();
+        assert_consistent(&store, "lost").await;
+        assert_eq!(store.stats("lost").await.unwrap().success, 3);
+    }
 }
