@@ -20,6 +20,7 @@ type Backoff = <backon::ExponentialBuilder as BackoffBuilder>::Backoff;
 /// long; a paused queue or a concurrency limit says 100 ms).
 const MIN_HELD_PAUSE: Duration = Duration::from_millis(2);
 const MAX_HELD_PAUSE: Duration = Duration::from_secs(1);
+const MAX_HELD_SPREAD: Duration = Duration::from_millis(10);
 
 pub(super) async fn run(shared: Arc<Shared>, queue: String, stop: CancellationToken) {
     let mut waiter = shared.store.waiter();
@@ -132,11 +133,13 @@ fn held_back_then(shared: &Shared, queue: &str, held: &HeldBack) -> Then {
         .throttled
         .with_label_values(&[queue, limit])
         .inc();
-    let jitter = rand::rng().random_range(0.9..1.1);
-    let pause = held
-        .retry_after
-        .clamp(MIN_HELD_PAUSE, MAX_HELD_PAUSE)
-        .mul_f64(jitter);
+    // Workers told the same time spread out by up to a tenth of the pause (10 ms at
+    // most), and never come early: a rate window's slot opens at the time told, and
+    // every millisecond after it is a start lost (a ±10 % jitter cost a rate limit
+    // about 5 % of its starts).
+    let pause = held.retry_after.clamp(MIN_HELD_PAUSE, MAX_HELD_PAUSE);
+    let spread = (pause / 10).min(MAX_HELD_SPREAD);
+    let pause = pause + spread.mul_f64(rand::rng().random_range(0.0..1.0));
     if held.limit.starts_with("group_") {
         Then::Wait(pause)
     } else {
