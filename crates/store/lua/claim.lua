@@ -31,32 +31,35 @@ count = math.max(1, math.min(count, MAX_BATCH))
 
 -- A job's record as a claim reads it (nil when its key is no hash); a resend also reads
 -- which claim and worker hold the job, and when its attempt started.
+-- Its fields are the positions of the HMGET below (F_*), plus `id` and `group`: the
+-- reply itself is the job (no table built and filled per job).
+local F_ST, F_SID, F_EP, F_ATT, F_MAX, F_TYPE, F_INPUT, F_PHASE, F_CP, F_TIMEOUT, F_BACKOFF,
+  F_CREATED, F_RUN_AT, F_WATCHED = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14
+local F_START_BY, F_OWNER = 15, 18             -- a claim's (sb: only while `deadlines`
+                                               -- exists; the owner: of an expired job)
+local F_NONCE, F_HOLDER, F_STARTED = 15, 16, 17 -- a resend's
+-- Whether any job of the queue has a start deadline (set below, before any job is read).
+local deadlines_in_use = false
 local function read_claimable(id, resend)
-  local v
+  local job
   if resend then
-    v = read_job(job_key(id), 'st', 'sid', 'ep', 'att', 'max', 'type', 'in', 'ph', 'cp', 'to', 'bo',
+    job = read_job(job_key(id), 'st', 'sid', 'ep', 'att', 'max', 'type', 'in', 'ph', 'cp', 'to', 'bo',
       'ct', 'ra', 'w', 'tk', 'wk', 'stt')
+  elseif deadlines_in_use then
+    job = read_job(job_key(id), 'st', 'sid', 'ep', 'att', 'max', 'type', 'in', 'ph', 'cp', 'to', 'bo',
+      'ct', 'ra', 'w', 'sb')
   else
-    v = read_job(job_key(id), 'st', 'sid', 'ep', 'att', 'max', 'type', 'in', 'ph', 'cp', 'to', 'bo',
-      'ct', 'ra', 'w', 'sb', 'owner')
+    job = read_job(job_key(id), 'st', 'sid', 'ep', 'att', 'max', 'type', 'in', 'ph', 'cp', 'to', 'bo',
+      'ct', 'ra', 'w')
   end
-  if not v then return nil end
-  local st, sid, ep, att, max, job_type, input, phase, checkpoint, timeout, backoff, created, run_at,
-    watched, a, b, c = unpack(v)
-  local job = {id = id, st = st, sid = sid, ep = ep, att = att, max = max, type = job_type,
-    input = input, phase = phase, checkpoint = checkpoint, timeout = timeout, backoff = backoff,
-    created = created, run_at = run_at, watched = watched}
-  if resend then
-    job.nonce, job.holder, job.started = a, b, c
-  else
-    job.start_by, job.owner = a, b
-  end
+  if not job then return nil end
+  job.id, job.group = id, false
   return job
 end
 
 local function row(job, token)
-  return {job.id, token, tonumber(job.att) or 0, job.max, job.type, job.input, job.phase or '',
-    job.checkpoint or '', job.timeout or '', job.backoff or '', job.created, job.run_at or ''}
+  return {job.id, token, tonumber(job[F_ATT]) or 0, job[F_MAX], job[F_TYPE], job[F_INPUT], job[F_PHASE] or '',
+    job[F_CP] or '', job[F_TIMEOUT] or '', job[F_BACKOFF] or '', job[F_CREATED], job[F_RUN_AT] or ''}
 end
 
 local record_key = PREFIX .. 'claim:' .. worker
@@ -67,10 +70,10 @@ if record and string.sub(record, 1, #claim_id + 1) == claim_id .. ':' then
   local out = {now, now + ttl, -1, ''}
   for id in string.gmatch(string.sub(record, #claim_id + 2), '[^,]+') do
     local job = read_claimable(id, true)
-    if job and job.st == 'processing' and job.nonce == claim_id and job.holder == worker then
-      out[1] = tonumber(job.started) or now
+    if job and job[F_ST] == 'processing' and job[F_NONCE] == claim_id and job[F_HOLDER] == worker then
+      out[1] = tonumber(job[F_STARTED]) or now
       out[2] = tonumber(redis.call('ZSCORE', K_LEASES, id)) or out[2]
-      out[#out + 1] = row(job, token_of(job.ep, job.nonce))
+      out[#out + 1] = row(job, token_of(job[F_EP], job[F_NONCE]))
     end
   end
   return out
@@ -113,21 +116,23 @@ if rate and want > 0 then want = math.min(want, window_wait(K_STARTS, rate, 'rat
 if want <= 0 then return {now, deadline, wait, reason} end
 
 -- Phase 1: choose the jobs (reads only).
+deadlines_in_use = redis.call('EXISTS', K_DEADLINES) == 1
 local taken, held, expired = {}, {}, {}
 local budget = ENTRY_BUDGET
 -- A ready entry's job, if it may start: nil for a stale entry, a job held (its type is
 -- paused) or expired (its start deadline passed), which are set aside for phase 2.
 local function startable(id, expected_sid)
   local job = id and read_claimable(id)
-  if not job or job.st ~= 'pending' or job.sid ~= expected_sid then return nil end
-  if paused_types[job.type] then
+  if not job or job[F_ST] ~= 'pending' or job[F_SID] ~= expected_sid then return nil end
+  if paused_types[job[F_TYPE]] then
     held[#held + 1] = job
     return nil
   end
   -- Only a job that never started expires (a start takes it out of `deadlines`; a
   -- snoozed or retried job keeps its `sb` for the record).
-  local start_by = tonumber(job.start_by)
+  local start_by = tonumber(job[F_START_BY])
   if start_by and start_by < now and redis.call('ZSCORE', K_DEADLINES, job.id) then
+    job[F_OWNER] = redis.call('HGET', job_key(job.id), 'owner')
     expired[#expired + 1] = job
     return nil
   end
@@ -240,7 +245,16 @@ end
 local ringed = {}   -- per level: whether it has a ring (the stream alone has none)
 local served = {}   -- per level: members in the order they were last served
 local emptied = {}  -- per level: members found with nothing left
-for _, p in ipairs(levels) do
+if stream_only then
+  -- No priority has a ring: the stream alone, in order.
+  while #taken < want do
+    local job = stream_next()
+    if not job then break end
+    job.group = ''
+    taken[#taken + 1] = job
+  end
+end
+for _, p in ipairs(stream_only and {} or levels) do
   if #taken >= want or budget <= 0 then break end
   local ring = ring_key(p)
   -- Members are read a page at a time (least recently served first): a claim of a
@@ -267,26 +281,36 @@ for _, p in ipairs(levels) do
         served[p][#served[p] + 1] = m
       end
     end
-    -- Round-robin: one job from each member in turn.
-    while #taken < want and #active > 0 and budget > 0 do
+    -- Round-robin: one job from each member in turn; a member left alone (the stream,
+    -- on a queue with no flow control) gives the rest of the batch in one run.
+    local function next_of(m)
+      if m == '' and p == '5' then return stream_next() end
+      return list_next(p, m)
+    end
+    -- Takes the next job of `m`; false when it has none (then it is marked emptied).
+    local function take(m)
+      local job = next_of(m)
+      if not job then
+        if budget > 0 then emptied[p][m] = true end
+        return false
+      end
+      job.group = m
+      taken[#taken + 1] = job
+      served[p][#served[p] + 1] = m
+      if m ~= '' and room[m] then room[m] = room[m] - 1 end
+      return true
+    end
+    while #taken < want and #active > 1 and budget > 0 do
       local still = {}
       for _, m in ipairs(active) do
         if #taken >= want then still[#still + 1] = m
-        else
-          local job
-          if m == '' and p == '5' then job = stream_next() else job = list_next(p, m) end
-          if job then
-            job.group = m
-            taken[#taken + 1] = job
-            served[p][#served[p] + 1] = m
-            if m ~= '' and room[m] then room[m] = room[m] - 1 end
-            if group_room(m) > 0 then still[#still + 1] = m end
-          elseif budget > 0 then
-            emptied[p][m] = true
-          end
-        end
+        elseif take(m) and group_room(m) > 0 then still[#still + 1] = m end
       end
       active = still
+    end
+    if #active == 1 then
+      local m = active[1]
+      while #taken < want and budget > 0 and take(m) and group_room(m) > 0 do end
     end
     first = first + page
     if #taken >= want or budget <= 0 or not more or first >= RING_SCAN then break end
@@ -306,14 +330,14 @@ if #expired > 0 then
   writable(K_DONE, K_DEAD, K_COUNTS, K_ACTIVE)
   check_type(K_DEADLINES, 'zset')
   local owners = {}
-  for _, job in ipairs(expired) do if job.owner then owners[job.owner] = true end end
+  for _, job in ipairs(expired) do if job[F_OWNER] then owners[job[F_OWNER]] = true end end
   countable(owners)
 end
-for _, job in ipairs(held) do check_type(held_list(job.type), 'list') end
+for _, job in ipairs(held) do check_type(held_list(job[F_TYPE]), 'list') end
 if #held > 0 then check_type(K_HELD_TYPES, 'set') end
 for _, job in ipairs(taken) do
   if job.group ~= '' then check_type(group_leases(job.group), 'zset') end
-  if job.start_by then check_type(K_DEADLINES, 'zset') end
+  if job[F_START_BY] then check_type(K_DEADLINES, 'zset') end
 end
 
 -- Phase 2: writes. The first is a denyoom SET: out of memory, the claim is refused whole.
@@ -332,9 +356,9 @@ end
 -- lists and held: the listed jobs started or expired here leave it, the stream's
 -- jobs held here join it (a stale entry was never counted).
 local queued = 0
-for _, job in ipairs(taken) do if job.sid == 'L' then queued = queued - 1 end end
-for _, job in ipairs(expired) do if job.sid == 'L' then queued = queued - 1 end end
-for _, job in ipairs(held) do if job.sid ~= 'L' then queued = queued + 1 end end
+for _, job in ipairs(taken) do if job[F_SID] == 'L' then queued = queued - 1 end end
+for _, job in ipairs(expired) do if job[F_SID] == 'L' then queued = queued - 1 end end
+for _, job in ipairs(held) do if job[F_SID] ~= 'L' then queued = queued + 1 end end
 if queued ~= 0 then redis.call('HINCRBY', K_COUNTS, 'queued', queued) end
 for key, l in pairs(lists) do
   if l.consumed > 0 then redis.call('LTRIM', key, l.consumed, -1) end
@@ -360,12 +384,12 @@ for p, order in pairs(served) do
 end
 -- Held jobs wait in their type's list until it is resumed.
 for _, job in ipairs(held) do
-  redis.call('SADD', K_HELD_TYPES, job.type)
-  redis.call('RPUSH', held_list(job.type), job.id)
+  redis.call('SADD', K_HELD_TYPES, job[F_TYPE])
+  redis.call('RPUSH', held_list(job[F_TYPE]), job.id)
   redis.call('HSET', job_key(job.id), 'sid', 'H')
 end
 for _, job in ipairs(expired) do
-  expire_unstarted(job_key(job.id), job.id, now, retention, job.watched, job.owner)
+  expire_unstarted(job_key(job.id), job.id, now, retention, job[F_WATCHED], job[F_OWNER])
   redis.call('ZREM', K_DEADLINES, job.id)
 end
 
@@ -373,18 +397,18 @@ local out = {now, deadline, wait, reason}
 local starts, group_logs = {}, {}
 for _, job in ipairs(taken) do
   local id, g = job.id, job.group
-  local epoch = int((tonumber(job.ep) or 0) + 1)
-  job.att = (tonumber(job.att) or 0) + 1
+  local epoch = int((tonumber(job[F_EP]) or 0) + 1)
+  job[F_ATT] = (tonumber(job[F_ATT]) or 0) + 1
   redis.call('HSET', job_key(id), 'st', 'processing', 'ep', epoch, 'tk', claim_id,
-    'att', int(job.att), 'wk', worker, 'stt', int(now), 'ut', int(now), 'pg', '0')
+    'att', int(job[F_ATT]), 'wk', worker, 'stt', int(now), 'ut', int(now), 'pg', '0')
   push(leased, int(deadline), id)
-  if job.start_by then redis.call('ZREM', K_DEADLINES, id) end
+  if job[F_START_BY] then redis.call('ZREM', K_DEADLINES, id) end
   if g ~= '' then
     redis.call('ZADD', group_leases(g), int(deadline), id)
     if grate then push_for(group_logs, g, int(now), id .. ':' .. epoch) end
   end
   if rate then push(starts, int(now), id .. ':' .. epoch) end
-  notify(id, job.watched)
+  notify(id, job[F_WATCHED])
   out[#out + 1] = row(job, token_of(epoch, claim_id))
 end
 if rate then

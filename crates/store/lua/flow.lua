@@ -139,6 +139,8 @@ end
 
 local routes_checked = {}
 local function routable(pri, grp)
+  -- (The default route, checked once per call: the common case, once per job.)
+  if not pri and not grp and routes_checked[''] then return end
   group_writable(grp)
   local route = on_stream(pri, grp) and '' or (pri or '5') .. ':' .. (grp or '')
   if routes_checked[route] then return end

@@ -390,15 +390,25 @@ impl Store {
         } else {
             spec.priority.to_string()
         };
+        let options = (
+            run_at_ms,
+            delay_ms,
+            spec.idempotency_key.as_deref().unwrap_or(""),
+            spec.owner.as_deref().unwrap_or(""),
+            start_by_ms,
+            start_within_ms,
+            priority.as_str(),
+            spec.effective_group().unwrap_or(""),
+        );
+        let defaults = (0, 0, "", "", 0, 0, "", "");
+        // One argument for all of a job's options, empty when none is set.
+        let options = if options == defaults {
+            Vec::new()
+        } else {
+            rmp_serde::to_vec(&options).expect("a tuple of numbers and strings encodes")
+        };
         inv.arg(id.to_string())
-            .arg(run_at_ms)
-            .arg(delay_ms)
-            .arg(spec.idempotency_key.as_deref().unwrap_or(""))
-            .arg(spec.owner.as_deref().unwrap_or(""))
-            .arg(start_by_ms)
-            .arg(start_within_ms)
-            .arg(priority)
-            .arg(spec.effective_group().unwrap_or(""))
+            .arg(options)
             .arg(fields.len() * 2);
         for (field, value) in fields {
             inv.arg(field).arg(value.as_ref());
