@@ -269,10 +269,22 @@ end
 --          the lease lapsed: its concurrency slot was freed then, so another job may hold
 --          it now, and the reaper will take the job back.
 local lease_clock
+-- Whether any lease of the queue has lapsed (nil: not asked yet). Usually none has, and
+-- one ZCOUNT then stands for every job's deadline check (reading and parsing a score
+-- per job cost more than the rest of a finish).
+local any_lapsed
+local function leases_lapsed()
+  if any_lapsed == nil then
+    lease_clock = lease_clock or now_ms()
+    any_lapsed = redis.call('ZCOUNT', K_LEASES, '-inf', lease_clock) > 0
+  end
+  return any_lapsed
+end
 -- Lease deadlines read ahead for a batch (id -> score, false when none): one ZMSCORE
 -- per chunk instead of a ZSCORE per job.
 local lease_deadlines = {}
 local function prefetch_leases(ids)
+  if not leases_lapsed() then return end
   for first = 1, #ids, CHUNK do
     local last = math.min(first + CHUNK - 1, #ids)
     local scores = redis.call('ZMSCORE', K_LEASES, unpack(ids, first, last))
@@ -285,7 +297,7 @@ local function check_lease(key, token, ...)
   local st, ep, tk = unpack(v, 1, 3)
   if token_of(ep, tk) ~= token then return 'LOST' end
   if st ~= 'processing' then return 'ALREADY' end
-  lease_clock = lease_clock or now_ms()
+  if not leases_lapsed() then return nil, unpack(v, 4) end
   local id = string.sub(key, #PREFIX + 5)
   local deadline = lease_deadlines[id]
   if deadline == nil then deadline = redis.call('ZSCORE', K_LEASES, id) end
@@ -316,6 +328,6 @@ local function begin_common(keys, args)
   created, uncreated = fresh(created), fresh(uncreated)
   owned, disowned = fresh(owned), fresh(disowned)
   counted, active = fresh(counted), fresh(active)
-  lease_clock = nil
+  lease_clock, any_lapsed = nil, nil
   lease_deadlines = fresh(lease_deadlines)
 end

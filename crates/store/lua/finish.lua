@@ -1,45 +1,62 @@
 -- Lease holders record their attempts' outcomes (one job, or a batch of one queue).
--- ARGV: prefix, retention ms, then per job 8 arguments (at most MAX_BATCH jobs): id,
---       token, kind, a1..a5, by kind:
---   'success':   a1 = result (msgpack)
---   'error':     a1 = retryable (0/1), a2 = retry delay ms, a3 = message, a4 = code, a5 = info (JSON array)
---   'cancelled': a1 = message
+-- ARGV: prefix, retention ms, then per job (at most MAX_BATCH jobs): id, token, kind, and
+--       by kind (no empty arguments: each costs Redis more than its bytes):
+--   'success':   result (msgpack)
+--   'cancelled': message
+--   'error':     retryable (0/1), retry delay ms, message, code, info (JSON array)
 -- Returns per job 'OK', 'RETRY' (scheduled again), 'DEAD' (failed for good), 'ALREADY:<status>'
 -- (this lease had recorded its outcome before: a resend after a lost reply; the job's status
 -- now tells what was recorded; 'ALREADY' for the same lease twice in one batch), 'LOST', or
 -- 'NOT_REQUESTED' (cancelled without a cancel request).
 local retention = arg_number(2)
-if (#ARGV - 2) % 8 ~= 0 then fail('ERR finish takes 8 arguments per job') end
-bounded((#ARGV - 2) / 8)
 writable(K_STREAM, K_DELAYED, K_LEASES, K_DONE, K_DEAD, K_COUNTS, K_ACTIVE)
 local now = now_ms()
 
 -- Phase 1: every argument and record read and checked; nothing written yet.
 local plans, first_of, owners = {}, {}, {}
 local ids = {}
-for i = 3, #ARGV, 8 do ids[#ids + 1] = ARGV[i] end
-prefetch_leases(ids)
-for i = 3, #ARGV, 8 do
+local i = 3
+while i <= #ARGV do
   local id, token, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local plan = {id = id, kind = kind}
+  -- (Every field a plan may get is in the constructor: no table grows past its size.)
+  local plan = {id = id, token = token, kind = kind, result = nil, message = nil,
+    retryable = nil, delay = nil, code = nil, info = nil, job = nil, refusal = nil,
+    duplicate = nil, answer = nil}
   if kind == 'success' then
-    plan.result = ARGV[i + 3]
+    plan.result, i = ARGV[i + 3], i + 4
   elseif kind == 'cancelled' then
-    plan.message = ARGV[i + 3]
+    plan.message, i = ARGV[i + 3], i + 4
   elseif kind == 'error' then
     plan.retryable, plan.delay = ARGV[i + 3] == '1', arg_number(i + 4)
     plan.message, plan.code, plan.info = ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
+    i = i + 8
   else
     fail('ERR unknown outcome ' .. tostring(kind))
   end
+  if i > #ARGV + 1 then fail('ERR the outcome of job ' .. tostring(id) .. ' lacks arguments') end
+  plans[#plans + 1] = plan
+  ids[#ids + 1] = id
+end
+bounded(#plans)
+prefetch_leases(ids)
+for _, plan in ipairs(plans) do
+  local id, token, kind = plan.id, plan.token, plan.kind
   local earlier = first_of[id .. ' ' .. token]
   if earlier then
     -- The same lease twice in one batch: the first one decides, the second is a resend.
     plan.duplicate = earlier
   else
     first_of[id .. ' ' .. token] = plan
-    local refusal, attempts, max, creq, watched, owner, pri, grp =
-      check_lease(job_key(id), token, 'att', 'max', 'creq', 'w', 'owner', 'pri', 'grp')
+    -- (Each field asked for costs a scan of the record when absent: the priority is
+    -- read only where a retry may need it.)
+    local refusal, attempts, max, creq, watched, owner, grp, pri
+    if kind == 'error' then
+      refusal, attempts, max, creq, watched, owner, grp, pri =
+        check_lease(job_key(id), token, 'att', 'max', 'creq', 'w', 'owner', 'grp', 'pri')
+    else
+      refusal, attempts, max, creq, watched, owner, grp =
+        check_lease(job_key(id), token, 'att', 'max', 'creq', 'w', 'owner', 'grp')
+    end
     if refusal == 'ALREADY' then
       local st = unpack(read_job(job_key(id), 'st'))
       refusal = 'ALREADY:' .. (st or '')
@@ -51,7 +68,6 @@ for i = 3, #ARGV, 8 do
     end
     plan.refusal = refusal
   end
-  plans[#plans + 1] = plan
 end
 countable(owners)
 

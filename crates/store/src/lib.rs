@@ -407,9 +407,7 @@ impl Store {
         } else {
             rmp_serde::to_vec(&options).expect("a tuple of numbers and strings encodes")
         };
-        inv.arg(id.to_string())
-            .arg(options)
-            .arg(fields.len() * 2);
+        inv.arg(id.to_string()).arg(options).arg(fields.len() * 2);
         for (field, value) in fields {
             inv.arg(field).arg(value.as_ref());
         }

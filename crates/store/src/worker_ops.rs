@@ -524,20 +524,8 @@ impl Store {
             debug_assert_eq!(lease.queue, queue);
             inv.arg(lease.id.to_string()).arg(lease.token.as_str());
             match outcome {
-                Outcome::Success(result) => inv
-                    .arg("success")
-                    .arg(result.as_slice())
-                    .arg("")
-                    .arg("")
-                    .arg("")
-                    .arg(""),
-                Outcome::Cancelled { message } => inv
-                    .arg("cancelled")
-                    .arg(message)
-                    .arg("")
-                    .arg("")
-                    .arg("")
-                    .arg(""),
+                Outcome::Success(result) => inv.arg("success").arg(result.as_slice()),
+                Outcome::Cancelled { message } => inv.arg("cancelled").arg(message),
                 Outcome::Error {
                     retryable,
                     retry_delay,
