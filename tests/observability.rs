@@ -134,7 +134,10 @@ fn every_dashboard_query_and_alert_rule_returns_data_from_a_real_prometheus() {
     let redis = RedisServer::start(RedisOptions::default());
     let api = ApiProcess::start(&redis, &["--insecure-no-auth"]);
     let api_port = api.port;
+    // `library` is fed by the Rust library only: the enqueue panel must show it.
     let args = [
+        "--queue",
+        "default,library",
         "--lease-ttl",
         "1s",
         "--reap-interval",
@@ -180,7 +183,14 @@ fn every_dashboard_query_and_alert_rule_returns_data_from_a_real_prometheus() {
     let _prom = ChildGuard::spawn(prom);
     wait_port(prom_port, "Prometheus");
 
-    // A mixed load: successes, a fatal failure, retries, a cancel, and a killed worker.
+    // A mixed load: successes, a fatal failure, retries, a cancel, and a killed worker;
+    // and jobs a service enqueues with the library.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let producer = runtime.block_on(tether_suite::producer(&redis));
+    for _ in 0..5 {
+        let spec = tether_model::JobSpec::new("noop").queue("library");
+        runtime.block_on(producer.enqueue(spec)).unwrap();
+    }
     for _ in 0..40 {
         create(api_port, json!({"type": "noop"}));
     }
@@ -254,6 +264,32 @@ fn every_dashboard_query_and_alert_rule_returns_data_from_a_real_prometheus() {
         "queries that returned nothing:\n{}",
         empty.join("\n")
     );
+
+    // The library's jobs are in the enqueue panel: its rate for `library` rises above 0
+    // (enqueued again now, so that the panel's window holds them).
+    let (_, panel) = dashboards
+        .iter()
+        .find(|(title, _)| title.ends_with(": Enqueued / s"))
+        .expect("an enqueue panel");
+    for _ in 0..5 {
+        let spec = tether_model::JobSpec::new("noop").queue("library");
+        runtime.block_on(producer.enqueue(spec)).unwrap();
+    }
+    let shown = format!("{panel}: no rate for the library's queue");
+    eventually_blocking(Duration::from_secs(30), shown, || {
+        let answer = query(prom_port, panel);
+        let rate = answer["data"]["result"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|series| series["metric"]["queue"] == "library")
+            .and_then(|series| series["value"][1].as_str()?.parse::<f64>().ok());
+        if rate.is_some_and(|r| r > 0.0) {
+            Ok(())
+        } else {
+            Err(answer)
+        }
+    });
 }
 
 fn which(name: &str) -> String {

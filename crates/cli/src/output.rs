@@ -135,6 +135,7 @@ fn stats_json(stats: &[QueueStats]) -> serde_json::Value {
                 serde_json::json!({
                     "pending": s.pending, "scheduled": s.scheduled, "processing": s.processing,
                     "dead": s.dead, "success": s.success, "failure": s.failure, "cancelled": s.cancelled,
+                    "enqueued": s.enqueued,
                 }),
             )
         })

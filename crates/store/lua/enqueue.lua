@@ -90,6 +90,10 @@ for _, job in ipairs(jobs) do
 end
 
 -- Writes.
+-- Every job written is an arrival of the queue, whichever front end sent it (workers
+-- export the count as tether_queue_enqueued_total). The first write: a counts key that
+-- is no hash or a count that is no integer fails it with nothing written.
+if #jobs > 0 then redis.call('HINCRBY', K_COUNTS, 'enqueued', #jobs) end
 if fresh then
   -- The registry forgot this queue and deleted its stream: a group again, for the workers
   -- (BUSYGROUP when it exists: pcall keeps that from failing the script).

@@ -143,6 +143,11 @@ pub struct QueueStats {
     pub success: u64,
     pub failure: u64,
     pub cancelled: u64,
+    /// Jobs ever written to the queue by an enqueue, whichever front end sent it
+    /// (library, CLI, API, schedules): counted by the enqueue script itself, so it
+    /// survives every process; it starts again at 0 when the registry forgets an idle,
+    /// empty queue.
+    pub enqueued: u64,
 }
 
 /// For the suites of this workspace only (feature `test-support`): the scripts by name.
@@ -735,6 +740,7 @@ impl Store {
             success: count(Status::Success),
             failure: count(Status::Failure),
             cancelled: count(Status::Cancelled),
+            enqueued: counts.get("enqueued").copied().unwrap_or(0).max(0) as u64,
         })
     }
 

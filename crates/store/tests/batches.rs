@@ -125,3 +125,36 @@ async fn an_enqueue_batch_keeps_order_and_idempotency_keys_within_it() {
     }
     assert_eq!(store.stats("q2").await.unwrap().pending, 1);
 }
+
+/// The enqueue script counts the jobs it writes (`QueueStats::enqueued`), one count per
+/// job written: not a duplicate idempotency key, not a resend of an id already written.
+#[tokio::test]
+async fn an_enqueue_counts_the_jobs_it_writes_and_nothing_else() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    assert_eq!(store.stats("c").await.unwrap().enqueued, 0);
+    let spec = || JobSpec::new("t").queue("c");
+    let first = store.enqueue(&spec()).await.unwrap();
+    store
+        .enqueue_many(&[
+            spec(),
+            spec().delay(Duration::from_secs(3600)),
+            spec().idempotency_key("k"),
+            spec().idempotency_key("k"),
+        ])
+        .await
+        .unwrap();
+    store.enqueue(&spec().idempotency_key("k")).await.unwrap();
+    let resent = store.enqueue_as(&spec(), first.id).await.unwrap();
+    assert!(!resent.written_now);
+    let stats = store.stats("c").await.unwrap();
+    assert_eq!((stats.enqueued, stats.pending + stats.scheduled), (4, 4));
+    // Claims and outcomes leave it alone: it counts arrivals, not jobs present.
+    let claimed = store
+        .claim("c", "w", 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let ok = Outcome::Success(encode(&1).unwrap());
+    store.finish(&claimed[0].lease, &ok).await.unwrap();
+    assert_eq!(store.stats("c").await.unwrap().enqueued, 4);
+}

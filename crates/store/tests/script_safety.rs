@@ -577,6 +577,33 @@ async fn a_bad_claim_record_or_count_fails_a_call_before_any_write() {
     assert_consistent(&store, "cr").await;
 }
 
+/// The queue's count of enqueues is the enqueue's first write, so a count that is not an
+/// integer (or a counts key that is no hash) refuses the enqueue with nothing written.
+#[tokio::test]
+async fn a_bad_enqueue_count_refuses_an_enqueue_before_any_write() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let store = connect(&redis).await;
+    let mut conn = redis.connection();
+    enqueue(&store, "ec", 1, 3).await;
+    for bad in ["many", "9223372036854775807"] {
+        let _: () = conn.hset("tether:{ec}:counts", "enqueued", bad).unwrap();
+        let before = snapshot(&mut conn, "ec", "");
+        let refused = store
+            .enqueue_many(&[JobSpec::new("t").queue("ec"), JobSpec::new("t").queue("ec")])
+            .await;
+        assert!(refused.is_err(), "{bad}: {refused:?}");
+        assert_eq!(
+            before,
+            snapshot(&mut conn, "ec", ""),
+            "{bad}: nothing changed"
+        );
+    }
+    let _: () = conn.hset("tether:{ec}:counts", "enqueued", "1").unwrap();
+    enqueue(&store, "ec", 2, 3).await;
+    assert_eq!(store.stats("ec").await.unwrap().enqueued, 3);
+    assert_consistent(&store, "ec").await;
+}
+
 /// An owner's count of unfinished jobs is checked like the queue's counts: one that is
 /// not an integer fails an enqueue, a finish, a cancel before any write.
 #[tokio::test]

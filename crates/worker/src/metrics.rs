@@ -1,10 +1,11 @@
 //! The worker's Prometheus metrics, on an explicit registry. The names and labels are a
 //! contract with dashboards and alerts; docs/OPERATIONS.md lists them.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, RwLock};
 
-use prometheus::core::{MetricVec, MetricVecBuilder};
+use prometheus::core::{Collector, Desc, MetricVec, MetricVecBuilder};
+use prometheus::proto::MetricFamily;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
     exponential_buckets,
@@ -37,6 +38,60 @@ impl<T: MetricVecBuilder> ByType<MetricVec<T>> {
     }
 }
 
+/// `tether_queue_enqueued_total{queue}`: every job ever enqueued to each queue this worker
+/// serves, whichever front end sent it (library, CLI, API, schedules), as Redis counts it
+/// (`QueueStats::enqueued`, read with the queue depths).
+///
+/// A collector of its own because the count is Redis's, not this process's: a restarted
+/// worker reports the same total, and every worker of a queue reports it (aggregate with
+/// `max by (queue)`). A queue appears once its count has been read: a 0 before the first
+/// read would make the first read look like a burst of enqueues.
+#[derive(Clone, Debug)]
+pub struct QueueEnqueued {
+    /// Never collected itself: its name, help and labels describe the family.
+    template: IntCounterVec,
+    totals: Arc<RwLock<BTreeMap<String, u64>>>,
+}
+
+impl QueueEnqueued {
+    fn new() -> QueueEnqueued {
+        QueueEnqueued {
+            template: Self::family(),
+            totals: Arc::default(),
+        }
+    }
+
+    fn family() -> IntCounterVec {
+        IntCounterVec::new(
+            Opts::new(
+                "tether_queue_enqueued_total",
+                "Jobs enqueued to the queue through any path, counted in Redis",
+            ),
+            &["queue"],
+        )
+        .expect("metric")
+    }
+
+    /// Records the total last read from Redis for `queue`.
+    pub fn set(&self, queue: &str, total: u64) {
+        self.totals.write().unwrap().insert(queue.to_owned(), total);
+    }
+}
+
+impl Collector for QueueEnqueued {
+    fn desc(&self) -> Vec<&Desc> {
+        self.template.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let family = Self::family();
+        for (queue, total) in self.totals.read().unwrap().iter() {
+            family.with_label_values(&[queue]).inc_by(*total);
+        }
+        family.collect()
+    }
+}
+
 /// The values of `tether_jobs_throttled_total`'s `limit` label.
 pub const THROTTLE_LIMITS: [&str; 5] = [
     "paused",
@@ -57,6 +112,8 @@ pub struct Metrics {
     pub wait: HistogramVec,
     pub in_flight: IntGaugeVec,
     pub queue_jobs: IntGaugeVec,
+    /// Enqueues per queue as Redis counts them (read with `queue_jobs`).
+    pub queue_enqueued: QueueEnqueued,
     pub lease_renewals: IntCounterVec,
     pub lease_expired: IntCounterVec,
     pub lease_lost: IntCounterVec,
@@ -135,6 +192,10 @@ impl Metrics {
         .expect("metric");
         registry
             .register(Box::new(schedule_lag.clone()))
+            .expect("register");
+        let queue_enqueued = QueueEnqueued::new();
+        registry
+            .register(Box::new(queue_enqueued.clone()))
             .expect("register");
         let known = Arc::new(RwLock::new(HashSet::new()));
         let by_type = |vec| ByType {
@@ -220,6 +281,7 @@ impl Metrics {
                 &["result"],
             ),
             schedule_lag,
+            queue_enqueued,
             progress,
             registry,
         }
@@ -289,6 +351,7 @@ mod tests {
     fn metric_names_and_labels_match_the_documented_list() {
         let metrics = Metrics::new("w1");
         metrics.preregister(&["q".to_owned()], &["t"]);
+        metrics.queue_enqueued.set("q", 7);
         let text = metrics.render();
         let mut families: Vec<String> = text
             .lines()
@@ -313,6 +376,7 @@ mod tests {
                 "tether_lease_expired_total counter",
                 "tether_lease_lost_total counter",
                 "tether_lease_renewals_total counter",
+                "tether_queue_enqueued_total counter",
                 "tether_queue_jobs gauge",
                 "tether_queue_paused gauge",
                 "tether_redis_errors_total counter",
@@ -340,6 +404,11 @@ mod tests {
         assert!(text.contains(
             r#"tether_jobs_finished_total{queue="q",status="failure",type="t",worker="w1"} 0"#
         ));
+        // Redis's count, with the worker label like every other series.
+        assert!(
+            text.contains(r#"tether_queue_enqueued_total{queue="q",worker="w1"} 7"#),
+            "{text}"
+        );
         assert!(
             text.contains("process_resident_memory_bytes"),
             "process metrics"

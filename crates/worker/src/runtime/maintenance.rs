@@ -150,7 +150,14 @@ async fn sample(shared: &Shared, queue: &str) {
             .with_label_values(&[queue])
             .set(i64::from(settings.paused));
     }
+    read_counts(shared, queue).await;
+}
+
+/// Reads the queue's depths and its enqueue count (one pipelined read) into the gauges
+/// and `tether_queue_enqueued_total`; a failed read leaves the last values.
+pub(super) async fn read_counts(shared: &Shared, queue: &str) {
     if let Ok(stats) = shared.store.stats(queue).await {
+        shared.metrics.queue_enqueued.set(queue, stats.enqueued);
         let g = &shared.metrics.queue_jobs;
         for (state, n) in [
             ("pending", stats.pending),

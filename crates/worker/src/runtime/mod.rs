@@ -204,7 +204,18 @@ impl Worker {
         } = self;
         let background = CancellationToken::new();
         if let Some(addr) = shared.config.metrics_addr {
-            crate::http::serve(addr, shared.metrics.clone(), background.clone()).await?;
+            // A scrape shows the queues' counts as Redis has them now (at most one read
+            // per queue a second), not as the last maintenance pass saw them.
+            let reader = shared.clone();
+            let refresh = move || {
+                let shared = reader.clone();
+                async move {
+                    let queues = shared.config.queues.iter();
+                    futures::future::join_all(queues.map(|q| maintenance::read_counts(&shared, q)))
+                        .await;
+                }
+            };
+            crate::http::serve(addr, shared.metrics.clone(), refresh, background.clone()).await?;
         }
         setup(&shared, &shutdown).await?;
         tracing::info!(worker = %shared.id, queues = ?shared.config.queues, concurrency = shared.config.concurrency, "worker started");
