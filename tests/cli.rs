@@ -436,3 +436,38 @@ fn bench_soak_reports_its_figures_and_loses_nothing() {
     // The per-minute lines go to stderr in JSON mode.
     assert!(stderr(&out).contains("minute   1:"), "{}", stderr(&out));
 }
+
+/// `tether worker --help` explains each flag with its default and unit, and `tether
+/// completions SHELL` prints a completion script that knows the subcommands and flags.
+#[test]
+fn help_states_defaults_and_completions_know_every_subcommand() {
+    let dir = TempDir::new().unwrap();
+    let help = tether(&["worker", "--help"], &[], dir.path());
+    assert!(help.status.success());
+    let help = String::from_utf8(help.stdout).unwrap();
+    for line in [
+        "--concurrency <CONCURRENCY>",
+        "--lease-ttl <LEASE_TTL>",
+        "--heartbeat <HEARTBEAT>",
+    ] {
+        let described = help
+            .lines()
+            .skip_while(|l| !l.contains(line))
+            .nth(1)
+            .unwrap_or_default();
+        assert!(
+            described.contains("default"),
+            "{line}: {described:?}\n{help}"
+        );
+    }
+    for shell in ["bash", "zsh", "fish"] {
+        let out = tether(&["completions", shell], &[], dir.path());
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        let script = String::from_utf8(out.stdout).unwrap();
+        for word in ["enqueue", "schedule", "lease-ttl", "start-by"] {
+            assert!(script.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    let out = tether(&["completions", "nushell-or-so"], &[], dir.path());
+    assert!(!out.status.success());
+}

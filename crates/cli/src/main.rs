@@ -45,7 +45,7 @@ enum Command {
     /// Run a local cluster with sample jobs, live: a private Redis unless --redis is given,
     /// the API, two workers.
     Demo {
-        /// Stop after this long (default: at Ctrl-C).
+        /// Stop after this long, a duration such as 30s or 5m (default: at Ctrl-C).
         #[arg(long, value_parser = parse_duration)]
         duration: Option<Duration>,
         /// Print the final summary as JSON.
@@ -56,7 +56,9 @@ enum Command {
     Enqueue(EnqueueArgs),
     /// Show one job.
     Get {
+        /// The job's id.
         id: JobId,
+        /// Print the job as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -64,23 +66,31 @@ enum Command {
     List(ListArgs),
     /// Cancel a job (pending: at once; running: at its worker's next heartbeat).
     Cancel {
+        /// The job's id.
         id: JobId,
         /// Also a job created with `cancelable: false`.
         #[arg(long)]
         force: bool,
     },
     /// Re-queue a dead job.
-    Retry { id: JobId },
+    Retry {
+        /// The dead job's id.
+        id: JobId,
+    },
     /// Set a job's name and/or description.
     Label {
+        /// The job's id.
         id: JobId,
+        /// New name (default: unchanged).
         #[arg(long)]
         name: Option<String>,
+        /// New description (default: unchanged).
         #[arg(long)]
         description: Option<String>,
     },
     /// Follow a job with a progress bar until it finishes.
     Watch {
+        /// The job's id.
         id: JobId,
         /// Print each event as a JSON line instead.
         #[arg(long)]
@@ -88,8 +98,10 @@ enum Command {
     },
     /// Job counts per queue.
     Stats {
+        /// Only this queue (repeatable; default: every queue).
         #[arg(long = "queue")]
         queues: Vec<String>,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
         /// Refresh every second, with throughput.
@@ -100,6 +112,7 @@ enum Command {
     /// walks every retained job in bounded steps, each well under 10 ms of Redis time,
     /// so it does not block a busy queue). Exits 1 when anything disagrees.
     Check {
+        /// Only this queue (repeatable; default: every queue).
         #[arg(long = "queue")]
         queues: Vec<String>,
     },
@@ -109,8 +122,15 @@ enum Command {
     /// A queue's flow control: limits (concurrency, rate, per group too) and pause.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Print shell completions for `tether` (e.g. `tether completions bash >
+    /// /etc/bash_completion.d/tether`).
+    Completions {
+        /// The shell: bash, elvish, fish, powershell or zsh.
+        shell: clap_complete::Shell,
+    },
     /// Live workers and their jobs.
     Workers {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -179,5 +199,63 @@ async fn run(cli: Cli) -> CliResult {
         Command::Workers { json } => {
             commands::queues::workers(json, &producer(global).await?).await
         }
+        Command::Completions { shell } => {
+            // Written whole, so that a closed pipe is an error message, not a panic.
+            let mut script = Vec::new();
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "tether", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)
+                .map_err(|e| format!("writing the completions: {e}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every argument of every subcommand (and their subcommands) explains itself:
+    /// a help line, and for an optional option that takes a value, its default (clap's
+    /// own `[default: …]`, or "default" in the text, "default: none" when there is none).
+    fn undocumented(cmd: &clap::Command, path: &str, found: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if arg.is_hide_set() || id == "help" || id == "version" {
+                continue;
+            }
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            if help.trim().is_empty() {
+                found.push(format!("{path} {id}: no help"));
+            } else if help.contains('\n') {
+                found.push(format!("{path} {id}: help on more than one line"));
+            } else if !arg.is_positional()
+                && arg.get_num_args().is_none_or(|n| n.takes_values())
+                && arg.get_action().takes_values()
+                && !arg.is_required_set()
+                && arg.get_default_values().is_empty()
+                && !help.contains("default")
+            {
+                found.push(format!("{path} --{id}: no default in {help:?}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            undocumented(sub, &format!("{path} {}", sub.get_name()), found);
+        }
+    }
+
+    #[test]
+    fn every_argument_has_a_help_line_with_its_default() {
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        let mut found = Vec::new();
+        undocumented(&cli, "tether", &mut found);
+        assert!(
+            found.is_empty(),
+            "{} arguments:\n{}",
+            found.len(),
+            found.join("\n")
+        );
     }
 }

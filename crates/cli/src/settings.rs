@@ -23,7 +23,7 @@ pub(crate) use worker::WorkerArgs;
 /// The flags every command takes, before or after its name.
 #[derive(Args, Debug)]
 pub(crate) struct Global {
-    /// Redis URL (redis:// or rediss://); comma-separated URLs are Redis Cluster seeds.
+    /// Redis URL (redis:// or rediss://); comma-separated URLs are Redis Cluster seeds (default: the config file's redis_url).
     #[arg(
         long = "redis",
         env = "TETHER_REDIS_URL",
@@ -37,7 +37,7 @@ pub(crate) struct Global {
     /// Config file (default: config/tether.toml when present).
     #[arg(long, env = "TETHER_CONFIG", global = true)]
     pub config: Option<PathBuf>,
-    /// Log filter, e.g. `info` or `tether_worker=debug`.
+    /// Log filter, e.g. `info` or `tether_worker=debug` (default: info for worker and api, warn otherwise).
     #[arg(long, env = "TETHER_LOG", global = true)]
     pub log: Option<String>,
 }

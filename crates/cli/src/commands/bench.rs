@@ -22,8 +22,8 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     cluster: bool,
     /// Instead: a soak — the mixed demo workload at a steady rate for this long
-    /// (e.g. 10m) with 2 worker processes; per-minute figures, then the memory
-    /// slope, lost jobs and the consistency check.
+    /// (a duration, e.g. 10m; default: no soak) with 2 worker processes; per-minute
+    /// figures, then the memory slope, lost jobs and the consistency check.
     #[arg(long, value_parser = parse_duration, conflicts_with_all = ["quick", "cluster"])]
     soak: Option<Duration>,
     /// Soak enqueue rate in jobs/s (default: half the measured processing rate).

@@ -11,8 +11,10 @@ use crate::settings::parse_duration;
 
 #[derive(Args, Debug)]
 pub(crate) struct EnqueueArgs {
+    /// Queue to enqueue to.
     #[arg(long, default_value = "default")]
     queue: String,
+    /// Job type (required): the handler that runs it.
     #[arg(long = "type")]
     job_type: String,
     /// Input as JSON.
@@ -21,34 +23,41 @@ pub(crate) struct EnqueueArgs {
     /// Enqueue this many copies (pipelined; at least 1).
     #[arg(long, default_value_t = 1)]
     count: usize,
+    /// Run after this long, a duration such as 10s or 5m (default: at once).
     #[arg(long, value_parser = parse_duration)]
     delay: Option<Duration>,
-    /// RFC 3339 time to run at.
+    /// RFC 3339 time to run at (default: at once).
     #[arg(long)]
     run_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Attempts before the job fails for good, at least 1 (default 5).
     #[arg(long)]
     max_attempts: Option<u32>,
-    /// First retry delay (doubling, capped at 5 min).
+    /// First retry delay, doubling, capped at 5 min: a duration such as 500ms or 2s (default 1s).
     #[arg(long, value_parser = parse_duration)]
     backoff: Option<Duration>,
+    /// Time limit of one attempt, a duration such as 30s or 5m (default: none).
     #[arg(long, value_parser = parse_duration)]
     timeout: Option<Duration>,
+    /// A second enqueue with this key (same owner) returns the first job (default: none).
     #[arg(long)]
     idempotency_key: Option<String>,
+    /// The job's display name (default: none).
     #[arg(long)]
     name: Option<String>,
+    /// The job's owner: only this owner (and admins) see it (default: no owner).
     #[arg(long)]
     owner: Option<String>,
+    /// Refuse an owner's cancel of the job (admins can still force it).
     #[arg(long)]
     not_cancelable: bool,
-    /// 0 (runs first) to 9; default 5.
+    /// Priority, 0 (runs first) to 9 (default 5).
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=9))]
     priority: Option<u8>,
     /// Fairness group (default: the owner): groups of one priority take turns.
     #[arg(long)]
     group: Option<String>,
     /// Not started by then, the job fails with Expired: a span from now (2s, 5m) or an
-    /// RFC 3339 time.
+    /// RFC 3339 time (default: no deadline).
     #[arg(long)]
     start_by: Option<StartBy>,
 }

@@ -8,31 +8,40 @@ use crate::output;
 
 #[derive(Args, Debug)]
 pub(crate) struct ListArgs {
+    /// Only jobs of this queue (repeatable; default: every queue).
     #[arg(long = "queue")]
     queues: Vec<String>,
+    /// Only jobs in this status: pending, processing, success, failure, cancelled (default: any).
     #[arg(long)]
     status: Option<Status>,
+    /// Only jobs of this type (default: any).
     #[arg(long = "type")]
     job_type: Option<String>,
+    /// Only this owner's jobs (default: every owner's).
     #[arg(long)]
     owner: Option<String>,
     /// Only dead jobs (failed, attempts exhausted).
     #[arg(long)]
     dead: bool,
-    /// Only jobs of this priority.
+    /// Only jobs of this priority, 0-9 (default: any).
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=9))]
     priority: Option<u8>,
-    /// Only jobs of this fairness group.
+    /// Only jobs of this fairness group (default: any).
     #[arg(long)]
     group: Option<String>,
+    /// Jobs per page.
     #[arg(long, default_value_t = 25)]
     limit: usize,
+    /// Start after this job id, the last of the previous page (default: the first page).
     #[arg(long)]
     marker: Option<JobId>,
+    /// Order by this field.
     #[arg(long, value_enum, default_value = "created-at")]
     sort_key: SortKeyArg,
+    /// Ascending or descending order.
     #[arg(long, value_enum, default_value = "desc")]
     sort_dir: SortDirArg,
+    /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
 }

@@ -22,36 +22,42 @@ pub(crate) enum QueueCommand {
 
 #[derive(Args, Debug)]
 pub(crate) struct QueueArgs {
+    /// The queue's name.
     queue: String,
+    /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Args, Debug)]
 pub(crate) struct SetArgs {
+    /// The queue's name.
     queue: String,
-    /// Jobs of the queue running at once, cluster-wide.
+    /// Jobs of the queue running at once, cluster-wide (default: unchanged; 0 or none: no limit).
     #[arg(long)]
     concurrency: Option<Limit>,
-    /// Job starts per second, cluster-wide (no more in any sliding second).
+    /// Job starts per second, cluster-wide, in any sliding second (default: unchanged; 0 or none: no limit).
     #[arg(long)]
     rate: Option<Limit>,
-    /// Jobs of one group running at once.
+    /// Jobs of one group running at once (default: unchanged; 0 or none: no limit).
     #[arg(long)]
     group_concurrency: Option<Limit>,
-    /// Job starts per second of one group.
+    /// Job starts per second of one group (default: unchanged; 0 or none: no limit).
     #[arg(long)]
     group_rate: Option<Limit>,
+    /// Print the queue's settings as JSON.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Args, Debug)]
 pub(crate) struct PauseArgs {
+    /// The queue's name.
     queue: String,
-    /// Only this job type of the queue.
+    /// Only this job type of the queue (default: the whole queue).
     #[arg(long = "type")]
     job_type: Option<String>,
+    /// Print the queue's settings as JSON.
     #[arg(long)]
     json: bool,
 }

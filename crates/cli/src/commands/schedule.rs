@@ -15,6 +15,7 @@ pub(crate) enum ScheduleCommand {
     Create(CreateArgs),
     /// List schedules with their next and last fire times.
     List {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
         /// Act as this owner (default: no owner; unscoped, the list shows every owner's).
@@ -35,10 +36,12 @@ pub(crate) enum ScheduleCommand {
 
 #[derive(Args, Debug)]
 pub(crate) struct NameArgs {
+    /// The schedule's name.
     name: String,
+    /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
-    /// Act as this owner.
+    /// Act as this owner (default: no owner).
     #[arg(long)]
     owner: Option<String>,
 }
@@ -48,20 +51,22 @@ pub(crate) struct NameArgs {
 pub(crate) struct CreateArgs {
     /// Unique per owner: 1-64 characters from A-Z a-z 0-9 _ . -
     name: String,
+    /// Queue the fired jobs go to.
     #[arg(long, default_value = "default")]
     queue: String,
+    /// Job type of the fired jobs (required).
     #[arg(long = "type")]
     job_type: String,
     /// The job's input as JSON.
     #[arg(long, default_value = "null")]
     input: String,
-    /// Cron pattern: 5 fields, or 6 with seconds first ("*/10 * * * * *").
+    /// Cron pattern: 5 fields, or 6 with seconds first ("*/10 * * * * *"); default: none, then --every is required.
     #[arg(long)]
     cron: Option<String>,
     /// IANA time zone the cron pattern is read in (default UTC).
     #[arg(long, requires = "cron")]
     tz: Option<String>,
-    /// Fire at this interval from now (at least 1s), e.g. 30s, 5m, 1h.
+    /// Fire at this interval from now, a duration of at least 1s such as 30s, 5m, 1h (default: none, then --cron is required).
     #[arg(long, value_parser = parse_duration)]
     every: Option<Duration>,
     /// While the previous firing's job is not final: skip this firing (default), allow
@@ -72,13 +77,16 @@ pub(crate) struct CreateArgs {
     /// (`none`), or each one within a window (a duration, e.g. 1h).
     #[arg(long, default_value = "last", value_parser = parse_catch_up)]
     catch_up: CatchUp,
+    /// Attempts per fired job, at least 1 (default 5).
     #[arg(long)]
     max_attempts: Option<u32>,
+    /// Time limit of one attempt, a duration such as 30s or 5m (default: none).
     #[arg(long, value_parser = parse_duration)]
     timeout: Option<Duration>,
-    /// Act as this owner: the schedule and its jobs are this owner's.
+    /// Act as this owner: the schedule and its jobs are this owner's (default: no owner).
     #[arg(long)]
     owner: Option<String>,
+    /// Print the schedule as JSON.
     #[arg(long)]
     json: bool,
 }

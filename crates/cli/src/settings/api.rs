@@ -16,13 +16,13 @@ pub(crate) struct ApiArgs {
     /// Address to listen on (default 127.0.0.1:9292).
     #[arg(long, env = "TETHER_API_LISTEN")]
     listen: Option<SocketAddr>,
-    /// Tokens file: [[tokens]] entries with token, owner, role.
+    /// Tokens file: [[tokens]] entries with token, owner, role (default: none; required unless --insecure-no-auth).
     #[arg(long, env = "TETHER_API_TOKENS")]
     tokens: Option<PathBuf>,
     /// Accept every request as an admin. For local demos only.
     #[arg(long)]
     insecure_no_auth: bool,
-    /// Registered task types (comma-separated); others are refused at create.
+    /// Registered task types (comma-separated); others are refused at create (default: any type).
     #[arg(long, env = "TETHER_JOB_TYPES", value_delimiter = ',')]
     job_types: Vec<String>,
     /// Largest request body in bytes (default 1 MiB).
@@ -44,7 +44,7 @@ pub(crate) struct ApiArgs {
     /// (default: the request's Host header when it is a plain host[:port]).
     #[arg(long, env = "TETHER_API_PUBLIC_URL")]
     public_url: Option<String>,
-    /// Serve /metrics (and /healthz) on this address instead of the API port.
+    /// Serve /metrics (and /healthz) on this address instead of the API port (default: the API port).
     #[arg(long, env = "TETHER_API_METRICS_ADDR")]
     metrics_addr: Option<SocketAddr>,
     /// Close a connection that has not sent a request's headers within this (default 30s).

@@ -14,19 +14,25 @@ pub(crate) struct WorkerArgs {
     /// Queue to serve (repeatable; default: `default`).
     #[arg(long = "queue", env = "TETHER_QUEUES", value_delimiter = ',')]
     queues: Vec<String>,
+    /// Jobs run at once across all queues, 1 to 10000 (default 16).
     #[arg(long, env = "TETHER_CONCURRENCY")]
     concurrency: Option<usize>,
+    /// How long a claimed job stays leased without a renewal, a duration such as 30s (default 30s).
     #[arg(long, env = "TETHER_LEASE_TTL", value_parser = parse_duration)]
     lease_ttl: Option<Duration>,
+    /// Lease renewal period, at most a third of --lease-ttl, a duration such as 10s (default: lease ttl / 3).
     #[arg(long, env = "TETHER_HEARTBEAT", value_parser = parse_duration)]
     heartbeat: Option<Duration>,
+    /// How often to take back lapsed leases, expire old records and sample queue depths, a duration (default 5s).
     #[arg(long, env = "TETHER_REAP_INTERVAL", value_parser = parse_duration)]
     reap_interval: Option<Duration>,
+    /// On SIGTERM, how long running jobs may finish before their leases are handed back, a duration (default 30s).
     #[arg(long, env = "TETHER_SHUTDOWN_GRACE", value_parser = parse_duration)]
     shutdown_grace: Option<Duration>,
+    /// Most jobs leased by one claim call, 1 to 1000 (default 64).
     #[arg(long, env = "TETHER_CLAIM_BATCH")]
     claim_batch: Option<usize>,
-    /// Serve /metrics and /healthz here, e.g. 127.0.0.1:9464.
+    /// Serve /metrics and /healthz on this address, e.g. 127.0.0.1:9464 (default: not served).
     #[arg(long, env = "TETHER_METRICS_ADDR")]
     metrics_addr: Option<SocketAddr>,
     /// Worker id (default: host-pid-random).
