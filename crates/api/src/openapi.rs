@@ -120,12 +120,16 @@ pub(crate) fn document(generated: &utoipa::openapi::OpenApi, config: &ApiConfig)
         .as_object_mut()
         .expect("the document has component schemas")
         .extend(schemas);
-    doc["components"]["securitySchemes"] = json!({
+    // `--insecure-no-auth`: no token is asked for, so the document asks for none.
+    let tokens = !matches!(config.auth, crate::Auth::Disabled);
+    if tokens {
+        doc["components"]["securitySchemes"] = json!({
         "bearer": {"type": "http", "scheme": "bearer",
                    "description": "A token of the API's tokens file"},
         "x_auth_token": {"type": "apiKey", "in": "header", "name": "X-Auth-Token",
                          "description": "The same token, as OpenStack clients send it"}
-    });
+        });
+    }
     let paths = doc["paths"].as_object_mut().expect("paths");
     let mut seen = Vec::new();
     for (path, item) in paths.iter_mut() {
@@ -138,7 +142,7 @@ pub(crate) fn document(generated: &utoipa::openapi::OpenApi, config: &ApiConfig)
                 .iter()
                 .find(|o| o.id == id)
                 .unwrap_or_else(|| panic!("{id} is not in OPERATIONS"));
-            complete(operation, spec);
+            complete(operation, spec, tokens);
             match id.as_str() {
                 "patch_schedule" => {
                     operation["requestBody"]["content"]["application/json"]["schema"] =
@@ -161,8 +165,8 @@ pub(crate) fn document(generated: &utoipa::openapi::OpenApi, config: &ApiConfig)
     doc
 }
 
-/// Sets an operation's answers and security.
-fn complete(operation: &mut Value, spec: &Operation) {
+/// Sets an operation's answers and security (`tokens`: the server asks for them).
+fn complete(operation: &mut Value, spec: &Operation, tokens: bool) {
     let mut responses = Map::new();
     let ok = match (spec.id, spec.body) {
         ("task_events", _) => json!({
@@ -188,7 +192,10 @@ fn complete(operation: &mut Value, spec: &Operation) {
     }
     let mut errors: Vec<u16> = spec.errors.to_vec();
     if spec.authed {
-        errors.extend([401, 503]);
+        errors.push(503);
+        if tokens {
+            errors.push(401);
+        }
     }
     errors.sort_unstable();
     errors.dedup();
@@ -196,7 +203,7 @@ fn complete(operation: &mut Value, spec: &Operation) {
         responses.insert(status.to_string(), error_response(status));
     }
     operation["responses"] = Value::Object(responses);
-    operation["security"] = if spec.authed {
+    operation["security"] = if spec.authed && tokens {
         json!([{"bearer": []}, {"x_auth_token": []}])
     } else {
         json!([])

@@ -446,6 +446,24 @@ async fn every_operation_documents_every_answer_and_links() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_authentication_the_document_asks_for_no_token() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let config = ApiConfig {
+        auth: Auth::Disabled,
+        ..ApiConfig::default()
+    };
+    let stop = CancellationToken::new();
+    let (app, _) = tether_api::router(Producer::from_store(store), config, stop.clone());
+    let doc = document(&app).await;
+    let create = &doc["paths"]["/v2/tasks"]["post"];
+    assert_eq!(create["security"], json!([]));
+    assert!(create["responses"]["401"].is_null());
+    assert!(doc["components"]["securitySchemes"].is_null());
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_event_stream_matches_its_documented_events() {
     let env = env(true).await;
     let doc = document(&env.app).await;
