@@ -28,27 +28,43 @@ use crate::routes::{Authed, Span, json_body};
 #[serde(deny_unknown_fields)]
 pub(crate) struct ScheduleBody {
     /// Unique per owner: 1-64 characters from A-Z a-z 0-9 _ . - (POST only).
+    #[serde(default, deserialize_with = "given")]
     pub name: Option<String>,
     /// The task type each firing creates.
-    #[serde(rename = "type")]
+    #[serde(rename = "type", default, deserialize_with = "given")]
     pub task_type: Option<String>,
     #[schema(value_type = Object)]
     pub input: Option<Value>,
     pub queue: Option<String>,
     /// Cron pattern: 5 fields, or 6 with seconds first.
+    #[serde(default, deserialize_with = "given")]
     pub cron: Option<String>,
     /// IANA time zone of `cron` (default UTC).
+    #[serde(default, deserialize_with = "given")]
     pub tz: Option<String>,
     /// Instead of `cron`: an interval, seconds or text like "1m".
+    #[serde(default, deserialize_with = "given")]
     pub every: Option<Span>,
     /// `skip` (default), `allow` or `cancel_previous`.
+    #[serde(default, deserialize_with = "given")]
     pub overlap: Option<String>,
     /// `last` (default), `none`, or a window (seconds or text like "1h").
+    #[serde(default, deserialize_with = "given")]
     pub catch_up: Option<Span>,
     #[serde(default, deserialize_with = "crate::routes::opt_whole")]
     pub max_attempts: Option<u32>,
     /// Seconds, or text like "5m".
     pub timeout: Option<Span>,
+}
+
+/// A field that may be left out but, when given, is not `null` (the document does
+/// not call these nullable: `{"cron": null, "every": 5}` would name two triggers).
+fn given<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 /// A schedule's interval (`every`, a catch-up window): seconds, or one number and a

@@ -329,6 +329,19 @@ async fn schedules_take_what_their_schema_states() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
+    // Fields the document does not call nullable refuse null.
+    for field in ["tz", "cron", "every", "overlap", "catch_up", "type"] {
+        let body = json!({ field: null });
+        let (status, answer) = call(
+            &env.app,
+            "PATCH",
+            "/v2/schedules/w",
+            Some(ALICE),
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}: {answer}");
+    }
     // The name is the path's: a body naming one is a rename.
     let (status, _) = call(
         &env.app,
