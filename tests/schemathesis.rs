@@ -8,7 +8,7 @@
 
 use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -27,37 +27,9 @@ const HARD_LIMIT: Duration = Duration::from_secs(420);
 
 /// `target/tmp/schemathesis-venv/bin/schemathesis`, installing it on first use.
 fn schemathesis_bin() -> PathBuf {
+    let requirement = format!("schemathesis=={VERSION}");
     let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("schemathesis-venv");
-    let bin = venv.join("bin/schemathesis");
-    let ok = |out: Output, what: &str| {
-        assert!(
-            out.status.success(),
-            "{what} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let installed = Command::new(venv.join("bin/pip"))
-        .args(["show", "schemathesis"])
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(&format!("Version: {VERSION}")));
-    if !installed {
-        ok(
-            Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .output()
-                .expect("python3"),
-            "python3 -m venv",
-        );
-        ok(
-            Command::new(venv.join("bin/pip"))
-                .args(["install", "-q", &format!("schemathesis=={VERSION}")])
-                .output()
-                .expect("pip"),
-            "pip install schemathesis",
-        );
-    }
-    bin
+    tether_suite::python_tool(&venv, &requirement, Some(VERSION), "schemathesis")
 }
 
 #[test]
