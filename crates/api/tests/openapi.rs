@@ -462,6 +462,19 @@ async fn the_event_stream_matches_its_documented_events() {
         .unwrap()
         .to_bytes();
     let text = String::from_utf8(body.to_vec()).unwrap();
+    // Every key a task answer has is in the schema (the list's summaries are a subset).
+    let (_, shown) = call(
+        &env.app,
+        "GET",
+        &format!("/v2/tasks/{id}"),
+        Some(ALICE),
+        None,
+    )
+    .await;
+    let properties = &doc["components"]["schemas"]["Task"]["properties"];
+    for key in shown.as_object().unwrap().keys() {
+        assert!(properties.get(key).is_some(), "Task documents {key}");
+    }
     let mut seen = 0;
     for block in text.split("\n\n").filter(|b| b.contains("data:")) {
         let field = |name: &str| {
