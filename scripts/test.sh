@@ -6,7 +6,7 @@
 #
 # The full tier is the tests marked `#[ignore = "full tier: …"]`, run with
 # `--include-ignored`: the web console in headless Chromium, a real Prometheus
-# and promtool, docker-compose, python-glanceclient from PyPI, the chaos runs,
+# and promtool, docker-compose, python-glanceclient and Schemathesis from PyPI, the chaos runs,
 # the benchmarks and the soak, and the check's 100,000-job measurement.
 # Further arguments go to the test binaries (a name filter, `--nocapture`…).
 #
@@ -58,6 +58,8 @@ if $full; then
     cargo test --workspace --quiet -- --test-threads "${TEST_THREADS:-4}" --include-ignored "$@"
   # The chaos runs' figures (tests/chaos.rs writes one line per run).
   cat target/tmp/chaos-*.txt 2>/dev/null || true
+  # Schemathesis's summary (tests/schemathesis.rs).
+  cat target/tmp/schemathesis-summary.txt 2>/dev/null || true
 elif [ "${TEST_RUNNER:-nextest}" = nextest ] && cargo nextest --version >/dev/null 2>&1; then
   # nextest runs no doc tests.
   cargo test --workspace --doc --quiet

@@ -2,7 +2,7 @@
 //! virtualenv this test creates) against `tether api` with a token.
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use tempfile::TempDir;
@@ -11,36 +11,10 @@ use tether_testkit::{RedisOptions, RedisServer, eventually_blocking};
 
 const TOKEN: &str = "glance-compat-token-0123456789";
 
-/// `target/glance-venv/bin/glance`, installing python-glanceclient on first use.
+/// `target/tmp/glance-venv/bin/glance`, installing python-glanceclient on first use.
 fn glance_bin() -> PathBuf {
     let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("glance-venv");
-    let bin = venv.join("bin/glance");
-    if !bin.exists() {
-        let ok = |out: Output, what: &str| {
-            assert!(
-                out.status.success(),
-                "{what} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        ok(
-            Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .output()
-                .expect("python3"),
-            "python3 -m venv",
-        );
-        let pip = venv.join("bin/pip");
-        ok(
-            Command::new(&pip)
-                .args(["install", "-q", "python-glanceclient"])
-                .output()
-                .expect("pip"),
-            "pip install python-glanceclient",
-        );
-    }
-    bin
+    tether_suite::python_tool(&venv, "python-glanceclient", None, "glance")
 }
 
 fn glance(url: &str, token: &str, args: &[&str]) -> (bool, String) {

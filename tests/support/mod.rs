@@ -272,6 +272,52 @@ impl ApiProcess {
     }
 }
 
+/// `bin` of a Python package from PyPI, in the virtualenv `venv` (under `target/`,
+/// the caller's `CARGO_TARGET_TMPDIR`), installed (as `requirement`, e.g.
+/// `pkg==1.2`) unless `pip show` reports `version` already (any version when `None`).
+pub fn python_tool(
+    venv: &std::path::Path,
+    requirement: &str,
+    version: Option<&str>,
+    bin: &str,
+) -> std::path::PathBuf {
+    let package = requirement.split("==").next().unwrap_or(requirement);
+    let shown = Command::new(venv.join("bin/pip"))
+        .args(["show", package])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    let installed = shown.is_some_and(|text| {
+        version.is_none_or(|v| text.lines().any(|l| l == format!("Version: {v}")))
+    });
+    if !installed {
+        let ok = |out: std::process::Output, what: &str| {
+            assert!(
+                out.status.success(),
+                "{what} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        ok(
+            Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(venv)
+                .output()
+                .expect("python3"),
+            "python3 -m venv",
+        );
+        ok(
+            Command::new(venv.join("bin/pip"))
+                .args(["install", "-q", requirement])
+                .output()
+                .expect("pip"),
+            &format!("pip install {requirement}"),
+        );
+    }
+    venv.join("bin").join(bin)
+}
+
 /// Spawns `command(port)` on a free port and returns once the port accepts
 /// connections. A port that another test took between choosing and binding it
 /// makes the process exit: it is tried again on another port.

@@ -125,8 +125,9 @@ impl From<ProducerError> for ApiError {
                 "Conflict",
                 format!("a schedule named {name} exists"),
             ),
+            // A well-formed request the server's policy refuses, as QueueNotAllowed.
             ErrorKind::BeyondHorizon => {
-                ApiError::new(StatusCode::BAD_REQUEST, "BeyondHorizon", e.to_string())
+                ApiError::new(StatusCode::FORBIDDEN, "BeyondHorizon", e.to_string())
             }
             ErrorKind::PayloadTooLarge { size, limit } => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -20,6 +20,7 @@ pub mod auth;
 mod error;
 pub mod glance;
 mod metrics;
+mod openapi;
 mod queues;
 mod routes;
 mod schedules;
@@ -162,7 +163,7 @@ pub fn router(
         .routes(routes!(schedules::resume_schedule))
         .routes(routes!(schedules::trigger_schedule))
         .split_for_parts();
-    let doc = Arc::new(doc);
+    let doc = Arc::new(openapi::document(&doc, &state.config));
     let app = api
         .route("/", get(routes::root))
         .route(

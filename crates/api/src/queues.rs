@@ -37,16 +37,21 @@ pub(crate) struct QueueSettingsBody {
     pub(crate) group_rate: Option<Option<u32>>,
 }
 
-/// A present field: `null`, `0` or `"none"` clears the limit; 1 to MAX_LIMIT sets it.
+/// A present field: `null`, `0` or `"none"` clears the limit; 1 to MAX_LIMIT sets it
+/// (a whole number, `5` or `5.0`, or as text, `"5"`).
 fn limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
     let value: Option<Value> = Option::deserialize(d)?;
     let text = match value {
         None | Some(Value::Null) => return Ok(Some(None)),
-        Some(Value::Number(n)) => n.to_string(),
-        Some(Value::String(s)) => s,
+        Some(Value::String(s)) if tether_model::limits::limit_text_ok(&s) => s,
+        Some(Value::Number(n)) => match crate::routes::whole(&n) {
+            Some(w) => w.to_string(),
+            None => n.to_string(),
+        },
         Some(other) => {
             return Err(serde::de::Error::custom(format!(
-                "expected a number or null, not {other}"
+                "expected a whole number 0-{}, \"none\" or null, not {other}",
+                tether_model::MAX_LIMIT
             )));
         }
     };

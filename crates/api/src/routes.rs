@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tether_model::limits;
 use tether_producer::{JobId, JobOptions, ListQuery, Producer, SortDir, SortKey, Status};
 
 use crate::AppState;
@@ -97,6 +98,10 @@ pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
             ApiError::bad_request(e.body_text())
         }
     })?;
+    // Every body is an object; serde would read a struct from an array too.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    }
     let de = &mut serde_json::Deserializer::from_slice(&body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -108,7 +113,8 @@ pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// A duration given as seconds (number) or as text like `10s`, `5m`.
+/// A duration given as seconds (a number below [`limits::MAX_SECONDS`]) or as text
+/// like `10s`, `5m`, `1h 30m` ([`limits::span`]).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub(crate) enum Span {
@@ -116,22 +122,76 @@ pub(crate) enum Span {
     Text(String),
 }
 
+/// `seconds` as a duration, when it is one the API accepts.
+pub(crate) fn seconds(s: f64) -> Option<Duration> {
+    (s.is_finite() && (0.0..limits::MAX_SECONDS).contains(&s)).then(|| Duration::from_secs_f64(s))
+}
+
 impl Span {
     pub(crate) fn to_duration(&self, field: &str) -> Result<Duration, ApiError> {
         match self {
-            Span::Seconds(s) if s.is_finite() && *s >= 0.0 && *s < 1e9 => {
-                Ok(Duration::from_secs_f64(*s))
-            }
-            Span::Seconds(s) => Err(ApiError::bad_request(format!(
-                "field {field}: {s} is not a duration in seconds"
-            ))),
-            Span::Text(t) => humantime::parse_duration(t).map_err(|e| {
+            Span::Seconds(s) => seconds(*s).ok_or_else(|| {
+                ApiError::bad_request(format!("field {field}: {s} is not a duration in seconds"))
+            }),
+            Span::Text(t) => limits::span::parse(t).ok_or_else(|| {
                 ApiError::bad_request(format!(
-                    "field {field}: {e} (examples: 30, \"10s\", \"5m\")"
+                    "field {field}: {:?} is not a duration (examples: 30, \"10s\", \"5m\", \"1h 30m\")",
+                    t.chars().take(64).collect::<String>()
                 ))
             }),
         }
     }
+}
+
+/// A JSON number that is a whole number, `3` or `3.0`, as JSON Schema's `integer`
+/// counts them.
+pub(crate) fn whole(n: &serde_json::Number) -> Option<u64> {
+    n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(f))
+            .map(|f| f as u64)
+    })
+}
+
+/// An optional whole-number field of a JSON body (`null` is absent).
+pub(crate) fn opt_whole<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::Error;
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => whole(&n)
+            .and_then(|w| T::try_from(w).ok())
+            .map(Some)
+            .ok_or_else(|| D::Error::custom(format!("{n} is not a whole number in range"))),
+        Some(other) => Err(D::Error::custom(format!(
+            "expected a whole number, not {other}"
+        ))),
+    }
+}
+
+/// An optional whole-number query parameter: `3`, or `3.0` as a client that writes
+/// every number as a float sends it.
+pub(crate) fn query_whole<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::Error;
+    let Some(text) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let n = text.parse::<u64>().ok().or_else(|| {
+        text.parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite() && f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(f))
+            .map(|f| f as u64)
+    });
+    n.and_then(|n| T::try_from(n).ok())
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("{text:?} is not a whole number in range")))
 }
 
 /// `POST /v2/tasks` body: Glance's `type` and `input`, plus Tether's options.
@@ -147,6 +207,7 @@ pub(crate) struct CreateTask {
     /// Seconds, or text like "10s".
     pub delay: Option<Span>,
     pub run_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default, deserialize_with = "opt_whole")]
     pub max_attempts: Option<u32>,
     /// Seconds, or text like "5m".
     pub timeout: Option<Span>,
@@ -155,6 +216,7 @@ pub(crate) struct CreateTask {
     pub description: Option<String>,
     pub cancelable: Option<bool>,
     /// 0 (runs first) to 9; default 5.
+    #[serde(default, deserialize_with = "opt_whole")]
     pub priority: Option<u8>,
     /// Fairness group (default: the owner): groups of one priority take turns.
     pub group: Option<String>,
@@ -171,10 +233,15 @@ fn start_by(value: &Value) -> Result<tether_model::StartBy, ApiError> {
     match value {
         Value::Number(n) => n
             .as_f64()
-            .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e9)
-            .map(|s| tether_model::StartBy::Within(std::time::Duration::from_secs_f64(s)))
+            .and_then(seconds)
+            .map(tether_model::StartBy::Within)
             .ok_or_else(invalid),
-        Value::String(s) => s.parse().map_err(|_| invalid()),
+        Value::String(s) => match chrono::DateTime::parse_from_rfc3339(s) {
+            Ok(t) => Ok(tether_model::StartBy::At(t.with_timezone(&chrono::Utc))),
+            Err(_) => limits::span::parse(s)
+                .map(tether_model::StartBy::Within)
+                .ok_or_else(invalid),
+        },
         _ => Err(invalid()),
     }
 }
@@ -191,9 +258,16 @@ pub(crate) async fn create_task(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: CreateTask = json_body(&headers, body)?;
-    // 128 bytes of the caller's; a tenant's owner name goes in front of it.
-    if req.group.as_ref().is_some_and(|g| g.len() > 128) {
-        return Err(ApiError::bad_request("group: at most 128 bytes"));
+    // The caller's part only; a tenant's owner name goes in front of it.
+    if req
+        .group
+        .as_ref()
+        .is_some_and(|g| !limits::caller_group_ok(g))
+    {
+        return Err(ApiError::bad_request(format!(
+            "field group: 1-{} characters, no control characters",
+            limits::MAX_CALLER_GROUP_LEN
+        )));
     }
     if let Some(types) = &state.config.job_types
         && !types.contains(&req.task_type)
@@ -262,8 +336,10 @@ pub(crate) async fn create_task(
 
 /// `GET /v2/tasks` query parameters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListParams {
+    #[serde(default, deserialize_with = "query_whole")]
     pub limit: Option<usize>,
     pub marker: Option<String>,
     pub sort_key: Option<String>,
@@ -278,9 +354,68 @@ pub(crate) struct ListParams {
     /// Tether extension: only dead tasks (failed with no attempts left; re-queueable).
     pub dead: Option<bool>,
     /// Tether extension: only tasks of this priority (0-9).
+    #[serde(default, deserialize_with = "query_whole")]
     pub priority: Option<u8>,
     /// Tether extension: only tasks of this fairness group.
     pub group: Option<String>,
+}
+
+/// Most tasks in one page.
+pub(crate) const MAX_PAGE: usize = 1000;
+
+/// A query string that does not deserialize: 400 naming the parameter, without
+/// axum's wording.
+pub(crate) fn query_error(e: QueryRejection) -> ApiError {
+    let text = e.body_text();
+    let detail = text
+        .strip_prefix("Failed to deserialize query string: ")
+        .unwrap_or(&text);
+    ApiError::bad_request(format!("query parameter {detail}"))
+}
+
+/// The list's filters are bounded as the names they match are.
+fn check_filters(p: &ListParams) -> Result<(), ApiError> {
+    let bad = |what: &str, value: &str| {
+        Err(ApiError::bad_request(format!(
+            "{what} {:?} is not a valid name",
+            value.chars().take(64).collect::<String>()
+        )))
+    };
+    if let Some(q) = p
+        .queue
+        .as_deref()
+        .filter(|q| !limits::QUEUE_NAME.accepts(q))
+    {
+        return bad("queue", q);
+    }
+    if let Some(t) = p
+        .task_type
+        .as_deref()
+        .filter(|t| !limits::JOB_TYPE.accepts(t))
+    {
+        return bad("type", t);
+    }
+    if let Some(g) = p
+        .group
+        .as_deref()
+        .filter(|g| tether_model::validate_group(g).is_err())
+    {
+        return bad("group", g);
+    }
+    if let Some(o) = p
+        .owner
+        .as_deref()
+        .filter(|o| limits::char_len(o) > limits::MAX_OWNER_LEN)
+    {
+        return bad("owner", o);
+    }
+    if p.priority.is_some_and(|n| n > tether_model::MAX_PRIORITY) {
+        return Err(ApiError::bad_request(format!(
+            "priority must be 0-{}",
+            tether_model::MAX_PRIORITY
+        )));
+    }
+    Ok(())
 }
 
 #[utoipa::path(get, path = "/v2/tasks", tag = "tasks", params(ListParams),
@@ -291,11 +426,14 @@ pub(crate) async fn list_tasks(
     Authed(caller): Authed,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(p) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(p) = params.map_err(query_error)?;
     let limit = p.limit.unwrap_or(25);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be between 1 and 1000"));
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
     }
+    check_filters(&p)?;
     let sort_key = match p.sort_key.as_deref().unwrap_or("created_at") {
         "created_at" => SortKey::CreatedAt,
         "updated_at" => SortKey::UpdatedAt,
@@ -354,11 +492,17 @@ pub(crate) async fn list_tasks(
         marker,
     };
     let page = match state.producer(&caller).list(query).await {
+        // A well-formed marker naming no task the caller sees: not found, as a task
+        // id in a path is.
         Err(e) if e.is_not_found() => {
-            return Err(ApiError::bad_request(format!(
-                "marker {} is not a visible task",
-                p.marker.unwrap_or_default()
-            )));
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!(
+                    "marker {} is not a visible task",
+                    p.marker.unwrap_or_default()
+                ),
+            ));
         }
         other => other?,
     };
@@ -412,6 +556,7 @@ async fn after_action(producer: &Producer, id: JobId) -> Result<Response, ApiErr
 
 /// `POST /v2/tasks/{id}/cancel` query parameters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CancelParams {
     /// Admins only: cancel even a task created with `cancelable: false`.
@@ -428,7 +573,7 @@ pub(crate) async fn cancel_task(
     Path(id): Path<String>,
     params: Result<Query<CancelParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(p) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(p) = params.map_err(query_error)?;
     let id = parse_id(&id)?;
     let producer = state.producer(&caller);
     if p.force.unwrap_or(false) {
@@ -483,12 +628,16 @@ pub(crate) async fn patch_task(
     let patch: PatchTask = json_body(&headers, body)?;
     let producer = state.producer(&caller);
     for (value, max, field) in [
-        (&patch.name, 1024, "name"),
-        (&patch.description, 64 * 1024, "description"),
+        (&patch.name, limits::MAX_TASK_NAME_LEN, "name"),
+        (
+            &patch.description,
+            limits::MAX_DESCRIPTION_LEN,
+            "description",
+        ),
     ] {
-        if value.as_ref().is_some_and(|v| v.len() > max) {
+        if value.as_ref().is_some_and(|v| limits::char_len(v) > max) {
             return Err(ApiError::bad_request(format!(
-                "field {field}: longer than {max} bytes"
+                "field {field}: longer than {max} characters"
             )));
         }
     }

@@ -14,6 +14,10 @@ use tether_producer::{
     CatchUp, JobOptions, JobSpec, Overlap, Producer, Schedule, ScheduleSpec, Trigger,
 };
 
+use std::time::Duration;
+
+use tether_model::{limits, schedule};
+
 use crate::AppState;
 use crate::error::ApiError;
 use crate::routes::{Authed, Span, json_body};
@@ -24,26 +28,87 @@ use crate::routes::{Authed, Span, json_body};
 #[serde(deny_unknown_fields)]
 pub(crate) struct ScheduleBody {
     /// Unique per owner: 1-64 characters from A-Z a-z 0-9 _ . - (POST only).
+    #[serde(default, deserialize_with = "given")]
     pub name: Option<String>,
     /// The task type each firing creates.
-    #[serde(rename = "type")]
+    #[serde(rename = "type", default, deserialize_with = "given")]
     pub task_type: Option<String>,
     #[schema(value_type = Object)]
     pub input: Option<Value>,
     pub queue: Option<String>,
     /// Cron pattern: 5 fields, or 6 with seconds first.
+    #[serde(default, deserialize_with = "given")]
     pub cron: Option<String>,
     /// IANA time zone of `cron` (default UTC).
+    #[serde(default, deserialize_with = "given")]
     pub tz: Option<String>,
     /// Instead of `cron`: an interval, seconds or text like "1m".
+    #[serde(default, deserialize_with = "given")]
     pub every: Option<Span>,
     /// `skip` (default), `allow` or `cancel_previous`.
+    #[serde(default, deserialize_with = "given")]
     pub overlap: Option<String>,
     /// `last` (default), `none`, or a window (seconds or text like "1h").
+    #[serde(default, deserialize_with = "given")]
     pub catch_up: Option<Span>,
+    #[serde(default, deserialize_with = "crate::routes::opt_whole")]
     pub max_attempts: Option<u32>,
     /// Seconds, or text like "5m".
     pub timeout: Option<Span>,
+}
+
+/// A field that may be left out but, when given, is not `null` (the document does
+/// not call these nullable: `{"cron": null, "every": 5}` would name two triggers).
+fn given<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// A schedule's interval (`every`, a catch-up window): seconds, or one number and a
+/// unit ([`limits::interval`]).
+fn interval(span: &Span, field: &str) -> Result<Duration, ApiError> {
+    let invalid = || {
+        ApiError::bad_request(format!(
+            "field {field}: use seconds or one number and a unit (s, m, h, d, w), \
+             from 1 second to 366 days"
+        ))
+    };
+    match span {
+        // Above zero stays above zero, however small: schedules keep milliseconds.
+        Span::Seconds(s) => crate::routes::seconds(*s)
+            .filter(|_| *s > 0.0)
+            .map(|d| d.max(Duration::from_millis(1)))
+            .ok_or_else(invalid),
+        Span::Text(t) => limits::interval::parse(t).ok_or_else(invalid),
+    }
+}
+
+/// The cron pattern, in the grammar the document states ([`limits::cron`]).
+fn cron_pattern(cron: String) -> Result<String, ApiError> {
+    if limits::cron::accepts(&cron) {
+        Ok(cron)
+    } else {
+        Err(ApiError::bad_request(format!(
+            "field cron: {:?} is not 5 or 6 fields of *, */step, values, a-b and a-b/step \
+             (names and other forms are not taken here)",
+            cron.chars().take(64).collect::<String>()
+        )))
+    }
+}
+
+/// A time zone the document lists (an IANA name).
+fn time_zone(tz: String) -> Result<String, ApiError> {
+    if schedule::time_zones().any(|z| z == tz) {
+        Ok(tz)
+    } else {
+        Err(ApiError::bad_request(format!(
+            "field tz: {:?} is not an IANA time zone name",
+            tz.chars().take(64).collect::<String>()
+        )))
+    }
 }
 
 fn schedule_not_found(name: &str) -> ApiError {
@@ -96,14 +161,15 @@ fn spec_from(body: ScheduleBody, base: Option<ScheduleSpec>) -> Result<ScheduleS
         ..JobOptions::default()
     }
     .apply(job);
+    let tz = body.tz.map(time_zone).transpose()?;
     let trigger = match (body.cron, body.every) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request("give either cron or every, not both"));
         }
-        (Some(cron), None) => Trigger::cron(cron, body.tz.unwrap_or_default())?,
-        (None, Some(every)) => Trigger::every(every.to_duration("every")?)?,
+        (Some(cron), None) => Trigger::cron(cron_pattern(cron)?, tz.unwrap_or_default())?,
+        (None, Some(every)) => Trigger::every(interval(&every, "every")?)?,
         (None, None) => match &base {
-            Some(b) => match (&b.trigger, body.tz) {
+            Some(b) => match (&b.trigger, tz) {
                 (Trigger::Cron { cron, .. }, Some(tz)) => Trigger::cron(cron.clone(), tz)?,
                 (trigger, _) => trigger.clone(),
             },
@@ -131,7 +197,7 @@ fn spec_from(body: ScheduleBody, base: Option<ScheduleSpec>) -> Result<ScheduleS
         spec.catch_up = match &catch_up {
             Span::Text(t) if t == "none" => CatchUp::None,
             Span::Text(t) if t == "last" => CatchUp::Last,
-            window => CatchUp::Window(window.to_duration("catch_up")?),
+            window => CatchUp::Window(interval(window, "catch_up")?),
         };
     }
     spec.validate()?;
@@ -232,9 +298,10 @@ pub(crate) async fn patch_schedule(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body: ScheduleBody = json_body(&headers, body)?;
-    if body.name.as_deref().is_some_and(|n| n != name) {
+    // The name is the path's: a body naming it would be a rename.
+    if body.name.is_some() {
         return Err(ApiError::bad_request(
-            "field name: a schedule cannot be renamed",
+            "field name: a schedule cannot be renamed (its name is in the path)",
         ));
     }
     let current = one(&state, &caller, &name).await?;

@@ -212,7 +212,7 @@ async fn a_start_past_the_horizon_is_refused() {
         json!({"type": "noop", "delay": "31days"}),
     ] {
         let (status, answer) = call(&env.app, "POST", "/v2/tasks", ALICE, Some(body)).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
         assert_eq!(answer["code"], "BeyondHorizon", "{answer}");
         assert!(answer["message"].as_str().unwrap().contains("30 days"));
     }

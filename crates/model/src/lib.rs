@@ -11,7 +11,9 @@
 //!   [`JobInput`] — an input type that names its job type, and [`JobOptions`] — the
 //!   options a CLI or REST caller gives, mapped onto a spec;
 //! * [`ErrorCode`] — the machine-readable failure codes;
-//! * [`schedule`] — cron and interval triggers, DST rules and firing ids.
+//! * [`schedule`] — cron and interval triggers, DST rules and firing ids;
+//! * [`limits`] — the bounds on names, lengths and ranges a caller gives, which the
+//!   validation and the REST API's OpenAPI document both read.
 //!
 //! ```
 //! use tether_model::{JobSpec, Status};
@@ -25,6 +27,7 @@ mod flow;
 mod id;
 mod job;
 pub mod labels;
+pub mod limits;
 pub mod machine;
 mod options;
 pub mod progress;

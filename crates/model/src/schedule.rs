@@ -308,6 +308,11 @@ fn parse_cron(pattern: &str) -> Result<Cron, SpecError> {
         .map_err(|e| SpecError::Schedule(format!("invalid cron pattern {pattern:?}: {e}")))
 }
 
+/// Every IANA time zone name a cron schedule may name.
+pub fn time_zones() -> impl Iterator<Item = &'static str> {
+    chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name())
+}
+
 fn parse_tz(tz: &str) -> Result<Tz, SpecError> {
     Tz::from_str(tz).map_err(|_| SpecError::Schedule(format!("unknown time zone {tz:?}")))
 }

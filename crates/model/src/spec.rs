@@ -3,7 +3,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::RetryPolicy;
+use crate::{RetryPolicy, limits};
 
 /// A request to run a job, as a producer builds it.
 ///
@@ -104,22 +104,22 @@ impl std::str::FromStr for StartBy {
     }
 }
 
-/// Checks a job type name: `[A-Za-z0-9_.:-]{1,128}`.
+/// Checks a job type name: [`limits::JOB_TYPE`], `[A-Za-z0-9_.:-]{1,128}`.
 pub fn validate_job_type(job_type: &str) -> Result<(), SpecError> {
-    if valid_name(job_type, 128, b":") {
+    if limits::JOB_TYPE.accepts(job_type) {
         Ok(())
     } else {
         Err(SpecError::JobType(job_type.chars().take(128).collect()))
     }
 }
 
-/// The longest group name: 128 bytes a caller chooses, behind an owner's name
+/// The longest group name: 128 characters a caller chooses, behind an owner's name
 /// (`<owner>/<group>`, as producers scoped to an owner store it).
-pub const MAX_GROUP_LEN: usize = 128 + 1 + 256;
+pub use crate::limits::MAX_GROUP_LEN;
 
-/// Checks a group name: 1 to [`MAX_GROUP_LEN`] bytes, none of them a control character.
+/// Checks a group name: 1 to [`MAX_GROUP_LEN`] characters, none of them a control character.
 pub fn validate_group(group: &str) -> Result<(), SpecError> {
-    if !group.is_empty() && group.len() <= MAX_GROUP_LEN && !group.chars().any(char::is_control) {
+    if limits::group_chars_ok(group) && limits::char_len(group) <= MAX_GROUP_LEN {
         Ok(())
     } else {
         Err(SpecError::Group(group.chars().take(64).collect()))
@@ -163,11 +163,11 @@ pub enum SpecError {
     JobType(String),
     #[error("max_attempts must be at least 1")]
     MaxAttempts,
-    #[error("idempotency key must be 1-256 bytes")]
+    #[error("idempotency key must be 1-256 characters")]
     IdempotencyKey,
     #[error("input is not serialisable as JSON: {0}")]
     Input(String),
-    #[error("{field} is too long (at most {max} bytes)")]
+    #[error("{field} is too long (at most {max} characters)")]
     TooLong { field: &'static str, max: usize },
     #[error("invalid schedule name {0:?}: use 1-64 characters from A-Z a-z 0-9 _ . -")]
     ScheduleName(String),
@@ -175,22 +175,16 @@ pub enum SpecError {
     Schedule(String),
     #[error("priority must be 0-9 (0 runs first), not {0}")]
     Priority(u8),
-    #[error("invalid group {0:?}: use 1-128 bytes (after the owner), no control characters")]
+    #[error("invalid group {0:?}: use 1-128 characters (after the owner), no control characters")]
     Group(String),
     #[error("invalid start_by {0:?}: use a duration (30s, 5m) or an RFC 3339 time")]
     StartBy(String),
 }
 
-fn valid_name(s: &str, max: usize, extra: &[u8]) -> bool {
-    !s.is_empty()
-        && s.len() <= max
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b) || extra.contains(&b))
-}
-
-/// Checks a queue name: `[A-Za-z0-9_.-]{1,64}` (no braces, so it can be a Redis hash tag).
+/// Checks a queue name: [`limits::QUEUE_NAME`], `[A-Za-z0-9_.-]{1,64}` (no braces,
+/// so it can be a Redis hash tag).
 pub fn validate_queue_name(queue: &str) -> Result<(), SpecError> {
-    if valid_name(queue, 64, b"") {
+    if limits::QUEUE_NAME.accepts(queue) {
         Ok(())
     } else {
         Err(SpecError::QueueName(queue.to_owned()))
@@ -335,13 +329,13 @@ impl JobSpec {
     pub fn validate(&self) -> Result<(), SpecError> {
         validate_queue_name(&self.queue)?;
         validate_job_type(&self.job_type)?;
-        if self.max_attempts == 0 {
+        if self.max_attempts < limits::MIN_MAX_ATTEMPTS {
             return Err(SpecError::MaxAttempts);
         }
         if self
             .idempotency_key
             .as_ref()
-            .is_some_and(|k| k.is_empty() || k.len() > 256)
+            .is_some_and(|k| k.is_empty() || limits::char_len(k) > limits::MAX_IDEMPOTENCY_KEY_LEN)
         {
             return Err(SpecError::IdempotencyKey);
         }
@@ -352,11 +346,15 @@ impl JobSpec {
             validate_group(group)?;
         }
         for (field, value, max) in [
-            ("owner", &self.owner, 256),
-            ("name", &self.name, 1024),
-            ("description", &self.description, 64 * 1024),
+            ("owner", &self.owner, limits::MAX_OWNER_LEN),
+            ("name", &self.name, limits::MAX_TASK_NAME_LEN),
+            (
+                "description",
+                &self.description,
+                limits::MAX_DESCRIPTION_LEN,
+            ),
         ] {
-            if value.as_ref().is_some_and(|v| v.len() > max) {
+            if value.as_ref().is_some_and(|v| limits::char_len(v) > max) {
                 return Err(SpecError::TooLong { field, max });
             }
         }

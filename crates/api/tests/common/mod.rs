@@ -20,6 +20,17 @@ pub(crate) async fn call(
     token: Option<&str>,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
+    call_text(app, method, uri, token, body.map(|b| b.to_string())).await
+}
+
+/// [`call`] with the body as text, sent as JSON whatever it holds.
+pub(crate) async fn call_text(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<String>,
+) -> (StatusCode, Value) {
     let mut req = Request::builder().method(method).uri(uri);
     if let Some(t) = token {
         req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
@@ -27,7 +38,7 @@ pub(crate) async fn call(
     let req = match body {
         Some(b) => req
             .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(b.to_string())),
+            .body(Body::from(b)),
         None => req.body(Body::empty()),
     }
     .unwrap();

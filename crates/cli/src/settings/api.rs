@@ -28,7 +28,7 @@ pub(crate) struct ApiArgs {
     /// Largest request body in bytes (default 1 MiB).
     #[arg(long, env = "TETHER_API_BODY_LIMIT")]
     body_limit: Option<usize>,
-    /// Latest start a task may ask for, from now (default 30d); later is a 400.
+    /// Latest start a task may ask for, from now (default 30d); later is a 403 (BeyondHorizon).
     #[arg(long, env = "TETHER_API_HORIZON", value_parser = parse_duration)]
     horizon: Option<Duration>,
     /// Unfinished tasks one owner may have in one queue (default 10000; 0: no limit); more is a 429.
