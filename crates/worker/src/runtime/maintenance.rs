@@ -17,6 +17,10 @@ use super::Shared;
 
 /// Jobs handled by one script call: short enough not to hold Redis up (a few ms).
 const PASS: usize = 1000;
+/// Jobs promoted by one script call: fewer, since each is made ready (a record write and
+/// its list or stream entry) and a claim for a priority-0 job may be queued behind it
+/// (about a millisecond per call).
+const PROMOTE_PASS: usize = 250;
 /// Longest run of passes of one kind in a row, so the others are not starved.
 const MAX_RUN: Duration = Duration::from_secs(2);
 const MAX_PROMOTE_PAUSE: Duration = Duration::from_millis(500);
@@ -53,12 +57,13 @@ pub(super) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
     }
 }
 
-/// Calls `pass` until it handles fewer than [`PASS`] jobs, fails, or [`MAX_RUN`] is
+/// Calls `pass` until it handles fewer than `size` jobs, fails, or [`MAX_RUN`] is
 /// spent. Returns the total handled and the last pass's answer.
 async fn in_passes<T, F, Fut>(
     shared: &Shared,
     op: &str,
     queue: &str,
+    size: usize,
     mut pass: F,
 ) -> (usize, Option<T>)
 where
@@ -71,7 +76,7 @@ where
         match pass().await {
             Ok((n, last)) => {
                 total += n;
-                if n < PASS || started.elapsed() >= MAX_RUN {
+                if n < size || started.elapsed() >= MAX_RUN {
                     return (total, Some(last));
                 }
                 // Let the claims and renewals queued behind these scripts through.
@@ -88,8 +93,8 @@ where
 
 /// Returns how long until the next delayed job is due, if any.
 async fn promote(shared: &Shared, queue: &str) -> Option<Duration> {
-    let (_, last) = in_passes(shared, "promote", queue, || async {
-        shared.store.promote(queue, PASS).await
+    let (_, last) = in_passes(shared, "promote", queue, PROMOTE_PASS, || async {
+        shared.store.promote(queue, PROMOTE_PASS).await
     })
     .await;
     last.flatten()
@@ -98,7 +103,7 @@ async fn promote(shared: &Shared, queue: &str) -> Option<Duration> {
 /// Fails the jobs not started by their start deadline, wherever they wait: no worker
 /// has to find them first (every 500 ms at most, with promotion).
 async fn expire_unstarted(shared: &Shared, queue: &str) {
-    let (expired, _) = in_passes(shared, "expire", queue, || async {
+    let (expired, _) = in_passes(shared, "expire", queue, PASS, || async {
         Ok((shared.store.expire_unstarted(queue, PASS).await?.len(), ()))
     })
     .await;
@@ -113,7 +118,7 @@ async fn expire_unstarted(shared: &Shared, queue: &str) {
 
 async fn reap(shared: &Shared, queue: &str) {
     let taken_back = std::sync::atomic::AtomicUsize::new(0);
-    in_passes(shared, "reap", queue, || async {
+    in_passes(shared, "reap", queue, PASS, || async {
         let reaped = shared.store.reap(queue, PASS).await?;
         taken_back.fetch_add(reaped.len(), std::sync::atomic::Ordering::Relaxed);
         // A pass is full when it looked at PASS lease entries, stale ones included.
@@ -132,7 +137,7 @@ async fn reap(shared: &Shared, queue: &str) {
 }
 
 async fn expire(shared: &Shared, queue: &str) {
-    in_passes(shared, "expire", queue, || async {
+    in_passes(shared, "expire", queue, PASS, || async {
         Ok((shared.store.expire(queue, PASS).await?, ()))
     })
     .await;
