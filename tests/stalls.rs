@@ -327,7 +327,10 @@ async fn a_job_of_a_type_another_live_worker_has_is_handed_back_without_spending
         .enqueue_many((0..50).map(|_| tracked(&[10]).max_attempts(1)).collect())
         .await
         .unwrap();
-    let jobs = all_finished(&producer, &ids, T).await;
+    // Each job goes to either worker, so how often it is handed back is a coin toss
+    // each time, with a delay that doubles up to 2 s: the slowest of 50 takes about
+    // 6 tosses, 16 s here, and more on a busy machine.
+    let jobs = all_finished(&producer, &ids, Duration::from_secs(90)).await;
     let offered_to_lacking: f64 = lacking
         .metrics
         .render()
