@@ -178,6 +178,24 @@ async fn every_script_runs_in_one_slot_on_the_cluster() {
                 store.resume(&queue, Some("noop")).await.unwrap();
                 claim_one(&store, ttl).await;
             }
+            "drive" => {
+                let job = store.enqueue(&spec().external(ttl)).await.unwrap();
+                let call = tether_store::Drive::Progress {
+                    percent: 50,
+                    message: Some("half"),
+                };
+                let driven = store.drive(&queue, job.id, None, &call).await.unwrap();
+                assert_eq!(driven.status, tether_model::Status::Processing);
+                let done = tether_store::Drive::Complete(None);
+                store.drive(&queue, job.id, None, &done).await.unwrap();
+            }
+            "lapse" => {
+                let lease = Duration::from_secs(1);
+                let job = store.enqueue(&spec().external(lease)).await.unwrap();
+                tokio::time::sleep(lease + Duration::from_millis(20)).await;
+                let lapsed = store.lapse_external(&queue, 100).await.unwrap();
+                assert!(lapsed.failed.contains(&job.id), "{lapsed:?}");
+            }
             other => panic!("script {other} is not exercised on the cluster"),
         }
         let problems = store.check_consistency(&queue).await.unwrap();

@@ -348,18 +348,23 @@ fn start_serving(what: &str, command: impl Fn(u16) -> Command) -> (ChildGuard, u
 /// Runs `tether ARGS --redis <redis>` to completion; asserts it succeeded and returns
 /// what it printed.
 pub fn tether(redis: &impl RedisEndpoint, args: &[&str]) -> String {
-    let out = Command::new(tether_bin())
-        .args(args)
-        .args(["--redis", &redis.url()])
-        .env_remove("TETHER_CONFIG")
-        .output()
-        .expect("run tether");
+    let out = tether_output(redis, args);
     assert!(
         out.status.success(),
         "tether {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs `tether ARGS --redis <redis>` to completion; whatever it did.
+pub fn tether_output(redis: &impl RedisEndpoint, args: &[&str]) -> std::process::Output {
+    Command::new(tether_bin())
+        .args(args)
+        .args(["--redis", &redis.url()])
+        .env_remove("TETHER_CONFIG")
+        .output()
+        .expect("run tether")
 }
 
 /// Asserts that every queue's records, stream, indexes and counters agree.

@@ -62,6 +62,12 @@ pub fn task_body(job: &Job, full: bool) -> Value {
     // Set on the jobs a schedule fired: which schedule, and the fire time (one job each).
     m.insert("schedule".into(), json!(job.schedule));
     m.insert("fire_time".into(), opt_time(job.fire_time));
+    // External tasks: driven by their creator, under a lease of `lease_timeout` seconds.
+    m.insert("external".into(), json!(job.external));
+    m.insert(
+        "lease_timeout".into(),
+        json!(job.lease_timeout_ms.map(|ms| ms as f64 / 1000.0)),
+    );
     Value::Object(m)
 }
 
@@ -73,7 +79,7 @@ pub fn task_schema(types: Option<&[String]>) -> Value {
         type_prop["enum"] = json!(types);
     }
     let nullable_time = |d: &str| json!({"type": ["null", "string"], "description": d});
-    json!({
+    let mut schema = json!({
         "name": "task",
         "properties": {
             "id": {"type": "string", "description": "An identifier for the task",
@@ -115,7 +121,17 @@ pub fn task_schema(types: Option<&[String]>) -> Value {
             "schedule": {"type": ["null", "string"], "description": "The schedule whose firing created the task"},
             "fire_time": nullable_time("The fire time of that firing")
         }
-    })
+    });
+    // Later extensions, a second part: one json! of every field passes the macro's
+    // recursion limit.
+    let more = json!({
+        "external": {"type": "boolean", "description": "Driven by its creator, not run by a worker"},
+        "lease_timeout": {"type": ["null", "number"], "description": "An external task's lease in seconds: no progress report within it, the task fails with Timedout"}
+    });
+    if let (Some(props), Value::Object(more)) = (schema["properties"].as_object_mut(), more) {
+        props.extend(more);
+    }
+    schema
 }
 
 /// `GET /v2/schemas/tasks`.

@@ -18,6 +18,7 @@
 
 pub mod auth;
 mod error;
+mod external;
 pub mod glance;
 mod metrics;
 mod openapi;
@@ -142,6 +143,10 @@ pub fn router(
         .routes(routes!(routes::show_task, routes::patch_task))
         .routes(routes!(routes::cancel_task))
         .routes(routes!(routes::retry_task))
+        .routes(routes!(external::progress))
+        .routes(routes!(external::describe))
+        .routes(routes!(external::complete))
+        .routes(routes!(external::abort))
         .routes(routes!(routes::task_events))
         .routes(routes!(routes::schema_task))
         .routes(routes!(routes::schema_tasks))

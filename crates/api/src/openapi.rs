@@ -65,6 +65,12 @@ const OPERATIONS: &[Operation] = &[
     op("cancel_task", 202, Some("Task"), &[400, 403, 404, 409]),
     op("retry_task", 202, Some("Task"), &[404, 409, 429]),
     op("task_events", 200, None, &[404, 429]),
+    // An external task's driver: a final task is 409 InvalidState, a task a worker runs
+    // 409 NotSupported.
+    op("progress", 200, Some("Task"), &[400, 404, 409, 413, 415]),
+    op("describe", 200, Some("Task"), &[400, 404, 409, 413, 415]),
+    op("complete", 200, Some("Task"), &[400, 404, 409, 413, 415]),
+    op("abort", 200, Some("Task"), &[400, 404, 409, 413, 415]),
     public("schema_task"),
     public("schema_tasks"),
     public("versions_doc"),
@@ -95,12 +101,16 @@ const OPERATIONS: &[Operation] = &[
 
 /// The operations taking a task id, a queue name or a schedule name, by the
 /// parameter they take.
-const TASK_OPS: [&str; 5] = [
+const TASK_OPS: [&str; 9] = [
     "show_task",
     "patch_task",
     "cancel_task",
     "retry_task",
     "task_events",
+    "progress",
+    "describe",
+    "complete",
+    "abort",
 ];
 const QUEUE_OPS: [&str; 4] = ["show_queue", "patch_queue", "pause_queue", "resume_queue"];
 const SCHEDULE_OPS: [&str; 6] = [
@@ -148,8 +158,9 @@ pub(crate) fn document(generated: &utoipa::openapi::OpenApi, config: &ApiConfig)
                     operation["requestBody"]["content"]["application/json"]["schema"] =
                         json!({"$ref": "#/components/schemas/PatchScheduleBody"});
                 }
-                // Their body is optional: without one the whole queue pauses or resumes.
-                "pause_queue" | "resume_queue" => {
+                // Their body is optional: without one the whole queue pauses or resumes,
+                // the task completes without a result or aborts with the default fault.
+                "pause_queue" | "resume_queue" | "complete" | "abort" => {
                     operation["requestBody"]["required"] = json!(false)
                 }
                 _ => {}

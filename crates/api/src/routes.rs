@@ -224,7 +224,16 @@ pub(crate) struct CreateTask {
     /// from now, or an RFC 3339 time.
     #[schema(value_type = Option<String>)]
     pub start_by: Option<Value>,
+    /// An external task: no worker runs it; its creator drives it through
+    /// `/v2/tasks/{id}/progress`, `/description`, `/complete` and `/abort`.
+    pub external: Option<bool>,
+    /// An external task's lease: seconds or text like "30s" (default 30 s). No progress
+    /// report within it, the task fails with `Timedout`.
+    pub lease_timeout: Option<Span>,
 }
+
+/// An external task's lease when the body names none.
+const DEFAULT_EXTERNAL_LEASE: Duration = Duration::from_secs(30);
 
 /// `start_by` as given: seconds (a number), a span ("30s") or an RFC 3339 time.
 fn start_by(value: &Value) -> Result<tether_model::StartBy, ApiError> {
@@ -269,7 +278,15 @@ pub(crate) async fn create_task(
             limits::MAX_CALLER_GROUP_LEN
         )));
     }
+    let external = req.external.unwrap_or(false);
+    if req.lease_timeout.is_some() && !external {
+        return Err(ApiError::bad_request(
+            "field lease_timeout: only for an external task (\"external\": true)",
+        ));
+    }
+    // An external task's type names what it does; no handler has to know it.
     if let Some(types) = &state.config.job_types
+        && !external
         && !types.contains(&req.task_type)
     {
         return Err(ApiError::new(
@@ -312,6 +329,11 @@ pub(crate) async fn create_task(
         priority: req.priority,
         group: req.group,
         start_by: req.start_by.as_ref().map(start_by).transpose()?,
+        external_lease: match (external, &req.lease_timeout) {
+            (false, _) => None,
+            (true, None) => Some(DEFAULT_EXTERNAL_LEASE),
+            (true, Some(lease)) => Some(lease.to_duration("lease_timeout")?),
+        },
         ..JobOptions::default()
     }
     .spec(req.task_type);

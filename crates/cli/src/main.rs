@@ -22,6 +22,7 @@ use commands::enqueue::EnqueueArgs;
 use commands::list::ListArgs;
 use commands::queue::QueueCommand;
 use commands::schedule::ScheduleCommand;
+use commands::task::TaskCommand;
 use commands::{CliResult, jobs, producer};
 use settings::{ApiArgs, Global, WorkerArgs, parse_duration};
 
@@ -128,6 +129,10 @@ enum Command {
         /// The shell: bash, elvish, fish, powershell or zsh.
         shell: clap_complete::Shell,
     },
+    /// External tasks: create one, and drive it (progress, description, completion,
+    /// abort) as its creator.
+    #[command(subcommand)]
+    Task(TaskCommand),
     /// Live workers and their jobs.
     Workers {
         /// Print JSON instead of a table.
@@ -196,6 +201,7 @@ async fn run(cli: Cli) -> CliResult {
             commands::schedule::run(command, &producer(global).await?).await
         }
         Command::Queue(command) => commands::queue::run(command, &producer(global).await?).await,
+        Command::Task(command) => commands::task::run(command, &producer(global).await?).await,
         Command::Workers { json } => {
             commands::queues::workers(json, &producer(global).await?).await
         }

@@ -20,7 +20,7 @@ pub(crate) fn job(job: &Job, json: bool) {
         return;
     }
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-    let rows: Vec<(&str, String)> = vec![
+    let mut rows: Vec<(&str, String)> = vec![
         ("id", job.id.to_string()),
         ("queue", job.queue.clone()),
         ("type", job.job_type.clone()),
@@ -79,6 +79,16 @@ pub(crate) fn job(job: &Job, json: bool) {
         ("lease_expires_at", time(job.lease_expires_at)),
         ("expires_at", time(job.expires_at)),
     ];
+    if let Some(ms) = job.lease_timeout_ms {
+        // Driven by its creator (`tether task`), not run by a worker.
+        rows.push((
+            "external",
+            format!(
+                "lease {}",
+                humantime::format_duration(std::time::Duration::from_millis(ms))
+            ),
+        ));
+    }
     let rows = rows.into_iter().chain(
         job.schedule
             .as_ref()

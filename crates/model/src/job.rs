@@ -154,6 +154,8 @@ impl Job {
                     .and_then(|d| created_at.checked_add_signed(d)),
                 None => None,
             },
+            external: spec.external_lease.is_some(),
+            lease_timeout_ms: spec.external_lease.map(|d| d.as_millis() as u64),
         }
     }
 }
@@ -212,6 +214,12 @@ pub struct Job {
     /// Not started by then, it fails with `Expired` (only the first start counts).
     #[serde(default)]
     pub start_by: Option<DateTime<Utc>>,
+    /// An external task: its creator drives it (no worker runs it).
+    #[serde(default)]
+    pub external: bool,
+    /// An external task's lease: each progress report renews it for this long.
+    #[serde(default)]
+    pub lease_timeout_ms: Option<u64>,
 }
 
 fn default_priority() -> u8 {

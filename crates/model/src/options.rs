@@ -52,6 +52,8 @@ pub struct JobOptions {
     pub group: Option<String>,
     /// The start deadline.
     pub start_by: Option<crate::StartBy>,
+    /// An external task's lease ([`JobSpec::external`]).
+    pub external_lease: Option<Duration>,
 }
 
 impl JobOptions {
@@ -78,7 +80,9 @@ impl JobOptions {
             priority,
             group,
             start_by,
+            external_lease,
         } = self;
+        spec.external_lease = external_lease.or(spec.external_lease);
         if let Some(p) = priority {
             spec.priority = p;
         }
@@ -148,6 +152,7 @@ mod tests {
             priority: Some(0),
             group: Some("g".into()),
             start_by: Some(crate::StartBy::Within(Duration::from_secs(9))),
+            external_lease: Some(Duration::from_secs(30)),
         }
         .spec("t");
         let expected = JobSpec::new("t")
@@ -164,6 +169,7 @@ mod tests {
             .priority(0)
             .group("g")
             .start_by(Duration::from_secs(9))
+            .external(Duration::from_secs(30))
             .cancelable(false)
             .owner("o")
             .name("n")

@@ -50,7 +50,17 @@ pub struct JobSpec {
     /// A job not started by then never starts: it fails with `Expired`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_by: Option<StartBy>,
+    /// An external task (vSphere `TaskManager.CreateTask`): no worker runs it, its
+    /// creator drives it, and it fails with `Timedout` when no progress report comes
+    /// within this lease. `None` for a job workers run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_lease: Option<Duration>,
 }
+
+/// The shortest lease of an external task.
+pub const MIN_EXTERNAL_LEASE: Duration = Duration::from_secs(1);
+/// The longest lease of an external task.
+pub const MAX_EXTERNAL_LEASE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The priority of a job that sets none.
 pub const DEFAULT_PRIORITY: u8 = 5;
@@ -179,6 +189,22 @@ pub enum SpecError {
     Group(String),
     #[error("invalid start_by {0:?}: use a duration (30s, 5m) or an RFC 3339 time")]
     StartBy(String),
+    #[error("lease_timeout {0:?} out of range: use 1 s to 7 days")]
+    ExternalLease(Duration),
+    #[error("an external task takes no {0}: its creator drives it")]
+    External(&'static str),
+    #[error("invalid error code {0:?}: use 1-128 characters from A-Z a-z 0-9 _ . : -")]
+    ErrorCode(String),
+}
+
+/// Checks an error code a caller gives (an external task's abort): the characters of a
+/// job type, so it can be shown, logged and matched without escaping.
+pub fn validate_error_code(code: &str) -> Result<(), SpecError> {
+    if limits::JOB_TYPE.accepts(code) {
+        Ok(())
+    } else {
+        Err(SpecError::ErrorCode(code.chars().take(128).collect()))
+    }
 }
 
 /// Checks a queue name: [`limits::QUEUE_NAME`], `[A-Za-z0-9_.-]{1,64}` (no braces,
@@ -213,6 +239,7 @@ impl JobSpec {
             priority: DEFAULT_PRIORITY,
             group: None,
             start_by: None,
+            external_lease: None,
         }
     }
 
@@ -320,6 +347,22 @@ impl JobSpec {
         self
     }
 
+    /// Makes this an external task: no worker runs it; its creator reports progress
+    /// (each report renews the lease for `lease_timeout`) and completes or aborts it.
+    /// It is created `pending` and becomes `processing` at its first progress report.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tether_model::JobSpec;
+    /// let spec = JobSpec::new("export").external(Duration::from_secs(30));
+    /// spec.validate()?;
+    /// # Ok::<(), tether_model::SpecError>(())
+    /// ```
+    pub fn external(mut self, lease_timeout: Duration) -> Self {
+        self.external_lease = Some(lease_timeout);
+        self
+    }
+
     /// The group the job is served in: its own, else its owner's.
     pub fn effective_group(&self) -> Option<&str> {
         self.group.as_deref().or(self.owner.as_deref())
@@ -344,6 +387,19 @@ impl JobSpec {
         }
         if let Some(group) = &self.group {
             validate_group(group)?;
+        }
+        if let Some(lease) = self.external_lease {
+            if !(MIN_EXTERNAL_LEASE..=MAX_EXTERNAL_LEASE).contains(&lease) {
+                return Err(SpecError::ExternalLease(lease));
+            }
+            // Nobody would start it: a start deadline, a delay or a time limit of a
+            // run mean nothing for a task its creator drives.
+            if self.run_at.is_some() || self.delay.is_some_and(|d| !d.is_zero()) {
+                return Err(SpecError::External("delay and run_at"));
+            }
+            if self.start_by.is_some() || self.timeout.is_some() {
+                return Err(SpecError::External("start_by and timeout"));
+            }
         }
         for (field, value, max) in [
             ("owner", &self.owner, limits::MAX_OWNER_LEN),
@@ -405,6 +461,38 @@ mod tests {
         assert!(JobSpec::new("t").group("").validate().is_err());
         assert!(JobSpec::new("t").group("a\nb").validate().is_err());
         assert!(JobSpec::new("t").group("g".repeat(386)).validate().is_err());
+    }
+
+    #[test]
+    fn external_tasks_are_validated() {
+        let lease = Duration::from_secs(30);
+        assert!(JobSpec::new("t").external(lease).validate().is_ok());
+        assert!(
+            JobSpec::new("t")
+                .external(Duration::from_millis(999))
+                .validate()
+                .is_err()
+        );
+        assert!(
+            JobSpec::new("t")
+                .external(Duration::from_secs(8 * 24 * 3600))
+                .validate()
+                .is_err()
+        );
+        assert!(
+            JobSpec::new("t")
+                .external(lease)
+                .delay(lease)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            JobSpec::new("t")
+                .external(lease)
+                .timeout(lease)
+                .validate()
+                .is_err()
+        );
     }
 
     #[test]

@@ -26,9 +26,12 @@ pub use tether_model::{
 };
 pub use tether_store::FlowState;
 
+mod external;
 mod queues;
+pub use external::ExternalTask;
 pub use tether_store::{
-    CancelOutcome, ListQuery, Page, QueueStats, SortDir, SortKey, StoreConfig, WorkerInfo,
+    CancelOutcome, Drive, Driven, ListQuery, Page, QueueStats, SortDir, SortKey, StoreConfig,
+    WorkerInfo,
 };
 /// A schedule with its firing state (next, last fire time, last job).
 pub type Schedule = tether_store::StoredSchedule;

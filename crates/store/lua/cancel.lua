@@ -1,18 +1,20 @@
 -- CancelTask from a producer.
 -- ARGV: prefix, id, owner ('' = any), retention ms, force ('1': ignore `cancelable`; admins only,
 --       checked by the caller)
+-- An external task is only flagged, pending or not: its driver sees the request in the
+-- answer of its next progress report and ends it (tasks.lua).
 -- Returns 'CANCELLED' (was pending), 'REQUESTED' (running: the worker stops it),
 -- 'NOT_FOUND', 'NOT_SUPPORTED' or 'INVALID:<status>'.
 local id, owner, retention, force = ARGV[2], ARGV[3], arg_number(4), ARGV[5]
 local key = job_key(id)
-local st, job_owner, cancelable, sid, creq, watched =
-  unpack(redis.call('HMGET', key, 'st', 'owner', 'can', 'sid', 'creq', 'w'))
+local st, job_owner, cancelable, sid, creq, watched, ext =
+  unpack(redis.call('HMGET', key, 'st', 'owner', 'can', 'sid', 'creq', 'w', 'ext'))
 writable(K_STREAM, K_DELAYED, K_LEASES, K_DONE, K_DEAD, K_COUNTS, K_ACTIVE)
 check_type(K_DEADLINES, 'zset')
 if not st or (owner ~= '' and job_owner ~= owner) then return 'NOT_FOUND' end
 if is_final(st) then return 'INVALID:' .. st end
 if cancelable == '0' and force ~= '1' then return 'NOT_SUPPORTED' end
-if st == 'pending' then
+if st == 'pending' and not ext then
   countable({[job_owner] = true})
   -- Writes, a denyoom one (HSET) first.
   finalize(key, id, 'cancelled', now_ms(), retention, watched,
@@ -23,7 +25,8 @@ if st == 'pending' then
   flush()
   return 'CANCELLED'
 end
--- processing: the lease holder sees the request at its next heartbeat or progress report.
+-- processing (or external): the lease holder (the driver) sees the request at its next
+-- heartbeat or progress report.
 if creq ~= '1' then
   redis.call('HSET', key, 'creq', 1, 'ut', now_ms())
   notify(id, watched)

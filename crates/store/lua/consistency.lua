@@ -4,7 +4,7 @@
 -- each step atomic over the jobs it covers:
 --   'jobs'     every retained job against the stream, leases, delayed, done and dead
 --              (point lookups), and its final status counted;
---   'leases', 'delayed', 'done', 'dead'
+--   'leases', 'delayed', 'done', 'dead', 'ext'
 --              every index member is a retained job;
 --   'stream'   every entry is the live entry of a pending job.
 -- ARGV: prefix, phase, cursor ('' = from the start; "score member" in a sorted set,
@@ -15,8 +15,8 @@ local phase, cursor, n = ARGV[2], ARGV[3], math.max(1, math.min(arg_number(4), M
 local problems = {}
 local function problem(text) problems[#problems + 1] = text end
 local finals = {success = 0, failure = 0, cancelled = 0}
-local ORDER = {jobs = 'leases', leases = 'delayed', delayed = 'done', done = 'dead', dead = 'stream', stream = ''}
-local ZSETS = {jobs = K_JOBS, leases = K_LEASES, delayed = K_DELAYED, done = K_DONE, dead = K_DEAD}
+local ORDER = {jobs = 'leases', leases = 'delayed', delayed = 'done', done = 'dead', dead = 'ext', ext = 'stream', stream = ''}
+local ZSETS = {jobs = K_JOBS, leases = K_LEASES, delayed = K_DELAYED, done = K_DONE, dead = K_DEAD, ext = ext_key()}
 if not ORDER[phase] then fail('ERR unknown phase ' .. tostring(phase)) end
 
 -- The next `n` members (with scores) of a sorted set after the cursor. A member's
@@ -48,23 +48,27 @@ local function listed(sid, pri, grp, job_type)
 end
 
 local function check_job(id)
-  local v = read_job(job_key(id), 'st', 'sid', 'dead', 'pg', 'pri', 'grp', 'type')
+  local v = read_job(job_key(id), 'st', 'sid', 'dead', 'pg', 'pri', 'grp', 'type', 'ext')
   if not v then return problem('job ' .. id .. ' is not a hash') end
-  local st, sid, dead_flag, pg, pri, grp, job_type = unpack(v)
+  local st, sid, dead_flag, pg, pri, grp, job_type, ext = unpack(v)
   if not st then return problem('job ' .. id .. ' is indexed but has no record') end
   -- (A missing member reads as false in Lua, not nil.)
   local in_leases = redis.call('ZSCORE', K_LEASES, id) ~= false
   local scheduled = redis.call('ZSCORE', K_DELAYED, id) ~= false
   local in_done = redis.call('ZSCORE', K_DONE, id) ~= false
   local in_dead = redis.call('ZSCORE', K_DEAD, id) ~= false
-  if st == 'processing' and not in_leases then problem('processing job ' .. id .. ' has no lease') end
+  -- An external task's lease is in `ext` while it is not final, and nowhere else.
+  if ext and (redis.call('ZSCORE', ext_key(), id) ~= false) == is_final(st) then
+    problem(st .. ' external task ' .. id .. (is_final(st) and ' still has' or ' has no') .. ' lease in ext')
+  end
+  if st == 'processing' and not in_leases and not ext then problem('processing job ' .. id .. ' has no lease') end
   -- A running job of a group missing from the group's lease set would not count
   -- against the group's concurrency limit.
   if st == 'processing' and grp and not redis.call('ZSCORE', group_leases(grp), id) then
     problem('processing job ' .. id .. ' is missing from the lease set of group ' .. grp)
   end
   if st ~= 'processing' and in_leases then problem(st .. ' job ' .. id .. ' holds a lease') end
-  if st == 'pending' then
+  if st == 'pending' and not ext then
     local ready = false
     if sid == 'L' or sid == 'H' then
       ready = listed(sid, pri, grp, job_type)

@@ -2,11 +2,13 @@
 -- ARGV: prefix, horizon ms (0 = none), pending quota per owner (0 = none), then per job:
 --       id, options ('' = all defaults, else a msgpack array: run_at ms (0 = none), delay
 --       ms, idempotency key ('' = none), owner ('' = none), start_by ms (0 = none), start
---       within ms (0 = none), priority ('' = 5), group ('' = none)), n, then n field/value
---       arguments of the record's static fields. (Every argument costs Redis more than
---       its bytes: a job with no options sends one instead of eight.)
+--       within ms (0 = none), priority ('' = 5), group ('' = none), external lease ms
+--       (0 = a job workers run; may be left out)), n, then n field/value arguments of
+--       the record's static fields. (Every argument costs Redis more than its bytes: a
+--       job with no options sends one instead of eight.)
 -- Ready jobs go where flow.lua's make_ready puts them (the stream, unless they have a
--- priority other than 5 or a group); a start deadline enters `deadlines`.
+-- priority other than 5 or a group); a start deadline enters `deadlines`. An external
+-- task (tasks.lua) goes nowhere a worker looks: its lease enters `ext`.
 -- Returns per job {'CREATED', id, created ms, due ms} when enqueued, {'DUPLICATE', existing
 -- id, 0, 0} when the owner's idempotency key was seen (within the batch too), or {'EXISTS',
 -- id, 0, 0} when the id exists already (a resend after a lost reply); then {'NEW_QUEUE', '',
@@ -33,7 +35,7 @@ local jobs, out, seen, adding = {}, {}, {}, {}
 local i = 4
 while i <= #ARGV do
   local id, options, n = ARGV[i], ARGV[i + 1], arg_number(i + 2)
-  local run_at, delay, idem, owner, start_by, start_within, pri, grp = 0, 0, '', '', 0, 0, '', ''
+  local run_at, delay, idem, owner, start_by, start_within, pri, grp, ext = 0, 0, '', '', 0, 0, '', '', 0
   if options ~= '' then
     local ok, o = pcall(cmsgpack.unpack, options)
     if not ok or type(o) ~= 'table' then fail('ERR job ' .. id .. ' has malformed options') end
@@ -41,10 +43,11 @@ while i <= #ARGV do
       option_number(o[1], id), option_number(o[2], id), option_number(o[5], id), option_number(o[6], id)
     idem, owner, pri, grp = option_text(o[3], id), option_text(o[4], id), option_text(o[7], id),
       option_text(o[8], id)
+    if o[9] ~= nil then ext = option_number(o[9], id) end
   end
   if pri ~= '' and not string.match(pri, '^[0-9]$') then fail('ERR priority must be 0-9') end
   local job = {id = id, idem = idem, owner = owner, first = i + 3, last = i + 2 + n,
-    pri = pri ~= '' and pri or nil, grp = grp ~= '' and grp or nil}
+    pri = pri ~= '' and pri or nil, grp = grp ~= '' and grp or nil, ext = ext > 0 and ext or nil}
   if start_within > 0 then start_by = now + start_within end
   job.start_by = start_by > 0 and start_by or nil
   if n < 0 or n % 2 ~= 0 or job.last > #ARGV then fail('ERR job ' .. id .. ' has a malformed field list') end
@@ -76,12 +79,15 @@ local fresh = not used
 -- The keys this batch writes must hold what Tether keeps there (checked only for the
 -- keys it writes: a single enqueue is the most frequent call there is).
 local ready_now, later = fresh, false
+local external = false
 for _, job in ipairs(jobs) do
-  if job.due > now then later = true else ready_now = true end
+  if job.ext then external = true
+  elseif job.due > now then later = true else ready_now = true end
 end
 writable(K_JOBS)
 if ready_now then writable(K_STREAM) end
 if later then writable(K_DELAYED) end
+if external then check_type(ext_key(), 'zset') end
 if next(adding) then writable(K_ACTIVE) end
 countable(adding)
 owner_indexes_writable(adding)
@@ -105,14 +111,18 @@ if fresh or now - (tonumber(used) or 0) >= 1000 then redis.call('SET', K_USED, i
 -- of this batch goes to a list (then make_ready places every ready job).
 local direct = not has_ring5()
 for _, job in ipairs(jobs) do
-  if not on_stream(job.pri, job.grp) then direct = false end
+  if not job.ext and not on_stream(job.pri, job.grp) then direct = false end
 end
 for _, job in ipairs(jobs) do
   local id, key = job.id, job_key(job.id)
   -- Where it waits: delayed, the stream, or placed by make_ready once the record exists.
   local where, at = 'ut', int(now)
   local placed_later = false
-  if job.due > now then
+  if job.ext then
+    -- Driven by its creator: its lease runs from now (no report in time: Timedout).
+    where, at = 'ld', int(now + job.ext)
+    redis.call('ZADD', ext_key(), at, id)
+  elseif job.due > now then
     push(delayed, int(job.due), id)
     where, at = 'ra', int(job.due)
   elseif direct then
@@ -126,6 +136,7 @@ for _, job in ipairs(jobs) do
   else
     redis.call('HSET', key, 'st', 'pending', 'ct', int(now), 'ut', int(now), where, at, unpack(ARGV, job.first, job.last))
   end
+  if job.ext then redis.call('HSET', key, 'ext', int(job.ext)) end
   if placed_later then make_ready(key, id, now, job.pri, job.grp) end
   if job.start_by then
     redis.call('HSET', key, 'sb', int(job.start_by))

@@ -1,12 +1,14 @@
 -- Re-queue a dead job by id: a fresh run with all its attempts.
 -- ARGV: prefix, id, owner ('' = any)
--- Returns 'OK', 'NOT_FOUND' or 'INVALID:<status>'.
+-- Returns 'OK', 'NOT_FOUND', 'INVALID:<status>' or 'NOT_SUPPORTED' (an external task: no
+-- worker would run it).
 local id, owner = ARGV[2], ARGV[3]
 local key = job_key(id)
-local st, job_owner, is_dead, watched, pri, grp =
-  unpack(redis.call('HMGET', key, 'st', 'owner', 'dead', 'w', 'pri', 'grp'))
+local st, job_owner, is_dead, watched, pri, grp, ext =
+  unpack(redis.call('HMGET', key, 'st', 'owner', 'dead', 'w', 'pri', 'grp', 'ext'))
 if not st or (owner ~= '' and job_owner ~= owner) then return 'NOT_FOUND' end
 if st ~= 'failure' or is_dead ~= '1' then return 'INVALID:' .. st end
+if ext then return 'NOT_SUPPORTED' end
 writable(K_STREAM, K_DONE, K_DEAD, K_COUNTS, K_ACTIVE)
 countable({[job_owner] = true})
 routable(pri, grp)

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tether_model::{ErrorCode, Job, JobId, JobSpec, RetryPolicy};
+use tether_model::{ErrorCode, Job, JobId, JobSpec, RetryPolicy, Status};
 
 use crate::StoreError;
 
@@ -15,7 +15,7 @@ use crate::StoreError;
 pub(crate) const SUMMARY_FIELDS: &[&str] = &[
     "type", "owner", "name", "desc", "st", "ph", "pg", "pmsg", "eta", "msg", "ec", "ei", "att",
     "max", "can", "creq", "wk", "ct", "ut", "stt", "ft", "ra", "xt", "to", "dead", "sch", "fire",
-    "pri", "grp", "sb",
+    "pri", "grp", "sb", "ext", "ld",
 ];
 
 /// MessagePack with field names, so records written by a newer version still decode.
@@ -148,6 +148,13 @@ impl Fields {
             _ => Vec::new(),
         };
         let created_at = self.time("ct").unwrap_or_default();
+        // An external task's lease is on its record while it is not final.
+        let lease_timeout_ms = self.num("ext").map(|ms| ms.max(0) as u64);
+        let lease_deadline_ms = lease_deadline_ms.or_else(|| {
+            lease_timeout_ms
+                .filter(|_| !Status::is_final(status))
+                .and(self.num("ld"))
+        });
         Ok(Job {
             id,
             queue: queue.to_owned(),
@@ -187,6 +194,8 @@ impl Fields {
                 .unwrap_or(tether_model::DEFAULT_PRIORITY),
             group: self.string("grp"),
             start_by: self.time("sb"),
+            external: lease_timeout_ms.is_some(),
+            lease_timeout_ms,
         })
     }
 }

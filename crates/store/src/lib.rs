@@ -25,6 +25,7 @@ mod check;
 mod codec;
 mod conn;
 mod error;
+mod external;
 mod flow;
 mod keys;
 mod list;
@@ -43,6 +44,7 @@ use tether_model::{DEFAULT_PRIORITY, Job, JobId, JobSpec, StartBy, Status};
 
 pub use codec::{decode, encode};
 pub use error::StoreError;
+pub use external::{Drive, Driven, Lapsed, MAX_ABORT_MESSAGE, MAX_PROGRESS_MESSAGE};
 pub use flow::{FlowState, SnoozeOutcome};
 pub use list::{ListQuery, Page, SortDir, SortKey};
 pub use schedules::{DueSchedule, MAX_SCHEDULES_PER_OWNER, PutMode, StoredSchedule};
@@ -406,11 +408,17 @@ impl Store {
             spec.effective_group().unwrap_or(""),
         );
         let defaults = (0, 0, "", "", 0, 0, "", "");
-        // One argument for all of a job's options, empty when none is set.
-        let options = if options == defaults {
-            Vec::new()
-        } else {
-            rmp_serde::to_vec(&options).expect("a tuple of numbers and strings encodes")
+        // One argument for all of a job's options, empty when none is set; an external
+        // task's lease is a ninth option, left out for every other job.
+        let options = match spec.external_lease {
+            Some(lease) => {
+                let (a, b, c, d, e, f, g, h) = options;
+                let lease_ms = lease.as_millis() as u64;
+                rmp_serde::to_vec(&(a, b, c, d, e, f, g, h, lease_ms))
+                    .expect("a tuple of numbers and strings encodes")
+            }
+            None if options == defaults => Vec::new(),
+            None => rmp_serde::to_vec(&options).expect("a tuple of numbers and strings encodes"),
         };
         inv.arg(id.to_string()).arg(options).arg(fields.len() * 2);
         for (field, value) in fields {

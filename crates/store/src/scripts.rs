@@ -128,9 +128,10 @@ macro_rules! scripts {
 
 /// The library's text and its version (a hash of its sources).
 fn library(bodies: &[(&str, &str)]) -> (String, String) {
-    const PRELUDE: [&str; 2] = [
+    const PRELUDE: [&str; 3] = [
         include_str!("../lua/common.lua"),
         include_str!("../lua/flow.lua"),
+        include_str!("../lua/tasks.lua"),
     ];
     let mut sources = PRELUDE.concat();
     for (name, body) in bodies {
@@ -174,4 +175,6 @@ scripts!(
     snooze,
     settings,
     unhold,
+    drive,
+    lapse,
 );

@@ -14,6 +14,36 @@ use crate::{SCRIPTS, Store, StoreError, codec, reply};
 /// (the scripts refuse more, and Lua cannot unpack much more in one command).
 pub const MAX_BATCH: usize = 1000;
 
+/// Job ids a script answered (a malformed one, which no script writes, is left out).
+pub(crate) fn parse_ids(ids: &[String]) -> impl Iterator<Item = JobId> + '_ {
+    ids.iter().filter_map(|id| id.parse().ok())
+}
+
+/// Runs `pass` with at most [`MAX_BATCH`] items asked each time until `limit` items were
+/// seen or a pass saw fewer than it asked (nothing more is due); `merge` takes each
+/// pass's answer. A pass answers how many items it saw, and what it did.
+pub(crate) async fn in_chunks<T, Pass, Fut>(
+    limit: usize,
+    pass: Pass,
+    mut merge: impl FnMut(T),
+) -> Result<(), StoreError>
+where
+    Pass: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<(usize, T), StoreError>>,
+{
+    let mut left = limit;
+    while left > 0 {
+        let asked = left.min(MAX_BATCH);
+        let (seen, answer) = pass(asked).await?;
+        merge(answer);
+        if seen < asked {
+            break;
+        }
+        left -= seen;
+    }
+    Ok(())
+}
+
 /// The right to write a job's outcome: the job and the token of the claim that leased it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
@@ -587,31 +617,31 @@ impl Store {
     /// entries) and says what became of them; stale lease entries are removed and counted
     /// apart.
     pub async fn reap(&self, queue: &str, limit: usize) -> Result<Reaped, StoreError> {
-        let keys = QueueKeys::new(queue);
+        let keys = &QueueKeys::new(queue);
         let mut out = Reaped::default();
-        let mut left = limit;
-        while left > 0 {
-            let asked = left.min(MAX_BATCH);
-            let mut inv = Self::invocation(&SCRIPTS.reap, &keys);
-            inv.arg(asked)
-                .arg(self.config().retention.as_millis() as u64);
-            let (requeued, failed, cancelled, stale): (
-                Vec<String>,
-                Vec<String>,
-                Vec<String>,
-                usize,
-            ) = inv.invoke_async(&mut self.conn()).await?;
-            let ids = |list: Vec<String>| list.iter().filter_map(|id| id.parse().ok()).collect();
-            let seen = requeued.len() + failed.len() + cancelled.len() + stale;
-            out.requeued.extend::<Vec<JobId>>(ids(requeued));
-            out.failed.extend::<Vec<JobId>>(ids(failed));
-            out.cancelled.extend::<Vec<JobId>>(ids(cancelled));
-            out.stale += stale;
-            if seen < asked {
-                break;
-            }
-            left -= seen;
-        }
+        in_chunks(
+            limit,
+            |asked| async move {
+                let mut inv = Self::invocation(&SCRIPTS.reap, keys);
+                inv.arg(asked)
+                    .arg(self.config().retention.as_millis() as u64);
+                let (requeued, failed, cancelled, stale): (
+                    Vec<String>,
+                    Vec<String>,
+                    Vec<String>,
+                    usize,
+                ) = inv.invoke_async(&mut self.conn()).await?;
+                let seen = requeued.len() + failed.len() + cancelled.len() + stale;
+                Ok((seen, (requeued, failed, cancelled, stale)))
+            },
+            |(requeued, failed, cancelled, stale)| {
+                out.requeued.extend(parse_ids(&requeued));
+                out.failed.extend(parse_ids(&failed));
+                out.cancelled.extend(parse_ids(&cancelled));
+                out.stale += stale;
+            },
+        )
+        .await?;
         Ok(out)
     }
 

@@ -82,6 +82,7 @@ pub(crate) async fn run(args: EnqueueArgs, producer: &Producer) -> CliResult {
         priority: args.priority,
         group: args.group,
         start_by: args.start_by,
+        external_lease: None,
     }
     .spec(args.job_type);
     spec.validate().map_err(err)?;

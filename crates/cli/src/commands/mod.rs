@@ -8,6 +8,7 @@ pub(crate) mod list;
 pub(crate) mod queue;
 pub(crate) mod queues;
 pub(crate) mod schedule;
+pub(crate) mod task;
 pub(crate) mod worker;
 
 use tether_producer::Producer;

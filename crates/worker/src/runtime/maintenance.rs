@@ -48,6 +48,7 @@ pub(super) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
     loop {
         for queue in &shared.config.queues {
             reap(&shared, queue).await;
+            lapse_external(&shared, queue).await;
             expire(&shared, queue).await;
             sample(&shared, queue).await;
         }
@@ -133,6 +134,23 @@ async fn reap(shared: &Shared, queue: &str) {
             .with_label_values(&[queue])
             .inc_by(taken_back as u64);
         tracing::warn!(%queue, jobs = taken_back, "took back jobs whose lease lapsed");
+    }
+}
+
+/// Ends the external tasks whose driver stopped reporting progress within their lease
+/// (`Timedout`), so that no driver has to call for it.
+async fn lapse_external(shared: &Shared, queue: &str) {
+    let ended = std::sync::atomic::AtomicUsize::new(0);
+    in_passes(shared, "lapse", queue, PASS, || async {
+        let lapsed = shared.store.lapse_external(queue, PASS).await?;
+        let n = lapsed.failed.len() + lapsed.cancelled.len();
+        ended.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        Ok((n + lapsed.stale, ()))
+    })
+    .await;
+    let ended = ended.into_inner();
+    if ended > 0 {
+        tracing::info!(%queue, tasks = ended, "ended external tasks whose lease lapsed");
     }
 }
 
