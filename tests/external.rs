@@ -333,7 +333,77 @@ async fn hostile_inputs_are_refused(topology: Topology) {
     assert_consistent(&env.redis).await;
 }
 
+/// The library's handle: the same calls, a watcher that follows the task to its end, owner
+/// scoping, and the lease ended by a store call as the workers' maintenance makes it.
+async fn the_library_handle_drives_a_task_and_watchers_follow_it(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let admin = producer(&redis).await;
+    let alice = admin.for_owner("alice");
+    let bob = admin.for_owner("bob");
+    let spec = tether_producer::JobSpec::new("export").queue("exports");
+    let task = alice
+        .create_external(spec.clone(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let job = alice.get(task.id()).await.unwrap().unwrap();
+    assert!(job.external);
+    assert_eq!(job.lease_timeout_ms, Some(30_000));
+    assert_eq!(job.status, tether_producer::Status::Pending);
+
+    let waiter = {
+        let alice = alice.clone();
+        let id = task.id();
+        tokio::spawn(async move { alice.wait(id, Duration::from_secs(20)).await })
+    };
+    let first = task.progress(20, Some("copying")).await.unwrap();
+    assert_eq!(first.status, tether_producer::Status::Processing);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second = task.progress(40, None).await.unwrap();
+    assert!(second.lease_expires_at >= first.lease_expires_at);
+    let job = alice.get(task.id()).await.unwrap().unwrap();
+    assert_eq!(job.progress_message.as_deref(), Some("copying"), "kept");
+    assert!(job.eta.is_some(), "an ETA from the rate so far");
+    assert!(job.started_at.is_some());
+    task.describe("uploading").await.unwrap();
+
+    // Bob's producer cannot find it, let alone drive it.
+    let theirs = bob.external_task(task.id());
+    let refused = theirs.complete(Some(&"mine")).await.unwrap_err();
+    assert!(refused.is_not_found(), "{refused}");
+
+    let done = task.complete(Some(&json!({"ok": true}))).await.unwrap();
+    assert_eq!(done.status, tether_producer::Status::Success);
+    let finished = waiter.await.unwrap().unwrap();
+    assert_eq!(finished.status, tether_producer::Status::Success);
+    assert_eq!(finished.result, Some(json!({"ok": true})));
+    let late = task.abort(None, None).await.unwrap_err();
+    assert_eq!(
+        late.kind(),
+        tether_producer::ErrorKind::InvalidState {
+            status: tether_producer::Status::Success
+        }
+    );
+
+    // A lapsed lease, ended by the call the workers' maintenance makes.
+    let lapsing = alice
+        .create_external(spec, Duration::from_secs(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let lapsed = store(&redis)
+        .await
+        .lapse_external("exports", 100)
+        .await
+        .unwrap();
+    assert_eq!(lapsed.failed, vec![lapsing.id()]);
+    let job = alice.get(lapsing.id()).await.unwrap().unwrap();
+    assert_eq!(job.error_code, Some(tether_producer::ErrorCode::Timedout));
+    assert_eq!(job.lease_expires_at, None);
+    assert_consistent(&redis).await;
+}
+
 on_every_topology!(
+    the_library_handle_drives_a_task_and_watchers_follow_it,
     driven_from_creation_to_success_and_late_calls_change_nothing,
     abort_records_the_fault_and_cancel_is_seen_by_the_driver,
     a_lapsed_lease_fails_the_task_with_timedout,
