@@ -196,6 +196,27 @@ async fn every_script_runs_in_one_slot_on_the_cluster() {
                 let lapsed = store.lapse_external(&queue, 100).await.unwrap();
                 assert!(lapsed.failed.contains(&job.id), "{lapsed:?}");
             }
+            "adopt" => {
+                // The parent in this queue, its child in another queue (another master).
+                let c = claim_one(&store, ttl).await;
+                let other = cluster
+                    .names_on_every_master("kids", 3)
+                    .into_iter()
+                    .find(|q| {
+                        cluster.master_for(&format!("{{{q}}}")).url()
+                            != cluster.master_for(&format!("{{{queue}}}")).url()
+                    })
+                    .unwrap();
+                let child = JobSpec::new("noop").queue(&other);
+                let spawned = store.spawn(&c.lease, "#0", 0, child.clone()).await.unwrap();
+                let again = store.spawn(&c.lease, "#0", 0, child).await.unwrap();
+                assert_eq!(
+                    (spawned.id, spawned.created, again.created),
+                    (again.id, true, false)
+                );
+                let job = store.get(&queue, c.lease.id).await.unwrap().unwrap();
+                assert_eq!(job.subtasks, vec![spawned.id]);
+            }
             other => panic!("script {other} is not exercised on the cluster"),
         }
         let problems = store.check_consistency(&queue).await.unwrap();

@@ -63,6 +63,28 @@ pub fn task_body(job: &Job, full: bool) -> Value {
     m.insert("schedule".into(), json!(job.schedule));
     m.insert("fire_time".into(), opt_time(job.fire_time));
     // External tasks: driven by their creator, under a lease of `lease_timeout` seconds.
+    // Task trees (vSphere parentTaskKey / rootTaskKey, Xen subtask_of / subtasks):
+    // `subtasks` lists the first children, `subtask_count` counts them all, and
+    // `subtasks_link` lists them all (paged).
+    m.insert(
+        "parent_id".into(),
+        json!(job.parent_id.map(|p| p.to_string())),
+    );
+    m.insert("root_id".into(), json!(job.root_id.map(|r| r.to_string())));
+    m.insert(
+        "subtasks".into(),
+        json!(
+            job.subtasks
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+        ),
+    );
+    m.insert("subtask_count".into(), json!(job.subtask_count));
+    m.insert(
+        "subtasks_link".into(),
+        json!(format!("/v2/tasks?parent={}", job.id)),
+    );
     m.insert("external".into(), json!(job.external));
     m.insert(
         "lease_timeout".into(),
@@ -126,7 +148,12 @@ pub fn task_schema(types: Option<&[String]>) -> Value {
     // recursion limit.
     let more = json!({
         "external": {"type": "boolean", "description": "Driven by its creator, not run by a worker"},
-        "lease_timeout": {"type": ["null", "number"], "description": "An external task's lease in seconds: no progress report within it, the task fails with Timedout"}
+        "lease_timeout": {"type": ["null", "number"], "description": "An external task's lease in seconds: no progress report within it, the task fails with Timedout"},
+        "parent_id": {"type": ["null", "string"], "description": "The parent task in a tree (vSphere parentTaskKey)"},
+        "root_id": {"type": ["null", "string"], "description": "The root of the tree (vSphere rootTaskKey)"},
+        "subtasks": {"type": "array", "items": {"type": "string"}, "description": "The first 1000 children's ids, in spawn order (Xen subtasks)"},
+        "subtask_count": {"type": "integer", "description": "How many children the task has"},
+        "subtasks_link": {"type": "string", "description": "Lists every child: /v2/tasks?parent=<id>"}
     });
     if let (Some(props), Value::Object(more)) = (schema["properties"].as_object_mut(), more) {
         props.extend(more);

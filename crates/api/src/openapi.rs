@@ -569,7 +569,7 @@ fn constrain_parameters(operation: &mut Value, path: &str) {
             (Some("path"), "queue") => name_schema(limits::QUEUE_NAME),
             (Some("path"), "name") => name_schema(limits::SCHEDULE_NAME),
             (Some("query"), "limit") => count(1, crate::routes::MAX_PAGE as u64),
-            (Some("query"), "marker") => json!({"type": "string", "format": "uuid"}),
+            (Some("query"), "marker" | "parent") => json!({"type": "string", "format": "uuid"}),
             (Some("query"), "sort_key") => json!({"type": "string",
                 "enum": ["id", "type", "status", "created_at", "updated_at"]}),
             (Some("query"), "sort_dir") => json!({"type": "string", "enum": ["asc", "desc"]}),

@@ -380,6 +380,9 @@ pub(crate) struct ListParams {
     pub priority: Option<u8>,
     /// Tether extension: only tasks of this fairness group.
     pub group: Option<String>,
+    /// Tether extension: the children of this task, in spawn order (with `limit` and
+    /// `marker` only).
+    pub parent: Option<String>,
 }
 
 /// Most tasks in one page.
@@ -500,6 +503,9 @@ pub(crate) async fn list_tasks(
         ),
         None => None,
     };
+    if let Some(parent) = &p.parent {
+        return list_children(&state, &caller, parent, marker, limit).await;
+    }
     let query = ListQuery {
         queues: p.queue.iter().cloned().collect(),
         status,
@@ -548,6 +554,38 @@ pub(crate) async fn list_tasks(
             }
         }
         answer["next"] = json!(link);
+    }
+    Ok(Json(answer))
+}
+
+/// `GET /v2/tasks?parent=ID`: the children of a task the caller can see.
+async fn list_children(
+    state: &AppState,
+    caller: &Caller,
+    parent: &str,
+    marker: Option<JobId>,
+    limit: usize,
+) -> Result<Json<Value>, ApiError> {
+    let parent_id = parse_id(parent)?;
+    let page = match state
+        .producer(caller)
+        .children(parent_id, marker, limit)
+        .await
+    {
+        Err(e) if e.is_not_found() && marker.is_some() => {
+            return Err(ApiError::bad_request("marker is not a child of this task"));
+        }
+        other => other?,
+    };
+    let mut answer = json!({
+        "tasks": page.jobs.iter().map(|j| task_body(j, false)).collect::<Vec<_>>(),
+        "first": format!("/v2/tasks?parent={parent_id}"),
+        "schema": "/v2/schemas/tasks",
+    });
+    if let Some(next) = page.next_marker {
+        answer["next"] = json!(format!(
+            "/v2/tasks?parent={parent_id}&marker={next}&limit={limit}"
+        ));
     }
     Ok(Json(answer))
 }

@@ -794,3 +794,76 @@ async fn queue_counts_dead_filter_and_the_web_console() {
         assert!(headers.contains_key(header::CONTENT_SECURITY_POLICY));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fanout_shows_its_tree_and_lists_its_children() {
+    let env = env(true).await;
+    let app = &env.app;
+    let task = create(
+        app,
+        ALICE,
+        json!({"type": "fanout", "input": {"children": 3, "child_ms": 10}}),
+    )
+    .await;
+    let id = task["id"].as_str().unwrap();
+    let done = until_status(app, id, "success").await;
+    assert_eq!(done["result"]["children"], 3);
+    assert_eq!(done["subtask_count"], 3);
+    assert_eq!(done["root_id"], id);
+    assert_eq!(done["parent_id"], Value::Null);
+    assert_eq!(done["subtasks_link"], format!("/v2/tasks?parent={id}"));
+    let subtasks = done["subtasks"].as_array().unwrap().clone();
+    assert_eq!(subtasks.len(), 3);
+
+    // Paged, in spawn order.
+    let (status, page) = call(
+        app,
+        "GET",
+        &format!("/v2/tasks?parent={id}&limit=2"),
+        Some(ALICE),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let first: Vec<Value> = page["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].clone())
+        .collect();
+    assert_eq!(first, subtasks[..2]);
+    for child in page["tasks"].as_array().unwrap() {
+        assert_eq!(child["parent_id"], id);
+        assert_eq!(child["root_id"], id);
+        assert_eq!(child["owner"], "alice");
+    }
+    let next = page["next"].as_str().unwrap().to_owned();
+    let (_, rest) = call(app, "GET", &next, Some(ALICE), None).await;
+    assert_eq!(rest["tasks"][0]["id"], subtasks[2]);
+    assert!(rest.get("next").is_none(), "{rest}");
+
+    // Another tenant sees no children (nor the parent); an admin does.
+    let (status, _) = call(
+        app,
+        "GET",
+        &format!("/v2/tasks?parent={id}"),
+        Some(BOB),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, page) = call(
+        app,
+        "GET",
+        &format!("/v2/tasks?parent={id}"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, page["tasks"].as_array().unwrap().len()),
+        (StatusCode::OK, 3)
+    );
+    let (status, _) = call(app, "GET", "/v2/tasks?parent=not-a-task", Some(ALICE), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

@@ -278,13 +278,18 @@ function jobView(id) {
   } }, "Retry");
   const details = el("div");
   const payload = el("div");
+  const children = el("div", { id: "job-children" });
+  const link = (other) => el("a", { href: "#/job/" + other }, other);
   const render = (t) => {
-    if (!details.isConnected) show(details, el("div", { class: "actions" }, cancel, retry), payload);
+    if (!details.isConnected) show(details, el("div", { class: "actions" }, cancel, retry), children, payload);
     const field = (name, value, fid) => [el("dt", {}, name), el("dd", { id: fid }, value)];
     details.replaceChildren(
       el("h1", {}, t.name || t.type, " ", statusBadge(t.status, "job-status")),
       el("dl", {},
         field("id", t.id), field("type", t.type), field("queue", t.queue),
+        t.parent_id ? field("parent", link(t.parent_id), "job-parent") : [],
+        t.root_id && t.root_id !== t.id ? field("root", link(t.root_id), "job-root") : [],
+        t.subtask_count ? field("children", String(t.subtask_count), "job-subtask-count") : [],
         field("priority", String(t.priority), "job-priority"), field("group", t.group || "—", "job-group"),
         t.start_by ? field("start by", when(t.start_by), "job-start-by") : [],
         field("progress", el("div", {}, bar(t.progress, false, "job-bar"),
@@ -324,7 +329,17 @@ function jobView(id) {
     }
   };
   refresh().then(follow);
-  return () => { stopped = true; aborter.abort(); };
+  // Its children with their live progress (the first 100, in spawn order).
+  let kidsShown = "";
+  const stopChildren = every(2000, async () => {
+    const page = await api("GET", "/v2/tasks?parent=" + id + "&limit=100");
+    const text = JSON.stringify(page.tasks);
+    if (text === kidsShown) return;
+    kidsShown = text;
+    children.replaceChildren(...(page.tasks.length === 0 ? [] :
+      [el("h2", {}, "Children"), jobTable(page.tasks, false)]));
+  });
+  return () => { stopped = true; aborter.abort(); stopChildren(); };
 }
 
 function schedulesView() {

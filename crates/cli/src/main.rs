@@ -62,6 +62,9 @@ enum Command {
         /// Print the job as JSON.
         #[arg(long)]
         json: bool,
+        /// Print its tree of children instead: each node's status and progress.
+        #[arg(long)]
+        tree: bool,
     },
     /// List jobs, newest first.
     List(ListArgs),
@@ -179,7 +182,14 @@ async fn run(cli: Cli) -> CliResult {
             Ok(())
         }
         Command::Enqueue(args) => commands::enqueue::run(args, &producer(global).await?).await,
-        Command::Get { id, json } => jobs::get(id, json, &producer(global).await?).await,
+        Command::Get { id, json, tree } => {
+            let producer = producer(global).await?;
+            if tree {
+                jobs::tree(id, json, &producer).await
+            } else {
+                jobs::get(id, json, &producer).await
+            }
+        }
         Command::List(args) => commands::list::run(args, &producer(global).await?).await,
         Command::Cancel { id, force } => jobs::cancel(id, force, &producer(global).await?).await,
         Command::Retry { id } => jobs::retry(id, &producer(global).await?).await,

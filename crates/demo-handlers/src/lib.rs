@@ -12,6 +12,7 @@
 //! | `touch` | `{list}` | appends the job id to the Redis list `tether-demo:<list>`, so executions can be counted from outside |
 //! | `panic` | anything | panics (to see `HandlerPanicked`) |
 //! | `snooze` | `{times, ms}` | snoozes `times` times for `ms` each (no attempt spent), then succeeds with `{snoozed}` |
+//! | `fanout` | `{children, child_ms, fail_one?, child_queue?}` | spawns `children` (at most 10,000) `sleep {ms: child_ms}` children (in `child_queue`, default its own), waits for them with their progress rolled up into its own, and succeeds with `{children}`; with `fail_one`, the first child fails and then so does the parent |
 //!
 //! Job input is untrusted: `list` and `ledger` are names, not keys. They must match
 //! `[A-Za-z0-9_.-]{1,64}` (like queue names) and are written under [`SIDE_EFFECT_PREFIX`]
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tether_worker::{Check, Handler, JobContext, JobError, OneStep, Step, WorkerBuilder};
+use tether_worker::{Check, Child, Handler, JobContext, JobError, OneStep, Step, WorkerBuilder};
 use tokio::sync::OnceCell;
 
 /// The namespace of every key the demo jobs write: `touch {list}` appends to
@@ -44,7 +45,7 @@ pub fn side_effect_key(field: &str, name: &str) -> Result<String, JobError> {
 
 /// Every demo job type.
 pub const DEMO_TYPES: &[&str] = &[
-    "noop", "sleep", "fail", "flaky", "progress", "import", "touch", "panic", "snooze",
+    "noop", "sleep", "fail", "flaky", "progress", "import", "touch", "panic", "snooze", "fanout",
 ];
 
 /// Registers the whole demo set; `redis_url` is where `touch` and `import`'s ledger write.
@@ -60,6 +61,7 @@ pub fn register(builder: WorkerBuilder, redis_url: &str) -> WorkerBuilder {
         .handler("touch", Touch { side })
         .handler("panic", Panic)
         .handler("snooze", Snooze)
+        .handler("fanout", Fanout)
 }
 
 /// Where the demo jobs write their visible side effects (not Tether's storage): one
@@ -407,5 +409,95 @@ impl OneStep for Panic {
     type Output = ();
     async fn run(&self, _: &JobContext, _: Self::Input) -> Result<(), JobError> {
         panic!("demo panic")
+    }
+}
+
+/// The most children a `fanout` job spawns.
+pub const MAX_FANOUT: u32 = 10_000;
+
+#[derive(Debug, Deserialize)]
+pub struct FanoutInput {
+    pub children: u32,
+    #[serde(default)]
+    pub child_ms: u64,
+    #[serde(default)]
+    pub fail_one: bool,
+    pub child_queue: Option<String>,
+}
+
+/// Spawns `children` `sleep` children, waits for them all (its progress is theirs rolled
+/// up), and succeeds with their count; with `fail_one` the first child fails, and the
+/// parent fails once all are final.
+#[derive(Debug, Clone, Copy)]
+pub struct Fanout;
+
+impl Handler for Fanout {
+    type Input = FanoutInput;
+    type Progress = u32;
+    type Output = Value;
+
+    async fn handle(
+        &self,
+        ctx: &JobContext,
+        input: &FanoutInput,
+    ) -> Result<Step<u32, Value>, JobError> {
+        if input.children > MAX_FANOUT {
+            return Err(JobError::fatal(format!("children: at most {MAX_FANOUT}"))
+                .with_code("InvalidInput"));
+        }
+        let queue = input
+            .child_queue
+            .clone()
+            .unwrap_or_else(|| ctx.queue().to_owned());
+        for i in 0..input.children {
+            let spec = if input.fail_one && i == 0 {
+                tether_model::JobSpec::new("fail")
+                    .input_json(json!({"message": "a child failed on purpose", "fatal": true}))
+                    .max_attempts(1)
+            } else {
+                tether_model::JobSpec::new("sleep").input_json(json!({ "ms": input.child_ms }))
+            };
+            let spec = spec.queue(queue.clone());
+            spec.validate()
+                .map_err(|e| JobError::fatal(e.to_string()).with_code("InvalidInput"))?;
+            ctx.spawn(spec).await?;
+        }
+        Ok(Step::Started(input.children))
+    }
+
+    async fn check_complete(
+        &self,
+        ctx: &JobContext,
+        input: &FanoutInput,
+        spawned: &mut u32,
+    ) -> Result<Check<Value>, JobError> {
+        let children = ctx.children().await?;
+        let finals: Vec<_> = children.iter().filter(|c| c.is_final()).collect();
+        ctx.set_progress(
+            i64::from(Child::rolled_up(&children)),
+            format!("{} of {} children finished", finals.len(), children.len()),
+        )
+        .await?;
+        if finals.len() < children.len() || children.len() < *spawned as usize {
+            return Ok(Check::Pending);
+        }
+        let failed = finals
+            .iter()
+            .filter(|c| c.status != Some(tether_model::Status::Success))
+            .count();
+        if failed > 0 && input.fail_one {
+            return Err(JobError::fatal(format!(
+                "{failed} of {} children did not succeed",
+                children.len()
+            ))
+            .with_code("ChildFailed"));
+        }
+        Ok(Check::Done(
+            json!({ "children": children.len(), "failed": failed }),
+        ))
+    }
+
+    fn check_interval(&self) -> (Duration, Duration) {
+        (Duration::from_millis(20), Duration::from_millis(500))
     }
 }

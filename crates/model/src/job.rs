@@ -156,6 +156,11 @@ impl Job {
             },
             external: spec.external_lease.is_some(),
             lease_timeout_ms: spec.external_lease.map(|d| d.as_millis() as u64),
+            parent_id: spec.parent.as_ref().map(|p| p.id),
+            root_id: spec.parent.as_ref().map(|p| p.root),
+            subtasks: Vec::new(),
+            subtask_count: 0,
+            weight: spec.weight.unwrap_or(1),
         }
     }
 }
@@ -220,6 +225,28 @@ pub struct Job {
     /// An external task's lease: each progress report renews it for this long.
     #[serde(default)]
     pub lease_timeout_ms: Option<u64>,
+    /// The parent in a task tree (vSphere `parentTaskKey`, Xen `subtask_of`).
+    #[serde(default)]
+    pub parent_id: Option<JobId>,
+    /// The tree's root (vSphere `rootTaskKey`); the job itself when it has children but
+    /// no parent, none when it is in no tree.
+    #[serde(default)]
+    pub root_id: Option<JobId>,
+    /// Its children's ids in spawn order (Xen `subtasks`): the first
+    /// [`MAX_SUBTASKS_SHOWN`](crate::tree::MAX_SUBTASKS_SHOWN); `subtask_count` has them
+    /// all (list them with a parent filter). Empty in list summaries.
+    #[serde(default)]
+    pub subtasks: Vec<JobId>,
+    /// How many children it has.
+    #[serde(default)]
+    pub subtask_count: u64,
+    /// Its weight in its parent's progress roll-up.
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 fn default_priority() -> u8 {

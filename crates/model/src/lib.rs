@@ -34,6 +34,7 @@ pub mod progress;
 mod retry;
 pub mod schedule;
 mod spec;
+pub mod tree;
 
 pub use error_code::ErrorCode;
 pub use flow::{LimitsPatch, MAX_LIMIT, QueueSettings, SettingsError, parse_limit};

@@ -55,6 +55,12 @@ pub struct JobSpec {
     /// within this lease. `None` for a job workers run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_lease: Option<Duration>,
+    /// The job's parent in a task tree (set by `JobContext::spawn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<crate::tree::ParentLink>,
+    /// Its weight in its parent's progress roll-up (at least 1; 1 unless set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
 }
 
 /// The shortest lease of an external task.
@@ -240,6 +246,8 @@ impl JobSpec {
             group: None,
             start_by: None,
             external_lease: None,
+            parent: None,
+            weight: None,
         }
     }
 
@@ -360,6 +368,12 @@ impl JobSpec {
     /// ```
     pub fn external(mut self, lease_timeout: Duration) -> Self {
         self.external_lease = Some(lease_timeout);
+        self
+    }
+
+    /// Its weight in its parent's progress roll-up (default 1).
+    pub fn weight(mut self, weight: u32) -> Self {
+        self.weight = Some(weight.max(1));
         self
     }
 

@@ -321,6 +321,49 @@ impl Producer {
         Ok(self.store.list(&query).await?)
     }
 
+    /// A page of a job's children (full records) in spawn order, after `marker`: what
+    /// `GET /v2/tasks?parent=ID` lists. The parent must be visible to this producer.
+    pub async fn children(
+        &self,
+        parent: JobId,
+        marker: Option<JobId>,
+        limit: usize,
+    ) -> Result<Page, Error> {
+        let queue = self.locate(parent).await?;
+        if self.get(parent).await?.is_none() {
+            return Err(StoreError::NotFound(parent.to_string()).into());
+        }
+        let limit = limit.clamp(1, 1000);
+        let after = match marker {
+            Some(m) => Some((m, self.locate(m).await?)),
+            None => None,
+        };
+        let after = after.as_ref().map(|(m, q)| (*m, q.as_str()));
+        let mut ids = self
+            .store
+            .child_ids(&queue, parent, after, limit + 1)
+            .await?;
+        let more = ids.len() > limit;
+        ids.truncate(limit);
+        let jobs = futures::future::try_join_all(
+            ids.iter()
+                .map(|(id, q)| async move { self.store.get(q, *id).await }),
+        )
+        .await?;
+        let jobs: Vec<Job> = jobs
+            .into_iter()
+            .flatten()
+            .filter(|j| self.visible(j))
+            .collect();
+        for (id, q) in &ids {
+            self.remember(*id, q);
+        }
+        Ok(Page {
+            next_marker: more.then(|| ids.last().map(|(id, _)| *id)).flatten(),
+            jobs,
+        })
+    }
+
     /// CancelTask: pending jobs are cancelled at once; running ones stop at their worker's next heartbeat.
     pub async fn cancel(&self, id: JobId) -> Result<CancelOutcome, Error> {
         let queue = self.locate(id).await?;

@@ -48,15 +48,21 @@ local function listed(sid, pri, grp, job_type)
 end
 
 local function check_job(id)
-  local v = read_job(job_key(id), 'st', 'sid', 'dead', 'pg', 'pri', 'grp', 'type', 'ext')
+  local v = read_job(job_key(id), 'st', 'sid', 'dead', 'pg', 'pri', 'grp', 'type', 'ext', 'par', 'pq')
   if not v then return problem('job ' .. id .. ' is not a hash') end
-  local st, sid, dead_flag, pg, pri, grp, job_type, ext = unpack(v)
+  local st, sid, dead_flag, pg, pri, grp, job_type, ext, par, pq = unpack(v)
   if not st then return problem('job ' .. id .. ' is indexed but has no record') end
   -- (A missing member reads as false in Lua, not nil.)
   local in_leases = redis.call('ZSCORE', K_LEASES, id) ~= false
   local scheduled = redis.call('ZSCORE', K_DELAYED, id) ~= false
   local in_done = redis.call('ZSCORE', K_DONE, id) ~= false
   local in_dead = redis.call('ZSCORE', K_DEAD, id) ~= false
+  -- A child whose parent is in this queue (one slot) is on its parent's list while the
+  -- parent's record exists (a parent in another queue is checked from there).
+  if par and PREFIX == 'tether:{' .. tostring(pq) .. '}:' and redis.call('EXISTS', job_key(par)) == 1
+    and not redis.call('ZSCORE', PREFIX .. 'kids:' .. par, id .. ' ' .. pq) then
+    problem('child ' .. id .. ' is missing from the list of its parent ' .. par)
+  end
   -- An external task's lease is in `ext` while it is not final, and nowhere else.
   if ext and (redis.call('ZSCORE', ext_key(), id) ~= false) == is_final(st) then
     problem(st .. ' external task ' .. id .. (is_final(st) and ' still has' or ' has no') .. ' lease in ext')

@@ -8,6 +8,7 @@ for _, id in ipairs(ids) do
   local key = job_key(id)
   local st, idem, owner = unpack(read_job(key, 'st', 'ik', 'owner') or {})
   keys[#keys + 1] = key
+  keys[#keys + 1] = PREFIX .. 'kids:' .. id -- its children's list, if it had any
   if idem then keys[#keys + 1] = idem_key(owner, idem) end
   if owner then push_for(disowned, owner, id) end
   if st then counted[st] = (counted[st] or 0) - 1 end

@@ -15,7 +15,7 @@ use crate::StoreError;
 pub(crate) const SUMMARY_FIELDS: &[&str] = &[
     "type", "owner", "name", "desc", "st", "ph", "pg", "pmsg", "eta", "msg", "ec", "ei", "att",
     "max", "can", "creq", "wk", "ct", "ut", "stt", "ft", "ra", "xt", "to", "dead", "sch", "fire",
-    "pri", "grp", "sb", "ext", "ld",
+    "pri", "grp", "sb", "ext", "ld", "par", "root", "wt",
 ];
 
 /// MessagePack with field names, so records written by a newer version still decode.
@@ -92,6 +92,14 @@ pub(crate) fn spec_fields<'a>(
     }
     if let Some(group) = spec.effective_group() {
         fields.push(("grp", Cow::Borrowed(group.as_bytes())));
+    }
+    if let Some(parent) = &spec.parent {
+        fields.push(("par", Cow::Owned(parent.id.to_string().into_bytes())));
+        fields.push(("pq", Cow::Borrowed(parent.queue.as_bytes())));
+        fields.push(("root", Cow::Owned(parent.root.to_string().into_bytes())));
+    }
+    if let Some(weight) = spec.weight.filter(|w| *w > 1) {
+        fields.push(("wt", Cow::Owned(weight.to_string().into_bytes())));
     }
     fields
 }
@@ -196,6 +204,15 @@ impl Fields {
             start_by: self.time("sb"),
             external: lease_timeout_ms.is_some(),
             lease_timeout_ms,
+            parent_id: self.str("par").and_then(|p| p.parse().ok()),
+            root_id: self.str("root").and_then(|p| p.parse().ok()),
+            subtasks: Vec::new(),
+            subtask_count: 0,
+            weight: self
+                .num("wt")
+                .and_then(|w| u32::try_from(w).ok())
+                .unwrap_or(1)
+                .max(1),
         })
     }
 }

@@ -72,6 +72,10 @@ impl QueueKeys {
     pub(crate) fn job(&self, id: &str) -> String {
         format!("{}job:{id}", self.prefix)
     }
+    /// A parent's children (zset: `<child id> <child queue>` → spawn index).
+    pub(crate) fn kids(&self, id: &str) -> String {
+        format!("{}kids:{id}", self.prefix)
+    }
     /// An owner's retained jobs by creation time (zset). The owner is the key's tail,
     /// so any characters are data; callers bound its length first.
     pub(crate) fn owner_jobs(&self, owner: &str) -> String {

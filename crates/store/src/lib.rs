@@ -32,6 +32,7 @@ mod list;
 mod reply;
 mod schedules;
 mod scripts;
+mod tree;
 mod watch;
 mod worker_ops;
 
@@ -48,6 +49,7 @@ pub use external::{Drive, Driven, Lapsed, MAX_ABORT_MESSAGE, MAX_PROGRESS_MESSAG
 pub use flow::{FlowState, SnoozeOutcome};
 pub use list::{ListQuery, Page, SortDir, SortKey};
 pub use schedules::{DueSchedule, MAX_SCHEDULES_PER_OWNER, PutMode, StoredSchedule};
+pub use tree::{Child, Spawned};
 pub use worker_ops::{
     ClaimBatch, Claimed, FinishOutcome, HeldBack, Lease, LeaseError, LeaseToken, MAX_BATCH,
     Outcome, Reaped, RenewStatus, Waiter, WorkerInfo,
@@ -575,11 +577,19 @@ impl Store {
     pub async fn get(&self, queue: &str, id: JobId) -> Result<Option<Job>, StoreError> {
         tether_model::validate_queue_name(queue)?;
         let keys = QueueKeys::new(queue);
-        let (fields, deadline): (HashMap<String, Vec<u8>>, Option<f64>) = self
+        let shown = tether_model::tree::MAX_SUBTASKS_SHOWN as isize;
+        let (fields, deadline, kids, kid_count): (
+            HashMap<String, Vec<u8>>,
+            Option<f64>,
+            Vec<String>,
+            u64,
+        ) = self
             .idempotent(|| async {
                 Ok(redis::pipe()
                     .hgetall(keys.job(&id.to_string()))
                     .zscore(keys.leases(), id.to_string())
+                    .zrange(keys.kids(&id.to_string()), 0, shown - 1)
+                    .zcard(keys.kids(&id.to_string()))
                     .query_async(&mut self.conn())
                     .await?)
             })
@@ -587,9 +597,17 @@ impl Store {
         if fields.is_empty() {
             return Ok(None);
         }
-        codec::Fields(fields)
-            .into_job(id, queue, deadline.map(|d| d as i64))
-            .map(Some)
+        let mut job = codec::Fields(fields).into_job(id, queue, deadline.map(|d| d as i64))?;
+        job.subtasks = kids
+            .iter()
+            .filter_map(|m| tree::parse_kid(m))
+            .map(|(id, _)| id)
+            .collect();
+        job.subtask_count = kid_count;
+        if kid_count > 0 && job.root_id.is_none() {
+            job.root_id = Some(id); // the root of its own tree
+        }
+        Ok(Some(job))
     }
 
     /// Which queue holds `id`: asks every known queue in one pipelined round trip.

@@ -177,4 +177,5 @@ scripts!(
     unhold,
     drive,
     lapse,
+    adopt,
 );

@@ -1,11 +1,11 @@
 //! What a running handler can see and do.
 
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tether_model::{ErrorCode, JobId, Phase, progress};
-use tether_store::{Claimed, Lease, RenewStatus, Store};
+use tether_model::{ErrorCode, JobId, JobSpec, Phase, progress};
+use tether_store::{Child, Claimed, Lease, LeaseError, RenewStatus, Spawned, Store};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::JobError;
@@ -98,6 +98,8 @@ struct ContextInner {
     phase: Mutex<Phase>,
     last_progress: Mutex<Option<Instant>>,
     metrics: Metrics,
+    /// Children spawned by this attempt: the next one's index.
+    spawned: AtomicU64,
 }
 
 impl JobContext {
@@ -123,6 +125,7 @@ impl JobContext {
                 phase: Mutex::new(phase),
                 last_progress: Mutex::new(None),
                 metrics,
+                spawned: AtomicU64::new(0),
             }),
         }
     }
@@ -218,6 +221,69 @@ impl JobContext {
                 Ok(())
             }
         }
+    }
+
+    /// Spawns a child job (any queue): it is identified by this job and its index among
+    /// the children this run spawns (the first is `#0`), so a run after a crash that
+    /// spawns the same children in the same order spawns none twice. The child gets this
+    /// job's owner and the tree's root. See [`spawn_keyed`](Self::spawn_keyed) for
+    /// children that are not spawned in a fixed order.
+    ///
+    /// ```no_run
+    /// # use tether_worker::{JobContext, JobError};
+    /// # async fn demo(ctx: &JobContext) -> Result<(), JobError> {
+    /// use tether_model::JobSpec;
+    /// for disk in ["a", "b"] {
+    ///     let spec = JobSpec::new("copy").queue("disks").input(&disk).unwrap();
+    ///     ctx.spawn(spec).await?;
+    /// }
+    /// let children = ctx.children().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn spawn(&self, spec: JobSpec) -> Result<JobId, JobError> {
+        let index = self.inner.spawned.fetch_add(1, Ordering::Relaxed);
+        self.spawn_at(&format!("#{index}"), index, spec).await
+    }
+
+    /// Spawns a child identified by this job and `key` (1-256 bytes): spawning the same
+    /// key again, in this run or a later one, spawns nothing and returns the same id.
+    pub async fn spawn_keyed(&self, key: &str, spec: JobSpec) -> Result<JobId, JobError> {
+        let index = self.inner.spawned.fetch_add(1, Ordering::Relaxed);
+        self.spawn_at(key, index, spec).await
+    }
+
+    async fn spawn_at(&self, key: &str, index: u64, spec: JobSpec) -> Result<JobId, JobError> {
+        let lease = &self.inner.claimed.lease;
+        let spawned = with_store_retries(&self.inner.slot.lost, || async {
+            match self
+                .inner
+                .store
+                .spawn(lease, key, index, spec.clone())
+                .await
+            {
+                Err(LeaseError::Store(e)) => Err(e),
+                Err(_) => Ok(None), // the lease was lost
+                Ok(spawned) => Ok(Some(spawned)),
+            }
+        })
+        .await;
+        match spawned {
+            Some(Ok(Some(Spawned { id, .. }))) => Ok(id),
+            Some(Ok(None)) | None => Err(lost()),
+            Some(Err(e)) if e.is_retryable() => {
+                Err(JobError::transient(format!("spawn failed: {e}")))
+            }
+            Some(Err(e)) => Err(JobError::fatal(format!("spawn refused: {e}"))),
+        }
+    }
+
+    /// This job's children in spawn order, with their status, progress and weight.
+    pub async fn children(&self) -> Result<Vec<Child>, JobError> {
+        self.inner
+            .store
+            .children(self.queue(), self.id())
+            .await
+            .map_err(|e| JobError::transient(format!("reading children failed: {e}")))
     }
 
     pub(crate) fn set_phase(&self, phase: Phase) {

@@ -61,4 +61,5 @@ pub use runtime::{
     MAX_CLAIM_BATCH, MAX_CONCURRENCY, Worker, WorkerBuilder, WorkerConfig, WorkerError,
 };
 pub use tether_model::JobInput;
+pub use tether_store::Child;
 pub use tokio_util::sync::CancellationToken;

@@ -16,6 +16,84 @@ pub(crate) async fn get(id: JobId, json: bool, producer: &Producer) -> CliResult
     Ok(())
 }
 
+/// The most levels and children per node `get --tree` prints.
+const TREE_DEPTH: usize = 16;
+const TREE_WIDTH: usize = 10_000;
+
+/// Prints the job's tree: each node's status, progress and type, children indented (or
+/// the tree as nested JSON).
+pub(crate) async fn tree(id: JobId, json: bool, producer: &Producer) -> CliResult {
+    let root = producer
+        .get(id)
+        .await
+        .map_err(err)?
+        .ok_or_else(|| format!("no job {id}"))?;
+    let tree = node(root, 0, producer).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&tree).map_err(err)?);
+    } else {
+        print_node(&tree, "", "");
+    }
+    Ok(())
+}
+
+fn node<'a>(
+    job: tether_producer::Job,
+    depth: usize,
+    producer: &'a Producer,
+) -> futures::future::BoxFuture<'a, Result<serde_json::Value, String>> {
+    Box::pin(async move {
+        let mut children = Vec::new();
+        if job.subtask_count > 0 && depth < TREE_DEPTH {
+            let mut marker = None;
+            while children.len() < TREE_WIDTH {
+                let page = producer.children(job.id, marker, 1000).await.map_err(err)?;
+                marker = page.next_marker;
+                for child in page.jobs {
+                    children.push(node(child, depth + 1, producer).await?);
+                }
+                if marker.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(serde_json::json!({
+            "id": job.id,
+            "type": job.job_type,
+            "queue": job.queue,
+            "status": job.status,
+            "progress": job.progress,
+            "subtask_count": job.subtask_count,
+            "children": children,
+        }))
+    })
+}
+
+fn print_node(node: &serde_json::Value, lead: &str, child_lead: &str) {
+    println!(
+        "{lead}{} {:<10} {:>3}% {} ({})",
+        node["id"].as_str().unwrap_or("?"),
+        node["status"].as_str().unwrap_or("?"),
+        node["progress"],
+        node["type"].as_str().unwrap_or("?"),
+        node["queue"].as_str().unwrap_or("?"),
+    );
+    let children = node["children"].as_array().cloned().unwrap_or_default();
+    for (i, child) in children.iter().enumerate() {
+        let last = i + 1 == children.len();
+        let (branch, rest) = if last {
+            ("└─ ", "   ")
+        } else {
+            ("├─ ", "│  ")
+        };
+        print_node(
+            child,
+            &format!("{child_lead}{branch}"),
+            &format!("{child_lead}{rest}"),
+        );
+    }
+}
+
 pub(crate) async fn cancel(id: JobId, force: bool, producer: &Producer) -> CliResult {
     let outcome = if force {
         producer.force_cancel(id).await

@@ -1,0 +1,187 @@
+//! Task trees: children recorded by their running parent (`lua/adopt.lua`) and enqueued in
+//! their own queue, which may live on another node.
+
+use std::collections::BTreeMap;
+
+use tether_model::tree::{ParentLink, child_id};
+use tether_model::{JobId, JobSpec, SpecError, Status};
+
+use crate::keys::QueueKeys;
+use crate::worker_ops::{Lease, LeaseError};
+use crate::{SCRIPTS, Store, StoreError};
+
+/// A child as its parent's list holds it: `<child id> <child queue>`.
+pub(crate) fn parse_kid(member: &str) -> Option<(JobId, &str)> {
+    let (id, queue) = member.split_once(' ')?;
+    Some((id.parse().ok()?, queue))
+}
+
+/// A child's `st`, `pg`, `wt`, `ec` as read.
+type ChildRow = (Option<String>, Option<u8>, Option<u32>, Option<String>);
+
+/// A spawned child: its id, and whether this call enqueued it (false: an earlier run of
+/// the parent had).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spawned {
+    pub id: JobId,
+    pub created: bool,
+}
+
+/// A child's state as its parent sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Child {
+    pub id: JobId,
+    pub queue: String,
+    /// `None` when the record is gone (expired).
+    pub status: Option<Status>,
+    pub progress: u8,
+    pub weight: u32,
+    pub error_code: Option<String>,
+}
+
+impl Child {
+    /// Whether the child has ended (success, failure or cancelled); an expired one has.
+    pub fn is_final(&self) -> bool {
+        self.status.is_none_or(|s| s.is_final())
+    }
+
+    /// The children's progress rolled up ([`tether_model::tree::roll_up`]): a final
+    /// child counts 100.
+    pub fn rolled_up(children: &[Child]) -> u8 {
+        tether_model::tree::roll_up(
+            children
+                .iter()
+                .map(|c| (if c.is_final() { 100 } else { c.progress }, c.weight)),
+        )
+    }
+}
+
+impl Store {
+    /// Spawns `spec` as a child of the job `lease` holds, under `key` (a handler's key, or
+    /// `#<index>`): recorded in the parent's list, then enqueued with an id derived from
+    /// the parent and the key, so a parent that runs again spawns each child once. The
+    /// child gets the parent's owner. `index` orders the parent's list.
+    pub async fn spawn(
+        &self,
+        lease: &Lease,
+        key: &str,
+        index: u64,
+        mut spec: JobSpec,
+    ) -> Result<Spawned, LeaseError> {
+        if key.is_empty() || key.len() > tether_model::tree::MAX_CHILD_KEY {
+            return Err(StoreError::from(SpecError::TooLong {
+                field: "child key",
+                max: tether_model::tree::MAX_CHILD_KEY,
+            })
+            .into());
+        }
+        spec.validate().map_err(StoreError::from)?;
+        let id = child_id(lease.id, key);
+        let keys = QueueKeys::new(&lease.queue);
+        let member = format!("{id} {}", spec.queue);
+        let (word, root, owner): (String, String, String) = self
+            .idempotent(|| async {
+                let mut inv = Self::invocation(&SCRIPTS.adopt, &keys);
+                inv.arg(lease.id.to_string())
+                    .arg(lease.token.as_str())
+                    .arg(index)
+                    .arg(&member);
+                Ok(inv.invoke_async(&mut self.conn()).await?)
+            })
+            .await?;
+        if word != "OK" {
+            return Err(LeaseError::Lost);
+        }
+        spec.parent = Some(ParentLink {
+            id: lease.id,
+            queue: lease.queue.clone(),
+            root: root.parse().map_err(|e| StoreError::decode("root", e))?,
+        });
+        if !owner.is_empty() {
+            spec.owner = Some(owner);
+        }
+        let done = self.enqueue_as(&spec, id).await?;
+        Ok(Spawned {
+            id,
+            created: done.written_now,
+        })
+    }
+
+    /// The children of `parent` (in `queue`) in spawn order, after the child `after`
+    /// (its id and queue; exclusive), at most `limit`: ids and queues only.
+    pub async fn child_ids(
+        &self,
+        queue: &str,
+        parent: JobId,
+        after: Option<(JobId, &str)>,
+        limit: usize,
+    ) -> Result<Vec<(JobId, String)>, StoreError> {
+        tether_model::validate_queue_name(queue)?;
+        let key = QueueKeys::new(queue).kids(&parent.to_string());
+        let mut conn = self.conn();
+        let start: isize = match after {
+            None => 0,
+            Some((after, after_queue)) => {
+                let rank: Option<isize> = redis::cmd("ZRANK")
+                    .arg(&key)
+                    .arg(format!("{after} {after_queue}"))
+                    .query_async(&mut conn)
+                    .await?;
+                rank.map(|r| r + 1)
+                    .ok_or_else(|| StoreError::NotFound(after.to_string()))?
+            }
+        };
+        let members: Vec<String> = redis::cmd("ZRANGE")
+            .arg(&key)
+            .arg(start)
+            .arg(start.saturating_add(limit as isize) - 1)
+            .query_async(&mut conn)
+            .await?;
+        Ok(members
+            .iter()
+            .filter_map(|m| parse_kid(m))
+            .map(|(id, q)| (id, q.to_owned()))
+            .collect())
+    }
+
+    /// Every child of `parent` with its status, progress and weight: one pipelined read
+    /// per child queue (a queue is one slot).
+    pub async fn children(&self, queue: &str, parent: JobId) -> Result<Vec<Child>, StoreError> {
+        let ids = self.child_ids(queue, parent, None, usize::MAX / 2).await?;
+        let mut by_queue: BTreeMap<&str, Vec<JobId>> = BTreeMap::new();
+        for (id, q) in &ids {
+            by_queue.entry(q.as_str()).or_default().push(*id);
+        }
+        let mut states = BTreeMap::new();
+        for (q, kids) in by_queue {
+            let keys = QueueKeys::new(q);
+            for chunk in kids.chunks(crate::MAX_BATCH) {
+                let mut pipe = redis::pipe();
+                for id in chunk {
+                    pipe.cmd("HMGET")
+                        .arg(keys.job(&id.to_string()))
+                        .arg(&["st", "pg", "wt", "ec"]);
+                }
+                let rows: Vec<ChildRow> = pipe.query_async(&mut self.conn()).await?;
+                for (id, row) in chunk.iter().zip(rows) {
+                    states.insert(*id, row);
+                }
+            }
+        }
+        Ok(ids
+            .into_iter()
+            .map(|(id, queue)| {
+                let (st, pg, wt, ec) = states.remove(&id).unwrap_or_default();
+                let status = st.and_then(|s| s.parse().ok());
+                Child {
+                    id,
+                    queue,
+                    status,
+                    progress: pg.unwrap_or(0).min(100),
+                    weight: wt.unwrap_or(1).max(1),
+                    error_code: ec,
+                }
+            })
+            .collect())
+    }
+}

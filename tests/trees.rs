@@ -1,0 +1,272 @@
+//! Task trees: children spawned exactly once (also when the parent runs again after a
+//! crash), a parent that waits for its children in other queues (on a cluster, other
+//! masters), the links (`parent_id`, `root_id`, `subtasks`) and the roll-up. Every test
+//! runs on one Redis and on a three-master cluster.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tether_model::{JobSpec, Status};
+use tether_producer::Producer;
+use tether_suite::*;
+use tether_testkit::TestRedis;
+use tether_worker::{Check, Child, Handler, JobContext, JobError, OneStep, Step};
+
+const T: Duration = Duration::from_secs(60);
+
+/// Spawns three `noop` children, then panics on its first attempt: the second attempt
+/// spawns the same three again, which must not make six.
+#[derive(Debug, Clone, Copy)]
+struct SpawnThenCrash;
+
+impl OneStep for SpawnThenCrash {
+    type Input = Value;
+    type Output = Value;
+    async fn run(&self, ctx: &JobContext, _: Value) -> Result<Value, JobError> {
+        for _ in 0..3 {
+            ctx.spawn(JobSpec::new("noop").queue("kids")).await?;
+        }
+        ctx.spawn_keyed("the-report", JobSpec::new("noop").queue("kids"))
+            .await?;
+        if ctx.attempt() == 1 {
+            panic!("crash after spawning");
+        }
+        Ok(json!({"spawned": 4}))
+    }
+}
+
+/// Three levels: spawns two `fanout` children (each with two `sleep` grandchildren),
+/// waits for them with their progress rolled up, weighing the slow one 3.
+#[derive(Debug, Clone, Copy)]
+struct Nest;
+
+impl Handler for Nest {
+    type Input = Value;
+    type Progress = ();
+    type Output = Value;
+
+    async fn handle(&self, ctx: &JobContext, _: &Value) -> Result<Step<(), Value>, JobError> {
+        // A quick child of weight 1 and a slow one of weight 3: the root is at 25 % in
+        // between.
+        for (weight, ms) in [(1, 100), (3, 2000)] {
+            let spec = JobSpec::new("fanout")
+                .queue("middle")
+                .input_json(json!({"children": 2, "child_ms": ms, "child_queue": "kids"}))
+                .weight(weight);
+            ctx.spawn(spec).await?;
+        }
+        Ok(Step::Started(()))
+    }
+
+    async fn check_complete(
+        &self,
+        ctx: &JobContext,
+        _: &Value,
+        _: &mut (),
+    ) -> Result<Check<Value>, JobError> {
+        let children = ctx.children().await?;
+        ctx.set_progress(i64::from(Child::rolled_up(&children)), "children")
+            .await?;
+        if children.iter().all(Child::is_final) {
+            Ok(Check::Done(json!({"children": children.len()})))
+        } else {
+            Ok(Check::Pending)
+        }
+    }
+
+    fn check_interval(&self) -> (Duration, Duration) {
+        (Duration::from_millis(20), Duration::from_millis(100))
+    }
+}
+
+async fn worker(redis: &TestRedis) -> InProcessWorker {
+    InProcessWorker::start(redis, |b| {
+        b.queues(["default", "middle", "kids"])
+            .concurrency(32)
+            .handler("spawn_then_crash", SpawnThenCrash)
+            .handler("nest", Nest)
+    })
+    .await
+}
+
+/// Every child of `parent`, through the paged listing.
+async fn all_children(producer: &Producer, parent: tether_model::JobId) -> Vec<tether_model::Job> {
+    let mut out = Vec::new();
+    let mut marker = None;
+    loop {
+        let page = producer.children(parent, marker, 7).await.unwrap();
+        out.extend(page.jobs);
+        marker = page.next_marker;
+        if marker.is_none() {
+            return out;
+        }
+    }
+}
+
+async fn a_fanout_waits_for_its_children_in_another_queue(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let worker = worker(&redis).await;
+    let producer = producer(&redis).await.for_owner("alice");
+    let id = producer
+        .enqueue(
+            JobSpec::new("fanout")
+                .input_json(json!({"children": 20, "child_ms": 50, "child_queue": "kids"})),
+        )
+        .await
+        .unwrap();
+    let parent = finished(&producer, id, T).await;
+    assert_eq!(parent.status, Status::Success, "{parent:?}");
+    assert_eq!(parent.result.as_ref().unwrap()["children"], 20);
+    let parent = producer.get(id).await.unwrap().unwrap();
+    assert_eq!(parent.subtask_count, 20);
+    assert_eq!(parent.subtasks.len(), 20);
+    assert_eq!(parent.root_id, Some(id), "a root is its own tree's root");
+    assert_eq!(parent.parent_id, None);
+    let children = all_children(&producer, id).await;
+    assert_eq!(
+        children.iter().map(|c| c.id).collect::<Vec<_>>(),
+        parent.subtasks,
+        "listed in spawn order"
+    );
+    for child in &children {
+        assert_eq!(child.queue, "kids");
+        assert_eq!(child.status, Status::Success);
+        assert_eq!(child.parent_id, Some(id));
+        assert_eq!(child.root_id, Some(id));
+        assert_eq!(
+            child.owner.as_deref(),
+            Some("alice"),
+            "children are the parent's owner's"
+        );
+        // Each child finished before its parent's fan-in step did.
+        assert!(child.finished_at <= parent.finished_at);
+    }
+    // Another owner sees neither the parent nor its children.
+    let bob = producer.for_owner("bob");
+    assert!(bob.children(id, None, 10).await.unwrap_err().is_not_found());
+
+    // With fail_one, the first child fails and so does the parent, once all are final.
+    let failing = producer
+        .enqueue(JobSpec::new("fanout").input_json(
+            json!({"children": 5, "child_ms": 50, "fail_one": true, "child_queue": "kids"}),
+        ))
+        .await
+        .unwrap();
+    let parent = finished(&producer, failing, T).await;
+    assert_eq!(parent.status, Status::Failure);
+    assert_eq!(parent.error_code.as_ref().unwrap().as_str(), "ChildFailed");
+    let children = all_children(&producer, failing).await;
+    assert_eq!(count(&children, Status::Failure), 1);
+    assert_eq!(count(&children, Status::Success), 4);
+    worker.shutdown().await;
+    assert_consistent(&redis).await;
+}
+
+async fn a_parent_that_runs_again_spawns_each_child_once(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let worker = worker(&redis).await;
+    let producer = producer(&redis).await;
+    let id = producer
+        .enqueue(JobSpec::new("spawn_then_crash").max_attempts(3))
+        .await
+        .unwrap();
+    let parent = finished(&producer, id, T).await;
+    assert_eq!(parent.status, Status::Success, "{parent:?}");
+    assert_eq!(
+        parent.attempts, 2,
+        "the first attempt crashed after spawning"
+    );
+    let parent = producer.get(id).await.unwrap().unwrap();
+    assert_eq!(parent.subtask_count, 4);
+    let children = all_finished(&producer, &parent.subtasks, T).await;
+    assert_eq!(count(&children, Status::Success), 4);
+    let stats = producer.stats(&["kids".to_owned()]).await.unwrap();
+    assert_eq!(
+        stats[0].success, 4,
+        "four children ran, not eight: {stats:?}"
+    );
+    worker.shutdown().await;
+    assert_consistent(&redis).await;
+}
+
+async fn a_three_level_tree_rolls_progress_up(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let worker = worker(&redis).await;
+    let producer = producer(&redis).await;
+    let id = producer.enqueue(JobSpec::new("nest")).await.unwrap();
+    // While it runs, the root's progress is its children's, rolled up.
+    let mut seen_between = false;
+    let top = eventually(T, "the tree finished", async || {
+        let top = producer.get(id).await.unwrap().unwrap();
+        if top.progress == 25 {
+            seen_between = true;
+        }
+        if top.status.is_final() {
+            Ok(top)
+        } else {
+            Err(format!("{} at {}%", top.status, top.progress))
+        }
+    })
+    .await;
+    assert_eq!(top.status, Status::Success, "{top:?}");
+    assert!(
+        seen_between,
+        "the root reported partial progress while waiting"
+    );
+    let middles = all_children(&producer, id).await;
+    assert_eq!(middles.len(), 2);
+    assert_eq!(middles[1].weight, 3);
+    for middle in &middles {
+        assert_eq!(middle.parent_id, Some(id));
+        assert_eq!(middle.root_id, Some(id));
+        assert_eq!(middle.progress, 100);
+        assert_eq!(middle.subtask_count, 2);
+        for leaf in all_children(&producer, middle.id).await {
+            assert_eq!(leaf.parent_id, Some(middle.id));
+            assert_eq!(leaf.root_id, Some(id), "the root of the whole tree");
+            assert_eq!(leaf.status, Status::Success);
+        }
+    }
+    worker.shutdown().await;
+    assert_consistent(&redis).await;
+}
+
+on_every_topology!(
+    a_fanout_waits_for_its_children_in_another_queue,
+    a_parent_that_runs_again_spawns_each_child_once,
+    a_three_level_tree_rolls_progress_up,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_json_and_tree_show_the_links() {
+    let redis = TestRedis::start(Topology::Single);
+    let _worker = WorkerProcess::start(&redis, &["--queue", "default", "--queue", "kids"]);
+    let out = tether(
+        &redis,
+        &[
+            "enqueue",
+            "--type",
+            "fanout",
+            "--input",
+            r#"{"children": 3, "child_ms": 10, "child_queue": "kids"}"#,
+        ],
+    );
+    let id: tether_model::JobId = out.trim().parse().unwrap();
+    let producer = producer(&redis).await;
+    let parent = finished(&producer, id, T).await;
+    assert_eq!(parent.status, Status::Success);
+    let job: Value =
+        serde_json::from_str(&tether(&redis, &["get", &id.to_string(), "--json"])).unwrap();
+    assert_eq!(job["subtasks"].as_array().unwrap().len(), 3);
+    assert_eq!(job["root_id"], id.to_string());
+    assert_eq!(job["parent_id"], Value::Null);
+    let child = job["subtasks"][0].as_str().unwrap();
+    let child: Value = serde_json::from_str(&tether(&redis, &["get", child, "--json"])).unwrap();
+    assert_eq!(child["parent_id"], id.to_string());
+    assert_eq!(child["root_id"], id.to_string());
+    let tree = tether(&redis, &["get", &id.to_string(), "--tree"]);
+    assert_eq!(tree.lines().count(), 4, "{tree}");
+    assert!(tree.lines().next().unwrap().contains("fanout"), "{tree}");
+    assert_eq!(tree.matches("success").count(), 4, "{tree}");
+    assert!(tree.contains("└─ "), "{tree}");
+}
