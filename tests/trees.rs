@@ -89,6 +89,12 @@ async fn worker(redis: &TestRedis) -> InProcessWorker {
     .await
 }
 
+/// Enqueues a `fanout` job with this input.
+async fn fanout(producer: &Producer, input: Value) -> tether_model::JobId {
+    let spec = JobSpec::new("fanout").input_json(input);
+    producer.enqueue(spec).await.unwrap()
+}
+
 /// Every child of `parent`, through the paged listing.
 async fn all_children(producer: &Producer, parent: tether_model::JobId) -> Vec<tether_model::Job> {
     let mut out = Vec::new();
@@ -107,13 +113,11 @@ async fn a_fanout_waits_for_its_children_in_another_queue(topology: Topology) {
     let redis = TestRedis::start(topology);
     let worker = worker(&redis).await;
     let producer = producer(&redis).await.for_owner("alice");
-    let id = producer
-        .enqueue(
-            JobSpec::new("fanout")
-                .input_json(json!({"children": 20, "child_ms": 50, "child_queue": "kids"})),
-        )
-        .await
-        .unwrap();
+    let id = fanout(
+        &producer,
+        json!({"children": 20, "child_ms": 50, "child_queue": "kids"}),
+    )
+    .await;
     let parent = finished(&producer, id, T).await;
     assert_eq!(parent.status, Status::Success, "{parent:?}");
     assert_eq!(parent.result.as_ref().unwrap()["children"], 20);
@@ -146,12 +150,11 @@ async fn a_fanout_waits_for_its_children_in_another_queue(topology: Topology) {
     assert!(bob.children(id, None, 10).await.unwrap_err().is_not_found());
 
     // With fail_one, the first child fails and so does the parent, once all are final.
-    let failing = producer
-        .enqueue(JobSpec::new("fanout").input_json(
-            json!({"children": 5, "child_ms": 50, "fail_one": true, "child_queue": "kids"}),
-        ))
-        .await
-        .unwrap();
+    let failing = fanout(
+        &producer,
+        json!({"children": 5, "child_ms": 50, "fail_one": true, "child_queue": "kids"}),
+    )
+    .await;
     let parent = finished(&producer, failing, T).await;
     assert_eq!(parent.status, Status::Failure);
     assert_eq!(parent.error_code.as_ref().unwrap().as_str(), "ChildFailed");
@@ -231,7 +234,105 @@ async fn a_three_level_tree_rolls_progress_up(topology: Topology) {
     assert_consistent(&redis).await;
 }
 
+async fn cancelling_a_parent_cancels_its_subtree(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let worker = worker(&redis).await;
+    let producer = producer(&redis).await.for_owner("alice");
+    // 40 long children and a worker of 32 slots: some run, some wait.
+    let id = fanout(
+        &producer,
+        json!({"children": 40, "child_ms": 60_000, "child_queue": "kids"}),
+    )
+    .await;
+    eventually(T, "children running", async || {
+        let kids = producer.children(id, None, 100).await.unwrap().jobs;
+        let running = count(&kids, Status::Processing);
+        if kids.len() == 40 && running > 0 {
+            Ok(())
+        } else {
+            Err(format!("{} children, {running} running", kids.len()))
+        }
+    })
+    .await;
+    producer.cancel(id).await.unwrap();
+    let parent = finished(&producer, id, T).await;
+    assert_eq!(parent.status, Status::Cancelled);
+    let kids = producer.get(id).await.unwrap().unwrap().subtasks;
+    let kids = all_finished(&producer, &kids, T).await;
+    assert_eq!(count(&kids, Status::Cancelled), 40, "the whole subtree");
+    worker.shutdown().await;
+    assert_consistent(&redis).await;
+}
+
+async fn failure_policies_and_the_retry_of_a_dead_parent(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let worker = worker(&redis).await;
+    let producer = producer(&redis).await;
+
+    // Fail fast: the first child fails, the others (long) are cancelled, the parent fails
+    // at once rather than after a minute.
+    let fast = fanout(
+        &producer,
+        json!({
+            "children": 6, "child_ms": 60_000, "fail_one": true, "fail_fast": true,
+            "child_queue": "kids"
+        }),
+    )
+    .await;
+    let parent = finished(&producer, fast, T).await;
+    assert_eq!(parent.status, Status::Failure);
+    assert_eq!(parent.error_code.as_ref().unwrap().as_str(), "ChildFailed");
+    let kids = producer.get(fast).await.unwrap().unwrap().subtasks;
+    let kids = all_finished(&producer, &kids, T).await;
+    assert_eq!(count(&kids, Status::Failure), 1);
+    assert_eq!(count(&kids, Status::Cancelled), 5);
+
+    // Wait for all, then fail; a retry of the dead parent runs the failed child again,
+    // not the ones that succeeded.
+    let all = producer
+        .enqueue(JobSpec::new("fanout").max_attempts(1).input_json(
+            json!({"children": 4, "child_ms": 10, "fail_one": true, "child_queue": "kids"}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(finished(&producer, all, T).await.status, Status::Failure);
+    let before = all_children(&producer, all).await;
+    assert_eq!(count(&before, Status::Success), 3);
+    producer.retry(all).await.unwrap();
+    let parent = eventually(T, "the retried parent finished", async || {
+        let job = producer.get(all).await.unwrap().unwrap();
+        if job.status.is_final() && job.attempts == 1 && job.finished_at > before[0].finished_at {
+            Ok(job)
+        } else {
+            Err(format!("{} attempts {}", job.status, job.attempts))
+        }
+    })
+    .await;
+    assert_eq!(
+        parent.status,
+        Status::Failure,
+        "its failing child failed again"
+    );
+    let after = all_children(&producer, all).await;
+    assert_eq!(after.len(), 4);
+    for (b, a) in before.iter().zip(&after) {
+        if b.status == Status::Success {
+            assert_eq!(
+                a.started_at, b.started_at,
+                "a succeeded child did not run again"
+            );
+            assert_eq!(a.status, Status::Success);
+        } else {
+            assert!(a.started_at > b.started_at, "the failed child ran again");
+        }
+    }
+    worker.shutdown().await;
+    assert_consistent(&redis).await;
+}
+
 on_every_topology!(
+    cancelling_a_parent_cancels_its_subtree,
+    failure_policies_and_the_retry_of_a_dead_parent,
     a_fanout_waits_for_its_children_in_another_queue,
     a_parent_that_runs_again_spawns_each_child_once,
     a_three_level_tree_rolls_progress_up,

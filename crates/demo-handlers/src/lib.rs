@@ -12,7 +12,7 @@
 //! | `touch` | `{list}` | appends the job id to the Redis list `tether-demo:<list>`, so executions can be counted from outside |
 //! | `panic` | anything | panics (to see `HandlerPanicked`) |
 //! | `snooze` | `{times, ms}` | snoozes `times` times for `ms` each (no attempt spent), then succeeds with `{snoozed}` |
-//! | `fanout` | `{children, child_ms, fail_one?, child_queue?}` | spawns `children` (at most 10,000) `sleep {ms: child_ms}` children (in `child_queue`, default its own), waits for them with their progress rolled up into its own, and succeeds with `{children}`; with `fail_one`, the first child fails and then so does the parent |
+//! | `fanout` | `{children, child_ms, fail_one?, fail_fast?, child_queue?}` | spawns `children` (at most 10,000) `sleep {ms: child_ms}` children (in `child_queue`, default its own), waits for them with their progress rolled up into its own, and succeeds with `{children}`; with `fail_one`, the first child fails and then so does the parent (with `fail_fast`, at once, cancelling the others) |
 //!
 //! Job input is untrusted: `list` and `ledger` are names, not keys. They must match
 //! `[A-Za-z0-9_.-]{1,64}` (like queue names) and are written under [`SIDE_EFFECT_PREFIX`]
@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tether_worker::{Check, Child, Handler, JobContext, JobError, OneStep, Step, WorkerBuilder};
+use tether_model::tree::FailurePolicy;
+use tether_worker::{Check, Handler, JobContext, JobError, OneStep, Step, WorkerBuilder};
 use tokio::sync::OnceCell;
 
 /// The namespace of every key the demo jobs write: `touch {list}` appends to
@@ -422,6 +423,10 @@ pub struct FanoutInput {
     pub child_ms: u64,
     #[serde(default)]
     pub fail_one: bool,
+    /// A child that fails cancels the others and fails the parent at once (the default
+    /// waits for all).
+    #[serde(default)]
+    pub fail_fast: bool,
     pub child_queue: Option<String>,
 }
 
@@ -471,17 +476,18 @@ impl Handler for Fanout {
         input: &FanoutInput,
         spawned: &mut u32,
     ) -> Result<Check<Value>, JobError> {
-        let children = ctx.children().await?;
-        let finals: Vec<_> = children.iter().filter(|c| c.is_final()).collect();
-        ctx.set_progress(
-            i64::from(Child::rolled_up(&children)),
-            format!("{} of {} children finished", finals.len(), children.len()),
-        )
-        .await?;
-        if finals.len() < children.len() || children.len() < *spawned as usize {
+        let policy = if input.fail_fast {
+            FailurePolicy::FailFast
+        } else {
+            FailurePolicy::WaitAll
+        };
+        let Some(children) = ctx.fan_in(policy).await? else {
             return Ok(Check::Pending);
+        };
+        if children.len() < *spawned as usize {
+            return Ok(Check::Pending); // (an earlier run's children all listed first)
         }
-        let failed = finals
+        let failed = children
             .iter()
             .filter(|c| c.status != Some(tether_model::Status::Success))
             .count();

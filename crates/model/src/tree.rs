@@ -15,6 +15,17 @@ pub struct ParentLink {
     pub root: JobId,
 }
 
+/// What a child's failure (or cancel) does to a waiting parent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailurePolicy {
+    /// Wait for every child, then let the handler decide (the default).
+    #[default]
+    WaitAll,
+    /// Fail the parent at once, cancelling the children still running.
+    FailFast,
+}
+
 /// The most children ids a job's record shows in `subtasks`.
 pub const MAX_SUBTASKS_SHOWN: usize = 1000;
 

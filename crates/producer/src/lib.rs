@@ -364,10 +364,15 @@ impl Producer {
         })
     }
 
-    /// CancelTask: pending jobs are cancelled at once; running ones stop at their worker's next heartbeat.
+    /// CancelTask: pending jobs are cancelled at once; running ones stop at their worker's
+    /// next heartbeat. The job's whole subtree is cancelled with it, level by level.
     pub async fn cancel(&self, id: JobId) -> Result<CancelOutcome, Error> {
         let queue = self.locate(id).await?;
-        Ok(self.store.cancel(&queue, id, self.owner.as_deref()).await?)
+        let outcome = self.store.cancel(&queue, id, self.owner.as_deref()).await?;
+        self.store
+            .cancel_subtree(&queue, id, self.owner.as_deref(), false)
+            .await?;
+        Ok(outcome)
     }
 
     /// CancelTask even for a job created with `cancelable: false`: for administrators,
@@ -380,7 +385,9 @@ impl Producer {
             ));
         }
         let queue = self.locate(id).await?;
-        Ok(self.store.cancel_with(&queue, id, None, true).await?)
+        let outcome = self.store.cancel_with(&queue, id, None, true).await?;
+        self.store.cancel_subtree(&queue, id, None, true).await?;
+        Ok(outcome)
     }
 
     /// Re-queues a dead job for a fresh run.

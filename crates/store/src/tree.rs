@@ -101,10 +101,76 @@ impl Store {
             spec.owner = Some(owner);
         }
         let done = self.enqueue_as(&spec, id).await?;
+        if !done.written_now {
+            // Spawned by an earlier run of the parent: a child that failed for good runs
+            // again (a retried parent re-runs its failed children, not the others).
+            let key = QueueKeys::new(&spec.queue).job(&id.to_string());
+            let (st, dead): (Option<String>, Option<String>) = redis::cmd("HMGET")
+                .arg(&key)
+                .arg(&["st", "dead"])
+                .query_async(&mut self.conn())
+                .await
+                .map_err(StoreError::from)?;
+            if st.as_deref() == Some("failure") && dead.as_deref() == Some("1") {
+                match self.retry_dead(&spec.queue, id, None).await {
+                    Ok(()) | Err(StoreError::InvalidState(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
         Ok(Spawned {
             id,
             created: done.written_now,
         })
+    }
+
+    /// Cancels every unfinished job below `id` (in `queue`), level by level: pending
+    /// ones at once, running ones at their worker's next heartbeat (as `cancel` does).
+    /// A child that had already finished is not descended into. `owner` restricts it to
+    /// that owner's jobs; `force` cancels non-cancelable ones too (admins). Returns how
+    /// many were cancelled or asked to stop. Not atomic across queues: a canceller that
+    /// dies half-way leaves the rest running, and cancelling again goes on.
+    pub async fn cancel_subtree(
+        &self,
+        queue: &str,
+        id: JobId,
+        owner: Option<&str>,
+        force: bool,
+    ) -> Result<usize, StoreError> {
+        use futures::StreamExt;
+        let mut cancelled = 0;
+        let mut level = vec![(queue.to_owned(), id)];
+        while !level.is_empty() {
+            let mut next = Vec::new();
+            for (q, parent) in &level {
+                let kids = self.child_ids(q, *parent, None, usize::MAX / 2).await?;
+                let answers: Vec<_> = futures::stream::iter(kids)
+                    .map(|(kid, kq)| async move {
+                        let answer = self.cancel_with(&kq, kid, owner, force).await;
+                        (kid, kq, answer)
+                    })
+                    .buffer_unordered(32)
+                    .collect()
+                    .await;
+                for (kid, kq, answer) in answers {
+                    match answer {
+                        Ok(_) => {
+                            cancelled += 1;
+                            next.push((kq, kid));
+                        }
+                        // Final (nothing below it runs for it), gone, or not cancelable.
+                        Err(
+                            StoreError::InvalidState(_)
+                            | StoreError::NotFound(_)
+                            | StoreError::NotSupported,
+                        ) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            level = next;
+        }
+        Ok(cancelled)
     }
 
     /// The children of `parent` (in `queue`) in spawn order, after the child `after`

@@ -277,6 +277,58 @@ impl JobContext {
         }
     }
 
+    /// Cancels this job's unfinished children and their subtrees (pending ones at once,
+    /// running ones at their next heartbeat); returns how many.
+    pub async fn cancel_children(&self) -> Result<usize, JobError> {
+        self.inner
+            .store
+            .cancel_subtree(self.queue(), self.id(), None, true)
+            .await
+            .map_err(|e| JobError::transient(format!("cancelling children failed: {e}")))
+    }
+
+    /// The fan-in step of a parent waiting for its children (call it from
+    /// `check_complete`): reports their rolled-up progress as its own, and answers the
+    /// children once every one is final (`None` before). With
+    /// [`FailurePolicy::FailFast`](tether_model::tree::FailurePolicy), a child that did
+    /// not succeed cancels the others and fails the parent at once (`ChildFailed`).
+    ///
+    /// ```no_run
+    /// # use tether_worker::{Check, JobContext, JobError};
+    /// # async fn check(ctx: &JobContext) -> Result<Check<usize>, JobError> {
+    /// use tether_model::tree::FailurePolicy;
+    /// Ok(match ctx.fan_in(FailurePolicy::WaitAll).await? {
+    ///     Some(children) => Check::Done(children.len()),
+    ///     None => Check::Pending,
+    /// })
+    /// # }
+    /// ```
+    pub async fn fan_in(
+        &self,
+        policy: tether_model::tree::FailurePolicy,
+    ) -> Result<Option<Vec<Child>>, JobError> {
+        let children = self.children().await?;
+        let finished = children.iter().filter(|c| c.is_final()).count();
+        let unsuccessful: Vec<&Child> = children
+            .iter()
+            .filter(|c| c.is_final() && c.status != Some(tether_model::Status::Success))
+            .collect();
+        if policy == tether_model::tree::FailurePolicy::FailFast && !unsuccessful.is_empty() {
+            let failed = unsuccessful[0].id;
+            self.cancel_children().await?;
+            return Err(JobError::fatal(format!(
+                "child {failed} did not succeed; the other children were cancelled"
+            ))
+            .with_code("ChildFailed"));
+        }
+        self.set_progress(
+            i64::from(Child::rolled_up(&children)),
+            format!("{finished} of {} children finished", children.len()),
+        )
+        .await?;
+        Ok((finished == children.len()).then_some(children))
+    }
+
     /// This job's children in spawn order, with their status, progress and weight.
     pub async fn children(&self) -> Result<Vec<Child>, JobError> {
         self.inner
