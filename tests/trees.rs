@@ -330,7 +330,50 @@ async fn failure_policies_and_the_retry_of_a_dead_parent(topology: Topology) {
     assert_consistent(&redis).await;
 }
 
+async fn a_batch_enqueues_its_follow_up_once_with_a_summary(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let worker = worker(&redis).await;
+    let producer = producer(&redis).await.for_owner("alice");
+    let mut jobs: Vec<JobSpec> = (0..5)
+        .map(|_| {
+            JobSpec::new("sleep")
+                .queue("kids")
+                .input_json(json!({"ms": 20}))
+        })
+        .collect();
+    jobs.push(
+        JobSpec::new("fail")
+            .queue("kids")
+            .max_attempts(1)
+            .input_json(json!({"fatal": true})),
+    );
+    let then = JobSpec::new("noop").input_json(json!({"note": "all done"}));
+    let batch = producer.enqueue_batch(jobs, then).await.unwrap();
+    let parent = finished(&producer, batch, T).await;
+    assert_eq!(parent.status, Status::Success, "{parent:?}");
+    let summary = parent.result.unwrap();
+    let failed_child = all_children(&producer, batch)
+        .await
+        .into_iter()
+        .find(|c| c.status == Status::Failure)
+        .unwrap();
+    let then_id: tether_model::JobId = summary["then"].as_str().unwrap().parse().unwrap();
+    let then = finished(&producer, then_id, T).await;
+    assert_eq!(then.status, Status::Success);
+    assert_eq!(then.owner.as_deref(), Some("alice"));
+    let summary = &then.input["summary"];
+    assert_eq!(then.input["note"], "all done", "its own input is kept");
+    assert_eq!(summary["batch"], batch.to_string());
+    assert_eq!(summary["total"], 6);
+    assert_eq!(summary["succeeded"], 5);
+    assert_eq!(summary["failed"], 1);
+    assert_eq!(summary["failed_ids"], json!([failed_child.id.to_string()]));
+    worker.shutdown().await;
+    assert_consistent(&redis).await;
+}
+
 on_every_topology!(
+    a_batch_enqueues_its_follow_up_once_with_a_summary,
     cancelling_a_parent_cancels_its_subtree,
     failure_policies_and_the_retry_of_a_dead_parent,
     a_fanout_waits_for_its_children_in_another_queue,
@@ -370,4 +413,99 @@ async fn get_json_and_tree_show_the_links() {
     assert!(tree.lines().next().unwrap().contains("fanout"), "{tree}");
     assert_eq!(tree.matches("success").count(), 4, "{tree}");
     assert!(tree.contains("└─ "), "{tree}");
+}
+
+/// Workers killed with SIGKILL while a batch of 300 children runs: every child runs, the
+/// batch's fan-in enqueues its follow-up once (the follow-up appends its id to a list, so
+/// the list holds one distinct id however often it ran), and the queues are consistent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "full tier: kills worker processes for half a minute"]
+async fn a_batch_fans_in_once_while_workers_are_killed() {
+    let redis = TestRedis::start(Topology::Single);
+    let args = [
+        "--queue",
+        "default",
+        "--queue",
+        "kids",
+        "--queue",
+        "after",
+        "--lease-ttl",
+        "2s",
+        "--reap-interval",
+        "200ms",
+        "--concurrency",
+        "16",
+    ];
+    let mut workers: Vec<WorkerProcess> = (0..2)
+        .map(|_| WorkerProcess::start(&redis, &args))
+        .collect();
+    let producer = producer(&redis).await;
+    let jobs = (0..300)
+        .map(|_| {
+            JobSpec::new("sleep")
+                .queue("kids")
+                .input_json(json!({"ms": 400}))
+        })
+        .collect();
+    let then = JobSpec::new("touch")
+        .queue("after")
+        .input_json(json!({"list": "batch-then"}));
+    let batch = producer.enqueue_batch(jobs, then).await.unwrap();
+    // Kill one of the two workers every second, and start another.
+    let mut round = 0;
+    let parent = loop {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let job = producer.get(batch).await.unwrap().unwrap();
+        if job.status.is_final() || round >= 40 {
+            break job;
+        }
+        workers[round % 2].child.kill();
+        workers[round % 2] = WorkerProcess::start(&redis, &args);
+        round += 1;
+    };
+    let parent = if parent.status.is_final() {
+        parent
+    } else {
+        finished(&producer, batch, T).await
+    };
+    assert_eq!(parent.status, Status::Success, "{parent:?}");
+    assert!(
+        round >= 2,
+        "workers were killed while the batch ran ({round} kills): {:?}",
+        parent.result
+    );
+    let then_id: tether_model::JobId = parent.result.unwrap()["then"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let then = finished(&producer, then_id, T).await;
+    assert_eq!(then.status, Status::Success, "{then:?}");
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let ran: Vec<String> = redis::cmd("LRANGE")
+        .arg("tether-demo:batch-then")
+        .arg(0)
+        .arg(-1)
+        .query(&mut conn)
+        .unwrap();
+    let distinct: std::collections::HashSet<_> = ran.iter().collect();
+    assert_eq!(distinct.len(), 1, "one follow-up job: {ran:?}");
+    let stats = producer
+        .stats(&["after".to_owned(), "kids".to_owned()])
+        .await
+        .unwrap();
+    // The batch itself runs in its follow-up's queue: the two of them, once each.
+    assert_eq!(
+        stats.iter().find(|s| s.queue == "after").unwrap().success,
+        2
+    );
+    assert_eq!(
+        stats.iter().find(|s| s.queue == "kids").unwrap().success,
+        300
+    );
+    drop(workers);
+    assert_consistent(&redis).await;
 }

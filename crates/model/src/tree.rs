@@ -26,6 +26,18 @@ pub enum FailurePolicy {
     FailFast,
 }
 
+/// The job type of a batch's parent (`Producer::enqueue_batch`), whose handler every
+/// worker has.
+pub const BATCH_TYPE: &str = "tether.batch";
+
+/// A batch parent's input: the jobs it spawns, and the job it enqueues once they are all
+/// final.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchInput {
+    pub jobs: Vec<crate::JobSpec>,
+    pub then: crate::JobSpec,
+}
+
 /// The most children ids a job's record shows in `subtasks`.
 pub const MAX_SUBTASKS_SHOWN: usize = 1000;
 

@@ -269,6 +269,39 @@ impl Producer {
         })
     }
 
+    /// Enqueues a batch: a parent with no handler of its own (any worker serving
+    /// `then`'s queue runs it) that spawns `jobs` as its children, waits for them all, and
+    /// then enqueues `then` exactly once with a summary as its input: `batch` (the parent's
+    /// id), `total`, `succeeded`, `failed`, `cancelled`, `failed_ids`. A `then` with an
+    /// input object of its own gets the summary added to it as `summary`; any other input
+    /// becomes `{summary, input}`. Returns the batch's id; its children and `then` are
+    /// this producer's owner's. The jobs travel in the batch's input, so the payload
+    /// limit bounds the batch.
+    ///
+    /// ```no_run
+    /// use tether_producer::{JobSpec, Producer};
+    /// # async fn demo(producer: &Producer) -> Result<(), tether_producer::Error> {
+    /// let resize = |n: u32| JobSpec::new("resize").queue("images").input_json(serde_json::json!({"n": n}));
+    /// let batch = producer
+    ///     .enqueue_batch((0..100).map(resize).collect(), JobSpec::new("notify"))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn enqueue_batch(&self, jobs: Vec<JobSpec>, then: JobSpec) -> Result<JobId, Error> {
+        let jobs: Vec<JobSpec> = jobs.into_iter().map(|s| self.scoped(s)).collect();
+        for spec in &jobs {
+            spec.validate()?;
+        }
+        let then = self.scoped(then);
+        then.validate()?;
+        let queue = then.queue.clone();
+        let input = tether_model::tree::BatchInput { jobs, then };
+        let spec = JobSpec::new(tether_model::tree::BATCH_TYPE)
+            .queue(queue)
+            .input(&input)?;
+        self.enqueue(spec).await
+    }
+
     /// Enqueues many jobs in pipelined round trips.
     pub async fn enqueue_many(&self, specs: Vec<JobSpec>) -> Result<Vec<JobId>, Error> {
         let specs: Vec<JobSpec> = specs.into_iter().map(|s| self.scoped(s)).collect();

@@ -329,6 +329,20 @@ impl JobContext {
         Ok((finished == children.len()).then_some(children))
     }
 
+    /// Enqueues `spec` under `id` (derived from this job, so a run after a crash finds
+    /// it written and enqueues nothing): a job that follows this one, not a child.
+    pub async fn enqueue_once(&self, spec: JobSpec, id: JobId) -> Result<(), JobError> {
+        let store = &self.inner.store;
+        match with_store_retries(&self.inner.slot.lost, || store.enqueue_as(&spec, id)).await {
+            Some(Ok(_)) => Ok(()),
+            None => Err(lost()),
+            Some(Err(e)) if e.is_retryable() => {
+                Err(JobError::transient(format!("enqueue failed: {e}")))
+            }
+            Some(Err(e)) => Err(JobError::fatal(format!("enqueue refused: {e}"))),
+        }
+    }
+
     /// This job's children in spawn order, with their status, progress and weight.
     pub async fn children(&self) -> Result<Vec<Child>, JobError> {
         self.inner

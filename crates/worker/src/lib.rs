@@ -48,6 +48,7 @@
 //! # Ok(()) }
 //! ```
 
+mod batch;
 mod context;
 mod handler;
 mod http;

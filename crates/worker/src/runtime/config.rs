@@ -240,8 +240,13 @@ impl WorkerBuilder {
     }
 
     /// Checks the settings.
-    pub fn build(self) -> Result<Worker, WorkerError> {
+    pub fn build(mut self) -> Result<Worker, WorkerError> {
         self.config.validate()?;
+        // Every worker runs batches (`Producer::enqueue_batch`): they have no handler of
+        // their own.
+        self.handlers
+            .entry(tether_model::tree::BATCH_TYPE.to_owned())
+            .or_insert_with(|| crate::batch::Batch.into_erased());
         Ok(Worker::new(self.store, self.config, self.handlers))
     }
 }
