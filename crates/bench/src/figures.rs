@@ -78,6 +78,16 @@ pub struct Figures {
     pub flow_priority0_wait_p99_ms: f64,
     pub flow_priority0_wait_max_ms: f64,
     pub flow_priority_backlog: usize,
+    /// Task trees: `tree_parents` `fanout` jobs spawning `tree_children` instant
+    /// children in all; per parent, the time from its last child's outcome to its own
+    /// (the fan-in), and Redis's commands and CPU per child over the whole run.
+    pub tree_children: usize,
+    pub tree_parents: usize,
+    pub tree_fan_in_p50_ms: f64,
+    pub tree_fan_in_p99_ms: f64,
+    pub tree_fan_in_max_ms: f64,
+    pub tree_redis_cmds_per_child: f64,
+    pub tree_redis_cpu_us_per_child: f64,
     /// Every run counted all its outcomes as successes.
     pub verified: bool,
 }
@@ -222,6 +232,21 @@ impl Figures {
                 "flow: priority-0 wait p99 behind backlog",
                 Some(self.flow_priority0_wait_p99_ms),
                 "ms",
+            ),
+            (
+                "tree: last child to fan-in p99",
+                Some(self.tree_fan_in_p99_ms),
+                "ms",
+            ),
+            (
+                "tree: Redis commands per child",
+                Some(self.tree_redis_cmds_per_child),
+                "",
+            ),
+            (
+                "tree: Redis CPU per child",
+                Some(self.tree_redis_cpu_us_per_child),
+                "µs",
             ),
         ];
         let mut out = String::new();

@@ -23,6 +23,7 @@ mod process;
 mod run;
 pub mod soak;
 mod target;
+mod tree;
 mod workers;
 
 pub use figures::{ClusterFigures, Figures, RedisCeiling};

@@ -27,6 +27,10 @@ pub struct Plan {
     pub flow_rate: u32,
     /// Priority-9 jobs queued ahead of the priority-0 ones.
     pub priority_backlog: usize,
+    /// Children of the fan-out/fan-in run, in all.
+    pub tree_children: usize,
+    /// Their parents (`fanout` jobs), each with an equal share.
+    pub tree_parents: usize,
 }
 
 impl Plan {
@@ -45,6 +49,8 @@ impl Plan {
             flow_jobs: 50_000,
             flow_rate: 500,
             priority_backlog: 100_000,
+            tree_children: 10_000,
+            tree_parents: 20,
         }
     }
 
@@ -63,6 +69,8 @@ impl Plan {
             flow_jobs: 5_000,
             flow_rate: 200,
             priority_backlog: 10_000,
+            tree_children: 1_000,
+            tree_parents: 10,
         }
     }
 }

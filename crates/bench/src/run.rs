@@ -155,6 +155,16 @@ pub async fn run(plan: Plan, url: Option<String>, bar: &ProgressBar) -> Result<F
     out.flow_priority0_wait_max_ms = flow.priority_wait_max_ms;
     out.flow_priority_backlog = flow.priority_backlog;
 
+    phase(bar, "task trees: fan-out and fan-in");
+    let tree = crate::tree::fan_out(&target, plan.tree_children, plan.tree_parents).await?;
+    out.tree_children = tree.children;
+    out.tree_parents = tree.parents;
+    out.tree_fan_in_p50_ms = tree.fan_in_p50_ms;
+    out.tree_fan_in_p99_ms = tree.fan_in_p99_ms;
+    out.tree_fan_in_max_ms = tree.fan_in_max_ms;
+    out.tree_redis_cmds_per_child = tree.redis_cmds_per_child;
+    out.tree_redis_cpu_us_per_child = tree.redis_cpu_us_per_child;
+
     phase(bar, "redis-benchmark ceiling");
     out.redis_benchmark = target.ceiling();
 
