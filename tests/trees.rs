@@ -509,3 +509,101 @@ async fn a_batch_fans_in_once_while_workers_are_killed() {
     drop(workers);
     assert_consistent(&redis).await;
 }
+
+/// Redis killed (SIGKILL) and restarted from its append-only file while a batch runs: the
+/// batch finishes, its follow-up is enqueued once, and the queues are consistent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "full tier: restarts Redis under a running batch"]
+async fn a_batch_fans_in_once_across_a_redis_restart() {
+    let redis = tether_testkit::RedisServer::start(RedisOptions {
+        aof: true,
+        ..RedisOptions::default()
+    });
+    let args = [
+        "--queue",
+        "after",
+        "--queue",
+        "kids",
+        "--lease-ttl",
+        "2s",
+        "--reap-interval",
+        "200ms",
+    ];
+    let _workers: Vec<WorkerProcess> = (0..2)
+        .map(|_| WorkerProcess::start(&redis, &args))
+        .collect();
+    let producer = producer(&redis).await;
+    let jobs = (0..200)
+        .map(|_| {
+            JobSpec::new("sleep")
+                .queue("kids")
+                .input_json(json!({"ms": 1000}))
+        })
+        .collect();
+    let then = JobSpec::new("touch")
+        .queue("after")
+        .input_json(json!({"list": "restart-then"}));
+    let batch = producer.enqueue_batch(jobs, then).await.unwrap();
+    eventually(T, "some children finished", async || {
+        let done = producer
+            .stats(&["kids".to_owned()])
+            .await
+            .map(|s| s[0].success)
+            .unwrap_or(0);
+        if done >= 20 {
+            Ok(())
+        } else {
+            Err(format!("{done} finished"))
+        }
+    })
+    .await;
+    // Past the AOF's once-a-second fsync, then a crash and a restart from the file.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let before = producer.get(batch).await.unwrap().unwrap();
+    assert!(
+        !before.status.is_final(),
+        "the restart comes while the batch runs"
+    );
+    redis.kill();
+    redis.restart();
+    // (Polled: a watch's subscription does not outlive the restart.)
+    let parent = eventually(T, "the batch finished", async || {
+        let job = producer.get(batch).await.map_err(|e| e.to_string())?;
+        let stats = producer
+            .stats(&["kids".to_owned()])
+            .await
+            .map_err(|e| e.to_string())?;
+        match job {
+            Some(job) if job.status.is_final() => Ok(job),
+            other => Err(format!(
+                "{:?} {:?}",
+                other.map(|j| (j.status, j.progress)),
+                stats
+            )),
+        }
+    })
+    .await;
+    assert_eq!(parent.status, Status::Success, "{parent:?}");
+    let then_id: tether_model::JobId = parent.result.unwrap()["then"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let then = all_finished(&producer, &[then_id], T).await.remove(0);
+    assert_eq!(then.status, Status::Success, "{then:?}");
+    assert_eq!(then.input["summary"]["total"], 200);
+    assert_eq!(then.input["summary"]["succeeded"], 200);
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let ran: Vec<String> = redis::cmd("LRANGE")
+        .arg("tether-demo:restart-then")
+        .arg(0)
+        .arg(-1)
+        .query(&mut conn)
+        .unwrap();
+    let distinct: std::collections::HashSet<_> = ran.iter().collect();
+    assert_eq!(distinct.len(), 1, "one follow-up job: {ran:?}");
+    assert_consistent(&redis).await;
+}
