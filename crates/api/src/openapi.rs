@@ -379,6 +379,29 @@ fn components(config: &ApiConfig) -> Map<String, Value> {
                 "group_concurrency": limit, "group_rate": limit
             }
         },
+        "ProgressBody": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["percent"],
+            "properties": {
+                "percent": {"type": "number", "description": "Clamped to 0-100"},
+                "message": nullable(text(limits::MAX_PROGRESS_MESSAGE_LEN)),
+            }
+        },
+        "DescriptionBody": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["description"],
+            "properties": {"description": text(limits::MAX_PROGRESS_MESSAGE_LEN)}
+        },
+        "AbortBody": {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "error_code": nullable(name_schema(limits::JOB_TYPE)),
+                "message": nullable(text(limits::MAX_ABORT_MESSAGE_LEN)),
+            }
+        },
         "PauseBody": {
             "type": "object",
             "additionalProperties": false,

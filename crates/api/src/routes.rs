@@ -572,8 +572,13 @@ async fn list_children(
         .children(parent_id, marker, limit)
         .await
     {
+        // A well-formed marker that is no child of this task names nothing in the list.
         Err(e) if e.is_not_found() && marker.is_some() => {
-            return Err(ApiError::bad_request("marker is not a child of this task"));
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "the marker is not a child of this task",
+            ));
         }
         other => other?,
     };

@@ -498,3 +498,56 @@ async fn the_event_stream_matches_its_documented_events() {
     }
     assert!(seen >= 2, "{text}");
 }
+
+/// An external task's driver bodies carry their constraints (a schema fuzzer sent
+/// `{"error_code": ""}`, valid by the document, and got a 400).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_driver_bodies_state_their_constraints() {
+    let env = env(false).await;
+    let doc = document(&env.app).await;
+    let schemas = &doc["components"]["schemas"];
+    let abort = &schemas["AbortBody"]["properties"];
+    let code = &abort["error_code"]["anyOf"][0];
+    assert_eq!(code["minLength"], json!(1), "{abort}");
+    assert_eq!(code["pattern"], json!(limits::JOB_TYPE.pattern()));
+    assert_eq!(
+        abort["message"]["anyOf"][0]["maxLength"],
+        json!(limits::MAX_ABORT_MESSAGE_LEN)
+    );
+    let progress = &schemas["ProgressBody"]["properties"];
+    assert_eq!(
+        progress["message"]["anyOf"][0]["maxLength"],
+        json!(limits::MAX_PROGRESS_MESSAGE_LEN)
+    );
+    assert_eq!(
+        schemas["DescriptionBody"]["properties"]["description"]["maxLength"],
+        json!(limits::MAX_PROGRESS_MESSAGE_LEN)
+    );
+}
+
+/// A well-formed marker that is no child of the parent names nothing in that list: a
+/// 404, as any unknown marker is (a schema fuzzer found a 400 here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marker_that_is_no_child_is_not_found() {
+    let env = env(false).await;
+    let (status, created) = call(
+        &env.app,
+        "POST",
+        "/v2/tasks",
+        Some(ALICE),
+        Some(json!({"type": "noop"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let parent = created["id"].as_str().unwrap().to_owned();
+    let stranger = "e3e70682-c209-1cac-a29f-6fbed82c07cd";
+    let (status, body) = call(
+        &env.app,
+        "GET",
+        &format!("/v2/tasks?parent={parent}&marker={stranger}"),
+        Some(ALICE),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}

@@ -66,6 +66,10 @@ pub const GROUP_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$";
 pub const MAX_TASK_NAME_LEN: usize = 1024;
 /// Longest task description.
 pub const MAX_DESCRIPTION_LEN: usize = 64 * 1024;
+/// An external task's progress message and description, in characters.
+pub const MAX_PROGRESS_MESSAGE_LEN: usize = 4096;
+/// An external task's abort message, in characters.
+pub const MAX_ABORT_MESSAGE_LEN: usize = 64 * 1024;
 /// Longest idempotency key (it becomes part of a Redis key).
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
 /// Fewest attempts a job may be given.

@@ -10,10 +10,10 @@ use crate::keys::QueueKeys;
 use crate::worker_ops::{in_chunks, parse_ids};
 use crate::{SCRIPTS, Store, StoreError, reply};
 
-/// The longest progress message or description a driver may set (bytes).
-pub const MAX_PROGRESS_MESSAGE: usize = 4096;
-/// The longest failure message an abort may give (bytes).
-pub const MAX_ABORT_MESSAGE: usize = 64 * 1024;
+/// The longest progress message or description a driver may set (characters).
+pub const MAX_PROGRESS_MESSAGE: usize = tether_model::limits::MAX_PROGRESS_MESSAGE_LEN;
+/// The longest failure message an abort may give (characters).
+pub const MAX_ABORT_MESSAGE: usize = tether_model::limits::MAX_ABORT_MESSAGE_LEN;
 
 /// One call of an external task's driver.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,7 +64,8 @@ impl Drive<'_> {
     /// The script's arguments after the operation; checks what the caller gave.
     fn args(&self) -> Result<(&'static str, Vec<Vec<u8>>), StoreError> {
         let bounded = |field: &'static str, text: &str, max: usize| {
-            if text.len() > max {
+            // Characters, as the API document's maxLength counts them.
+            if text.chars().count() > max {
                 Err(SpecError::TooLong { field, max })
             } else {
                 Ok(text.as_bytes().to_vec())
