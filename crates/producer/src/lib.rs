@@ -227,6 +227,11 @@ impl Producer {
     /// own (`<owner>/<group>`), so that one owner's jobs can never take places in
     /// another owner's group limits.
     fn scoped(&self, mut spec: JobSpec) -> JobSpec {
+        // The enqueuing span's context travels with the job (when the caller traces).
+        #[cfg(feature = "otel")]
+        if spec.trace.is_none() {
+            spec.trace = tether_model::TraceContext::current();
+        }
         if let Some(owner) = &self.owner {
             spec.owner = Some(owner.clone());
             if let Some(group) = &spec.group
