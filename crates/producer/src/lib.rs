@@ -13,6 +13,10 @@
 //! println!("{} finished {:?} with {:?}", job.id, job.status, job.result);
 //! # Ok(()) }
 //! ```
+//!
+//! With the `otel` feature, `enqueue` and `enqueue_many` store the W3C context of the
+//! OpenTelemetry span current on the calling task with each job (unless the spec sets
+//! [`JobSpec::trace`]); the worker's spans of its attempts continue that trace.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,7 +26,7 @@ use futures::{Stream, StreamExt};
 pub use tether_model::schedule::{CatchUp, Overlap, ScheduleSpec, Trigger};
 pub use tether_model::{
     ErrorCode, Job, JobId, JobInput, JobOptions, JobSpec, LimitsPatch, Phase, QueueSettings,
-    RetryPolicy, SpecError, StartBy, Status,
+    RetryPolicy, SpecError, StartBy, Status, TraceContext,
 };
 pub use tether_store::FlowState;
 
