@@ -16,7 +16,7 @@
 //!
 //! With the `otel` feature, `enqueue` and `enqueue_many` store the W3C context of the
 //! OpenTelemetry span current on the calling task with each job (unless the spec sets
-//! [`JobSpec::trace`]); the worker's spans of its attempts continue that trace.
+//! [`JobSpec::trace()`]); the worker's spans of its attempts continue that trace.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
