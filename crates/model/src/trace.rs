@@ -230,8 +230,12 @@ pub mod otel {
     impl TraceContext {
         /// The context of the span current on this task, if it is valid.
         pub fn current() -> Option<Self> {
-            let cx = opentelemetry::Context::current();
-            TraceContext::of_span(cx.span().span_context())
+            // Borrowed, not cloned: every enqueue asks, traced or not.
+            opentelemetry::Context::map_current(|cx| {
+                cx.has_active_span()
+                    .then(|| TraceContext::of_span(cx.span().span_context()))
+                    .flatten()
+            })
         }
 
         /// The context of a span, if it is valid (with its `tracestate`).

@@ -63,6 +63,7 @@ impl Drop for StepSpan {
 mod on {
     use std::future::Future;
 
+    use futures::future::Either;
     use opentelemetry::trace::{
         FutureExt, Span, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags,
         TraceId, TraceState, Tracer,
@@ -167,8 +168,12 @@ mod on {
     impl StepSpan {
         /// Runs `f` with this span current, so spans the handler opens, and jobs it
         /// enqueues, are its children.
+        /// Untraced, `f` runs as it is (a context attached at every poll costs).
         pub(crate) fn run<F: Future>(&self, f: F) -> impl Future<Output = F::Output> {
-            f.with_context(self.cx.clone().unwrap_or_else(Context::current))
+            match &self.cx {
+                Some(cx) => Either::Left(f.with_context(cx.clone())),
+                None => Either::Right(f),
+            }
         }
 
         pub(crate) fn fail(&self, message: &str) {
