@@ -76,13 +76,23 @@ impl WorkerProcess {
     /// test took between choosing and binding it makes the worker exit: it is retried
     /// on another port.
     pub fn start(redis: &impl RedisEndpoint, args: &[&str]) -> WorkerProcess {
+        WorkerProcess::start_with_env(redis, args, &[])
+    }
+
+    /// [`start`](Self::start) with these environment variables set.
+    pub fn start_with_env(
+        redis: &impl RedisEndpoint,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> WorkerProcess {
         let (child, metrics_port) = start_serving("worker", |port| {
             let mut cmd = Command::new(tether_bin());
             cmd.arg("worker")
                 .args(["--redis", &redis.url()])
                 .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
                 .args(args)
-                .env("TETHER_LOG", "warn");
+                .env("TETHER_LOG", "warn")
+                .envs(env.iter().copied());
             cmd
         });
         WorkerProcess {
@@ -255,6 +265,15 @@ impl ApiProcess {
     /// Starts `tether api` on a free port with `args` (auth flags, job types…) and returns
     /// once it accepts connections, retrying on another port if one was taken meanwhile.
     pub fn start(redis: &impl RedisEndpoint, args: &[&str]) -> ApiProcess {
+        ApiProcess::start_with_env(redis, args, &[])
+    }
+
+    /// [`start`](Self::start) with these environment variables set.
+    pub fn start_with_env(
+        redis: &impl RedisEndpoint,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> ApiProcess {
         let (child, port) = start_serving("api", |port| {
             let mut cmd = Command::new(tether_bin());
             cmd.args([
@@ -265,7 +284,8 @@ impl ApiProcess {
                 &format!("127.0.0.1:{port}"),
             ])
             .args(args)
-            .env("TETHER_LOG", "error");
+            .env("TETHER_LOG", "error")
+            .envs(env.iter().copied());
             cmd
         });
         ApiProcess { child, port }

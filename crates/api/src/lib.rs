@@ -27,6 +27,8 @@ mod routes;
 mod schedules;
 mod server;
 mod streams;
+#[cfg(feature = "otel")]
+mod trace;
 mod ui;
 
 use std::sync::Arc;

@@ -267,6 +267,8 @@ pub(crate) async fn create_task(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: CreateTask = json_body(&headers, body)?;
+    #[cfg(feature = "otel")]
+    let span = crate::trace::create_span(&headers);
     // The caller's part only; a tenant's owner name goes in front of it.
     if req
         .group
@@ -337,11 +339,21 @@ pub(crate) async fn create_task(
         ..JobOptions::default()
     }
     .spec(req.task_type);
+    #[cfg(feature = "otel")]
+    let spec = tether_model::JobSpec {
+        trace: span.as_ref().and_then(crate::trace::job_context),
+        ..spec
+    };
     spec.validate()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let (queue, job_type) = (spec.queue.clone(), spec.job_type.clone());
     let producer = state.producer(&caller);
-    let job = producer.enqueue_returning(spec).await?;
+    let job = producer.enqueue_returning(spec).await;
+    #[cfg(feature = "otel")]
+    if let Some(span) = &span {
+        crate::trace::created(span, &job, |j| j.id.to_string(), &queue, &job_type);
+    }
+    let job = job?;
     state
         .metrics
         .enqueued

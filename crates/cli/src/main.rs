@@ -7,6 +7,8 @@
 
 mod commands;
 mod demo;
+#[cfg(feature = "otel")]
+mod otel;
 mod output;
 mod settings;
 mod signal;
@@ -158,14 +160,23 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    #[cfg(feature = "otel")]
+    let exporting = otel::init(match cli.command {
+        Command::Worker(_) => "tether-worker",
+        Command::Api(_) => "tether-api",
+        _ => "tether",
+    });
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    match runtime.block_on(run(cli)) {
+    let code = match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("error: {message}");
             ExitCode::FAILURE
         }
-    }
+    };
+    #[cfg(feature = "otel")]
+    exporting.shutdown();
+    code
 }
 
 async fn run(cli: Cli) -> CliResult {

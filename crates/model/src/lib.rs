@@ -34,6 +34,7 @@ pub mod progress;
 mod retry;
 pub mod schedule;
 mod spec;
+pub mod trace;
 pub mod tree;
 
 pub use error_code::ErrorCode;
@@ -47,6 +48,7 @@ pub use spec::{
     MIN_EXTERNAL_LEASE, SpecError, StartBy, validate_error_code, validate_group, validate_job_type,
     validate_queue_name,
 };
+pub use trace::TraceContext;
 
 /// Default lease duration a worker holds a claimed job for.
 pub const DEFAULT_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(30);

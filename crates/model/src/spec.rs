@@ -3,7 +3,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{RetryPolicy, limits};
+use crate::{RetryPolicy, TraceContext, limits};
 
 /// A request to run a job, as a producer builds it.
 ///
@@ -61,6 +61,9 @@ pub struct JobSpec {
     /// Its weight in its parent's progress roll-up (at least 1; 1 unless set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<u32>,
+    /// The W3C trace context the job's attempts continue (stored only when set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<crate::TraceContext>,
 }
 
 /// The shortest lease of an external task.
@@ -248,6 +251,7 @@ impl JobSpec {
             external_lease: None,
             parent: None,
             weight: None,
+            trace: None,
         }
     }
 
@@ -374,6 +378,21 @@ impl JobSpec {
     /// Its weight in its parent's progress roll-up (default 1).
     pub fn weight(mut self, weight: u32) -> Self {
         self.weight = Some(weight.max(1));
+        self
+    }
+
+    /// The trace context the job's attempts continue: the worker's spans of each
+    /// attempt become children of this span. With the `otel` feature, a producer sets
+    /// it from the current span when it is not set.
+    ///
+    /// ```
+    /// use tether_model::{JobSpec, TraceContext};
+    /// let cx = TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", None);
+    /// let spec = JobSpec::new("report").trace(cx.clone().unwrap());
+    /// assert_eq!(spec.trace, cx);
+    /// ```
+    pub fn trace(mut self, trace: TraceContext) -> Self {
+        self.trace = Some(trace);
         self
     }
 

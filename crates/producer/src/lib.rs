@@ -13,6 +13,10 @@
 //! println!("{} finished {:?} with {:?}", job.id, job.status, job.result);
 //! # Ok(()) }
 //! ```
+//!
+//! With the `otel` feature, `enqueue` and `enqueue_many` store the W3C context of the
+//! OpenTelemetry span current on the calling task with each job (unless the spec sets
+//! [`JobSpec::trace()`]); the worker's spans of its attempts continue that trace.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,7 +26,7 @@ use futures::{Stream, StreamExt};
 pub use tether_model::schedule::{CatchUp, Overlap, ScheduleSpec, Trigger};
 pub use tether_model::{
     ErrorCode, Job, JobId, JobInput, JobOptions, JobSpec, LimitsPatch, Phase, QueueSettings,
-    RetryPolicy, SpecError, StartBy, Status,
+    RetryPolicy, SpecError, StartBy, Status, TraceContext,
 };
 pub use tether_store::FlowState;
 
@@ -227,6 +231,11 @@ impl Producer {
     /// own (`<owner>/<group>`), so that one owner's jobs can never take places in
     /// another owner's group limits.
     fn scoped(&self, mut spec: JobSpec) -> JobSpec {
+        // The enqueuing span's context travels with the job (when the caller traces).
+        #[cfg(feature = "otel")]
+        if spec.trace.is_none() {
+            spec.trace = tether_model::TraceContext::current();
+        }
         if let Some(owner) = &self.owner {
             spec.owner = Some(owner.clone());
             if let Some(group) = &spec.group

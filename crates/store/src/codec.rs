@@ -101,6 +101,9 @@ pub(crate) fn spec_fields<'a>(
     if let Some(weight) = spec.weight.filter(|w| *w > 1) {
         fields.push(("wt", Cow::Owned(weight.to_string().into_bytes())));
     }
+    if let Some(trace) = &spec.trace {
+        fields.push(("tp", Cow::Borrowed(trace.encode().as_bytes())));
+    }
     fields
 }
 

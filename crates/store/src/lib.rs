@@ -610,6 +610,23 @@ impl Store {
         Ok(Some(job))
     }
 
+    /// The trace context `id` was enqueued with (its `tp` field), checked again; `None`
+    /// when it has none. Read by a worker that exports traces, at the start of an
+    /// attempt: the claim does not carry it, so that claims cost the same without.
+    pub async fn trace_context(
+        &self,
+        queue: &str,
+        id: JobId,
+    ) -> Result<Option<tether_model::TraceContext>, StoreError> {
+        let keys = QueueKeys::new(queue);
+        let stored: Option<String> = self
+            .idempotent(|| async { Ok(self.conn().hget(keys.job(&id.to_string()), "tp").await?) })
+            .await?;
+        Ok(stored
+            .as_deref()
+            .and_then(tether_model::TraceContext::decode))
+    }
+
     /// Which queue holds `id`: asks every known queue in one pipelined round trip.
     pub async fn find_queue(&self, id: JobId) -> Result<Option<String>, StoreError> {
         let queues = self.queues().await?;

@@ -11,6 +11,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use crate::JobError;
 use crate::metrics::Metrics;
 use crate::retry::with_store_retries;
+use crate::trace::AttemptTrace;
 
 /// Progress writes closer together than this are coalesced (the last one still lands
 /// with the next write or the outcome), so a chatty handler cannot flood Redis.
@@ -100,6 +101,7 @@ struct ContextInner {
     metrics: Metrics,
     /// Children spawned by this attempt: the next one's index.
     spawned: AtomicU64,
+    trace: AttemptTrace,
 }
 
 impl JobContext {
@@ -109,6 +111,7 @@ impl JobContext {
         slot: Arc<Slot>,
         lease_ttl: Duration,
         metrics: Metrics,
+        trace: AttemptTrace,
     ) -> Self {
         let phase = if claimed.checkpoint.is_some() && claimed.phase == Some(Phase::Check) {
             Phase::Check
@@ -126,6 +129,7 @@ impl JobContext {
                 last_progress: Mutex::new(None),
                 metrics,
                 spawned: AtomicU64::new(0),
+                trace,
             }),
         }
     }
@@ -354,6 +358,10 @@ impl JobContext {
 
     pub(crate) fn set_phase(&self, phase: Phase) {
         *self.inner.phase.lock().unwrap() = phase;
+    }
+
+    pub(crate) fn trace(&self) -> &AttemptTrace {
+        &self.inner.trace
     }
 
     pub(crate) fn raw_input(&self) -> &[u8] {

@@ -13,6 +13,7 @@ use tether_model::{ErrorCode, Phase};
 use tether_store::{decode, encode};
 
 use crate::JobContext;
+use crate::trace::StepSpan;
 
 /// What `handle` returns: the job is already done, or it started and `check_complete`
 /// must be polled with this progress object.
@@ -300,7 +301,9 @@ impl<H: OneStep> ErasedHandler for Single<H> {
             let input: H::Input = decode_payload("input", ctx.raw_input())?;
             // A one-step job has nothing to resume: it runs from the start.
             ctx.set_phase(Phase::Handle);
-            encode_output(&self.0.run(ctx, input).await?)
+            let span = ctx.trace().step("handle");
+            let output = traced(&span, span.run(self.0.run(ctx, input)).await)?;
+            encode_output(&output)
         })
     }
 }
@@ -318,7 +321,10 @@ impl<H: Handler> ErasedHandler for Resumable<H> {
                 Some(bytes) => decode_payload("checkpoint", bytes)?,
                 None => {
                     ctx.set_phase(Phase::Handle);
-                    match handler.handle(ctx, &input).await? {
+                    let span = ctx.trace().step("handle");
+                    let step = traced(&span, span.run(handler.handle(ctx, &input)).await)?;
+                    drop(span);
+                    match step {
                         Step::Done(output) => return encode_output(&output),
                         Step::Snooze(delay) => return Err(JobError::snooze(delay)),
                         Step::Started(progress) => {
@@ -332,7 +338,13 @@ impl<H: Handler> ErasedHandler for Resumable<H> {
             ctx.set_phase(Phase::Check);
             let (mut pause, max_pause) = handler.check_interval();
             loop {
-                match handler.check_complete(ctx, &input, &mut progress).await? {
+                let span = ctx.trace().step("check_complete");
+                let check = span
+                    .run(handler.check_complete(ctx, &input, &mut progress))
+                    .await;
+                let check = traced(&span, check)?;
+                drop(span);
+                match check {
                     Check::Done(output) => return encode_output(&output),
                     Check::Snooze(delay) => {
                         // What the check learnt is kept: the next attempt resumes here.
@@ -350,6 +362,16 @@ impl<H: Handler> ErasedHandler for Resumable<H> {
             }
         })
     }
+}
+
+/// Marks a step's span failed when the step failed.
+fn traced<T>(span: &StepSpan, result: Result<T, JobError>) -> Result<T, JobError> {
+    if let Err(e) = &result
+        && e.snooze.is_none()
+    {
+        span.fail(&e.message);
+    }
+    result
 }
 
 /// Decodes the job's input or checkpoint; a payload of the wrong shape fails the job

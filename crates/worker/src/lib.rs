@@ -55,6 +55,7 @@ mod http;
 pub mod metrics;
 mod retry;
 mod runtime;
+mod trace;
 
 pub use context::JobContext;
 pub use handler::{Check, Handler, IntoHandler, JobError, OneStep, Step, kind};
@@ -64,3 +65,5 @@ pub use runtime::{
 pub use tether_model::JobInput;
 pub use tether_store::Child;
 pub use tokio_util::sync::CancellationToken;
+#[cfg(feature = "otel")]
+pub use trace::AttemptIds;

@@ -15,6 +15,7 @@ use super::Shared;
 use super::finisher::FinishRequest;
 use crate::JobError;
 use crate::context::{JobContext, Slot};
+use crate::trace::AttemptTrace;
 
 /// How long a job of a type this worker lacks waits before it is offered again, so
 /// the worker that has the handler gets a chance to claim it.
@@ -38,7 +39,10 @@ pub(super) async fn run(
     let _attempt = AttemptGuard::new(&shared, &slot, permit);
     let started = Instant::now();
 
-    let outcome = execute(&shared, claimed, &slot).await;
+    let trace = AttemptTrace::start(&shared.store, &claimed).await;
+    let outcome = execute(&shared, claimed, &slot, &trace).await;
+    let (ended, error) = describe(&outcome, &trace);
+    let outcome_span = trace.step("outcome");
     let recorded = match outcome {
         Some(Ran::Outcome(outcome)) => match record(&shared, &lease, &job_type, outcome).await {
             Some(result) => Some(result),
@@ -60,6 +64,11 @@ pub(super) async fn run(
         },
         None => None,
     };
+    let ended = match &recorded {
+        Some(Ok(FinishOutcome::Retrying)) => "retrying",
+        Some(Ok(FinishOutcome::Dead)) => "dead",
+        _ => ended,
+    };
     let lost = match recorded {
         Some(Err(LeaseError::Lost)) => true,
         Some(Err(e)) => {
@@ -78,9 +87,28 @@ pub(super) async fn run(
         m.lease_lost.with_label_values(&[&queue]).inc();
         tracing::warn!(job = %lease.id, "lease lost: nothing was recorded; the job runs again under a newer lease");
     }
+    let ended = if lost { "lost" } else { ended };
+    outcome_span.outcome(ended);
+    drop(outcome_span);
+    trace.finish(ended, error.as_deref());
     m.duration
         .with_label_values(&[&queue, &job_type])
         .observe(started.elapsed().as_secs_f64());
+}
+
+/// How an attempt ended, for its span: a word, and an error's message while traced.
+fn describe(ran: &Option<Ran>, trace: &AttemptTrace) -> (&'static str, Option<String>) {
+    match ran {
+        Some(Ran::Outcome(Outcome::Success(_))) => ("success", None),
+        Some(Ran::Outcome(Outcome::Cancelled { .. })) => ("cancelled", None),
+        Some(Ran::Outcome(Outcome::Error { message, .. })) => {
+            ("failure", trace.is_on().then(|| message.clone()))
+        }
+        Some(Ran::Outcome(_)) => ("failure", None),
+        Some(Ran::HandedBack) => ("handed_back", None),
+        Some(Ran::Snoozed(_)) => ("snoozed", None),
+        None => ("stopped", None),
+    }
 }
 
 /// Undoes an attempt's bookkeeping when its task ends, however it ends.
@@ -127,7 +155,12 @@ enum Ran {
 
 /// Runs the handler; `None` means write nothing (lease lost or fenced, or shutdown's
 /// hand-back).
-async fn execute(shared: &Shared, claimed: Claimed, slot: &Arc<Slot>) -> Option<Ran> {
+async fn execute(
+    shared: &Shared,
+    claimed: Claimed,
+    slot: &Arc<Slot>,
+    trace: &AttemptTrace,
+) -> Option<Ran> {
     let policy = claimed.backoff;
     let attempt = claimed.attempts;
     let Some(handler) = shared.handlers.get(&claimed.job_type).cloned() else {
@@ -158,6 +191,7 @@ async fn execute(shared: &Shared, claimed: Claimed, slot: &Arc<Slot>) -> Option<
         slot.clone(),
         shared.config.lease_ttl,
         shared.metrics.clone(),
+        trace.clone(),
     );
     let run = AssertUnwindSafe(handler.run(&ctx)).catch_unwind();
     let deadline = async {
