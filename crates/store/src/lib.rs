@@ -267,10 +267,7 @@ impl Store {
 
     /// Runs `script` for `queue` with the calling convention of `lua/common.lua`.
     pub(crate) fn invocation<'a>(script: &'a Function, keys: &QueueKeys) -> Call<'a> {
-        let mut inv = script.call();
-        for key in &keys.fixed {
-            inv.key(key);
-        }
+        let mut inv = script.call(&keys.fixed);
         inv.arg(&keys.prefix);
         inv
     }
@@ -453,7 +450,7 @@ impl Store {
                 // the same connection, so both go in one pipeline (routed by the script's
                 // key), on a connection of their own: WAIT blocks the connection it is on.
                 let mut pipe = redis::pipe();
-                pipe.add_command(inv.command())
+                pipe.add_command(inv.command().clone())
                     .cmd("WAIT")
                     .arg(wanted)
                     .arg(self.inner.config.replication_timeout.as_millis() as u64);

@@ -24,46 +24,32 @@ pub(crate) struct Function {
 }
 
 impl Function {
-    /// A call of this function, to which the caller adds keys and arguments.
-    pub(crate) fn call(&self) -> Call<'_> {
+    /// A call of this function with `keys`, to which the caller adds arguments.
+    pub(crate) fn call(&self, keys: &[String]) -> Call<'_> {
         let mut cmd = redis::cmd("FCALL");
-        cmd.arg(&self.name);
+        cmd.arg(&self.name).arg(keys.len()).arg(keys);
         Call {
             function: self,
             cmd,
-            keys: Vec::new(),
-            args: Vec::new(),
         }
     }
 }
 
-/// An `FCALL` being built: `key` and `arg` in any order (keys go first on the wire).
+/// An `FCALL` being built: its keys are given up front, its arguments appended.
 pub(crate) struct Call<'a> {
     function: &'a Function,
     cmd: Cmd,
-    keys: Vec<Vec<u8>>,
-    args: Vec<Vec<Vec<u8>>>,
 }
 
 impl Call<'_> {
-    pub(crate) fn key(&mut self, key: impl ToRedisArgs) -> &mut Self {
-        self.keys.extend(key.to_redis_args());
-        self
-    }
-
     pub(crate) fn arg(&mut self, arg: impl ToRedisArgs) -> &mut Self {
-        self.args.push(arg.to_redis_args());
+        self.cmd.arg(arg);
         self
     }
 
     /// The complete command, for a pipeline.
-    pub(crate) fn command(&self) -> Cmd {
-        let mut cmd = self.cmd.clone();
-        cmd.arg(self.keys.len()).arg(&self.keys);
-        for arg in &self.args {
-            cmd.arg(arg);
-        }
-        cmd
+    pub(crate) fn command(&self) -> &Cmd {
+        &self.cmd
     }
 
     /// Sends the call; loads the library first where the server lacks it.
@@ -71,12 +57,11 @@ impl Call<'_> {
         &self,
         conn: &mut impl ConnectionLike,
     ) -> RedisResult<T> {
-        let cmd = self.command();
-        match cmd.query_async(conn).await {
+        match self.cmd.query_async(conn).await {
             Err(e) if is_missing_function(&e) => {
                 tracing::debug!(function = %self.function.name, "loading the function library");
                 load_library(conn).await?;
-                cmd.query_async(conn).await
+                self.cmd.query_async(conn).await
             }
             other => other,
         }
