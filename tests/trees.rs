@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tether_model::{JobSpec, Status};
+use tether_model::{JobId, JobSpec, Status};
 use tether_producer::Producer;
 use tether_suite::*;
 use tether_testkit::TestRedis;
@@ -440,17 +440,7 @@ async fn a_batch_fans_in_once_while_workers_are_killed() {
         .map(|_| WorkerProcess::start(&redis, &args))
         .collect();
     let producer = producer(&redis).await;
-    let jobs = (0..300)
-        .map(|_| {
-            JobSpec::new("sleep")
-                .queue("kids")
-                .input_json(json!({"ms": 400}))
-        })
-        .collect();
-    let then = JobSpec::new("touch")
-        .queue("after")
-        .input_json(json!({"list": "batch-then"}));
-    let batch = producer.enqueue_batch(jobs, then).await.unwrap();
+    let batch = sleep_batch(&producer, 300, 400, "batch-then").await;
     // Kill one of the two workers every second, and start another.
     let mut round = 0;
     let parent = loop {
@@ -533,17 +523,7 @@ async fn a_batch_fans_in_once_across_a_redis_restart() {
         .map(|_| WorkerProcess::start(&redis, &args))
         .collect();
     let producer = producer(&redis).await;
-    let jobs = (0..200)
-        .map(|_| {
-            JobSpec::new("sleep")
-                .queue("kids")
-                .input_json(json!({"ms": 1000}))
-        })
-        .collect();
-    let then = JobSpec::new("touch")
-        .queue("after")
-        .input_json(json!({"list": "restart-then"}));
-    let batch = producer.enqueue_batch(jobs, then).await.unwrap();
+    let batch = sleep_batch(&producer, 200, 1000, "restart-then").await;
     eventually(T, "some children finished", async || {
         let done = producer
             .stats(&["kids".to_owned()])
@@ -606,4 +586,20 @@ async fn a_batch_fans_in_once_across_a_redis_restart() {
     let distinct: std::collections::HashSet<_> = ran.iter().collect();
     assert_eq!(distinct.len(), 1, "one follow-up job: {ran:?}");
     assert_consistent(&redis).await;
+}
+
+/// A batch of `n` children sleeping `ms` in queue `kids`, whose follow-up pushes onto
+/// the list `list` (the kill and restart runs watch it).
+async fn sleep_batch(producer: &Producer, n: usize, ms: u64, list: &str) -> JobId {
+    let jobs = (0..n)
+        .map(|_| {
+            JobSpec::new("sleep")
+                .queue("kids")
+                .input_json(json!({"ms": ms}))
+        })
+        .collect();
+    let then = JobSpec::new("touch")
+        .queue("after")
+        .input_json(json!({"list": list}));
+    producer.enqueue_batch(jobs, then).await.unwrap()
 }
