@@ -1,0 +1,194 @@
+//! What an operator's console reads and does across many jobs: a walk over a queue's
+//! jobs in bounded steps (bulk actions, search), the delete of a finished job, and a
+//! queue's recent throughput from the indexes it already keeps.
+
+use tether_model::{Job, JobId};
+
+use crate::keys::QueueKeys;
+use crate::scripts::SCRIPTS;
+use crate::{Store, StoreError, reply};
+
+/// A place in a queue's index of jobs: creation time (ms, the index's score) and id.
+/// A walk resumes after it even when that job is gone meanwhile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexPos {
+    pub created_ms: i64,
+    pub id: String,
+}
+
+/// One step of a walk: the summaries read, and where the next step starts (`None`
+/// once the range is exhausted).
+#[derive(Debug, Clone)]
+pub struct WalkStep {
+    pub jobs: Vec<Job>,
+    /// Index entries read (a job expired between the index and the record is read
+    /// but not returned).
+    pub read: usize,
+    pub next: Option<IndexPos>,
+}
+
+/// Which way a walk goes through the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalkOrder {
+    OldestFirst,
+    NewestFirst,
+}
+
+/// Most entries one step reads (one `ZRANGE` and one pipeline of as many `HMGET`s).
+pub const MAX_WALK_STEP: usize = 500;
+
+/// How many index pages of tied scores a step skips before it gives up (a step never
+/// loops unbounded on a million jobs created in one millisecond).
+const MAX_TIE_PAGES: usize = 64;
+
+impl Store {
+    /// One step of a walk over `queue`'s jobs (`owner`'s index when given: its cost
+    /// follows that owner's jobs) in creation order, after `after`, at most `count`
+    /// (≤ [`MAX_WALK_STEP`]) entries, within creation times `range` (ms, inclusive).
+    pub async fn walk_jobs(
+        &self,
+        queue: &str,
+        owner: Option<&str>,
+        order: WalkOrder,
+        range: (i64, i64),
+        after: Option<&IndexPos>,
+        count: usize,
+    ) -> Result<WalkStep, StoreError> {
+        tether_model::validate_queue_name(queue)?;
+        let keys = QueueKeys::new(queue);
+        let index = match owner {
+            Some(owner) => keys.owner_jobs(owner),
+            None => keys.jobs().to_owned(),
+        };
+        let count = count.clamp(1, MAX_WALK_STEP);
+        let newest_first = order == WalkOrder::NewestFirst;
+        let (mut low, mut high) = range;
+        if let Some(pos) = after {
+            if newest_first {
+                high = high.min(pos.created_ms);
+            } else {
+                low = low.max(pos.created_ms);
+            }
+        }
+        // Entries at the cursor's own score up to the cursor were read by an earlier step.
+        let passed = |score: i64, id: &str| match after {
+            Some(pos) if score == pos.created_ms => {
+                if newest_first {
+                    id >= pos.id.as_str()
+                } else {
+                    id <= pos.id.as_str()
+                }
+            }
+            _ => false,
+        };
+        let mut offset = 0;
+        for _ in 0..MAX_TIE_PAGES {
+            let mut cmd = redis::cmd("ZRANGE");
+            cmd.arg(&index);
+            if newest_first {
+                cmd.arg(high).arg(low).arg("BYSCORE").arg("REV");
+            } else {
+                cmd.arg(low).arg(high).arg("BYSCORE");
+            }
+            cmd.arg("LIMIT").arg(offset).arg(count).arg("WITHSCORES");
+            let entries: Vec<(String, f64)> = self
+                .idempotent(|| async { Ok(cmd.query_async(&mut self.conn()).await?) })
+                .await?;
+            let full = entries.len() == count;
+            let last = entries.last().map(|(id, score)| IndexPos {
+                created_ms: *score as i64,
+                id: id.clone(),
+            });
+            let fresh: Vec<String> = entries
+                .into_iter()
+                .filter(|(id, score)| !passed(*score as i64, id))
+                .map(|(id, _)| id)
+                .collect();
+            if fresh.is_empty() && full {
+                offset += count; // a page of ties already read: look further
+                continue;
+            }
+            let read = fresh.len();
+            let jobs = if fresh.is_empty() {
+                Vec::new()
+            } else {
+                self.summaries(queue, &fresh).await?
+            };
+            return Ok(WalkStep {
+                jobs,
+                read,
+                next: if full { last } else { None },
+            });
+        }
+        Err(StoreError::Reply(format!(
+            "more than {} jobs of {queue} were created in one millisecond",
+            MAX_TIE_PAGES * count
+        )))
+    }
+
+    /// Deletes a finished job now, with its index entries (what retention does at its
+    /// expiry). `owner` restricts it to that owner's jobs (others are `NotFound`); a job
+    /// not final is `InvalidState`.
+    pub async fn delete_final(
+        &self,
+        queue: &str,
+        id: JobId,
+        owner: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let id_text = id.to_string();
+        let word: String = self
+            .queue_script(&SCRIPTS.delete, queue, &[&id_text, owner.unwrap_or("")])
+            .await?;
+        reply::ok("delete", &word, &id_text)
+    }
+
+    /// `queue`'s jobs created and finished per interval of `width`, the last `buckets`
+    /// intervals up to now (Redis time), oldest first: counted in the index of retained
+    /// jobs (by creation time) and in `done` (by expiry time, less this store's
+    /// retention), one `ZCOUNT` each, in one pipeline. Jobs deleted or expired since are
+    /// not counted; the finished counts assume the workers' retention is this store's.
+    pub async fn throughput(
+        &self,
+        queue: &str,
+        buckets: usize,
+        width: std::time::Duration,
+    ) -> Result<Throughput, StoreError> {
+        tether_model::validate_queue_name(queue)?;
+        let keys = QueueKeys::new(queue);
+        let width_ms = width.as_millis().max(1) as i64;
+        let now = self.redis_now().await?.timestamp_millis();
+        // Whole intervals, the last one ending at the next interval boundary.
+        let end = (now / width_ms + 1) * width_ms;
+        let start = end - width_ms * buckets as i64;
+        let retention = self.retention_ms() as i64;
+        let mut pipe = redis::pipe();
+        for b in 0..buckets as i64 {
+            let (from, to) = (start + b * width_ms, start + (b + 1) * width_ms);
+            pipe.zcount(keys.jobs(), from, format!("({to}"));
+            pipe.zcount(
+                keys.done(),
+                from + retention,
+                format!("({}", to + retention),
+            );
+        }
+        let counts: Vec<u64> = self
+            .idempotent(|| async { Ok(pipe.query_async(&mut self.conn()).await?) })
+            .await?;
+        Ok(Throughput {
+            start_ms: start,
+            width_ms,
+            created: counts.iter().step_by(2).copied().collect(),
+            finished: counts.iter().skip(1).step_by(2).copied().collect(),
+        })
+    }
+}
+
+/// Jobs created and finished per interval (see [`Store::throughput`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Throughput {
+    /// Start of the first interval (ms since the epoch, Redis time).
+    pub start_ms: i64,
+    pub width_ms: i64,
+    pub created: Vec<u64>,
+    pub finished: Vec<u64>,
+}
