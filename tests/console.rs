@@ -55,6 +55,34 @@ async fn browser() -> Browser {
     }
 }
 
+/// A Redis, a worker (queue `default`, four jobs at once) and `tether api` with an
+/// admin token.
+struct Served {
+    api: ApiProcess,
+    _worker: WorkerProcess,
+    _redis: RedisServer,
+    _dir: TempDir,
+}
+
+impl Served {
+    fn start() -> Served {
+        let redis = RedisServer::start(RedisOptions::default());
+        let dir = TempDir::new().unwrap();
+        let tokens = dir.path().join("tokens.toml").display().to_string();
+        let admin =
+            format!("[[tokens]]\ntoken = \"{ADMIN_TOKEN}\"\nowner = \"ops\"\nrole = \"admin\"\n");
+        std::fs::write(&tokens, admin).unwrap();
+        let worker = WorkerProcess::start(&redis, &["--concurrency", "4"]);
+        let api = ApiProcess::start(&redis, &["--tokens", &tokens]);
+        Served {
+            api,
+            _worker: worker,
+            _redis: redis,
+            _dir: dir,
+        }
+    }
+}
+
 fn api(port: u16, method: &str, path: &str, body: Value) -> (u16, Value) {
     let auth = format!("Bearer {ADMIN_TOKEN}");
     let mut headers = vec![("Authorization", auth.as_str())];
@@ -115,17 +143,8 @@ fn percent(text: &str) -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "full tier: needs chromium and chromedriver"]
 async fn the_console_shows_queues_follows_a_job_cancels_it_and_retries_a_dead_one() {
-    let redis = RedisServer::start(RedisOptions::default());
-    let dir = TempDir::new().unwrap();
-    let tokens = dir.path().join("tokens.toml").display().to_string();
-    std::fs::write(
-        &tokens,
-        format!("[[tokens]]\ntoken = \"{ADMIN_TOKEN}\"\nowner = \"ops\"\nrole = \"admin\"\n"),
-    )
-    .unwrap();
-    let _worker = WorkerProcess::start(&redis, &["--concurrency", "4"]);
-    let api_process = ApiProcess::start(&redis, &["--tokens", &tokens]);
-    let port = api_process.port;
+    let served = Served::start();
+    let port = served.api.port;
 
     // A job that fails for good (dead), and a long one with progress to follow.
     let (status, dead) = api(
@@ -310,18 +329,9 @@ fn matching(port: u16, action: &str, filter: Value) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "full tier: needs chromium and chromedriver"]
 async fn the_console_acts_on_many_jobs_finds_jobs_and_sets_up_queues() {
-    let redis = RedisServer::start(RedisOptions::default());
-    let dir = TempDir::new().unwrap();
-    let tokens = dir.path().join("tokens.toml").display().to_string();
-    std::fs::write(
-        &tokens,
-        format!("[[tokens]]\ntoken = \"{ADMIN_TOKEN}\"\nowner = \"ops\"\nrole = \"admin\"\n"),
-    )
-    .unwrap();
     // The worker serves `default` only: jobs of `imports` wait, pending.
-    let _worker = WorkerProcess::start(&redis, &["--concurrency", "4"]);
-    let api_process = ApiProcess::start(&redis, &["--tokens", &tokens]);
-    let port = api_process.port;
+    let served = Served::start();
+    let port = served.api.port;
     let create = |body: Value| {
         let (status, task) = api(port, "POST", "/v2/tasks", body);
         assert_eq!(status, 201, "{task}");

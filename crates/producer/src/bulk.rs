@@ -153,40 +153,75 @@ impl Producer {
         };
         let mut pos = after.map(|c| c.pos.clone());
         for queue in &queues[first..] {
-            loop {
-                if walked.examined >= budget {
-                    walked.next = Some(Cursor {
-                        queue: queue.clone(),
-                        pos: pos.unwrap_or(IndexPos {
-                            created_ms: 0,
-                            id: String::new(),
-                        }),
-                    });
-                    return Ok(walked);
-                }
-                let step = self
-                    .store
-                    .walk_jobs(
-                        queue,
-                        filter.owner.as_deref(),
-                        WalkOrder::OldestFirst,
-                        (0, i64::MAX),
-                        pos.as_ref(),
-                        (budget - walked.examined).min(MAX_WALK_STEP),
-                    )
-                    .await?;
-                walked.examined += step.read;
-                walked
-                    .jobs
-                    .extend(step.jobs.into_iter().filter(|j| filter.matches(j)));
-                match step.next {
-                    Some(next) => pos = Some(next),
-                    None => break,
-                }
+            let budget = budget - walked.examined;
+            let owner = filter.owner.as_deref();
+            let order = WalkOrder::OldestFirst;
+            let walk = self
+                .walk_queue(queue, owner, order, pos.take(), budget, &mut |job| {
+                    if filter.matches(&job) {
+                        walked.jobs.push(job);
+                    }
+                })
+                .await?;
+            walked.examined += walk.read;
+            if !walk.finished {
+                let start = IndexPos {
+                    created_ms: 0,
+                    id: String::new(),
+                };
+                walked.next = Some(Cursor {
+                    queue: queue.clone(),
+                    pos: walk.at.unwrap_or(start),
+                });
+                return Ok(walked);
             }
-            pos = None;
         }
         Ok(walked)
+    }
+
+    /// Walks one queue's index from `pos` to its end, or until `budget` entries are
+    /// read, in steps of at most [`MAX_WALK_STEP`], passing every job read to `keep`.
+    async fn walk_queue(
+        &self,
+        queue: &str,
+        owner: Option<&str>,
+        order: WalkOrder,
+        mut pos: Option<IndexPos>,
+        budget: usize,
+        keep: &mut impl FnMut(Job),
+    ) -> Result<QueueWalk, Error> {
+        let mut read = 0;
+        loop {
+            if read >= budget {
+                return Ok(QueueWalk {
+                    read,
+                    finished: false,
+                    at: pos,
+                });
+            }
+            let step = self
+                .store
+                .walk_jobs(
+                    queue,
+                    owner,
+                    order,
+                    pos.as_ref(),
+                    (budget - read).min(MAX_WALK_STEP),
+                )
+                .await?;
+            read += step.read;
+            step.jobs.into_iter().for_each(&mut *keep);
+            match step.next {
+                Some(next) => pos = Some(next),
+                None => {
+                    return Ok(QueueWalk {
+                        read,
+                        finished: true,
+                        at: None,
+                    });
+                }
+            }
+        }
     }
 
     /// Applies `action` to `job` (a job a walk or a `get` read: its queue is known).
@@ -229,36 +264,20 @@ impl Producer {
             complete: true,
         };
         for queue in &queues {
-            let mut pos: Option<IndexPos> = None;
-            let mut read = 0;
-            loop {
-                if read >= per_queue {
-                    found.complete = false;
-                    break;
-                }
-                let step = self
-                    .store
-                    .walk_jobs(
-                        queue,
-                        filter.owner.as_deref(),
-                        WalkOrder::NewestFirst,
-                        (0, i64::MAX),
-                        pos.as_ref(),
-                        (per_queue - read).min(MAX_WALK_STEP),
-                    )
-                    .await?;
-                read += step.read;
-                found.jobs.extend(step.jobs.into_iter().filter(|j| {
-                    j.id.to_string().starts_with(&needle)
-                        || j.name
-                            .as_ref()
-                            .is_some_and(|n| n.to_lowercase().contains(&needle))
-                }));
-                match step.next {
-                    Some(next) => pos = Some(next),
-                    None => break,
-                }
-            }
+            let owner = filter.owner.as_deref();
+            let order = WalkOrder::NewestFirst;
+            let walk = self
+                .walk_queue(queue, owner, order, None, per_queue, &mut |job| {
+                    let named = job
+                        .name
+                        .as_ref()
+                        .is_some_and(|n| n.to_lowercase().contains(&needle));
+                    if named || job.id.to_string().starts_with(&needle) {
+                        found.jobs.push(job);
+                    }
+                })
+                .await?;
+            found.complete &= walk.finished;
         }
         found
             .jobs
@@ -288,6 +307,15 @@ impl Producer {
         }
         Ok(self.store.throughput(queue, buckets, width).await?)
     }
+}
+
+/// Where a walk of one queue stopped.
+struct QueueWalk {
+    read: usize,
+    /// The queue was read to its end.
+    finished: bool,
+    /// Where it stopped, when it did not finish (`None`: before the first entry).
+    at: Option<IndexPos>,
 }
 
 /// What [`Producer::search`] found.

@@ -706,11 +706,25 @@ impl Store {
         id: JobId,
         owner: Option<&str>,
     ) -> Result<(), StoreError> {
+        self.job_script(&SCRIPTS.retry_dead, "retry_dead", queue, id, owner)
+            .await
+    }
+
+    /// A script on one job, owner-checked (`owner`: only that owner's job), that
+    /// answers `OK` or a refusal.
+    pub(crate) async fn job_script(
+        &self,
+        script: &Function,
+        name: &str,
+        queue: &str,
+        id: JobId,
+        owner: Option<&str>,
+    ) -> Result<(), StoreError> {
         let id_text = id.to_string();
         let word: String = self
-            .queue_script(&SCRIPTS.retry_dead, queue, &[&id_text, owner.unwrap_or("")])
+            .queue_script(script, queue, &[&id_text, owner.unwrap_or("")])
             .await?;
-        reply::ok("retry_dead", &word, &id_text)
+        reply::ok(name, &word, &id_text)
     }
 
     /// Sets a job's name and/or description.

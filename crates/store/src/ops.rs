@@ -6,7 +6,7 @@ use tether_model::{Job, JobId};
 
 use crate::keys::QueueKeys;
 use crate::scripts::SCRIPTS;
-use crate::{Store, StoreError, reply};
+use crate::{Store, StoreError};
 
 /// A place in a queue's index of jobs: creation time (ms, the index's score) and id.
 /// A walk resumes after it even when that job is gone meanwhile.
@@ -44,13 +44,12 @@ const MAX_TIE_PAGES: usize = 64;
 impl Store {
     /// One step of a walk over `queue`'s jobs (`owner`'s index when given: its cost
     /// follows that owner's jobs) in creation order, after `after`, at most `count`
-    /// (≤ [`MAX_WALK_STEP`]) entries, within creation times `range` (ms, inclusive).
+    /// (≤ [`MAX_WALK_STEP`]) entries.
     pub async fn walk_jobs(
         &self,
         queue: &str,
         owner: Option<&str>,
         order: WalkOrder,
-        range: (i64, i64),
         after: Option<&IndexPos>,
         count: usize,
     ) -> Result<WalkStep, StoreError> {
@@ -62,7 +61,7 @@ impl Store {
         };
         let count = count.clamp(1, MAX_WALK_STEP);
         let newest_first = order == WalkOrder::NewestFirst;
-        let (mut low, mut high) = range;
+        let (mut low, mut high) = (0, i64::MAX);
         if let Some(pos) = after {
             if newest_first {
                 high = high.min(pos.created_ms);
@@ -135,11 +134,8 @@ impl Store {
         id: JobId,
         owner: Option<&str>,
     ) -> Result<(), StoreError> {
-        let id_text = id.to_string();
-        let word: String = self
-            .queue_script(&SCRIPTS.delete, queue, &[&id_text, owner.unwrap_or("")])
-            .await?;
-        reply::ok("delete", &word, &id_text)
+        self.job_script(&SCRIPTS.delete, "delete", queue, id, owner)
+            .await
     }
 
     /// `queue`'s jobs created and finished per interval of `width`, the last `buckets`
