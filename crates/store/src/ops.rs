@@ -80,7 +80,9 @@ impl Store {
             }
             _ => false,
         };
-        let mut offset = 0;
+        // The first page is the step; pages that only hold entries an earlier step read
+        // (ties at the cursor's time) are skipped a MAX_WALK_STEP at a time.
+        let (mut offset, mut page) = (0, count);
         for _ in 0..MAX_TIE_PAGES {
             let mut cmd = redis::cmd("ZRANGE");
             cmd.arg(&index);
@@ -89,39 +91,40 @@ impl Store {
             } else {
                 cmd.arg(low).arg(high).arg("BYSCORE");
             }
-            cmd.arg("LIMIT").arg(offset).arg(count).arg("WITHSCORES");
+            cmd.arg("LIMIT").arg(offset).arg(page).arg("WITHSCORES");
             let entries: Vec<(String, f64)> = self
                 .idempotent(|| async { Ok(cmd.query_async(&mut self.conn()).await?) })
                 .await?;
-            let full = entries.len() == count;
-            let last = entries.last().map(|(id, score)| IndexPos {
-                created_ms: *score as i64,
-                id: id.clone(),
-            });
-            let fresh: Vec<String> = entries
+            let full = entries.len() == page;
+            offset += entries.len();
+            let fresh: Vec<(String, i64)> = entries
                 .into_iter()
-                .filter(|(id, score)| !passed(*score as i64, id))
-                .map(|(id, _)| id)
+                .map(|(id, score)| (id, score as i64))
+                .filter(|(id, score)| !passed(*score, id))
                 .collect();
             if fresh.is_empty() && full {
-                offset += count; // a page of ties already read: look further
+                page = MAX_WALK_STEP;
                 continue;
             }
-            let read = fresh.len();
-            let jobs = if fresh.is_empty() {
+            // Entries past the first `count` fresh ones are left for the next step.
+            let more = full || fresh.len() > count;
+            let fresh: Vec<(String, i64)> = fresh.into_iter().take(count).collect();
+            let next = fresh.last().filter(|_| more).map(|(id, score)| IndexPos {
+                created_ms: *score,
+                id: id.clone(),
+            });
+            let ids: Vec<String> = fresh.into_iter().map(|(id, _)| id).collect();
+            let read = ids.len();
+            let jobs = if ids.is_empty() {
                 Vec::new()
             } else {
-                self.summaries(queue, &fresh).await?
+                self.summaries(queue, &ids).await?
             };
-            return Ok(WalkStep {
-                jobs,
-                read,
-                next: if full { last } else { None },
-            });
+            return Ok(WalkStep { jobs, read, next });
         }
         Err(StoreError::Reply(format!(
             "more than {} jobs of {queue} were created in one millisecond",
-            MAX_TIE_PAGES * count
+            MAX_TIE_PAGES * MAX_WALK_STEP
         )))
     }
 
