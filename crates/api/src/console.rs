@@ -38,8 +38,9 @@ pub(crate) const COUNT_BUDGET: usize = 20_000;
 pub(crate) const MAX_CURSOR_LEN: usize = 200;
 /// Longest search text.
 pub(crate) const MAX_SEARCH_LEN: usize = 200;
-/// Most tasks of each queue a search looks at, newest first.
-pub(crate) const SEARCH_PER_QUEUE: usize = 5000;
+/// About how many tasks a search looks at, the newest of each queue (the budget
+/// shared between the queues, at least 200 each).
+pub(crate) const SEARCH_BUDGET: usize = 20_000;
 /// Actions in flight at once within one request.
 const PARALLEL: usize = 16;
 
@@ -410,7 +411,7 @@ pub(crate) async fn search(
     }
     let found = state
         .producer(&caller)
-        .search(text, limit, SEARCH_PER_QUEUE)
+        .search(text, limit, SEARCH_BUDGET)
         .await?;
     Ok(Json(json!({
         "tasks": found.jobs.iter().map(|j| task_body(j, false)).collect::<Vec<_>>(),

@@ -246,9 +246,10 @@ impl Producer {
 
     /// Jobs whose id starts with `text` (case-insensitive; a whole id is looked up
     /// directly) or whose name contains it (case-insensitive), newest first, at most
-    /// `limit`. Only the newest `per_queue` jobs of each queue (this producer's, when
-    /// scoped) are looked at; `complete` in the answer says whether that was all of them.
-    pub async fn search(&self, text: &str, limit: usize, per_queue: usize) -> Result<Found, Error> {
+    /// `limit`. At most about `budget` jobs are looked at, the newest of each queue
+    /// (this producer's, when scoped), the budget shared between the queues (at least
+    /// 200 each); `complete` in the answer says whether that was all of them.
+    pub async fn search(&self, text: &str, limit: usize, budget: usize) -> Result<Found, Error> {
         let needle = text.trim().to_lowercase();
         if let Ok(id) = needle.parse::<JobId>() {
             let job = self.get(id).await?;
@@ -259,6 +260,7 @@ impl Producer {
         }
         let filter = self.scoped_filter(&ListQuery::default());
         let queues = self.store.queues().await?;
+        let per_queue = (budget / queues.len().max(1)).max(200);
         let mut found = Found {
             jobs: Vec::new(),
             complete: true,
