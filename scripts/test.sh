@@ -7,7 +7,7 @@
 # The full tier is the tests marked `#[ignore = "full tier: …"]`, run with
 # `--include-ignored`: the web console in headless Chromium, a real Prometheus
 # and promtool, docker-compose, python-glanceclient and Schemathesis from PyPI, the chaos runs,
-# the benchmarks and the soak, and the check's 100,000-job measurement.
+# the benchmarks and the soak, the check's and the walk's 100,000-job measurements.
 # Further arguments go to the test binaries (a name filter, `--nocapture`…).
 #
 # Both tiers run under `cargo test`, one test binary at a time, so the chaos runs

@@ -147,6 +147,12 @@ async fn every_script_runs_in_one_slot_on_the_cluster() {
                 assert!(forgotten.iter().any(|q| q == "idle-queue"), "{forgotten:?}");
                 assert!(!forgotten.contains(&queue), "a queue with jobs is kept");
             }
+            "delete" => {
+                let job = store.enqueue(&spec()).await.unwrap();
+                store.cancel(&queue, job.id, None).await.unwrap();
+                store.delete_final(&queue, job.id, None).await.unwrap();
+                assert!(store.get(&queue, job.id).await.unwrap().is_none());
+            }
             "consistency" => {}
             "deadline" => {
                 let late = spec().start_by(Duration::from_millis(1));

@@ -17,6 +17,7 @@
 //! ```
 
 pub mod auth;
+mod console;
 mod error;
 mod external;
 pub mod glance;
@@ -145,6 +146,8 @@ pub fn router(
         .routes(routes!(routes::show_task, routes::patch_task))
         .routes(routes!(routes::cancel_task))
         .routes(routes!(routes::retry_task))
+        .routes(routes!(console::bulk_tasks))
+        .routes(routes!(console::search))
         .routes(routes!(external::progress))
         .routes(routes!(external::describe))
         .routes(routes!(external::complete))
@@ -166,6 +169,9 @@ pub fn router(
         .routes(routes!(queues::show_queue, queues::patch_queue))
         .routes(routes!(queues::pause_queue))
         .routes(routes!(queues::resume_queue))
+        .routes(routes!(console::retry_dead))
+        .routes(routes!(console::purge_dead))
+        .routes(routes!(console::throughput))
         .routes(routes!(schedules::pause_schedule))
         .routes(routes!(schedules::resume_schedule))
         .routes(routes!(schedules::trigger_schedule))

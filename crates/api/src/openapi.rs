@@ -65,6 +65,13 @@ const OPERATIONS: &[Operation] = &[
     op("cancel_task", 202, Some("Task"), &[400, 403, 404, 409]),
     op("retry_task", 202, Some("Task"), &[404, 409, 429]),
     op("task_events", 200, None, &[404, 429]),
+    op(
+        "bulk_tasks",
+        200,
+        Some("BulkResult"),
+        &[400, 403, 404, 413, 415],
+    ),
+    op("search", 200, Some("SearchResult"), &[400]),
     // An external task's driver: a final task is 409 InvalidState, a task a worker runs
     // 409 NotSupported.
     op("progress", 200, Some("Task"), &[400, 404, 409, 413, 415]),
@@ -79,6 +86,9 @@ const OPERATIONS: &[Operation] = &[
     op("patch_queue", 200, Some("Queue"), &[400, 403, 413, 415]),
     op("pause_queue", 200, Some("Queue"), &[400, 403, 413, 415]),
     op("resume_queue", 200, Some("Queue"), &[400, 403, 413, 415]),
+    op("retry_dead", 200, Some("BulkResult"), &[400, 404, 413, 415]),
+    op("purge_dead", 200, Some("BulkResult"), &[400, 404, 413, 415]),
+    op("throughput", 200, Some("Throughput"), &[400, 403]),
     op(
         "create_schedule",
         201,
@@ -112,7 +122,15 @@ const TASK_OPS: [&str; 9] = [
     "complete",
     "abort",
 ];
-const QUEUE_OPS: [&str; 4] = ["show_queue", "patch_queue", "pause_queue", "resume_queue"];
+const QUEUE_OPS: [&str; 7] = [
+    "show_queue",
+    "patch_queue",
+    "pause_queue",
+    "resume_queue",
+    "retry_dead",
+    "purge_dead",
+    "throughput",
+];
 const SCHEDULE_OPS: [&str; 6] = [
     "show_schedule",
     "patch_schedule",
@@ -160,6 +178,15 @@ pub(crate) fn document(generated: &utoipa::openapi::OpenApi, config: &ApiConfig)
                 }
                 // Their body is optional: without one the whole queue pauses or resumes,
                 // the task completes without a result or aborts with the default fault.
+                "bulk_tasks" => {
+                    operation["requestBody"]["content"]["application/json"]["schema"] =
+                        json!({"$ref": "#/components/schemas/BulkBody"});
+                }
+                "retry_dead" | "purge_dead" => {
+                    operation["requestBody"]["content"]["application/json"]["schema"] =
+                        json!({"$ref": "#/components/schemas/DeadBody"});
+                    operation["requestBody"]["required"] = json!(false)
+                }
                 "pause_queue" | "resume_queue" | "complete" | "abort" => {
                     operation["requestBody"]["required"] = json!(false)
                 }
@@ -521,7 +548,95 @@ fn components(config: &ApiConfig) -> Map<String, Value> {
     };
     let mut schedule = schedule_body(config, max_attempts);
     schedules_bodies(&mut schedule, &mut schemas);
+    console_schemas(config, &mut schemas);
     schemas
+}
+
+/// The bulk request and its answer, the search's and the throughput's answers.
+fn console_schemas(config: &ApiConfig, schemas: &mut Map<String, Value>) {
+    use crate::console::{MAX_BULK_IDS, MAX_CURSOR_LEN};
+    let cursor = json!({"type": ["string", "null"], "maxLength": MAX_CURSOR_LEN,
+        "pattern": "^[^/]+/[0-9]+/[0-9a-fA-F-]*$",
+        "description": "A previous answer's next, to go on with the same request"});
+    let bulk = json!({
+        "BulkBody": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["action"],
+            "description": "One action on many tasks: explicit ids, or every task a filter \
+                            matches (another owner's tasks: admins only)",
+            "properties": {
+                "action": {"enum": ["cancel", "retry", "delete"],
+                           "description": "cancel (unfinished tasks), retry (dead tasks), delete (finished tasks)"},
+                "ids": {"anyOf": [{"type": "null"}, {"type": "array", "minItems": 1,
+                        "maxItems": MAX_BULK_IDS, "items": {"type": "string", "format": "uuid"}}]},
+                "filter": {"anyOf": [{"type": "null"}, {
+                    "type": "object", "additionalProperties": false,
+                    "properties": {
+                        "queue": nullable(queue_schema(config)),
+                        "status": {"enum": tether_model::Status::ALL.map(|s| s.as_str()).into_iter()
+                                   .map(Value::from).chain([Value::Null]).collect::<Vec<_>>()},
+                        "type": nullable(name_schema(limits::JOB_TYPE)),
+                        "owner": {"type": ["string", "null"], "maxLength": limits::MAX_OWNER_LEN},
+                        "dead": {"type": ["boolean", "null"]},
+                        "priority": nullable(count(0, tether_model::MAX_PRIORITY.into())),
+                        "group": nullable(json!({"type": "string", "minLength": 1,
+                            "maxLength": limits::MAX_GROUP_LEN, "pattern": limits::GROUP_PATTERN}))
+                    }}]},
+                "dry_run": {"type": "boolean", "description": "Count only; nothing changes"},
+                "cursor": cursor.clone()
+            },
+            "oneOf": [
+                {"required": ["ids"], "properties": {"ids": {"type": "array"},
+                    "filter": {"type": "null"}, "cursor": {"type": "null"}}},
+                {"required": ["filter"], "properties": {"filter": {"type": "object"},
+                    "ids": {"type": "null"}}}
+            ]
+        },
+        "DeadBody": {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {"dry_run": {"type": "boolean"}, "cursor": cursor}
+        },
+        "BulkResult": {
+            "type": "object",
+            "required": ["action", "dry_run", "matched", "acted", "skipped", "ignored",
+                         "not_found", "examined", "next"],
+            "properties": {
+                "action": {"enum": ["cancel", "retry", "delete"]},
+                "dry_run": {"type": "boolean"},
+                "matched": {"type": "integer", "description": "Selected tasks the action applies to"},
+                "acted": {"type": "integer", "description": "Tasks changed"},
+                "skipped": {"type": "integer", "description": "Matched, but changed meanwhile or refusing the action"},
+                "ignored": {"type": "integer", "description": "Selected, in a state the action does not apply to"},
+                "not_found": {"type": "integer", "description": "Ids naming no task the caller sees"},
+                "examined": {"type": "integer"},
+                "next": {"type": ["string", "null"], "description": "The cursor that goes on; null when complete"}
+            }
+        },
+        "SearchResult": {
+            "type": "object",
+            "required": ["tasks", "complete"],
+            "properties": {
+                "tasks": {"type": "array", "items": {"type": "object"}},
+                "complete": {"type": "boolean", "description": "Every task was looked at"}
+            }
+        },
+        "Throughput": {
+            "type": "object",
+            "required": ["queue", "start", "interval_seconds", "created", "finished"],
+            "properties": {
+                "queue": {"type": "string"},
+                "start": {"type": "string", "format": "date-time"},
+                "interval_seconds": {"type": "integer"},
+                "created": {"type": "array", "items": {"type": "integer"}},
+                "finished": {"type": "array", "items": {"type": "integer"}}
+            }
+        }
+    });
+    if let Value::Object(bulk) = bulk {
+        schemas.extend(bulk);
+    }
 }
 
 /// `ScheduleBody`, as POST (name, type and one trigger required) and as PATCH
@@ -607,6 +722,9 @@ fn constrain_parameters(operation: &mut Value, path: &str) {
                 "maxLength": limits::MAX_GROUP_LEN, "pattern": limits::GROUP_PATTERN}),
             (Some("query"), "priority") => count(0, tether_model::MAX_PRIORITY.into()),
             (Some("query"), "dead" | "force") => json!({"type": "boolean"}),
+            (Some("query"), "q") => json!({"type": "string", "minLength": 1,
+                "maxLength": crate::console::MAX_SEARCH_LEN,
+                "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"}),
             (place, other) => panic!("{path}: parameter {other} in {place:?} has no bounds"),
         };
         p["schema"] = schema;

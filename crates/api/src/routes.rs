@@ -412,41 +412,42 @@ pub(crate) fn query_error(e: QueryRejection) -> ApiError {
 
 /// The list's filters are bounded as the names they match are.
 fn check_filters(p: &ListParams) -> Result<(), ApiError> {
+    check_filter(
+        p.queue.as_deref(),
+        p.task_type.as_deref(),
+        p.group.as_deref(),
+        p.owner.as_deref(),
+        p.priority,
+    )
+}
+
+/// A filter's queue, type, group, owner and priority, bounded as the names they match are.
+pub(crate) fn check_filter(
+    queue: Option<&str>,
+    task_type: Option<&str>,
+    group: Option<&str>,
+    owner: Option<&str>,
+    priority: Option<u8>,
+) -> Result<(), ApiError> {
     let bad = |what: &str, value: &str| {
         Err(ApiError::bad_request(format!(
             "{what} {:?} is not a valid name",
             value.chars().take(64).collect::<String>()
         )))
     };
-    if let Some(q) = p
-        .queue
-        .as_deref()
-        .filter(|q| !limits::QUEUE_NAME.accepts(q))
-    {
+    if let Some(q) = queue.filter(|q| !limits::QUEUE_NAME.accepts(q)) {
         return bad("queue", q);
     }
-    if let Some(t) = p
-        .task_type
-        .as_deref()
-        .filter(|t| !limits::JOB_TYPE.accepts(t))
-    {
+    if let Some(t) = task_type.filter(|t| !limits::JOB_TYPE.accepts(t)) {
         return bad("type", t);
     }
-    if let Some(g) = p
-        .group
-        .as_deref()
-        .filter(|g| tether_model::validate_group(g).is_err())
-    {
+    if let Some(g) = group.filter(|g| tether_model::validate_group(g).is_err()) {
         return bad("group", g);
     }
-    if let Some(o) = p
-        .owner
-        .as_deref()
-        .filter(|o| limits::char_len(o) > limits::MAX_OWNER_LEN)
-    {
+    if let Some(o) = owner.filter(|o| limits::char_len(o) > limits::MAX_OWNER_LEN) {
         return bad("owner", o);
     }
-    if p.priority.is_some_and(|n| n > tether_model::MAX_PRIORITY) {
+    if priority.is_some_and(|n| n > tether_model::MAX_PRIORITY) {
         return Err(ApiError::bad_request(format!(
             "priority must be 0-{}",
             tether_model::MAX_PRIORITY

@@ -1,6 +1,7 @@
 // Tether's web console: a single page over the REST API, with the same token auth.
-// Views (by URL hash): #/queues, #/jobs?status=&type=&queue=&priority=&group=&marker=, #/dead, #/job/<id>,
-// #/schedules.
+// Views (by URL hash): #/queues, #/queue/<name> (settings, pause, throughput, dead jobs),
+// #/jobs?status=&type=&queue=&priority=&group=&marker= (select many, act on them), #/dead,
+// #/job/<id>, #/search?q=, #/schedules.
 "use strict";
 
 const FINAL = new Set(["success", "failure", "cancelled"]);
@@ -26,11 +27,21 @@ class ApiError extends Error {
   }
 }
 
+// Each route() starts a new view; a read that a previous view started and that answers
+// after that is dropped (Stale), so an old view never draws over the new one.
+let generation = 0;
+
+class Stale extends Error {
+  constructor() { super("a previous view's read"); this.stale = true; }
+}
+
 async function api(method, path, body) {
+  const mine = generation;
   const init = { method, headers: headers(body ? { "Content-Type": "application/json" } : {}) };
   if (body) init.body = JSON.stringify(body);
   const response = await fetch(path, init);
   const text = await response.text();
+  if (method === "GET" && mine !== generation) throw new Stale();
   const json = text ? JSON.parse(text) : null;
   if (!response.ok) throw new ApiError(response.status, json);
   return json;
@@ -108,6 +119,7 @@ function show(...nodes) {
 }
 
 function showError(e) {
+  if (e.stale) return;
   if (e.status === 401) {
     show(el("h1", {}, "Sign in"), el("p", { class: "empty", id: "need-token" },
       "This API needs a token: paste it in the field at the top right."));
@@ -126,6 +138,117 @@ function every(ms, load) {
   };
   tick();
   return () => { stopped = true; };
+}
+
+
+// ---- Acting on many jobs ---------------------------------------------------------
+
+const VERB = { cancel: "Cancel", retry: "Retry", delete: "Delete" };
+const DONE = { cancel: "Cancelled", retry: "Re-queued", delete: "Deleted" };
+
+function count(n) {
+  return n.toLocaleString("en-US");
+}
+
+// A modal question; resolves true when confirmed. The text states what will happen.
+function confirmDialog(text, yesLabel, danger) {
+  return new Promise((resolve) => {
+    const close = (answer) => { modal.remove(); resolve(answer); };
+    const yes = el("button", { id: "confirm-yes", class: danger ? "danger" : "", onclick: () => close(true) }, yesLabel);
+    const no = el("button", { id: "confirm-no", class: "secondary", onclick: () => close(false) }, "Back");
+    const modal = el("div", { class: "modal", id: "confirm", role: "dialog", "aria-modal": "true" },
+      el("div", { class: "box" }, el("p", { id: "confirm-text" }, text), el("div", { class: "actions" }, no, yes)));
+    document.body.append(modal);
+    yes.focus();
+  });
+}
+
+// Runs a bulk request to its end: each answer's `next` is the cursor of the following
+// request (the API bounds one request's work). With dryRun, counts only (at most
+// `maxRequests` requests: a count past that is "more than").
+async function bulkLoop(path, body, dryRun, maxRequests = 50) {
+  const total = { matched: 0, acted: 0, skipped: 0, ignored: 0, not_found: 0, more: false };
+  let cursor = null;
+  for (let n = 0; ; n++) {
+    if (n >= maxRequests) { total.more = true; break; }
+    const answer = await api("POST", path, { ...body, dry_run: dryRun, ...(cursor ? { cursor } : {}) });
+    for (const k of ["matched", "acted", "skipped", "ignored", "not_found"]) total[k] += answer[k];
+    cursor = answer.next;
+    if (!cursor) break;
+  }
+  return total;
+}
+
+// Counts, asks "<Verb> N jobs?", and acts. `kind` qualifies the jobs ("dead "), `where`
+// says where they are (" in queue x").
+async function confirmAndRun(path, body, action, kind = "", where = "") {
+  let counted;
+  try { counted = await bulkLoop(path, body, true); } catch (e) { notice(e.message); return false; }
+  if (counted.matched === 0) {
+    notice("No " + kind + "jobs to " + action + where);
+    return false;
+  }
+  const n = (counted.more ? "more than " : "") + count(counted.matched);
+  const question = VERB[action] + " " + n + " " + kind + (counted.matched === 1 ? "job" : "jobs") + where + "?";
+  if (!await confirmDialog(question, VERB[action] + " " + n, action !== "retry")) return false;
+  try {
+    const done = await bulkLoop(path, body, false, 10000);
+    notice(DONE[action] + " " + count(done.acted) + (done.skipped ? " (" + count(done.skipped) + " skipped: changed meanwhile or not cancelable)" : ""));
+  } catch (e) { notice(e.message); }
+  return true;
+}
+
+// A sparkline of jobs created (grey) and finished (blue) per minute, the last hour.
+function sparkline(chart) {
+  const ns = "http://www.w3.org/2000/svg";
+  const w = 120, h = 26;
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 " + w + " " + h);
+  svg.setAttribute("width", w);
+  svg.setAttribute("height", h);
+  svg.setAttribute("class", "spark");
+  svg.setAttribute("preserveAspectRatio", "none");
+  const max = Math.max(1, ...chart.created, ...chart.finished);
+  const line = (values, cls) => {
+    const step = w / Math.max(1, values.length - 1);
+    const points = values.map((v, i) => (i * step).toFixed(1) + "," + (h - 1 - (v / max) * (h - 2)).toFixed(1));
+    const pl = document.createElementNS(ns, "polyline");
+    pl.setAttribute("points", points.join(" "));
+    pl.setAttribute("class", cls);
+    svg.append(pl);
+  };
+  line(chart.created, "created");
+  line(chart.finished, "finished");
+  const sum = (a) => a.reduce((x, y) => x + y, 0);
+  const title = document.createElementNS(ns, "title");
+  title.textContent = "last hour: " + count(sum(chart.created)) + " created, " + count(sum(chart.finished)) + " finished";
+  svg.append(title);
+  svg.dataset.created = sum(chart.created);
+  svg.dataset.finished = sum(chart.finished);
+  return svg;
+}
+
+const charts = new Map(); // queue -> { at, svg }: a chart is read at most every 30 s
+
+async function chartOf(queue) {
+  const cached = charts.get(queue);
+  if (cached && performance.now() - cached.at < 30000) return cached.svg;
+  const chart = await api("GET", "/v2/queues/" + encodeURIComponent(queue) + "/throughput");
+  const svg = sparkline(chart);
+  charts.set(queue, { at: performance.now(), svg });
+  return svg;
+}
+
+// Retry all / purge all of a queue's dead jobs (the caller's; every owner's for admins).
+function deadButtons(queue, after) {
+  const path = (what) => "/v2/queues/" + encodeURIComponent(queue) + "/dead/" + what;
+  const button = (what, action, label, cls) => el("button", { class: "small " + cls, "data-queue": queue,
+    id: "dead-" + what + "-" + queue, onclick: async (ev) => {
+      ev.target.disabled = true;
+      if (await confirmAndRun(path(what), {}, action, "dead ", " in " + queue)) after();
+      ev.target.disabled = false;
+    } }, label);
+  return [button("retry", "retry", "Retry all dead", ""), " ", button("purge", "delete", "Purge all dead", "danger")];
 }
 
 // ---- Views ---------------------------------------------------------------------
@@ -169,21 +292,94 @@ function queuesView() {
         cell(q.success, "success"), cell(q.failure, "failure"), cell(q.cancelled, "cancelled"),
         el("td", { class: "num" }, el("a", { href: "#/dead" }, q.dead)),
         el("td", { class: "num", "data-rate": "" }, rate === null ? "…" : rate.toFixed(1)),
-        el("td", { class: "limits" }, limits.join("; ") || "—"), el("td", {}, toggle));
+        el("td", { class: "chart", "data-chart": q.queue }, charts.has(q.queue) ? charts.get(q.queue).svg : "…"),
+        el("td", { class: "limits" }, limits.join("; ") || "—"),
+        el("td", {}, toggle, " ", el("a", { class: "settings", href: "#/queue/" + encodeURIComponent(q.queue) }, "Settings")));
     });
-    const head = ["queue", "pending", "scheduled", "processing", "success", "failure", "cancelled", "dead", "jobs/s", "limits", ""];
+    const head = ["queue", "pending", "scheduled", "processing", "success", "failure", "cancelled", "dead", "jobs/s", "last hour", "limits", ""];
     show(el("h1", {}, "Queues"),
       rows.length === 0 ? el("p", { class: "empty" }, "No queues yet: enqueue a job.") :
         el("table", { id: "queues-table" },
           el("thead", {}, el("tr", {}, head.map((h, i) => el("th", { class: i ? "num" : "" }, h)))),
           el("tbody", {}, rows)));
+    // Each queue's last hour (read at most every 30 s), filled in as it arrives.
+    for (const q of answer.queues) {
+      chartOf(q.queue).then((svg) => {
+        const cell = document.querySelector("td[data-chart='" + CSS.escape(q.queue) + "']");
+        if (cell && cell.firstChild !== svg) cell.replaceChildren(svg);
+      }).catch(() => {});
+    }
   });
 }
 
-function jobRows(tasks, withRetry, reload) {
+// One queue: its throughput, its settings (limits, pause and resume of the queue or of
+// one job type) and its dead jobs at once.
+function queueView(queue) {
+  const path = "/v2/queues/" + encodeURIComponent(queue);
+  let shown = "";
+  // Kept across re-renders: what is typed in it stays.
+  const typeField = el("input", { id: "pause-type-name", placeholder: "job type" });
+  const field = (name, label, value) => el("label", {}, label,
+    el("input", { name, id: "limit-" + name, inputmode: "numeric", placeholder: "none", value: value === null || value === undefined ? "" : String(value) }));
+  const load = async () => {
+    const [q, chart] = await Promise.all([api("GET", path), api("GET", path + "/throughput")]);
+    const text = JSON.stringify([q.paused, q.paused_types, q.concurrency, q.rate, q.group_concurrency, q.group_rate, chart]);
+    if (text === shown && document.getElementById("queue-settings")) return;
+    shown = text;
+    const form = el("form", { id: "queue-settings", class: "settings-form", onsubmit: async (ev) => {
+      ev.preventDefault();
+      const body = {};
+      for (const k of ["concurrency", "rate", "group_concurrency", "group_rate"]) {
+        const v = ev.target.elements[k].value.trim();
+        body[k] = v === "" ? null : v;
+      }
+      try { await api("PATCH", path, body); notice("Settings of " + queue + " saved"); shown = ""; await load(); }
+      catch (e) { notice(e.message); }
+    } },
+      field("concurrency", "Concurrency (jobs at once)", q.concurrency),
+      field("rate", "Rate (starts per second)", q.rate),
+      field("group_concurrency", "Per group: jobs at once", q.group_concurrency),
+      field("group_rate", "Per group: starts per second", q.group_rate),
+      el("button", { type: "submit", id: "save-settings" }, "Save"));
+    const act = (what, body, label) => el("button", { class: what === "pause" ? "danger" : "", id: what + (body.type ? "-type" : "-queue"),
+      onclick: async () => {
+        try { await api("POST", path + "/" + what, body); notice(label); shown = ""; await load(); }
+        catch (e) { notice(e.message); }
+      } }, label);
+    const typeAct = (what) => el("button", { class: "small", id: what + "-type", onclick: async () => {
+      const t = typeField.value.trim();
+      if (!t) return;
+      try { await api("POST", path + "/" + what, { type: t }); notice(what + "d type " + t); shown = ""; await load(); }
+      catch (e) { notice(e.message); }
+    } }, what === "pause" ? "Pause type" : "Resume type");
+    show(el("h1", {}, "Queue ", queue, " ", q.paused ? el("span", { class: "status status-paused", id: "queue-paused" }, "paused") : null),
+      el("h2", {}, "Last hour"), el("div", { id: "queue-chart", class: "big-chart" }, sparkline(chart)),
+      el("p", { class: "legend" }, el("span", { class: "created" }, "created"), " and ", el("span", { class: "finished" }, "finished"), " per minute"),
+      el("h2", {}, "Flow control"),
+      el("div", { class: "actions" }, q.paused ? act("resume", {}, "Resume queue") : act("pause", {}, "Pause queue"),
+        typeField, typeAct("pause"), typeAct("resume"),
+        el("span", { id: "paused-types" }, q.paused_types.length ? "paused types: " + q.paused_types.join(", ") : "")),
+      form,
+      el("h2", {}, "Dead jobs"), el("div", { class: "actions" }, deadButtons(queue, () => { shown = ""; })));
+  };
+  return every(5000, async () => {
+    try { await load(); } catch (e) {
+      if (e.status === 403) { show(el("h1", {}, "Queue " + queue), el("p", { class: "empty" }, "Queue settings need an admin token.")); return; }
+      throw e;
+    }
+  });
+}
+
+// `selection` (optional): { ids: Set of selected ids, changed() } adds a checkbox per row.
+function jobRows(tasks, withRetry, reload, selection) {
   return tasks.map((t) => el("tr", { "data-id": t.id, "data-status": t.status },
+    selection ? el("td", {}, el("input", { type: "checkbox", class: "select", "aria-label": "select " + t.id,
+      checked: selection.ids.has(t.id), onchange: (ev) => {
+        if (ev.target.checked) selection.ids.add(t.id); else selection.ids.delete(t.id);
+        selection.changed();
+      } })) : null,
     el("td", {}, el("a", { href: "#/job/" + t.id }, t.id)),
-    el("td", {}, t.type), el("td", {}, t.queue), el("td", {}, statusBadge(t.status)),
+    el("td", {}, t.name || ""), el("td", {}, t.type), el("td", {}, t.queue), el("td", {}, statusBadge(t.status)),
     el("td", {}, bar(t.progress, true)), el("td", { class: "num" }, t.attempts + "/" + t.max_attempts),
     el("td", {}, when(t.updated_at)),
     withRetry ? el("td", {}, el("button", { class: "retry", onclick: async (ev) => {
@@ -193,22 +389,35 @@ function jobRows(tasks, withRetry, reload) {
     } }, "Retry")) : null));
 }
 
-function jobTable(tasks, withRetry, reload) {
-  const head = ["id", "type", "queue", "status", "progress", "attempts", "updated"];
-  if (withRetry) head.push("");
+function jobTable(tasks, withRetry, reload, selection) {
+  const head = ["id", "name", "type", "queue", "status", "progress", "attempts", "updated"].map((h) => el("th", {}, h));
+  if (selection) {
+    const all = el("input", { type: "checkbox", id: "select-page", "aria-label": "select this page",
+      checked: tasks.length > 0 && tasks.every((t) => selection.ids.has(t.id)), onchange: (ev) => {
+        for (const t of tasks) { if (ev.target.checked) selection.ids.add(t.id); else selection.ids.delete(t.id); }
+        selection.changed(true);
+      } });
+    head.unshift(el("th", {}, all));
+  }
+  if (withRetry) head.push(el("th", {}));
   return tasks.length === 0 ? el("p", { class: "empty", id: "no-jobs" }, "No jobs match.") :
-    el("table", { id: "jobs-table" }, el("thead", {}, el("tr", {}, head.map((h) => el("th", {}, h)))),
-      el("tbody", {}, jobRows(tasks, withRetry, reload)));
+    el("table", { id: "jobs-table" }, el("thead", {}, el("tr", {}, head)),
+      el("tbody", {}, jobRows(tasks, withRetry, reload, selection)));
 }
+
+const FILTERS = ["status", "type", "queue", "priority", "group"];
 
 function jobsView(params) {
   const query = new URLSearchParams();
-  for (const k of ["status", "type", "queue", "priority", "group", "marker"]) if (params.get(k)) query.set(k, params.get(k));
+  for (const k of [...FILTERS, "marker"]) if (params.get(k)) query.set(k, params.get(k));
   query.set("limit", "25");
+  // The list's filter as a bulk request's filter.
+  const filter = {};
+  for (const k of FILTERS) if (params.get(k)) filter[k] = k === "priority" ? Number(params.get(k)) : params.get(k);
   const filters = el("form", { class: "filters", id: "filters", onsubmit: (ev) => {
     ev.preventDefault();
     const f = new URLSearchParams();
-    for (const k of ["status", "type", "queue", "priority", "group"]) { const v = ev.target.elements[k].value.trim(); if (v) f.set(k, v); }
+    for (const k of FILTERS) { const v = ev.target.elements[k].value.trim(); if (v) f.set(k, v); }
     location.hash = "#/jobs?" + f.toString();
   } },
     el("select", { name: "status", "aria-label": "status" },
@@ -221,9 +430,31 @@ function jobsView(params) {
         el("option", { value: p, selected: p === (params.get("priority") || "") }, p ? "priority " + p : "any priority"))),
     el("input", { name: "group", placeholder: "group", value: params.get("group") || "" }),
     el("button", { type: "submit" }, "Filter"));
+  // Selected ids of this page, or every job matching the filter ("all").
+  const selection = { ids: new Set(), all: false, changed: (rerender) => { selection.all = false; renderBar(); if (rerender) { shown = ""; tick(); } } };
+  const bulkBar = el("div", { class: "bulk", id: "bulk-bar" });
+  let page = { tasks: [] };
+  const renderBar = () => {
+    const n = selection.ids.size;
+    const act = (action) => el("button", { class: action === "retry" ? "" : "danger", id: "bulk-" + action, onclick: async () => {
+      const body = selection.all ? { action, filter } : { action, ids: [...selection.ids] };
+      if (await confirmAndRun("/v2/tasks/bulk", body, action)) { selection.ids.clear(); selection.all = false; renderBar(); shown = ""; tick(); }
+    } }, VERB[action]);
+    const what = selection.all ? el("strong", { id: "selected-count" }, "All jobs matching this filter")
+      : el("span", { id: "selected-count" }, n + " selected");
+    const all = !selection.all && page.tasks.length > 0 && page.tasks.every((t) => selection.ids.has(t.id))
+      ? el("a", { href: "#", id: "select-all-matching", onclick: (ev) => { ev.preventDefault(); selection.all = true; renderBar(); } },
+          "Select all jobs matching this filter") : null;
+    const clear = el("a", { href: "#", id: "clear-selection", onclick: (ev) => { ev.preventDefault(); selection.ids.clear(); selection.all = false; renderBar(); shown = ""; tick(); } }, "Clear");
+    bulkBar.replaceChildren(...(n === 0 && !selection.all ? [el("span", { class: "hint" }, "Select jobs to cancel, retry or delete them.")]
+      : [what, all, act("cancel"), act("retry"), act("delete"), clear].filter(Boolean)));
+  };
   let shown = "";
-  return every(3000, async () => {
-    const page = await api("GET", "/v2/tasks?" + query.toString());
+  let tick = async () => {};
+  const jobsDiv = el("div", { id: "jobs" });
+  let pagerDiv = el("div", { class: "pager" });
+  const stop = every(3000, tick = async () => {
+    page = await api("GET", "/v2/tasks?" + query.toString());
     const pager = el("div", { class: "pager" });
     if (params.get("marker")) {
       const first = new URLSearchParams(query); first.delete("marker"); first.delete("limit");
@@ -236,12 +467,15 @@ function jobsView(params) {
       pager.append(el("a", { href: "#/jobs?" + next.toString(), id: "next-page" }, "Next page »"));
     }
     const text = JSON.stringify(page);
-    if (text === shown && document.getElementById("filters")) return;
+    if (text === shown && filters.isConnected) return;
     shown = text;
-    if (!document.getElementById("filters")) show(el("h1", {}, "Jobs"), filters, el("div", { id: "jobs" }), pager);
-    document.getElementById("jobs").replaceChildren(jobTable(page.tasks, false));
-    document.querySelector(".pager").replaceWith(pager);
+    if (!filters.isConnected) show(el("h1", {}, "Jobs"), filters, bulkBar, jobsDiv, pagerDiv);
+    jobsDiv.replaceChildren(jobTable(page.tasks, false, null, selection));
+    pagerDiv.replaceWith(pager);
+    pagerDiv = pager;
+    renderBar();
   });
+  return stop;
 }
 
 function deadView() {
@@ -252,12 +486,28 @@ function deadView() {
     const text = JSON.stringify(page.tasks);
     if (text === shown && document.getElementById("dead")) return;
     shown = text;
+    // Each queue with dead jobs shown, with retry all / purge all.
+    const queues = [...new Set(page.tasks.map((t) => t.queue))].sort();
     show(el("h1", {}, "Dead jobs"),
       el("p", {}, "Failed for good (a fatal error, or no attempts left). Retry runs one again from the start."),
+      queues.length ? el("table", { id: "dead-queues" }, el("tbody", {}, queues.map((q) =>
+        el("tr", { "data-queue": q }, el("td", {}, q), el("td", {}, deadButtons(q, () => reload())))))) : null,
       el("div", { id: "dead" }, jobTable(page.tasks, true, () => reload())));
   });
   reload = () => { stop(); stopView = deadView(); };
   return stop;
+}
+
+// Jobs found by id, id prefix or name (the newest of each queue are looked at).
+function searchView(params) {
+  const q = params.get("q") || "";
+  document.getElementById("search").value = q;
+  return every(5000, async () => {
+    const answer = await api("GET", "/v2/search?q=" + encodeURIComponent(q) + "&limit=100");
+    show(el("h1", { id: "search-title" }, "Jobs matching “", q, "”"),
+      answer.complete ? null : el("p", { class: "hint" }, "Only the newest jobs of each queue were searched."),
+      el("div", { id: "search-results" }, jobTable(answer.tasks, false)));
+  });
 }
 
 function jobView(id) {
@@ -397,12 +647,15 @@ function schedulesView() {
 
 function route() {
   stopView();
+  generation++;
   const hash = location.hash.replace(/^#\/?/, "") || "queues";
   const [path, search] = hash.split("?");
   const params = new URLSearchParams(search || "");
   const [view, arg] = path.split("/");
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.nav === view);
   if (view === "job" && arg) stopView = jobView(decodeURIComponent(arg));
+  else if (view === "queue" && arg) stopView = queueView(decodeURIComponent(arg));
+  else if (view === "search") stopView = searchView(params);
   else if (view === "jobs") stopView = jobsView(params);
   else if (view === "dead") stopView = deadView();
   else if (view === "schedules") stopView = schedulesView();
@@ -416,6 +669,14 @@ document.getElementById("token-form").addEventListener("submit", (ev) => {
   document.getElementById("token").value = "";
   notice(value ? "Token saved in this browser" : "Token cleared");
   route();
+});
+document.getElementById("search-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const q = document.getElementById("search").value.trim();
+  if (!q) return;
+  // A whole id opens the job; anything else lists what matches.
+  if (/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(q)) location.hash = "#/job/" + q.toLowerCase();
+  else location.hash = "#/search?q=" + encodeURIComponent(q);
 });
 window.addEventListener("hashchange", route);
 route();

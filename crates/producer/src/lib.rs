@@ -30,12 +30,14 @@ pub use tether_model::{
 };
 pub use tether_store::FlowState;
 
+mod bulk;
 mod external;
 mod queues;
+pub use bulk::{BulkAction, Cursor, Found, Walked};
 pub use external::ExternalTask;
 pub use tether_store::{
-    CancelOutcome, Drive, Driven, ListQuery, Page, QueueStats, SortDir, SortKey, StoreConfig,
-    WorkerInfo,
+    CancelOutcome, Drive, Driven, IndexPos, ListQuery, Page, QueueStats, SortDir, SortKey,
+    StoreConfig, Throughput, WorkerInfo,
 };
 /// A schedule with its firing state (next, last fire time, last job).
 pub type Schedule = tether_store::StoredSchedule;

@@ -63,6 +63,9 @@ impl QueueKeys {
     pub(crate) fn jobs(&self) -> &str {
         &self.fixed[3]
     }
+    pub(crate) fn done(&self) -> &str {
+        &self.fixed[4]
+    }
     pub(crate) fn dead(&self) -> &str {
         &self.fixed[5]
     }

@@ -29,6 +29,7 @@ mod external;
 mod flow;
 mod keys;
 mod list;
+mod ops;
 mod reply;
 mod schedules;
 mod scripts;
@@ -48,6 +49,7 @@ pub use error::StoreError;
 pub use external::{Drive, Driven, Lapsed, MAX_ABORT_MESSAGE, MAX_PROGRESS_MESSAGE};
 pub use flow::{FlowState, SnoozeOutcome};
 pub use list::{ListQuery, Page, SortDir, SortKey};
+pub use ops::{IndexPos, MAX_WALK_STEP, Throughput, WalkOrder, WalkStep};
 pub use schedules::{DueSchedule, MAX_SCHEDULES_PER_OWNER, PutMode, StoredSchedule};
 pub use tree::{Child, Spawned};
 pub use worker_ops::{
@@ -704,11 +706,25 @@ impl Store {
         id: JobId,
         owner: Option<&str>,
     ) -> Result<(), StoreError> {
+        self.job_script(&SCRIPTS.retry_dead, "retry_dead", queue, id, owner)
+            .await
+    }
+
+    /// A script on one job, owner-checked (`owner`: only that owner's job), that
+    /// answers `OK` or a refusal.
+    pub(crate) async fn job_script(
+        &self,
+        script: &Function,
+        name: &str,
+        queue: &str,
+        id: JobId,
+        owner: Option<&str>,
+    ) -> Result<(), StoreError> {
         let id_text = id.to_string();
         let word: String = self
-            .queue_script(&SCRIPTS.retry_dead, queue, &[&id_text, owner.unwrap_or("")])
+            .queue_script(script, queue, &[&id_text, owner.unwrap_or("")])
             .await?;
-        reply::ok("retry_dead", &word, &id_text)
+        reply::ok(name, &word, &id_text)
     }
 
     /// Sets a job's name and/or description.

@@ -92,7 +92,8 @@ const MAX_OWNER: usize = 256;
 type SummaryRow = (Vec<Option<Vec<u8>>>, Option<f64>);
 
 impl ListQuery {
-    fn matches(&self, job: &Job) -> bool {
+    /// Whether `job` passes the query's filters (not its marker).
+    pub fn matches(&self, job: &Job) -> bool {
         self.status.is_none_or(|s| s == job.status)
             && self.job_type.as_ref().is_none_or(|t| *t == job.job_type)
             && self
@@ -224,36 +225,7 @@ impl Store {
                 break;
             }
             start += ids.len() as isize;
-            let mut pipe = redis::pipe();
-            for id in &ids {
-                pipe.cmd("HMGET").arg(keys.job(id)).arg(SUMMARY_FIELDS);
-                pipe.zscore(keys.leases(), id);
-            }
-            let rows: Vec<SummaryRow> = {
-                let flat: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
-                let mut rows = Vec::with_capacity(ids.len());
-                let mut it = flat.into_iter();
-                while let (Some(fields), Some(score)) = (it.next(), it.next()) {
-                    rows.push((
-                        redis::from_redis_value(fields)?,
-                        redis::from_redis_value(score)?,
-                    ));
-                }
-                rows
-            };
-            for (id, (values, deadline)) in ids.iter().zip(rows) {
-                let map: HashMap<String, Vec<u8>> = SUMMARY_FIELDS
-                    .iter()
-                    .zip(values)
-                    .filter_map(|(f, v)| v.map(|v| ((*f).to_owned(), v)))
-                    .collect();
-                if map.is_empty() {
-                    continue; // expired between the index read and the record read
-                }
-                let Ok(id) = id.parse::<JobId>() else {
-                    continue;
-                };
-                let job = Fields(map).into_job(id, queue, deadline.map(|d| d as i64))?;
+            for job in self.summaries(queue, &ids).await? {
                 let past_marker = marker.is_none_or(|m| query.compare(m, &job) == Ordering::Less);
                 if past_marker && query.matches(&job) {
                     out.push(job);
@@ -264,5 +236,45 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// The summaries of `ids` of one queue (those still there), in the order given:
+    /// one pipelined read of their fields and lease deadlines.
+    pub(crate) async fn summaries(
+        &self,
+        queue: &str,
+        ids: &[String],
+    ) -> Result<Vec<Job>, StoreError> {
+        let keys = QueueKeys::new(queue);
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("HMGET").arg(keys.job(id)).arg(SUMMARY_FIELDS);
+            pipe.zscore(keys.leases(), id);
+        }
+        let flat: Vec<redis::Value> = pipe.query_async(&mut self.conn()).await?;
+        let mut rows: Vec<SummaryRow> = Vec::with_capacity(ids.len());
+        let mut it = flat.into_iter();
+        while let (Some(fields), Some(score)) = (it.next(), it.next()) {
+            rows.push((
+                redis::from_redis_value(fields)?,
+                redis::from_redis_value(score)?,
+            ));
+        }
+        let mut jobs = Vec::with_capacity(ids.len());
+        for (id, (values, deadline)) in ids.iter().zip(rows) {
+            let map: HashMap<String, Vec<u8>> = SUMMARY_FIELDS
+                .iter()
+                .zip(values)
+                .filter_map(|(f, v)| v.map(|v| ((*f).to_owned(), v)))
+                .collect();
+            if map.is_empty() {
+                continue; // expired between the index read and the record read
+            }
+            let Ok(id) = id.parse::<JobId>() else {
+                continue;
+            };
+            jobs.push(Fields(map).into_job(id, queue, deadline.map(|d| d as i64))?);
+        }
+        Ok(jobs)
     }
 }

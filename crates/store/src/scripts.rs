@@ -163,4 +163,5 @@ scripts!(
     drive,
     lapse,
     adopt,
+    delete,
 );

@@ -139,9 +139,10 @@ enum Op {
     Promote,
     Expire,
     RetryDead,
+    Delete,
 }
 
-const OPS: [Op; 12] = [
+const OPS: [Op; 13] = [
     Op::Claim,
     Op::Renew,
     Op::Progress,
@@ -154,6 +155,7 @@ const OPS: [Op; 12] = [
     Op::Promote,
     Op::Expire,
     Op::RetryDead,
+    Op::Delete,
 ];
 
 fn error(retryable: bool, delay: Duration) -> Outcome {
@@ -182,10 +184,10 @@ async fn prepare(store: &Store, short: &Store, queue: &str, op: Op) -> Vec<Claim
             enqueue(store, q, 2, 3).await;
             store.claim(q, "w", 2, LONG).await.unwrap()
         }
-        Op::FinishDead | Op::RetryDead => {
+        Op::FinishDead | Op::RetryDead | Op::Delete => {
             enqueue(store, q, 2, 1).await;
             let claimed = store.claim(q, "w", 2, LONG).await.unwrap();
-            if matches!(op, Op::RetryDead) {
+            if matches!(op, Op::RetryDead | Op::Delete) {
                 let e = error(false, Duration::ZERO);
                 store.finish(&claimed[0].lease, &e).await.unwrap();
             }
@@ -282,6 +284,10 @@ async fn run(
         Op::Expire => short.expire(q, 10).await.map(drop).map_err(err),
         Op::RetryDead => store
             .retry_dead(q, leases[0].lease.id, None)
+            .await
+            .map_err(err),
+        Op::Delete => store
+            .delete_final(q, leases[0].lease.id, None)
             .await
             .map_err(err),
     }

@@ -1,0 +1,186 @@
+//! The walk over a queue's index of jobs (bulk actions, search): every job read once
+//! in each direction, through hundreds of jobs created in one millisecond (one
+//! enqueue batch) and across the deletion of the job a cursor names.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use tether_model::{JobId, JobSpec};
+use tether_store::{IndexPos, Store, StoreConfig, WalkOrder};
+use tether_testkit::{RedisEndpoint, TestRedis, Topology};
+
+/// Walks the whole queue in steps of `step`; after the `delete_at`-th step, deletes
+/// the job the cursor names (cancelled first) before going on.
+async fn walk_all(
+    store: &Store,
+    queue: &str,
+    order: WalkOrder,
+    step: usize,
+    delete_at: Option<usize>,
+) -> (Vec<String>, Option<String>) {
+    let (mut read, mut pos, mut deleted) = (Vec::new(), None::<IndexPos>, None);
+    for n in 0.. {
+        let walked = store
+            .walk_jobs(queue, None, order, pos.as_ref(), step)
+            .await
+            .unwrap();
+        assert!(walked.read <= step);
+        read.extend(walked.jobs.iter().map(|j| j.id.to_string()));
+        let Some(next) = walked.next else { break };
+        if delete_at == Some(n) {
+            let id: JobId = next.id.parse().unwrap();
+            store.cancel(queue, id, None).await.unwrap();
+            store.delete_final(queue, id, None).await.unwrap();
+            deleted = Some(next.id.clone());
+        }
+        pos = Some(next);
+        assert!(n < 10_000, "the walk does not end");
+    }
+    (read, deleted)
+}
+
+async fn every_job_once(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let queue = "walked";
+    let spec = JobSpec::new("t")
+        .queue(queue)
+        .delay(Duration::from_secs(600));
+    let mut all: Vec<String> = Vec::new();
+    for batch in [1200, 3, 1, 700] {
+        let ids = store
+            .enqueue_many(&vec![spec.clone(); batch])
+            .await
+            .unwrap();
+        all.extend(ids.iter().map(|e| e.id.to_string()));
+    }
+    // Not vacuous: many jobs share a creation time.
+    let mut created: Vec<i64> = Vec::new();
+    for id in &all {
+        let job = store
+            .get(queue, id.parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        created.push(job.created_at.timestamp_millis());
+    }
+    created.sort();
+    let most_tied = created
+        .chunk_by(|a, b| a == b)
+        .map(<[i64]>::len)
+        .max()
+        .unwrap();
+    assert!(
+        most_tied >= 200,
+        "at most {most_tied} jobs share a creation time"
+    );
+
+    for order in [WalkOrder::OldestFirst, WalkOrder::NewestFirst] {
+        for step in [1, 64, 500] {
+            if step == 1 && order == WalkOrder::NewestFirst {
+                continue; // 1,904 steps of one: once is enough
+            }
+            let (read, _) = walk_all(&store, queue, order, step, None).await;
+            let unique: HashSet<&String> = read.iter().collect();
+            assert_eq!(
+                unique.len(),
+                read.len(),
+                "{order:?} by {step}: a job read twice"
+            );
+            assert_eq!(read.len(), all.len(), "{order:?} by {step}: jobs missed");
+        }
+    }
+    // The job a cursor names is deleted: the walk goes on from its place.
+    let (read, deleted) = walk_all(&store, queue, WalkOrder::OldestFirst, 100, Some(6)).await;
+    let deleted = deleted.expect("a job was deleted");
+    let unique: HashSet<&String> = read.iter().collect();
+    assert_eq!(unique.len(), read.len(), "a job read twice");
+    let expected: HashSet<&String> = all.iter().collect();
+    assert_eq!(
+        unique, expected,
+        "every job, the deleted one read before it was"
+    );
+    assert!(read.contains(&deleted));
+    let (read, _) = walk_all(&store, queue, WalkOrder::NewestFirst, 100, None).await;
+    assert_eq!(read.len(), all.len() - 1);
+    assert!(!read.contains(&deleted));
+    assert!(store.check_consistency(queue).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_walk_reads_every_job_once_on_one_redis() {
+    every_job_once(Topology::Single).await;
+}
+
+#[tokio::test]
+async fn a_walk_reads_every_job_once_on_a_cluster() {
+    every_job_once(Topology::Cluster).await;
+}
+
+/// Redis time of the walk's steps over 100,000 jobs (printed; `--nocapture`).
+#[tokio::test]
+#[ignore = "full tier: a measurement on 100,000 jobs"]
+async fn measure_walk_steps_on_100k_jobs() {
+    let redis = TestRedis::start(Topology::Single);
+    let TestRedis::Single(server) = &redis else {
+        unreachable!()
+    };
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let queue = "measure";
+    let spec = JobSpec::new("t")
+        .queue(queue)
+        .delay(Duration::from_secs(600));
+    for _ in 0..20 {
+        store.enqueue_many(&vec![spec.clone(); 5000]).await.unwrap();
+    }
+    let mut node = server.connection();
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut node)
+        .unwrap();
+    let began = std::time::Instant::now();
+    let (mut steps, mut read, mut pos) = (0, 0, None::<IndexPos>);
+    loop {
+        let walked = store
+            .walk_jobs(queue, None, WalkOrder::OldestFirst, pos.as_ref(), 500)
+            .await
+            .unwrap();
+        steps += 1;
+        read += walked.jobs.len();
+        match walked.next {
+            Some(next) => pos = Some(next),
+            None => break,
+        }
+    }
+    let wall = began.elapsed();
+    assert_eq!(read, 100_000);
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut node)
+        .unwrap();
+    let usec = |command: &str| -> (f64, f64) {
+        let line = info
+            .lines()
+            .find(|l| l.starts_with(&format!("cmdstat_{command}:")))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            line.split([':', ','])
+                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+                .unwrap_or(0.0)
+        };
+        (field("usec"), field("usec_per_call"))
+    };
+    let (zrange, zrange_per) = usec("zrange");
+    let (hmget, hmget_per) = usec("hmget");
+    let (zscore, _) = usec("zscore");
+    let total = zrange + hmget + zscore;
+    println!("walk of 100,000 jobs in {steps} steps of 500: {wall:?} wall");
+    println!(
+        "Redis time: {:.1} ms in all, {:.0} µs per step (ZRANGE {zrange_per:.0} µs, HMGET {hmget_per:.1} µs per job)",
+        total / 1000.0,
+        total / steps as f64
+    );
+    // Each step is one ZRANGE and one pipeline of single-key reads: no command of a
+    // step holds Redis for long.
+    assert!(zrange_per < 10_000.0 && hmget_per < 1_000.0);
+}
