@@ -20,7 +20,9 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tether_model::limits;
-use tether_producer::{BulkAction, Cursor, ErrorKind, Job, JobId, ListQuery, Producer, Status};
+use tether_producer::{
+    BulkAction, Cursor, ErrorKind, FoundMany, Job, JobId, ListQuery, Producer, Status,
+};
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -34,6 +36,8 @@ pub(crate) const MAX_BULK_IDS: usize = 1000;
 pub(crate) const ACT_BUDGET: usize = 2000;
 /// Most tasks one dry run walks.
 pub(crate) const COUNT_BUDGET: usize = 20_000;
+/// Most reads (ids × queues) one request by ids may take to find tasks of no named queue.
+pub(crate) const MAX_ID_LOOKUPS: usize = 20_000;
 /// Longest cursor accepted (a queue name, a time and an id).
 pub(crate) const MAX_CURSOR_LEN: usize = 200;
 /// Longest search text.
@@ -53,6 +57,9 @@ pub(crate) struct BulkBody {
     pub action: BulkAction,
     /// These tasks (at most 1,000).
     pub ids: Option<Vec<String>>,
+    /// With `ids`: the queue that holds them. Without it, ids are looked for in every
+    /// queue, which is refused when ids × queues exceeds [`MAX_ID_LOOKUPS`].
+    pub queue: Option<String>,
     /// Every task matching this filter.
     pub filter: Option<BulkFilter>,
     /// Count what the action would apply to; change nothing.
@@ -246,23 +253,32 @@ async fn bulk(
             }
             parsed.sort();
             parsed.dedup();
-            let found: Vec<Result<Option<Job>, _>> = futures::stream::iter(parsed)
-                .map(|id| {
-                    let producer = &producer;
-                    async move { producer.get(id).await }
-                })
-                .buffered(PARALLEL)
-                .collect()
-                .await;
-            let mut jobs = Vec::with_capacity(found.len());
-            for job in found {
-                match job? {
-                    Some(job) => jobs.push(job),
-                    None => answer.not_found += 1,
-                }
+            if let Some(queue) = &body.queue {
+                tether_model::validate_queue_name(queue)
+                    .map_err(|e| ApiError::bad_request(format!("field queue: {e}")))?;
             }
+            let jobs = match producer
+                .find_many(&parsed, body.queue.as_deref(), MAX_ID_LOOKUPS)
+                .await?
+            {
+                FoundMany::Jobs { jobs, missing } => {
+                    answer.not_found = missing;
+                    jobs
+                }
+                FoundMany::TooWide { lookups } => {
+                    return Err(ApiError::bad_request(format!(
+                        "field queue: finding these ids in every queue takes {lookups} reads, \
+                         more than {MAX_ID_LOOKUPS}: name their queue"
+                    )));
+                }
+            };
             answer.examined = jobs.len();
             jobs
+        }
+        (None, Some(_)) if body.queue.is_some() => {
+            return Err(ApiError::bad_request(
+                "field queue: only with ids (a filter names its own queue)",
+            ));
         }
         (None, Some(filter)) => {
             let query = filter_query(&filter, caller)?;
@@ -272,16 +288,7 @@ async fn bulk(
             } else {
                 ACT_BUDGET
             };
-            let walked = match producer.walk(&query, cursor.as_ref(), budget).await {
-                Err(e) if e.is_not_found() => {
-                    return Err(ApiError::new(
-                        StatusCode::NOT_FOUND,
-                        "NotFound",
-                        "cursor: not a place in this filter's queues",
-                    ));
-                }
-                other => other?,
-            };
+            let walked = producer.walk(&query, cursor.as_ref(), budget).await?;
             answer.examined = walked.examined;
             answer.next = walked.next.map(|c| c.to_string());
             walked.jobs
@@ -333,6 +340,7 @@ async fn dead_action(
     let bulk_body = BulkBody {
         action,
         ids: None,
+        queue: None,
         filter: Some(filter),
         dry_run: body.dry_run,
         cursor: body.cursor,

@@ -554,7 +554,7 @@ fn components(config: &ApiConfig) -> Map<String, Value> {
 
 /// The bulk request and its answer, the search's and the throughput's answers.
 fn console_schemas(config: &ApiConfig, schemas: &mut Map<String, Value>) {
-    use crate::console::{MAX_BULK_IDS, MAX_CURSOR_LEN};
+    use crate::console::{MAX_BULK_IDS, MAX_CURSOR_LEN, MAX_ID_LOOKUPS};
     let cursor = json!({"type": ["string", "null"], "maxLength": MAX_CURSOR_LEN,
         "pattern": "^[^/]+/[0-9]+/[0-9a-fA-F-]*$",
         "description": "A previous answer's next, to go on with the same request"});
@@ -570,6 +570,9 @@ fn console_schemas(config: &ApiConfig, schemas: &mut Map<String, Value>) {
                            "description": "cancel (unfinished tasks), retry (dead tasks), delete (finished tasks)"},
                 "ids": {"anyOf": [{"type": "null"}, {"type": "array", "minItems": 1,
                         "maxItems": MAX_BULK_IDS, "items": {"type": "string", "format": "uuid"}}]},
+                "queue": {"anyOf": [{"type": "null"}, queue_schema(config)],
+                          "description": format!("With ids: the queue that holds them (without \
+                                          it, ids × queues is at most {MAX_ID_LOOKUPS})")},
                 "filter": {"anyOf": [{"type": "null"}, {
                     "type": "object", "additionalProperties": false,
                     "properties": {
@@ -590,7 +593,7 @@ fn console_schemas(config: &ApiConfig, schemas: &mut Map<String, Value>) {
                 {"required": ["ids"], "properties": {"ids": {"type": "array"},
                     "filter": {"type": "null"}, "cursor": {"type": "null"}}},
                 {"required": ["filter"], "properties": {"filter": {"type": "object"},
-                    "ids": {"type": "null"}}}
+                    "ids": {"type": "null"}, "queue": {"type": "null"}}}
             ]
         },
         "DeadBody": {

@@ -163,20 +163,34 @@ function confirmDialog(text, yesLabel, danger) {
   });
 }
 
-// Runs a bulk request to its end: each answer's `next` is the cursor of the following
-// request (the API bounds one request's work). With dryRun, counts only (at most
-// `maxRequests` requests: a count past that is "more than").
+// Runs a bulk request (or each of a list of them) to its end: each answer's `next` is
+// the cursor of the following request (the API bounds one request's work). With
+// dryRun, counts only (at most `maxRequests` requests: a count past that is "more than").
 async function bulkLoop(path, body, dryRun, maxRequests = 50) {
   const total = { matched: 0, acted: 0, skipped: 0, ignored: 0, not_found: 0, more: false };
-  let cursor = null;
-  for (let n = 0; ; n++) {
-    if (n >= maxRequests) { total.more = true; break; }
-    const answer = await api("POST", path, { ...body, dry_run: dryRun, ...(cursor ? { cursor } : {}) });
-    for (const k of ["matched", "acted", "skipped", "ignored", "not_found"]) total[k] += answer[k];
-    cursor = answer.next;
-    if (!cursor) break;
+  let n = 0;
+  for (const one of Array.isArray(body) ? body : [body]) {
+    let cursor = null;
+    for (; ; n++) {
+      if (n >= maxRequests) { total.more = true; return total; }
+      const answer = await api("POST", path, { ...one, dry_run: dryRun, ...(cursor ? { cursor } : {}) });
+      for (const k of ["matched", "acted", "skipped", "ignored", "not_found"]) total[k] += answer[k];
+      cursor = answer.next;
+      if (!cursor) { n++; break; }
+    }
   }
   return total;
+}
+
+// The ticked jobs as bulk requests, one per queue (naming the queue spares the API a
+// search of every queue for each id).
+function idBodies(action, ids) {
+  const byQueue = new Map();
+  for (const [id, queue] of ids) {
+    if (!byQueue.has(queue)) byQueue.set(queue, []);
+    byQueue.get(queue).push(id);
+  }
+  return [...byQueue].map(([queue, list]) => ({ action, ids: list, queue }));
 }
 
 // Counts, asks "<Verb> N jobs?", and acts. `kind` qualifies the jobs ("dead "), `where`
@@ -370,12 +384,12 @@ function queueView(queue) {
   });
 }
 
-// `selection` (optional): { ids: Set of selected ids, changed() } adds a checkbox per row.
+// `selection` (optional): { ids: Map of selected ids to their queues, changed() } adds a checkbox per row.
 function jobRows(tasks, withRetry, reload, selection) {
   return tasks.map((t) => el("tr", { "data-id": t.id, "data-status": t.status },
     selection ? el("td", {}, el("input", { type: "checkbox", class: "select", "aria-label": "select " + t.id,
       checked: selection.ids.has(t.id), onchange: (ev) => {
-        if (ev.target.checked) selection.ids.add(t.id); else selection.ids.delete(t.id);
+        if (ev.target.checked) selection.ids.set(t.id, t.queue); else selection.ids.delete(t.id);
         selection.changed();
       } })) : null,
     el("td", {}, el("a", { href: "#/job/" + t.id }, t.id)),
@@ -394,7 +408,7 @@ function jobTable(tasks, withRetry, reload, selection) {
   if (selection) {
     const all = el("input", { type: "checkbox", id: "select-page", "aria-label": "select this page",
       checked: tasks.length > 0 && tasks.every((t) => selection.ids.has(t.id)), onchange: (ev) => {
-        for (const t of tasks) { if (ev.target.checked) selection.ids.add(t.id); else selection.ids.delete(t.id); }
+        for (const t of tasks) { if (ev.target.checked) selection.ids.set(t.id, t.queue); else selection.ids.delete(t.id); }
         selection.changed(true);
       } });
     head.unshift(el("th", {}, all));
@@ -431,13 +445,13 @@ function jobsView(params) {
     el("input", { name: "group", placeholder: "group", value: params.get("group") || "" }),
     el("button", { type: "submit" }, "Filter"));
   // Selected ids of this page, or every job matching the filter ("all").
-  const selection = { ids: new Set(), all: false, changed: (rerender) => { selection.all = false; renderBar(); if (rerender) { shown = ""; tick(); } } };
+  const selection = { ids: new Map(), all: false, changed: (rerender) => { selection.all = false; renderBar(); if (rerender) { shown = ""; tick(); } } };
   const bulkBar = el("div", { class: "bulk", id: "bulk-bar" });
   let page = { tasks: [] };
   const renderBar = () => {
     const n = selection.ids.size;
     const act = (action) => el("button", { class: action === "retry" ? "" : "danger", id: "bulk-" + action, onclick: async () => {
-      const body = selection.all ? { action, filter } : { action, ids: [...selection.ids] };
+      const body = selection.all ? { action, filter } : idBodies(action, selection.ids);
       if (await confirmAndRun("/v2/tasks/bulk", body, action)) { selection.ids.clear(); selection.all = false; renderBar(); shown = ""; tick(); }
     } }, VERB[action]);
     const what = selection.all ? el("strong", { id: "selected-count" }, "All jobs matching this filter")

@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use tether_model::{Job, JobId, Status};
-use tether_store::{IndexPos, ListQuery, MAX_WALK_STEP, StoreError, Throughput, WalkOrder};
+use tether_store::{IndexPos, ListQuery, MAX_WALK_STEP, Throughput, WalkOrder};
 
 use crate::{Error, Producer};
 
@@ -97,6 +97,17 @@ pub struct Walked {
     pub next: Option<Cursor>,
 }
 
+/// What [`Producer::find_many`] found.
+#[derive(Debug, Clone)]
+pub enum FoundMany {
+    /// The summaries of the ids found and visible to this producer, and how many were
+    /// not (absent, or another owner's: the two are not told apart).
+    Jobs { jobs: Vec<Job>, missing: usize },
+    /// Looking the ids up would take `lookups` reads, more than allowed: the caller
+    /// should name their queue.
+    TooWide { lookups: usize },
+}
+
 impl Producer {
     /// The filter as this producer may apply it: its own owner's jobs only.
     fn scoped_filter(&self, filter: &ListQuery) -> ListQuery {
@@ -111,7 +122,8 @@ impl Producer {
     /// each oldest first), resuming after `after`, reading at most `budget` index
     /// entries, in steps of at most [`MAX_WALK_STEP`] (each a few ms of Redis time).
     /// An owner's walk reads that owner's index only. Sort, limit and marker of the
-    /// filter are not used. A cursor of a queue the filter does not cover is `NotFound`.
+    /// filter are not used. A cursor is a place in the order of queue names: one naming
+    /// no queue of the filter goes on at the next queue by name.
     ///
     /// ```no_run
     /// # async fn demo(producer: tether_producer::Producer) -> Result<(), tether_producer::Error> {
@@ -139,42 +151,52 @@ impl Producer {
         };
         queues.sort();
         queues.dedup();
-        let first = match after {
-            Some(c) => queues
-                .iter()
-                .position(|q| *q == c.queue)
-                .ok_or_else(|| StoreError::NotFound(format!("cursor {c}")))?,
-            None => 0,
-        };
+        // A cursor is a place in the order of queue names: the walk goes on at the
+        // first queue at or after it, whether or not a queue of that name exists (an
+        // answer that told them apart would name other owners' queues to a tenant).
+        let first = after.map_or(0, |c| queues.partition_point(|q| *q < c.queue));
+        let mut pos = after
+            .filter(|c| queues.get(first) == Some(&c.queue))
+            .map(|c| c.pos.clone());
         let mut walked = Walked {
             jobs: Vec::new(),
             examined: 0,
             next: None,
         };
-        let mut pos = after.map(|c| c.pos.clone());
-        for queue in &queues[first..] {
-            let budget = budget - walked.examined;
+        let rest = &queues[first..];
+        for (i, queue) in rest.iter().enumerate() {
+            let left = budget - walked.examined;
             let owner = filter.owner.as_deref();
             let order = WalkOrder::OldestFirst;
             let walk = self
-                .walk_queue(queue, owner, order, pos.take(), budget, &mut |job| {
+                .walk_queue(queue, owner, order, pos.take(), left, &mut |job| {
                     if filter.matches(&job) {
                         walked.jobs.push(job);
                     }
                 })
                 .await?;
             walked.examined += walk.read;
-            if !walk.finished {
-                let start = IndexPos {
+            let at = if !walk.finished {
+                walk.at.unwrap_or(IndexPos {
                     created_ms: 0,
                     id: String::new(),
-                };
-                walked.next = Some(Cursor {
-                    queue: queue.clone(),
-                    pos: walk.at.unwrap_or(start),
-                });
-                return Ok(walked);
-            }
+                })
+            } else if walked.examined >= budget && i + 1 < rest.len() {
+                // Out of budget at this queue's end: the cursor is past its last entry,
+                // so it names a queue this walk read, never the next one (which may be
+                // another owner's).
+                IndexPos {
+                    created_ms: i64::MAX,
+                    id: String::new(),
+                }
+            } else {
+                continue;
+            };
+            walked.next = Some(Cursor {
+                queue: queue.clone(),
+                pos: at,
+            });
+            return Ok(walked);
         }
         Ok(walked)
     }
@@ -222,6 +244,72 @@ impl Producer {
                 }
             }
         }
+    }
+
+    /// The summaries (no input or result) of `ids` visible to this producer. With
+    /// `queue`, they are read there (one pipelined read); without, each id not seen
+    /// before is looked for in every known queue, unless that takes more than
+    /// `max_lookups` reads (ids × queues), which is [`FoundMany::TooWide`] with nothing
+    /// read: a request's cost must not grow with the number of queues others create.
+    ///
+    /// ```no_run
+    /// # async fn demo(producer: tether_producer::Producer, ids: Vec<tether_producer::JobId>) -> Result<(), tether_producer::Error> {
+    /// use tether_producer::FoundMany;
+    /// match producer.find_many(&ids, Some("mail"), 20_000).await? {
+    ///     FoundMany::Jobs { jobs, missing } => println!("{} found, {missing} not", jobs.len()),
+    ///     FoundMany::TooWide { lookups } => println!("{lookups} lookups: name the queue"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn find_many(
+        &self,
+        ids: &[JobId],
+        queue: Option<&str>,
+        max_lookups: usize,
+    ) -> Result<FoundMany, Error> {
+        let mut by_queue: std::collections::BTreeMap<String, Vec<JobId>> = Default::default();
+        match queue {
+            // The store checks the name before it becomes a key.
+            Some(queue) => {
+                by_queue.insert(queue.to_owned(), ids.to_vec());
+            }
+            None => {
+                let mut unknown = Vec::new();
+                {
+                    let known = self.queue_of.lock().unwrap();
+                    for id in ids {
+                        match known.get(id) {
+                            Some(q) => by_queue.entry(q.clone()).or_default().push(*id),
+                            None => unknown.push(*id),
+                        }
+                    }
+                }
+                if !unknown.is_empty() {
+                    let queues = self.store.queues().await?;
+                    let lookups = unknown.len().saturating_mul(queues.len());
+                    if lookups > max_lookups {
+                        return Ok(FoundMany::TooWide { lookups });
+                    }
+                    let found = self.store.locate_jobs(&unknown, &queues).await?;
+                    for (id, queue) in unknown.into_iter().zip(found) {
+                        if let Some(queue) = queue {
+                            by_queue.entry(queue).or_default().push(id);
+                        }
+                    }
+                }
+            }
+        }
+        let mut jobs = Vec::with_capacity(ids.len());
+        for (queue, ids) in &by_queue {
+            for chunk in ids.chunks(MAX_WALK_STEP) {
+                let read = self.store.job_summaries(queue, chunk).await?;
+                jobs.extend(read.into_iter().filter(|job| self.visible(job)));
+            }
+        }
+        Ok(FoundMany::Jobs {
+            missing: ids.len() - jobs.len(),
+            jobs,
+        })
     }
 
     /// Applies `action` to `job` (a job a walk or a `get` read: its queue is known).

@@ -33,7 +33,7 @@ pub use tether_store::FlowState;
 mod bulk;
 mod external;
 mod queues;
-pub use bulk::{BulkAction, Cursor, Found, Walked};
+pub use bulk::{BulkAction, Cursor, Found, FoundMany, Walked};
 pub use external::ExternalTask;
 pub use tether_store::{
     CancelOutcome, Drive, Driven, IndexPos, ListQuery, Page, QueueStats, SortDir, SortKey,

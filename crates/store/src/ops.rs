@@ -128,6 +128,45 @@ impl Store {
         )))
     }
 
+    /// Which queue of `queues` holds each of `ids` (`None`: none of them): queue by
+    /// queue, one pipeline of `EXISTS` for the ids not placed yet, so the cost is at
+    /// most `ids × queues` commands in `queues` round trips; callers bound that product.
+    pub async fn locate_jobs(
+        &self,
+        ids: &[JobId],
+        queues: &[String],
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        let mut found: Vec<Option<String>> = vec![None; ids.len()];
+        for queue in queues {
+            let open: Vec<usize> = (0..ids.len()).filter(|i| found[*i].is_none()).collect();
+            if open.is_empty() {
+                break;
+            }
+            let keys = QueueKeys::new(queue);
+            let mut pipe = redis::pipe();
+            for i in &open {
+                pipe.exists(keys.job(&ids[*i].to_string()));
+            }
+            let exists: Vec<bool> = self
+                .idempotent(|| async { Ok(pipe.query_async(&mut self.conn()).await?) })
+                .await?;
+            for (i, there) in open.into_iter().zip(exists) {
+                if there {
+                    found[i] = Some(queue.clone());
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// The summaries (the listing's fields) of those of `ids` that `queue` holds, in
+    /// the order given: one pipelined read, with no input or result.
+    pub async fn job_summaries(&self, queue: &str, ids: &[JobId]) -> Result<Vec<Job>, StoreError> {
+        tether_model::validate_queue_name(queue)?;
+        let ids: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+        self.idempotent(|| self.summaries(queue, &ids)).await
+    }
+
     /// Deletes a finished job now, with its index entries (what retention does at its
     /// expiry). `owner` restricts it to that owner's jobs (others are `NotFound`); a job
     /// not final is `InvalidState`.
