@@ -372,7 +372,94 @@ async fn a_batch_enqueues_its_follow_up_once_with_a_summary(topology: Topology) 
     assert_consistent(&redis).await;
 }
 
+/// A connection to the node that holds `key`.
+fn node_of(redis: &TestRedis, key: &str) -> redis::Connection {
+    match redis {
+        TestRedis::Single(server) => server.connection(),
+        TestRedis::Cluster(cluster) => cluster.master_for(key).connection(),
+    }
+}
+
+/// Runs one command on the node that holds `key` (its first argument).
+fn raw(redis: &TestRedis, command: &str, key: &str, args: &[&str]) {
+    let _: redis::Value = redis::cmd(command)
+        .arg(key)
+        .arg(args)
+        .query(&mut node_of(redis, key))
+        .unwrap();
+}
+
+async fn the_check_follows_links_across_queues(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let worker = worker(&redis).await;
+    let producer = producer(&redis).await;
+    let id = fanout(
+        &producer,
+        json!({"children": 4, "child_ms": 10, "child_queue": "kids"}),
+    )
+    .await;
+    assert_eq!(finished(&producer, id, T).await.status, Status::Success);
+    worker.shutdown().await;
+    assert_consistent(&redis).await;
+    let kids = producer.get(id).await.unwrap().unwrap().subtasks;
+    let store = store(&redis).await;
+    let problems = async |queue: &str| store.check_consistency(queue).await.unwrap();
+
+    // The parent (queue default) forgets a child of queue kids.
+    raw(
+        &redis,
+        "ZREM",
+        &format!("tether:{{default}}:kids:{id}"),
+        &[&format!("{} kids", kids[0])],
+    );
+    let found = problems("kids").await;
+    assert!(
+        found.iter().any(|p| p.contains(&format!(
+            "child {} is missing from the list of its parent {id}",
+            kids[0]
+        ))),
+        "{found:?}"
+    );
+    // A listed child's record is lost, its index entry kept.
+    raw(
+        &redis,
+        "DEL",
+        &format!("tether:{{kids}}:job:{}", kids[1]),
+        &[],
+    );
+    let found = problems("default").await;
+    assert!(
+        found.iter().any(|p| p.contains(&format!(
+            "child {} (queue kids) of parent {id} is indexed but has no record",
+            kids[1]
+        ))),
+        "{found:?}"
+    );
+    // A listed child names another parent.
+    let stranger = JobId::new().to_string();
+    raw(
+        &redis,
+        "HSET",
+        &format!("tether:{{kids}}:job:{}", kids[2]),
+        &["par", &stranger],
+    );
+    let found = problems("default").await;
+    assert!(
+        found.iter().any(|p| p.contains(&format!(
+            "child {} (queue kids) on the list of parent {id} names parent {stranger}",
+            kids[2]
+        ))),
+        "{found:?}"
+    );
+    assert_eq!(
+        found.len(),
+        2,
+        "the intact child is not reported: {found:?}"
+    );
+}
+
 on_every_topology!(
+    the_check_follows_links_across_queues,
     a_batch_enqueues_its_follow_up_once_with_a_summary,
     cancelling_a_parent_cancels_its_subtree,
     failure_policies_and_the_retry_of_a_dead_parent,
