@@ -79,12 +79,32 @@ impl Handler for Nest {
     }
 }
 
+/// Spawns ten minute-long `sleep` children, then snoozes for a minute: a parent that is
+/// pending (scheduled) while its children run.
+#[derive(Debug, Clone, Copy)]
+struct SpawnThenSnooze;
+
+impl OneStep for SpawnThenSnooze {
+    type Input = Value;
+    type Output = Value;
+    async fn run(&self, ctx: &JobContext, _: Value) -> Result<Value, JobError> {
+        for _ in 0..10 {
+            let spec = JobSpec::new("sleep")
+                .queue("kids")
+                .input_json(json!({"ms": 60_000}));
+            ctx.spawn(spec).await?;
+        }
+        Err(JobError::snooze(Duration::from_secs(60)))
+    }
+}
+
 async fn worker(redis: &TestRedis) -> InProcessWorker {
     InProcessWorker::start(redis, |b| {
         b.queues(["default", "middle", "kids"])
             .concurrency(32)
             .handler("spawn_then_crash", SpawnThenCrash)
             .handler("nest", Nest)
+            .handler("spawn_then_snooze", SpawnThenSnooze)
     })
     .await
 }
@@ -458,7 +478,52 @@ async fn the_check_follows_links_across_queues(topology: Topology) {
     );
 }
 
+/// A canceller that dies half-way (the API or a producer killed after the parent's cancel,
+/// in the middle of its walk of the subtree) leaves no child of the cancelled parent to
+/// run: a parent waiting for its children cancels them when its worker stops it, and the
+/// workers' maintenance finishes a recorded cascade its canceller did not (here, that of
+/// a parent pending between two runs).
+async fn a_cancel_interrupted_half_way_still_reaches_every_child(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let worker = worker(&redis).await;
+    let producer = producer(&redis).await;
+    let store = store(&redis).await;
+    let waiting = fanout(
+        &producer,
+        json!({"children": 10, "child_ms": 60_000, "child_queue": "kids"}),
+    )
+    .await;
+    let snoozed = producer
+        .enqueue(JobSpec::new("spawn_then_snooze"))
+        .await
+        .unwrap();
+    for (parent, status) in [(waiting, Status::Processing), (snoozed, Status::Pending)] {
+        until_job(&producer, parent, T, |j| {
+            j.status == status && j.subtask_count == 10
+        })
+        .await;
+    }
+    let mut kids = producer.get(waiting).await.unwrap().unwrap().subtasks;
+    // The interrupted cancels: each parent's own cancel, and half of one parent's children.
+    store.cancel("default", waiting, None).await.unwrap();
+    store.cancel("default", snoozed, None).await.unwrap();
+    for kid in &kids[..5] {
+        store.cancel("kids", *kid, None).await.unwrap();
+    }
+    kids.extend(producer.get(snoozed).await.unwrap().unwrap().subtasks);
+    // Well before the children's minute is up.
+    let kids = all_finished(&producer, &kids, Duration::from_secs(30)).await;
+    assert_eq!(count(&kids, Status::Cancelled), 20, "{kids:?}");
+    assert_eq!(
+        finished(&producer, waiting, T).await.status,
+        Status::Cancelled
+    );
+    worker.shutdown().await;
+    assert_consistent(&redis).await;
+}
+
 on_every_topology!(
+    a_cancel_interrupted_half_way_still_reaches_every_child,
     the_check_follows_links_across_queues,
     a_batch_enqueues_its_follow_up_once_with_a_summary,
     cancelling_a_parent_cancels_its_subtree,

@@ -129,7 +129,8 @@ impl Store {
     /// A child that had already finished is not descended into. `owner` restricts it to
     /// that owner's jobs; `force` cancels non-cancelable ones too (admins). Returns how
     /// many were cancelled or asked to stop. Not atomic across queues: a canceller that
-    /// dies half-way leaves the rest running, and cancelling again goes on.
+    /// dies half-way leaves the rest running until a worker's maintenance finishes it
+    /// (see [`cascades`](Self::cascades)), or cancelling again goes on.
     pub async fn cancel_subtree(
         &self,
         queue: &str,
@@ -171,6 +172,41 @@ impl Store {
             level = next;
         }
         Ok(cancelled)
+    }
+
+    /// The cancelled parents of `queue` whose cascade is recorded (by the cancel) and not
+    /// yet marked done, oldest first, at most `limit`: a canceller that died half-way
+    /// leaves its parent here, and a worker's maintenance finishes the cascade.
+    pub async fn cascades(&self, queue: &str, limit: usize) -> Result<Vec<JobId>, StoreError> {
+        tether_model::validate_queue_name(queue)?;
+        let key = QueueKeys::new(queue).cascade();
+        let ids: Vec<String> = self
+            .idempotent(|| async {
+                Ok(redis::cmd("ZRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(limit.max(1) - 1)
+                    .query_async(&mut self.conn())
+                    .await?)
+            })
+            .await?;
+        Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
+    }
+
+    /// Marks the cascade of `id`'s cancel done (its subtree was walked).
+    pub async fn cascade_done(&self, queue: &str, id: JobId) -> Result<(), StoreError> {
+        tether_model::validate_queue_name(queue)?;
+        let key = QueueKeys::new(queue).cascade();
+        let _: i64 = self
+            .idempotent(|| async {
+                Ok(redis::cmd("ZREM")
+                    .arg(&key)
+                    .arg(id.to_string())
+                    .query_async(&mut self.conn())
+                    .await?)
+            })
+            .await?;
+        Ok(())
     }
 
     /// The children of `parent` (in `queue`) in spawn order, after the child `after`
