@@ -725,6 +725,8 @@ fn constrain_parameters(operation: &mut Value, path: &str) {
             (Some("query"), "q") => json!({"type": "string", "minLength": 1,
                 "maxLength": crate::console::MAX_SEARCH_LEN,
                 "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"}),
+            // Any text: one that is no trace context is ignored.
+            (Some("header"), "traceparent" | "tracestate") => json!({"type": "string"}),
             (place, other) => panic!("{path}: parameter {other} in {place:?} has no bounds"),
         };
         p["schema"] = schema;

@@ -256,6 +256,14 @@ fn start_by(value: &Value) -> Result<tether_model::StartBy, ApiError> {
 }
 
 #[utoipa::path(post, path = "/v2/tasks", tag = "tasks", request_body = CreateTask,
+    params(
+        ("traceparent" = Option<String>, Header, description = "W3C trace context \
+            (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`): the task's spans, and \
+            those of the children it spawns, join the caller's trace. An invalid one is \
+            ignored, never refused."),
+        ("tracestate" = Option<String>, Header, description = "W3C vendor trace state, \
+            kept with a valid `traceparent`."),
+    ),
     responses((status = 201, description = "Created", body = Object), (status = 400, body = ApiError),
         (status = 401, body = ApiError), (status = 403, description = "QueueNotAllowed", body = ApiError),
         (status = 413, body = ApiError), (status = 415, body = ApiError),
