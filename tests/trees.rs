@@ -565,6 +565,22 @@ async fn get_json_and_tree_show_the_links() {
     assert!(tree.lines().next().unwrap().contains("fanout"), "{tree}");
     assert_eq!(tree.matches("success").count(), 4, "{tree}");
     assert!(tree.contains("└─ "), "{tree}");
+    // A reader that stops early (`| head -1`) ends the output, not in a crash.
+    let mut reader_gone = std::process::Command::new(tether_testkit::tether_bin())
+        .args(["get", &id.to_string(), "--tree", "--redis", &redis.url()])
+        .env_remove("TETHER_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(reader_gone.stdout.take());
+    let out = reader_gone.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Workers killed with SIGKILL while a batch of 300 children runs: every child runs, the
