@@ -7,7 +7,6 @@ mod browser;
 use browser::*;
 use fantoccini::{Client, Locator};
 use serde_json::json;
-use tempfile::TempDir;
 use tether_model::JobSpec;
 use tether_suite::*;
 use tether_testkit::RedisServer;
@@ -38,15 +37,7 @@ async fn until_child(client: &Client, id: &str, cond: impl Fn(u32) -> bool) -> u
 #[ignore = "full tier: needs chromium and chromedriver"]
 async fn a_parents_page_shows_its_children_with_live_progress() {
     let redis = RedisServer::start(RedisOptions::default());
-    let dir = TempDir::new().unwrap();
-    let tokens = dir.path().join("tokens.toml").display().to_string();
-    std::fs::write(
-        &tokens,
-        format!("[[tokens]]\ntoken = \"{ADMIN_TOKEN}\"\nowner = \"ops\"\nrole = \"admin\"\n"),
-    )
-    .unwrap();
-    let _worker = WorkerProcess::start(&redis, &["--concurrency", "8"]);
-    let api_process = ApiProcess::start(&redis, &["--tokens", &tokens]);
+    let (_dir, _worker, api_process) = console(&redis, ADMIN_TOKEN, &["--concurrency", "8"]);
 
     // A batch of three children, each reporting its progress in 40 steps of 300 ms.
     let producer = producer(&redis).await;

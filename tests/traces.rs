@@ -263,6 +263,13 @@ fn traced_end_to_end(topology: Topology) {
         r#"{"type": "fanout", "input": {"children": 2, "child_ms": 10, "child_queue": "kids"}}"#,
     );
 
+    // An attempt of one of the parent's children (the only `sleep` jobs).
+    let child_attempt = |s: &Got| {
+        s.name == "attempt"
+            && s.attributes
+                .get("tether.job.type")
+                .is_some_and(|t| t == "sleep")
+    };
     let outcome_of = |id: JobId, attempt: &'static str| {
         let id = id.to_string();
         move |s: &Got| {
@@ -273,15 +280,7 @@ fn traced_end_to_end(topology: Topology) {
     };
     let spans = eventually_blocking(Duration::from_secs(30), "the spans of both jobs", || {
         let spans = received.lock().unwrap().clone();
-        let children = spans
-            .iter()
-            .filter(|s| {
-                s.name == "attempt"
-                    && s.attributes
-                        .get("tether.job.type")
-                        .is_some_and(|t| t == "sleep")
-            })
-            .count();
+        let children = spans.iter().filter(|s| child_attempt(s)).count();
         let done = spans.iter().any(outcome_of(import, "1"))
             && spans.iter().any(outcome_of(flaky, "2"))
             && spans.iter().any(outcome_of(fanout, "1"))
@@ -392,15 +391,7 @@ fn traced_end_to_end(topology: Topology) {
     let spawning = one(&spans, "the parent's handle", |s| {
         s.name == "handle" && s.parent == parent_attempt.span_id
     });
-    let children: Vec<&Got> = spans
-        .iter()
-        .filter(|s| {
-            s.name == "attempt"
-                && s.attributes
-                    .get("tether.job.type")
-                    .is_some_and(|t| t == "sleep")
-        })
-        .collect();
+    let children: Vec<&Got> = spans.iter().filter(|s| child_attempt(s)).collect();
     assert_eq!(children.len(), 2, "{children:#?}");
     for child in children {
         assert_eq!(child.trace_id, tree_trace, "{child:#?}");

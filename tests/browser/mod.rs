@@ -117,3 +117,26 @@ pub(crate) async fn doc_image(client: &Client, path: &str) {
     std::fs::write(&path, shot).unwrap();
     eprintln!("screenshot: {path}");
 }
+
+/// A console to drive: `tether api` with one admin token (`token`, owner `ops`) and a
+/// `tether worker` started with `worker_args`. Keep what it returns while the test runs.
+pub(crate) fn console(
+    redis: &impl tether_testkit::RedisEndpoint,
+    token: &str,
+    worker_args: &[&str],
+) -> (
+    tempfile::TempDir,
+    tether_suite::WorkerProcess,
+    tether_suite::ApiProcess,
+) {
+    let dir = tempfile::TempDir::new().unwrap();
+    let tokens = dir.path().join("tokens.toml").display().to_string();
+    std::fs::write(
+        &tokens,
+        format!("[[tokens]]\ntoken = \"{token}\"\nowner = \"ops\"\nrole = \"admin\"\n"),
+    )
+    .unwrap();
+    let worker = tether_suite::WorkerProcess::start(redis, worker_args);
+    let api = tether_suite::ApiProcess::start(redis, &["--tokens", &tokens]);
+    (dir, worker, api)
+}
