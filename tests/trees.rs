@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tether_model::tree::FailurePolicy;
 use tether_model::{JobId, JobSpec, Status};
 use tether_producer::Producer;
 use tether_suite::*;
@@ -98,6 +99,41 @@ impl OneStep for SpawnThenSnooze {
     }
 }
 
+/// Spawns one external task (in queue kids) and waits for it: a tree with a child no
+/// worker runs.
+#[derive(Debug, Clone, Copy)]
+struct AwaitExternal;
+
+impl Handler for AwaitExternal {
+    type Input = Value;
+    type Progress = ();
+    type Output = Value;
+
+    async fn handle(&self, ctx: &JobContext, _: &Value) -> Result<Step<(), Value>, JobError> {
+        let spec = JobSpec::new("export")
+            .queue("kids")
+            .external(Duration::from_secs(30));
+        ctx.spawn(spec).await?;
+        Ok(Step::Started(()))
+    }
+
+    async fn check_complete(
+        &self,
+        ctx: &JobContext,
+        _: &Value,
+        _: &mut (),
+    ) -> Result<Check<Value>, JobError> {
+        Ok(match ctx.fan_in(FailurePolicy::WaitAll).await? {
+            Some(children) => Check::Done(json!({"children": children.len()})),
+            None => Check::Pending,
+        })
+    }
+
+    fn check_interval(&self) -> (Duration, Duration) {
+        (Duration::from_millis(20), Duration::from_millis(100))
+    }
+}
+
 async fn worker(redis: &TestRedis) -> InProcessWorker {
     InProcessWorker::start(redis, |b| {
         b.queues(["default", "middle", "kids"])
@@ -105,6 +141,7 @@ async fn worker(redis: &TestRedis) -> InProcessWorker {
             .handler("spawn_then_crash", SpawnThenCrash)
             .handler("nest", Nest)
             .handler("spawn_then_snooze", SpawnThenSnooze)
+            .handler("await_external", AwaitExternal)
     })
     .await
 }
@@ -522,7 +559,37 @@ async fn a_cancel_interrupted_half_way_still_reaches_every_child(topology: Topol
     assert_consistent(&redis).await;
 }
 
+/// A child no worker runs: the parent's fan-in waits for its driver, and rolls its
+/// reported progress up.
+async fn an_external_task_is_a_child_of_a_tree(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let worker = worker(&redis).await;
+    let producer = producer(&redis).await.for_owner("alice");
+    let id = producer
+        .enqueue(JobSpec::new("await_external"))
+        .await
+        .unwrap();
+    let parent = until_job(&producer, id, T, |j| j.subtask_count == 1).await;
+    let child = parent.subtasks[0];
+    let driver = producer.external_task(child);
+    driver.progress(40, Some("copying")).await.unwrap();
+    until_job(&producer, id, T, |j| j.progress == 40).await;
+    let shown = producer.get(child).await.unwrap().unwrap();
+    assert!(shown.external);
+    assert_eq!(shown.queue, "kids");
+    assert_eq!(shown.parent_id, Some(id));
+    assert_eq!(shown.root_id, Some(id));
+    assert_eq!(shown.owner.as_deref(), Some("alice"));
+    driver.complete(Some(&json!({"ok": true}))).await.unwrap();
+    let parent = finished(&producer, id, T).await;
+    assert_eq!(parent.status, Status::Success, "{parent:?}");
+    assert_eq!(parent.result.unwrap()["children"], 1);
+    worker.shutdown().await;
+    assert_consistent(&redis).await;
+}
+
 on_every_topology!(
+    an_external_task_is_a_child_of_a_tree,
     a_cancel_interrupted_half_way_still_reaches_every_child,
     the_check_follows_links_across_queues,
     a_batch_enqueues_its_follow_up_once_with_a_summary,
