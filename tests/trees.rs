@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tether_model::tree::FailurePolicy;
 use tether_model::{JobId, JobSpec, Status};
-use tether_producer::Producer;
+use tether_producer::{ErrorKind, Producer};
 use tether_suite::*;
 use tether_testkit::TestRedis;
 use tether_worker::{Check, Child, Handler, JobContext, JobError, OneStep, Step};
@@ -588,7 +588,71 @@ async fn an_external_task_is_a_child_of_a_tree(topology: Topology) {
     assert_consistent(&redis).await;
 }
 
+/// An external task as the root of a tree of worker jobs: its driver spawns children in
+/// another queue (each key once), sees them run, and a cancel of the task reaches them;
+/// another owner cannot spawn under it, nor anyone under a worker's job or after its end.
+async fn an_external_task_is_a_parent_of_worker_jobs(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let worker = worker(&redis).await;
+    let alice = producer(&redis).await.for_owner("alice");
+    let sleep = |ms: u64| {
+        JobSpec::new("sleep")
+            .queue("kids")
+            .input_json(json!({"ms": ms}))
+    };
+    let task = alice
+        .create_external(JobSpec::new("migrate"), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let a = task.spawn("disk-a", sleep(20)).await.unwrap();
+    let b = task.spawn("disk-b", sleep(20)).await.unwrap();
+    assert_eq!(
+        task.spawn("disk-a", sleep(20)).await.unwrap(),
+        a,
+        "a key spawns once"
+    );
+    let kids = all_finished(&alice, &[a, b], T).await;
+    assert_eq!(count(&kids, Status::Success), 2);
+    for kid in &kids {
+        assert_eq!(kid.parent_id, Some(task.id()));
+        assert_eq!(kid.root_id, Some(task.id()));
+        assert_eq!(kid.owner.as_deref(), Some("alice"));
+        assert_eq!(kid.queue, "kids");
+    }
+    let parent = alice.get(task.id()).await.unwrap().unwrap();
+    assert_eq!(parent.subtasks, [a, b], "listed in spawn order");
+    assert_eq!(parent.status, Status::Pending, "its driver decides its end");
+
+    // Another owner's driver does not see it; a worker's job spawns its own children.
+    let bob = alice.for_owner("bob");
+    let refused = bob.spawn_under_external(task.id(), "x", sleep(20)).await;
+    assert!(refused.unwrap_err().is_not_found());
+    let run = alice.enqueue(JobSpec::new("noop")).await.unwrap();
+    finished(&alice, run, T).await;
+    let refused = alice.spawn_under_external(run, "x", sleep(20)).await;
+    assert_eq!(refused.unwrap_err().kind(), ErrorKind::NotSupported);
+
+    // A cancel of the task reaches a running child; after the task's end, no spawn.
+    let long = task.spawn("long", sleep(60_000)).await.unwrap();
+    until_job(&alice, long, T, |j| j.status == Status::Processing).await;
+    alice.cancel(task.id()).await.unwrap();
+    assert_eq!(finished(&alice, long, T).await.status, Status::Cancelled);
+    task.abort(Some("RequestCanceled"), Some("stopped"))
+        .await
+        .unwrap();
+    let late = task.spawn("late", sleep(20)).await;
+    assert_eq!(
+        late.unwrap_err().kind(),
+        ErrorKind::InvalidState {
+            status: Status::Failure
+        }
+    );
+    worker.shutdown().await;
+    assert_consistent(&redis).await;
+}
+
 on_every_topology!(
+    an_external_task_is_a_parent_of_worker_jobs,
     an_external_task_is_a_child_of_a_tree,
     a_cancel_interrupted_half_way_still_reaches_every_child,
     the_check_follows_links_across_queues,

@@ -19,6 +19,15 @@ pub(crate) fn parse_kid(member: &str) -> Option<(JobId, &str)> {
 /// A child's `st`, `pg`, `wt`, `ec` as read.
 type ChildRow = (Option<String>, Option<u8>, Option<u32>, Option<String>);
 
+/// Who records a child in its parent's list: the parent's lease holder, or an external
+/// parent's driver (`token` `ext:<owner>`; no index: after the last child).
+struct Adopter<'a> {
+    queue: &'a str,
+    parent: JobId,
+    token: &'a str,
+    index: Option<u64>,
+}
+
 /// A spawned child: its id, and whether this call enqueued it (false: an earlier run of
 /// the parent had).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,35 +75,83 @@ impl Store {
         lease: &Lease,
         key: &str,
         index: u64,
-        mut spec: JobSpec,
+        spec: JobSpec,
     ) -> Result<Spawned, LeaseError> {
+        let adopter = Adopter {
+            queue: &lease.queue,
+            parent: lease.id,
+            token: lease.token.as_str(),
+            index: Some(index),
+        };
+        match self.spawn_as(&adopter, key, spec).await? {
+            Ok(spawned) => Ok(spawned),
+            Err(_) => Err(LeaseError::Lost),
+        }
+    }
+
+    /// Spawns `spec` as a child of the external task `parent` (in `queue`), for its
+    /// driver: as [`spawn`](Self::spawn), with the task's owner check instead of a lease
+    /// (`owner`: the caller's; `None` for an administrator). The child is listed after
+    /// the task's other children; spawning the same `key` again returns the same child.
+    /// `NotFound` (not the caller's), `NotSupported` (not an external task) or
+    /// `InvalidState` (it ended) write nothing.
+    pub async fn spawn_under_external(
+        &self,
+        queue: &str,
+        parent: JobId,
+        owner: Option<&str>,
+        key: &str,
+        spec: JobSpec,
+    ) -> Result<Spawned, StoreError> {
+        tether_model::validate_queue_name(queue)?;
+        let token = format!("ext:{}", owner.unwrap_or(""));
+        let adopter = Adopter {
+            queue,
+            parent,
+            token: &token,
+            index: None,
+        };
+        match self.spawn_as(&adopter, key, spec).await? {
+            Ok(spawned) => Ok(spawned),
+            Err(word) => Err(crate::reply::refusal("adopt", &word, &parent.to_string())),
+        }
+    }
+
+    /// Records the child in its parent's list, then enqueues it; `Ok(Err(word))` when the
+    /// parent's script refused (the word says why).
+    async fn spawn_as(
+        &self,
+        adopter: &Adopter<'_>,
+        key: &str,
+        mut spec: JobSpec,
+    ) -> Result<Result<Spawned, String>, StoreError> {
         if key.is_empty() || key.len() > tether_model::tree::MAX_CHILD_KEY {
             return Err(StoreError::from(SpecError::TooLong {
                 field: "child key",
                 max: tether_model::tree::MAX_CHILD_KEY,
-            })
-            .into());
+            }));
         }
-        spec.validate().map_err(StoreError::from)?;
-        let id = child_id(lease.id, key);
-        let keys = QueueKeys::new(&lease.queue);
+        spec.validate()?;
+        let id = child_id(adopter.parent, key);
+        let keys = QueueKeys::new(adopter.queue);
         let member = format!("{id} {}", spec.queue);
+        let index = adopter.index.map(|i| i.to_string()).unwrap_or_default();
         let (word, root, owner): (String, String, String) = self
             .idempotent(|| async {
                 let mut inv = Self::invocation(&SCRIPTS.adopt, &keys);
-                inv.arg(lease.id.to_string())
-                    .arg(lease.token.as_str())
-                    .arg(index)
+                inv.arg(adopter.parent.to_string())
+                    .arg(adopter.token)
+                    .arg(&index)
                     .arg(&member);
                 Ok(inv.invoke_async(&mut self.conn()).await?)
             })
             .await?;
         if word != "OK" {
-            return Err(LeaseError::Lost);
+            return Ok(Err(word));
         }
         spec.parent = Some(ParentLink {
-            id: lease.id,
-            queue: lease.queue.clone(),
+            id: adopter.parent,
+            queue: adopter.queue.to_owned(),
             root: root.parse().map_err(|e| StoreError::decode("root", e))?,
         });
         if !owner.is_empty() {
@@ -109,19 +166,18 @@ impl Store {
                 .arg(&key)
                 .arg(&["st", "dead"])
                 .query_async(&mut self.conn())
-                .await
-                .map_err(StoreError::from)?;
+                .await?;
             if st.as_deref() == Some("failure") && dead.as_deref() == Some("1") {
                 match self.retry_dead(&spec.queue, id, None).await {
                     Ok(()) | Err(StoreError::InvalidState(_)) => {}
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(e),
                 }
             }
         }
-        Ok(Spawned {
+        Ok(Ok(Spawned {
             id,
             created: done.written_now,
-        })
+        }))
     }
 
     /// Cancels every unfinished job below `id` (in `queue`), level by level: pending
