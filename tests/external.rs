@@ -456,6 +456,22 @@ async fn the_cli_creates_and_drives_an_external_task() {
     assert!(answer["lease_expires_at"].is_string(), "{answer}");
     let (ok, _, err) = cli(&redis, &["task", "describe", &id, "snapshotting"]);
     assert!(ok, "{err}");
+    // Its driver spawns a child (no worker here: it waits, pending), once per key.
+    let spawn = [
+        "task", "spawn", &id, "disk-0", "--type", "noop", "--queue", "disks",
+    ];
+    let (ok, out, err) = cli(&redis, &spawn);
+    assert!(ok, "{err}");
+    let child = out.trim().to_owned();
+    let (ok, again, err) = cli(&redis, &spawn);
+    assert!(ok, "{err}");
+    assert_eq!(again.trim(), child, "a key spawns once");
+    let (ok, out, err) = cli(&redis, &["get", &child, "--json"]);
+    assert!(ok, "{err}");
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["parent_id"], id.as_str());
+    assert_eq!(shown["queue"], "disks");
+    assert_eq!(shown["status"], "pending");
     let (ok, out, err) = cli(&redis, &["task", "progress", &id, "70"]);
     assert!(ok, "{err}");
     assert!(out.contains("processing 70%"), "{out}");
