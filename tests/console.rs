@@ -3,57 +3,16 @@
 //! Needs the Debian packages chromium and chromium-driver (scripts/test.sh
 //! installs them). A screenshot of the job page is left in target/tmp.
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
+mod browser;
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use browser::*;
+use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tether_suite::*;
-use tether_testkit::{ChildGuard, RedisServer, free_port, poll};
+use tether_testkit::{RedisServer, poll};
 
 const ADMIN_TOKEN: &str = "console-admin-token-0123456789";
-const T: Duration = Duration::from_secs(30);
-
-struct Browser {
-    client: Client,
-    _driver: ChildGuard,
-}
-
-async fn browser() -> Browser {
-    let port = free_port();
-    let driver = ChildGuard::spawn({
-        let mut cmd = Command::new("chromedriver");
-        cmd.arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        cmd
-    });
-    eventually(
-        Duration::from_secs(20),
-        "chromedriver did not start",
-        async || std::net::TcpStream::connect(("127.0.0.1", port)),
-    )
-    .await;
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": "/usr/bin/chromium",
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=1280,900"]
-        }),
-    );
-    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("a WebDriver session in headless Chromium");
-    Browser {
-        client,
-        _driver: driver,
-    }
-}
 
 /// A Redis, a worker (queue `default`, four jobs at once) and `tether api` with an
 /// admin token.
@@ -94,50 +53,6 @@ fn api(port: u16, method: &str, path: &str, body: Value) -> (u16, Value) {
     };
     let (status, text) = http(port, method, path, &headers, &body);
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-/// The text of the first element matching `css`, once it exists.
-async fn text(client: &Client, css: &str) -> String {
-    let found = client
-        .wait()
-        .at_most(T)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no element {css}: {e}"));
-    found.text().await.unwrap_or_default()
-}
-
-/// Polls until the text of `css` satisfies `cond`; returns it.
-async fn until_text(client: &Client, css: &str, cond: impl Fn(&str) -> bool) -> String {
-    eventually(T, format!("{css} never matched"), async || {
-        let now = match client.find(Locator::Css(css)).await {
-            Ok(e) => e.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        if cond(&now) {
-            Ok(now)
-        } else {
-            Err(format!("text {now:?}"))
-        }
-    })
-    .await
-}
-
-/// Clicks the element matching `css`, finding it again if the page replaced it meanwhile.
-async fn click(client: &Client, css: &str) {
-    eventually(T, format!("cannot click {css}"), async || {
-        client
-            .find(Locator::Css(css))
-            .await?
-            .click()
-            .await
-            .map(drop)
-    })
-    .await
-}
-
-fn percent(text: &str) -> u32 {
-    text.trim_end_matches('%').trim().parse().unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,15 +186,6 @@ async fn the_console_shows_queues_follows_a_job_cancels_it_and_retries_a_dead_on
 async fn screenshot(client: &Client, name: &str) {
     let shot = client.screenshot().await.expect("screenshot");
     let path = format!("{}/{name}.png", env!("CARGO_TARGET_TMPDIR"));
-    std::fs::write(&path, shot).unwrap();
-    eprintln!("screenshot: {path}");
-}
-
-/// Saves what the browser shows as `path` under the repository (the documentation's
-/// screenshots).
-async fn save_doc_image(client: &Client, path: &str) {
-    let shot = client.screenshot().await.expect("screenshot");
-    let path = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
     std::fs::write(&path, shot).unwrap();
     eprintln!("screenshot: {path}");
 }
@@ -453,7 +359,7 @@ async fn the_console_acts_on_many_jobs_finds_jobs_and_sets_up_queues() {
     .await;
     click(&client, "#bulk-cancel").await;
     asks(&client, "Cancel 1,233 jobs?").await;
-    save_doc_image(&client, "docs/img/console-bulk-confirm.png").await;
+    doc_image(&client, "docs/img/console-bulk-confirm.png").await;
     // Back changes nothing.
     click(&client, "#confirm-no").await;
     let pending = json!({"queue": "imports", "status": "pending"});
@@ -550,7 +456,7 @@ async fn the_console_acts_on_many_jobs_finds_jobs_and_sets_up_queues() {
         click(&client, &format!("tr[data-id='{id}'] input.select")).await;
     }
     until_text(&client, "#selected-count", |t| t == "4 selected").await;
-    save_doc_image(&client, "docs/images/console-jobs.png").await;
+    doc_image(&client, "docs/images/console-jobs.png").await;
     client.close().await.unwrap();
     drop(driver);
 }

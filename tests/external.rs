@@ -402,7 +402,56 @@ async fn the_library_handle_drives_a_task_and_watchers_follow_it(topology: Topol
     assert_consistent(&redis).await;
 }
 
+/// An external task's driver spawns children over REST (worker jobs, in another queue):
+/// once per key, listed under the task; another tenant gets 404, a task a worker runs
+/// 409 NotSupported, an ended task 409 InvalidState, hostile bodies 400.
+async fn a_driver_spawns_children_over_rest(topology: Topology) {
+    let env = env(topology);
+    let id = env.create(external("30s"));
+    // A whole number written with a fraction (as JSON Schema's integer allows) is one.
+    let child = json!({"key": "disk-0", "type": "noop", "queue": "disks", "weight": 2.0});
+    let (status, first) = env.drive(ALICE, &id, "children", child.clone());
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(first["parent_id"], id.as_str());
+    assert_eq!(first["root_id"], id.as_str());
+    assert_eq!(first["queue"], "disks");
+    assert_eq!(first["owner"], "alice");
+    let (status, again) = env.drive(ALICE, &id, "children", child.clone());
+    assert_eq!(status, 201, "{again}");
+    assert_eq!(again["id"], first["id"], "a key spawns once");
+    let (status, listed) = env.call(ALICE, "GET", &format!("/v2/tasks?parent={id}"), None);
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["tasks"].as_array().unwrap().len(), 1);
+    assert_eq!(env.show(&id)["subtask_count"], 1);
+
+    let (status, answer) = env.drive(BOB, &id, "children", child.clone());
+    assert_eq!(status, 404, "{answer}");
+    for body in [
+        json!({"key": "", "type": "noop"}),
+        json!({"key": "k", "type": "no such type"}),
+        json!({"key": "k", "type": "noop", "queue": "bad queue"}),
+        json!({"key": "k", "type": "noop", "external": true}),
+        json!({"type": "noop"}),
+        json!({"key": "k", "type": "noop", "weight": 1.5}),
+    ] {
+        let (status, answer) = env.drive(ALICE, &id, "children", body.clone());
+        assert_eq!(status, 400, "{body}: {answer}");
+    }
+    let run = env.create(json!({"type": "noop"}));
+    let (status, answer) = env.drive(ALICE, &run, "children", child.clone());
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["code"], "NotSupported");
+    let (status, _) = env.drive(ALICE, &id, "complete", json!({}));
+    assert_eq!(status, 200);
+    let late = json!({"key": "late", "type": "noop"});
+    let (status, answer) = env.drive(ALICE, &id, "children", late);
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["code"], "InvalidState");
+    assert_consistent(&env.redis).await;
+}
+
 on_every_topology!(
+    a_driver_spawns_children_over_rest,
     the_library_handle_drives_a_task_and_watchers_follow_it,
     driven_from_creation_to_success_and_late_calls_change_nothing,
     abort_records_the_fault_and_cancel_is_seen_by_the_driver,
@@ -456,6 +505,22 @@ async fn the_cli_creates_and_drives_an_external_task() {
     assert!(answer["lease_expires_at"].is_string(), "{answer}");
     let (ok, _, err) = cli(&redis, &["task", "describe", &id, "snapshotting"]);
     assert!(ok, "{err}");
+    // Its driver spawns a child (no worker here: it waits, pending), once per key.
+    let spawn = [
+        "task", "spawn", &id, "disk-0", "--type", "noop", "--queue", "disks",
+    ];
+    let (ok, out, err) = cli(&redis, &spawn);
+    assert!(ok, "{err}");
+    let child = out.trim().to_owned();
+    let (ok, again, err) = cli(&redis, &spawn);
+    assert!(ok, "{err}");
+    assert_eq!(again.trim(), child, "a key spawns once");
+    let (ok, out, err) = cli(&redis, &["get", &child, "--json"]);
+    assert!(ok, "{err}");
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["parent_id"], id.as_str());
+    assert_eq!(shown["queue"], "disks");
+    assert_eq!(shown["status"], "pending");
     let (ok, out, err) = cli(&redis, &["task", "progress", &id, "70"]);
     assert!(ok, "{err}");
     assert!(out.contains("processing 70%"), "{out}");

@@ -226,7 +226,18 @@ fn traced_end_to_end(topology: Topology) {
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
     ];
     let api = ApiProcess::start_with_env(&redis, &["--insecure-no-auth"], &env);
-    let _worker = WorkerProcess::start_with_env(&redis, &["--concurrency", "4"], &env);
+    let _worker = WorkerProcess::start_with_env(
+        &redis,
+        &[
+            "--concurrency",
+            "4",
+            "--queue",
+            "default",
+            "--queue",
+            "kids",
+        ],
+        &env,
+    );
 
     let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
@@ -244,7 +255,21 @@ fn traced_end_to_end(topology: Topology) {
         &format!("00-{retried_trace}-b7ad6b7169203331-01"),
         r#"{"type": "flaky", "input": {"fail_times": 1}, "max_attempts": 3}"#,
     );
+    // A parent spawning two children (in another queue).
+    let tree_trace = "5c3e5a1d2b7f4e6a9d8c7b6a5f4e3d2c";
+    let fanout = create(
+        api.port,
+        &format!("00-{tree_trace}-1a2b3c4d5e6f7081-01"),
+        r#"{"type": "fanout", "input": {"children": 2, "child_ms": 10, "child_queue": "kids"}}"#,
+    );
 
+    // An attempt of one of the parent's children (the only `sleep` jobs).
+    let child_attempt = |s: &Got| {
+        s.name == "attempt"
+            && s.attributes
+                .get("tether.job.type")
+                .is_some_and(|t| t == "sleep")
+    };
     let outcome_of = |id: JobId, attempt: &'static str| {
         let id = id.to_string();
         move |s: &Got| {
@@ -255,8 +280,11 @@ fn traced_end_to_end(topology: Topology) {
     };
     let spans = eventually_blocking(Duration::from_secs(30), "the spans of both jobs", || {
         let spans = received.lock().unwrap().clone();
+        let children = spans.iter().filter(|s| child_attempt(s)).count();
         let done = spans.iter().any(outcome_of(import, "1"))
             && spans.iter().any(outcome_of(flaky, "2"))
+            && spans.iter().any(outcome_of(fanout, "1"))
+            && children >= 2
             && spans.iter().filter(|s| s.name == "attempt").count() >= 3;
         let count = spans.len();
         done.then_some(spans)
@@ -353,6 +381,23 @@ fn traced_end_to_end(topology: Topology) {
         s.name == "handle" && s.parent == first.span_id
     });
     assert!(failed_handle.error);
+
+    // The tree: each child's attempt is in its parent's trace, a child of the parent's
+    // step that spawned it.
+    let parent_attempt = one(&spans, "the parent's attempt", |s| {
+        s.name == "attempt" && s.attributes.get("tether.job.id") == Some(&fanout.to_string())
+    });
+    assert_eq!(parent_attempt.trace_id, tree_trace);
+    let spawning = one(&spans, "the parent's handle", |s| {
+        s.name == "handle" && s.parent == parent_attempt.span_id
+    });
+    let children: Vec<&Got> = spans.iter().filter(|s| child_attempt(s)).collect();
+    assert_eq!(children.len(), 2, "{children:#?}");
+    for child in children {
+        assert_eq!(child.trace_id, tree_trace, "{child:#?}");
+        assert_eq!(child.parent, spawning.span_id, "{child:#?}");
+        assert_eq!(child.attributes["tether.queue"], "kids");
+    }
 }
 
 #[test]

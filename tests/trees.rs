@@ -6,8 +6,9 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tether_model::tree::FailurePolicy;
 use tether_model::{JobId, JobSpec, Status};
-use tether_producer::Producer;
+use tether_producer::{ErrorKind, Producer};
 use tether_suite::*;
 use tether_testkit::TestRedis;
 use tether_worker::{Check, Child, Handler, JobContext, JobError, OneStep, Step};
@@ -79,12 +80,68 @@ impl Handler for Nest {
     }
 }
 
+/// Spawns ten minute-long `sleep` children, then snoozes for a minute: a parent that is
+/// pending (scheduled) while its children run.
+#[derive(Debug, Clone, Copy)]
+struct SpawnThenSnooze;
+
+impl OneStep for SpawnThenSnooze {
+    type Input = Value;
+    type Output = Value;
+    async fn run(&self, ctx: &JobContext, _: Value) -> Result<Value, JobError> {
+        for _ in 0..10 {
+            let spec = JobSpec::new("sleep")
+                .queue("kids")
+                .input_json(json!({"ms": 60_000}));
+            ctx.spawn(spec).await?;
+        }
+        Err(JobError::snooze(Duration::from_secs(60)))
+    }
+}
+
+/// Spawns one external task (in queue kids) and waits for it: a tree with a child no
+/// worker runs.
+#[derive(Debug, Clone, Copy)]
+struct AwaitExternal;
+
+impl Handler for AwaitExternal {
+    type Input = Value;
+    type Progress = ();
+    type Output = Value;
+
+    async fn handle(&self, ctx: &JobContext, _: &Value) -> Result<Step<(), Value>, JobError> {
+        let spec = JobSpec::new("export")
+            .queue("kids")
+            .external(Duration::from_secs(30));
+        ctx.spawn(spec).await?;
+        Ok(Step::Started(()))
+    }
+
+    async fn check_complete(
+        &self,
+        ctx: &JobContext,
+        _: &Value,
+        _: &mut (),
+    ) -> Result<Check<Value>, JobError> {
+        Ok(match ctx.fan_in(FailurePolicy::WaitAll).await? {
+            Some(children) => Check::Done(json!({"children": children.len()})),
+            None => Check::Pending,
+        })
+    }
+
+    fn check_interval(&self) -> (Duration, Duration) {
+        (Duration::from_millis(20), Duration::from_millis(100))
+    }
+}
+
 async fn worker(redis: &TestRedis) -> InProcessWorker {
     InProcessWorker::start(redis, |b| {
         b.queues(["default", "middle", "kids"])
             .concurrency(32)
             .handler("spawn_then_crash", SpawnThenCrash)
             .handler("nest", Nest)
+            .handler("spawn_then_snooze", SpawnThenSnooze)
+            .handler("await_external", AwaitExternal)
     })
     .await
 }
@@ -372,7 +429,233 @@ async fn a_batch_enqueues_its_follow_up_once_with_a_summary(topology: Topology) 
     assert_consistent(&redis).await;
 }
 
+/// A connection to the node that holds `key`.
+fn node_of(redis: &TestRedis, key: &str) -> redis::Connection {
+    match redis {
+        TestRedis::Single(server) => server.connection(),
+        TestRedis::Cluster(cluster) => cluster.master_for(key).connection(),
+    }
+}
+
+/// Runs one command on the node that holds `key` (its first argument).
+fn raw(redis: &TestRedis, command: &str, key: &str, args: &[&str]) {
+    let _: redis::Value = redis::cmd(command)
+        .arg(key)
+        .arg(args)
+        .query(&mut node_of(redis, key))
+        .unwrap();
+}
+
+async fn the_check_follows_links_across_queues(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let worker = worker(&redis).await;
+    let producer = producer(&redis).await;
+    let id = fanout(
+        &producer,
+        json!({"children": 4, "child_ms": 10, "child_queue": "kids"}),
+    )
+    .await;
+    assert_eq!(finished(&producer, id, T).await.status, Status::Success);
+    worker.shutdown().await;
+    assert_consistent(&redis).await;
+    let kids = producer.get(id).await.unwrap().unwrap().subtasks;
+    let store = store(&redis).await;
+    let problems = async |queue: &str| store.check_consistency(queue).await.unwrap();
+
+    // The parent (queue default) forgets a child of queue kids.
+    raw(
+        &redis,
+        "ZREM",
+        &format!("tether:{{default}}:kids:{id}"),
+        &[&format!("{} kids", kids[0])],
+    );
+    let found = problems("kids").await;
+    assert!(
+        found.iter().any(|p| p.contains(&format!(
+            "child {} is missing from the list of its parent {id}",
+            kids[0]
+        ))),
+        "{found:?}"
+    );
+    // A listed child's record is lost, its index entry kept.
+    raw(
+        &redis,
+        "DEL",
+        &format!("tether:{{kids}}:job:{}", kids[1]),
+        &[],
+    );
+    let found = problems("default").await;
+    assert!(
+        found.iter().any(|p| p.contains(&format!(
+            "child {} (queue kids) of parent {id} is indexed but has no record",
+            kids[1]
+        ))),
+        "{found:?}"
+    );
+    // A listed child names another parent.
+    let stranger = JobId::new().to_string();
+    raw(
+        &redis,
+        "HSET",
+        &format!("tether:{{kids}}:job:{}", kids[2]),
+        &["par", &stranger],
+    );
+    let found = problems("default").await;
+    assert!(
+        found.iter().any(|p| p.contains(&format!(
+            "child {} (queue kids) on the list of parent {id} names parent {stranger}",
+            kids[2]
+        ))),
+        "{found:?}"
+    );
+    assert_eq!(
+        found.len(),
+        2,
+        "the intact child is not reported: {found:?}"
+    );
+}
+
+/// A canceller that dies half-way (the API or a producer killed after the parent's cancel,
+/// in the middle of its walk of the subtree) leaves no child of the cancelled parent to
+/// run: a parent waiting for its children cancels them when its worker stops it, and the
+/// workers' maintenance finishes a recorded cascade its canceller did not (here, that of
+/// a parent pending between two runs).
+async fn a_cancel_interrupted_half_way_still_reaches_every_child(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let worker = worker(&redis).await;
+    let producer = producer(&redis).await;
+    let store = store(&redis).await;
+    let waiting = fanout(
+        &producer,
+        json!({"children": 10, "child_ms": 60_000, "child_queue": "kids"}),
+    )
+    .await;
+    let snoozed = producer
+        .enqueue(JobSpec::new("spawn_then_snooze"))
+        .await
+        .unwrap();
+    for (parent, status) in [(waiting, Status::Processing), (snoozed, Status::Pending)] {
+        until_job(&producer, parent, T, |j| {
+            j.status == status && j.subtask_count == 10
+        })
+        .await;
+    }
+    let mut kids = producer.get(waiting).await.unwrap().unwrap().subtasks;
+    // The interrupted cancels: each parent's own cancel, and half of one parent's children.
+    store.cancel("default", waiting, None).await.unwrap();
+    store.cancel("default", snoozed, None).await.unwrap();
+    for kid in &kids[..5] {
+        store.cancel("kids", *kid, None).await.unwrap();
+    }
+    kids.extend(producer.get(snoozed).await.unwrap().unwrap().subtasks);
+    // Well before the children's minute is up.
+    let kids = all_finished(&producer, &kids, Duration::from_secs(30)).await;
+    assert_eq!(count(&kids, Status::Cancelled), 20, "{kids:?}");
+    assert_eq!(
+        finished(&producer, waiting, T).await.status,
+        Status::Cancelled
+    );
+    worker.shutdown().await;
+    assert_consistent(&redis).await;
+}
+
+/// A child no worker runs: the parent's fan-in waits for its driver, and rolls its
+/// reported progress up.
+async fn an_external_task_is_a_child_of_a_tree(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let worker = worker(&redis).await;
+    let producer = producer(&redis).await.for_owner("alice");
+    let id = producer
+        .enqueue(JobSpec::new("await_external"))
+        .await
+        .unwrap();
+    let parent = until_job(&producer, id, T, |j| j.subtask_count == 1).await;
+    let child = parent.subtasks[0];
+    let driver = producer.external_task(child);
+    driver.progress(40, Some("copying")).await.unwrap();
+    until_job(&producer, id, T, |j| j.progress == 40).await;
+    let shown = producer.get(child).await.unwrap().unwrap();
+    assert!(shown.external);
+    assert_eq!(shown.queue, "kids");
+    assert_eq!(shown.parent_id, Some(id));
+    assert_eq!(shown.root_id, Some(id));
+    assert_eq!(shown.owner.as_deref(), Some("alice"));
+    driver.complete(Some(&json!({"ok": true}))).await.unwrap();
+    let parent = finished(&producer, id, T).await;
+    assert_eq!(parent.status, Status::Success, "{parent:?}");
+    assert_eq!(parent.result.unwrap()["children"], 1);
+    worker.shutdown().await;
+    assert_consistent(&redis).await;
+}
+
+/// An external task as the root of a tree of worker jobs: its driver spawns children in
+/// another queue (each key once), sees them run, and a cancel of the task reaches them;
+/// another owner cannot spawn under it, nor anyone under a worker's job or after its end.
+async fn an_external_task_is_a_parent_of_worker_jobs(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let worker = worker(&redis).await;
+    let alice = producer(&redis).await.for_owner("alice");
+    let sleep = |ms: u64| {
+        JobSpec::new("sleep")
+            .queue("kids")
+            .input_json(json!({"ms": ms}))
+    };
+    let task = alice
+        .create_external(JobSpec::new("migrate"), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let a = task.spawn("disk-a", sleep(20)).await.unwrap();
+    let b = task.spawn("disk-b", sleep(20)).await.unwrap();
+    assert_eq!(
+        task.spawn("disk-a", sleep(20)).await.unwrap(),
+        a,
+        "a key spawns once"
+    );
+    let kids = all_finished(&alice, &[a, b], T).await;
+    assert_eq!(count(&kids, Status::Success), 2);
+    for kid in &kids {
+        assert_eq!(kid.parent_id, Some(task.id()));
+        assert_eq!(kid.root_id, Some(task.id()));
+        assert_eq!(kid.owner.as_deref(), Some("alice"));
+        assert_eq!(kid.queue, "kids");
+    }
+    let parent = alice.get(task.id()).await.unwrap().unwrap();
+    assert_eq!(parent.subtasks, [a, b], "listed in spawn order");
+    assert_eq!(parent.status, Status::Pending, "its driver decides its end");
+
+    // Another owner's driver does not see it; a worker's job spawns its own children.
+    let bob = alice.for_owner("bob");
+    let refused = bob.spawn_under_external(task.id(), "x", sleep(20)).await;
+    assert!(refused.unwrap_err().is_not_found());
+    let run = alice.enqueue(JobSpec::new("noop")).await.unwrap();
+    finished(&alice, run, T).await;
+    let refused = alice.spawn_under_external(run, "x", sleep(20)).await;
+    assert_eq!(refused.unwrap_err().kind(), ErrorKind::NotSupported);
+
+    // A cancel of the task reaches a running child; after the task's end, no spawn.
+    let long = task.spawn("long", sleep(60_000)).await.unwrap();
+    until_job(&alice, long, T, |j| j.status == Status::Processing).await;
+    alice.cancel(task.id()).await.unwrap();
+    assert_eq!(finished(&alice, long, T).await.status, Status::Cancelled);
+    task.abort(Some("RequestCanceled"), Some("stopped"))
+        .await
+        .unwrap();
+    let late = task.spawn("late", sleep(20)).await;
+    assert_eq!(
+        late.unwrap_err().kind(),
+        ErrorKind::InvalidState {
+            status: Status::Failure
+        }
+    );
+    worker.shutdown().await;
+    assert_consistent(&redis).await;
+}
+
 on_every_topology!(
+    an_external_task_is_a_parent_of_worker_jobs,
+    an_external_task_is_a_child_of_a_tree,
+    a_cancel_interrupted_half_way_still_reaches_every_child,
+    the_check_follows_links_across_queues,
     a_batch_enqueues_its_follow_up_once_with_a_summary,
     cancelling_a_parent_cancels_its_subtree,
     failure_policies_and_the_retry_of_a_dead_parent,
@@ -413,6 +696,22 @@ async fn get_json_and_tree_show_the_links() {
     assert!(tree.lines().next().unwrap().contains("fanout"), "{tree}");
     assert_eq!(tree.matches("success").count(), 4, "{tree}");
     assert!(tree.contains("└─ "), "{tree}");
+    // A reader that stops early (`| head -1`) ends the output, not in a crash.
+    let mut reader_gone = std::process::Command::new(tether_testkit::tether_bin())
+        .args(["get", &id.to_string(), "--tree", "--redis", &redis.url()])
+        .env_remove("TETHER_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(reader_gone.stdout.take());
+    let out = reader_gone.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Workers killed with SIGKILL while a batch of 300 children runs: every child runs, the

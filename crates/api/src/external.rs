@@ -51,6 +51,83 @@ pub(crate) struct AbortBody {
     pub message: Option<String>,
 }
 
+/// `POST /v2/tasks/{id}/children` body: a child run by workers.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SpawnBody {
+    /// The child's key among the task's children (1-64 characters): the same key again
+    /// spawns nothing and answers the same child.
+    pub key: String,
+    #[serde(rename = "type")]
+    pub task_type: String,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub input: Value,
+    pub queue: Option<String>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// Its weight in the progress of its parent's tree (at least 1; default 1).
+    #[serde(default, deserialize_with = "crate::routes::opt_whole")]
+    pub weight: Option<u32>,
+}
+
+/// The longest child key of the API, in characters (at most 256 bytes).
+pub(crate) const MAX_SPAWN_KEY_CHARS: usize = 64;
+
+#[utoipa::path(post, path = "/v2/tasks/{id}/children", tag = "external tasks", params(("id" = String, Path)),
+    request_body = SpawnBody,
+    responses((status = 201, description = "The child, run by workers (the same one again for a key spawned before)", body = Object),
+        (status = 400, body = ApiError), (status = 401, body = ApiError),
+        (status = 403, description = "QueueNotAllowed", body = ApiError), (status = 404, body = ApiError),
+        (status = 409, description = "InvalidState: the task is final; NotSupported: not an external task (a worker's job spawns its own children)", body = ApiError),
+        (status = 429, description = "QuotaExceeded: too many unfinished tasks of this owner", body = ApiError)))]
+pub(crate) async fn spawn_child(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let parent = parse_id(&id)?;
+    let req: SpawnBody = json_body(&headers, body)?;
+    let chars = req.key.chars().count();
+    if chars == 0 || chars > MAX_SPAWN_KEY_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "field key: 1-{MAX_SPAWN_KEY_CHARS} characters"
+        )));
+    }
+    crate::routes::known_type(&state, &req.task_type)?;
+    let queue = crate::routes::allowed_queue(&state, req.queue)?;
+    let mut spec = tether_producer::JobOptions {
+        queue: Some(queue),
+        input: Some(req.input),
+        name: req.name,
+        description: req.description,
+        ..tether_producer::JobOptions::default()
+    }
+    .spec(req.task_type);
+    if let Some(weight) = req.weight {
+        spec = spec.weight(weight);
+    }
+    spec.validate()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let producer = state.producer(&caller);
+    let child = producer
+        .spawn_under_external(parent, &req.key, spec)
+        .await?;
+    let job = producer
+        .get(child)
+        .await?
+        .ok_or_else(|| ApiError::internal(format!("the spawned child {child} is not found")))?;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        [(axum::http::header::LOCATION, format!("/v2/tasks/{child}"))],
+        Json(task_body(&job, true)),
+    )
+        .into_response())
+}
+
 /// A driver's body: how it is read and which call it makes.
 trait DriverBody: serde::de::DeserializeOwned + Default {
     /// Whether the body may be left out (no bytes at all).

@@ -152,6 +152,7 @@ pub fn router(
         .routes(routes!(external::describe))
         .routes(routes!(external::complete))
         .routes(routes!(external::abort))
+        .routes(routes!(external::spawn_child))
         .routes(routes!(routes::task_events))
         .routes(routes!(routes::schema_task))
         .routes(routes!(routes::schema_tasks))

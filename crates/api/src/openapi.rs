@@ -78,6 +78,12 @@ const OPERATIONS: &[Operation] = &[
     op("describe", 200, Some("Task"), &[400, 404, 409, 413, 415]),
     op("complete", 200, Some("Task"), &[400, 404, 409, 413, 415]),
     op("abort", 200, Some("Task"), &[400, 404, 409, 413, 415]),
+    op(
+        "spawn_child",
+        201,
+        Some("Task"),
+        &[400, 403, 404, 409, 413, 415, 429],
+    ),
     public("schema_task"),
     public("schema_tasks"),
     public("versions_doc"),
@@ -111,7 +117,7 @@ const OPERATIONS: &[Operation] = &[
 
 /// The operations taking a task id, a queue name or a schedule name, by the
 /// parameter they take.
-const TASK_OPS: [&str; 9] = [
+const TASK_OPS: [&str; 10] = [
     "show_task",
     "patch_task",
     "cancel_task",
@@ -121,6 +127,7 @@ const TASK_OPS: [&str; 9] = [
     "describe",
     "complete",
     "abort",
+    "spawn_child",
 ];
 const QUEUE_OPS: [&str; 7] = [
     "show_queue",
@@ -224,7 +231,7 @@ fn complete(operation: &mut Value, spec: &Operation, tokens: bool) {
         }),
     };
     responses.insert(spec.ok.to_string(), ok);
-    if spec.id == "create_task" {
+    if spec.id == "create_task" || spec.id == "spawn_child" {
         responses["201"]["headers"] = json!({"Location": {
             "description": "The task's path", "schema": {"type": "string"}}});
     }
@@ -250,7 +257,7 @@ fn complete(operation: &mut Value, spec: &Operation, tokens: bool) {
 
 fn ok_description(id: &str) -> &'static str {
     match id {
-        "create_task" | "create_schedule" => "Created",
+        "create_task" | "create_schedule" | "spawn_child" => "Created",
         "cancel_task" => "Cancelled, or cancel requested from its worker",
         "retry_task" => "Re-queued",
         "trigger_schedule" => "Fired now; the body is the task it created",
@@ -420,6 +427,23 @@ fn components(config: &ApiConfig) -> Map<String, Value> {
             "additionalProperties": false,
             "required": ["description"],
             "properties": {"description": text(limits::MAX_PROGRESS_MESSAGE_LEN)}
+        },
+        "SpawnBody": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["key", "type"],
+            "properties": {
+                "key": {"type": "string", "minLength": 1,
+                    "maxLength": crate::external::MAX_SPAWN_KEY_CHARS,
+                    "description": "The child's key: the same key again answers the same child"},
+                "type": type_schema(config),
+                "input": {"description": "The child's input: any JSON value"},
+                "queue": nullable(queue_schema(config)),
+                "name": nullable(text(limits::MAX_TASK_NAME_LEN)),
+                "description": nullable(text(limits::MAX_DESCRIPTION_LEN)),
+                "weight": nullable(json!({"type": "integer", "minimum": 0, "maximum": u32::MAX,
+                    "description": "Its weight in its parent's progress (0 counts as 1)"})),
+            }
         },
         "AbortBody": {
             "type": "object",
@@ -728,6 +752,8 @@ fn constrain_parameters(operation: &mut Value, path: &str) {
             (Some("query"), "q") => json!({"type": "string", "minLength": 1,
                 "maxLength": crate::console::MAX_SEARCH_LEN,
                 "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"}),
+            // Any text: one that is no trace context is ignored.
+            (Some("header"), "traceparent" | "tracestate") => json!({"type": "string"}),
             (place, other) => panic!("{path}: parameter {other} in {place:?} has no bounds"),
         };
         p["schema"] = schema;

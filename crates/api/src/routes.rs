@@ -256,6 +256,14 @@ fn start_by(value: &Value) -> Result<tether_model::StartBy, ApiError> {
 }
 
 #[utoipa::path(post, path = "/v2/tasks", tag = "tasks", request_body = CreateTask,
+    params(
+        ("traceparent" = Option<String>, Header, description = "W3C trace context \
+            (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`): the task's spans, and \
+            those of the children it spawns, join the caller's trace. An invalid one is \
+            ignored, never refused."),
+        ("tracestate" = Option<String>, Header, description = "W3C vendor trace state, \
+            kept with a valid `traceparent`."),
+    ),
     responses((status = 201, description = "Created", body = Object), (status = 400, body = ApiError),
         (status = 401, body = ApiError), (status = 403, description = "QueueNotAllowed", body = ApiError),
         (status = 413, body = ApiError), (status = 415, body = ApiError),
@@ -287,35 +295,10 @@ pub(crate) async fn create_task(
         ));
     }
     // An external task's type names what it does; no handler has to know it.
-    if let Some(types) = &state.config.job_types
-        && !external
-        && !types.contains(&req.task_type)
-    {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "UnknownTaskType",
-            format!(
-                "unknown task type {:?}; registered types: {}",
-                req.task_type,
-                types.join(", ")
-            ),
-        ));
+    if !external {
+        known_type(&state, &req.task_type)?;
     }
-    let queue = req
-        .queue
-        .unwrap_or_else(|| state.config.default_queue.clone());
-    if let Some(allowed) = &state.config.allowed_queues
-        && !allowed.contains(&queue)
-    {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "QueueNotAllowed",
-            format!(
-                "tasks cannot be created in queue {queue:?}; allowed queues: {}",
-                allowed.join(", ")
-            ),
-        ));
-    }
+    let queue = allowed_queue(&state, req.queue)?;
     let spec = JobOptions {
         queue: Some(queue),
         input: Some(req.input),
@@ -366,6 +349,37 @@ pub(crate) async fn create_task(
         Json(task_body(&job, true)),
     )
         .into_response())
+}
+
+/// Refuses a type no worker registered, when the server was told the types.
+pub(crate) fn known_type(state: &AppState, task_type: &str) -> Result<(), ApiError> {
+    match &state.config.job_types {
+        Some(types) if !types.iter().any(|t| t == task_type) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "UnknownTaskType",
+            format!(
+                "unknown task type {task_type:?}; registered types: {}",
+                types.join(", ")
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The queue a body names (else the default one), if tasks may be created in it.
+pub(crate) fn allowed_queue(state: &AppState, queue: Option<String>) -> Result<String, ApiError> {
+    let queue = queue.unwrap_or_else(|| state.config.default_queue.clone());
+    match &state.config.allowed_queues {
+        Some(allowed) if !allowed.contains(&queue) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "QueueNotAllowed",
+            format!(
+                "tasks cannot be created in queue {queue:?}; allowed queues: {}",
+                allowed.join(", ")
+            ),
+        )),
+        _ => Ok(queue),
+    }
 }
 
 /// `GET /v2/tasks` query parameters.

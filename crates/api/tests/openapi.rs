@@ -107,6 +107,20 @@ async fn the_document_states_the_constraints_the_handlers_enforce() {
         json!(limits::MAX_IDEMPOTENCY_KEY_LEN)
     );
 
+    // The trace context a create continues (an invalid one is ignored, never refused).
+    let parameters = doc["paths"]["/v2/tasks"]["post"]["parameters"]
+        .as_array()
+        .expect("the create's parameters");
+    for name in ["traceparent", "tracestate"] {
+        let header = parameters
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name} is documented"));
+        assert_eq!(header["in"], "header");
+        assert_eq!(header["required"], json!(false));
+        assert_eq!(header["schema"]["type"], "string");
+    }
+
     // The examples: invalid by the document, and refused.
     let span = limits::span::pattern();
     assert!(!matches(&span, ""));

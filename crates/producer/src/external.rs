@@ -52,6 +52,31 @@ impl ExternalTask {
             .await
     }
 
+    /// Spawns `spec` as a child of this task, in any queue: a tree whose root no worker
+    /// runs (its driver ends it, e.g. once every child of
+    /// [`Producer::children`] is final). The child is identified by this task and `key`
+    /// (1-256 bytes): the same key again spawns nothing and returns the same id. It gets
+    /// the task's owner and tree root; cancelling the task cancels it too.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use tether_producer::{JobSpec, Producer};
+    ///
+    /// # async fn demo() -> Result<(), tether_producer::Error> {
+    /// let producer = Producer::connect("redis://127.0.0.1:6380").await?;
+    /// let task = producer
+    ///     .create_external(JobSpec::new("migrate"), Duration::from_secs(30))
+    ///     .await?;
+    /// for disk in ["disk-0", "disk-1"] {
+    ///     let copy = JobSpec::new("copy").queue("disks").input(&disk).unwrap();
+    ///     task.spawn(disk, copy).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn spawn(&self, key: &str, spec: JobSpec) -> Result<JobId, Error> {
+        self.producer.spawn_under_external(self.id, key, spec).await
+    }
+
     /// Sets the phase text (`progress_message`); does not renew the lease.
     pub async fn describe(&self, description: &str) -> Result<Driven, Error> {
         self.producer
@@ -121,6 +146,26 @@ impl Producer {
             producer: self.clone(),
             id,
         }
+    }
+
+    /// Spawns `spec` as the child `key` of the external task `parent` (see
+    /// [`ExternalTask::spawn`]). A producer scoped to an owner spawns only under that
+    /// owner's tasks (others are `NotFound`); a job workers run is `NotSupported` (its
+    /// handler spawns its children), one that ended `InvalidState`.
+    pub async fn spawn_under_external(
+        &self,
+        parent: JobId,
+        key: &str,
+        spec: JobSpec,
+    ) -> Result<JobId, Error> {
+        let queue = self.locate(parent).await?;
+        let spec = self.scoped(spec);
+        let spawned = self
+            .store
+            .spawn_under_external(&queue, parent, self.owner.as_deref(), key, spec.clone())
+            .await?;
+        self.remember(spawned.id, &spec.queue);
+        Ok(spawned.id)
     }
 
     /// One call of an external task's driver. A producer scoped to an owner drives only

@@ -412,10 +412,13 @@ impl Producer {
     /// next heartbeat. The job's whole subtree is cancelled with it, level by level.
     pub async fn cancel(&self, id: JobId) -> Result<CancelOutcome, Error> {
         let queue = self.locate(id).await?;
+        // The cancel records the cascade first; a canceller that dies before it is
+        // marked done leaves the rest of it to the workers' maintenance.
         let outcome = self.store.cancel(&queue, id, self.owner.as_deref()).await?;
         self.store
             .cancel_subtree(&queue, id, self.owner.as_deref(), false)
             .await?;
+        self.store.cascade_done(&queue, id).await?;
         Ok(outcome)
     }
 
@@ -431,6 +434,7 @@ impl Producer {
         let queue = self.locate(id).await?;
         let outcome = self.store.cancel_with(&queue, id, None, true).await?;
         self.store.cancel_subtree(&queue, id, None, true).await?;
+        self.store.cascade_done(&queue, id).await?;
         Ok(outcome)
     }
 

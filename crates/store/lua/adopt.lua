@@ -2,19 +2,36 @@
 -- a child's enqueue follows in its own queue's slot. Both are idempotent (the child's id
 -- is derived from the parent and the child's key), so a parent that runs again after a
 -- crash records and enqueues the same children, once each.
--- ARGV: prefix, parent id, token, then per child: index, "<child id> <child queue>"
+-- An external task's driver spawns children too: its token is then 'ext:<owner>' (the
+-- caller's owner, '' for an administrator), checked like a drive call instead of a lease.
+-- ARGV: prefix, parent id, token, then per child: index ('' = after the last one),
+--       "<child id> <child queue>"
 -- Children are the parent's `kids:<id>` sorted set, scored by spawn index.
--- Returns {word, root id, owner ('' = none)}: OK or LOST (the lease is not the caller's).
+-- Returns {word, root id, owner ('' = none)}: OK or LOST (the lease is not the caller's);
+-- for an external parent NOT_FOUND (no such task of the caller's), NOT_SUPPORTED (not an
+-- external task) or INVALID:<status> (it ended).
 local id, token = ARGV[2], ARGV[3]
 local key = job_key(id)
-local refusal, root, owner = check_lease(key, token, 'root', 'owner')
-if refusal then return {'LOST', '', ''} end
+local refusal, root, owner
+if string.sub(token, 1, 4) == 'ext:' then
+  local caller, st, ext = string.sub(token, 5), nil, nil
+  st, ext, root, owner = unpack(read_job(key, 'st', 'ext', 'root', 'owner') or {})
+  if not st or (caller ~= '' and owner ~= caller) then return {'NOT_FOUND', '', ''} end
+  if not ext then return {'NOT_SUPPORTED', '', ''} end
+  if is_final(st) then return {'INVALID:' .. st, '', ''} end
+else
+  refusal, root, owner = check_lease(key, token, 'root', 'owner')
+  if refusal then return {'LOST', '', ''} end
+end
 local kids = PREFIX .. 'kids:' .. id
 check_type(kids, 'zset')
 local pairs_ = {}
+local after = redis.call('ZCARD', kids)
 for i = 4, #ARGV, 2 do
-  if not tonumber(ARGV[i]) or not ARGV[i + 1] then fail('ERR adopt takes index/member pairs') end
-  pairs_[#pairs_ + 1] = ARGV[i]
+  local index = ARGV[i]
+  if index == '' then index = after + #pairs_ / 2 end
+  if not tonumber(index) or not ARGV[i + 1] then fail('ERR adopt takes index/member pairs') end
+  pairs_[#pairs_ + 1] = index
   pairs_[#pairs_ + 1] = ARGV[i + 1]
 end
 bounded(#pairs_ / 2)

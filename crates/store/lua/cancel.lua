@@ -3,6 +3,9 @@
 --       checked by the caller)
 -- An external task is only flagged, pending or not: its driver sees the request in the
 -- answer of its next progress report and ends it (tasks.lua).
+-- A job with children is also added to `cascade` (scored by now): its canceller cancels
+-- the subtree next and then removes it; a cascade still there a while later (the
+-- canceller died half-way) is finished by a worker's maintenance.
 -- Returns 'CANCELLED' (was pending), 'REQUESTED' (running: the worker stops it),
 -- 'NOT_FOUND', 'NOT_SUPPORTED' or 'INVALID:<status>'.
 local id, owner, retention, force = ARGV[2], ARGV[3], arg_number(4), ARGV[5]
@@ -11,6 +14,9 @@ local st, job_owner, cancelable, sid, creq, watched, ext =
   unpack(redis.call('HMGET', key, 'st', 'owner', 'can', 'sid', 'creq', 'w', 'ext'))
 writable(K_STREAM, K_DELAYED, K_LEASES, K_DONE, K_DEAD, K_COUNTS, K_ACTIVE)
 check_type(K_DEADLINES, 'zset')
+local cascade = PREFIX .. 'cascade'
+check_type(cascade, 'zset')
+local has_kids = redis.call('EXISTS', PREFIX .. 'kids:' .. id) == 1
 if not st or (owner ~= '' and job_owner ~= owner) then return 'NOT_FOUND' end
 if is_final(st) then return 'INVALID:' .. st end
 if cancelable == '0' and force ~= '1' then return 'NOT_SUPPORTED' end
@@ -23,6 +29,7 @@ if st == 'pending' and not ext then
   push(undelayed, id)
   redis.call('ZREM', K_DEADLINES, id)
   flush()
+  if has_kids then redis.call('ZADD', cascade, 'NX', now_ms(), id) end
   return 'CANCELLED'
 end
 -- processing (or external): the lease holder (the driver) sees the request at its next
@@ -31,4 +38,5 @@ if creq ~= '1' then
   redis.call('HSET', key, 'creq', 1, 'ut', now_ms())
   notify(id, watched)
 end
+if has_kids then redis.call('ZADD', cascade, 'NX', now_ms(), id) end
 return 'REQUESTED'

@@ -10,9 +10,12 @@
 -- ARGV: prefix, phase, cursor ('' = from the start; "score member" in a sorted set,
 --       an entry id in the stream), n.
 -- Returns {next phase ('' = done), next cursor, {problems}, success, failure, cancelled
---          (final records in this step), counts.success, counts.failure, counts.cancelled}.
+--          (final records in this step), counts.success, counts.failure, counts.cancelled,
+--          {links}}: the tree links this script cannot follow (another slot), for the
+--          caller to check: 'c <id> <parent> <parent queue>' for a child whose parent is in
+--          another queue, 'p <id>' for a parent with a list of children.
 local phase, cursor, n = ARGV[2], ARGV[3], math.max(1, math.min(arg_number(4), MAX_BATCH))
-local problems = {}
+local problems, links = {}, {}
 local function problem(text) problems[#problems + 1] = text end
 local finals = {success = 0, failure = 0, cancelled = 0}
 local ORDER = {jobs = 'leases', leases = 'delayed', delayed = 'done', done = 'dead', dead = 'ext', ext = 'stream', stream = ''}
@@ -63,6 +66,8 @@ local function check_job(id)
     and not redis.call('ZSCORE', PREFIX .. 'kids:' .. par, id .. ' ' .. pq) then
     problem('child ' .. id .. ' is missing from the list of its parent ' .. par)
   end
+  if par and pq and PREFIX ~= 'tether:{' .. pq .. '}:' then links[#links + 1] = 'c ' .. id .. ' ' .. par .. ' ' .. pq end
+  if redis.call('EXISTS', PREFIX .. 'kids:' .. id) == 1 then links[#links + 1] = 'p ' .. id end
   -- An external task's lease is in `ext` while it is not final, and nowhere else.
   if ext and (redis.call('ZSCORE', ext_key(), id) ~= false) == is_final(st) then
     problem(st .. ' external task ' .. id .. (is_final(st) and ' still has' or ' has no') .. ' lease in ext')
@@ -138,4 +143,4 @@ local next_phase = phase
 if next_cursor == '' then next_phase = ORDER[phase] end
 local success, failure, cancelled = unpack(redis.call('HMGET', K_COUNTS, 'success', 'failure', 'cancelled'))
 return {next_phase, next_cursor, problems, finals.success, finals.failure, finals.cancelled,
-  tonumber(success) or 0, tonumber(failure) or 0, tonumber(cancelled) or 0}
+  tonumber(success) or 0, tonumber(failure) or 0, tonumber(cancelled) or 0, links}

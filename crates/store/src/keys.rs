@@ -79,6 +79,11 @@ impl QueueKeys {
     pub(crate) fn kids(&self, id: &str) -> String {
         format!("{}kids:{id}", self.prefix)
     }
+    /// Cancelled parents whose subtree's cancel is not confirmed done (zset: id → when
+    /// the cancel was recorded, ms).
+    pub(crate) fn cascade(&self) -> String {
+        format!("{}cascade", self.prefix)
+    }
     /// An owner's retained jobs by creation time (zset). The owner is the key's tail,
     /// so any characters are data; callers bound its length first.
     pub(crate) fn owner_jobs(&self, owner: &str) -> String {

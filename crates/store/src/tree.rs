@@ -19,6 +19,15 @@ pub(crate) fn parse_kid(member: &str) -> Option<(JobId, &str)> {
 /// A child's `st`, `pg`, `wt`, `ec` as read.
 type ChildRow = (Option<String>, Option<u8>, Option<u32>, Option<String>);
 
+/// Who records a child in its parent's list: the parent's lease holder, or an external
+/// parent's driver (`token` `ext:<owner>`; no index: after the last child).
+struct Adopter<'a> {
+    queue: &'a str,
+    parent: JobId,
+    token: &'a str,
+    index: Option<u64>,
+}
+
 /// A spawned child: its id, and whether this call enqueued it (false: an earlier run of
 /// the parent had).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,35 +75,83 @@ impl Store {
         lease: &Lease,
         key: &str,
         index: u64,
-        mut spec: JobSpec,
+        spec: JobSpec,
     ) -> Result<Spawned, LeaseError> {
+        let adopter = Adopter {
+            queue: &lease.queue,
+            parent: lease.id,
+            token: lease.token.as_str(),
+            index: Some(index),
+        };
+        match self.spawn_as(&adopter, key, spec).await? {
+            Ok(spawned) => Ok(spawned),
+            Err(_) => Err(LeaseError::Lost),
+        }
+    }
+
+    /// Spawns `spec` as a child of the external task `parent` (in `queue`), for its
+    /// driver: as [`spawn`](Self::spawn), with the task's owner check instead of a lease
+    /// (`owner`: the caller's; `None` for an administrator). The child is listed after
+    /// the task's other children; spawning the same `key` again returns the same child.
+    /// `NotFound` (not the caller's), `NotSupported` (not an external task) or
+    /// `InvalidState` (it ended) write nothing.
+    pub async fn spawn_under_external(
+        &self,
+        queue: &str,
+        parent: JobId,
+        owner: Option<&str>,
+        key: &str,
+        spec: JobSpec,
+    ) -> Result<Spawned, StoreError> {
+        tether_model::validate_queue_name(queue)?;
+        let token = format!("ext:{}", owner.unwrap_or(""));
+        let adopter = Adopter {
+            queue,
+            parent,
+            token: &token,
+            index: None,
+        };
+        match self.spawn_as(&adopter, key, spec).await? {
+            Ok(spawned) => Ok(spawned),
+            Err(word) => Err(crate::reply::refusal("adopt", &word, &parent.to_string())),
+        }
+    }
+
+    /// Records the child in its parent's list, then enqueues it; `Ok(Err(word))` when the
+    /// parent's script refused (the word says why).
+    async fn spawn_as(
+        &self,
+        adopter: &Adopter<'_>,
+        key: &str,
+        mut spec: JobSpec,
+    ) -> Result<Result<Spawned, String>, StoreError> {
         if key.is_empty() || key.len() > tether_model::tree::MAX_CHILD_KEY {
             return Err(StoreError::from(SpecError::TooLong {
                 field: "child key",
                 max: tether_model::tree::MAX_CHILD_KEY,
-            })
-            .into());
+            }));
         }
-        spec.validate().map_err(StoreError::from)?;
-        let id = child_id(lease.id, key);
-        let keys = QueueKeys::new(&lease.queue);
+        spec.validate()?;
+        let id = child_id(adopter.parent, key);
+        let keys = QueueKeys::new(adopter.queue);
         let member = format!("{id} {}", spec.queue);
+        let index = adopter.index.map(|i| i.to_string()).unwrap_or_default();
         let (word, root, owner): (String, String, String) = self
             .idempotent(|| async {
                 let mut inv = Self::invocation(&SCRIPTS.adopt, &keys);
-                inv.arg(lease.id.to_string())
-                    .arg(lease.token.as_str())
-                    .arg(index)
+                inv.arg(adopter.parent.to_string())
+                    .arg(adopter.token)
+                    .arg(&index)
                     .arg(&member);
                 Ok(inv.invoke_async(&mut self.conn()).await?)
             })
             .await?;
         if word != "OK" {
-            return Err(LeaseError::Lost);
+            return Ok(Err(word));
         }
         spec.parent = Some(ParentLink {
-            id: lease.id,
-            queue: lease.queue.clone(),
+            id: adopter.parent,
+            queue: adopter.queue.to_owned(),
             root: root.parse().map_err(|e| StoreError::decode("root", e))?,
         });
         if !owner.is_empty() {
@@ -109,19 +166,18 @@ impl Store {
                 .arg(&key)
                 .arg(&["st", "dead"])
                 .query_async(&mut self.conn())
-                .await
-                .map_err(StoreError::from)?;
+                .await?;
             if st.as_deref() == Some("failure") && dead.as_deref() == Some("1") {
                 match self.retry_dead(&spec.queue, id, None).await {
                     Ok(()) | Err(StoreError::InvalidState(_)) => {}
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(e),
                 }
             }
         }
-        Ok(Spawned {
+        Ok(Ok(Spawned {
             id,
             created: done.written_now,
-        })
+        }))
     }
 
     /// Cancels every unfinished job below `id` (in `queue`), level by level: pending
@@ -129,7 +185,8 @@ impl Store {
     /// A child that had already finished is not descended into. `owner` restricts it to
     /// that owner's jobs; `force` cancels non-cancelable ones too (admins). Returns how
     /// many were cancelled or asked to stop. Not atomic across queues: a canceller that
-    /// dies half-way leaves the rest running, and cancelling again goes on.
+    /// dies half-way leaves the rest running until a worker's maintenance finishes it
+    /// (see [`cascades`](Self::cascades)), or cancelling again goes on.
     pub async fn cancel_subtree(
         &self,
         queue: &str,
@@ -171,6 +228,41 @@ impl Store {
             level = next;
         }
         Ok(cancelled)
+    }
+
+    /// The cancelled parents of `queue` whose cascade is recorded (by the cancel) and not
+    /// yet marked done, oldest first, at most `limit`: a canceller that died half-way
+    /// leaves its parent here, and a worker's maintenance finishes the cascade.
+    pub async fn cascades(&self, queue: &str, limit: usize) -> Result<Vec<JobId>, StoreError> {
+        tether_model::validate_queue_name(queue)?;
+        let key = QueueKeys::new(queue).cascade();
+        let ids: Vec<String> = self
+            .idempotent(|| async {
+                Ok(redis::cmd("ZRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(limit.max(1) - 1)
+                    .query_async(&mut self.conn())
+                    .await?)
+            })
+            .await?;
+        Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
+    }
+
+    /// Marks the cascade of `id`'s cancel done (its subtree was walked).
+    pub async fn cascade_done(&self, queue: &str, id: JobId) -> Result<(), StoreError> {
+        tether_model::validate_queue_name(queue)?;
+        let key = QueueKeys::new(queue).cascade();
+        let _: i64 = self
+            .idempotent(|| async {
+                Ok(redis::cmd("ZREM")
+                    .arg(&key)
+                    .arg(id.to_string())
+                    .query_async(&mut self.conn())
+                    .await?)
+            })
+            .await?;
+        Ok(())
     }
 
     /// The children of `parent` (in `queue`) in spawn order, after the child `after`

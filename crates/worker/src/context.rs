@@ -257,6 +257,16 @@ impl JobContext {
     }
 
     async fn spawn_at(&self, key: &str, index: u64, spec: JobSpec) -> Result<JobId, JobError> {
+        // The child continues this job's trace: its attempts are spans below the step
+        // that spawns it (the handler runs in that step's context).
+        #[cfg(feature = "otel")]
+        let spec = match spec.trace {
+            None if self.inner.trace.is_on() => JobSpec {
+                trace: tether_model::TraceContext::current(),
+                ..spec
+            },
+            _ => spec,
+        };
         let lease = &self.inner.claimed.lease;
         let spawned = with_store_retries(&self.inner.slot.lost, || async {
             match self

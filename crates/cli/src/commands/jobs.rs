@@ -29,12 +29,18 @@ pub(crate) async fn tree(id: JobId, json: bool, producer: &Producer) -> CliResul
         .map_err(err)?
         .ok_or_else(|| format!("no job {id}"))?;
     let tree = node(root, 0, producer).await?;
+    let mut text = String::new();
     if json {
-        println!("{}", serde_json::to_string_pretty(&tree).map_err(err)?);
+        text = serde_json::to_string_pretty(&tree).map_err(err)? + "\n";
     } else {
-        print_node(&tree, "", "");
+        print_node(&mut text, &tree, "", "");
     }
-    Ok(())
+    // Written at once; a reader that went away (`| head`) ends the output quietly.
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(err(e)),
+        _ => Ok(()),
+    }
 }
 
 fn node<'a>(
@@ -69,8 +75,10 @@ fn node<'a>(
     })
 }
 
-fn print_node(node: &serde_json::Value, lead: &str, child_lead: &str) {
-    println!(
+fn print_node(out: &mut String, node: &serde_json::Value, lead: &str, child_lead: &str) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        out,
         "{lead}{} {:<10} {:>3}% {} ({})",
         node["id"].as_str().unwrap_or("?"),
         node["status"].as_str().unwrap_or("?"),
@@ -87,6 +95,7 @@ fn print_node(node: &serde_json::Value, lead: &str, child_lead: &str) {
             ("├─ ", "│  ")
         };
         print_node(
+            out,
             child,
             &format!("{child_lead}{branch}"),
             &format!("{child_lead}{rest}"),

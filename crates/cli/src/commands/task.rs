@@ -38,6 +38,9 @@ pub(crate) enum TaskCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Spawn a child of the task, run by workers (in any queue): once per key, so running
+    /// this again spawns nothing and prints the same id. Prints the child's id.
+    Spawn(SpawnArgs),
     /// End the task with success.
     Complete {
         /// The external task's id.
@@ -90,9 +93,41 @@ pub(crate) struct CreateArgs {
     json: bool,
 }
 
+#[derive(Args, Debug)]
+pub(crate) struct SpawnArgs {
+    /// The external task's id.
+    id: JobId,
+    /// The child's key among the task's children (1-256 bytes).
+    key: String,
+    /// The child's job type.
+    #[arg(long = "type")]
+    job_type: String,
+    /// The queue it runs in.
+    #[arg(long, default_value = "default")]
+    queue: String,
+    /// Its input, as JSON (default: null).
+    #[arg(long)]
+    input: Option<String>,
+}
+
+async fn spawn(args: SpawnArgs, producer: &Producer) -> CliResult {
+    let mut spec = JobSpec::new(args.job_type).queue(args.queue);
+    if let Some(input) = &args.input {
+        spec = spec.input_json(parse_input(input)?);
+    }
+    let child = producer
+        .external_task(args.id)
+        .spawn(&args.key, spec)
+        .await
+        .map_err(|e| format!("task {}: {e}", args.id))?;
+    println!("{child}");
+    Ok(())
+}
+
 pub(crate) async fn run(command: TaskCommand, producer: &Producer) -> CliResult {
     let (id, json, driven) = match command {
         TaskCommand::CreateExternal(args) => return create(args, producer).await,
+        TaskCommand::Spawn(args) => return spawn(args, producer).await,
         TaskCommand::Progress {
             id,
             percent,

@@ -88,12 +88,29 @@ pub(super) async fn run(
         tracing::warn!(job = %lease.id, "lease lost: nothing was recorded; the job runs again under a newer lease");
     }
     let ended = if lost { "lost" } else { ended };
+    if ended == "cancelled" {
+        cancel_children(&shared, &lease).await;
+    }
     outcome_span.outcome(ended);
     drop(outcome_span);
     trace.finish(ended, error.as_deref());
     m.duration
         .with_label_values(&[&queue, &job_type])
         .observe(started.elapsed().as_secs_f64());
+}
+
+/// A job that ended cancelled cancels its subtree: its canceller did too, but children
+/// it spawned after the canceller's walk (before its heartbeat stopped it) were not
+/// seen by it. Nothing to do for a job without children (one read).
+async fn cancel_children(shared: &Shared, lease: &Lease) {
+    if let Err(e) = shared
+        .store
+        .cancel_subtree(&lease.queue, lease.id, None, false)
+        .await
+    {
+        shared.redis_error("cascade");
+        tracing::debug!(job = %lease.id, error = %e, "cancelling the children of a cancelled job failed");
+    }
 }
 
 /// How an attempt ended, for its span: a word, and an error's message while traced.

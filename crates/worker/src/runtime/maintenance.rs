@@ -45,10 +45,12 @@ pub(super) async fn promote_loop(shared: Arc<Shared>, stop: CancellationToken) {
 /// Reaps, expires and samples every queue once per reap interval (± 20 %, so that
 /// workers started together spread out).
 pub(super) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut cascades = HashMap::new();
     loop {
         for queue in &shared.config.queues {
             reap(&shared, queue).await;
             lapse_external(&shared, queue).await;
+            finish_cascades(&shared, queue, &mut cascades).await;
             expire(&shared, queue).await;
             sample(&shared, queue).await;
         }
@@ -151,6 +153,58 @@ async fn lapse_external(shared: &Shared, queue: &str) {
     let ended = ended.into_inner();
     if ended > 0 {
         tracing::info!(%queue, tasks = ended, "ended external tasks whose lease lapsed");
+    }
+}
+
+/// How long a recorded cascade is left to its canceller before a worker finishes it
+/// (walking a subtree of thousands of children takes a canceller a second or two).
+const CASCADE_GRACE: Duration = Duration::from_secs(5);
+/// Cascades looked at per queue and pass, oldest first.
+const CASCADES_PER_PASS: usize = 20;
+
+/// Finishes the cascades of cancels whose canceller died half-way (the API or a
+/// producer killed while it walked the subtree): a cancelled parent still in its queue's
+/// cascade set [`CASCADE_GRACE`] after this worker first saw it there has its subtree
+/// cancelled (pending children at once, running ones at their next heartbeat), and is
+/// then marked done. A walk that overlaps another (a worker's, the canceller's) cancels
+/// nothing twice: each child's cancel is one script that checks its status.
+async fn finish_cascades(
+    shared: &Shared,
+    queue: &str,
+    seen: &mut HashMap<(String, JobId), Instant>,
+) {
+    let ids = match shared.store.cascades(queue, CASCADES_PER_PASS).await {
+        Ok(ids) => ids,
+        Err(e) => {
+            shared.redis_error("cascade");
+            tracing::debug!(%queue, error = %e, "reading the cascades failed");
+            return;
+        }
+    };
+    seen.retain(|(q, id), _| q != queue || ids.contains(id));
+    for id in ids {
+        let first = *seen
+            .entry((queue.to_owned(), id))
+            .or_insert_with(Instant::now);
+        if first.elapsed() < CASCADE_GRACE {
+            continue;
+        }
+        let finished = match shared.store.cancel_subtree(queue, id, None, false).await {
+            Ok(n) => {
+                tracing::info!(%queue, job = %id, cancelled = n, "finished the cascade of a cancel left half-way");
+                shared.store.cascade_done(queue, id).await
+            }
+            Err(e) => Err(e),
+        };
+        match finished {
+            Ok(()) => {
+                seen.remove(&(queue.to_owned(), id));
+            }
+            Err(e) => {
+                shared.redis_error("cascade");
+                tracing::debug!(%queue, job = %id, error = %e, "finishing a cascade failed");
+            }
+        }
     }
 }
 
