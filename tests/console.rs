@@ -359,7 +359,7 @@ async fn the_console_acts_on_many_jobs_finds_jobs_and_sets_up_queues() {
     .await;
     click(&client, "#bulk-cancel").await;
     asks(&client, "Cancel 1,233 jobs?").await;
-    doc_image(&client, "docs/img/console-bulk-confirm.png").await;
+    doc_image(&client, "docs/images/console-bulk-confirm.png").await;
     // Back changes nothing.
     click(&client, "#confirm-no").await;
     let pending = json!({"queue": "imports", "status": "pending"});

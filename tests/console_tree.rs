@@ -1,6 +1,7 @@
 //! The console's page of a parent job: its children, each with its live progress, and
 //! the parent's progress rolled up from theirs (headless Chromium against `tether api`
-//! and a `tether worker`). Leaves the page's screenshot in docs/img/console-tree.png.
+//! and a `tether worker`). Leaves the page's screenshot in target/tmp (and in
+//! docs/images/console-tree.png with TETHER_DOC_IMAGES=1).
 
 mod browser;
 
@@ -79,7 +80,7 @@ async fn a_parents_page_shows_its_children_with_live_progress() {
     // The parent's own progress is the roll-up of theirs.
     let rolled = percent(&until_text(&client, "#job-progress", |t| percent(t) > 0).await);
     assert!(rolled < 100, "{rolled}%");
-    doc_image(&client, "docs/img/console-tree.png").await;
+    doc_image(&client, "docs/images/console-tree.png").await;
 
     // Each row ends at success and 100 %, and so does the parent.
     for kid in &kids {

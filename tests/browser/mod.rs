@@ -109,13 +109,20 @@ pub(crate) fn percent(text: &str) -> u32 {
     text.trim_end_matches('%').trim().parse().unwrap_or(0)
 }
 
-/// Saves what the browser shows as `path` under the repository (the documentation's
-/// images, e.g. `docs/img/….png`).
+/// Saves what the browser shows in target/tmp, named as the documentation's image at
+/// `path` (e.g. `docs/images/….png`), and over that image itself when
+/// `TETHER_DOC_IMAGES=1`: a test run leaves the working tree as it was.
 pub(crate) async fn doc_image(client: &Client, path: &str) {
     let shot = client.screenshot().await.expect("screenshot");
-    let path = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::write(&path, shot).unwrap();
-    eprintln!("screenshot: {path}");
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let mut targets = vec![format!("{}/{name}", env!("CARGO_TARGET_TMPDIR"))];
+    if std::env::var("TETHER_DOC_IMAGES").as_deref() == Ok("1") {
+        targets.push(format!("{}/{path}", env!("CARGO_MANIFEST_DIR")));
+    }
+    for target in targets {
+        std::fs::write(&target, &shot).unwrap();
+        eprintln!("screenshot: {target}");
+    }
 }
 
 /// A console to drive: `tether api` with one admin token (`token`, owner `ops`) and a
