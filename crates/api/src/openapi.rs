@@ -350,9 +350,66 @@ fn count(min: u64, max: u64) -> Value {
     json!({"type": "integer", "minimum": min, "maximum": max})
 }
 
+/// `POST /v2/tasks`: a task workers run, or (`"external": true`) one its creator drives
+/// under a lease: any type name, no delay, run_at, start_by or timeout.
+fn create_task_schema(config: &ApiConfig) -> Value {
+    let common = json!({
+        "input": {"description": "The task's input: any JSON value"},
+        "queue": nullable(queue_schema(config)),
+        "max_attempts": nullable(count(limits::MIN_MAX_ATTEMPTS.into(), u32::MAX.into())),
+        "idempotency_key": nullable(json!({"type": "string", "minLength": 1,
+            "maxLength": limits::MAX_IDEMPOTENCY_KEY_LEN})),
+        "name": nullable(text(limits::MAX_TASK_NAME_LEN)),
+        "description": nullable(text(limits::MAX_DESCRIPTION_LEN)),
+        "cancelable": nullable(json!({"type": "boolean"})),
+        "priority": nullable(count(0, tether_model::MAX_PRIORITY.into())),
+        "group": nullable(group_schema()),
+    });
+    let with = |extra: Value| {
+        let mut properties = common.clone();
+        if let (Some(all), Value::Object(extra)) = (properties.as_object_mut(), extra) {
+            all.extend(extra);
+        }
+        properties
+    };
+    let run_by_workers = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["type"],
+        "title": "A task workers run",
+        "properties": with(json!({
+            "type": type_schema(config),
+            "external": {"enum": [false, null]},
+            "delay": nullable(span_schema()),
+            "run_at": nullable(json!({"type": "string", "format": "date-time"})),
+            "timeout": nullable(span_schema()),
+            "start_by": nullable(json!({"oneOf": [
+                seconds_schema(), span_text_schema(),
+                {"type": "string", "format": "date-time"}
+            ], "description": "Not started by then, the task fails with Expired"})),
+        })),
+    });
+    let lease = json!({"type": "number",
+        "minimum": tether_model::MIN_EXTERNAL_LEASE.as_secs(),
+        "maximum": tether_model::MAX_EXTERNAL_LEASE.as_secs(),
+        "description": "Seconds (text like \"30s\" is accepted too): no progress report \
+                        within it, the task fails with Timedout (default 30)"});
+    let external = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["type", "external"],
+        "title": "A task its creator drives (POST /v2/tasks/{id}/progress, complete, abort)",
+        "properties": with(json!({
+            "type": name_schema(limits::JOB_TYPE),
+            "external": {"const": true},
+            "lease_timeout": nullable(lease),
+        })),
+    });
+    json!({"oneOf": [run_by_workers, external]})
+}
+
 /// The component schemas this module owns: bodies, answers, errors.
 fn components(config: &ApiConfig) -> Map<String, Value> {
-    let priority = count(0, tether_model::MAX_PRIORITY.into());
     let max_attempts = count(limits::MIN_MAX_ATTEMPTS.into(), u32::MAX.into());
     let limit = json!({"anyOf": [
         count(0, tether_model::MAX_LIMIT.into()),
@@ -372,31 +429,7 @@ fn components(config: &ApiConfig) -> Map<String, Value> {
     let task = json!({"type": "object", "properties": properties, "required": required,
                       "description": "A task as Glance shows it, with Tether's extensions"});
     let schemas = json!({
-        "CreateTask": {
-            "type": "object",
-            "additionalProperties": false,
-            "required": ["type"],
-            "properties": {
-                "type": type_schema(config),
-                "input": {"description": "The task's input: any JSON value"},
-                "queue": nullable(queue_schema(config)),
-                "delay": nullable(span_schema()),
-                "run_at": nullable(json!({"type": "string", "format": "date-time"})),
-                "max_attempts": nullable(max_attempts.clone()),
-                "timeout": nullable(span_schema()),
-                "idempotency_key": nullable(json!({"type": "string", "minLength": 1,
-                    "maxLength": limits::MAX_IDEMPOTENCY_KEY_LEN})),
-                "name": nullable(text(limits::MAX_TASK_NAME_LEN)),
-                "description": nullable(text(limits::MAX_DESCRIPTION_LEN)),
-                "cancelable": nullable(json!({"type": "boolean"})),
-                "priority": nullable(priority),
-                "group": nullable(group_schema()),
-                "start_by": nullable(json!({"oneOf": [
-                    seconds_schema(), span_text_schema(),
-                    {"type": "string", "format": "date-time"}
-                ], "description": "Not started by then, the task fails with Expired"})),
-            }
-        },
+        "CreateTask": create_task_schema(config),
         "PatchTask": {
             "type": "object",
             "additionalProperties": false,

@@ -80,9 +80,29 @@ fn matches(pattern: &str, text: &str) -> bool {
 async fn the_document_states_the_constraints_the_handlers_enforce() {
     let env = env(false).await;
     let doc = document(&env.app).await;
-    let create = &doc["components"]["schemas"]["CreateTask"];
+    // A task workers run, or one its creator drives.
+    let create = &doc["components"]["schemas"]["CreateTask"]["oneOf"][0];
     let props = &create["properties"];
     assert_eq!(create["additionalProperties"], json!(false));
+    let external = &doc["components"]["schemas"]["CreateTask"]["oneOf"][1];
+    assert_eq!(external["additionalProperties"], json!(false));
+    assert_eq!(external["properties"]["external"]["const"], json!(true));
+    let lease = &external["properties"]["lease_timeout"]["anyOf"][0];
+    assert_eq!(
+        (&lease["minimum"], &lease["maximum"]),
+        (
+            &json!(tether_model::MIN_EXTERNAL_LEASE.as_secs()),
+            &json!(tether_model::MAX_EXTERNAL_LEASE.as_secs())
+        )
+    );
+    // Any type name: no worker has to know it. Nothing that starts a run.
+    assert_eq!(
+        external["properties"]["type"]["pattern"],
+        json!(limits::JOB_TYPE.pattern())
+    );
+    for field in ["delay", "run_at", "start_by", "timeout"] {
+        assert!(external["properties"][field].is_null(), "{field}");
+    }
     // The configured task types are the only ones the schema allows.
     assert_eq!(props["type"]["enum"], json!(["noop", "sleep"]));
     let alt = |p: &Value, i: usize| p["anyOf"][i].clone();
