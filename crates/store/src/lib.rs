@@ -287,8 +287,10 @@ impl Store {
         }
         let names: Vec<String> = ids.iter().map(|id| keys::worker(id)).collect();
         // (The cluster client splits an MGET by slot, as `workers` relies on.)
-        let descriptions: Vec<Option<String>> =
-            redis::cmd("MGET").arg(&names).query_async(&mut conn).await?;
+        let descriptions: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&names)
+            .query_async(&mut conn)
+            .await?;
         Ok(ids
             .into_iter()
             .zip(descriptions)

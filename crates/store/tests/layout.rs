@@ -137,7 +137,14 @@ fn write_layout_1(redis: &TestRedis, queue: &str, n: usize) -> (Vec<JobId>, JobI
     let record = |id: JobId, kind: &str, max: &str, conn: &mut redis::Connection| {
         let _: () = redis::cmd("HSET")
             .arg(record_key(queue, id))
-            .arg(&["st", "pending", "ct", &now.to_string(), "ut", &now.to_string()])
+            .arg(&[
+                "st",
+                "pending",
+                "ct",
+                &now.to_string(),
+                "ut",
+                &now.to_string(),
+            ])
             .arg(&["type", kind, "max", max, "bo", "1000,2,300000,0.25"])
             .arg("in")
             .arg(&input)
@@ -148,7 +155,11 @@ fn write_layout_1(redis: &TestRedis, queue: &str, n: usize) -> (Vec<JobId>, JobI
     let mut ready = Vec::new();
     for i in 0..n {
         let id = JobId::new();
-        let (kind, max) = if i % 3 == 0 { ("fail", "1") } else { ("noop", "5") };
+        let (kind, max) = if i % 3 == 0 {
+            ("fail", "1")
+        } else {
+            ("noop", "5")
+        };
         record(id, kind, max, &mut conn);
         let sid: String = conn
             .xadd(k("stream"), "*", &[("j", id.to_string())])
