@@ -44,9 +44,9 @@ pub use job::{Job, Phase, Status};
 pub use options::JobOptions;
 pub use retry::RetryPolicy;
 pub use spec::{
-    DEFAULT_PRIORITY, JobInput, JobSpec, MAX_EXTERNAL_LEASE, MAX_GROUP_LEN, MAX_PRIORITY,
-    MIN_EXTERNAL_LEASE, SpecError, StartBy, validate_error_code, validate_group, validate_job_type,
-    validate_queue_name,
+    DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, JobInput, JobSpec, MAX_EXTERNAL_LEASE, MAX_GROUP_LEN,
+    MAX_PRIORITY, MIN_EXTERNAL_LEASE, SpecError, StartBy, validate_error_code, validate_group,
+    validate_job_type, validate_queue_name,
 };
 pub use trace::TraceContext;
 

@@ -74,6 +74,9 @@ pub const MAX_EXTERNAL_LEASE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The priority of a job that sets none.
 pub const DEFAULT_PRIORITY: u8 = 5;
 
+/// How many times a job that sets no limit may start.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
 /// The lowest priority (the highest number).
 pub const MAX_PRIORITY: u8 = 9;
 
@@ -235,7 +238,7 @@ impl JobSpec {
             input: serde_json::Value::Null,
             run_at: None,
             delay: None,
-            max_attempts: 5,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
             backoff: RetryPolicy::default(),
             timeout: None,
             cancelable: true,

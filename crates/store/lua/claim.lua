@@ -58,7 +58,8 @@ local function read_claimable(id, resend)
 end
 
 local function row(job, token)
-  return {job.id, token, tonumber(job[F_ATT]) or 0, job[F_MAX], job[F_TYPE], job[F_INPUT], job[F_PHASE] or '',
+  return {job.id, token, tonumber(job[F_ATT]) or 0,
+    tonumber(job[F_MAX]) or DEFAULT_MAX_ATTEMPTS, job[F_TYPE], job[F_INPUT], job[F_PHASE] or '',
     job[F_CP] or '', job[F_TIMEOUT] or '', job[F_BACKOFF] or '', job[F_CREATED], job[F_RUN_AT] or ''}
 end
 

@@ -56,6 +56,9 @@ local GROUP = 'workers'
 -- The most jobs one call handles (callers send larger batches in chunks), and the most
 -- values passed to one command (Lua's unpack fails past about 8,000).
 local MAX_BATCH = 1000
+-- Layout 2 stores no field equal to its default; these are the defaults scripts apply
+-- (tether_model::DEFAULT_MAX_ATTEMPTS).
+local DEFAULT_MAX_ATTEMPTS = 5
 local CHUNK = 1000
 
 local function now_ms()

@@ -115,8 +115,10 @@ for _, job in ipairs(jobs) do
 end
 for _, job in ipairs(jobs) do
   local id, key = job.id, job_key(job.id)
-  -- Where it waits: delayed, the stream, or placed by make_ready once the record exists.
-  local where, at = 'ut', int(now)
+  -- Where it waits: delayed, the stream, or placed by make_ready once the record exists
+  -- (then `ct` again fills the pair: the record has no `ut` until its first change, as
+  -- `ut` defaults to `ct`).
+  local where, at = 'ct', int(now)
   local placed_later = false
   if job.ext then
     -- Driven by its creator: its lease runs from now (no report in time: Timedout).
@@ -132,9 +134,9 @@ for _, job in ipairs(jobs) do
   end
   if job.idem ~= '' then
     redis.call('SET', job.idem_key, id)
-    redis.call('HSET', key, 'st', 'pending', 'ct', int(now), 'ut', int(now), where, at, 'ik', job.idem, unpack(ARGV, job.first, job.last))
+    redis.call('HSET', key, 'st', 'pending', 'ct', int(now), where, at, 'ik', job.idem, unpack(ARGV, job.first, job.last))
   else
-    redis.call('HSET', key, 'st', 'pending', 'ct', int(now), 'ut', int(now), where, at, unpack(ARGV, job.first, job.last))
+    redis.call('HSET', key, 'st', 'pending', 'ct', int(now), where, at, unpack(ARGV, job.first, job.last))
   end
   if job.ext then redis.call('HSET', key, 'ext', int(job.ext)) end
   if placed_later then make_ready(key, id, now, job.pri, job.grp) end

@@ -92,7 +92,7 @@ local function finish_one(plan)
     return 'OK'
   end
   local err = {'msg', plan.message, 'ec', plan.code, 'ei', plan.info}
-  if plan.retryable and (tonumber(job.attempts) or 0) < (tonumber(job.max) or 0) then
+  if plan.retryable and (tonumber(job.attempts) or 0) < (tonumber(job.max) or DEFAULT_MAX_ATTEMPTS) then
     redis.call('HSET', key, unpack(err))
     redis.call('HDEL', key, 'eta')
     push(unleased, id)

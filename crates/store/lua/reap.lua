@@ -38,7 +38,7 @@ for _, job in ipairs(lapsed) do
   if job.creq == '1' then
     finalize(key, id, 'cancelled', now, retention, job.watched, cancelled_fields(msg), job.owner)
     cancelled[#cancelled + 1] = id
-  elseif (tonumber(job.attempts) or 0) < (tonumber(job.max) or 0) then
+  elseif (tonumber(job.attempts) or 0) < (tonumber(job.max) or DEFAULT_MAX_ATTEMPTS) then
     redis.call('HSET', key, 'ec', 'LeaseExpired', 'msg', msg)
     push(unleased, id)
     make_ready(key, id, now, job.pri, job.grp)

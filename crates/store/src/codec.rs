@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tether_model::{ErrorCode, Job, JobId, JobSpec, RetryPolicy, Status};
+use tether_model::{DEFAULT_MAX_ATTEMPTS, ErrorCode, Job, JobId, JobSpec, RetryPolicy, Status};
 
 use crate::StoreError;
 
@@ -46,7 +46,6 @@ pub(crate) fn decode_backoff(s: &str) -> RetryPolicy {
     }
 }
 
-/// The record's static fields, as field/value pairs for the enqueue script.
 /// The record's static fields for `enqueue.lua`, borrowing from the spec and input.
 pub(crate) fn spec_fields<'a>(
     spec: &'a JobSpec,
@@ -55,12 +54,18 @@ pub(crate) fn spec_fields<'a>(
     let mut fields: Vec<(&'static str, Cow<'a, [u8]>)> = vec![
         ("type", Cow::Borrowed(spec.job_type.as_bytes())),
         ("in", Cow::Borrowed(input)),
-        (
+    ];
+    // Layout 2: a field equal to its default is not stored (every pending job would
+    // carry it); readers, the scripts too, apply the default.
+    if spec.max_attempts != DEFAULT_MAX_ATTEMPTS {
+        fields.push((
             "max",
             Cow::Owned(spec.max_attempts.to_string().into_bytes()),
-        ),
-        ("bo", Cow::Owned(encode_backoff(&spec.backoff).into_bytes())),
-    ];
+        ));
+    }
+    if spec.backoff != RetryPolicy::default() {
+        fields.push(("bo", Cow::Owned(encode_backoff(&spec.backoff).into_bytes())));
+    }
     if !spec.cancelable {
         fields.push(("can", Cow::Borrowed(b"0")));
     }
@@ -184,7 +189,10 @@ impl Fields {
             error_code: self.str("ec").map(ErrorCode::from),
             error_info,
             attempts: self.num("att").unwrap_or(0) as u32,
-            max_attempts: self.num("max").unwrap_or(1) as u32,
+            max_attempts: self
+                .num("max")
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(DEFAULT_MAX_ATTEMPTS),
             cancelable: self.flag("can", true),
             cancel_requested: self.flag("creq", false),
             worker: self.string("wk"),

@@ -59,6 +59,10 @@ pub enum StoreError {
     /// The URL or settings are unusable.
     #[error("config: {0}")]
     Config(String),
+    /// The records in Redis, or a process serving them, are of a layout this version
+    /// must not write beside (docs/STORAGE.md); the message says what to do.
+    #[error("layout: {0}")]
+    Layout(String),
 }
 
 impl From<redis::ParsingError> for StoreError {

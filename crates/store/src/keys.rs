@@ -4,8 +4,10 @@
 //! keys live in one cluster slot and each script runs on one node. Queue names
 //! cannot contain braces (see `validate_queue_name`), so the tag is exact.
 
-/// Version of the key layout and encodings, stored in `tether:meta`.
-pub(crate) const LAYOUT_VERSION: u32 = 1;
+/// Version of the key layout and encodings, stored in `tether:meta` (docs/STORAGE.md).
+/// 2: fields equal to their defaults (`max`, `bo`, `ut` while it equals `ct`) are not
+/// stored, which a layout 1 worker would misread.
+pub(crate) const LAYOUT_VERSION: u32 = 2;
 /// Hash with `version` (layout) and `created` fields.
 pub(crate) const META: &str = "tether:meta";
 /// Set of every queue name that was ever enqueued to or served.

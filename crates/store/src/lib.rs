@@ -216,7 +216,7 @@ impl Store {
         let (conn, topology) = conn::connect(&config).await?;
         let watchers = watch::Hub::new(topology.clone(), config.response_timeout);
         let replicated = conn::Dedicated::new(topology.clone(), config.replication_timeout);
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(Inner {
                 conn,
                 replicated,
@@ -226,7 +226,82 @@ impl Store {
                 watchers,
                 unanswered_claims: Mutex::new(HashMap::new()),
             }),
-        })
+        };
+        store.check_layout().await?;
+        Ok(store)
+    }
+
+    /// Checks the layout of the records in Redis (`tether:meta` → `version`) before this
+    /// process reads or writes any: a newer layout, or a live worker of an older one
+    /// (it would misread the records this version writes), refuses the connection with
+    /// a message saying what to do. Otherwise an empty Redis or one of layout 1 is
+    /// marked as this layout: layout 1 records are read as they are (docs/STORAGE.md).
+    async fn check_layout(&self) -> Result<(), StoreError> {
+        let stored: Option<String> = self
+            .idempotent(|| async { Ok(self.conn().hget(keys::META, "version").await?) })
+            .await?;
+        let stored = match stored {
+            None => None,
+            Some(text) => Some(text.trim().parse::<u32>().map_err(|_| {
+                StoreError::Layout(format!(
+                    "{}.version holds {text:?}, not a layout number; nothing was changed",
+                    keys::META
+                ))
+            })?),
+        };
+        match stored {
+            Some(v) if v == LAYOUT_VERSION => return Ok(()),
+            Some(v) if v > LAYOUT_VERSION => {
+                return Err(StoreError::Layout(format!(
+                    "this Redis holds layout {v} records, written by a newer Tether; this \
+                     version reads and writes layout {LAYOUT_VERSION}: run the newer version"
+                )));
+            }
+            _ => {}
+        }
+        let older = self.older_workers().await?;
+        if !older.is_empty() {
+            return Err(StoreError::Layout(format!(
+                "workers of layout {} are live on this Redis ({}): they would misread the \
+                 layout {LAYOUT_VERSION} records this version writes. Stop them (a graceful \
+                 stop hands their jobs back), then start this version; see \
+                 docs/OPERATIONS.md, upgrading the layout",
+                stored.unwrap_or(1),
+                older.join(", ")
+            )));
+        }
+        let _: () = self
+            .conn()
+            .hset(keys::META, "version", LAYOUT_VERSION)
+            .await?;
+        Ok(())
+    }
+
+    /// Ids of live workers whose registration states no layout, or an older one.
+    async fn older_workers(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn();
+        let mut ids: Vec<String> = conn.smembers(keys::WORKERS).await?;
+        ids.sort();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<String> = ids.iter().map(|id| keys::worker(id)).collect();
+        // (The cluster client splits an MGET by slot, as `workers` relies on.)
+        let descriptions: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&names)
+            .query_async(&mut conn)
+            .await?;
+        Ok(ids
+            .into_iter()
+            .zip(descriptions)
+            .filter_map(|(id, description)| {
+                let layout = serde_json::from_str::<serde_json::Value>(&description?)
+                    .ok()
+                    .and_then(|v| v.get("layout").and_then(serde_json::Value::as_u64))
+                    .unwrap_or(1);
+                (layout < u64::from(LAYOUT_VERSION)).then_some(id)
+            })
+            .collect())
     }
 
     pub fn config(&self) -> &StoreConfig {

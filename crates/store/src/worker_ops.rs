@@ -693,7 +693,11 @@ impl Store {
 
     /// Publishes this worker's self-description; it lapses after `ttl` unless refreshed.
     pub async fn put_worker(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), StoreError> {
-        let json = serde_json::to_string(info).map_err(|e| StoreError::decode("worker", e))?;
+        let mut value = serde_json::to_value(info).map_err(|e| StoreError::decode("worker", e))?;
+        // The layout this worker reads: a newer version refuses to start beside it when
+        // it would write records the worker misreads (registrations without it are 1).
+        value["layout"] = keys::LAYOUT_VERSION.into();
+        let json = value.to_string();
         let key = keys::worker(&info.id);
         let mut conn = self.conn();
         let _: () = conn.pset_ex(&key, json, ttl.as_millis() as u64).await?;

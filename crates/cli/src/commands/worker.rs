@@ -18,6 +18,9 @@ pub(crate) async fn run(args: WorkerArgs, global: &Global) -> CliResult {
     let store = loop {
         match Store::connect(store_config.clone()).await {
             Ok(store) => break store,
+            // The records' layout is not this version's to serve (docs/STORAGE.md):
+            // waiting would not change that, and the message says what to do.
+            Err(e @ tether_store::StoreError::Layout(_)) => return Err(err(e)),
             Err(e) => {
                 tracing::warn!(redis = %tether_store::redact(&url), error = %e, "Redis unreachable; retrying in 1s");
                 tokio::select! {

@@ -1,0 +1,287 @@
+//! Layout 2 (docs/STORAGE.md): a record stores no field equal to its default, and a
+//! Redis holding layout 1 records is upgraded in place — refused while a layout 1
+//! worker is live, then every layout 1 job drains with its spelled-out fields
+//! honoured. The layout 1 dataset is written here the way layout 1's enqueue script
+//! wrote it, so the test needs no old binary. Runs on one Redis and on a cluster.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use redis::Commands;
+use tether_model::{ErrorCode, JobId, JobSpec, RetryPolicy, Status};
+use tether_store::{FinishOutcome, Outcome, Store, StoreConfig, StoreError};
+use tether_testkit::{RedisEndpoint, TestRedis, Topology};
+
+const LEASE: Duration = Duration::from_secs(60);
+
+fn node_for(redis: &TestRedis, key: &str) -> redis::Connection {
+    match redis {
+        TestRedis::Single(server) => server.connection(),
+        TestRedis::Cluster(cluster) => cluster.master_for(key).connection(),
+    }
+}
+
+fn record_key(queue: &str, id: JobId) -> String {
+    format!("tether:{{{queue}}}:job:{id}")
+}
+
+async fn defaults_are_not_stored(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let plain = store
+        .enqueue(&JobSpec::new("noop").queue("lean"))
+        .await
+        .unwrap()
+        .id;
+    let policy = RetryPolicy {
+        initial_ms: 10,
+        factor: 3.0,
+        cap_ms: 1_000,
+        jitter: 0.0,
+    };
+    let custom = store
+        .enqueue(
+            &JobSpec::new("noop")
+                .queue("lean")
+                .max_attempts(2)
+                .backoff(policy),
+        )
+        .await
+        .unwrap()
+        .id;
+    let mut conn = node_for(&redis, &record_key("lean", plain));
+    let fields: BTreeSet<String> = conn
+        .hkeys(record_key("lean", plain))
+        .map(|f: Vec<String>| f.into_iter().collect())
+        .unwrap();
+    assert_eq!(
+        fields,
+        ["st", "ct", "sid", "type", "in"]
+            .map(str::to_owned)
+            .into_iter()
+            .collect(),
+        "a pending job with every default stores only what is its own"
+    );
+    let bytes: u64 = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg(record_key("lean", plain))
+        .query(&mut conn)
+        .unwrap();
+    // Layout 1 stored this record in 232 bytes (`ut`, `max`, `bo` spelled out).
+    assert!(bytes <= 200, "the record takes {bytes} bytes");
+
+    // The defaults are applied on every read: the record, the claim.
+    let job = store.get("lean", plain).await.unwrap().unwrap();
+    assert_eq!(job.max_attempts, tether_model::DEFAULT_MAX_ATTEMPTS);
+    assert_eq!(job.updated_at, job.created_at);
+    let job = store.get("lean", custom).await.unwrap().unwrap();
+    assert_eq!(job.max_attempts, 2);
+    let claimed = store.claim("lean", "w", 10, LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    for c in &claimed {
+        if c.lease.id == plain {
+            assert_eq!(c.max_attempts, tether_model::DEFAULT_MAX_ATTEMPTS);
+            assert_eq!(c.backoff, RetryPolicy::default());
+        } else {
+            assert_eq!(c.max_attempts, 2);
+            assert_eq!(c.backoff, policy);
+        }
+    }
+    // A default max_attempts of 5 retries the first error (an absent `max` is not 0).
+    let error = failure();
+    for c in &claimed {
+        let outcome = store.finish(&c.lease, &error).await.unwrap();
+        assert_eq!(outcome, FinishOutcome::Retrying, "{}", c.lease.id);
+    }
+    let problems = store.check_consistency("lean").await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+fn failure() -> Outcome {
+    Outcome::Error {
+        retryable: true,
+        retry_delay: Duration::ZERO,
+        message: "no".into(),
+        code: ErrorCode::from("Boom"),
+        info: Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_record_stores_no_default_on_one_redis() {
+    defaults_are_not_stored(Topology::Single).await;
+}
+
+#[tokio::test]
+async fn a_record_stores_no_default_on_a_cluster() {
+    defaults_are_not_stored(Topology::Cluster).await;
+}
+
+/// Writes `n` ready jobs and one delayed job as layout 1's `enqueue.lua` did (every
+/// field spelled out, `ut` beside `ct`, each job in `jobs`), a registered queue and
+/// `tether:meta` at version 1. Every third job is a `fail` job allowed one attempt.
+/// Returns the ids: ready, then the delayed one.
+fn write_layout_1(redis: &TestRedis, queue: &str, n: usize) -> (Vec<JobId>, JobId) {
+    let k = |name: &str| format!("tether:{{{queue}}}:{name}");
+    let mut conn = node_for(redis, &k("stream"));
+    let _: () = redis::cmd("XGROUP")
+        .arg(&["CREATE", &k("stream"), "workers", "0", "MKSTREAM"])
+        .query(&mut conn)
+        .unwrap();
+    let now: u64 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        - 1_000;
+    let input = tether_store::encode(&serde_json::json!({"n": 1})).unwrap();
+    let record = |id: JobId, kind: &str, max: &str, conn: &mut redis::Connection| {
+        let _: () = redis::cmd("HSET")
+            .arg(record_key(queue, id))
+            .arg(&[
+                "st",
+                "pending",
+                "ct",
+                &now.to_string(),
+                "ut",
+                &now.to_string(),
+            ])
+            .arg(&["type", kind, "max", max, "bo", "1000,2,300000,0.25"])
+            .arg("in")
+            .arg(&input)
+            .query(conn)
+            .unwrap();
+        let _: () = conn.zadd(k("jobs"), id.to_string(), now).unwrap();
+    };
+    let mut ready = Vec::new();
+    for i in 0..n {
+        let id = JobId::new();
+        let (kind, max) = if i % 3 == 0 {
+            ("fail", "1")
+        } else {
+            ("noop", "5")
+        };
+        record(id, kind, max, &mut conn);
+        let sid: String = conn
+            .xadd(k("stream"), "*", &[("j", id.to_string())])
+            .unwrap();
+        let _: () = conn.hset(record_key(queue, id), "sid", sid).unwrap();
+        ready.push(id);
+    }
+    let delayed = JobId::new();
+    record(delayed, "noop", "5", &mut conn);
+    let _: () = conn.hset(record_key(queue, delayed), "ra", now).unwrap();
+    let _: () = conn.zadd(k("delayed"), delayed.to_string(), now).unwrap();
+    let _: () = conn.hincr(k("counts"), "enqueued", n + 1).unwrap();
+    let _: () = conn.set(k("used"), now).unwrap();
+    let mut conn = node_for(redis, "tether:queues");
+    let _: () = conn.sadd("tether:queues", queue).unwrap();
+    let mut conn = node_for(redis, "tether:meta");
+    let _: () = conn.hset("tether:meta", "version", 1).unwrap();
+    (ready, delayed)
+}
+
+async fn layout_1_upgrades_and_drains(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let queue = "old";
+    let (ready, delayed) = write_layout_1(&redis, queue, 300);
+
+    // A live layout 1 worker (its registration states no layout): refused, nothing marked.
+    let registration = "tether:worker:w-old";
+    let mut conn = node_for(&redis, registration);
+    let _: () = conn
+        .set_ex(registration, r#"{"id":"w-old","host":"h","pid":1,"queues":["old"],"concurrency":1,"started_at":"2026-01-01T00:00:00Z","jobs":[]}"#, 60)
+        .unwrap();
+    let mut workers = node_for(&redis, "tether:workers");
+    let _: () = workers.sadd("tether:workers", "w-old").unwrap();
+    let refused = Store::connect(StoreConfig::new(redis.url())).await;
+    match refused {
+        Err(StoreError::Layout(message)) => {
+            assert!(message.contains("w-old"), "{message}");
+            assert!(message.contains("OPERATIONS"), "{message}");
+        }
+        other => panic!("a live layout 1 worker was not refused: {:?}", other.err()),
+    }
+    let mut meta = node_for(&redis, "tether:meta");
+    let version: String = meta.hget("tether:meta", "version").unwrap();
+    assert_eq!(version, "1");
+
+    // The worker stopped (its registration lapsed): the upgrade goes ahead.
+    let _: () = conn.del(registration).unwrap();
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let version: String = meta.hget("tether:meta", "version").unwrap();
+    assert_eq!(version, "2");
+    assert!(store.check_consistency(queue).await.unwrap().is_empty());
+
+    // Layout 2 jobs join the layout 1 ones; all drain.
+    let fresh: Vec<JobId> = store
+        .enqueue_many(&vec![JobSpec::new("noop").queue(queue); 50])
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    store.promote(queue, 10).await.unwrap();
+    let ok = Outcome::Success(tether_store::encode(&1).unwrap());
+    let error = failure();
+    let mut seen = BTreeSet::new();
+    loop {
+        let claimed = store.claim(queue, "w-new", 64, LEASE).await.unwrap();
+        if claimed.is_empty() {
+            break;
+        }
+        for c in &claimed {
+            assert_eq!(c.attempts, 1, "{} ran twice", c.lease.id);
+            assert!(seen.insert(c.lease.id), "{} claimed twice", c.lease.id);
+            let (outcome, expected) = if c.job_type == "fail" {
+                // Its layout 1 record says one attempt: the first error is final.
+                assert_eq!(c.max_attempts, 1);
+                (&error, FinishOutcome::Dead)
+            } else {
+                assert_eq!(c.max_attempts, 5);
+                (&ok, FinishOutcome::Recorded)
+            };
+            assert_eq!(store.finish(&c.lease, outcome).await.unwrap(), expected);
+        }
+    }
+    let everything: BTreeSet<JobId> = ready
+        .iter()
+        .chain(&fresh)
+        .chain([&delayed])
+        .copied()
+        .collect();
+    assert_eq!(seen, everything, "every job, of either layout, ran once");
+    for (i, id) in ready.iter().enumerate() {
+        let job = store.get(queue, *id).await.unwrap().unwrap();
+        let status = if i % 3 == 0 {
+            Status::Failure
+        } else {
+            Status::Success
+        };
+        assert_eq!(job.status, status, "{id}");
+    }
+    let problems = store.check_consistency(queue).await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+#[tokio::test]
+async fn a_layout_1_redis_upgrades_and_drains_on_one_redis() {
+    layout_1_upgrades_and_drains(Topology::Single).await;
+}
+
+#[tokio::test]
+async fn a_layout_1_redis_upgrades_and_drains_on_a_cluster() {
+    layout_1_upgrades_and_drains(Topology::Cluster).await;
+}
+
+#[tokio::test]
+async fn a_newer_layout_is_refused() {
+    let redis = TestRedis::start(Topology::Single);
+    let mut conn = node_for(&redis, "tether:meta");
+    let _: () = conn.hset("tether:meta", "version", 3).unwrap();
+    match Store::connect(StoreConfig::new(redis.url())).await {
+        Err(StoreError::Layout(message)) => assert!(message.contains("newer"), "{message}"),
+        other => panic!("a newer layout was not refused: {:?}", other.err()),
+    }
+    let version: String = conn.hget("tether:meta", "version").unwrap();
+    assert_eq!(version, "3", "nothing was changed");
+}
