@@ -321,6 +321,39 @@ async fn cancelling_a_parent_cancels_its_subtree(topology: Topology) {
     assert_consistent(&redis).await;
 }
 
+/// A cancel's walk leaves no cascade behind: every node it walked (the batch and each
+/// running `fanout` below it, which has children of its own) is marked done, so
+/// workers' maintenance has nothing to finish.
+async fn a_finished_cancel_leaves_no_cascade(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let worker = worker(&redis).await;
+    let producer = producer(&redis).await;
+    let store = tether_store::Store::connect(tether_store::StoreConfig::new(redis.url()))
+        .await
+        .unwrap();
+    let fanouts = (0..3)
+        .map(|_| {
+            JobSpec::new("fanout")
+                .input_json(json!({"children": 4, "child_ms": 60_000, "child_queue": "kids"}))
+        })
+        .collect();
+    let batch = producer
+        .enqueue_batch(fanouts, JobSpec::new("noop"))
+        .await
+        .unwrap();
+    eventually(T, "every fanout's children spawned", async || {
+        let fanouts = all_children(&producer, batch).await;
+        let spawned: usize = fanouts.iter().map(|f| f.subtasks.len()).sum();
+        if spawned == 12 { Ok(()) } else { Err(spawned) }
+    })
+    .await;
+    producer.cancel(batch).await.unwrap();
+    for queue in ["default", "kids"] {
+        assert_eq!(store.cascades(queue, 100).await.unwrap(), [], "{queue}");
+    }
+    worker.shutdown().await;
+}
+
 async fn failure_policies_and_the_retry_of_a_dead_parent(topology: Topology) {
     let redis = TestRedis::start(topology);
     let worker = worker(&redis).await;
@@ -637,6 +670,15 @@ async fn an_external_task_is_a_parent_of_worker_jobs(topology: Topology) {
     until_job(&alice, long, T, |j| j.status == Status::Processing).await;
     alice.cancel(task.id()).await.unwrap();
     assert_eq!(finished(&alice, long, T).await.status, Status::Cancelled);
+    // Once its cancel is requested, its driver spawns nothing more (no cascade would
+    // reach a child spawned after the cancel's walk).
+    let after_cancel = task.spawn("after-cancel", sleep(60_000)).await;
+    assert_eq!(
+        after_cancel.unwrap_err().kind(),
+        ErrorKind::InvalidState {
+            status: Status::Pending
+        }
+    );
     task.abort(Some("RequestCanceled"), Some("stopped"))
         .await
         .unwrap();
@@ -658,6 +700,7 @@ on_every_topology!(
     the_check_follows_links_across_queues,
     a_batch_enqueues_its_follow_up_once_with_a_summary,
     cancelling_a_parent_cancels_its_subtree,
+    a_finished_cancel_leaves_no_cascade,
     failure_policies_and_the_retry_of_a_dead_parent,
     a_fanout_waits_for_its_children_in_another_queue,
     a_parent_that_runs_again_spawns_each_child_once,

@@ -9,16 +9,23 @@
 -- Children are the parent's `kids:<id>` sorted set, scored by spawn index.
 -- Returns {word, root id, owner ('' = none)}: OK or LOST (the lease is not the caller's);
 -- for an external parent NOT_FOUND (no such task of the caller's), NOT_SUPPORTED (not an
--- external task) or INVALID:<status> (it ended).
+-- external task) or INVALID:<status> (it ended, its cancel is requested or its lease
+-- lapsed).
 local id, token = ARGV[2], ARGV[3]
 local key = job_key(id)
 local refusal, root, owner
 if string.sub(token, 1, 4) == 'ext:' then
-  local caller, st, ext = string.sub(token, 5), nil, nil
-  st, ext, root, owner = unpack(read_job(key, 'st', 'ext', 'root', 'owner') or {})
+  local caller, st, ext, creq, deadline = string.sub(token, 5), nil, nil, nil, nil
+  st, ext, root, owner, creq, deadline =
+    unpack(read_job(key, 'st', 'ext', 'root', 'owner', 'creq', 'ld') or {})
   if not st or (caller ~= '' and owner ~= caller) then return {'NOT_FOUND', '', ''} end
   if not ext then return {'NOT_SUPPORTED', '', ''} end
   if is_final(st) then return {'INVALID:' .. st, '', ''} end
+  -- A task whose cancel is requested, or whose lease lapsed (its end not yet recorded),
+  -- spawns nothing more: the cancel's walk of its children may be over already.
+  if creq == '1' or (tonumber(deadline) or math.huge) <= now_ms() then
+    return {'INVALID:' .. st, '', ''}
+  end
 else
   refusal, root, owner = check_lease(key, token, 'root', 'owner')
   if refusal then return {'LOST', '', ''} end

@@ -201,6 +201,7 @@ impl Store {
             let mut next = Vec::new();
             for (q, parent) in &level {
                 let kids = self.child_ids(q, *parent, None, usize::MAX / 2).await?;
+                let has_kids = !kids.is_empty();
                 let answers: Vec<_> = futures::stream::iter(kids)
                     .map(|(kid, kq)| async move {
                         let answer = self.cancel_with(&kq, kid, owner, force).await;
@@ -223,6 +224,12 @@ impl Store {
                         ) => {}
                         Err(e) => return Err(e),
                     }
+                }
+                // Its children are cancelled: the cascade its own cancel recorded (a
+                // node with children) is done. One left by a walk that died before
+                // here is finished by a worker's maintenance.
+                if has_kids {
+                    self.cascade_done(q, *parent).await?;
                 }
             }
             level = next;
