@@ -681,10 +681,12 @@ async fn event_streams_share_one_pubsub_connection_on_a_cluster() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shared_subscriber_resubscribes_after_a_redis_restart() {
     use futures::StreamExt;
-    // AOF on, so the jobs survive the restart.
+    // AOF on, so the jobs survive the restart; `always`, because with `everysec` Redis
+    // postpones its writes for up to 2 s while a slow fsync runs (a busy disk), and a
+    // kill then loses what it had acknowledged.
     let redis = TestRedis::Single(RedisServer::start(RedisOptions {
         aof: true,
-        ..RedisOptions::default()
+        extra_args: ["--appendfsync", "always"].map(String::from).to_vec(),
     }));
     let TestRedis::Single(server) = &redis else {
         unreachable!()
