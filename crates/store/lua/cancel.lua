@@ -34,9 +34,11 @@ if st == 'pending' and not ext then
 end
 -- processing (or external): the lease holder (the driver) sees the request at its next
 -- heartbeat or progress report.
+-- Only a new request records a cascade: a repeated one (another walk passing by) would
+-- put back what the first canceller's walk marked done.
 if creq ~= '1' then
   redis.call('HSET', key, 'creq', 1, 'ut', now_ms())
   notify(id, watched)
+  if has_kids then redis.call('ZADD', cascade, 'NX', now_ms(), id) end
 end
-if has_kids then redis.call('ZADD', cascade, 'NX', now_ms(), id) end
 return 'REQUESTED'
