@@ -455,6 +455,11 @@ fn components(config: &ApiConfig) -> Map<String, Value> {
                 "message": nullable(text(limits::MAX_PROGRESS_MESSAGE_LEN)),
             }
         },
+        "CompleteBody": {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {"result": {"description": "The task's result: any JSON value"}}
+        },
         "DescriptionBody": {
             "type": "object",
             "additionalProperties": false,

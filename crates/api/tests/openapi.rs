@@ -103,6 +103,12 @@ async fn the_document_states_the_constraints_the_handlers_enforce() {
     for field in ["delay", "run_at", "start_by", "timeout"] {
         assert!(external["properties"][field].is_null(), "{field}");
     }
+    // An external task's result is any JSON value, as a worker's is.
+    let result = &doc["components"]["schemas"]["CompleteBody"]["properties"]["result"];
+    assert!(
+        result.is_object() && result.get("type").is_none(),
+        "{result}"
+    );
     // The configured task types are the only ones the schema allows.
     assert_eq!(props["type"]["enum"], json!(["noop", "sleep"]));
     let alt = |p: &Value, i: usize| p["anyOf"][i].clone();
