@@ -701,29 +701,10 @@ impl Store {
             .and_then(tether_model::TraceContext::decode))
     }
 
-    /// Which queue holds `id`: asks every known queue in one pipelined round trip.
+    /// Which queue holds `id`: asks every known queue, all at once.
     pub async fn find_queue(&self, id: JobId) -> Result<Option<String>, StoreError> {
         let queues = self.queues().await?;
-        if queues.is_empty() {
-            return Ok(None);
-        }
-        // One call per queue, all in flight at once: each queue may live on another node.
-        let found: Vec<bool> = self
-            .idempotent(|| {
-                futures::future::try_join_all(queues.iter().map(|q| async move {
-                    let exists: bool = self
-                        .conn()
-                        .exists(QueueKeys::new(q).job(&id.to_string()))
-                        .await?;
-                    Ok::<_, StoreError>(exists)
-                }))
-            })
-            .await?;
-        Ok(queues
-            .into_iter()
-            .zip(found)
-            .find(|(_, f)| *f)
-            .map(|(q, _)| q))
+        Ok(self.locate_jobs(&[id], &queues).await?.pop().flatten())
     }
 
     async fn queue_script<T: redis::FromRedisValue>(

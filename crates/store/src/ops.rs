@@ -128,35 +128,39 @@ impl Store {
         )))
     }
 
-    /// Which queue of `queues` holds each of `ids` (`None`: none of them): queue by
-    /// queue, one pipeline of `EXISTS` for the ids not placed yet, so the cost is at
-    /// most `ids × queues` commands in `queues` round trips; callers bound that product.
+    /// Which queue of `queues` holds each of `ids` (`None`: none of them): one pipeline
+    /// of `EXISTS` per queue (each queue may live on another node), all in flight at
+    /// once. The cost is `ids × queues` commands; callers bound that product.
     pub async fn locate_jobs(
         &self,
         ids: &[JobId],
         queues: &[String],
     ) -> Result<Vec<Option<String>>, StoreError> {
-        let mut found: Vec<Option<String>> = vec![None; ids.len()];
-        for queue in queues {
-            let open: Vec<usize> = (0..ids.len()).filter(|i| found[*i].is_none()).collect();
-            if open.is_empty() {
-                break;
-            }
-            let keys = QueueKeys::new(queue);
-            let mut pipe = redis::pipe();
-            for i in &open {
-                pipe.exists(keys.job(&ids[*i].to_string()));
-            }
-            let exists: Vec<bool> = self
-                .idempotent(|| async { Ok(pipe.query_async(&mut self.conn()).await?) })
-                .await?;
-            for (i, there) in open.into_iter().zip(exists) {
-                if there {
-                    found[i] = Some(queue.clone());
-                }
-            }
+        if ids.is_empty() || queues.is_empty() {
+            return Ok(vec![None; ids.len()]);
         }
-        Ok(found)
+        let keys: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+        let found: Vec<Vec<bool>> = self
+            .idempotent(|| {
+                futures::future::try_join_all(queues.iter().map(|queue| {
+                    let queue_keys = QueueKeys::new(queue);
+                    let mut pipe = redis::pipe();
+                    for id in &keys {
+                        pipe.exists(queue_keys.job(id));
+                    }
+                    async move { Ok::<_, StoreError>(pipe.query_async(&mut self.conn()).await?) }
+                }))
+            })
+            .await?;
+        Ok((0..ids.len())
+            .map(|i| {
+                queues
+                    .iter()
+                    .zip(&found)
+                    .find(|(_, exists)| exists[i])
+                    .map(|(queue, _)| queue.clone())
+            })
+            .collect())
     }
 
     /// The summaries (the listing's fields) of those of `ids` that `queue` holds, in
