@@ -10,9 +10,9 @@
 -- 'NOT_FOUND', 'NOT_SUPPORTED' or 'INVALID:<status>'.
 local id, owner, retention, force = ARGV[2], ARGV[3], arg_number(4), ARGV[5]
 local key = job_key(id)
-local st, job_owner, cancelable, sid, creq, watched, ext =
-  unpack(redis.call('HMGET', key, 'st', 'owner', 'can', 'sid', 'creq', 'w', 'ext'))
-writable(K_STREAM, K_DELAYED, K_LEASES, K_DONE, K_DEAD, K_COUNTS, K_ACTIVE)
+local st, job_owner, cancelable, sid, creq, watched, ext, created_at =
+  unpack(redis.call('HMGET', key, 'st', 'owner', 'can', 'sid', 'creq', 'w', 'ext', 'ct'))
+writable(K_STREAM, K_DELAYED, K_LEASES, K_DONE, K_DEAD, K_COUNTS, K_ACTIVE, K_JOBS)
 check_type(K_DEADLINES, 'zset')
 local cascade = PREFIX .. 'cascade'
 check_type(cascade, 'zset')
@@ -22,10 +22,13 @@ if is_final(st) then return 'INVALID:' .. st end
 if cancelable == '0' and force ~= '1' then return 'NOT_SUPPORTED' end
 if st == 'pending' and not ext then
   countable({[job_owner] = true})
+  -- A job enqueued straight onto the stream enters `jobs` as it leaves it.
+  local unindexed = not redis.call('ZSCORE', K_JOBS, id)
   -- Writes, a denyoom one (HSET) first.
   finalize(key, id, 'cancelled', now_ms(), retention, watched,
     cancelled_fields('cancelled before it ran'), job_owner)
   unready(sid)
+  if unindexed then push(created, created_at or '0', id) end
   push(undelayed, id)
   redis.call('ZREM', K_DEADLINES, id)
   flush()

@@ -122,9 +122,12 @@ local taken, held, expired = {}, {}, {}
 local budget = ENTRY_BUDGET
 -- A ready entry's job, if it may start: nil for a stale entry, a job held (its type is
 -- paused) or expired (its start deadline passed), which are set aside for phase 2.
-local function startable(id, expected_sid)
+-- `unindexed`: its entry is an `n` entry (enqueued straight onto the stream, not yet in
+-- `jobs`): whatever becomes of it here, it leaves the stream and enters `jobs`.
+local function startable(id, expected_sid, unindexed)
   local job = id and read_claimable(id)
   if not job or job[F_ST] ~= 'pending' or job[F_SID] ~= expected_sid then return nil end
+  job.unindexed = unindexed
   if paused_types[job[F_TYPE]] then
     held[#held + 1] = job
     return nil
@@ -167,8 +170,9 @@ local function stream_next()
     local entry = stream.entries[stream.pos]
     stream.last = entry[1]
     local fields = entry[2]
-    local id = fields[1] == 'j' and fields[2] or nil
-    local job = startable(id, entry[1])
+    local kind = fields[1]
+    local id = (kind == 'n' or kind == 'j') and fields[2] or nil
+    local job = startable(id, entry[1], kind == 'n')
     if job then return job end
   end
   return nil
@@ -327,6 +331,13 @@ if budget <= 0 and #taken < want then limit_wait(0, 'scan') end
 
 -- The keys phase 2 writes that the reads above have not type-checked.
 if next(lists) or #held > 0 or #expired > 0 then writable(K_COUNTS) end
+-- Jobs that leave the stream for the first time enter `jobs` (by their creation time).
+for _, list in ipairs({taken, held, expired}) do
+  for _, job in ipairs(list) do
+    if job.unindexed then push(created, job[F_CREATED] or '0', job.id) end
+  end
+end
+if #created > 0 then writable(K_JOBS) end
 if #expired > 0 then
   writable(K_DONE, K_DEAD, K_COUNTS, K_ACTIVE)
   check_type(K_DEADLINES, 'zset')

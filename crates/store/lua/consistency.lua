@@ -6,9 +6,12 @@
 --              (point lookups), and its final status counted;
 --   'leases', 'delayed', 'done', 'dead', 'ext'
 --              every index member is a retained job;
---   'stream'   every entry is the live entry of a pending job.
+--   'stream'   every entry is the live entry of a pending job;
+--   'records'  every record not in `jobs` (a job enqueued straight onto the stream, which
+--              enters `jobs` when it leaves it) is checked as the 'jobs' phase checks
+--              indexed ones: found by SCAN over the node's keys (MATCH the queue's records).
 -- ARGV: prefix, phase, cursor ('' = from the start; "score member" in a sorted set,
---       an entry id in the stream), n.
+--       an entry id in the stream, a SCAN cursor), n.
 -- Returns {next phase ('' = done), next cursor, {problems}, success, failure, cancelled
 --          (final records in this step), counts.success, counts.failure, counts.cancelled,
 --          {links}}: the tree links this script cannot follow (another slot), for the
@@ -18,7 +21,8 @@ local phase, cursor, n = ARGV[2], ARGV[3], math.max(1, math.min(arg_number(4), M
 local problems, links = {}, {}
 local function problem(text) problems[#problems + 1] = text end
 local finals = {success = 0, failure = 0, cancelled = 0}
-local ORDER = {jobs = 'leases', leases = 'delayed', delayed = 'done', done = 'dead', dead = 'ext', ext = 'stream', stream = ''}
+local ORDER = {jobs = 'leases', leases = 'delayed', delayed = 'done', done = 'dead', dead = 'ext', ext = 'stream',
+  stream = 'records', records = ''}
 local ZSETS = {jobs = K_JOBS, leases = K_LEASES, delayed = K_DELAYED, done = K_DONE, dead = K_DEAD, ext = ext_key()}
 if not ORDER[phase] then fail('ERR unknown phase ' .. tostring(phase)) end
 
@@ -103,15 +107,36 @@ local function check_job(id)
   if (st == 'failure' and dead_flag == '1') ~= in_dead then problem('job ' .. id .. ' dead flag and dead index disagree') end
 end
 
+-- A member of an index whose job has neither an entry in `jobs` nor a record (a record
+-- not in `jobs` is the 'records' phase's).
+local function unknown(id)
+  return not redis.call('ZSCORE', K_JOBS, id) and redis.call('EXISTS', job_key(id)) == 0
+end
+
 local next_cursor = ''
-if phase == 'stream' then
+if phase == 'records' then
+  local reply = redis.call('SCAN', cursor == '' and '0' or cursor, 'MATCH', PREFIX .. 'job:*', 'COUNT', n)
+  for _, key in ipairs(reply[2]) do
+    local id = string.sub(key, #PREFIX + 5)
+    if not redis.call('ZSCORE', K_JOBS, id) then
+      local v = read_job(key, 'st', 'sid')
+      local st, sid = unpack(v or {})
+      if v and st and (st ~= 'pending' or not sid or not string.match(sid, '^%d+%-%d+$')) then
+        problem(st .. ' job ' .. id .. ' is missing from jobs')
+      end
+      check_job(id)
+    end
+  end
+  if reply[1] ~= '0' then next_cursor = reply[1] end
+elseif phase == 'stream' then
   local from = (cursor == '') and '-' or ('(' .. cursor)
   local entries = redis.call('XRANGE', K_STREAM, from, '+', 'COUNT', n)
   for _, e in ipairs(entries) do
     local id = e[2][2]
     if e[2][1] == 'd' then
       -- A wake-up entry for workers (a job went to a list); claims trim it.
-    elseif not redis.call('ZSCORE', K_JOBS, id) then
+    elseif e[2][1] == 'n' and unknown(id) or e[2][1] ~= 'n' and not redis.call('ZSCORE', K_JOBS, id) then
+      -- (`n`: a job enqueued straight onto the stream, not in `jobs` until it leaves.)
       problem('stream holds unknown job ' .. id)
     else
       local v = read_job(job_key(id), 'st', 'sid')
@@ -132,7 +157,7 @@ else
     local id = items[i]
     if phase == 'jobs' then
       check_job(id)
-    elseif not redis.call('ZSCORE', K_JOBS, id) then
+    elseif unknown(id) then
       problem(phase .. ' holds unknown job ' .. id)
     end
   end

@@ -65,7 +65,8 @@ while i <= #ARGV do
     if idem ~= '' then seen[job.idem_key] = id end
     if owner ~= '' then adding[owner] = (adding[owner] or 0) + 1 end
     jobs[#jobs + 1] = job
-    out[#out + 1] = {'CREATED', id, now, job.due}
+    job.reply = {'CREATED', id, now, job.due}
+    out[#out + 1] = job.reply
   end
 end
 if quota > 0 then
@@ -120,6 +121,10 @@ for _, job in ipairs(jobs) do
   -- `ut` defaults to `ct`).
   local where, at = 'ct', int(now)
   local placed_later = false
+  -- A job that goes straight onto the stream is not indexed in `jobs` until it leaves
+  -- the stream (claim, cancel): its entry `n=<id>` implies it, and the entry id's
+  -- milliseconds are its creation time, so listing reads the stream in creation order.
+  local created_at, unindexed = int(now), false
   if job.ext then
     -- Driven by its creator: its lease runs from now (no report in time: Timedout).
     where, at = 'ld', int(now + job.ext)
@@ -127,6 +132,10 @@ for _, job in ipairs(jobs) do
   elseif job.due > now then
     push(delayed, int(job.due), id)
     where, at = 'ra', int(job.due)
+  elseif direct and not job.start_by then
+    where, at = 'sid', redis.call('XADD', K_STREAM, '*', 'n', id)
+    unindexed, created_at = true, string.match(at, '^%d+')
+    job.reply[3], job.reply[4] = tonumber(created_at), tonumber(created_at)
   elseif direct then
     where, at = 'sid', redis.call('XADD', K_STREAM, '*', 'j', id)
   else
@@ -134,9 +143,9 @@ for _, job in ipairs(jobs) do
   end
   if job.idem ~= '' then
     redis.call('SET', job.idem_key, id)
-    redis.call('HSET', key, 'st', 'pending', 'ct', int(now), where, at, 'ik', job.idem, unpack(ARGV, job.first, job.last))
+    redis.call('HSET', key, 'st', 'pending', 'ct', created_at, where, at, 'ik', job.idem, unpack(ARGV, job.first, job.last))
   else
-    redis.call('HSET', key, 'st', 'pending', 'ct', int(now), where, at, unpack(ARGV, job.first, job.last))
+    redis.call('HSET', key, 'st', 'pending', 'ct', created_at, where, at, unpack(ARGV, job.first, job.last))
   end
   if job.ext then redis.call('HSET', key, 'ext', int(job.ext)) end
   if placed_later then make_ready(key, id, now, job.pri, job.grp) end
@@ -144,8 +153,8 @@ for _, job in ipairs(jobs) do
     redis.call('HSET', key, 'sb', int(job.start_by))
     redis.call('ZADD', K_DEADLINES, int(job.start_by), id)
   end
-  push(created, int(now), id)
-  if job.owner ~= '' then push_for(owned, job.owner, int(now), id) end
+  if not unindexed then push(created, created_at, id) end
+  if job.owner ~= '' then push_for(owned, job.owner, created_at, id) end
 end
 for owner, n in pairs(adding) do active[owner] = n end
 flush()

@@ -84,7 +84,8 @@ impl Store {
         let mut last = [0i64; 3];
         let (mut phase, mut cursor) = ("jobs".to_owned(), String::new());
         while !phase.is_empty() {
-            let n = if phase == "jobs" {
+            // (The records phase checks, like the jobs phase, each job it finds.)
+            let n = if phase == "jobs" || phase == "records" {
                 JOBS_PER_STEP
             } else {
                 MEMBERS_PER_STEP
@@ -97,7 +98,12 @@ impl Store {
                 })
                 .await?;
             let (next, next_cursor, found, success, failure, cancelled, cs, cf, cc, tree) = step;
-            problems.extend(found);
+            // A SCAN may return a record twice: each problem is told once.
+            for problem in found {
+                if !problems.contains(&problem) {
+                    problems.push(problem);
+                }
+            }
             links.extend(tree);
             for (total, n) in finals.iter_mut().zip([success, failure, cancelled]) {
                 *total += n;

@@ -1,7 +1,10 @@
 //! Listing jobs with filters, sorting and marker pagination.
 //!
 //! Order by creation walks each queue's `jobs` index (creation ms, then id) in
-//! batches — or, for one owner, that owner's index in the queue; other sort keys read the matching summaries and sort in memory.
+//! batches — or, for one owner, that owner's index in the queue — and, beside it, the
+//! stream's `n` entries: jobs enqueued straight onto the stream, which enter `jobs`
+//! only when they leave it (their entry ids are their creation times); other sort keys
+//! read the matching summaries and sort in memory.
 //! Either way the order is total (ties broken by id), so a marker never skips
 //! or repeats a job.
 
@@ -186,8 +189,29 @@ impl Store {
         })
     }
 
-    /// Matching summaries of one queue past `marker`, in the query's order when `cap` is set.
+    /// Matching summaries of one queue past `marker`, in the query's order when `cap` is set
+    /// (then at least the first `cap` of them, possibly more).
     async fn scan_queue(
+        &self,
+        queue: &str,
+        query: &ListQuery,
+        marker: Option<&Job>,
+        cap: Option<usize>,
+    ) -> Result<Vec<Job>, StoreError> {
+        let mut out = self.scan_index(queue, query, marker, cap).await?;
+        // Jobs enqueued straight onto the stream are in `jobs` only once they leave it
+        // (docs/STORAGE.md); an owner's index holds them from the start. All are pending.
+        let unindexed_may_match = query.owner.is_none()
+            && !query.dead_only
+            && query.status.is_none_or(|s| s == Status::Pending);
+        if unindexed_may_match {
+            out.extend(self.scan_stream(queue, query, marker, cap).await?);
+        }
+        Ok(out)
+    }
+
+    /// The jobs of the queue's index (`jobs`, or the owner's), as `scan_queue`.
+    async fn scan_index(
         &self,
         queue: &str,
         query: &ListQuery,
@@ -238,6 +262,77 @@ impl Store {
         Ok(out)
     }
 
+    /// The pending jobs the stream's `n` entries imply (not yet in `jobs`), as
+    /// `scan_queue`. Their entry ids are their creation times, so with `cap` the stream
+    /// is read in the query's direction from the marker's millisecond, and past the
+    /// `cap`-th match only to the end of its millisecond (entries of one millisecond are
+    /// in enqueue order, not id order): sorted, the first `cap` are exact.
+    async fn scan_stream(
+        &self,
+        queue: &str,
+        query: &ListQuery,
+        marker: Option<&Job>,
+        cap: Option<usize>,
+    ) -> Result<Vec<Job>, StoreError> {
+        let keys = QueueKeys::new(queue);
+        let desc = query.sort_dir == SortDir::Desc;
+        let mut from = match marker.filter(|_| cap.is_some()) {
+            Some(m) => m.created_at.timestamp_millis().max(0).to_string(),
+            None if desc => "+".to_owned(),
+            None => "-".to_owned(),
+        };
+        let mut out = Vec::new();
+        let mut full_at: Option<u64> = None;
+        loop {
+            let mut conn = self.conn();
+            let (first, last) = if desc { ("XREVRANGE", "-") } else { ("XRANGE", "+") };
+            let entries: Vec<(String, Vec<String>)> = redis::cmd(first)
+                .arg(keys.stream())
+                .arg(&from)
+                .arg(last)
+                .arg("COUNT")
+                .arg(BATCH)
+                .query_async(&mut conn)
+                .await?;
+            let Some((last_id, _)) = entries.last() else {
+                break;
+            };
+            from = format!("({last_id}");
+            let last_ms = entry_ms(last_id);
+            let ids: Vec<String> = entries
+                .iter()
+                .filter_map(|(_, fields)| match fields.as_slice() {
+                    [kind, id] if kind == "n" => Some(id.clone()),
+                    _ => None,
+                })
+                .collect();
+            for job in self.summaries(queue, &ids).await? {
+                // A claimed or cancelled job left the stream (its entry with it): a job
+                // read here that is no longer pending is found in `jobs` instead.
+                let past_marker = marker.is_none_or(|m| query.compare(m, &job) == Ordering::Less);
+                if job.status == Status::Pending && past_marker && query.matches(&job) {
+                    out.push(job);
+                }
+            }
+            if let Some(c) = cap {
+                if full_at.is_none() && out.len() >= c {
+                    full_at = out.last().map(|j| j.created_at.timestamp_millis() as u64);
+                }
+                if full_at.is_some_and(|ms| last_ms != Some(ms)) {
+                    break;
+                }
+            }
+            if entries.len() < BATCH as usize {
+                break;
+            }
+        }
+        if let Some(c) = cap {
+            out.sort_by(|a, b| query.compare(a, b));
+            out.truncate(c);
+        }
+        Ok(out)
+    }
+
     /// The summaries of `ids` of one queue (those still there), in the order given:
     /// one pipelined read of their fields and lease deadlines.
     pub(crate) async fn summaries(
@@ -245,6 +340,9 @@ impl Store {
         queue: &str,
         ids: &[String],
     ) -> Result<Vec<Job>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let keys = QueueKeys::new(queue);
         let mut pipe = redis::pipe();
         for id in ids {
@@ -277,4 +375,9 @@ impl Store {
         }
         Ok(jobs)
     }
+}
+
+/// The milliseconds of a stream entry id (`<ms>-<seq>`).
+fn entry_ms(id: &str) -> Option<u64> {
+    id.split('-').next()?.parse().ok()
 }

@@ -70,6 +70,10 @@ async fn defaults_are_not_stored(topology: Topology) {
     // Layout 1 stored this record in 232 bytes (`ut`, `max`, `bo` spelled out).
     assert!(bytes <= 200, "the record takes {bytes} bytes");
 
+    // Straight onto the stream: no `jobs` entry until it leaves it.
+    let indexed: Option<f64> = conn.zscore("tether:{lean}:jobs", plain.to_string()).unwrap();
+    assert_eq!(indexed, None, "a job on the stream has no jobs entry");
+
     // The defaults are applied on every read: the record, the claim.
     let job = store.get("lean", plain).await.unwrap().unwrap();
     assert_eq!(job.max_attempts, tether_model::DEFAULT_MAX_ATTEMPTS);
@@ -87,6 +91,13 @@ async fn defaults_are_not_stored(topology: Topology) {
             assert_eq!(c.backoff, policy);
         }
     }
+    let indexed: Option<f64> = conn.zscore("tether:{lean}:jobs", plain.to_string()).unwrap();
+    let created = store.get("lean", plain).await.unwrap().unwrap().created_at;
+    assert_eq!(
+        indexed,
+        Some(created.timestamp_millis() as f64),
+        "claimed, it is indexed by its creation time"
+    );
     // A default max_attempts of 5 retries the first error (an absent `max` is not 0).
     let error = failure();
     for c in &claimed {
@@ -284,4 +295,117 @@ async fn a_newer_layout_is_refused() {
     }
     let version: String = conn.hget("tether:meta", "version").unwrap();
     assert_eq!(version, "3", "nothing was changed");
+}
+
+/// Every job of `queue` by listing it page by page.
+async fn list_all(store: &Store, queue: &str, query: tether_store::ListQuery) -> Vec<JobId> {
+    let mut query = tether_store::ListQuery {
+        queues: vec![queue.to_owned()],
+        ..query
+    };
+    let mut out = Vec::new();
+    loop {
+        let page = store.list(&query).await.unwrap();
+        out.extend(page.jobs.iter().map(|j| j.id));
+        match page.next_marker {
+            Some(marker) => query.marker = Some(marker),
+            None => return out,
+        }
+    }
+}
+
+/// Jobs enqueued straight onto the stream are not in `jobs` until they leave it: the
+/// listing reads them from the stream, in creation order beside the indexed ones, with
+/// markers that neither skip nor repeat, in both directions and with filters.
+async fn listing_reads_the_stream_and_the_index(topology: Topology) {
+    use tether_store::{ListQuery, SortDir, SortKey};
+    let redis = TestRedis::start(topology);
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let queue = "mixed";
+    let mut ids = Vec::new();
+    for round in 0..4 {
+        // A batch shares its millisecond: its order is by id, not by enqueue.
+        let batch = store
+            .enqueue_many(&vec![JobSpec::new("noop").queue(queue); 150])
+            .await
+            .unwrap();
+        ids.extend(batch.iter().map(|e| e.id));
+        for _ in 0..5 {
+            let spec = JobSpec::new(if round % 2 == 0 { "a" } else { "b" }).queue(queue);
+            ids.push(store.enqueue(&spec).await.unwrap().id);
+        }
+        let later = JobSpec::new("noop")
+            .queue(queue)
+            .delay(Duration::from_secs(600));
+        ids.push(store.enqueue(&later).await.unwrap().id);
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    // Some leave the stream: claimed (some finished), cancelled.
+    let claimed = store.claim(queue, "w", 100, LEASE).await.unwrap();
+    let ok = Outcome::Success(tether_store::encode(&1).unwrap());
+    for c in &claimed[..40] {
+        store.finish(&c.lease, &ok).await.unwrap();
+    }
+    for id in &ids[300..310] {
+        store.cancel(queue, *id, None).await.unwrap();
+    }
+    let mut jobs = Vec::new();
+    for id in &ids {
+        jobs.push(store.get(queue, *id).await.unwrap().unwrap());
+    }
+    jobs.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+    let ascending: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
+    for limit in [7, 150, 1000] {
+        let asc = ListQuery {
+            sort_dir: SortDir::Asc,
+            limit,
+            ..ListQuery::default()
+        };
+        assert_eq!(list_all(&store, queue, asc).await, ascending, "limit {limit}");
+        let desc = ListQuery {
+            limit,
+            ..ListQuery::default()
+        };
+        let mut descending = ascending.clone();
+        descending.reverse();
+        assert_eq!(list_all(&store, queue, desc).await, descending, "limit {limit}");
+    }
+    let pending: Vec<JobId> = jobs
+        .iter()
+        .filter(|j| j.status == Status::Pending)
+        .map(|j| j.id)
+        .collect();
+    let query = ListQuery {
+        status: Some(Status::Pending),
+        sort_dir: SortDir::Asc,
+        limit: 33,
+        ..ListQuery::default()
+    };
+    assert_eq!(list_all(&store, queue, query).await, pending);
+    let of_type: BTreeSet<JobId> = jobs
+        .iter()
+        .filter(|j| j.job_type == "b")
+        .map(|j| j.id)
+        .collect();
+    let query = ListQuery {
+        job_type: Some("b".into()),
+        sort_key: SortKey::Type,
+        limit: 4,
+        ..ListQuery::default()
+    };
+    let listed = list_all(&store, queue, query).await;
+    assert_eq!(listed.len(), of_type.len());
+    assert_eq!(listed.into_iter().collect::<BTreeSet<_>>(), of_type);
+    let problems = store.check_consistency(queue).await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+#[tokio::test]
+async fn listing_reads_the_stream_and_the_index_on_one_redis() {
+    listing_reads_the_stream_and_the_index(Topology::Single).await;
+}
+
+#[tokio::test]
+async fn listing_reads_the_stream_and_the_index_on_a_cluster() {
+    listing_reads_the_stream_and_the_index(Topology::Cluster).await;
 }
