@@ -285,7 +285,11 @@ impl Store {
         let mut full_at: Option<u64> = None;
         loop {
             let mut conn = self.conn();
-            let (first, last) = if desc { ("XREVRANGE", "-") } else { ("XRANGE", "+") };
+            let (first, last) = if desc {
+                ("XREVRANGE", "-")
+            } else {
+                ("XRANGE", "+")
+            };
             let entries: Vec<(String, Vec<String>)> = redis::cmd(first)
                 .arg(keys.stream())
                 .arg(&from)

@@ -71,7 +71,9 @@ async fn defaults_are_not_stored(topology: Topology) {
     assert!(bytes <= 200, "the record takes {bytes} bytes");
 
     // Straight onto the stream: no `jobs` entry until it leaves it.
-    let indexed: Option<f64> = conn.zscore("tether:{lean}:jobs", plain.to_string()).unwrap();
+    let indexed: Option<f64> = conn
+        .zscore("tether:{lean}:jobs", plain.to_string())
+        .unwrap();
     assert_eq!(indexed, None, "a job on the stream has no jobs entry");
 
     // The defaults are applied on every read: the record, the claim.
@@ -91,7 +93,9 @@ async fn defaults_are_not_stored(topology: Topology) {
             assert_eq!(c.backoff, policy);
         }
     }
-    let indexed: Option<f64> = conn.zscore("tether:{lean}:jobs", plain.to_string()).unwrap();
+    let indexed: Option<f64> = conn
+        .zscore("tether:{lean}:jobs", plain.to_string())
+        .unwrap();
     let created = store.get("lean", plain).await.unwrap().unwrap().created_at;
     assert_eq!(
         indexed,
@@ -361,14 +365,22 @@ async fn listing_reads_the_stream_and_the_index(topology: Topology) {
             limit,
             ..ListQuery::default()
         };
-        assert_eq!(list_all(&store, queue, asc).await, ascending, "limit {limit}");
+        assert_eq!(
+            list_all(&store, queue, asc).await,
+            ascending,
+            "limit {limit}"
+        );
         let desc = ListQuery {
             limit,
             ..ListQuery::default()
         };
         let mut descending = ascending.clone();
         descending.reverse();
-        assert_eq!(list_all(&store, queue, desc).await, descending, "limit {limit}");
+        assert_eq!(
+            list_all(&store, queue, desc).await,
+            descending,
+            "limit {limit}"
+        );
     }
     let pending: Vec<JobId> = jobs
         .iter()
