@@ -111,6 +111,11 @@ impl ListQuery {
                 .is_none_or(|g| job.group.as_ref() == Some(g))
     }
 
+    /// Whether `job` belongs on a page after `marker`.
+    fn wanted(&self, marker: Option<&Job>, job: &Job) -> bool {
+        marker.is_none_or(|m| self.compare(m, job) == Ordering::Less) && self.matches(job)
+    }
+
     fn compare(&self, a: &Job, b: &Job) -> Ordering {
         let by_key = match self.sort_key {
             SortKey::CreatedAt | SortKey::Id => Ordering::Equal,
@@ -198,15 +203,20 @@ impl Store {
         marker: Option<&Job>,
         cap: Option<usize>,
     ) -> Result<Vec<Job>, StoreError> {
-        let mut out = self.scan_index(queue, query, marker, cap).await?;
         // Jobs enqueued straight onto the stream are in `jobs` only once they leave it
         // (docs/STORAGE.md); an owner's index holds them from the start. All are pending.
         let unindexed_may_match = query.owner.is_none()
             && !query.dead_only
             && query.status.is_none_or(|s| s == Status::Pending);
-        if unindexed_may_match {
-            out.extend(self.scan_stream(queue, query, marker, cap).await?);
+        if !unindexed_may_match {
+            return self.scan_index(queue, query, marker, cap).await;
         }
+        // The stream first: a job claimed between the two reads is then found twice
+        // (the index's reading, the newer, is kept) rather than not at all.
+        let from_stream = self.scan_stream(queue, query, marker, cap).await?;
+        let mut out = self.scan_index(queue, query, marker, cap).await?;
+        let indexed: std::collections::HashSet<JobId> = out.iter().map(|j| j.id).collect();
+        out.extend(from_stream.into_iter().filter(|j| !indexed.contains(&j.id)));
         Ok(out)
     }
 
@@ -250,8 +260,7 @@ impl Store {
             }
             start += ids.len() as isize;
             for job in self.summaries(queue, &ids).await? {
-                let past_marker = marker.is_none_or(|m| query.compare(m, &job) == Ordering::Less);
-                if past_marker && query.matches(&job) {
+                if query.wanted(marker, &job) {
                     out.push(job);
                     if cap.is_some_and(|c| out.len() >= c) {
                         return Ok(out);
@@ -313,8 +322,7 @@ impl Store {
             for job in self.summaries(queue, &ids).await? {
                 // A claimed or cancelled job left the stream (its entry with it): a job
                 // read here that is no longer pending is found in `jobs` instead.
-                let past_marker = marker.is_none_or(|m| query.compare(m, &job) == Ordering::Less);
-                if job.status == Status::Pending && past_marker && query.matches(&job) {
+                if job.status == Status::Pending && query.wanted(marker, &job) {
                     out.push(job);
                 }
             }
