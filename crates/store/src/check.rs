@@ -112,6 +112,9 @@ impl Store {
             first.get_or_insert(last);
             (phase, cursor) = (next, next_cursor);
         }
+        // (A record the SCAN returned twice names its links twice.)
+        links.sort();
+        links.dedup();
         Ok((problems, finals, first.unwrap_or(last), last, links))
     }
 
