@@ -80,6 +80,40 @@ impl Env {
         ids.iter().map(JobId::to_string).collect()
     }
 
+    /// `n` tasks of no owner in `queue` that wait on the stream since their enqueue (no
+    /// worker reads these queues; an owner's tasks are served in its group, a list):
+    /// the queue's index of jobs holds none of them (layout 2).
+    async fn waiting(&self, queue: &str, n: usize) -> Vec<String> {
+        let specs = (0..n)
+            .map(|i| {
+                JobSpec::new("noop")
+                    .queue(queue)
+                    .name(format!("waiting-{i}"))
+            })
+            .collect();
+        let ids: Vec<String> = self
+            .producer
+            .enqueue_many(specs)
+            .await
+            .unwrap()
+            .iter()
+            .map(JobId::to_string)
+            .collect();
+        // Not vacuous: none of them is in the queue's index of jobs.
+        let key = format!("tether:{{{queue}}}:jobs");
+        let mut node = match &self.redis {
+            TestRedis::Single(server) => server.connection(),
+            TestRedis::Cluster(cluster) => cluster.master_for(&key).connection(),
+        };
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.zscore(&key, id);
+        }
+        let scores: Vec<Option<f64>> = pipe.query(&mut node).unwrap();
+        assert!(scores.iter().all(Option::is_none), "{queue}: tasks indexed");
+        ids
+    }
+
     /// `n` dead tasks of `owner` in `queue`: a worker fails each for good.
     async fn dead(&self, owner: &str, queue: &str, n: usize) -> Vec<String> {
         let store = Store::connect(StoreConfig::new(self.redis.url()))
@@ -357,12 +391,23 @@ async fn a_large_filter_goes_on_from_a_cursor(topology: Topology) {
     let env = env(topology).await;
     let mut all = env.pending("alice", "a-queue", 1500).await;
     all.extend(env.pending("alice", "b-queue", 1200).await);
+    // Others' tasks, most waiting on the stream: an admin's walk of a queue reads them
+    // beside its index.
+    let others = [
+        env.waiting("a-queue", 700).await,
+        env.pending("bob", "a-queue", 5).await,
+        env.waiting("b-queue", 600).await,
+    ]
+    .concat();
     let body = |cursor: &Value, dry_run: bool| json!({"action": "cancel", "filter": {"type": "noop"}, "cursor": cursor, "dry_run": dry_run});
     // The count goes to its end in one request (20,000 tasks at most).
     let (status, dry) = env.bulk(ALICE, body(&Value::Null, true)).await;
     assert_eq!(status, StatusCode::OK, "{dry}");
     assert_eq!(counts(&dry).0, 2700, "{dry}");
     assert!(dry["next"].is_null(), "{dry}");
+    let (status, dry) = env.bulk(ADMIN, body(&Value::Null, true)).await;
+    assert_eq!(status, StatusCode::OK, "{dry}");
+    assert_eq!(counts(&dry).0, 4005, "{dry}");
 
     let (mut acted, mut requests, mut cursor) = (0, 0, Value::Null);
     loop {
@@ -380,6 +425,27 @@ async fn a_large_filter_goes_on_from_a_cursor(topology: Topology) {
     }
     assert_eq!((acted, requests), (2700, 2));
     for id in all.iter().step_by(97) {
+        assert_eq!(env.status(id).await.1["status"], "cancelled", "{id}");
+    }
+
+    // The admin's walk of every owner's reads each queue's index and its stream, from
+    // cursors, through tasks of one enqueue batch on the stream.
+    let pending = |cursor: &Value| json!({"action": "cancel", "filter": {"status": "pending"}, "cursor": cursor});
+    let (mut acted, mut requests, mut cursor) = (0, 0, Value::Null);
+    loop {
+        let (status, done) = env.bulk(ADMIN, pending(&cursor)).await;
+        assert_eq!(status, StatusCode::OK, "{done}");
+        assert!(done["examined"].as_u64().unwrap() <= 2000, "{done}");
+        acted += done["acted"].as_u64().unwrap();
+        requests += 1;
+        cursor = done["next"].clone();
+        if cursor.is_null() {
+            break;
+        }
+        assert!(requests < 5, "{done}");
+    }
+    assert_eq!((acted, requests), (1305, 3));
+    for id in others.iter().step_by(37) {
         assert_eq!(env.status(id).await.1["status"], "cancelled", "{id}");
     }
     env.consistent().await;
@@ -545,6 +611,7 @@ async fn search_by_id_prefix_and_name(topology: Topology) {
     let env = env(topology).await;
     let alices = env.pending("alice", "reports", 30).await;
     let bobs = env.pending("bob", "mail", 30).await;
+    let waiting = env.waiting("mail", 12).await;
     let search = |token: &'static str, q: String| {
         let app = env.app.clone();
         async move {
@@ -585,6 +652,18 @@ async fn search_by_id_prefix_and_name(topology: Topology) {
         vec![bobs[29].clone()]
     );
     assert_eq!(search(ADMIN, "-report-29".into()).await.len(), 2);
+    // Tasks waiting on the stream since their enqueue (no owner: an admin's), found by
+    // name and by id prefix.
+    let mut found = search(ADMIN, "waiting-1".into()).await;
+    found.sort();
+    let mut expected = vec![waiting[1].clone(), waiting[10].clone(), waiting[11].clone()];
+    expected.sort();
+    assert_eq!(found, expected);
+    assert_eq!(
+        search(ADMIN, waiting[4][..30].to_owned()).await,
+        vec![waiting[4].clone()]
+    );
+    assert!(search(BOB, "waiting-1".into()).await.is_empty());
     for q in ["", "%00", &"x".repeat(201)] {
         let (status, answer) =
             call(&env.app, "GET", &format!("/v2/search?q={q}"), ALICE, None).await;
@@ -618,6 +697,8 @@ async fn throughput_of_the_last_hour(topology: Topology) {
     let env = env(topology).await;
     env.pending("alice", "reports", 7).await;
     env.dead("bob", "reports", 4).await;
+    // After the worker stopped: these stay on the stream.
+    env.waiting("reports", 5).await;
     let (status, chart) = call(
         &env.app,
         "GET",
@@ -637,7 +718,8 @@ async fn throughput_of_the_last_hour(topology: Topology) {
     };
     assert_eq!(chart["created"].as_array().unwrap().len(), 60, "{chart}");
     assert_eq!(chart["interval_seconds"], 60);
-    assert_eq!((sum("created"), sum("finished")), (11, 4), "{chart}");
+    // Created: the delayed, the waiting (on the stream, in no index of jobs) and the dead.
+    assert_eq!((sum("created"), sum("finished")), (16, 4), "{chart}");
     // This minute's interval is the last one.
     assert!(
         chart["created"][59].as_u64().unwrap() > 0 || chart["created"][58].as_u64().unwrap() > 0,

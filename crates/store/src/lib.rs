@@ -49,7 +49,9 @@ pub use error::StoreError;
 pub use external::{Drive, Driven, Lapsed, MAX_ABORT_MESSAGE, MAX_PROGRESS_MESSAGE};
 pub use flow::{FlowState, SnoozeOutcome};
 pub use list::{ListQuery, Page, SortDir, SortKey};
-pub use ops::{IndexPos, MAX_WALK_STEP, Throughput, WalkOrder, WalkStep};
+pub use ops::{
+    IndexPos, MAX_WALK_STEP, THROUGHPUT_STREAM_ENTRIES, Throughput, WalkOrder, WalkStep,
+};
 pub use schedules::{DueSchedule, MAX_SCHEDULES_PER_OWNER, PutMode, StoredSchedule};
 pub use tree::{Child, Spawned};
 pub use worker_ops::{

@@ -1,6 +1,8 @@
 //! The walk over a queue's index of jobs (bulk actions, search): every job read once
-//! in each direction, through hundreds of jobs created in one millisecond (one
-//! enqueue batch) and across the deletion of the job a cursor names.
+//! in each direction and in creation order, through hundreds of jobs created in one
+//! millisecond (one enqueue batch) and across the deletion of the job a cursor names,
+//! whether it waits delayed (in the index from its enqueue) or on the stream since its
+//! enqueue (in the index only once it leaves the stream).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -8,6 +10,8 @@ use std::time::Duration;
 use tether_model::{JobId, JobSpec};
 use tether_store::{IndexPos, Store, StoreConfig, WalkOrder};
 use tether_testkit::{RedisEndpoint, TestRedis, Topology};
+
+const LEASE: Duration = Duration::from_secs(60);
 
 /// Walks the whole queue in steps of `step`; after the `delete_at`-th step, deletes
 /// the job the cursor names (cancelled first) before going on.
@@ -19,6 +23,7 @@ async fn walk_all(
     delete_at: Option<usize>,
 ) -> (Vec<String>, Option<String>) {
     let (mut read, mut pos, mut deleted) = (Vec::new(), None::<IndexPos>, None);
+    let mut places: Vec<(i64, String)> = Vec::new();
     for n in 0.. {
         let walked = store
             .walk_jobs(queue, None, order, pos.as_ref(), step)
@@ -26,6 +31,12 @@ async fn walk_all(
             .unwrap();
         assert!(walked.read <= step);
         read.extend(walked.jobs.iter().map(|j| j.id.to_string()));
+        places.extend(
+            walked
+                .jobs
+                .iter()
+                .map(|j| (j.created_at.timestamp_millis(), j.id.to_string())),
+        );
         let Some(next) = walked.next else { break };
         if delete_at == Some(n) {
             let id: JobId = next.id.parse().unwrap();
@@ -36,6 +47,12 @@ async fn walk_all(
         pos = Some(next);
         assert!(n < 10_000, "the walk does not end");
     }
+    // In creation order (ms, then id), whichever structure each job was read from.
+    let in_order = places.windows(2).all(|w| match order {
+        WalkOrder::OldestFirst => w[0] < w[1],
+        WalkOrder::NewestFirst => w[0] > w[1],
+    });
+    assert!(in_order, "{order:?} by {step}: not in creation order");
     (read, deleted)
 }
 
@@ -43,11 +60,21 @@ async fn every_job_once(topology: Topology) {
     let redis = TestRedis::start(topology);
     let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
     let queue = "walked";
-    let spec = JobSpec::new("t")
+    let delayed = JobSpec::new("t")
         .queue(queue)
         .delay(Duration::from_secs(600));
+    // No worker reads this queue: these wait on the stream, with no `jobs` entry.
+    let waiting = JobSpec::new("t").queue(queue);
     let mut all: Vec<String> = Vec::new();
-    for batch in [1200, 3, 1, 700] {
+    for (batch, spec) in [
+        (1200, &delayed),
+        (900, &waiting),
+        (3, &delayed),
+        (1, &waiting),
+        (2, &waiting),
+        (700, &delayed),
+        (600, &waiting),
+    ] {
         let ids = store
             .enqueue_many(&vec![spec.clone(); batch])
             .await
@@ -78,7 +105,7 @@ async fn every_job_once(topology: Topology) {
     for order in [WalkOrder::OldestFirst, WalkOrder::NewestFirst] {
         for step in [1, 64, 500] {
             if step == 1 && order == WalkOrder::NewestFirst {
-                continue; // 1,904 steps of one: once is enough
+                continue; // 3,406 steps of one: once is enough
             }
             let (read, _) = walk_all(&store, queue, order, step, None).await;
             let unique: HashSet<&String> = read.iter().collect();
@@ -115,6 +142,55 @@ async fn a_walk_reads_every_job_once_on_one_redis() {
 #[tokio::test]
 async fn a_walk_reads_every_job_once_on_a_cluster() {
     every_job_once(Topology::Cluster).await;
+}
+
+/// Jobs claimed while a walk goes (they leave the stream for the index, at the same
+/// place): each is read once, those the walk had passed and those still ahead.
+async fn claims_during_a_walk(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let queue = "claimed";
+    let delayed = JobSpec::new("t")
+        .queue(queue)
+        .delay(Duration::from_secs(600));
+    let waiting = JobSpec::new("t").queue(queue);
+    let mut all: HashSet<String> = HashSet::new();
+    for spec in [&waiting, &delayed, &waiting, &delayed, &waiting] {
+        let ids = store.enqueue_many(&vec![spec.clone(); 100]).await.unwrap();
+        all.extend(ids.iter().map(|e| e.id.to_string()));
+    }
+    for order in [WalkOrder::OldestFirst, WalkOrder::NewestFirst] {
+        let (mut read, mut pos) = (Vec::new(), None::<IndexPos>);
+        for n in 0.. {
+            let walked = store
+                .walk_jobs(queue, None, order, pos.as_ref(), 40)
+                .await
+                .unwrap();
+            read.extend(walked.jobs.iter().map(|j| j.id.to_string()));
+            let Some(next) = walked.next else { break };
+            pos = Some(next);
+            if n == 3 {
+                // The stream's oldest 150: some read already (oldest first), some not.
+                let claimed = store.claim(queue, "w", 150, LEASE).await.unwrap();
+                assert_eq!(claimed.len(), 150);
+            }
+            assert!(n < 1_000, "the walk does not end");
+        }
+        let unique: HashSet<String> = read.iter().cloned().collect();
+        assert_eq!(unique.len(), read.len(), "{order:?}: a job read twice");
+        assert_eq!(unique, all, "{order:?}: jobs missed");
+    }
+    assert!(store.check_consistency(queue).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn claims_during_a_walk_on_one_redis() {
+    claims_during_a_walk(Topology::Single).await;
+}
+
+#[tokio::test]
+async fn claims_during_a_walk_on_a_cluster() {
+    claims_during_a_walk(Topology::Cluster).await;
 }
 
 /// Redis time of the walk's steps over 100,000 jobs (printed; `--nocapture`).
