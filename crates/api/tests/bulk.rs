@@ -114,6 +114,26 @@ impl Env {
         ids
     }
 
+    /// Cancels what `filter` matches in requests of at most 2,000 tasks, each going on
+    /// from the previous one's cursor: (tasks cancelled, requests).
+    async fn cancel_to_the_end(&self, token: &str, filter: &Value) -> (u64, u32) {
+        let (mut acted, mut requests, mut cursor) = (0, 0, Value::Null);
+        loop {
+            let body = json!({"action": "cancel", "filter": filter, "cursor": cursor});
+            let (status, done) = self.bulk(token, body).await;
+            assert_eq!(status, StatusCode::OK, "{done}");
+            assert!(done["examined"].as_u64().unwrap() <= 2000, "{done}");
+            assert_eq!(done["skipped"], 0, "{done}");
+            acted += done["acted"].as_u64().unwrap();
+            requests += 1;
+            cursor = done["next"].clone();
+            if cursor.is_null() {
+                return (acted, requests);
+            }
+            assert!(requests < 5, "{done}");
+        }
+    }
+
     /// `n` dead tasks of `owner` in `queue`: a worker fails each for good.
     async fn dead(&self, owner: &str, queue: &str, n: usize) -> Vec<String> {
         let store = Store::connect(StoreConfig::new(self.redis.url()))
@@ -399,52 +419,26 @@ async fn a_large_filter_goes_on_from_a_cursor(topology: Topology) {
         env.waiting("b-queue", 600).await,
     ]
     .concat();
-    let body = |cursor: &Value, dry_run: bool| json!({"action": "cancel", "filter": {"type": "noop"}, "cursor": cursor, "dry_run": dry_run});
+    let dry_run = json!({"action": "cancel", "filter": {"type": "noop"}, "dry_run": true});
     // The count goes to its end in one request (20,000 tasks at most).
-    let (status, dry) = env.bulk(ALICE, body(&Value::Null, true)).await;
+    let (status, dry) = env.bulk(ALICE, dry_run.clone()).await;
     assert_eq!(status, StatusCode::OK, "{dry}");
     assert_eq!(counts(&dry).0, 2700, "{dry}");
     assert!(dry["next"].is_null(), "{dry}");
-    let (status, dry) = env.bulk(ADMIN, body(&Value::Null, true)).await;
+    let (status, dry) = env.bulk(ADMIN, dry_run).await;
     assert_eq!(status, StatusCode::OK, "{dry}");
     assert_eq!(counts(&dry).0, 4005, "{dry}");
 
-    let (mut acted, mut requests, mut cursor) = (0, 0, Value::Null);
-    loop {
-        let (status, done) = env.bulk(ALICE, body(&cursor, false)).await;
-        assert_eq!(status, StatusCode::OK, "{done}");
-        assert!(done["examined"].as_u64().unwrap() <= 2000, "{done}");
-        assert_eq!(done["skipped"], 0, "{done}");
-        acted += done["acted"].as_u64().unwrap();
-        requests += 1;
-        cursor = done["next"].clone();
-        if cursor.is_null() {
-            break;
-        }
-        assert!(requests < 5, "{done}");
-    }
-    assert_eq!((acted, requests), (2700, 2));
+    let filter = json!({"type": "noop"});
+    assert_eq!(env.cancel_to_the_end(ALICE, &filter).await, (2700, 2));
     for id in all.iter().step_by(97) {
         assert_eq!(env.status(id).await.1["status"], "cancelled", "{id}");
     }
 
     // The admin's walk of every owner's reads each queue's index and its stream, from
     // cursors, through tasks of one enqueue batch on the stream.
-    let pending = |cursor: &Value| json!({"action": "cancel", "filter": {"status": "pending"}, "cursor": cursor});
-    let (mut acted, mut requests, mut cursor) = (0, 0, Value::Null);
-    loop {
-        let (status, done) = env.bulk(ADMIN, pending(&cursor)).await;
-        assert_eq!(status, StatusCode::OK, "{done}");
-        assert!(done["examined"].as_u64().unwrap() <= 2000, "{done}");
-        acted += done["acted"].as_u64().unwrap();
-        requests += 1;
-        cursor = done["next"].clone();
-        if cursor.is_null() {
-            break;
-        }
-        assert!(requests < 5, "{done}");
-    }
-    assert_eq!((acted, requests), (1305, 3));
+    let filter = json!({"status": "pending"});
+    assert_eq!(env.cancel_to_the_end(ADMIN, &filter).await, (1305, 3));
     for id in others.iter().step_by(37) {
         assert_eq!(env.status(id).await.1["status"], "cancelled", "{id}");
     }
