@@ -7,7 +7,9 @@
 /// Version of the key layout and encodings, stored in `tether:meta` (docs/STORAGE.md).
 /// 2: fields equal to their defaults (`max`, `bo`, `ut` while it equals `ct`) are not
 /// stored, which a layout 1 worker would misread.
-pub(crate) const LAYOUT_VERSION: u32 = 2;
+/// 3: a job enqueued straight onto the stream has an `n` entry and no `jobs` entry
+/// until it leaves the stream; an older worker would trim `n` entries as stale.
+pub(crate) const LAYOUT_VERSION: u32 = 3;
 /// Hash with `version` (layout) and `created` fields.
 pub(crate) const META: &str = "tether:meta";
 /// Set of every queue name that was ever enqueued to or served.

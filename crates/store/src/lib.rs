@@ -236,8 +236,8 @@ impl Store {
     /// Checks the layout of the records in Redis (`tether:meta` → `version`) before this
     /// process reads or writes any: a newer layout, or a live worker of an older one
     /// (it would misread the records this version writes), refuses the connection with
-    /// a message saying what to do. Otherwise an empty Redis or one of layout 1 is
-    /// marked as this layout: layout 1 records are read as they are (docs/STORAGE.md).
+    /// a message saying what to do. Otherwise an empty Redis or one of an older layout
+    /// is marked as this layout: older records are read as they are (docs/STORAGE.md).
     async fn check_layout(&self) -> Result<(), StoreError> {
         let stored: Option<String> = self
             .idempotent(|| async { Ok(self.conn().hget(keys::META, "version").await?) })

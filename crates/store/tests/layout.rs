@@ -1,7 +1,7 @@
-//! Layout 2 (docs/STORAGE.md): a record stores no field equal to its default, and a
-//! Redis holding layout 1 records is upgraded in place — refused while a layout 1
-//! worker is live, then every layout 1 job drains with its spelled-out fields
-//! honoured. The layout 1 dataset is written here the way layout 1's enqueue script
+//! Storage layouts 2 and 3 (docs/STORAGE.md): a record stores no field equal to its
+//! default, a job waiting on the stream since its enqueue has no `jobs` entry, and a
+//! Redis holding older records is upgraded in place — refused while an older worker
+//! is live, then every layout 1 job drains with its spelled-out fields honoured. The layout 1 dataset is written here the way layout 1's enqueue script
 //! wrote it, so the test needs no old binary. Runs on one Redis and on a cluster.
 
 use std::collections::BTreeSet;
@@ -224,10 +224,10 @@ async fn layout_1_upgrades_and_drains(topology: Topology) {
     let _: () = conn.del(registration).unwrap();
     let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
     let version: String = meta.hget("tether:meta", "version").unwrap();
-    assert_eq!(version, "2");
+    assert_eq!(version, "3");
     assert!(store.check_consistency(queue).await.unwrap().is_empty());
 
-    // Layout 2 jobs join the layout 1 ones; all drain.
+    // Layout 3 jobs join the layout 1 ones; all drain.
     let fresh: Vec<JobId> = store
         .enqueue_many(&vec![JobSpec::new("noop").queue(queue); 50])
         .await
@@ -288,17 +288,58 @@ async fn a_layout_1_redis_upgrades_and_drains_on_a_cluster() {
     layout_1_upgrades_and_drains(Topology::Cluster).await;
 }
 
+/// Layout 2 as first released stored every job in `jobs` and put `j` entries on the
+/// stream; a worker of it passes over the `n` entries this layout writes as stale and
+/// trims them, leaving their jobs pending for good. So a Redis of layout 2 with such a
+/// worker live is refused as a layout 1 one is, and marked 3 once it has stopped.
+async fn a_live_layout_2_worker_is_refused(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let mut meta = node_for(&redis, "tether:meta");
+    let _: () = meta.hset("tether:meta", "version", 2).unwrap();
+    let registration = "tether:worker:w-two";
+    let mut conn = node_for(&redis, registration);
+    let _: () = conn
+        .set_ex(registration, r#"{"id":"w-two","host":"h","pid":1,"queues":["q"],"concurrency":1,"started_at":"2026-01-01T00:00:00Z","jobs":[],"layout":2}"#, 60)
+        .unwrap();
+    let mut workers = node_for(&redis, "tether:workers");
+    let _: () = workers.sadd("tether:workers", "w-two").unwrap();
+    match Store::connect(StoreConfig::new(redis.url())).await {
+        Err(StoreError::Layout(message)) => {
+            assert!(message.contains("w-two"), "{message}");
+            assert!(message.contains("layout 2"), "{message}");
+        }
+        other => panic!("a live layout 2 worker was not refused: {:?}", other.err()),
+    }
+    let version: String = meta.hget("tether:meta", "version").unwrap();
+    assert_eq!(version, "2", "nothing was changed");
+
+    let _: () = conn.del(registration).unwrap();
+    Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let version: String = meta.hget("tether:meta", "version").unwrap();
+    assert_eq!(version, "3");
+}
+
+#[tokio::test]
+async fn a_live_layout_2_worker_is_refused_on_one_redis() {
+    a_live_layout_2_worker_is_refused(Topology::Single).await;
+}
+
+#[tokio::test]
+async fn a_live_layout_2_worker_is_refused_on_a_cluster() {
+    a_live_layout_2_worker_is_refused(Topology::Cluster).await;
+}
+
 #[tokio::test]
 async fn a_newer_layout_is_refused() {
     let redis = TestRedis::start(Topology::Single);
     let mut conn = node_for(&redis, "tether:meta");
-    let _: () = conn.hset("tether:meta", "version", 3).unwrap();
+    let _: () = conn.hset("tether:meta", "version", 4).unwrap();
     match Store::connect(StoreConfig::new(redis.url())).await {
         Err(StoreError::Layout(message)) => assert!(message.contains("newer"), "{message}"),
         other => panic!("a newer layout was not refused: {:?}", other.err()),
     }
     let version: String = conn.hget("tether:meta", "version").unwrap();
-    assert_eq!(version, "3", "nothing was changed");
+    assert_eq!(version, "4", "nothing was changed");
 }
 
 /// Every job of `queue` by listing it page by page.
