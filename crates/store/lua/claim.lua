@@ -33,24 +33,30 @@ count = math.max(1, math.min(count, MAX_BATCH))
 -- which claim and worker hold the job, and when its attempt started.
 -- Its fields are the positions of the HMGET below (F_*), plus `id` and `group`: the
 -- reply itself is the job (no table built and filled per job).
-local F_ST, F_SID, F_EP, F_ATT, F_MAX, F_TYPE, F_INPUT, F_PHASE, F_CP, F_TIMEOUT, F_BACKOFF,
-  F_CREATED, F_RUN_AT, F_WATCHED = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14
+-- The fields a job that never ran can have come first: a job of an `n` entry (on the
+-- stream since its enqueue) is read with those alone (each field named costs the
+-- claim whether the record has it or not); the rest are then nil, as absent.
+local F_ST, F_SID, F_MAX, F_TYPE, F_INPUT, F_TIMEOUT, F_BACKOFF, F_CREATED, F_WATCHED,
+  F_EP, F_ATT, F_PHASE, F_CP, F_RUN_AT = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14
 local F_START_BY, F_OWNER = 15, 18             -- a claim's (sb: only while `deadlines`
                                                -- exists; the owner: of an expired job)
 local F_NONCE, F_HOLDER, F_STARTED = 15, 16, 17 -- a resend's
 -- Whether any job of the queue has a start deadline (set below, before any job is read).
 local deadlines_in_use = false
-local function read_claimable(id, resend)
+local function read_claimable(id, resend, fresh)
   local job
-  if resend then
-    job = read_job(job_key(id), 'st', 'sid', 'ep', 'att', 'max', 'type', 'in', 'ph', 'cp', 'to', 'bo',
-      'ct', 'ra', 'w', 'tk', 'wk', 'stt')
+  local key = job_key(id)
+  if fresh then
+    job = read_job(key, 'st', 'sid', 'max', 'type', 'in', 'to', 'bo', 'ct', 'w')
+  elseif resend then
+    job = read_job(key, 'st', 'sid', 'max', 'type', 'in', 'to', 'bo', 'ct', 'w', 'ep', 'att', 'ph',
+      'cp', 'ra', 'tk', 'wk', 'stt')
   elseif deadlines_in_use then
-    job = read_job(job_key(id), 'st', 'sid', 'ep', 'att', 'max', 'type', 'in', 'ph', 'cp', 'to', 'bo',
-      'ct', 'ra', 'w', 'sb')
+    job = read_job(key, 'st', 'sid', 'max', 'type', 'in', 'to', 'bo', 'ct', 'w', 'ep', 'att', 'ph',
+      'cp', 'ra', 'sb')
   else
-    job = read_job(job_key(id), 'st', 'sid', 'ep', 'att', 'max', 'type', 'in', 'ph', 'cp', 'to', 'bo',
-      'ct', 'ra', 'w')
+    job = read_job(key, 'st', 'sid', 'max', 'type', 'in', 'to', 'bo', 'ct', 'w', 'ep', 'att', 'ph',
+      'cp', 'ra')
   end
   if not job then return nil end
   job.id, job.group = id, false
@@ -125,7 +131,7 @@ local budget = ENTRY_BUDGET
 -- `unindexed`: its entry is an `n` entry (enqueued straight onto the stream, not yet in
 -- `jobs`): whatever becomes of it here, it leaves the stream and enters `jobs`.
 local function startable(id, expected_sid, unindexed)
-  local job = id and read_claimable(id)
+  local job = id and read_claimable(id, false, unindexed)
   if not job or job[F_ST] ~= 'pending' or job[F_SID] ~= expected_sid then return nil end
   job.unindexed = unindexed
   if paused_types[job[F_TYPE]] then
