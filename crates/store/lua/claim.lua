@@ -417,8 +417,14 @@ for _, job in ipairs(taken) do
   local id, g = job.id, job.group
   local epoch = int((tonumber(job[F_EP]) or 0) + 1)
   job[F_ATT] = (tonumber(job[F_ATT]) or 0) + 1
-  redis.call('HSET', job_key(id), 'st', 'processing', 'ep', epoch, 'tk', claim_id,
-    'att', int(job[F_ATT]), 'wk', worker, 'stt', int(now), 'ut', int(now), 'pg', '0')
+  if job.unindexed then
+    -- It never ran: no progress to clear (absent is 0).
+    redis.call('HSET', job_key(id), 'st', 'processing', 'ep', epoch, 'tk', claim_id,
+      'att', int(job[F_ATT]), 'wk', worker, 'stt', int(now), 'ut', int(now))
+  else
+    redis.call('HSET', job_key(id), 'st', 'processing', 'ep', epoch, 'tk', claim_id,
+      'att', int(job[F_ATT]), 'wk', worker, 'stt', int(now), 'ut', int(now), 'pg', '0')
+  end
   push(leased, int(deadline), id)
   if job[F_START_BY] then redis.call('ZREM', K_DEADLINES, id) end
   if g ~= '' then

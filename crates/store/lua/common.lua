@@ -191,13 +191,22 @@ local owned, disowned = {}, {}               -- owner -> its index's additions, 
 local counted = {}                           -- status -> change of its retained count
 local active = {}                            -- owner -> change of its unfinished jobs
 
-local function push(list, ...)
-  for _, v in ipairs({...}) do list[#list + 1] = v end
+-- One value, or a pair (a score and its member): fixed parameters, as a vararg would
+-- make a table per call, and these are called per job. A nil first value adds nothing.
+local function push(list, a, b)
+  if a == nil then return end
+  local n = #list + 1
+  list[n] = a
+  if b ~= nil then list[n + 1] = b end
 end
 
-local function push_for(map, owner, ...)
-  map[owner] = map[owner] or {}
-  push(map[owner], ...)
+local function push_for(map, owner, a, b)
+  local list = map[owner]
+  if not list then
+    list = {}
+    map[owner] = list
+  end
+  push(list, a, b)
 end
 
 -- `cmd key [option] values...`, CHUNK values per call (CHUNK is even, so score/member
@@ -241,16 +250,19 @@ end
 -- Record a final status. The caller has checked that the transition is allowed, and
 -- countable() its owner. `fields` are extra field/value pairs (result, error...).
 -- `owner` is the job's owner as the caller read it in its first phase (false: none).
-local function finalize(key, id, status, now, retention, watched, fields, owner)
+-- `creq`: the job's cancel request as the caller read it, when it did (nil: unknown); a
+-- request is cleared, and a job known to have none is spared the write (absent is none).
+local function finalize(key, id, status, now, retention, watched, fields, owner, creq)
   local expires = now + retention
   if owner and owner ~= '' then active[owner] = (active[owner] or 0) - 1 end
   if status == 'failure' then
     push(fields, 'dead', '1')
     push(dead, int(now), id)
   end
+  if creq ~= false then push(fields, 'creq', '0') end
   local at = int(now)
   redis.call('HSET', key, 'st', status, 'pg', '100', 'ft', at, 'ut', at, 'eta', at,
-    'xt', int(expires), 'creq', '0', unpack(fields))
+    'xt', int(expires), unpack(fields))
   push(unleased, id)
   push(done, int(expires), id)
   counted[status] = (counted[status] or 0) + 1

@@ -48,14 +48,13 @@ for _, plan in ipairs(plans) do
   else
     first_of[id .. ' ' .. token] = plan
     -- (Each field asked for costs a scan of the record when absent: the priority is
-    -- read only where a retry may need it.)
-    local refusal, attempts, max, creq, watched, owner, grp, pri
+    -- read only where a retry may need it; so are the attempts.)
+    local refusal, creq, watched, owner, grp, attempts, max, pri
     if kind == 'error' then
-      refusal, attempts, max, creq, watched, owner, grp, pri =
-        check_lease(job_key(id), token, 'att', 'max', 'creq', 'w', 'owner', 'grp', 'pri')
+      refusal, creq, watched, owner, grp, attempts, max, pri =
+        check_lease(job_key(id), token, 'creq', 'w', 'owner', 'grp', 'att', 'max', 'pri')
     else
-      refusal, attempts, max, creq, watched, owner, grp =
-        check_lease(job_key(id), token, 'att', 'max', 'creq', 'w', 'owner', 'grp')
+      refusal, creq, watched, owner, grp = check_lease(job_key(id), token, 'creq', 'w', 'owner', 'grp')
     end
     if refusal == 'ALREADY' then
       local st = unpack(read_job(job_key(id), 'st'))
@@ -79,7 +78,8 @@ local function finish_one(plan)
   -- Every outcome but an unrequested cancel ends the lease: its group's place is freed.
   if plan.kind ~= 'cancelled' or job.creq == '1' then leave_group(job.grp, id) end
   if plan.kind == 'success' then
-    finalize(key, id, 'success', now, retention, job.watched, {'res', plan.result}, job.owner)
+    finalize(key, id, 'success', now, retention, job.watched, {'res', plan.result}, job.owner,
+      job.creq == '1')
     return 'OK'
   elseif plan.kind == 'cancelled' then
     if job.creq ~= '1' then return 'NOT_REQUESTED' end
@@ -106,7 +106,7 @@ local function finish_one(plan)
     notify(id, job.watched)
     return 'RETRY'
   end
-  finalize(key, id, 'failure', now, retention, job.watched, err, job.owner)
+  finalize(key, id, 'failure', now, retention, job.watched, err, job.owner, job.creq == '1')
   return 'DEAD'
 end
 
