@@ -63,8 +63,9 @@ local function read_claimable(id, resend, fresh)
   return job
 end
 
-local function row(job, token)
-  return {job.id, token, tonumber(job[F_ATT]) or 0,
+-- `attempts`: this claim's count (the record's, when nil).
+local function row(job, token, attempts)
+  return {job.id, token, attempts or tonumber(job[F_ATT]) or 0,
     tonumber(job[F_MAX]) or DEFAULT_MAX_ATTEMPTS, job[F_TYPE], job[F_INPUT], job[F_PHASE] or '',
     job[F_CP] or '', job[F_TIMEOUT] or '', job[F_BACKOFF] or '', job[F_CREATED], job[F_RUN_AT] or ''}
 end
@@ -416,14 +417,14 @@ local starts, group_logs = {}, {}
 for _, job in ipairs(taken) do
   local id, g = job.id, job.group
   local epoch = int((tonumber(job[F_EP]) or 0) + 1)
-  job[F_ATT] = (tonumber(job[F_ATT]) or 0) + 1
+  local attempts = (tonumber(job[F_ATT]) or 0) + 1
   if job.unindexed then
     -- It never ran: no progress to clear (absent is 0).
     redis.call('HSET', job_key(id), 'st', 'processing', 'ep', epoch, 'tk', claim_id,
-      'att', int(job[F_ATT]), 'wk', worker, 'stt', int(now), 'ut', int(now))
+      'att', int(attempts), 'wk', worker, 'stt', int(now), 'ut', int(now))
   else
     redis.call('HSET', job_key(id), 'st', 'processing', 'ep', epoch, 'tk', claim_id,
-      'att', int(job[F_ATT]), 'wk', worker, 'stt', int(now), 'ut', int(now), 'pg', '0')
+      'att', int(attempts), 'wk', worker, 'stt', int(now), 'ut', int(now), 'pg', '0')
   end
   push(leased, int(deadline), id)
   if job[F_START_BY] then redis.call('ZREM', K_DEADLINES, id) end
@@ -433,7 +434,7 @@ for _, job in ipairs(taken) do
   end
   if rate then push(starts, int(now), id .. ':' .. epoch) end
   notify(id, job[F_WATCHED])
-  out[#out + 1] = row(job, token_of(epoch, claim_id))
+  out[#out + 1] = row(job, token_of(epoch, claim_id), attempts)
 end
 if rate then
   redis.call('ZREMRANGEBYSCORE', K_STARTS, '-inf', now - 1000)
