@@ -5,6 +5,7 @@
 //   node bullmq-compare.js report FILE...     the per-run and median tables of the
 //                                             runs' JSON files (`{bullmq, tether}` each)
 'use strict';
+const { median, fmt, table } = require('./bench-report');
 
 const CHUNK = 1000;
 const CONCURRENCY = 100;
@@ -132,26 +133,6 @@ const FIGURES = [
   ['bulk enqueue, jobs/s', 'bulk_enqueue_jobs_per_s', 'bulk_enqueue_jobs_per_s', '>= 3x'],
   ['Redis commands/job', 'redis_cmds_per_job', 'cmds_per_job', '<= 8'],
 ];
-
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
-
-const fmt = (x) =>
-  x === undefined || x === null || Number.isNaN(x)
-    ? '-'
-    : Math.abs(x) >= 100
-      ? Math.round(x).toLocaleString('en-US')
-      : x.toFixed(2);
-
-function table(rows) {
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
-  return rows
-    .map((r) => r.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  '))
-    .join('\n');
-}
 
 function report(files) {
   const runs = files.map((f) => JSON.parse(require('fs').readFileSync(f, 'utf8')));
