@@ -1,9 +1,11 @@
+# shellcheck shell=bash
 # Sourced by the benchmark scripts: a private redis-server on a free 127.0.0.1 port
 # (never 6379), with the options of Tether's own bench (no persistence, noeviction).
 #
 #   redis_start DIR [EXTRA redis-server ARGS...]   sets REDIS_PORT and REDIS_PID
 #   redis_stop                                     stops the one started last
 #   rcli ARGS...                                   redis-cli against it
+#   stop_child PID                                 SIGTERM, bounded, then SIGKILL
 #
 # The caller's EXIT trap should call redis_stop.
 
@@ -20,8 +22,8 @@ redis_start() {
     return 1
   }
   mkdir -p "$dir"
-  local try port i
-  for try in $(seq 1 20); do
+  local port
+  for _ in $(seq 1 20); do
     port=$((20000 + RANDOM % 40000))
     # Taken when something answers a connection on it.
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then continue; fi
@@ -30,7 +32,7 @@ redis_start() {
       --logfile redis.log "$@" </dev/null >/dev/null 2>&1 &
     REDIS_PID=$!
     REDIS_PORT=$port
-    for i in $(seq 1 50); do
+    for _ in $(seq 1 50); do
       if [ "$(rcli ping 2>/dev/null)" = PONG ]; then return 0; fi
       kill -0 "$REDIS_PID" 2>/dev/null || break
       sleep 0.1
@@ -43,14 +45,19 @@ redis_start() {
 
 redis_stop() {
   [ -n "$REDIS_PID" ] || return 0
-  kill "$REDIS_PID" 2>/dev/null || true
-  # Bounded: SIGKILL when it has not exited after 5 s.
-  local i
-  for i in $(seq 1 50); do
-    kill -0 "$REDIS_PID" 2>/dev/null || break
+  stop_child "$REDIS_PID"
+  REDIS_PID=
+}
+
+# Stops a child of this shell: SIGTERM, then SIGKILL when it has not exited
+# after 10 s.
+stop_child() {
+  local pid=$1
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
-  kill -9 "$REDIS_PID" 2>/dev/null || true
-  wait "$REDIS_PID" 2>/dev/null || true
-  REDIS_PID=
+  kill -9 "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
 }

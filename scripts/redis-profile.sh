@@ -56,14 +56,7 @@ OUT=$(mktemp -d)
 WORKER_PID=
 stop_worker() {
   [ -n "$WORKER_PID" ] || return 0
-  kill -TERM "$WORKER_PID" 2>/dev/null || true
-  local i
-  for i in $(seq 1 100); do
-    kill -0 "$WORKER_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -9 "$WORKER_PID" 2>/dev/null || true
-  wait "$WORKER_PID" 2>/dev/null || true
+  stop_child "$WORKER_PID"
   WORKER_PID=
 }
 cleanup() {
@@ -92,7 +85,7 @@ read_slowlog() { # FILE: the whole log, then empties it
 # One pass: enqueue, then drain. With `on`, the slowlog of each phase is written to
 # $OUT/<tag>-enqueue.json / -drain.json. Sets ENQUEUE_CPU_US and DRAIN_CPU_US.
 pass() {
-  local tag=$1 slowlog=$2 t0 t1 t2 t3 i done_
+  local tag=$1 slowlog=$2 t0 t1 t2 t3 done_
   redis_start "$OUT/redis-$tag"
   URL=redis://127.0.0.1:$REDIS_PORT
   if [ "$slowlog" = on ]; then
@@ -114,7 +107,7 @@ pass() {
     >"$OUT/$tag-worker.log" 2>&1 &
   WORKER_PID=$!
   done_=0
-  for i in $(seq 1 1200); do # at most 10 minutes
+  for _ in $(seq 1 1200); do # at most 10 minutes
     done_=$(succeeded)
     [ "${done_:-0}" -ge "$JOBS" ] && break
     kill -0 "$WORKER_PID" 2>/dev/null || {
