@@ -45,6 +45,20 @@ async fn success_records_the_result(topology: Topology) {
         job.eta, job.finished_at,
         "once finished, eta is the finish time"
     );
+    assert!(!job.cancel_requested);
+
+    // `stamp` answers when its handler started, by this machine's clock in µs (what
+    // `tether bench` measures waits with).
+    let before = tether_demo_handlers::now_us();
+    let id = producer.enqueue(JobSpec::new("stamp")).await.unwrap();
+    let job = finished(&producer, id, T).await;
+    let after = tether_demo_handlers::now_us();
+    let started = job.result.as_ref().and_then(|r| r["started_us"].as_u64());
+    assert!(
+        started.is_some_and(|us| before <= us && us <= after),
+        "{before} ≤ {:?} ≤ {after}",
+        job.result
+    );
     worker.shutdown().await;
     assert_consistent(&redis).await;
 }

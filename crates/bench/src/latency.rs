@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use tether_producer::{Overlap, ScheduleSpec, Trigger};
+use tether_producer::{JobSpec, Overlap, ScheduleSpec, Trigger};
 
 use crate::process::{jobs_of, noop, until_done};
 use crate::target::Target;
@@ -13,54 +13,92 @@ pub(crate) fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-/// Enqueues at `rate` per second for `secs` with one worker running; returns wait p50/p99/max (ms).
-pub(crate) async fn wait_latency(
-    target: &Target,
-    rate: usize,
-    secs: u64,
-) -> Result<(f64, f64, f64), String> {
+/// Microseconds since the epoch by the machine clock, as the `stamp` job reads it.
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// How long jobs waited, in ms.
+pub(crate) struct Waits {
+    /// From just before the enqueue call to the start of the handler, to the µs.
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+    /// `started_at − created_at` of the same jobs (whole ms on the Redis clock).
+    pub records_p50: f64,
+    pub records_p99: f64,
+}
+
+/// Enqueues `stamp` jobs at `rate` per second for `secs` with one worker running and
+/// measures their waits: from just before the enqueue call to the start of the
+/// handler, which answers the time it started. Both ends read this machine's clock
+/// (the bench and its worker run on it), to the microsecond, and the wait includes the
+/// enqueue's round trip and the claim's; the records' own times (whole milliseconds on
+/// the Redis clock, from the enqueue script to the claim script) are measured beside.
+pub(crate) async fn wait_latency(target: &Target, rate: usize, secs: u64) -> Result<Waits, String> {
     let queue = "bench-wait";
     let _pool = Workers::start(&target.url, queue, 1, 64)?;
     wait_for_workers(target, queue, 1).await?;
-    let mut tick = tokio::time::interval(Duration::from_millis(10));
-    let per_tick = (rate / 100).max(1);
+    // Arrivals spread over every millisecond (the timer's resolution), not sent in
+    // bursts: a job sent behind a burst would count the burst's own enqueues as its wait.
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut pending = Vec::new();
     let end = Instant::now() + Duration::from_secs(secs);
+    let mut ticks = 0;
     while Instant::now() < end {
         tick.tick().await;
-        for _ in 0..per_tick {
+        // The jobs due by the end of this millisecond at `rate`, less those sent.
+        ticks += 1;
+        let due = ticks * rate / 1000;
+        for _ in pending.len()..due {
             let producer = target.producer.clone();
-            pending.push(tokio::spawn(
-                async move { producer.enqueue(noop(queue)).await },
-            ));
+            pending.push(tokio::spawn(async move {
+                let sent_us = now_us();
+                let id = producer.enqueue(JobSpec::new("stamp").queue(queue)).await?;
+                Ok::<_, tether_producer::Error>((id, sent_us))
+            }));
         }
     }
-    let mut ids = Vec::with_capacity(pending.len());
+    let mut sent = Vec::with_capacity(pending.len());
     for p in pending {
-        ids.push(
+        sent.push(
             p.await
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?,
         );
     }
-    until_done(target, queue, ids.len(), Duration::from_secs(120)).await?;
-    let mut waits = Vec::with_capacity(ids.len());
-    for id in ids {
+    until_done(target, queue, sent.len(), Duration::from_secs(120)).await?;
+    let mut waits = Vec::with_capacity(sent.len());
+    let mut records = Vec::with_capacity(sent.len());
+    for (id, sent_us) in sent {
         let job = target
             .producer
             .get(id)
             .await
             .map_err(|e| e.to_string())?
             .ok_or("job vanished")?;
+        let started_us = job
+            .result
+            .as_ref()
+            .and_then(|r| r.get("started_us"))
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| format!("job {id} answered no start time: {:?}", job.result))?;
+        waits.push(started_us.saturating_sub(sent_us) as f64 / 1000.0);
         let started = job.started_at.ok_or("job never started")?;
-        waits.push((started - job.created_at).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+        records.push((started - job.created_at).num_microseconds().unwrap_or(0) as f64 / 1000.0);
     }
     waits.sort_by(f64::total_cmp);
-    Ok((
-        pct(&waits, 0.5),
-        pct(&waits, 0.99),
-        *waits.last().unwrap_or(&0.0),
-    ))
+    records.sort_by(f64::total_cmp);
+    Ok(Waits {
+        p50: pct(&waits, 0.5),
+        p99: pct(&waits, 0.99),
+        max: *waits.last().unwrap_or(&0.0),
+        records_p50: pct(&records, 0.5),
+        records_p99: pct(&records, 0.99),
+    })
 }
 
 /// Firing lag of schedules (fire time to enqueue, on the Redis clock): ten

@@ -129,11 +129,13 @@ pub async fn run(plan: Plan, url: Option<String>, bar: &ProgressBar) -> Result<F
     out.schedule_lag_p99_ms = lag_p99;
 
     phase(bar, "wait latency at a fixed arrival rate");
-    let (p50, p99, max) = wait_latency(&target, plan.arrival_rate, plan.arrival_secs).await?;
+    let waits = wait_latency(&target, plan.arrival_rate, plan.arrival_secs).await?;
     out.wait_arrival_rate_per_s = plan.arrival_rate;
-    out.wait_p50_ms = p50;
-    out.wait_p99_ms = p99;
-    out.wait_max_ms = max;
+    out.wait_p50_ms = waits.p50;
+    out.wait_p99_ms = waits.p99;
+    out.wait_max_ms = waits.max;
+    out.wait_records_p50_ms = waits.records_p50;
+    out.wait_records_p99_ms = waits.records_p99;
 
     phase(bar, "flow control: groups, a rate limit, priority");
     let flow = crate::flow::flow(

@@ -4,6 +4,7 @@
 //! | type | input | does |
 //! |---|---|---|
 //! | `noop` | anything | succeeds at once |
+//! | `stamp` | anything | succeeds at once with `{started_us}`: the machine clock (µs since the epoch) when it started, so a wait can be measured finer than the records' milliseconds |
 //! | `sleep` | `{ms}` | sleeps, then succeeds |
 //! | `fail` | `{message, code, fatal}` | fails (transient unless `fatal`) |
 //! | `flaky` | `{fail_times}` | fails transiently on its first `fail_times` attempts |
@@ -46,7 +47,8 @@ pub fn side_effect_key(field: &str, name: &str) -> Result<String, JobError> {
 
 /// Every demo job type.
 pub const DEMO_TYPES: &[&str] = &[
-    "noop", "sleep", "fail", "flaky", "progress", "import", "touch", "panic", "snooze", "fanout",
+    "noop", "stamp", "sleep", "fail", "flaky", "progress", "import", "touch", "panic", "snooze",
+    "fanout",
 ];
 
 /// Registers the whole demo set; `redis_url` is where `touch` and `import`'s ledger write.
@@ -54,6 +56,7 @@ pub fn register(builder: WorkerBuilder, redis_url: &str) -> WorkerBuilder {
     let side = SideEffects::new(redis_url);
     builder
         .handler("noop", Noop)
+        .handler("stamp", Stamp)
         .handler("sleep", Sleep)
         .handler("fail", Fail)
         .handler("flaky", Flaky)
@@ -150,6 +153,36 @@ impl OneStep for Noop {
     async fn run(&self, _: &JobContext, _: Self::Input) -> Result<(), JobError> {
         Ok(())
     }
+}
+
+/// What `stamp` answers.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Stamped {
+    /// The machine clock when the handler started, in microseconds since the epoch.
+    pub started_us: u64,
+}
+
+/// Succeeds at once with the time it started ([`Stamped`]): `tether bench` measures
+/// how long a job waits, from its enqueue call to its handler, with both ends read
+/// from one machine's clock in microseconds (a record's times are milliseconds).
+#[derive(Debug, Clone, Copy)]
+pub struct Stamp;
+
+impl OneStep for Stamp {
+    type Input = serde::de::IgnoredAny;
+    type Output = Stamped;
+    async fn run(&self, _: &JobContext, _: Self::Input) -> Result<Stamped, JobError> {
+        Ok(Stamped {
+            started_us: now_us(),
+        })
+    }
+}
+
+/// Microseconds since the epoch by the machine clock (0 before 1970).
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 #[derive(Debug, Deserialize)]

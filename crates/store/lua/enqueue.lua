@@ -46,13 +46,15 @@ while i <= #ARGV do
     if o[9] ~= nil then ext = option_number(o[9], id) end
   end
   if pri ~= '' and not string.match(pri, '^[0-9]$') then fail('ERR priority must be 0-9') end
+  -- (Every field a job gets is in the constructor: no table grows past its size.)
   local job = {id = id, idem = idem, owner = owner, first = i + 3, last = i + 2 + n,
-    pri = pri ~= '' and pri or nil, grp = grp ~= '' and grp or nil, ext = ext > 0 and ext or nil}
+    pri = pri ~= '' and pri or nil, grp = grp ~= '' and grp or nil, ext = ext > 0 and ext or nil,
+    start_by = nil, idem_key = nil, due = nil, reply = nil}
   if start_within > 0 then start_by = now + start_within end
   job.start_by = start_by > 0 and start_by or nil
   if n < 0 or n % 2 ~= 0 or job.last > #ARGV then fail('ERR job ' .. id .. ' has a malformed field list') end
   i = job.last + 1
-  job.idem_key = idem_key(owner, idem)
+  job.idem_key = idem ~= '' and idem_key(owner, idem) or nil
   local existing = idem ~= '' and (seen[job.idem_key] or redis.call('GET', job.idem_key))
   if existing then
     out[#out + 1] = {'DUPLICATE', existing, 0, 0}
