@@ -114,13 +114,18 @@ enum Command {
         #[arg(long)]
         watch: bool,
     },
-    /// Check that each queue's records, stream, indexes and counters agree (read-only;
-    /// walks every retained job in bounded steps, each well under 10 ms of Redis time,
-    /// so it does not block a busy queue). Exits 1 when anything disagrees.
+    /// Check that each queue's records, stream, indexes and counters agree (read-only
+    /// unless --repair; walks every retained job in bounded steps, each well under 10 ms
+    /// of Redis time, so it does not block a busy queue). Exits 1 when anything disagrees.
     Check {
         /// Only this queue (repeatable; default: every queue).
         #[arg(long = "queue")]
         queues: Vec<String>,
+        /// First put back what a process of an older storage layout left behind during
+        /// a rolling upgrade: pending jobs whose stream entry it trimmed are made ready
+        /// again, jobs it ended without indexing them are indexed (writes; default: off).
+        #[arg(long)]
+        repair: bool,
     },
     /// Schedules: jobs fired on a cron pattern or at an interval.
     #[command(subcommand)]
@@ -215,8 +220,8 @@ async fn run(cli: Cli) -> CliResult {
             json,
             watch,
         } => output::stats(&producer(global).await?, &queues, json, watch).await,
-        Command::Check { queues } => {
-            commands::queues::check(queues, &producer(global).await?).await
+        Command::Check { queues, repair } => {
+            commands::queues::check(queues, repair, &producer(global).await?).await
         }
         Command::Schedule(command) => {
             commands::schedule::run(command, &producer(global).await?).await

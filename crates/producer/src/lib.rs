@@ -500,6 +500,17 @@ impl Producer {
         Ok(self.store.check_consistency(queue).await?)
     }
 
+    /// Puts back what a process of an older storage layout left behind during a
+    /// rolling upgrade (docs/OPERATIONS.md): pending jobs whose stream entry it
+    /// trimmed are made ready again, and jobs it ended without indexing them are
+    /// indexed. For administrators, like [`Producer::check_consistency`].
+    pub async fn mend(&self, queue: &str) -> Result<tether_store::Mended, Error> {
+        if self.owner.is_some() {
+            return Err(Error::NotPermitted("only administrators may mend a queue"));
+        }
+        Ok(self.store.mend(queue).await?)
+    }
+
     /// Whether Redis answers (`PING`).
     pub async fn ping(&self) -> Result<(), Error> {
         Ok(self.store.ping().await?)

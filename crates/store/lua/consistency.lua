@@ -14,11 +14,13 @@
 --       an entry id in the stream, a SCAN cursor), n.
 -- Returns {next phase ('' = done), next cursor, {problems}, success, failure, cancelled
 --          (final records in this step), counts.success, counts.failure, counts.cancelled,
---          {links}}: the tree links this script cannot follow (another slot), for the
---          caller to check: 'c <id> <parent> <parent queue>' for a child whose parent is in
---          another queue, 'p <id>' for a parent with a list of children.
+--          {links}, {mendable}}: the tree links this script cannot follow (another slot), for
+--          the caller to check: 'c <id> <parent> <parent queue>' for a child whose parent is
+--          in another queue, 'p <id>' for a parent with a list of children; and the jobs an
+--          older layout's process left behind that mend.lua puts back (a pending job whose
+--          stream entry is gone, a job that left the stream without entering `jobs`).
 local phase, cursor, n = ARGV[2], ARGV[3], math.max(1, math.min(arg_number(4), MAX_BATCH))
-local problems, links = {}, {}
+local problems, links, mendable = {}, {}, {}
 local function problem(text) problems[#problems + 1] = text end
 local finals = {success = 0, failure = 0, cancelled = 0}
 local ORDER = {jobs = 'leases', leases = 'delayed', delayed = 'done', done = 'dead', dead = 'ext', ext = 'stream',
@@ -92,7 +94,11 @@ local function check_job(id)
       local entry = redis.call('XRANGE', K_STREAM, sid, sid)[1]
       ready = entry ~= nil and entry[2][2] == id
     end
-    if not ready and not scheduled then problem('pending job ' .. id .. ' is neither ready nor scheduled') end
+    if not ready and not scheduled then
+      problem('pending job ' .. id .. ' is neither ready nor scheduled')
+      -- (Its entry was trimmed, as an older layout's worker does with `n` entries.)
+      if sid and sid ~= 'L' and sid ~= 'H' then mendable[#mendable + 1] = id end
+    end
     if ready and scheduled then problem('pending job ' .. id .. ' is both ready and scheduled') end
   elseif scheduled then
     problem(st .. ' job ' .. id .. ' is scheduled')
@@ -123,6 +129,7 @@ if phase == 'records' then
       local st, sid = unpack(v or {})
       if v and st and (st ~= 'pending' or not sid or not string.match(sid, '^%d+%-%d+$')) then
         problem(st .. ' job ' .. id .. ' is missing from jobs')
+        mendable[#mendable + 1] = id
       end
       check_job(id)
     end
@@ -168,4 +175,4 @@ local next_phase = phase
 if next_cursor == '' then next_phase = ORDER[phase] end
 local success, failure, cancelled = unpack(redis.call('HMGET', K_COUNTS, 'success', 'failure', 'cancelled'))
 return {next_phase, next_cursor, problems, finals.success, finals.failure, finals.cancelled,
-  tonumber(success) or 0, tonumber(failure) or 0, tonumber(cancelled) or 0, links}
+  tonumber(success) or 0, tonumber(failure) or 0, tonumber(cancelled) or 0, links, mendable}

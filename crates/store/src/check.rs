@@ -25,11 +25,29 @@ type Step = (
     i64,
     i64,
     Vec<String>,
+    Vec<String>,
 );
 
 /// A walk's findings: problems, final records by status, the stored counts at the first
-/// and the last step, and the tree links to follow into other slots.
-type Walk = (Vec<String>, [u64; 3], [i64; 3], [i64; 3], Vec<String>);
+/// and the last step, the tree links to follow into other slots, and the jobs
+/// `mend.lua` puts back.
+type Walk = (
+    Vec<String>,
+    [u64; 3],
+    [i64; 3],
+    [i64; 3],
+    Vec<String>,
+    Vec<String>,
+);
+
+/// What [`Store::mend`] put back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Mended {
+    /// Pending jobs whose stream entry was gone, made ready again.
+    pub readied: u64,
+    /// Jobs that had left the stream without entering the queue's index, indexed.
+    pub indexed: u64,
+}
 
 impl Store {
     /// Checks that the queue's records, stream, indexes and counters agree (read-only).
@@ -50,7 +68,7 @@ impl Store {
         tether_model::validate_queue_name(queue)?;
         let mut problems = Vec::new();
         for walk in 1..=WALKS {
-            let (found, finals, before, after, links) = self.walk(queue).await?;
+            let (found, finals, before, after, links, _) = self.walk(queue).await?;
             problems = found;
             problems.extend(self.check_links(queue, &links).await?);
             if before == after {
@@ -73,12 +91,48 @@ impl Store {
         Ok(problems)
     }
 
-    /// One walk: the problems, the final records by status, and the stored counts at
-    /// the first and the last step.
+    /// Puts back what a process of an older layout left behind beside this layout's
+    /// records (docs/OPERATIONS.md, upgrading the layout), as the consistency check
+    /// finds it: a pending job whose stream entry an older worker trimmed (it would
+    /// never be claimed) is made ready again; a job that left the stream without
+    /// entering the queue's index (an older cancel) is indexed. Each job is checked
+    /// again as it is mended, so a walk's stale reading changes nothing; a consistent
+    /// queue is left as it is. `tether check --repair` runs it.
+    ///
+    /// ```no_run
+    /// # async fn mend(store: &tether_store::Store) -> Result<(), tether_store::StoreError> {
+    /// let mended = store.mend("default").await?;
+    /// println!("{} jobs ready again, {} indexed", mended.readied, mended.indexed);
+    /// # Ok(()) }
+    /// ```
+    pub async fn mend(&self, queue: &str) -> Result<Mended, StoreError> {
+        tether_model::validate_queue_name(queue)?;
+        let (.., mendable) = self.walk(queue).await?;
+        let keys = QueueKeys::new(queue);
+        let mut mended = Mended::default();
+        for ids in mendable.chunks(JOBS_PER_STEP) {
+            let (readied, indexed): (u64, u64) = self
+                .idempotent(|| async {
+                    let mut inv = Self::invocation(&SCRIPTS.mend, &keys);
+                    for id in ids {
+                        inv.arg(id);
+                    }
+                    Ok(inv.invoke_async(&mut self.conn()).await?)
+                })
+                .await?;
+            mended.readied += readied;
+            mended.indexed += indexed;
+        }
+        Ok(mended)
+    }
+
+    /// One walk: the problems, the final records by status, the stored counts at
+    /// the first and the last step, the links and the jobs to mend.
     async fn walk(&self, queue: &str) -> Result<Walk, StoreError> {
         let keys = QueueKeys::new(queue);
         let mut problems = Vec::new();
         let mut links = Vec::new();
+        let mut mendable = Vec::new();
         let mut finals = [0u64; 3];
         let mut first = None;
         let mut last = [0i64; 3];
@@ -97,7 +151,8 @@ impl Store {
                     Ok(inv.invoke_async(&mut self.conn()).await?)
                 })
                 .await?;
-            let (next, next_cursor, found, success, failure, cancelled, cs, cf, cc, tree) = step;
+            let (next, next_cursor, found, success, failure, cancelled, cs, cf, cc, tree, mend) =
+                step;
             // A SCAN may return a record twice: each problem is told once.
             for problem in found {
                 if !problems.contains(&problem) {
@@ -105,6 +160,7 @@ impl Store {
                 }
             }
             links.extend(tree);
+            mendable.extend(mend);
             for (total, n) in finals.iter_mut().zip([success, failure, cancelled]) {
                 *total += n;
             }
@@ -115,7 +171,16 @@ impl Store {
         // (A record the SCAN returned twice names its links twice.)
         links.sort();
         links.dedup();
-        Ok((problems, finals, first.unwrap_or(last), last, links))
+        mendable.sort();
+        mendable.dedup();
+        Ok((
+            problems,
+            finals,
+            first.unwrap_or(last),
+            last,
+            links,
+            mendable,
+        ))
     }
 
     /// Follows the tree links of `queue` that lead into other slots, in pipelines of at

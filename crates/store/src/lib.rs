@@ -44,6 +44,7 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use tether_model::{DEFAULT_PRIORITY, Job, JobId, JobSpec, StartBy, Status};
 
+pub use check::Mended;
 pub use codec::{decode, encode};
 pub use error::StoreError;
 pub use external::{Drive, Driven, Lapsed, MAX_ABORT_MESSAGE, MAX_PROGRESS_MESSAGE};

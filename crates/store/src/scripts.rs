@@ -164,4 +164,5 @@ scripts!(
     lapse,
     adopt,
     delete,
+    mend,
 );

@@ -462,3 +462,96 @@ async fn listing_reads_the_stream_and_the_index_on_one_redis() {
 async fn listing_reads_the_stream_and_the_index_on_a_cluster() {
     listing_reads_the_stream_and_the_index(Topology::Cluster).await;
 }
+
+/// What an older layout's process does to layout 3 records during a rolling upgrade,
+/// and `mend` putting it back: a layout 1 or 2 worker trims `n` entries as stale (their
+/// jobs stay pending with no entry: never claimed), and a layout 1 or 2 cancel ends an
+/// `n` job without indexing it (never listed). The check names both; `mend` makes the
+/// first ready again and indexes the second, once; then every job runs once.
+async fn older_layout_leftovers_are_mended(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let queue = "upgrading";
+    let ids: Vec<JobId> = store
+        .enqueue_many(&vec![JobSpec::new("noop").queue(queue); 30])
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    let cancelled = store
+        .enqueue(&JobSpec::new("noop").queue(queue))
+        .await
+        .unwrap()
+        .id;
+    let stream = format!("tether:{{{queue}}}:stream");
+    let mut conn = node_for(&redis, &stream);
+    // A layout 2 cancel: the job ends, its entry goes, and it enters no index.
+    store.cancel(queue, cancelled, None).await.unwrap();
+    let _: () = conn
+        .zrem(format!("tether:{{{queue}}}:jobs"), cancelled.to_string())
+        .unwrap();
+    // A layout 2 claim of the rest: every `n` entry read, passed over as stale, trimmed.
+    let entries: redis::streams::StreamRangeReply = conn.xrange_all(&stream).unwrap();
+    let last = entries.ids.last().unwrap().id.clone();
+    let (ms, seq) = last.split_once('-').unwrap();
+    let _: () = redis::cmd("XGROUP")
+        .arg(&["SETID", &stream, "workers", &last])
+        .query(&mut conn)
+        .unwrap();
+    let _: () = redis::cmd("XTRIM")
+        .arg(&stream)
+        .arg("MINID")
+        .arg(format!("{ms}-{}", seq.parse::<u64>().unwrap() + 1))
+        .query(&mut conn)
+        .unwrap();
+    assert!(
+        store.claim(queue, "w", 64, LEASE).await.unwrap().is_empty(),
+        "nothing is left for a claim to find"
+    );
+
+    let problems = store.check_consistency(queue).await.unwrap();
+    assert_eq!(problems.len(), 31, "{problems:?}");
+    let mended = store.mend(queue).await.unwrap();
+    assert_eq!((mended.readied, mended.indexed), (30, 1));
+    let problems = store.check_consistency(queue).await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(
+        store.mend(queue).await.unwrap(),
+        tether_store::Mended::default(),
+        "a consistent queue is left as it is"
+    );
+    let listed = list_all(&store, queue, Default::default()).await;
+    assert!(listed.contains(&cancelled), "the cancelled job is listed");
+
+    let ok = Outcome::Success(tether_store::encode(&1).unwrap());
+    let mut seen = BTreeSet::new();
+    loop {
+        let claimed = store.claim(queue, "w", 64, LEASE).await.unwrap();
+        if claimed.is_empty() {
+            break;
+        }
+        for c in &claimed {
+            assert!(seen.insert(c.lease.id), "{} claimed twice", c.lease.id);
+            assert_eq!(c.attempts, 1);
+            store.finish(&c.lease, &ok).await.unwrap();
+        }
+    }
+    assert_eq!(
+        seen,
+        ids.iter().copied().collect(),
+        "every stranded job ran once"
+    );
+    let problems = store.check_consistency(queue).await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+#[tokio::test]
+async fn older_layout_leftovers_are_mended_on_one_redis() {
+    older_layout_leftovers_are_mended(Topology::Single).await;
+}
+
+#[tokio::test]
+async fn older_layout_leftovers_are_mended_on_a_cluster() {
+    older_layout_leftovers_are_mended(Topology::Cluster).await;
+}

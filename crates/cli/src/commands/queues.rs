@@ -6,7 +6,8 @@ use super::{CliResult, err};
 use crate::output;
 
 /// Walks each queue (every registered one by default); fails when anything disagrees.
-pub(crate) async fn check(queues: Vec<String>, producer: &Producer) -> CliResult {
+/// With `repair`, first puts back what an older layout's process left behind.
+pub(crate) async fn check(queues: Vec<String>, repair: bool, producer: &Producer) -> CliResult {
     let queues = if queues.is_empty() {
         producer.queues().await.map_err(err)?
     } else {
@@ -14,6 +15,15 @@ pub(crate) async fn check(queues: Vec<String>, producer: &Producer) -> CliResult
     };
     let mut problems = 0;
     for queue in &queues {
+        if repair {
+            let mended = producer.mend(queue).await.map_err(err)?;
+            if mended != Default::default() {
+                println!(
+                    "{queue}: repaired: {} pending jobs made ready again, {} jobs indexed",
+                    mended.readied, mended.indexed
+                );
+            }
+        }
         let found = producer.check_consistency(queue).await.map_err(err)?;
         println!(
             "{queue}: {}",
