@@ -223,6 +223,22 @@ async fn every_script_runs_in_one_slot_on_the_cluster() {
                 let job = store.get(&queue, c.lease.id).await.unwrap().unwrap();
                 assert_eq!(job.subtasks, vec![spawned.id]);
             }
+            "mend" => {
+                // What a worker of an older layout does with `n` entries: trims them as
+                // stale, stranding their jobs (and any earlier step's ready ones).
+                let job = store.enqueue(&spec()).await.unwrap();
+                let stream = format!("tether:{{{queue}}}:stream");
+                let mut conn = cluster.master_for(&stream).connection();
+                let _: () = redis::cmd("XTRIM")
+                    .arg(&stream)
+                    .arg("MAXLEN")
+                    .arg(0)
+                    .query(&mut conn)
+                    .unwrap();
+                assert!(store.mend(&queue).await.unwrap().readied >= 1);
+                let claimed = store.claim(&queue, "w", 100, ttl).await.unwrap();
+                assert!(claimed.iter().any(|c| c.lease.id == job.id));
+            }
             other => panic!("script {other} is not exercised on the cluster"),
         }
         let problems = store.check_consistency(&queue).await.unwrap();

@@ -112,6 +112,33 @@ async fn defaults_are_not_stored(topology: Topology) {
     assert!(problems.is_empty(), "{problems:?}");
 }
 
+fn success() -> Outcome {
+    Outcome::Success(tether_store::encode(&1).unwrap())
+}
+
+/// Claims `queue` until it is empty and finishes each job as `decide` says, checking
+/// each runs once, at its first attempt, with the answer `decide` expects. Returns the
+/// jobs that ran.
+async fn drain(
+    store: &Store,
+    queue: &str,
+    decide: impl Fn(&tether_store::Claimed) -> (Outcome, FinishOutcome),
+) -> BTreeSet<JobId> {
+    let mut seen = BTreeSet::new();
+    loop {
+        let claimed = store.claim(queue, "w", 64, LEASE).await.unwrap();
+        if claimed.is_empty() {
+            return seen;
+        }
+        for c in &claimed {
+            assert_eq!(c.attempts, 1, "{} ran twice", c.lease.id);
+            assert!(seen.insert(c.lease.id), "{} claimed twice", c.lease.id);
+            let (outcome, expected) = decide(c);
+            assert_eq!(store.finish(&c.lease, &outcome).await.unwrap(), expected);
+        }
+    }
+}
+
 fn failure() -> Outcome {
     Outcome::Error {
         retryable: true,
@@ -236,28 +263,17 @@ async fn layout_1_upgrades_and_drains(topology: Topology) {
         .map(|e| e.id)
         .collect();
     store.promote(queue, 10).await.unwrap();
-    let ok = Outcome::Success(tether_store::encode(&1).unwrap());
-    let error = failure();
-    let mut seen = BTreeSet::new();
-    loop {
-        let claimed = store.claim(queue, "w-new", 64, LEASE).await.unwrap();
-        if claimed.is_empty() {
-            break;
+    let seen = drain(&store, queue, |c| {
+        if c.job_type == "fail" {
+            // Its layout 1 record says one attempt: the first error is final.
+            assert_eq!(c.max_attempts, 1);
+            (failure(), FinishOutcome::Dead)
+        } else {
+            assert_eq!(c.max_attempts, 5);
+            (success(), FinishOutcome::Recorded)
         }
-        for c in &claimed {
-            assert_eq!(c.attempts, 1, "{} ran twice", c.lease.id);
-            assert!(seen.insert(c.lease.id), "{} claimed twice", c.lease.id);
-            let (outcome, expected) = if c.job_type == "fail" {
-                // Its layout 1 record says one attempt: the first error is final.
-                assert_eq!(c.max_attempts, 1);
-                (&error, FinishOutcome::Dead)
-            } else {
-                assert_eq!(c.max_attempts, 5);
-                (&ok, FinishOutcome::Recorded)
-            };
-            assert_eq!(store.finish(&c.lease, outcome).await.unwrap(), expected);
-        }
-    }
+    })
+    .await;
     let everything: BTreeSet<JobId> = ready
         .iter()
         .chain(&fresh)
@@ -524,19 +540,7 @@ async fn older_layout_leftovers_are_mended(topology: Topology) {
     let listed = list_all(&store, queue, Default::default()).await;
     assert!(listed.contains(&cancelled), "the cancelled job is listed");
 
-    let ok = Outcome::Success(tether_store::encode(&1).unwrap());
-    let mut seen = BTreeSet::new();
-    loop {
-        let claimed = store.claim(queue, "w", 64, LEASE).await.unwrap();
-        if claimed.is_empty() {
-            break;
-        }
-        for c in &claimed {
-            assert!(seen.insert(c.lease.id), "{} claimed twice", c.lease.id);
-            assert_eq!(c.attempts, 1);
-            store.finish(&c.lease, &ok).await.unwrap();
-        }
-    }
+    let seen = drain(&store, queue, |_| (success(), FinishOutcome::Recorded)).await;
     assert_eq!(
         seen,
         ids.iter().copied().collect(),
