@@ -8,8 +8,11 @@ use crate::process::{jobs_of, noop, until_done};
 use crate::target::Target;
 use crate::workers::{Workers, wait_for_workers};
 
-/// The value at fraction `p` (0 to 1) of `sorted`, which must not be empty.
+/// The value at fraction `p` (0 to 1) of `sorted`; NaN (`null` in the JSON) when empty.
 pub(crate) fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
@@ -46,17 +49,20 @@ pub(crate) async fn wait_latency(target: &Target, rate: usize, secs: u64) -> Res
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut pending = Vec::new();
-    let end = Instant::now() + Duration::from_secs(secs);
-    let mut ticks = 0;
+    let rate = rate.max(1) as u64;
+    let start = Instant::now();
+    let end = start + Duration::from_secs(secs);
     while Instant::now() < end {
         tick.tick().await;
-        // The jobs due by the end of this millisecond at `rate`, less those sent.
-        ticks += 1;
-        let due = ticks * rate / 1000;
+        // The jobs due by now at `rate`, less those sent. A wait counts from the send
+        // (read here, before the task that makes the call is spawned): the sends never
+        // wait for Tether's answers, so a late send is this process's own delay, which
+        // the 1 ms timer would otherwise add to every wait.
+        let due = (start.elapsed().as_micros() as u64 * rate / 1_000_000 + 1) as usize;
         for _ in pending.len()..due {
             let producer = target.producer.clone();
+            let sent_us = now_us();
             pending.push(tokio::spawn(async move {
-                let sent_us = now_us();
                 let id = producer.enqueue(JobSpec::new("stamp").queue(queue)).await?;
                 Ok::<_, tether_producer::Error>((id, sent_us))
             }));
