@@ -150,3 +150,14 @@ pub(crate) async fn schedule_lag(target: &Target, secs: u64) -> Result<(usize, f
     lags.sort_by(f64::total_cmp);
     Ok((lags.len(), pct(&lags, 0.5), pct(&lags, 0.99)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::pct;
+
+    #[test]
+    fn percentiles_of_no_sample_are_not_a_number() {
+        assert!(pct(&[], 0.99).is_nan());
+        assert_eq!(pct(&[1.0, 2.0, 3.0], 0.5), 2.0);
+    }
+}
