@@ -282,21 +282,10 @@ impl Store {
 
     /// Ids of live workers whose registration states no layout, or an older one.
     async fn older_workers(&self) -> Result<Vec<String>, StoreError> {
-        let mut conn = self.conn();
-        let mut ids: Vec<String> = conn.smembers(keys::WORKERS).await?;
-        ids.sort();
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let names: Vec<String> = ids.iter().map(|id| keys::worker(id)).collect();
-        // (The cluster client splits an MGET by slot, as `workers` relies on.)
-        let descriptions: Vec<Option<String>> = redis::cmd("MGET")
-            .arg(&names)
-            .query_async(&mut conn)
-            .await?;
-        Ok(ids
+        Ok(self
+            .registrations()
+            .await?
             .into_iter()
-            .zip(descriptions)
             .filter_map(|(id, description)| {
                 let layout = serde_json::from_str::<serde_json::Value>(&description?)
                     .ok()

@@ -292,20 +292,10 @@ impl Store {
         };
         let mut out = Vec::new();
         let mut full_at: Option<u64> = None;
+        let to = if desc { "-" } else { "+" };
         loop {
-            let mut conn = self.conn();
-            let (first, last) = if desc {
-                ("XREVRANGE", "-")
-            } else {
-                ("XRANGE", "+")
-            };
-            let entries: Vec<(String, Vec<String>)> = redis::cmd(first)
-                .arg(keys.stream())
-                .arg(&from)
-                .arg(last)
-                .arg("COUNT")
-                .arg(BATCH)
-                .query_async(&mut conn)
+            let entries = self
+                .stream_page(&keys, desc, &from, to, BATCH as usize)
                 .await?;
             let Some((last_id, _)) = entries.last() else {
                 break;

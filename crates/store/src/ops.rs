@@ -202,6 +202,26 @@ impl Store {
     /// millisecond of its `count`-th job and sorts. Other entries (`j`: jobs indexed
     /// already; `d`: wake-ups) are passed over, at most `MAX_TIE_PAGES` pages of them
     /// per step: then the step covers the milliseconds it read to their end.
+    /// One page of the queue's stream from `from` towards `to` (`XRANGE`, or
+    /// `XREVRANGE` when `newest_first`): at most `count` entries with their fields.
+    pub(crate) async fn stream_page(
+        &self,
+        keys: &QueueKeys,
+        newest_first: bool,
+        from: &str,
+        to: &str,
+        count: usize,
+    ) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+        let mut cmd = redis::cmd(if newest_first { "XREVRANGE" } else { "XRANGE" });
+        cmd.arg(keys.stream())
+            .arg(from)
+            .arg(to)
+            .arg("COUNT")
+            .arg(count);
+        self.idempotent(|| async { Ok(cmd.query_async(&mut self.conn()).await?) })
+            .await
+    }
+
     async fn walk_stream(
         &self,
         keys: &QueueKeys,
@@ -218,22 +238,12 @@ impl Store {
             None if newest_first => "+".to_owned(),
             None => "-".to_owned(),
         };
-        let (command, to) = if newest_first {
-            ("XREVRANGE", "-")
-        } else {
-            ("XRANGE", "+")
-        };
+        let to = if newest_first { "-" } else { "+" };
         let mut places: Vec<Place> = Vec::new();
         let mut last_ms = None;
         for _ in 0..MAX_TIE_PAGES {
-            let mut cmd = redis::cmd(command);
-            cmd.arg(keys.stream())
-                .arg(&from)
-                .arg(to)
-                .arg("COUNT")
-                .arg(MAX_WALK_STEP);
-            let entries: Vec<(String, Vec<String>)> = self
-                .idempotent(|| async { Ok(cmd.query_async(&mut self.conn()).await?) })
+            let entries = self
+                .stream_page(keys, newest_first, &from, to, MAX_WALK_STEP)
                 .await?;
             let Some((last_id, _)) = entries.last() else {
                 return Ok(Side::complete(places, newest_first));
@@ -377,14 +387,8 @@ impl Store {
         let mut left = THROUGHPUT_STREAM_ENTRIES;
         while left > 0 {
             let page = left.min(MAX_WALK_STEP * 2);
-            let mut cmd = redis::cmd("XREVRANGE");
-            cmd.arg(keys.stream())
-                .arg(&from)
-                .arg(start)
-                .arg("COUNT")
-                .arg(page);
-            let entries: Vec<(String, Vec<String>)> = self
-                .idempotent(|| async { Ok(cmd.query_async(&mut self.conn()).await?) })
+            let entries = self
+                .stream_page(&keys, true, &from, &start.to_string(), page)
                 .await?;
             left -= entries.len();
             for (entry, fields) in &entries {

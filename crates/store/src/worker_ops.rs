@@ -713,8 +713,8 @@ impl Store {
         Ok(())
     }
 
-    /// Live workers; the ones whose description lapsed are forgotten.
-    pub async fn workers(&self) -> Result<Vec<WorkerInfo>, StoreError> {
+    /// Every registered worker id, sorted, with its description (`None`: lapsed).
+    pub(crate) async fn registrations(&self) -> Result<Vec<(String, Option<String>)>, StoreError> {
         let mut conn = self.conn();
         let mut ids: Vec<String> = conn.smembers(keys::WORKERS).await?;
         ids.sort();
@@ -722,11 +722,17 @@ impl Store {
             return Ok(Vec::new());
         }
         let keys: Vec<String> = ids.iter().map(|id| keys::worker(id)).collect();
+        // (The cluster client splits an MGET by slot.)
         let descriptions: Vec<Option<String>> =
             redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
+        Ok(ids.into_iter().zip(descriptions).collect())
+    }
+
+    /// Live workers; the ones whose description lapsed are forgotten.
+    pub async fn workers(&self) -> Result<Vec<WorkerInfo>, StoreError> {
         let mut out = Vec::new();
         let mut lapsed = Vec::new();
-        for (id, description) in ids.into_iter().zip(descriptions) {
+        for (id, description) in self.registrations().await? {
             match description {
                 // One unreadable registration (another version's, a stray write) must not
                 // hide every other worker.
@@ -740,7 +746,7 @@ impl Store {
             }
         }
         if !lapsed.is_empty() {
-            let _: () = conn.srem(keys::WORKERS, lapsed).await?;
+            let _: () = self.conn().srem(keys::WORKERS, lapsed).await?;
         }
         Ok(out)
     }
