@@ -63,6 +63,9 @@ local function read_claimable(id, resend, fresh)
   return job
 end
 
+-- The progress a claim clears, and nothing (constants: no table made per job).
+local CLEAR_PROGRESS, NOTHING = {'pg', '0'}, {}
+
 -- `attempts`: this claim's count (the record's, when nil).
 local function row(job, token, attempts)
   return {job.id, token, attempts or tonumber(job[F_ATT]) or 0,
@@ -418,14 +421,10 @@ for _, job in ipairs(taken) do
   local id, g = job.id, job.group
   local epoch = int((tonumber(job[F_EP]) or 0) + 1)
   local attempts = (tonumber(job[F_ATT]) or 0) + 1
-  if job.unindexed then
-    -- It never ran: no progress to clear (absent is 0).
-    redis.call('HSET', job_key(id), 'st', 'processing', 'ep', epoch, 'tk', claim_id,
-      'att', int(attempts), 'wk', worker, 'stt', int(now), 'ut', int(now))
-  else
-    redis.call('HSET', job_key(id), 'st', 'processing', 'ep', epoch, 'tk', claim_id,
-      'att', int(attempts), 'wk', worker, 'stt', int(now), 'ut', int(now), 'pg', '0')
-  end
+  -- A job of an `n` entry never ran: no progress to clear (absent is 0).
+  redis.call('HSET', job_key(id), 'st', 'processing', 'ep', epoch, 'tk', claim_id,
+    'att', int(attempts), 'wk', worker, 'stt', int(now), 'ut', int(now),
+    unpack(job.unindexed and NOTHING or CLEAR_PROGRESS))
   push(leased, int(deadline), id)
   if job[F_START_BY] then redis.call('ZREM', K_DEADLINES, id) end
   if g ~= '' then
