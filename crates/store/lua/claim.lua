@@ -3,11 +3,14 @@
 --       caller's random nonce for this call, hex), retention ms (of jobs that expire
 --       here, unstarted past their start deadline)
 -- Entries are read and removed in this one atomic step, so the stream never
--- holds an entry that was handed out but not leased. The consumer group is the
--- cursor: the entries after its last-delivered id are read (XRANGE), the cursor is
--- moved past them (XGROUP SETID; nothing enters a pending-entries list, so there is
--- nothing to acknowledge), and since every read happens here, everything up to the
--- last entry read has been delivered: one XTRIM MINID removes them all.
+-- holds an entry that was handed out but not leased. The stream's head is the
+-- cursor: entries are read from its start (XRANGE), and one XTRIM MINID removes
+-- everything up to the last entry consumed, so what a claim leaves is exactly what
+-- no claim has consumed. (Each entry is checked against its job's record, `sid`
+-- and status, so an entry that were consumed and not trimmed would be passed over
+-- as stale, never leased twice.) The queue's consumer group is not read or moved:
+-- it is kept for processes of layouts 1-3 built before this, which read from its
+-- cursor, and finds the same entries (everything up to it was trimmed).
 --
 -- Each lease's token is the job's claim counter plus the claim id, so a claim
 -- repeated after a failover lost the first one's writes issues another token.
@@ -96,7 +99,6 @@ local POLL_MS = 100
 -- The most ring members and entries one claim looks at.
 local RING_SCAN, ENTRY_BUDGET = 1000, count * 4 + 100
 local deadline = now + ttl
-writable(K_STREAM, K_LEASES)
 local settings = redis.call('HMGET', K_SETTINGS, 'paused', 'conc', 'rate', 'gconc', 'grate', 'ptypes')
 local paused, conc, rate, gconc, grate =
   settings[1] == '1', tonumber(settings[2]), tonumber(settings[3]), tonumber(settings[4]), tonumber(settings[5])
@@ -153,24 +155,17 @@ local function startable(id, expected_sid, unindexed)
   return job
 end
 
--- The stream, as level 5's member '' (entries read in chunks after the group's cursor).
+-- The stream, as level 5's member '' (entries read in chunks from its head).
 local stream = {entries = {}, pos = 0, last = nil, done = false}
 local function stream_next()
   while budget > 0 do
     if stream.pos >= #stream.entries then
       if stream.done then return nil end
-      local from = stream.last_read
-      if not from then
-        if redis.call('EXISTS', K_STREAM) == 0 then stream.done = true return nil end
-        for _, group in ipairs(redis.call('XINFO', 'GROUPS', K_STREAM)) do
-          local fields = {}
-          for i = 1, #group, 2 do fields[group[i]] = group[i + 1] end
-          if fields['name'] == GROUP then from = fields['last-delivered-id'] end
-        end
-        if not from then fail('NOGROUP the queue has no consumer group') end
-      end
+      -- (A missing stream reads as empty; one that is no stream fails here, before any
+      -- write: the claim writes the stream only after reading it.)
+      local from = stream.last_read and '(' .. stream.last_read or '-'
       local chunk = math.min(budget, math.max(want - #taken, 1))
-      stream.entries, stream.pos = redis.call('XRANGE', K_STREAM, '(' .. from, '+', 'COUNT', chunk), 0
+      stream.entries, stream.pos = redis.call('XRANGE', K_STREAM, from, '+', 'COUNT', chunk), 0
       if #stream.entries == 0 then stream.done = true return nil end
       stream.last_read = stream.entries[#stream.entries][1]
       if #stream.entries < chunk then stream.done = true end
@@ -340,6 +335,7 @@ end
 if budget <= 0 and #taken < want then limit_wait(0, 'scan') end
 
 -- The keys phase 2 writes that the reads above have not type-checked.
+if #taken > 0 then writable(K_LEASES) end
 if next(lists) or #held > 0 or #expired > 0 then writable(K_COUNTS) end
 -- Jobs that leave the stream for the first time enter `jobs` (by their creation time).
 for _, list in ipairs({taken, held, expired}) do
@@ -368,10 +364,9 @@ for _, job in ipairs(taken) do ids[#ids + 1] = job.id end
 if #taken > 0 then
   redis.call('SET', record_key, claim_id .. ':' .. table.concat(ids, ','), 'PX', ttl)
 end
--- The stream: its cursor moves past what was consumed, which is then trimmed.
+-- The stream: what was consumed is trimmed (its head is the cursor).
 if stream.last then
   local last_ms, last_seq = string.match(stream.last, '^(%d+)-(%d+)$')
-  redis.call('XGROUP', 'SETID', K_STREAM, GROUP, stream.last)
   redis.call('XTRIM', K_STREAM, 'MINID', string.format('%s-%d', last_ms, tonumber(last_seq) + 1))
 end
 -- The lists: consumed entries leave their heads. `queued` counts the pending jobs in

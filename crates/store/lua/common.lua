@@ -61,9 +61,15 @@ local MAX_BATCH = 1000
 local DEFAULT_MAX_ATTEMPTS = 5
 local CHUNK = 1000
 
+-- The server's time in ms, read once per call (a call is atomic: one instant serves it
+-- all, and each TIME would be a command more).
+local clock
 local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if not clock then
+    local t = redis.call('TIME')
+    clock = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return clock
 end
 
 local function job_key(id) return PREFIX .. 'job:' .. id end
@@ -111,21 +117,35 @@ local function fixed_type(key)
   return 'zset'
 end
 
+-- Keys of this call already known to hold what Tether keeps there (key -> true): each
+-- is checked once per call however many jobs write it, and a key that a typed read has
+-- just answered (the leases' ZCOUNT) needs no TYPE of its own.
+local checked = {}
+
 -- Checks that the fixed keys a script may write hold what Tether keeps there (or
 -- nothing yet), and that the counters are integers, so no later write can fail.
+-- (Scripts call it for the keys a batch turns out to write: each check is a command.)
 local function writable(...)
   for _, key in ipairs({...}) do
-    local t = redis.call('TYPE', key)['ok']
-    if t ~= 'none' and t ~= fixed_type(key) then
-      fail('WRONGTYPE ' .. key .. ' holds a ' .. t .. ', not a ' .. fixed_type(key) .. '; nothing was changed')
-    end
-    if key == K_COUNTS and t == 'hash' then
-      for _, n in ipairs(redis.call('HMGET', key, 'success', 'failure', 'cancelled', 'queued')) do
+    if checked[key] then
+    elseif key == K_COUNTS then
+      -- The HMGET of the counts is the type check too (a key that is no hash fails it).
+      local counts = redis.pcall('HMGET', key, 'success', 'failure', 'cancelled', 'queued')
+      if counts.err then
+        fail('WRONGTYPE ' .. key .. ' is not a hash; nothing was changed')
+      end
+      for _, n in ipairs(counts) do
         if not string.match(n or '0', '^%-?%d+$') then
           fail('ERR ' .. key .. ' holds a count that is not an integer; nothing was changed')
         end
       end
+    else
+      local t = redis.call('TYPE', key)['ok']
+      if t ~= 'none' and t ~= fixed_type(key) then
+        fail('WRONGTYPE ' .. key .. ' holds a ' .. t .. ', not a ' .. fixed_type(key) .. '; nothing was changed')
+      end
     end
+    checked[key] = true
   end
 end
 
@@ -292,6 +312,7 @@ local function leases_lapsed()
   if any_lapsed == nil then
     lease_clock = lease_clock or now_ms()
     any_lapsed = redis.call('ZCOUNT', K_LEASES, '-inf', lease_clock) > 0
+    checked[K_LEASES] = true -- (a key that is no sorted set fails the ZCOUNT)
   end
   return any_lapsed
 end
@@ -344,5 +365,7 @@ local function begin_common(keys, args)
   owned, disowned = fresh(owned), fresh(disowned)
   counted, active = fresh(counted), fresh(active)
   lease_clock, any_lapsed = nil, nil
+  clock = nil
+  checked = fresh(checked)
   lease_deadlines = fresh(lease_deadlines)
 end

@@ -156,7 +156,9 @@ elseif phase == 'stream' then
   if #entries == n then next_cursor = entries[#entries][1] end
 else
   if phase == 'jobs' and cursor == '' then
-    local pending_entries = redis.call('XPENDING', K_STREAM, GROUP)[1]
+    -- (No claim reads the group; a queue without one, or without a stream, has none.)
+    local summary = redis.pcall('XPENDING', K_STREAM, GROUP)
+    local pending_entries = summary.err and 0 or summary[1]
     if tonumber(pending_entries) ~= 0 then problem(pending_entries .. ' stream entries delivered but not acknowledged') end
   end
   local items = page(ZSETS[phase])

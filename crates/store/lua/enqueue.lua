@@ -31,7 +31,7 @@ local function option_text(v, id)
 end
 
 -- Reads and checks first: nothing is written unless the whole batch is accepted.
-local jobs, out, seen, adding = {}, {}, {}, {}
+local parsed, keys_of = {}, {}
 local i = 4
 while i <= #ARGV do
   local id, options, n = ARGV[i], ARGV[i + 1], arg_number(i + 2)
@@ -47,25 +47,45 @@ while i <= #ARGV do
   end
   if pri ~= '' and not string.match(pri, '^[0-9]$') then fail('ERR priority must be 0-9') end
   -- (Every field a job gets is in the constructor: no table grows past its size.)
-  local job = {id = id, idem = idem, owner = owner, first = i + 3, last = i + 2 + n,
-    pri = pri ~= '' and pri or nil, grp = grp ~= '' and grp or nil, ext = ext > 0 and ext or nil,
-    start_by = nil, idem_key = nil, due = nil, reply = nil}
+  local job = {id = id, key = job_key(id), idem = idem, owner = owner, first = i + 3,
+    last = i + 2 + n, pri = pri ~= '' and pri or nil, grp = grp ~= '' and grp or nil,
+    ext = ext > 0 and ext or nil, start_by = nil, idem_key = nil, due = nil, reply = nil}
   if start_within > 0 then start_by = now + start_within end
   job.start_by = start_by > 0 and start_by or nil
+  job.due = math.max(run_at, now + delay)
   if n < 0 or n % 2 ~= 0 or job.last > #ARGV then fail('ERR job ' .. id .. ' has a malformed field list') end
   i = job.last + 1
   job.idem_key = idem ~= '' and idem_key(owner, idem) or nil
-  local existing = idem ~= '' and (seen[job.idem_key] or redis.call('GET', job.idem_key))
+  parsed[#parsed + 1] = job
+  keys_of[#keys_of + 1] = job.key
+end
+
+-- Whether any job of the batch is written already (a resend after a lost reply): one
+-- EXISTS of every record key answers for the whole batch (a command per job
+-- otherwise); only when it counts some does each job ask again.
+local any_written = false
+for first = 1, #keys_of, CHUNK do
+  if redis.call('EXISTS', unpack(keys_of, first, math.min(first + CHUNK - 1, #keys_of))) > 0 then
+    any_written = true
+    break
+  end
+end
+
+local jobs, out, seen, adding, taken = {}, {}, {}, {}, {}
+for _, job in ipairs(parsed) do
+  local id = job.id
+  local existing = job.idem_key and (seen[job.idem_key] or redis.call('GET', job.idem_key))
   if existing then
     out[#out + 1] = {'DUPLICATE', existing, 0, 0}
-  elseif redis.call('EXISTS', job_key(id)) == 1 then
+  elseif taken[id] or (any_written and redis.call('EXISTS', job.key) == 1) then
+    -- (An id twice in one batch is written once: the second finds the first.)
     out[#out + 1] = {'EXISTS', id, 0, 0}
   else
-    job.due = math.max(run_at, now + delay)
+    taken[id] = true
     routable(job.pri, job.grp)
     if horizon > 0 and job.due > now + horizon then return {{'HORIZON', id, job.due, horizon}} end
-    if idem ~= '' then seen[job.idem_key] = id end
-    if owner ~= '' then adding[owner] = (adding[owner] or 0) + 1 end
+    if job.idem_key then seen[job.idem_key] = id end
+    if job.owner ~= '' then adding[job.owner] = (adding[job.owner] or 0) + 1 end
     jobs[#jobs + 1] = job
     job.reply = {'CREATED', id, now, job.due}
     out[#out + 1] = job.reply
@@ -117,7 +137,7 @@ for _, job in ipairs(jobs) do
   if not job.ext and not on_stream(job.pri, job.grp) then direct = false end
 end
 for _, job in ipairs(jobs) do
-  local id, key = job.id, job_key(job.id)
+  local id, key = job.id, job.key
   -- Where it waits: delayed, the stream, or placed by make_ready once the record exists
   -- (then `ct` again fills the pair: the record has no `ut` until its first change, as
   -- `ut` defaults to `ct`).

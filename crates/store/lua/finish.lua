@@ -9,7 +9,6 @@
 -- now tells what was recorded; 'ALREADY' for the same lease twice in one batch), 'LOST', or
 -- 'NOT_REQUESTED' (cancelled without a cancel request).
 local retention = arg_number(2)
-writable(K_STREAM, K_DELAYED, K_LEASES, K_DONE, K_DEAD, K_COUNTS, K_ACTIVE)
 local now = now_ms()
 
 -- Phase 1: every argument and record read and checked; nothing written yet.
@@ -62,8 +61,19 @@ for _, plan in ipairs(plans) do
     elseif not refusal then
       plan.job = {attempts = attempts, max = max, creq = creq, watched = watched, owner = owner,
         pri = pri, grp = grp}
-      if kind == 'error' then routable(pri, grp) else group_writable(grp) end
-      if owner then owners[owner] = true end
+      -- The keys its outcome may write (each checked once per call: a batch of successes
+      -- checks `leases`, `done` and `counts`; the leases' ZCOUNT has checked the first).
+      if kind == 'error' then
+        writable(K_LEASES, K_DONE, K_DEAD, K_COUNTS, K_STREAM, K_DELAYED)
+        routable(pri, grp)
+      else
+        writable(K_LEASES, K_DONE, K_COUNTS)
+        group_writable(grp)
+      end
+      if owner then
+        writable(K_ACTIVE)
+        owners[owner] = true
+      end
     end
     plan.refusal = refusal
   end

@@ -16,7 +16,9 @@ pub(crate) const META: &str = "tether:meta";
 pub(crate) const QUEUES: &str = "tether:queues";
 /// Sorted set: worker id → last heartbeat (ms).
 pub(crate) const WORKERS: &str = "tether:workers";
-/// The consumer group every worker reads the ready stream through.
+/// The queue's consumer group, created with it. Claims read the stream from its head
+/// and no longer move the group; it is kept for processes built before that, which read
+/// from its cursor.
 pub(crate) const GROUP: &str = "workers";
 
 /// Every schedule, as `<owner>/<name>` members of a sorted set (all scores 0, so one

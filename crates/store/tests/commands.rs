@@ -1,0 +1,247 @@
+//! What a job costs Redis in commands (every command counts, those a script runs
+//! too: `INFO commandstats`), and the stream read from its head. Counts, not times:
+//! they do not depend on the machine's speed.
+
+use std::time::Duration;
+
+use tether_model::{JobId, JobSpec};
+use tether_store::{Outcome, Store, StoreConfig, encode};
+use tether_testkit::{RedisEndpoint, TestRedis, Topology};
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// The node that holds `key`'s slot.
+fn node_for(redis: &TestRedis, key: &str) -> redis::Connection {
+    match redis {
+        TestRedis::Single(server) => server.connection(),
+        TestRedis::Cluster(cluster) => cluster.master_for(key).connection(),
+    }
+}
+
+/// Every command the node ran since its stats were last reset.
+fn commands_run(node: &mut redis::Connection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(node).unwrap();
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_"))
+        .filter_map(|l| l.split([':', ',']).find_map(|kv| kv.strip_prefix("calls=")))
+        .map(|n| n.parse::<u64>().unwrap())
+        .sum()
+}
+
+fn reset_stats(node: &mut redis::Connection) {
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(node).unwrap();
+}
+
+/// Enqueue, claim and finish, per job: two commands each (the record's write, and
+/// for the claim and the finish its read too), and a bounded number per call. The
+/// enqueue asks whether the batch's records exist with one command for the batch.
+async fn a_job_costs_a_few_commands(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let queue = "cost";
+    store.ensure_queue(queue).await.unwrap();
+    let mut node = node_for(&redis, &format!("tether:{{{queue}}}:stream"));
+    const JOBS: u64 = 1000;
+    const BATCH: u64 = 100;
+    let specs = vec![JobSpec::new("t").queue(queue); JOBS as usize];
+
+    reset_stats(&mut node);
+    store.enqueue_many(&specs).await.unwrap();
+    let enqueue = commands_run(&mut node);
+    // Per job: the record's HSET and the stream's XADD; per call of 500 jobs: the
+    // FCALL, TIME, the batch's EXISTS, the counters and a few type checks.
+    assert!(
+        enqueue <= 2 * JOBS + 2 * 12,
+        "{enqueue} commands to enqueue {JOBS} jobs"
+    );
+
+    reset_stats(&mut node);
+    let mut leases = Vec::new();
+    for _ in 0..JOBS / BATCH {
+        let claimed = store.claim(queue, "w", BATCH as usize, LONG).await.unwrap();
+        assert_eq!(claimed.len(), BATCH as usize);
+        leases.extend(claimed.into_iter().map(|c| c.lease));
+    }
+    let claim = commands_run(&mut node);
+    // Per job: HMGET and HSET of its record; per call: the FCALL, the claim record
+    // (GET, SET), TIME, the flow-control settings, the stream (XRANGE, XTRIM), the
+    // lease and index entries (one ZADD each) and their type checks.
+    let calls = JOBS / BATCH;
+    assert!(
+        claim <= 2 * JOBS + 14 * calls,
+        "{claim} commands to claim {JOBS} jobs in {calls} calls"
+    );
+
+    reset_stats(&mut node);
+    let ok = Outcome::Success(encode(&1).unwrap());
+    for chunk in leases.chunks(BATCH as usize) {
+        let batch: Vec<_> = chunk.iter().map(|lease| (lease, &ok)).collect();
+        let answers = store.finish_many(queue, &batch).await.unwrap();
+        assert!(answers.iter().all(|a| a.is_ok()), "{answers:?}");
+    }
+    let finish = commands_run(&mut node);
+    // Per job: HMGET and HSET of its record; per call: the FCALL, TIME, the leases'
+    // ZCOUNT, the counts (HMGET, HINCRBY), `done`'s type check, ZREM and ZADD.
+    assert!(
+        finish <= 2 * JOBS + 9 * calls,
+        "{finish} commands to finish {JOBS} jobs in {calls} calls"
+    );
+    eprintln!("commands per {JOBS} jobs: enqueue {enqueue}, claim {claim}, finish {finish}");
+    let stats = store.stats(queue).await.unwrap();
+    assert_eq!(stats.success, JOBS);
+    let problems = store.check_consistency(queue).await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+#[tokio::test]
+async fn a_job_costs_a_few_commands_on_one_redis() {
+    a_job_costs_a_few_commands(Topology::Single).await;
+}
+
+#[tokio::test]
+async fn a_job_costs_a_few_commands_on_a_cluster() {
+    a_job_costs_a_few_commands(Topology::Cluster).await;
+}
+
+/// The claim reads the stream from its head: every entry a claim consumed was trimmed
+/// in the same step, so the consumer group's cursor is not needed, and a cursor moved
+/// past unclaimed entries (or a group that is gone) strands nothing.
+async fn the_stream_head_is_the_cursor(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let queue = "head";
+    let stream = format!("tether:{{{queue}}}:stream");
+    let mut node = node_for(&redis, &stream);
+    let first: Vec<JobId> = store
+        .enqueue_many(&vec![JobSpec::new("t").queue(queue); 3])
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    let _: () = redis::cmd("XGROUP")
+        .arg(&["SETID", &stream, "workers", "$"])
+        .query(&mut node)
+        .unwrap();
+    let claimed = store.claim(queue, "w", 10, LONG).await.unwrap();
+    let mut got: Vec<JobId> = claimed.iter().map(|c| c.lease.id).collect();
+    got.sort();
+    let mut want = first.clone();
+    want.sort();
+    assert_eq!(got, want, "the jobs behind the group's cursor are claimed");
+
+    let _: () = redis::cmd("XGROUP")
+        .arg(&["DESTROY", &stream, "workers"])
+        .query(&mut node)
+        .unwrap();
+    let second = store
+        .enqueue(&JobSpec::new("t").queue(queue))
+        .await
+        .unwrap();
+    let claimed = store.claim(queue, "w", 10, LONG).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|c| c.lease.id).collect::<Vec<_>>(),
+        vec![second.id],
+        "a queue whose group is gone is served"
+    );
+    let len: u64 = redis::cmd("XLEN").arg(&stream).query(&mut node).unwrap();
+    assert_eq!(len, 0, "what was claimed is trimmed");
+    let problems = store.check_consistency(queue).await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+#[tokio::test]
+async fn the_stream_head_is_the_cursor_on_one_redis() {
+    the_stream_head_is_the_cursor(Topology::Single).await;
+}
+
+#[tokio::test]
+async fn the_stream_head_is_the_cursor_on_a_cluster() {
+    the_stream_head_is_the_cursor(Topology::Cluster).await;
+}
+
+/// The enqueue script takes its jobs' ids from its caller: an id already written is
+/// answered EXISTS, and an id twice in one batch is written once (a raw caller could
+/// send one; the store's own batches never do).
+async fn an_id_is_written_once(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let queue = "twice";
+    let prefix = format!("tether:{{{queue}}}:");
+    let mut node = node_for(&redis, &format!("{prefix}stream"));
+    let old = store
+        .enqueue(&JobSpec::new("t").queue(queue))
+        .await
+        .unwrap()
+        .id;
+    let new = JobId::new();
+    let functions: redis::Value = redis::cmd("FUNCTION").arg("LIST").query(&mut node).unwrap();
+    let enqueue = function_named(&functions, "_enqueue").expect("the library is loaded");
+    let mut call = redis::cmd("FCALL");
+    call.arg(&enqueue).arg(7);
+    for key in [
+        "stream", "delayed", "leases", "jobs", "done", "dead", "counts",
+    ] {
+        call.arg(format!("{prefix}{key}"));
+    }
+    call.arg(&prefix).arg(0).arg(0);
+    for id in [old, new, new] {
+        call.arg(id.to_string()).arg("").arg(2).arg("type").arg("t");
+    }
+    let rows: Vec<(String, String, i64, i64)> = call.query(&mut node).unwrap();
+    let words: Vec<(&str, String)> = rows.iter().map(|r| (r.0.as_str(), r.1.clone())).collect();
+    assert_eq!(
+        words,
+        vec![
+            ("EXISTS", old.to_string()),
+            ("CREATED", new.to_string()),
+            ("EXISTS", new.to_string()),
+        ]
+    );
+    let len: u64 = redis::cmd("XLEN")
+        .arg(format!("{prefix}stream"))
+        .query(&mut node)
+        .unwrap();
+    assert_eq!(len, 2, "one stream entry per job");
+    let enqueued: u64 = redis::cmd("HGET")
+        .arg(format!("{prefix}counts"))
+        .arg("enqueued")
+        .query(&mut node)
+        .unwrap();
+    assert_eq!(enqueued, 2);
+    let claimed = store.claim(queue, "w", 10, LONG).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let problems = store.check_consistency(queue).await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+/// The name of the library's function that ends with `suffix` (FUNCTION LIST's reply
+/// nests it in maps and arrays).
+fn function_named(value: &redis::Value, suffix: &str) -> Option<String> {
+    match value {
+        redis::Value::BulkString(bytes) => {
+            let text = String::from_utf8_lossy(bytes);
+            (text.starts_with("tether_") && text.ends_with(suffix)).then(|| text.into_owned())
+        }
+        redis::Value::SimpleString(text) => {
+            (text.starts_with("tether_") && text.ends_with(suffix)).then(|| text.clone())
+        }
+        redis::Value::Array(items) | redis::Value::Set(items) => {
+            items.iter().find_map(|v| function_named(v, suffix))
+        }
+        redis::Value::Map(pairs) => pairs
+            .iter()
+            .find_map(|(k, v)| function_named(k, suffix).or_else(|| function_named(v, suffix))),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn an_id_is_written_once_on_one_redis() {
+    an_id_is_written_once(Topology::Single).await;
+}
+
+#[tokio::test]
+async fn an_id_is_written_once_on_a_cluster() {
+    an_id_is_written_once(Topology::Cluster).await;
+}
