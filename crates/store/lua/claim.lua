@@ -22,8 +22,11 @@
 -- queue or type, the queue's concurrency and rate, each group's concurrency and rate,
 -- priorities (lowest number first) and round-robin between the groups of a priority.
 --
--- Returns {now, lease deadline, wait, reason, {id, token, attempts, max, type, input, phase,
---          checkpoint, timeout, backoff, created, run_at}...}; wait is -1, or the ms after
+-- Returns {now, lease deadline, wait, reason, {id, epoch, attempts, type, input, created,
+--          [max, timeout, backoff, phase, checkpoint, run_at]}...}: a lease's token is
+-- `<epoch>.<claim id>`; the six values in brackets come only when one of them is set
+-- ('' for the others; absent, every one is its default), so a job that never ran
+-- is answered with six values. Wait is -1, or the ms after
 -- which a claim may find work that flow control holds back now, and reason is what held
 -- it back: 'paused', 'concurrency', 'rate', 'group_concurrency' or 'group_rate' ('' = none;
 -- 'scan' = the claim stopped after reading its budget of entries: claim again at once).
@@ -69,11 +72,19 @@ end
 -- The progress a claim clears, and nothing (constants: no table made per job).
 local CLEAR_PROGRESS, NOTHING = {'pg', '0'}, {}
 
--- `attempts`: this claim's count (the record's, when nil).
-local function row(job, token, attempts)
-  return {job.id, token, attempts or tonumber(job[F_ATT]) or 0,
-    tonumber(job[F_MAX]) or DEFAULT_MAX_ATTEMPTS, job[F_TYPE], job[F_INPUT], job[F_PHASE] or '',
-    job[F_CP] or '', job[F_TIMEOUT] or '', job[F_BACKOFF] or '', job[F_CREATED], job[F_RUN_AT] or ''}
+-- A job's row in the reply. `attempts`: this claim's count (the record's, when nil).
+-- (Every value of a reply costs Redis a conversion: the values a fresh job does not
+-- have are left out.)
+local function row(job, epoch, attempts)
+  local out = {job.id, epoch, attempts or tonumber(job[F_ATT]) or 0, job[F_TYPE] or '',
+    job[F_INPUT] or '', job[F_CREATED] or 0}
+  local max, timeout, backoff, phase, cp, run_at =
+    job[F_MAX], job[F_TIMEOUT], job[F_BACKOFF], job[F_PHASE], job[F_CP], job[F_RUN_AT]
+  if max or timeout or backoff or phase or cp or run_at then
+    out[7], out[8], out[9], out[10], out[11], out[12] =
+      max or '', timeout or '', backoff or '', phase or '', cp or '', run_at or ''
+  end
+  return out
 end
 
 local record_key = PREFIX .. 'claim:' .. worker
@@ -87,7 +98,7 @@ if record and string.sub(record, 1, #claim_id + 1) == claim_id .. ':' then
     if job and job[F_ST] == 'processing' and job[F_NONCE] == claim_id and job[F_HOLDER] == worker then
       out[1] = tonumber(job[F_STARTED]) or now
       out[2] = tonumber(redis.call('ZSCORE', K_LEASES, id)) or out[2]
-      out[#out + 1] = row(job, token_of(job[F_EP], job[F_NONCE]))
+      out[#out + 1] = row(job, job[F_EP])
     end
   end
   return out
@@ -428,7 +439,7 @@ for _, job in ipairs(taken) do
   end
   if rate then push(starts, int(now), id .. ':' .. epoch) end
   notify(id, job[F_WATCHED])
-  out[#out + 1] = row(job, token_of(epoch, claim_id), attempts)
+  out[#out + 1] = row(job, epoch, attempts)
 end
 if rate then
   redis.call('ZREMRANGEBYSCORE', K_STARTS, '-inf', now - 1000)

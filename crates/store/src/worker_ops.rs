@@ -233,20 +233,60 @@ pub struct WorkerInfo {
     pub jobs: Vec<(String, JobId, chrono::DateTime<chrono::Utc>)>,
 }
 
-type ClaimRow = (
-    String,
-    String,
-    u32,
-    u32,
-    String,
-    Vec<u8>,
-    String,
-    Vec<u8>,
-    String,
-    String,
-    i64,
-    String,
-);
+
+/// One job of a claim's reply: `{id, epoch, attempts, type, input, created}`, then
+/// `max, timeout, backoff, phase, checkpoint, run_at` only when one of them is set
+/// (claim.lua: a job that never ran is answered with the first six alone).
+fn claimed_row(
+    queue: &str,
+    claim_id: &str,
+    now: i64,
+    deadline: i64,
+    row: redis::Value,
+) -> Result<Claimed, StoreError> {
+    let values: Vec<redis::Value> = redis::from_redis_value(row)?;
+    let text = |i: usize| -> Result<String, StoreError> {
+        match values.get(i) {
+            Some(v) => Ok(redis::from_redis_value_ref(v)?),
+            None => Ok(String::new()),
+        }
+    };
+    let bytes = |i: usize| -> Result<Vec<u8>, StoreError> {
+        match values.get(i) {
+            Some(v) => Ok(redis::from_redis_value_ref(v)?),
+            None => Ok(Vec::new()),
+        }
+    };
+    let number = |i: usize| -> Result<i64, StoreError> {
+        match values.get(i) {
+            Some(v) => Ok(redis::from_redis_value_ref(v)?),
+            None => Err(StoreError::decode("claim", format!("a row of {} values", values.len()))),
+        }
+    };
+    let id = text(0)?;
+    let epoch = text(1)?;
+    let created = number(5)?;
+    let (max, timeout, backoff) = (text(6)?, text(7)?, text(8)?);
+    let cp = bytes(10)?;
+    Ok(Claimed {
+        lease: Lease {
+            queue: queue.to_owned(),
+            id: id.parse().map_err(|e| StoreError::decode("id", e))?,
+            token: LeaseToken(format!("{epoch}.{claim_id}")),
+        },
+        attempts: u32::try_from(number(2)?).unwrap_or(0),
+        max_attempts: max.parse().unwrap_or(tether_model::DEFAULT_MAX_ATTEMPTS),
+        job_type: text(3)?,
+        input: bytes(4)?,
+        phase: text(9)?.parse().ok(),
+        checkpoint: (!cp.is_empty()).then_some(cp),
+        timeout: timeout.parse().ok().map(Duration::from_millis),
+        backoff: codec::decode_backoff(&backoff),
+        ready_at_ms: text(11)?.parse().unwrap_or(created).max(created),
+        started_at_ms: now,
+        lease_deadline_ms: deadline,
+    })
+}
 
 /// What one [`Store::claim_batch`] leased, and whether flow control held jobs back.
 #[derive(Debug, Default)]
@@ -380,75 +420,25 @@ impl Store {
             .arg(ttl.as_millis() as u64)
             .arg(claim_id)
             .arg(self.config().retention.as_millis() as u64);
-        let (now, deadline, wait, reason, rows): (i64, i64, i64, String, Vec<ClaimRow>) = {
-            let reply: Vec<redis::Value> = inv.invoke_async(&mut self.conn()).await?;
-            let mut it = reply.into_iter();
-            let now = it
-                .next()
-                .map(redis::from_redis_value)
-                .transpose()?
-                .unwrap_or(0);
-            let deadline = it
-                .next()
-                .map(redis::from_redis_value)
-                .transpose()?
-                .unwrap_or(0);
-            let wait = it
-                .next()
-                .map(redis::from_redis_value)
-                .transpose()?
-                .unwrap_or(-1);
-            let reason = it
-                .next()
-                .map(redis::from_redis_value)
-                .transpose()?
-                .unwrap_or_default();
-            let rows = it
-                .map(redis::from_redis_value)
-                .collect::<Result<Vec<ClaimRow>, _>>()?;
-            (now, deadline, wait, reason, rows)
-        };
+        let reply: Vec<redis::Value> = inv.invoke_async(&mut self.conn()).await?;
+        let mut it = reply.into_iter();
+        let mut head = || it.next().map(redis::from_redis_value::<i64>).transpose();
+        let (now, deadline, wait) = (
+            head()?.unwrap_or(0),
+            head()?.unwrap_or(0),
+            head()?.unwrap_or(-1),
+        );
+        let reason: String = it
+            .next()
+            .map(redis::from_redis_value)
+            .transpose()?
+            .unwrap_or_default();
         let held_back = u64::try_from(wait).ok().map(|ms| HeldBack {
             retry_after: Duration::from_millis(ms),
             limit: reason,
         });
-        let jobs = rows
-            .into_iter()
-            .map(
-                |(
-                    id,
-                    token,
-                    attempts,
-                    max,
-                    job_type,
-                    input,
-                    phase,
-                    cp,
-                    timeout,
-                    backoff,
-                    created,
-                    run_at,
-                )| {
-                    Ok(Claimed {
-                        lease: Lease {
-                            queue: queue.to_owned(),
-                            id: id.parse().map_err(|e| StoreError::decode("id", e))?,
-                            token: LeaseToken(token),
-                        },
-                        attempts,
-                        max_attempts: max,
-                        job_type,
-                        input,
-                        phase: phase.parse().ok(),
-                        checkpoint: (!cp.is_empty()).then_some(cp),
-                        timeout: timeout.parse().ok().map(Duration::from_millis),
-                        backoff: codec::decode_backoff(&backoff),
-                        ready_at_ms: run_at.parse().unwrap_or(created).max(created),
-                        started_at_ms: now,
-                        lease_deadline_ms: deadline,
-                    })
-                },
-            )
+        let jobs = it
+            .map(|row| claimed_row(queue, claim_id, now, deadline, row))
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok((jobs, held_back))
     }
@@ -808,5 +798,90 @@ impl Waiter {
                 Err(e.into())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::Value;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn a_fresh_jobs_row_of_six_values_gets_the_defaults() {
+        let id = JobId::new().to_string();
+        let row = Value::Array(vec![
+            bulk(&id),
+            bulk("1"),
+            Value::Int(1),
+            bulk("noop"),
+            bulk("\u{c0}"),
+            bulk("1700000000000"),
+        ]);
+        let job = claimed_row("q", "ab12", 1_700_000_000_005, 1_700_000_030_005, row).unwrap();
+        assert_eq!(job.lease.id.to_string(), id);
+        assert_eq!(job.lease.token.0, "1.ab12");
+        assert_eq!((job.attempts, job.max_attempts), (1, 5));
+        assert_eq!(job.job_type, "noop");
+        assert_eq!(job.input, "\u{c0}".as_bytes());
+        assert_eq!((job.phase, job.checkpoint, job.timeout), (None, None, None));
+        assert_eq!(job.backoff, tether_model::RetryPolicy::default());
+        assert_eq!(job.ready_at_ms, 1_700_000_000_000);
+        assert_eq!(job.lease_deadline_ms, 1_700_000_030_005);
+    }
+
+    #[test]
+    fn a_row_of_twelve_values_carries_what_the_job_has_set() {
+        let id = JobId::new().to_string();
+        let row = Value::Array(vec![
+            bulk(&id),
+            bulk("7"),
+            Value::Int(3),
+            bulk("export"),
+            bulk("in"),
+            bulk("1700000000000"),
+            bulk("2"),
+            bulk("5000"),
+            bulk("100,2,1000,0.5"),
+            bulk("check"),
+            bulk("cp"),
+            bulk("1700000001000"),
+        ]);
+        let job = claimed_row("q", "ff", 0, 0, row).unwrap();
+        assert_eq!(job.lease.token.0, "7.ff");
+        assert_eq!((job.attempts, job.max_attempts), (3, 2));
+        assert_eq!(job.phase, Some(tether_model::Phase::Check));
+        assert_eq!(job.checkpoint.as_deref(), Some(&b"cp"[..]));
+        assert_eq!(job.timeout, Some(Duration::from_millis(5000)));
+        assert_eq!(job.backoff.cap_ms, 1000);
+        assert_eq!(job.ready_at_ms, 1_700_000_001_000);
+        // Only some of the six set: the others are '' and read as their defaults.
+        let row = Value::Array(vec![
+            bulk(&id),
+            bulk("2"),
+            Value::Int(2),
+            bulk("t"),
+            bulk(""),
+            bulk("1700000000000"),
+            bulk(""),
+            bulk(""),
+            bulk(""),
+            bulk(""),
+            bulk(""),
+            bulk("1700000002000"),
+        ]);
+        let job = claimed_row("q", "ff", 0, 0, row).unwrap();
+        assert_eq!(job.max_attempts, 5);
+        assert_eq!((job.phase, job.checkpoint, job.timeout), (None, None, None));
+        assert_eq!(job.ready_at_ms, 1_700_000_002_000);
+    }
+
+    #[test]
+    fn a_short_row_is_an_error_not_a_panic() {
+        let row = Value::Array(vec![bulk(&JobId::new().to_string()), bulk("1")]);
+        assert!(claimed_row("q", "ff", 0, 0, row).is_err());
     }
 }
