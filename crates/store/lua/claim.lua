@@ -427,9 +427,10 @@ for _, job in ipairs(taken) do
   local id, g = job.id, job.group
   local epoch = int((tonumber(job[F_EP]) or 0) + 1)
   local attempts = (tonumber(job[F_ATT]) or 0) + 1
-  -- A job of an `n` entry never ran: no progress to clear (absent is 0).
+  -- A job of an `n` entry never ran: no progress to clear (absent is 0). Its start
+  -- `stt` is its update time too (readers take the latest of `ut`, `stt` and `ft`).
   redis.call('HSET', job_key(id), 'st', 'processing', 'ep', epoch, 'tk', claim_id,
-    'att', int(attempts), 'wk', worker, 'stt', int(now), 'ut', int(now),
+    'att', int(attempts), 'wk', worker, 'stt', int(now),
     unpack(job.unindexed and NOTHING or CLEAR_PROGRESS))
   push(leased, int(deadline), id)
   if job[F_START_BY] then redis.call('ZREM', K_DEADLINES, id) end

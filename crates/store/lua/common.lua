@@ -272,6 +272,9 @@ end
 -- `owner` is the job's owner as the caller read it in its first phase (false: none).
 -- `creq`: the job's cancel request as the caller read it, when it did (nil: unknown); a
 -- request is cleared, and a job known to have none is spared the write (absent is none).
+-- What a final status implies is not written (readers derive it, codec.rs): progress
+-- 100, the ETA and the update time its finish time `ft` (each pair written per job
+-- costs Redis more than its bytes).
 local function finalize(key, id, status, now, retention, watched, fields, owner, creq)
   local expires = now + retention
   if owner and owner ~= '' then active[owner] = (active[owner] or 0) - 1 end
@@ -281,8 +284,7 @@ local function finalize(key, id, status, now, retention, watched, fields, owner,
   end
   if creq ~= false then push(fields, 'creq', '0') end
   local at = int(now)
-  redis.call('HSET', key, 'st', status, 'pg', '100', 'ft', at, 'ut', at, 'eta', at,
-    'xt', int(expires), unpack(fields))
+  redis.call('HSET', key, 'st', status, 'ft', at, 'xt', int(expires), unpack(fields))
   push(unleased, id)
   push(done, int(expires), id)
   counted[status] = (counted[status] or 0) + 1

@@ -57,9 +57,9 @@ local function listed(sid, pri, grp, job_type)
 end
 
 local function check_job(id)
-  local v = read_job(job_key(id), 'st', 'sid', 'dead', 'pg', 'pri', 'grp', 'type', 'ext', 'par', 'pq')
+  local v = read_job(job_key(id), 'st', 'sid', 'dead', 'ft', 'pri', 'grp', 'type', 'ext', 'par', 'pq')
   if not v then return problem('job ' .. id .. ' is not a hash') end
-  local st, sid, dead_flag, pg, pri, grp, job_type, ext, par, pq = unpack(v)
+  local st, sid, dead_flag, finished, pri, grp, job_type, ext, par, pq = unpack(v)
   if not st then return problem('job ' .. id .. ' is indexed but has no record') end
   -- (A missing member reads as false in Lua, not nil.)
   local in_leases = redis.call('ZSCORE', K_LEASES, id) ~= false
@@ -106,7 +106,7 @@ local function check_job(id)
   if is_final(st) then
     finals[st] = finals[st] + 1
     if not in_done then problem('finished job ' .. id .. ' is missing from done') end
-    if pg ~= '100' then problem('finished job ' .. id .. ' has progress ' .. tostring(pg)) end
+    if not finished then problem('finished job ' .. id .. ' has no finish time') end
   elseif in_done then
     problem(st .. ' job ' .. id .. ' is in done')
   end

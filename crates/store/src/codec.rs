@@ -164,6 +164,16 @@ impl Fields {
             _ => Vec::new(),
         };
         let created_at = self.time("ct").unwrap_or_default();
+        // A final status implies what it does not store (common.lua, finalize):
+        // progress 100, its ETA its finish time; the update time is the latest of the
+        // times written (`ut` only where nothing else marks the change: the claim's
+        // `stt` and the finish's `ft` do).
+        let finished_at = self.time("ft");
+        let is_final = Status::is_final(status);
+        let updated_at = [self.time("ut"), self.time("stt"), finished_at]
+            .into_iter()
+            .flatten()
+            .fold(created_at, DateTime::max);
         // An external task's lease is on its record while it is not final.
         let lease_timeout_ms = self.num("ext").map(|ms| ms.max(0) as u64);
         let lease_deadline_ms = lease_deadline_ms.or_else(|| {
@@ -181,9 +191,17 @@ impl Fields {
             description: self.string("desc"),
             status,
             phase: self.str("ph").and_then(|p| p.parse().ok()),
-            progress: self.num("pg").unwrap_or(0).clamp(0, 100) as u8,
+            progress: if is_final {
+                100
+            } else {
+                self.num("pg").unwrap_or(0).clamp(0, 100) as u8
+            },
             progress_message: self.string("pmsg"),
-            eta: self.time("eta"),
+            eta: if is_final {
+                finished_at.or_else(|| self.time("eta"))
+            } else {
+                self.time("eta")
+            },
             result,
             message: self.string("msg").unwrap_or_default(),
             error_code: self.str("ec").map(ErrorCode::from),
@@ -198,9 +216,9 @@ impl Fields {
             worker: self.string("wk"),
             lease_expires_at: lease_deadline_ms.map(ms_to_time),
             created_at,
-            updated_at: self.time("ut").unwrap_or(created_at),
+            updated_at,
             started_at: self.time("stt"),
-            finished_at: self.time("ft"),
+            finished_at,
             run_at: self.time("ra"),
             expires_at: self.time("xt"),
             timeout_ms: self.num("to").map(|t| t as u64),

@@ -233,7 +233,6 @@ pub struct WorkerInfo {
     pub jobs: Vec<(String, JobId, chrono::DateTime<chrono::Utc>)>,
 }
 
-
 /// One job of a claim's reply: `{id, epoch, attempts, type, input, created}`, then
 /// `max, timeout, backoff, phase, checkpoint, run_at` only when one of them is set
 /// (claim.lua: a job that never ran is answered with the first six alone).
@@ -260,7 +259,10 @@ fn claimed_row(
     let number = |i: usize| -> Result<i64, StoreError> {
         match values.get(i) {
             Some(v) => Ok(redis::from_redis_value_ref(v)?),
-            None => Err(StoreError::decode("claim", format!("a row of {} values", values.len()))),
+            None => Err(StoreError::decode(
+                "claim",
+                format!("a row of {} values", values.len()),
+            )),
         }
     };
     let id = text(0)?;

@@ -112,6 +112,100 @@ async fn defaults_are_not_stored(topology: Topology) {
     assert!(problems.is_empty(), "{problems:?}");
 }
 
+/// What a final status implies is not stored: a finished job's record has no `pg`, `eta`
+/// or `ut` written by its finish, nor `ut` by its claim, and every reader derives them
+/// (progress 100, the ETA and the update time its finish time), so what `get` answers
+/// is unchanged.
+async fn a_final_status_implies_its_progress_and_times(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let queue = "implied";
+    let ids: Vec<JobId> = store
+        .enqueue_many(&vec![JobSpec::new("noop").queue(queue); 2])
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    let claimed = store.claim(queue, "w", 2, LEASE).await.unwrap();
+    let mut conn = node_for(&redis, &record_key(queue, ids[0]));
+    let running = claimed.iter().find(|c| c.lease.id == ids[1]).unwrap();
+    let fields: BTreeSet<String> = conn
+        .hkeys(record_key(queue, ids[1]))
+        .map(|f: Vec<String>| f.into_iter().collect())
+        .unwrap();
+    assert!(
+        !fields.contains("ut"),
+        "a claim writes its start, not ut: {fields:?}"
+    );
+    let job = store.get(queue, ids[1]).await.unwrap().unwrap();
+    assert_eq!(
+        Some(job.updated_at),
+        job.started_at,
+        "updated when it started"
+    );
+    assert_eq!(job.progress, 0);
+    // One job reports progress and an ETA before it ends: the finish leaves them be.
+    let in_a_minute = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 60_000;
+    store
+        .progress(&running.lease, LEASE, 40, Some("busy"), Some(in_a_minute))
+        .await
+        .unwrap();
+    let job = store.get(queue, ids[1]).await.unwrap().unwrap();
+    assert_eq!(
+        (job.progress, job.eta.map(|t| t.timestamp_millis())),
+        (40, Some(in_a_minute))
+    );
+    for c in &claimed {
+        assert_eq!(
+            store.finish(&c.lease, &success()).await.unwrap(),
+            FinishOutcome::Recorded
+        );
+    }
+    for id in &ids {
+        let fields: BTreeSet<String> = conn
+            .hkeys(record_key(queue, *id))
+            .map(|f: Vec<String>| f.into_iter().collect())
+            .unwrap();
+        let job = store.get(queue, *id).await.unwrap().unwrap();
+        assert_eq!(job.status, Status::Success);
+        assert_eq!(
+            job.progress, 100,
+            "{id}: a finished job is at 100 ({fields:?})"
+        );
+        let finished = job.finished_at.expect("a finish time");
+        assert_eq!(job.eta, Some(finished), "{id}: its ETA is its finish");
+        assert_eq!(
+            job.updated_at, finished,
+            "{id}: last updated when it finished"
+        );
+        if *id == ids[0] {
+            for implied in ["pg", "eta", "ut"] {
+                assert!(
+                    !fields.contains(implied),
+                    "{id} stores {implied}: {fields:?}"
+                );
+            }
+        }
+    }
+    let problems = store.check_consistency(queue).await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+#[tokio::test]
+async fn a_final_status_implies_its_progress_and_times_on_one_redis() {
+    a_final_status_implies_its_progress_and_times(Topology::Single).await;
+}
+
+#[tokio::test]
+async fn a_final_status_implies_its_progress_and_times_on_a_cluster() {
+    a_final_status_implies_its_progress_and_times(Topology::Cluster).await;
+}
+
 fn success() -> Outcome {
     Outcome::Success(tether_store::encode(&1).unwrap())
 }
