@@ -10,14 +10,6 @@ use tether_testkit::{RedisEndpoint, TestRedis, Topology};
 
 const LONG: Duration = Duration::from_secs(30);
 
-/// The node that holds `key`'s slot.
-fn node_for(redis: &TestRedis, key: &str) -> redis::Connection {
-    match redis {
-        TestRedis::Single(server) => server.connection(),
-        TestRedis::Cluster(cluster) => cluster.master_for(key).connection(),
-    }
-}
-
 /// Every command the node ran since its stats were last reset.
 fn commands_run(node: &mut redis::Connection) -> u64 {
     let info: String = redis::cmd("INFO").arg("commandstats").query(node).unwrap();
@@ -40,7 +32,7 @@ async fn a_job_costs_a_few_commands(topology: Topology) {
     let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
     let queue = "cost";
     store.ensure_queue(queue).await.unwrap();
-    let mut node = node_for(&redis, &format!("tether:{{{queue}}}:stream"));
+    let mut node = redis.connection_for(&format!("tether:{{{queue}}}:stream"));
     const JOBS: u64 = 1000;
     const BATCH: u64 = 100;
     let specs = vec![JobSpec::new("t").queue(queue); JOBS as usize];
@@ -111,7 +103,7 @@ async fn the_stream_head_is_the_cursor(topology: Topology) {
     let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
     let queue = "head";
     let stream = format!("tether:{{{queue}}}:stream");
-    let mut node = node_for(&redis, &stream);
+    let mut node = redis.connection_for(&stream);
     let first: Vec<JobId> = store
         .enqueue_many(&vec![JobSpec::new("t").queue(queue); 3])
         .await
@@ -168,7 +160,7 @@ async fn an_id_is_written_once(topology: Topology) {
     let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
     let queue = "twice";
     let prefix = format!("tether:{{{queue}}}:");
-    let mut node = node_for(&redis, &format!("{prefix}stream"));
+    let mut node = redis.connection_for(&format!("{prefix}stream"));
     let old = store
         .enqueue(&JobSpec::new("t").queue(queue))
         .await

@@ -11,13 +11,6 @@ use tether_testkit::{RedisEndpoint, TestRedis, Topology};
 
 const LONG: Duration = Duration::from_secs(60);
 
-fn node_for(redis: &TestRedis, key: &str) -> redis::Connection {
-    match redis {
-        TestRedis::Single(server) => server.connection(),
-        TestRedis::Cluster(cluster) => cluster.master_for(key).connection(),
-    }
-}
-
 /// `n` jobs of `queue`: a half pending, a quarter processing, a quarter finished
 /// (their ids in that order).
 async fn fill(store: &Store, queue: &str, n: usize) -> (Vec<JobId>, Vec<JobId>, Vec<JobId>) {
@@ -47,7 +40,7 @@ async fn no_step_blocks_redis(topology: Topology) {
     let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
     let queue = "walk";
     fill(&store, queue, 20_000).await;
-    let mut node = node_for(&redis, "tether:{walk}:jobs");
+    let mut node = redis.connection_for("tether:{walk}:jobs");
     let _: () = redis::cmd("CONFIG")
         .arg(&["SET", "slowlog-log-slower-than", "100000"])
         .query(&mut node)
@@ -106,7 +99,7 @@ async fn every_disagreement_is_found(topology: Topology) {
     let queue = "broken";
     let (pending, processing, _) = fill(&store, queue, 3_000).await;
     let k = |name: &str| format!("tether:{{{queue}}}:{name}");
-    let mut conn = node_for(&redis, &k("jobs"));
+    let mut conn = redis.connection_for(&k("jobs"));
     let unleased = processing[400];
     let _: () = conn.zrem(k("leases"), unleased.to_string()).unwrap();
     let ghost = JobId::new();
@@ -166,7 +159,7 @@ async fn measure_check_steps_on_100k_jobs() {
     let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
     let queue = "measure";
     fill(&store, queue, 100_000).await;
-    let mut node = node_for(&redis, "tether:{measure}:jobs");
+    let mut node = redis.connection_for("tether:{measure}:jobs");
     let _: () = redis::cmd("CONFIG")
         .arg(&[
             "SET",

@@ -11,14 +11,6 @@ use tether_testkit::{RedisEndpoint, TestRedis, Topology};
 
 const LONG: Duration = Duration::from_secs(30);
 
-/// A plain connection to the node that holds `key`.
-fn node_for(redis: &TestRedis, key: &str) -> redis::Connection {
-    match redis {
-        TestRedis::Single(server) => server.connection(),
-        TestRedis::Cluster(cluster) => cluster.master_for(key).connection(),
-    }
-}
-
 async fn a_claim_lost_in_a_failover_does_not_reissue_its_token(topology: Topology) {
     let redis = TestRedis::start(topology);
     let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
@@ -35,7 +27,7 @@ async fn a_claim_lost_in_a_failover_does_not_reissue_its_token(topology: Topolog
     // its entry in the stream, no lease, the epoch and attempts of before.
     let job = format!("tether:{{{queue}}}:job:{id}");
     let stream = format!("tether:{{{queue}}}:stream");
-    let mut conn = node_for(&redis, &job);
+    let mut conn = redis.connection_for(&job);
     let sid: String = conn.xadd(&stream, "*", &[("j", id.to_string())]).unwrap();
     let _: () = redis::cmd("HSET")
         .arg(&job)

@@ -14,13 +14,6 @@ use tether_testkit::{RedisEndpoint, TestRedis, Topology};
 
 const LEASE: Duration = Duration::from_secs(60);
 
-fn node_for(redis: &TestRedis, key: &str) -> redis::Connection {
-    match redis {
-        TestRedis::Single(server) => server.connection(),
-        TestRedis::Cluster(cluster) => cluster.master_for(key).connection(),
-    }
-}
-
 fn record_key(queue: &str, id: JobId) -> String {
     format!("tether:{{{queue}}}:job:{id}")
 }
@@ -49,7 +42,7 @@ async fn defaults_are_not_stored(topology: Topology) {
         .await
         .unwrap()
         .id;
-    let mut conn = node_for(&redis, &record_key("lean", plain));
+    let mut conn = redis.connection_for(&record_key("lean", plain));
     let fields: BTreeSet<String> = conn
         .hkeys(record_key("lean", plain))
         .map(|f: Vec<String>| f.into_iter().collect())
@@ -128,7 +121,7 @@ async fn a_final_status_implies_its_progress_and_times(topology: Topology) {
         .map(|e| e.id)
         .collect();
     let claimed = store.claim(queue, "w", 2, LEASE).await.unwrap();
-    let mut conn = node_for(&redis, &record_key(queue, ids[0]));
+    let mut conn = redis.connection_for(&record_key(queue, ids[0]));
     let running = claimed.iter().find(|c| c.lease.id == ids[1]).unwrap();
     let fields: BTreeSet<String> = conn
         .hkeys(record_key(queue, ids[1]))
@@ -259,7 +252,7 @@ async fn a_record_stores_no_default_on_a_cluster() {
 /// Returns the ids: ready, then the delayed one.
 fn write_layout_1(redis: &TestRedis, queue: &str, n: usize) -> (Vec<JobId>, JobId) {
     let k = |name: &str| format!("tether:{{{queue}}}:{name}");
-    let mut conn = node_for(redis, &k("stream"));
+    let mut conn = redis.connection_for(&k("stream"));
     let _: () = redis::cmd("XGROUP")
         .arg(&["CREATE", &k("stream"), "workers", "0", "MKSTREAM"])
         .query(&mut conn)
@@ -309,9 +302,9 @@ fn write_layout_1(redis: &TestRedis, queue: &str, n: usize) -> (Vec<JobId>, JobI
     let _: () = conn.zadd(k("delayed"), delayed.to_string(), now).unwrap();
     let _: () = conn.hincr(k("counts"), "enqueued", n + 1).unwrap();
     let _: () = conn.set(k("used"), now).unwrap();
-    let mut conn = node_for(redis, "tether:queues");
+    let mut conn = redis.connection_for("tether:queues");
     let _: () = conn.sadd("tether:queues", queue).unwrap();
-    let mut conn = node_for(redis, "tether:meta");
+    let mut conn = redis.connection_for("tether:meta");
     let _: () = conn.hset("tether:meta", "version", 1).unwrap();
     (ready, delayed)
 }
@@ -323,11 +316,11 @@ async fn layout_1_upgrades_and_drains(topology: Topology) {
 
     // A live layout 1 worker (its registration states no layout): refused, nothing marked.
     let registration = "tether:worker:w-old";
-    let mut conn = node_for(&redis, registration);
+    let mut conn = redis.connection_for(registration);
     let _: () = conn
         .set_ex(registration, r#"{"id":"w-old","host":"h","pid":1,"queues":["old"],"concurrency":1,"started_at":"2026-01-01T00:00:00Z","jobs":[]}"#, 60)
         .unwrap();
-    let mut workers = node_for(&redis, "tether:workers");
+    let mut workers = redis.connection_for("tether:workers");
     let _: () = workers.sadd("tether:workers", "w-old").unwrap();
     let refused = Store::connect(StoreConfig::new(redis.url())).await;
     match refused {
@@ -337,7 +330,7 @@ async fn layout_1_upgrades_and_drains(topology: Topology) {
         }
         other => panic!("a live layout 1 worker was not refused: {:?}", other.err()),
     }
-    let mut meta = node_for(&redis, "tether:meta");
+    let mut meta = redis.connection_for("tether:meta");
     let version: String = meta.hget("tether:meta", "version").unwrap();
     assert_eq!(version, "1");
 
@@ -404,14 +397,14 @@ async fn a_layout_1_redis_upgrades_and_drains_on_a_cluster() {
 /// worker live is refused as a layout 1 one is, and marked 3 once it has stopped.
 async fn a_live_layout_2_worker_is_refused(topology: Topology) {
     let redis = TestRedis::start(topology);
-    let mut meta = node_for(&redis, "tether:meta");
+    let mut meta = redis.connection_for("tether:meta");
     let _: () = meta.hset("tether:meta", "version", 2).unwrap();
     let registration = "tether:worker:w-two";
-    let mut conn = node_for(&redis, registration);
+    let mut conn = redis.connection_for(registration);
     let _: () = conn
         .set_ex(registration, r#"{"id":"w-two","host":"h","pid":1,"queues":["q"],"concurrency":1,"started_at":"2026-01-01T00:00:00Z","jobs":[],"layout":2}"#, 60)
         .unwrap();
-    let mut workers = node_for(&redis, "tether:workers");
+    let mut workers = redis.connection_for("tether:workers");
     let _: () = workers.sadd("tether:workers", "w-two").unwrap();
     match Store::connect(StoreConfig::new(redis.url())).await {
         Err(StoreError::Layout(message)) => {
@@ -442,7 +435,7 @@ async fn a_live_layout_2_worker_is_refused_on_a_cluster() {
 #[tokio::test]
 async fn a_newer_layout_is_refused() {
     let redis = TestRedis::start(Topology::Single);
-    let mut conn = node_for(&redis, "tether:meta");
+    let mut conn = redis.connection_for("tether:meta");
     let _: () = conn.hset("tether:meta", "version", 4).unwrap();
     match Store::connect(StoreConfig::new(redis.url())).await {
         Err(StoreError::Layout(message)) => assert!(message.contains("newer"), "{message}"),
@@ -595,7 +588,7 @@ async fn older_layout_leftovers_are_mended(topology: Topology) {
         .unwrap()
         .id;
     let stream = format!("tether:{{{queue}}}:stream");
-    let mut conn = node_for(&redis, &stream);
+    let mut conn = redis.connection_for(&stream);
     // A layout 2 cancel: the job ends, its entry goes, and it enters no index.
     store.cancel(queue, cancelled, None).await.unwrap();
     let _: () = conn

@@ -77,6 +77,15 @@ impl TestRedis {
             Topology::Cluster => TestRedis::Cluster(RedisCluster::start(3, 0)),
         }
     }
+
+    /// A plain connection to the node that holds `key`'s slot (the server itself when
+    /// there is one), for reading or arranging a queue's keys directly.
+    pub fn connection_for(&self, key: &str) -> redis::Connection {
+        match self {
+            TestRedis::Single(server) => server.connection(),
+            TestRedis::Cluster(cluster) => cluster.master_for(key).connection(),
+        }
+    }
 }
 
 impl RedisEndpoint for TestRedis {
