@@ -358,7 +358,8 @@ end
 if budget <= 0 and #taken < want then limit_wait(0, 'scan') end
 
 -- The keys phase 2 writes that the reads above have not type-checked.
-if #taken > 0 then writable(K_LEASES) end
+-- (An expired job is finished: its lease entry is removed too.)
+if #taken > 0 or #expired > 0 then writable(K_LEASES) end
 if next(lists) or #held > 0 or #expired > 0 then writable(K_COUNTS) end
 -- Jobs that leave the stream for the first time enter `jobs` (by their creation time).
 for _, list in ipairs({taken, held, expired}) do

@@ -342,7 +342,12 @@ impl Store {
                     id,
                     queue,
                     status,
-                    progress: pg.unwrap_or(0).min(100),
+                    // A final status implies 100 (finalize writes no `pg`).
+                    progress: if status.is_some_and(Status::is_final) {
+                        100
+                    } else {
+                        pg.unwrap_or(0).min(100)
+                    },
                     weight: wt.unwrap_or(1).max(1),
                     error_code: ec,
                 }

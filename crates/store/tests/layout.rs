@@ -187,6 +187,36 @@ async fn a_final_status_implies_its_progress_and_times(topology: Topology) {
     }
     let problems = store.check_consistency(queue).await.unwrap();
     assert!(problems.is_empty(), "{problems:?}");
+
+    // A parent sees a finished child at 100 too, whatever it reported last.
+    let parent = store
+        .enqueue(&JobSpec::new("parent").queue("implied-tree"))
+        .await
+        .unwrap()
+        .id;
+    let held = store.claim("implied-tree", "w", 1, LEASE).await.unwrap();
+    let child = store
+        .spawn(
+            &held[0].lease,
+            "only",
+            0,
+            JobSpec::new("child").queue("implied-tree"),
+        )
+        .await
+        .unwrap()
+        .id;
+    let running = store.claim("implied-tree", "w", 1, LEASE).await.unwrap();
+    assert_eq!(running[0].lease.id, child);
+    store
+        .progress(&running[0].lease, LEASE, 40, None, None)
+        .await
+        .unwrap();
+    let seen = store.children("implied-tree", parent).await.unwrap();
+    assert_eq!((seen[0].id, seen[0].progress), (child, 40));
+    store.finish(&running[0].lease, &success()).await.unwrap();
+    let seen = store.children("implied-tree", parent).await.unwrap();
+    assert_eq!(seen[0].status, Some(Status::Success));
+    assert_eq!(seen[0].progress, 100, "a finished child is at 100");
 }
 
 #[tokio::test]

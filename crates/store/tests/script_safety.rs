@@ -363,6 +363,36 @@ async fn a_wrong_typed_key_makes_a_script_fail_before_its_first_write() {
     assert!(refused >= 30, "only {refused} calls were refused");
 }
 
+/// A claim whose only work is to expire a job past its start deadline still writes
+/// `leases` (the finish takes the job out of it): a `leases` of the wrong type fails
+/// the claim before it writes anything, not after the job was rewritten.
+#[tokio::test]
+async fn a_claim_that_only_expires_jobs_checks_the_leases_first() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let store = connect(&redis).await;
+    let mut conn = redis.connection();
+    let queue = "expiring";
+    let spec = JobSpec::new("t")
+        .queue(queue)
+        .start_by(Duration::from_millis(20));
+    let id = store.enqueue(&spec).await.unwrap().id;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let leases = format!("tether:{{{queue}}}:leases");
+    let _: () = conn.set(&leases, "not a tether key").unwrap();
+    let before = snapshot(&mut conn, queue, &leases);
+    let refused = store.claim(queue, "w", 10, LONG).await;
+    let after = snapshot(&mut conn, queue, &leases);
+    assert!(refused.is_err(), "{refused:?}");
+    assert!(before == after, "the refused claim changed the queue");
+    let _: () = conn.del(&leases).unwrap();
+    let claimed = store.claim(queue, "w", 10, LONG).await.unwrap();
+    assert!(claimed.is_empty());
+    let job = store.get(queue, id).await.unwrap().unwrap();
+    assert_eq!(job.status, Status::Failure);
+    assert_eq!(job.error_code, Some(ErrorCode::Expired));
+    assert_consistent(&store, queue).await;
+}
+
 /// A job key that is not a hash is no job of Tether's: batch scripts pass over it
 /// (its stream entry or lease entry is dropped) and handle the other jobs.
 #[tokio::test]
