@@ -40,32 +40,20 @@ count = math.max(1, math.min(count, MAX_BATCH))
 -- Its fields are the positions of the HMGET below (F_*), plus `id` and `group`: the
 -- reply itself is the job (no table built and filled per job).
 -- The fields a job that never ran can have come first: a job of an `n` entry (on the
--- stream since its enqueue) can have no other, and is read whole (FRESH_AT below);
--- the rest are then nil, as absent.
+-- stream since its enqueue) is read with those alone (each field named costs the
+-- claim whether the record has it or not); the rest are then nil, as absent.
 local F_ST, F_SID, F_MAX, F_TYPE, F_INPUT, F_TIMEOUT, F_BACKOFF, F_CREATED, F_WATCHED,
   F_EP, F_ATT, F_PHASE, F_CP, F_RUN_AT = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14
 local F_START_BY, F_OWNER = 15, 18             -- a claim's (sb: only while `deadlines`
                                                -- exists; the owner: of an expired job)
 local F_NONCE, F_HOLDER, F_STARTED = 15, 16, 17 -- a resend's
--- A job of an `n` entry is read whole (HGETALL) and its fields put at their positions:
--- its record is small (`st ct sid type in`, and few others), and four of the nine fields
--- it may have are usually absent, each a scan of the record for HMGET (about 1.5 %
--- of a processed job's instructions, scripts/redis-cost.sh).
-local FRESH_AT = {st = F_ST, sid = F_SID, max = F_MAX, type = F_TYPE, ['in'] = F_INPUT,
-  to = F_TIMEOUT, bo = F_BACKOFF, ct = F_CREATED, w = F_WATCHED}
 -- Whether any job of the queue has a start deadline (set below, before any job is read).
 local deadlines_in_use = false
 local function read_claimable(id, resend, fresh)
   local job
   local key = job_key(id)
   if fresh then
-    local all = redis.pcall('HGETALL', key)
-    if all.err then return nil end -- no hash: no record of Tether's (as read_job)
-    job = {nil, nil, nil, nil, nil, nil, nil, nil, nil}
-    for i = 1, #all, 2 do
-      local at = FRESH_AT[all[i]]
-      if at then job[at] = all[i + 1] end
-    end
+    job = read_job(key, 'st', 'sid', 'max', 'type', 'in', 'to', 'bo', 'ct', 'w')
   elseif resend then
     job = read_job(key, 'st', 'sid', 'max', 'type', 'in', 'to', 'bo', 'ct', 'w', 'ep', 'att', 'ph',
       'cp', 'ra', 'tk', 'wk', 'stt')
