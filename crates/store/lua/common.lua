@@ -305,15 +305,13 @@ end
 --   'LOST' when another claim or the reaper has taken the job since (or it is no record), or
 --          the lease lapsed: its concurrency slot was freed then, so another job may hold
 --          it now, and the reaper will take the job back.
-local lease_clock
 -- Whether any lease of the queue has lapsed (nil: not asked yet). Usually none has, and
 -- one ZCOUNT then stands for every job's deadline check (reading and parsing a score
 -- per job cost more than the rest of a finish).
 local any_lapsed
 local function leases_lapsed()
   if any_lapsed == nil then
-    lease_clock = lease_clock or now_ms()
-    any_lapsed = redis.call('ZCOUNT', K_LEASES, '-inf', lease_clock) > 0
+    any_lapsed = redis.call('ZCOUNT', K_LEASES, '-inf', now_ms()) > 0
     checked[K_LEASES] = true -- (a key that is no sorted set fails the ZCOUNT)
   end
   return any_lapsed
@@ -340,7 +338,7 @@ local function check_lease(key, token, ...)
   local deadline = lease_deadlines[id]
   if deadline == nil then deadline = redis.call('ZSCORE', K_LEASES, id) end
   -- (At its deadline a lease is no longer live: the claim counts live ones as > now.)
-  if not deadline or tonumber(deadline) <= lease_clock then return 'LOST' end
+  if not deadline or tonumber(deadline) <= now_ms() then return 'LOST' end
   return nil, unpack(v, 4)
 end
 
@@ -366,7 +364,7 @@ local function begin_common(keys, args)
   created, uncreated = fresh(created), fresh(uncreated)
   owned, disowned = fresh(owned), fresh(disowned)
   counted, active = fresh(counted), fresh(active)
-  lease_clock, any_lapsed = nil, nil
+  any_lapsed = nil
   clock = nil
   checked = fresh(checked)
   lease_deadlines = fresh(lease_deadlines)

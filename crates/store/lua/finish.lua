@@ -13,6 +13,7 @@ local now = now_ms()
 
 -- Phase 1: every argument and record read and checked; nothing written yet.
 local plans, first_of, owners = {}, {}, {}
+local any_final, any_error = false, false -- among the jobs whose lease holds
 local ids = {}
 local i = 3
 while i <= #ARGV do
@@ -61,23 +62,23 @@ for _, plan in ipairs(plans) do
     elseif not refusal then
       plan.job = {attempts = attempts, max = max, creq = creq, watched = watched, owner = owner,
         pri = pri, grp = grp}
-      -- The keys its outcome may write (each checked once per call: a batch of successes
-      -- checks `leases`, `done` and `counts`; the leases' ZCOUNT has checked the first).
       if kind == 'error' then
-        writable(K_LEASES, K_DONE, K_DEAD, K_COUNTS, K_STREAM, K_DELAYED)
+        any_error = true
         routable(pri, grp)
       else
-        writable(K_LEASES, K_DONE, K_COUNTS)
+        any_final = true
         group_writable(grp)
       end
-      if owner then
-        writable(K_ACTIVE)
-        owners[owner] = true
-      end
+      if owner then owners[owner] = true end
     end
     plan.refusal = refusal
   end
 end
+-- The keys the outcomes write, each checked once (a batch of successes: `leases`, which
+-- the leases' ZCOUNT has checked, `done` and `counts`).
+if any_error then writable(K_LEASES, K_DONE, K_DEAD, K_COUNTS, K_STREAM, K_DELAYED)
+elseif any_final then writable(K_LEASES, K_DONE, K_COUNTS) end
+if next(owners) then writable(K_ACTIVE) end
 countable(owners)
 
 -- Phase 2: writes.

@@ -244,32 +244,23 @@ fn claimed_row(
     row: redis::Value,
 ) -> Result<Claimed, StoreError> {
     let values: Vec<redis::Value> = redis::from_redis_value(row)?;
-    let text = |i: usize| -> Result<String, StoreError> {
-        match values.get(i) {
-            Some(v) => Ok(redis::from_redis_value_ref(v)?),
-            None => Ok(String::new()),
-        }
-    };
-    let bytes = |i: usize| -> Result<Vec<u8>, StoreError> {
-        match values.get(i) {
-            Some(v) => Ok(redis::from_redis_value_ref(v)?),
-            None => Ok(Vec::new()),
-        }
-    };
-    let number = |i: usize| -> Result<i64, StoreError> {
-        match values.get(i) {
-            Some(v) => Ok(redis::from_redis_value_ref(v)?),
-            None => Err(StoreError::decode(
-                "claim",
-                format!("a row of {} values", values.len()),
-            )),
-        }
+    // The value at `i`, `None` past the row's end (the optional six).
+    fn at<T: redis::FromRedisValue>(
+        values: &[redis::Value],
+        i: usize,
+    ) -> Result<Option<T>, StoreError> {
+        Ok(values.get(i).map(redis::from_redis_value_ref).transpose()?)
+    }
+    let text = |i: usize| at::<String>(&values, i).map(Option::unwrap_or_default);
+    let number = |i: usize| {
+        at::<i64>(&values, i)?
+            .ok_or_else(|| StoreError::decode("claim", format!("a row of {} values", values.len())))
     };
     let id = text(0)?;
     let epoch = text(1)?;
     let created = number(5)?;
     let (max, timeout, backoff) = (text(6)?, text(7)?, text(8)?);
-    let cp = bytes(10)?;
+    let cp = at::<Vec<u8>>(&values, 10)?.unwrap_or_default();
     Ok(Claimed {
         lease: Lease {
             queue: queue.to_owned(),
@@ -279,7 +270,7 @@ fn claimed_row(
         attempts: u32::try_from(number(2)?).unwrap_or(0),
         max_attempts: max.parse().unwrap_or(tether_model::DEFAULT_MAX_ATTEMPTS),
         job_type: text(3)?,
-        input: bytes(4)?,
+        input: at::<Vec<u8>>(&values, 4)?.unwrap_or_default(),
         phase: text(9)?.parse().ok(),
         checkpoint: (!cp.is_empty()).then_some(cp),
         timeout: timeout.parse().ok().map(Duration::from_millis),
