@@ -10,10 +10,12 @@
 -- 'NOT_FOUND', 'NOT_SUPPORTED' or 'INVALID:<status>'.
 local id, owner, retention, force = ARGV[2], ARGV[3], arg_number(4), ARGV[5]
 local key = job_key(id)
-local st, job_owner, cancelable, sid, creq, watched, ext, created_at =
-  unpack(redis.call('HMGET', key, 'st', 'owner', 'can', 'sid', 'creq', 'w', 'ext', 'ct'))
 writable(K_STREAM, K_DELAYED, K_LEASES, K_DONE, K_DEAD, K_COUNTS, K_ACTIVE, K_JOBS)
 check_type(K_DEADLINES, 'zset')
+-- (A waiting job has no owner: a caller scoped to one cannot see it.)
+if owner == '' then unwait(id) end
+local st, job_owner, cancelable, sid, creq, watched, ext, created_at =
+  unpack(redis.call('HMGET', key, 'st', 'owner', 'can', 'sid', 'creq', 'w', 'ext', 'ct'))
 local cascade = PREFIX .. 'cascade'
 check_type(cascade, 'zset')
 local has_kids = redis.call('EXISTS', PREFIX .. 'kids:' .. id) == 1

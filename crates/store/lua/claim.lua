@@ -166,6 +166,24 @@ local function startable(id, expected_sid, unindexed)
   return job
 end
 
+-- The job of a `w` entry (common.lua): read from `waiting` (one value), or, given its
+-- record by a script since (unwait), as the job of an `n` entry. It has no record yet:
+-- a table in the record's layout stands for it (F_* positions), its `raw` id marks it.
+local function waiting_startable(raw, expected_sid)
+  if #raw ~= 16 then return nil end
+  local v = redis.call('HGET', K_WAITING, raw)
+  if not v then return startable(full_id(raw), expected_sid, true) end
+  local sid, job_type, input = parse_waiting(v)
+  if sid ~= expected_sid then return nil end
+  local job = {'pending', sid, nil, job_type, input, nil, nil, string.match(sid, '^%d+'),
+    id = full_id(raw), group = false, unindexed = true, raw = raw}
+  if paused_types[job_type] then
+    held[#held + 1] = job
+    return nil
+  end
+  return job
+end
+
 -- The stream, as level 5's member '' (entries read in chunks from its head).
 local stream = {entries = {}, pos = 0, last = nil, done = false}
 local function stream_next()
@@ -187,8 +205,12 @@ local function stream_next()
     stream.last = entry[1]
     local fields = entry[2]
     local kind = fields[1]
-    local id = (kind == 'n' or kind == 'j') and fields[2] or nil
-    local job = startable(id, entry[1], kind == 'n')
+    local job
+    if kind == 'w' then
+      job = waiting_startable(fields[2], entry[1])
+    else
+      job = startable((kind == 'n' or kind == 'j') and fields[2] or nil, entry[1], kind == 'n')
+    end
     if job then return job end
   end
   return nil
@@ -411,11 +433,19 @@ for p, order in pairs(served) do
     if redis.call('EXISTS', ring) == 0 then redis.call('ZREM', K_PRIOS, p) end
   end
 end
--- Held jobs wait in their type's list until it is resumed.
+-- Held jobs wait in their type's list until it is resumed (a waiting job with the
+-- record it now needs).
+local unwaited = {}
 for _, job in ipairs(held) do
   redis.call('SADD', K_HELD_TYPES, job[F_TYPE])
   redis.call('RPUSH', held_list(job[F_TYPE]), job.id)
-  redis.call('HSET', job_key(job.id), 'sid', 'H')
+  if job.raw then
+    redis.call('HSET', job_key(job.id), 'st', 'pending', 'ct', job[F_CREATED], 'sid', 'H',
+      'type', job[F_TYPE], 'in', job[F_INPUT])
+    unwaited[#unwaited + 1] = job.raw
+  else
+    redis.call('HSET', job_key(job.id), 'sid', 'H')
+  end
 end
 for _, job in ipairs(expired) do
   expire_unstarted(job_key(job.id), job.id, now, retention, job[F_WATCHED], job[F_OWNER])
@@ -430,9 +460,17 @@ for _, job in ipairs(taken) do
   local attempts = (tonumber(job[F_ATT]) or 0) + 1
   -- A job of an `n` entry never ran: no progress to clear (absent is 0). Its start
   -- `stt` is its update time too (readers take the latest of `ut`, `stt` and `ft`).
-  redis.call('HSET', job_key(id), 'st', 'processing', 'ep', epoch, 'tk', claim_id,
-    'att', int(attempts), 'wk', worker, 'stt', int(now),
-    unpack(job.unindexed and NOTHING or CLEAR_PROGRESS))
+  if job.raw then
+    -- Its record, written now: what it waited with and its lease.
+    redis.call('HSET', job_key(id), 'st', 'processing', 'ep', epoch, 'tk', claim_id,
+      'att', int(attempts), 'wk', worker, 'stt', int(now), 'ct', job[F_CREATED],
+      'type', job[F_TYPE], 'in', job[F_INPUT])
+    unwaited[#unwaited + 1] = job.raw
+  else
+    redis.call('HSET', job_key(id), 'st', 'processing', 'ep', epoch, 'tk', claim_id,
+      'att', int(attempts), 'wk', worker, 'stt', int(now),
+      unpack(job.unindexed and NOTHING or CLEAR_PROGRESS))
+  end
   push(leased, int(deadline), id)
   if job[F_START_BY] then redis.call('ZREM', K_DEADLINES, id) end
   if g ~= '' then
@@ -443,6 +481,7 @@ for _, job in ipairs(taken) do
   notify(id, job[F_WATCHED])
   out[#out + 1] = row(job, epoch, attempts)
 end
+call_chunked('HDEL', K_WAITING, nil, unwaited)
 if rate then
   redis.call('ZREMRANGEBYSCORE', K_STARTS, '-inf', now - 1000)
   call_chunked('ZADD', K_STARTS, nil, starts)

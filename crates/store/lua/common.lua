@@ -74,6 +74,65 @@ end
 
 local function job_key(id) return PREFIX .. 'job:' .. id end
 
+-- Layout 4: a job enqueued straight onto the stream with nothing but its type and
+-- input (no option, no other field: the common path) has no record while it waits.
+-- It is a field of the queue's `waiting` hash, named by the 16 bytes of its UUID,
+-- whose value is `<stream entry id> <type> <input>` (a type has no space), and its
+-- stream entry is `w=<16 bytes>`. Its record is written when it leaves the stream
+-- (claimed or held), or by unwait() when a script reads or changes it by id: then it
+-- is the record of layout 3 (`st ct sid type in`), its `w` entry read as an `n` one.
+-- (A hash field costs Redis about a third of a record of its own, a 16-byte name
+-- half of the 36-character id's allocation.)
+local K_WAITING
+local UUID_FORMAT = '%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x'
+-- The id (36 characters) of a UUID's 16 bytes: two C calls, no loop.
+local function full_id(raw) return string.format(UUID_FORMAT, string.byte(raw, 1, 16)) end
+local UUID_PATTERN = '^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$'
+-- The 16 bytes of an id, or nil when it is no UUID in its lowercase text form (the
+-- only form Tether writes; rare paths only: a loop of 16 conversions).
+local function raw_id(id)
+  if not string.match(id, UUID_PATTERN) or string.find(id, '%u') then return nil end
+  return (string.gsub(string.gsub(id, '-', ''), '%x%x',
+    function(h) return string.char(tonumber(h, 16)) end))
+end
+-- Whether `id` is waiting (a read: for the answers of scripts that refuse a pending job).
+local function is_waiting(id)
+  local raw = raw_id(id)
+  return raw and redis.call('HEXISTS', K_WAITING, raw) == 1
+end
+-- Whether a stream entry (as XRANGE answers it) is `id`'s: `n=<id>`, `j=<id>`, or the
+-- `w=<16 bytes>` of a job that waited and was given its record since.
+local function entry_of(entry, id)
+  local kind, named = entry[2][1], entry[2][2]
+  if kind == 'w' then return #named == 16 and full_id(named) == id end
+  return named == id
+end
+-- A waiting job's stream entry id, type and input (nil when malformed).
+local function parse_waiting(v) return string.match(v, '^(%d+%-%d+) (%S+) (.*)$') end
+-- The waiting job `id` (reads only): {raw, sid, ct, type, input}, or nil when it is
+-- not waiting or has a record (a wrong-typed `waiting` fails here, before any write).
+local function waiting_job(id)
+  local raw = raw_id(id)
+  local v = raw and redis.call('HGET', K_WAITING, raw)
+  if not v then return nil end
+  local sid, job_type, input = parse_waiting(v)
+  if not sid or redis.call('EXISTS', job_key(id)) == 1 then return nil end
+  return {raw = raw, sid = sid, ct = string.match(sid, '^%d+'), type = job_type, input = input}
+end
+-- Gives a waiting job (waiting_job's) the record of an `n` job: `st ct sid type in`.
+local function write_waiting_record(id, w)
+  redis.call('HSET', job_key(id), 'st', 'pending', 'ct', w.ct, 'sid', w.sid, 'type', w.type,
+    'in', w.input)
+  redis.call('HDEL', K_WAITING, w.raw)
+end
+-- Gives the waiting job `id` its record, before a script reads or changes it by id;
+-- nothing when it has one or is not waiting. Called once the script's own type
+-- checks are done: what follows it cannot fail.
+local function unwait(id)
+  local w = waiting_job(id)
+  if w then write_waiting_record(id, w) end
+end
+
 -- Numbers passed to redis.call are formatted with "%.17g" for every call, which costs
 -- more than the command itself; integers formatted once ("%d") and reused are cheap,
 -- and a call's timestamps repeat for every job of a batch.
@@ -113,7 +172,7 @@ end
 -- What each fixed key holds (the stream, the hashes; the others are sorted sets).
 local function fixed_type(key)
   if key == K_STREAM then return 'stream' end
-  if key == K_COUNTS or key == K_ACTIVE then return 'hash' end
+  if key == K_COUNTS or key == K_ACTIVE or key == K_WAITING then return 'hash' end
   return 'zset'
 end
 
@@ -356,6 +415,7 @@ local function begin_common(keys, args)
     keys[1], keys[2], keys[3], keys[4], keys[5], keys[6], keys[7]
   PREFIX = args[1]
   K_ACTIVE = PREFIX .. 'active'
+  K_WAITING = PREFIX .. 'waiting'
   formatted = fresh(formatted)
   leased, unleased, renewed = fresh(leased), fresh(unleased), fresh(renewed)
   delayed, undelayed = fresh(delayed), fresh(undelayed)

@@ -9,9 +9,11 @@
 --   'stream'   every entry is the live entry of a pending job;
 --   'records'  every record not in `jobs` (a job enqueued straight onto the stream, which
 --              enters `jobs` when it leaves it) is checked as the 'jobs' phase checks
---              indexed ones: found by SCAN over the node's keys (MATCH the queue's records).
+--              indexed ones: found by SCAN over the node's keys (MATCH the queue's records);
+--   'waiting'  every job of `waiting` (layout 4: no record while on the stream) has its
+--              live `w` entry and no record, and is not indexed (HSCAN).
 -- ARGV: prefix, phase, cursor ('' = from the start; "score member" in a sorted set,
---       an entry id in the stream, a SCAN cursor), n.
+--       an entry id in the stream, a SCAN or HSCAN cursor), n.
 -- Returns {next phase ('' = done), next cursor, {problems}, success, failure, cancelled
 --          (final records in this step), counts.success, counts.failure, counts.cancelled,
 --          {links}, {mendable}}: the tree links this script cannot follow (another slot), for
@@ -24,7 +26,7 @@ local problems, links, mendable = {}, {}, {}
 local function problem(text) problems[#problems + 1] = text end
 local finals = {success = 0, failure = 0, cancelled = 0}
 local ORDER = {jobs = 'leases', leases = 'delayed', delayed = 'done', done = 'dead', dead = 'ext', ext = 'stream',
-  stream = 'records', records = ''}
+  stream = 'records', records = 'waiting', waiting = ''}
 local ZSETS = {jobs = K_JOBS, leases = K_LEASES, delayed = K_DELAYED, done = K_DONE, dead = K_DEAD, ext = ext_key()}
 if not ORDER[phase] then fail('ERR unknown phase ' .. tostring(phase)) end
 
@@ -92,7 +94,7 @@ local function check_job(id)
       if not ready then problem('pending job ' .. id .. ' is not in the list its record names') end
     elseif sid then
       local entry = redis.call('XRANGE', K_STREAM, sid, sid)[1]
-      ready = entry ~= nil and entry[2][2] == id
+      ready = entry ~= nil and entry_of(entry, id)
     end
     if not ready and not scheduled then
       problem('pending job ' .. id .. ' is neither ready nor scheduled')
@@ -120,7 +122,27 @@ local function unknown(id)
 end
 
 local next_cursor = ''
-if phase == 'records' then
+if phase == 'waiting' then
+  local reply = redis.call('HSCAN', K_WAITING, cursor == '' and '0' or cursor, 'COUNT', n)
+  local fields = reply[2]
+  for i = 1, #fields, 2 do
+    local raw, value = fields[i], fields[i + 1]
+    local id = #raw == 16 and full_id(raw) or nil
+    local sid = parse_waiting(value)
+    if not id or not sid then
+      problem('waiting holds a malformed job ' .. (id or '(a field of ' .. #raw .. ' bytes)'))
+    else
+      local entry = redis.call('XRANGE', K_STREAM, sid, sid)[1]
+      if not (entry and entry[2][1] == 'w' and entry[2][2] == raw) then
+        problem('pending job ' .. id .. ' is neither ready nor scheduled')
+        mendable[#mendable + 1] = id
+      end
+      if redis.call('EXISTS', job_key(id)) == 1 then problem('waiting job ' .. id .. ' also has a record') end
+      if redis.call('ZSCORE', K_JOBS, id) then problem('waiting job ' .. id .. ' is in jobs') end
+    end
+  end
+  if reply[1] ~= '0' then next_cursor = reply[1] end
+elseif phase == 'records' then
   local reply = redis.call('SCAN', cursor == '' and '0' or cursor, 'MATCH', PREFIX .. 'job:*', 'COUNT', n)
   for _, key in ipairs(reply[2]) do
     local id = string.sub(key, #PREFIX + 5)
@@ -139,10 +161,22 @@ elseif phase == 'stream' then
   local from = (cursor == '') and '-' or ('(' .. cursor)
   local entries = redis.call('XRANGE', K_STREAM, from, '+', 'COUNT', n)
   for _, e in ipairs(entries) do
-    local id = e[2][2]
-    if e[2][1] == 'd' then
+    local kind, id = e[2][1], e[2][2]
+    local waiting_value = nil
+    if kind == 'w' then
+      -- A waiting job: its value names this entry; given a record since (unwait), its
+      -- entry is read as an `n` one.
+      waiting_value = #id == 16 and redis.call('HGET', K_WAITING, id)
+      id = #id == 16 and full_id(id) or '(malformed)'
+      kind = 'n'
+    end
+    if waiting_value then
+      if parse_waiting(waiting_value) ~= e[1] then
+        problem('waiting job ' .. id .. ' has a stream entry ' .. e[1] .. ' that is not its live one')
+      end
+    elseif kind == 'd' then
       -- A wake-up entry for workers (a job went to a list); claims trim it.
-    elseif e[2][1] == 'n' and unknown(id) or e[2][1] ~= 'n' and not redis.call('ZSCORE', K_JOBS, id) then
+    elseif kind == 'n' and unknown(id) or kind ~= 'n' and not redis.call('ZSCORE', K_JOBS, id) then
       -- (`n`: a job enqueued straight onto the stream, not in `jobs` until it leaves.)
       problem('stream holds unknown job ' .. id)
     else
@@ -167,7 +201,9 @@ else
     if phase == 'jobs' then
       check_job(id)
     elseif unknown(id) then
-      problem(phase .. ' holds unknown job ' .. id)
+      -- (A waiting job has no record: it is known, and belongs in no index.)
+      if is_waiting(id) then problem('pending job ' .. id .. ' is in ' .. phase)
+      else problem(phase .. ' holds unknown job ' .. id) end
     end
   end
   if #items == 2 * n then next_cursor = items[#items] .. ' ' .. items[#items - 1] end

@@ -5,6 +5,7 @@
 local id, owner = ARGV[2], ARGV[3]
 local key = job_key(id)
 local st, idem, job_owner, watched = unpack(read_job(key, 'st', 'ik', 'owner', 'w') or {})
+if not st and owner == '' and is_waiting(id) then return 'INVALID:pending' end
 if not st or (owner ~= '' and job_owner ~= owner) then return 'NOT_FOUND' end
 if not is_final(st) then return 'INVALID:' .. st end
 writable(K_JOBS, K_DONE, K_DEAD, K_COUNTS)

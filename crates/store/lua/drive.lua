@@ -24,6 +24,7 @@ end
 local key = job_key(id)
 local v = read_job(key, 'st', 'owner', 'ext', 'creq', 'w', 'pg', 'stt', 'ld')
 local st, job_owner, lease, creq, watched, pg, started, deadline = unpack(v or {})
+if not st and owner == '' and is_waiting(id) then return {'NOT_SUPPORTED', 'pending', 0, 0, 0} end
 if not st or (owner ~= '' and job_owner ~= owner) then return {'NOT_FOUND', '', 0, 0, 0} end
 if not lease then return {'NOT_SUPPORTED', st, tonumber(pg) or 0, 0, 0} end
 if is_final(st) then return {'INVALID:' .. st, st, tonumber(pg) or 0, 0, 0} end

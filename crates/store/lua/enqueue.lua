@@ -1,11 +1,13 @@
 -- Enqueue jobs (one, or a batch of one queue).
 -- ARGV: prefix, horizon ms (0 = none), pending quota per owner (0 = none), then per job:
---       id, options ('' = all defaults, else a msgpack array: run_at ms (0 = none), delay
+--       id (its UUID's 16 bytes, or its 36-character text), options ('' = all defaults, else a msgpack array: run_at ms (0 = none), delay
 --       ms, idempotency key ('' = none), owner ('' = none), start_by ms (0 = none), start
 --       within ms (0 = none), priority ('' = 5), group ('' = none), external lease ms
 --       (0 = a job workers run; may be left out)), n, then n field/value arguments of
 --       the record's static fields. (Every argument costs Redis more than its bytes: a
 --       job with no options sends one instead of eight.)
+-- A job with no option and no field but `type` and `in` that goes straight onto the
+-- stream waits in `waiting` with no record (common.lua, layout 4).
 -- Ready jobs go where flow.lua's make_ready puts them (the stream, unless they have a
 -- priority other than 5 or a group); a start deadline enters `deadlines`. An external
 -- task (tasks.lua) goes nowhere a worker looks: its lease enters `ext`.
@@ -31,10 +33,12 @@ local function option_text(v, id)
 end
 
 -- Reads and checks first: nothing is written unless the whole batch is accepted.
-local parsed, keys_of = {}, {}
+local parsed, keys_of, raws, raw_jobs = {}, {}, {}, {}
 local i = 4
 while i <= #ARGV do
   local id, options, n = ARGV[i], ARGV[i + 1], arg_number(i + 2)
+  local raw
+  if #id == 16 then raw, id = id, full_id(id) else raw = raw_id(id) end
   local run_at, delay, idem, owner, start_by, start_within, pri, grp, ext = 0, 0, '', '', 0, 0, '', '', 0
   if options ~= '' then
     local ok, o = pcall(cmsgpack.unpack, options)
@@ -49,7 +53,10 @@ while i <= #ARGV do
   -- (Every field a job gets is in the constructor: no table grows past its size.)
   local job = {id = id, key = job_key(id), idem = idem, owner = owner, first = i + 3,
     last = i + 2 + n, pri = pri ~= '' and pri or nil, grp = grp ~= '' and grp or nil,
-    ext = ext > 0 and ext or nil, start_by = nil, idem_key = nil, due = nil, reply = nil}
+    ext = ext > 0 and ext or nil, start_by = nil, idem_key = nil, due = nil, reply = nil,
+    raw = raw, waits = raw and options == '' and n == 4 and ARGV[i + 3] == 'type'
+      and ARGV[i + 5] == 'in' and not string.find(ARGV[i + 4], ' ', 1, true),
+    found = false}
   if start_within > 0 then start_by = now + start_within end
   job.start_by = start_by > 0 and start_by or nil
   job.due = math.max(run_at, now + delay)
@@ -58,11 +65,14 @@ while i <= #ARGV do
   job.idem_key = idem ~= '' and idem_key(owner, idem) or nil
   parsed[#parsed + 1] = job
   keys_of[#keys_of + 1] = job.key
+  if raw then raws[#raws + 1], raw_jobs[#raw_jobs + 1] = raw, job end
 end
 
 -- Whether any job of the batch is written already (a resend after a lost reply): one
 -- EXISTS of every record key answers for the whole batch (a command per job
 -- otherwise); only when it counts some does each job ask again.
+-- A waiting job has no record: `waiting` is asked for every id at once too (its HMGET
+-- is the type check of `waiting` as well).
 local any_written = false
 for first = 1, #keys_of, CHUNK do
   if redis.call('EXISTS', unpack(keys_of, first, math.min(first + CHUNK - 1, #keys_of))) > 0 then
@@ -70,14 +80,20 @@ for first = 1, #keys_of, CHUNK do
     break
   end
 end
+for first = 1, #raws, CHUNK do
+  local last = math.min(first + CHUNK - 1, #raws)
+  for k, v in ipairs(redis.call('HMGET', K_WAITING, unpack(raws, first, last))) do
+    if v then raw_jobs[first + k - 1].found = true end
+  end
+end
 
-local jobs, out, seen, adding, taken = {}, {}, {}, {}, {}
+local jobs, out, seen, adding, taken, waiting = {}, {}, {}, {}, {}, {}
 for _, job in ipairs(parsed) do
   local id = job.id
   local existing = job.idem_key and (seen[job.idem_key] or redis.call('GET', job.idem_key))
   if existing then
     out[#out + 1] = {'DUPLICATE', existing, 0, 0}
-  elseif taken[id] or (any_written and redis.call('EXISTS', job.key) == 1) then
+  elseif taken[id] or job.found or (any_written and redis.call('EXISTS', job.key) == 1) then
     -- (An id twice in one batch is written once: the second finds the first.)
     out[#out + 1] = {'EXISTS', id, 0, 0}
   else
@@ -154,6 +170,12 @@ for _, job in ipairs(jobs) do
   elseif job.due > now then
     push(delayed, int(job.due), id)
     where, at = 'ra', int(job.due)
+  elseif direct and not job.start_by and job.waits then
+    local sid = redis.call('XADD', K_STREAM, '*', 'w', job.raw)
+    local created_ms = tonumber(string.match(sid, '^%d+'))
+    job.reply[3], job.reply[4] = created_ms, created_ms
+    push(waiting, job.raw, sid .. ' ' .. ARGV[job.first + 1] .. ' ' .. ARGV[job.first + 3])
+    where = nil
   elseif direct and not job.start_by then
     where, at = 'sid', redis.call('XADD', K_STREAM, '*', 'n', id)
     unindexed, created_at = true, string.match(at, '^%d+')
@@ -163,7 +185,9 @@ for _, job in ipairs(jobs) do
   else
     placed_later = true
   end
-  if job.idem ~= '' then
+  if not where then
+    -- Waiting (written below, with the batch's others): no record, no index entry.
+  elseif job.idem ~= '' then
     redis.call('SET', job.idem_key, id)
     redis.call('HSET', key, 'st', 'pending', 'ct', created_at, where, at, 'ik', job.idem, unpack(ARGV, job.first, job.last))
   else
@@ -175,10 +199,11 @@ for _, job in ipairs(jobs) do
     redis.call('HSET', key, 'sb', int(job.start_by))
     redis.call('ZADD', K_DEADLINES, int(job.start_by), id)
   end
-  if not unindexed then push(created, created_at, id) end
+  if where and not unindexed then push(created, created_at, id) end
   if job.owner ~= '' then push_for(owned, job.owner, created_at, id) end
 end
 for owner, n in pairs(adding) do active[owner] = n end
+call_chunked('HSET', K_WAITING, nil, waiting)
 flush()
 if fresh then out[#out + 1] = {'NEW_QUEUE', '', 0, 0} end
 return out

@@ -9,7 +9,8 @@ local used = tonumber(redis.call('GET', K_USED) or '0')
 if used > now_ms() - idle then return 'IN_USE' end
 if redis.call('XLEN', K_STREAM) > 0 or redis.call('ZCARD', K_DELAYED) > 0
   or redis.call('ZCARD', K_LEASES) > 0 or redis.call('ZCARD', K_JOBS) > 0
-  or redis.call('EXISTS', K_PRIOS) == 1 or redis.call('EXISTS', K_SETTINGS) == 1 then
+  or redis.call('EXISTS', K_PRIOS) == 1 or redis.call('EXISTS', K_SETTINGS) == 1
+  or redis.call('EXISTS', K_WAITING) == 1 then
   return 'IN_USE'
 end
 redis.call('DEL', K_STREAM, K_COUNTS, K_DONE, K_DEAD, K_USED, K_ACTIVE)

@@ -6,6 +6,7 @@ local id, owner = ARGV[2], ARGV[3]
 local key = job_key(id)
 local st, job_owner, is_dead, watched, pri, grp, ext =
   unpack(redis.call('HMGET', key, 'st', 'owner', 'dead', 'w', 'pri', 'grp', 'ext'))
+if not st and owner == '' and is_waiting(id) then return 'INVALID:pending' end
 if not st or (owner ~= '' and job_owner ~= owner) then return 'NOT_FOUND' end
 if st ~= 'failure' or is_dead ~= '1' then return 'INVALID:' .. st end
 if ext then return 'NOT_SUPPORTED' end

@@ -119,7 +119,37 @@ pub(crate) fn ms_to_time(ms: i64) -> DateTime<Utc> {
 /// A job hash read back as field → bytes.
 pub(crate) struct Fields(pub HashMap<String, Vec<u8>>);
 
+/// The 16 bytes that name a job in `waiting` and in its stream entry (layout 4).
+pub(crate) fn raw_id(id: &JobId) -> [u8; 16] {
+    *id.as_uuid().as_bytes()
+}
+
+/// The job a `w` entry or `waiting` field names (`None` unless 16 bytes).
+pub(crate) fn waiting_id(raw: &[u8]) -> Option<JobId> {
+    let bytes: [u8; 16] = raw.try_into().ok()?;
+    Some(JobId::from_uuid(uuid::Uuid::from_bytes(bytes)))
+}
+
 impl Fields {
+    /// The record a waiting job stands for, from its value in `waiting`
+    /// (`<entry id> <type> <input>`): the record it gets when it leaves the stream,
+    /// before its lease (`None` when malformed).
+    pub(crate) fn of_waiting(value: &[u8]) -> Option<Fields> {
+        let mut parts = value.splitn(3, |b| *b == b' ');
+        let (sid, job_type, input) = (parts.next()?, parts.next()?, parts.next()?);
+        let created = sid.split(|b| *b == b'-').next()?;
+        if created.is_empty() || !created.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        Some(Fields(HashMap::from([
+            ("st".to_owned(), b"pending".to_vec()),
+            ("ct".to_owned(), created.to_vec()),
+            ("sid".to_owned(), sid.to_vec()),
+            ("type".to_owned(), job_type.to_vec()),
+            ("in".to_owned(), input.to_vec()),
+        ])))
+    }
+
     fn str(&self, f: &str) -> Option<&str> {
         self.0.get(f).and_then(|v| std::str::from_utf8(v).ok())
     }

@@ -9,7 +9,10 @@
 /// stored, which a layout 1 worker would misread.
 /// 3: a job enqueued straight onto the stream has an `n` entry and no `jobs` entry
 /// until it leaves the stream; an older worker would trim `n` entries as stale.
-pub(crate) const LAYOUT_VERSION: u32 = 3;
+/// 4: a job enqueued straight onto the stream with no option and no field but its type
+/// and input has no record until it leaves the stream: it is a field of `waiting` and
+/// its entry is `w=<16 bytes>`, which an older worker would trim as stale.
+pub(crate) const LAYOUT_VERSION: u32 = 4;
 /// Hash with `version` (layout) and `created` fields.
 pub(crate) const META: &str = "tether:meta";
 /// Set of every queue name that was ever enqueued to or served.
@@ -121,6 +124,11 @@ impl QueueKeys {
     pub(crate) fn starts(&self) -> String {
         format!("{}starts", self.prefix)
     }
+    /// Jobs that wait on the stream with no record (hash: the UUID's 16 bytes →
+    /// `<entry id> <type> <input>`; docs/STORAGE.md, layout 4).
+    pub(crate) fn waiting(&self) -> String {
+        format!("{}waiting", self.prefix)
+    }
     /// Pub/sub channel on which a job's changes are announced (no payload).
     pub(crate) fn events(&self, id: &str) -> String {
         format!("{}ev:{id}", self.prefix)
@@ -143,6 +151,7 @@ mod tests {
             keys.settings(),
             keys.priorities(),
             keys.starts(),
+            keys.waiting(),
         ]) {
             assert!(key.starts_with("tether:{mail}:"), "{key}");
         }

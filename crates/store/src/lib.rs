@@ -488,7 +488,11 @@ impl Store {
             None if options == defaults => Vec::new(),
             None => rmp_serde::to_vec(&options).expect("a tuple of numbers and strings encodes"),
         };
-        inv.arg(id.to_string()).arg(options).arg(fields.len() * 2);
+        // The id as its 16 bytes: a waiting job is named so (layout 4), and the script
+        // spells out the text form the keys use.
+        inv.arg(&codec::raw_id(&id)[..])
+            .arg(options)
+            .arg(fields.len() * 2);
         for (field, value) in fields {
             inv.arg(field).arg(value.as_ref());
         }
@@ -644,7 +648,11 @@ impl Store {
         tether_model::validate_queue_name(queue)?;
         let keys = QueueKeys::new(queue);
         let shown = tether_model::tree::MAX_SUBTASKS_SHOWN as isize;
-        let (fields, deadline, kids, kid_count): (
+        // `waiting` is read before the record: a job leaves it for its record (claimed,
+        // or given one by a script), never the other way, so one of the two reads finds
+        // a job that exists throughout.
+        let (waiting, fields, deadline, kids, kid_count): (
+            Option<Vec<u8>>,
             HashMap<String, Vec<u8>>,
             Option<f64>,
             Vec<String>,
@@ -652,6 +660,7 @@ impl Store {
         ) = self
             .idempotent(|| async {
                 Ok(redis::pipe()
+                    .hget(keys.waiting(), &codec::raw_id(&id)[..])
                     .hgetall(keys.job(&id.to_string()))
                     .zscore(keys.leases(), id.to_string())
                     .zrange(keys.kids(&id.to_string()), 0, shown - 1)
@@ -660,10 +669,16 @@ impl Store {
                     .await?)
             })
             .await?;
-        if fields.is_empty() {
-            return Ok(None);
-        }
-        let mut job = codec::Fields(fields).into_job(id, queue, deadline.map(|d| d as i64))?;
+        let fields = if fields.is_empty() {
+            // No record: the job is waiting on the stream (layout 4), or not there.
+            match waiting.as_deref().and_then(codec::Fields::of_waiting) {
+                Some(fields) => fields,
+                None => return Ok(None),
+            }
+        } else {
+            codec::Fields(fields)
+        };
+        let mut job = fields.into_job(id, queue, deadline.map(|d| d as i64))?;
         job.subtasks = kids
             .iter()
             .filter_map(|m| tree::parse_kid(m))
@@ -815,7 +830,7 @@ impl Store {
             .arg("+")
             .arg("COUNT")
             .arg(1);
-        type Head = Vec<(String, Vec<String>)>;
+        type Head = Vec<(String, Vec<Vec<u8>>)>;
         let (entries, scheduled, processing, dead, counts, head): (
             u64,
             u64,
@@ -833,7 +848,7 @@ impl Store {
         let listed = counts.get("queued").copied().unwrap_or(0).max(0) as u64;
         let bell = head
             .first()
-            .is_some_and(|(_, fields)| fields.first().is_some_and(|f| f == "d"));
+            .is_some_and(|(_, fields)| fields.first().is_some_and(|f| f == b"d"));
         let pending = entries - u64::from(bell && entries > 0);
         Ok(QueueStats {
             queue: queue.to_owned(),

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use tether_model::{Job, JobId, Status};
 
-use crate::codec::{Fields, SUMMARY_FIELDS};
+use crate::codec::{self, Fields, SUMMARY_FIELDS};
 use crate::keys::QueueKeys;
 use crate::{Store, StoreError};
 
@@ -302,13 +302,7 @@ impl Store {
             };
             from = format!("({last_id}");
             let last_ms = entry_ms(last_id);
-            let ids: Vec<String> = entries
-                .iter()
-                .filter_map(|(_, fields)| match fields.as_slice() {
-                    [kind, id] if kind == "n" => Some(id.clone()),
-                    _ => None,
-                })
-                .collect();
+            let ids: Vec<String> = entries.iter().filter_map(|(_, job)| job.clone()).collect();
             for job in self.summaries(queue, &ids).await? {
                 // A claimed or cancelled job left the stream (its entry with it): a job
                 // read here that is no longer pending is found in `jobs` instead.
@@ -336,46 +330,98 @@ impl Store {
     }
 
     /// The summaries of `ids` of one queue (those still there), in the order given:
-    /// one pipelined read of their fields and lease deadlines.
+    /// one pipelined read of their fields and lease deadlines; then, for jobs with no
+    /// record, one read of `waiting` (layout 4); then, for jobs found in neither, one
+    /// more read of their records: a job leaves `waiting` for its record, never the
+    /// other way, so one claimed between the first two reads is found by the third.
     pub(crate) async fn summaries(
         &self,
         queue: &str,
         ids: &[String],
     ) -> Result<Vec<Job>, StoreError> {
+        let ids: Vec<JobId> = ids.iter().filter_map(|id| id.parse().ok()).collect();
+        let mut rows = self.summary_rows(queue, &ids).await?;
+        let unrecorded: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].is_none()).collect();
+        if !unrecorded.is_empty() {
+            let wanted: Vec<JobId> = unrecorded.iter().map(|&i| ids[i]).collect();
+            let mut again = Vec::new();
+            for (&i, waiting) in unrecorded
+                .iter()
+                .zip(self.waiting_records(queue, &wanted).await?)
+            {
+                match waiting {
+                    Some(fields) => rows[i] = Some((fields, None)),
+                    None => again.push(i),
+                }
+            }
+            let wanted: Vec<JobId> = again.iter().map(|&i| ids[i]).collect();
+            for (&i, row) in again.iter().zip(self.summary_rows(queue, &wanted).await?) {
+                rows[i] = row;
+            }
+        }
+        // (A job found nowhere expired or was deleted after the read that named it.)
+        ids.iter()
+            .zip(rows)
+            .filter_map(|(id, row)| row.map(|(fields, deadline)| (id, fields, deadline)))
+            .map(|(id, fields, deadline)| fields.into_job(*id, queue, deadline))
+            .collect()
+    }
+
+    /// The listing's fields and the lease deadline of each of `ids`, `None` for a job
+    /// with no record: one pipelined read.
+    async fn summary_rows(
+        &self,
+        queue: &str,
+        ids: &[JobId],
+    ) -> Result<Vec<Option<(Fields, Option<i64>)>>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let keys = QueueKeys::new(queue);
         let mut pipe = redis::pipe();
         for id in ids {
-            pipe.cmd("HMGET").arg(keys.job(id)).arg(SUMMARY_FIELDS);
+            let id = id.to_string();
+            pipe.cmd("HMGET").arg(keys.job(&id)).arg(SUMMARY_FIELDS);
             pipe.zscore(keys.leases(), id);
         }
         let flat: Vec<redis::Value> = pipe.query_async(&mut self.conn()).await?;
-        let mut rows: Vec<SummaryRow> = Vec::with_capacity(ids.len());
+        let mut rows = Vec::with_capacity(ids.len());
         let mut it = flat.into_iter();
         while let (Some(fields), Some(score)) = (it.next(), it.next()) {
-            rows.push((
+            let (values, deadline): SummaryRow = (
                 redis::from_redis_value(fields)?,
                 redis::from_redis_value(score)?,
-            ));
-        }
-        let mut jobs = Vec::with_capacity(ids.len());
-        for (id, (values, deadline)) in ids.iter().zip(rows) {
+            );
             let map: HashMap<String, Vec<u8>> = SUMMARY_FIELDS
                 .iter()
                 .zip(values)
                 .filter_map(|(f, v)| v.map(|v| ((*f).to_owned(), v)))
                 .collect();
-            if map.is_empty() {
-                continue; // expired between the index read and the record read
-            }
-            let Ok(id) = id.parse::<JobId>() else {
-                continue;
-            };
-            jobs.push(Fields(map).into_job(id, queue, deadline.map(|d| d as i64))?);
+            rows.push((!map.is_empty()).then(|| (Fields(map), deadline.map(|d| d as i64))));
         }
-        Ok(jobs)
+        Ok(rows)
+    }
+
+    /// The records the waiting jobs among `ids` stand for (layout 4), in order, `None`
+    /// for the others: one `HMGET` of the queue's `waiting`.
+    pub(crate) async fn waiting_records(
+        &self,
+        queue: &str,
+        ids: &[JobId],
+    ) -> Result<Vec<Option<Fields>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(QueueKeys::new(queue).waiting());
+        for id in ids {
+            cmd.arg(&codec::raw_id(id)[..]);
+        }
+        let values: Vec<Option<Vec<u8>>> = cmd.query_async(&mut self.conn()).await?;
+        Ok(values
+            .iter()
+            .map(|v| v.as_deref().and_then(Fields::of_waiting))
+            .collect())
     }
 }
 

@@ -4,6 +4,7 @@
 
 use tether_model::{Job, JobId};
 
+use crate::codec;
 use crate::keys::QueueKeys;
 use crate::scripts::SCRIPTS;
 use crate::{Store, StoreError};
@@ -211,15 +212,20 @@ impl Store {
         from: &str,
         to: &str,
         count: usize,
-    ) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
         let mut cmd = redis::cmd(if newest_first { "XREVRANGE" } else { "XRANGE" });
         cmd.arg(keys.stream())
             .arg(from)
             .arg(to)
             .arg("COUNT")
             .arg(count);
-        self.idempotent(|| async { Ok(cmd.query_async(&mut self.conn()).await?) })
-            .await
+        let entries: Vec<(String, Vec<Vec<u8>>)> = self
+            .idempotent(|| async { Ok(cmd.query_async(&mut self.conn()).await?) })
+            .await?;
+        Ok(entries
+            .into_iter()
+            .map(|(entry, fields)| (entry, unindexed_job(&fields)))
+            .collect())
     }
 
     async fn walk_stream(
@@ -251,12 +257,11 @@ impl Store {
             from = format!("({last_id}");
             last_ms = entry_ms(last_id);
             let full = entries.len() == MAX_WALK_STEP;
-            for (entry, fields) in entries {
-                if let ([kind, id], Some(ms)) = (fields.as_slice(), entry_ms(&entry))
-                    && kind == "n"
-                    && !passed(ms, id)
+            for (entry, job) in entries {
+                if let (Some(id), Some(ms)) = (job, entry_ms(&entry))
+                    && !passed(ms, &id)
                 {
-                    places.push((ms, id.clone()));
+                    places.push((ms, id));
                 }
             }
             if !full {
@@ -301,15 +306,27 @@ impl Store {
             return Ok(vec![None; ids.len()]);
         }
         let keys: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+        // A job has a record, or waits with none (layout 4): per queue, both asked,
+        // `waiting` first (a job leaves it for its record, never the other way, so a
+        // job that exists throughout is found by one of the two).
         let found: Vec<Vec<bool>> = self
             .idempotent(|| {
                 futures::future::try_join_all(queues.iter().map(|queue| {
                     let queue_keys = QueueKeys::new(queue);
                     let mut pipe = redis::pipe();
-                    for id in &keys {
-                        pipe.exists(queue_keys.job(id));
+                    for (id, text) in ids.iter().zip(&keys) {
+                        pipe.hexists(queue_keys.waiting(), &codec::raw_id(id)[..])
+                            .exists(queue_keys.job(text));
                     }
-                    async move { Ok::<_, StoreError>(pipe.query_async(&mut self.conn()).await?) }
+                    async move {
+                        let answers: Vec<bool> = pipe.query_async(&mut self.conn()).await?;
+                        Ok::<_, StoreError>(
+                            answers
+                                .chunks(2)
+                                .map(|pair| pair.iter().any(|b| *b))
+                                .collect(),
+                        )
+                    }
                 }))
             })
             .await?;
@@ -391,9 +408,8 @@ impl Store {
                 .stream_page(&keys, true, &from, &start.to_string(), page)
                 .await?;
             left -= entries.len();
-            for (entry, fields) in &entries {
-                if let (Some(ms), Some(kind)) = (entry_ms(entry), fields.first())
-                    && kind == "n"
+            for (entry, job) in &entries {
+                if let (Some(ms), Some(_)) = (entry_ms(entry), job)
                     && (start..end).contains(&ms)
                 {
                     created[((ms - start) / width_ms) as usize] += 1;
@@ -440,4 +456,14 @@ pub struct Throughput {
     pub width_ms: i64,
     pub created: Vec<u64>,
     pub finished: Vec<u64>,
+}
+
+/// The job of a stream entry that stands for an unindexed job (not yet in `jobs`): an
+/// `n=<id>` entry (layout 3) or a `w=<16 bytes>` one (layout 4, a waiting job).
+fn unindexed_job(fields: &[Vec<u8>]) -> Option<String> {
+    match fields {
+        [kind, id] if kind == b"n" => String::from_utf8(id.clone()).ok(),
+        [kind, raw] if kind == b"w" => codec::waiting_id(raw).map(|id| id.to_string()),
+        _ => None,
+    }
 }

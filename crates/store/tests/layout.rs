@@ -44,24 +44,20 @@ async fn defaults_are_not_stored(topology: Topology) {
         .id;
     let mut conn = redis.connection_for(&record_key("lean", plain));
     let fields: BTreeSet<String> = conn
-        .hkeys(record_key("lean", plain))
+        .hkeys(record_key("lean", custom))
         .map(|f: Vec<String>| f.into_iter().collect())
         .unwrap();
     assert_eq!(
         fields,
-        ["st", "ct", "sid", "type", "in"]
+        ["st", "ct", "sid", "type", "in", "max", "bo"]
             .map(str::to_owned)
             .into_iter()
             .collect(),
-        "a pending job with every default stores only what is its own"
+        "a pending job stores its own fields and no default"
     );
-    let bytes: u64 = redis::cmd("MEMORY")
-        .arg("USAGE")
-        .arg(record_key("lean", plain))
-        .query(&mut conn)
-        .unwrap();
-    // Layout 1 stored this record in 232 bytes (`ut`, `max`, `bo` spelled out).
-    assert!(bytes <= 200, "the record takes {bytes} bytes");
+    // With every default, it has no record while it waits (layout 4).
+    let recorded: bool = conn.exists(record_key("lean", plain)).unwrap();
+    assert!(!recorded, "a plain pending job has a record");
 
     // Straight onto the stream: no `jobs` entry until it leaves it.
     let indexed: Option<f64> = conn
@@ -368,7 +364,7 @@ async fn layout_1_upgrades_and_drains(topology: Topology) {
     let _: () = conn.del(registration).unwrap();
     let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
     let version: String = meta.hget("tether:meta", "version").unwrap();
-    assert_eq!(version, "3");
+    assert_eq!(version, "4");
     assert!(store.check_consistency(queue).await.unwrap().is_empty());
 
     // Layout 3 jobs join the layout 1 ones; all drain.
@@ -449,7 +445,7 @@ async fn a_live_layout_2_worker_is_refused(topology: Topology) {
     let _: () = conn.del(registration).unwrap();
     Store::connect(StoreConfig::new(redis.url())).await.unwrap();
     let version: String = meta.hget("tether:meta", "version").unwrap();
-    assert_eq!(version, "3");
+    assert_eq!(version, "4");
 }
 
 #[tokio::test]
@@ -466,16 +462,155 @@ async fn a_live_layout_2_worker_is_refused_on_a_cluster() {
 async fn a_newer_layout_is_refused() {
     let redis = TestRedis::start(Topology::Single);
     let mut conn = redis.connection_for("tether:meta");
-    let _: () = conn.hset("tether:meta", "version", 4).unwrap();
+    let _: () = conn.hset("tether:meta", "version", 5).unwrap();
     match Store::connect(StoreConfig::new(redis.url())).await {
         Err(StoreError::Layout(message)) => assert!(message.contains("newer"), "{message}"),
         other => panic!("a newer layout was not refused: {:?}", other.err()),
     }
     let version: String = conn.hget("tether:meta", "version").unwrap();
-    assert_eq!(version, "4", "nothing was changed");
+    assert_eq!(version, "5", "nothing was changed");
 }
 
 /// Every job of `queue` by listing it page by page.
+/// Layout 4: a plain job (no option, no field but its type and input) waits as a field
+/// of `waiting` with a `w` stream entry and no record, and every reader and writer of a
+/// job by id finds it there: get, listing, summaries, find_queue, labels, cancel,
+/// delete and retry (refused as pending), a resend of its id, a paused type, the
+/// consistency check; a `w` entry trimmed by an older worker is found and mended.
+async fn a_plain_job_waits_without_a_record(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let queue = "plain";
+    let k = |name: &str| format!("tether:{{{queue}}}:{name}");
+    let mut conn = redis.connection_for(&k("waiting"));
+    let spec = || {
+        JobSpec::new("noop")
+            .queue(queue)
+            .input(&serde_json::json!({"n": 1}))
+            .unwrap()
+    };
+    let enqueued = store.enqueue_many(&vec![spec(); 6]).await.unwrap();
+    let ids: Vec<JobId> = enqueued.iter().map(|e| e.id).collect();
+    let waiting: usize = conn.hlen(k("waiting")).unwrap();
+    assert_eq!(waiting, 6);
+    for e in &enqueued {
+        let recorded: bool = conn.exists(record_key(queue, e.id)).unwrap();
+        assert!(!recorded, "{} has a record", e.id);
+        let job = store
+            .get(queue, e.id)
+            .await
+            .unwrap()
+            .expect("a waiting job is found");
+        assert_eq!(job.status, Status::Pending);
+        assert_eq!(job.job_type, "noop");
+        assert_eq!(job.created_at.timestamp_millis(), e.created_at_ms);
+        assert_eq!(job.input, serde_json::json!({"n": 1}));
+    }
+    // A resend of an id finds it waiting.
+    let resent = store.enqueue_as(&spec(), ids[0]).await.unwrap();
+    assert!(!resent.written_now);
+    assert_eq!(store.stats(queue).await.unwrap().pending, 6);
+    // Listing, summaries and the search by id.
+    let listed = list_all(&store, queue, Default::default()).await;
+    assert_eq!(listed.len(), 6, "{listed:?}");
+    let summaries = store.job_summaries(queue, &ids).await.unwrap();
+    assert_eq!(summaries.len(), 6);
+    assert_eq!(
+        store.find_queue(ids[1]).await.unwrap().as_deref(),
+        Some(queue)
+    );
+    // Refusals name it pending, as they would with a record.
+    let refused = store.delete_final(queue, ids[2], None).await;
+    assert!(
+        matches!(refused, Err(StoreError::InvalidState(Status::Pending))),
+        "{refused:?}"
+    );
+    // Scoped to an owner, a waiting job (which has none) is not found.
+    let hidden = store
+        .set_labels(queue, ids[2], Some("tenant"), Some("x"), None)
+        .await;
+    assert!(matches!(hidden, Err(StoreError::NotFound(_))), "{hidden:?}");
+    // Labels give it a record; it stays pending and is claimed from its entry.
+    store
+        .set_labels(queue, ids[2], None, Some("named"), None)
+        .await
+        .unwrap();
+    let recorded: bool = conn.exists(record_key(queue, ids[2])).unwrap();
+    assert!(recorded, "labelled, it has a record");
+    assert_eq!(
+        store
+            .get(queue, ids[2])
+            .await
+            .unwrap()
+            .unwrap()
+            .name
+            .as_deref(),
+        Some("named")
+    );
+    // Cancelled while waiting.
+    store.cancel(queue, ids[3], None).await.unwrap();
+    assert_eq!(
+        store.get(queue, ids[3]).await.unwrap().unwrap().status,
+        Status::Cancelled
+    );
+    let problems = store.check_consistency(queue).await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+
+    // An older worker trims a `w` entry as stale: the check finds it, mend puts it back.
+    let value: Vec<u8> = conn
+        .hget(k("waiting"), ids[4].as_uuid().as_bytes())
+        .unwrap();
+    // (Its type and input follow the entry id; the input is MessagePack.)
+    let sid = String::from_utf8_lossy(&value)
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    let _: () = conn.xdel(k("stream"), &[&sid]).unwrap();
+    let problems = store.check_consistency(queue).await.unwrap();
+    assert_eq!(
+        problems,
+        vec![format!(
+            "pending job {} is neither ready nor scheduled",
+            ids[4]
+        )]
+    );
+    let mended = store.mend(queue).await.unwrap();
+    assert_eq!(mended.readied, 1, "{mended:?}");
+    assert!(store.check_consistency(queue).await.unwrap().is_empty());
+
+    // A paused type holds a waiting job, with the record it then needs.
+    store.pause(queue, Some("noop")).await.unwrap();
+    assert!(store.claim(queue, "w", 10, LEASE).await.unwrap().is_empty());
+    store.resume(queue, Some("noop")).await.unwrap();
+    store.release_held(queue).await.unwrap();
+    assert!(store.check_consistency(queue).await.unwrap().is_empty());
+
+    // Every job still pending is claimed once, with what it waited with.
+    let claimed = drain(&store, queue, |_| (success(), FinishOutcome::Recorded)).await;
+    let mut expected: BTreeSet<JobId> = ids.iter().copied().collect();
+    expected.remove(&ids[3]);
+    assert_eq!(claimed.into_iter().collect::<BTreeSet<_>>(), expected);
+    let waiting: usize = conn.hlen(k("waiting")).unwrap();
+    assert_eq!(waiting, 0);
+    for id in &ids {
+        let job = store.get(queue, *id).await.unwrap().unwrap();
+        assert!(job.status.is_final(), "{id} is {:?}", job.status);
+        assert_eq!(job.job_type, "noop");
+    }
+    assert!(store.check_consistency(queue).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_plain_job_waits_without_a_record_on_one_redis() {
+    a_plain_job_waits_without_a_record(Topology::Single).await;
+}
+
+#[tokio::test]
+async fn a_plain_job_waits_without_a_record_on_a_cluster() {
+    a_plain_job_waits_without_a_record(Topology::Cluster).await;
+}
+
 async fn list_all(store: &Store, queue: &str, query: tether_store::ListQuery) -> Vec<JobId> {
     let mut query = tether_store::ListQuery {
         queues: vec![queue.to_owned()],
