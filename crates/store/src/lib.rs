@@ -651,13 +651,14 @@ impl Store {
         // `waiting` is read before the record: a job leaves it for its record (claimed,
         // or given one by a script), never the other way, so one of the two reads finds
         // a job that exists throughout.
-        let (waiting, fields, deadline, kids, kid_count): (
+        type Read = (
             Option<Vec<u8>>,
             HashMap<String, Vec<u8>>,
             Option<f64>,
             Vec<String>,
             u64,
-        ) = self
+        );
+        let (waiting, fields, deadline, kids, kid_count): Read = self
             .idempotent(|| async {
                 Ok(redis::pipe()
                     .hget(keys.waiting(), &codec::raw_id(&id)[..])
