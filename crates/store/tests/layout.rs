@@ -1,5 +1,6 @@
-//! Storage layouts 2 and 3 (docs/STORAGE.md): a record stores no field equal to its
-//! default, a job waiting on the stream since its enqueue has no `jobs` entry, and a
+//! Storage layouts 2, 3 and 4 (docs/STORAGE.md): a record stores no field equal to its
+//! default, a job waiting on the stream since its enqueue has no `jobs` entry (and a
+//! plain one no record: it is a field of `waiting`), and a
 //! Redis holding older records is upgraded in place — refused while an older worker
 //! is live, then every layout 1 job drains with its spelled-out fields honoured. The layout 1 dataset is written here the way layout 1's enqueue script
 //! wrote it, so the test needs no old binary. Runs on one Redis and on a cluster.
@@ -418,29 +419,35 @@ async fn a_layout_1_redis_upgrades_and_drains_on_a_cluster() {
 }
 
 /// Layout 2 as first released stored every job in `jobs` and put `j` entries on the
-/// stream; a worker of it passes over the `n` entries this layout writes as stale and
-/// trims them, leaving their jobs pending for good. So a Redis of layout 2 with such a
-/// worker live is refused as a layout 1 one is, and marked 3 once it has stopped.
-async fn a_live_layout_2_worker_is_refused(topology: Topology) {
+/// stream; a worker of it passes over the `n` entries of layout 3 as stale and trims
+/// them, and a layout 3 worker does the same with layout 4's `w` entries (a job with
+/// no record), leaving their jobs pending for good. So a Redis of layout 2 or 3 with
+/// such a worker live is refused as a layout 1 one is, and marked 4 once it has
+/// stopped.
+async fn a_live_older_worker_is_refused(topology: Topology, layout: u32) {
     let redis = TestRedis::start(topology);
     let mut meta = redis.connection_for("tether:meta");
-    let _: () = meta.hset("tether:meta", "version", 2).unwrap();
-    let registration = "tether:worker:w-two";
+    let _: () = meta.hset("tether:meta", "version", layout).unwrap();
+    let registration = "tether:worker:w-old";
     let mut conn = redis.connection_for(registration);
-    let _: () = conn
-        .set_ex(registration, r#"{"id":"w-two","host":"h","pid":1,"queues":["q"],"concurrency":1,"started_at":"2026-01-01T00:00:00Z","jobs":[],"layout":2}"#, 60)
-        .unwrap();
+    let description = format!(
+        r#"{{"id":"w-old","host":"h","pid":1,"queues":["q"],"concurrency":1,"started_at":"2026-01-01T00:00:00Z","jobs":[],"layout":{layout}}}"#
+    );
+    let _: () = conn.set_ex(registration, description, 60).unwrap();
     let mut workers = redis.connection_for("tether:workers");
-    let _: () = workers.sadd("tether:workers", "w-two").unwrap();
+    let _: () = workers.sadd("tether:workers", "w-old").unwrap();
     match Store::connect(StoreConfig::new(redis.url())).await {
         Err(StoreError::Layout(message)) => {
-            assert!(message.contains("w-two"), "{message}");
-            assert!(message.contains("layout 2"), "{message}");
+            assert!(message.contains("w-old"), "{message}");
+            assert!(message.contains(&format!("layout {layout}")), "{message}");
         }
-        other => panic!("a live layout 2 worker was not refused: {:?}", other.err()),
+        other => panic!(
+            "a live layout {layout} worker was not refused: {:?}",
+            other.err()
+        ),
     }
-    let version: String = meta.hget("tether:meta", "version").unwrap();
-    assert_eq!(version, "2", "nothing was changed");
+    let version: u32 = meta.hget("tether:meta", "version").unwrap();
+    assert_eq!(version, layout, "nothing was changed");
 
     let _: () = conn.del(registration).unwrap();
     Store::connect(StoreConfig::new(redis.url())).await.unwrap();
@@ -450,12 +457,86 @@ async fn a_live_layout_2_worker_is_refused(topology: Topology) {
 
 #[tokio::test]
 async fn a_live_layout_2_worker_is_refused_on_one_redis() {
-    a_live_layout_2_worker_is_refused(Topology::Single).await;
+    a_live_older_worker_is_refused(Topology::Single, 2).await;
 }
 
 #[tokio::test]
 async fn a_live_layout_2_worker_is_refused_on_a_cluster() {
-    a_live_layout_2_worker_is_refused(Topology::Cluster).await;
+    a_live_older_worker_is_refused(Topology::Cluster, 2).await;
+}
+
+#[tokio::test]
+async fn a_live_layout_3_worker_is_refused_on_one_redis() {
+    a_live_older_worker_is_refused(Topology::Single, 3).await;
+}
+
+#[tokio::test]
+async fn a_live_layout_3_worker_is_refused_on_a_cluster() {
+    a_live_older_worker_is_refused(Topology::Cluster, 3).await;
+}
+
+/// A Redis of layout 3 (every job with its record; plain jobs on `n` entries with no
+/// `jobs` entry), written here as layout 3's enqueue wrote it, is upgraded in place:
+/// its jobs and the layout 4 jobs enqueued after the upgrade all run, once each.
+async fn layout_3_upgrades_and_drains(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let queue = "three";
+    let k = |name: &str| format!("tether:{{{queue}}}:{name}");
+    let mut conn = redis.connection_for(&k("stream"));
+    let mut old = BTreeSet::new();
+    for _ in 0..50 {
+        let id = JobId::new();
+        let input = tether_store::encode(&serde_json::json!({})).unwrap();
+        let sid: String = conn
+            .xadd(k("stream"), "*", &[("n", id.to_string())])
+            .unwrap();
+        let created = sid.split('-').next().unwrap().to_owned();
+        let _: () = conn
+            .hset_multiple(
+                record_key(queue, id),
+                &[
+                    ("st", b"pending".to_vec()),
+                    ("ct", created.into_bytes()),
+                    ("sid", sid.into_bytes()),
+                    ("type", b"noop".to_vec()),
+                    ("in", input),
+                ],
+            )
+            .unwrap();
+        old.insert(id);
+    }
+    let _: () = conn.hincr(k("counts"), "enqueued", 50).unwrap();
+    let _: () = conn.set(k("used"), 1).unwrap();
+    let mut meta = redis.connection_for("tether:meta");
+    let _: () = meta.hset("tether:meta", "version", 3).unwrap();
+
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let version: String = meta.hget("tether:meta", "version").unwrap();
+    assert_eq!(version, "4");
+    assert!(store.check_consistency(queue).await.unwrap().is_empty());
+    let fresh: BTreeSet<JobId> = store
+        .enqueue_many(&vec![JobSpec::new("noop").queue(queue); 50])
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    let listed = list_all(&store, queue, Default::default()).await;
+    assert_eq!(listed.len(), 100, "every pending job is listed");
+    let ran = drain(&store, queue, |_| (success(), FinishOutcome::Recorded)).await;
+    let all: BTreeSet<JobId> = old.union(&fresh).copied().collect();
+    assert_eq!(ran, all, "every job ran once");
+    assert!(store.check_consistency(queue).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_layout_3_redis_upgrades_and_drains_on_one_redis() {
+    layout_3_upgrades_and_drains(Topology::Single).await;
+}
+
+#[tokio::test]
+async fn a_layout_3_redis_upgrades_and_drains_on_a_cluster() {
+    layout_3_upgrades_and_drains(Topology::Cluster).await;
 }
 
 #[tokio::test]
