@@ -805,7 +805,27 @@ async fn watch_streams_progress_until_finished(topology: Topology) {
     assert_consistent(&redis).await;
 }
 
+/// A tenant cannot watch a job that is not its own, and trying writes nothing: a plain
+/// pending job has no record (layout 4), and watching one gives it one.
+async fn a_tenant_cannot_watch_another_owners_job(topology: Topology) {
+    use redis::Commands;
+    let redis = TestRedis::start(topology);
+    let admin = producer(&redis).await;
+    let id = admin.enqueue(JobSpec::new("noop")).await.unwrap();
+    let record = format!("tether:{{default}}:job:{id}");
+    let mallory = admin.for_owner("mallory");
+    match mallory.watch(id).await {
+        Err(e) if e.is_not_found() => {}
+        Err(e) => panic!("watching another owner's job: {e}"),
+        Ok(_) => panic!("a tenant watches another owner's job"),
+    }
+    let written: bool = redis.connection_for(&record).exists(&record).unwrap();
+    assert!(!written, "a refused watch wrote the job's record");
+    assert_consistent(&redis).await;
+}
+
 on_every_topology!(
+    a_tenant_cannot_watch_another_owners_job,
     success_records_the_result,
     fatal_failure_records_message_and_code,
     transient_failures_retry_with_backoff_until_success,

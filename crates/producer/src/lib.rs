@@ -525,6 +525,12 @@ impl Producer {
         id: JobId,
     ) -> Result<impl Stream<Item = Result<Event, Error>> + Send + 'static + use<>, Error> {
         let queue = self.locate(id).await?;
+        // Visible to this producer before the job is marked watched (a write: a plain
+        // pending job gets its record), then read again once subscribed, so no change
+        // falls between the first read and the subscription.
+        if self.get(id).await?.is_none() {
+            return Err(StoreError::NotFound(id.to_string()).into());
+        }
         let changes = self.store.job_changes(&queue, id).await?.boxed();
         let first = self
             .get(id)

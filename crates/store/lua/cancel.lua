@@ -12,13 +12,14 @@ local id, owner, retention, force = ARGV[2], ARGV[3], arg_number(4), ARGV[5]
 local key = job_key(id)
 writable(K_STREAM, K_DELAYED, K_LEASES, K_DONE, K_DEAD, K_COUNTS, K_ACTIVE, K_JOBS)
 check_type(K_DEADLINES, 'zset')
--- (A waiting job has no owner: a caller scoped to one cannot see it.)
-if owner == '' then unwait(id) end
-local st, job_owner, cancelable, sid, creq, watched, ext, created_at =
-  unpack(redis.call('HMGET', key, 'st', 'owner', 'can', 'sid', 'creq', 'w', 'ext', 'ct'))
 local cascade = PREFIX .. 'cascade'
 check_type(cascade, 'zset')
 local has_kids = redis.call('EXISTS', PREFIX .. 'kids:' .. id) == 1
+-- (A waiting job has no owner: a caller scoped to one cannot see it. Its record is
+-- written once every type is checked: nothing after it can fail.)
+if owner == '' then unwait(id) end
+local st, job_owner, cancelable, sid, creq, watched, ext, created_at =
+  unpack(redis.call('HMGET', key, 'st', 'owner', 'can', 'sid', 'creq', 'w', 'ext', 'ct'))
 if not st or (owner ~= '' and job_owner ~= owner) then return 'NOT_FOUND' end
 if is_final(st) then return 'INVALID:' .. st end
 if cancelable == '0' and force ~= '1' then return 'NOT_SUPPORTED' end

@@ -363,6 +363,25 @@ for _, p in ipairs(stream_only and {} or levels) do
   end
 end
 
+-- A waiting job's record is written below without having been read: its key must be
+-- free (the enqueue found it so, and only a hand-made key could take it since). One
+-- EXISTS for all of them; only when it counts some is each asked, and a job whose key
+-- is taken is passed over (left in `waiting` for the consistency check to report)
+-- rather than fail the claim half-way.
+local function drop_recorded(list)
+  local keys_of = {}
+  for _, job in ipairs(list) do
+    if job.raw then keys_of[#keys_of + 1] = job_key(job.id) end
+  end
+  if #keys_of == 0 or redis.call('EXISTS', unpack(keys_of)) == 0 then return list end
+  local kept = {}
+  for _, job in ipairs(list) do
+    if not job.raw or redis.call('EXISTS', job_key(job.id)) == 0 then kept[#kept + 1] = job end
+  end
+  return kept
+end
+taken, held = drop_recorded(taken), drop_recorded(held)
+
 -- Out of budget with work maybe left unread (stale or held entries): come back at once
 -- rather than wait for a new entry.
 if budget <= 0 and #taken < want then limit_wait(0, 'scan') end

@@ -55,7 +55,7 @@ while i <= #ARGV do
     last = i + 2 + n, pri = pri ~= '' and pri or nil, grp = grp ~= '' and grp or nil,
     ext = ext > 0 and ext or nil, start_by = nil, idem_key = nil, due = nil, reply = nil,
     raw = raw, waits = raw and options == '' and n == 4 and ARGV[i + 3] == 'type'
-      and ARGV[i + 5] == 'in' and not string.find(ARGV[i + 4], ' ', 1, true),
+      and ARGV[i + 5] == 'in' and string.find(ARGV[i + 4], '^[%w_.:%-]+$') ~= nil,
     found = false}
   if start_within > 0 then start_by = now + start_within end
   job.start_by = start_by > 0 and start_by or nil

@@ -11,6 +11,9 @@ use crate::{SCRIPTS, Store, StoreError};
 const JOBS_PER_STEP: usize = 150;
 /// Index members or stream entries checked per step (one lookup each).
 const MEMBERS_PER_STEP: usize = 250;
+/// Jobs of `waiting` per step (an `HSCAN` hint): each comes with its input, which may
+/// be large.
+const WAITING_PER_STEP: usize = 32;
 /// Walks tried when the counters change under a walk (workers running).
 const WALKS: usize = 3;
 
@@ -139,10 +142,10 @@ impl Store {
         let (mut phase, mut cursor) = ("jobs".to_owned(), String::new());
         while !phase.is_empty() {
             // (The records phase checks, like the jobs phase, each job it finds.)
-            let n = if phase == "jobs" || phase == "records" {
-                JOBS_PER_STEP
-            } else {
-                MEMBERS_PER_STEP
+            let n = match phase.as_str() {
+                "jobs" | "records" => JOBS_PER_STEP,
+                "waiting" => WAITING_PER_STEP,
+                _ => MEMBERS_PER_STEP,
             };
             let step: Step = self
                 .idempotent(|| async {

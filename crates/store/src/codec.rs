@@ -132,22 +132,25 @@ pub(crate) fn waiting_id(raw: &[u8]) -> Option<JobId> {
 
 impl Fields {
     /// The record a waiting job stands for, from its value in `waiting`
-    /// (`<entry id> <type> <input>`): the record it gets when it leaves the stream,
-    /// before its lease (`None` when malformed).
+    /// (`<entry id> <type> <input>`, or its head without the input): the record it
+    /// gets when it leaves the stream, before its lease (`None` when malformed).
     pub(crate) fn of_waiting(value: &[u8]) -> Option<Fields> {
         let mut parts = value.splitn(3, |b| *b == b' ');
-        let (sid, job_type, input) = (parts.next()?, parts.next()?, parts.next()?);
+        let (sid, job_type, input) = (parts.next()?, parts.next()?, parts.next());
         let created = sid.split(|b| *b == b'-').next()?;
         if created.is_empty() || !created.iter().all(u8::is_ascii_digit) {
             return None;
         }
-        Some(Fields(HashMap::from([
+        let mut fields = HashMap::from([
             ("st".to_owned(), b"pending".to_vec()),
             ("ct".to_owned(), created.to_vec()),
             ("sid".to_owned(), sid.to_vec()),
             ("type".to_owned(), job_type.to_vec()),
-            ("in".to_owned(), input.to_vec()),
-        ])))
+        ]);
+        if let Some(input) = input {
+            fields.insert("in".to_owned(), input.to_vec());
+        }
+        Some(Fields(fields))
     }
 
     fn str(&self, f: &str) -> Option<&str> {

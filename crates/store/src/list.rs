@@ -2,7 +2,7 @@
 //!
 //! Order by creation walks each queue's `jobs` index (creation ms, then id) in
 //! batches — or, for one owner, that owner's index in the queue — and, beside it, the
-//! stream's `n` entries: jobs enqueued straight onto the stream, which enter `jobs`
+//! stream's `n` and `w` entries: jobs enqueued straight onto the stream, which enter `jobs`
 //! only when they leave it (their entry ids are their creation times); other sort keys
 //! read the matching summaries and sort in memory.
 //! Either way the order is total (ties broken by id), so a marker never skips
@@ -15,6 +15,7 @@ use tether_model::{Job, JobId, Status};
 
 use crate::codec::{self, Fields, SUMMARY_FIELDS};
 use crate::keys::QueueKeys;
+use crate::scripts::SCRIPTS;
 use crate::{Store, StoreError};
 
 /// What to sort by.
@@ -271,7 +272,7 @@ impl Store {
         Ok(out)
     }
 
-    /// The pending jobs the stream's `n` entries imply (not yet in `jobs`), as
+    /// The pending jobs the stream's `n` and `w` entries imply (not yet in `jobs`), as
     /// `scan_queue`. Their entry ids are their creation times, so with `cap` the stream
     /// is read in the query's direction from the marker's millisecond, and past the
     /// `cap`-th match only to the end of its millisecond (entries of one millisecond are
@@ -402,26 +403,33 @@ impl Store {
         Ok(rows)
     }
 
-    /// The records the waiting jobs among `ids` stand for (layout 4), in order, `None`
-    /// for the others: one `HMGET` of the queue's `waiting`.
+    /// The summaries' fields of the waiting jobs among `ids` (layout 4), in order,
+    /// `None` for the others: their entry id and type, without their input, which a
+    /// listing does not show (`waiting_heads.lua`, a call per 1,000 ids).
     pub(crate) async fn waiting_records(
         &self,
         queue: &str,
         ids: &[JobId],
     ) -> Result<Vec<Option<Fields>>, StoreError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
+        let keys = QueueKeys::new(queue);
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(1_000) {
+            let heads: Vec<Option<Vec<u8>>> = self
+                .idempotent(|| async {
+                    let mut inv = Self::invocation(&SCRIPTS.waiting_heads, &keys);
+                    for id in chunk {
+                        inv.arg(&codec::raw_id(id)[..]);
+                    }
+                    Ok(inv.invoke_async(&mut self.conn()).await?)
+                })
+                .await?;
+            out.extend(
+                heads
+                    .iter()
+                    .map(|v| v.as_deref().and_then(Fields::of_waiting)),
+            );
         }
-        let mut cmd = redis::cmd("HMGET");
-        cmd.arg(QueueKeys::new(queue).waiting());
-        for id in ids {
-            cmd.arg(&codec::raw_id(id)[..]);
-        }
-        let values: Vec<Option<Vec<u8>>> = cmd.query_async(&mut self.conn()).await?;
-        Ok(values
-            .iter()
-            .map(|v| v.as_deref().and_then(Fields::of_waiting))
-            .collect())
+        Ok(out)
     }
 }
 

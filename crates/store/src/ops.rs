@@ -66,7 +66,7 @@ impl Store {
     /// follows that owner's jobs) in creation order, after `after`, at most `count`
     /// (≤ [`MAX_WALK_STEP`]) entries.
     ///
-    /// A queue's walk reads its index of jobs and, beside it, the stream's `n` entries
+    /// A queue's walk reads its index of jobs and, beside it, the stream's `n` and `w` entries
     /// (jobs enqueued straight onto the stream enter the index only when they leave it;
     /// an entry's id is the job's creation time). An owner's index holds every job of
     /// that owner from its enqueue.
@@ -197,7 +197,7 @@ impl Store {
         )))
     }
 
-    /// The first `count` jobs the stream's `n` entries imply after `after` in the
+    /// The first `count` jobs the stream's `n` and `w` entries imply after `after` in the
     /// walk's order. Entries are in creation order by millisecond but, within one, in
     /// enqueue order rather than id order: the read goes on to the end of the
     /// millisecond of its `count`-th job and sorts. Other entries (`j`: jobs indexed
@@ -366,7 +366,7 @@ impl Store {
     /// intervals up to now (Redis time), oldest first: counted in the index of retained
     /// jobs (by creation time) and in `done` (by expiry time, less this store's
     /// retention), one `ZCOUNT` each, in one pipeline, plus the jobs still waiting on
-    /// the stream since their enqueue (not in the index yet: its `n` entries, whose ids
+    /// the stream since their enqueue (not in the index yet: its `n` and `w` entries, whose ids
     /// are creation times), read newest first, at most [`THROUGHPUT_STREAM_ENTRIES`]
     /// of the window's entries. Jobs deleted or expired since are not counted; the
     /// finished counts assume the workers' retention is this store's.

@@ -165,4 +165,5 @@ scripts!(
     adopt,
     delete,
     mend,
+    waiting_heads,
 );

@@ -596,6 +596,14 @@ async fn a_plain_job_waits_without_a_record(topology: Topology) {
     assert_eq!(listed.len(), 6, "{listed:?}");
     let summaries = store.job_summaries(queue, &ids).await.unwrap();
     assert_eq!(summaries.len(), 6);
+    // Summaries carry no input, as a record's do not (a waiting one is not read).
+    for job in &summaries {
+        assert_eq!(
+            (job.status, job.job_type.as_str()),
+            (Status::Pending, "noop")
+        );
+        assert!(job.input.is_null(), "{:?}", job.input);
+    }
     assert_eq!(
         store.find_queue(ids[1]).await.unwrap().as_deref(),
         Some(queue)

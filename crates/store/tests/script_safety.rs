@@ -432,6 +432,40 @@ async fn a_job_key_of_the_wrong_type_does_not_stop_a_batch() {
     assert_consistent(&store, "jk").await;
 }
 
+/// The same for plain jobs, which wait with no record (layout 4): a hand-made key where
+/// one's record would go does not fail the claim half-way (its record is written
+/// unread): that job is passed over, the others are leased, and nothing else moves.
+#[tokio::test]
+async fn a_taken_record_key_of_a_waiting_job_does_not_stop_a_claim() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let store = connect(&redis).await;
+    let mut conn = redis.connection();
+    let ids: Vec<JobId> = store
+        .enqueue_many(&vec![JobSpec::new("t").queue("wk"); 3])
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    let bad = format!("tether:{{wk}}:job:{}", ids[1]);
+    let _: () = conn.set(&bad, "not a hash").unwrap();
+    let claimed = store.claim("wk", "w", 3, LONG).await.unwrap();
+    let got: Vec<JobId> = claimed.iter().map(|c| c.lease.id).collect();
+    assert_eq!(got, vec![ids[0], ids[2]]);
+    let leases: u64 = conn.zcard("tether:{wk}:leases").unwrap();
+    assert_eq!(leases, 2, "only the two claimed jobs are leased");
+    let ok = Outcome::Success(tether_store::encode(&1).unwrap());
+    let batch: Vec<_> = claimed.iter().map(|c| (&c.lease, &ok)).collect();
+    let answers = store.finish_many("wk", &batch).await.unwrap();
+    assert!(answers.iter().all(|a| a.is_ok()), "{answers:?}");
+    // The passed-over job is still waiting, its entry consumed: the check names it.
+    let problems = store.check_consistency("wk").await.unwrap();
+    assert!(
+        problems.iter().any(|p| p.contains(&ids[1].to_string())),
+        "{problems:?}"
+    );
+}
+
 /// A lease entry whose job is not processing is cleaned up by the reaper but not
 /// reported as a job taken back.
 #[tokio::test]
