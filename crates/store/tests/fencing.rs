@@ -93,3 +93,73 @@ async fn tokens_stay_unique_across_a_lost_claim_on_one_redis() {
 async fn tokens_stay_unique_across_a_lost_claim_on_a_cluster() {
     a_claim_lost_in_a_failover_does_not_reissue_its_token(Topology::Cluster).await;
 }
+
+/// The same for a plain job, which waits with no record (layout 4): the replica that
+/// never received the claim holds it waiting again (its `waiting` field and `w`
+/// entry, no record), so its next claim starts from epoch 0 once more and issues the
+/// same epoch; the claim id in the token still tells the two leases apart.
+async fn a_lost_claim_of_a_waiting_job_does_not_reissue_its_token(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let queue = "fence-plain";
+    let id = store
+        .enqueue(&JobSpec::new("t").queue(queue))
+        .await
+        .unwrap()
+        .id;
+    let k = |name: &str| format!("tether:{{{queue}}}:{name}");
+    let raw = id.as_uuid().as_bytes().to_vec();
+    let mut conn = redis.connection_for(&k("waiting"));
+    let waited: Vec<u8> = conn.hget(k("waiting"), &raw).unwrap();
+    let older = store.claim(queue, "w1", 1, LONG).await.unwrap().remove(0);
+    assert_eq!(older.lease.id, id);
+
+    // The promoted replica: the job waiting as it was enqueued, nothing of the claim.
+    let _: () = conn.del(k(&format!("job:{id}"))).unwrap();
+    let _: () = conn.zrem(k("leases"), id.to_string()).unwrap();
+    let _: () = conn.zrem(k("jobs"), id.to_string()).unwrap();
+    let sid: String = conn.xadd(k("stream"), "*", &[("w", &raw)]).unwrap();
+    let space = waited.iter().position(|b| *b == b' ').unwrap();
+    let mut value = sid.into_bytes();
+    value.extend_from_slice(&waited[space..]);
+    let _: () = conn.hset(k("waiting"), &raw, value).unwrap();
+    assert!(store.check_consistency(queue).await.unwrap().is_empty());
+
+    let current = store.claim(queue, "w2", 1, LONG).await.unwrap().remove(0);
+    assert_eq!(current.lease.id, id);
+    assert_eq!(current.attempts, older.attempts, "the same attempt again");
+    assert_ne!(current.lease, older.lease, "but another token");
+    let (_, renewed) = store
+        .renew(queue, &[(older.lease.id, older.lease.token.clone())], LONG)
+        .await
+        .unwrap();
+    assert_eq!(renewed, vec![RenewStatus::Lost], "the older holder's renew");
+    let older_result = Outcome::Success(tether_store::encode(&"older").unwrap());
+    assert!(
+        matches!(
+            store.finish(&older.lease, &older_result).await,
+            Err(LeaseError::Lost)
+        ),
+        "the older holder's finish"
+    );
+    let result = Outcome::Success(tether_store::encode(&"current").unwrap());
+    assert!(matches!(
+        store.finish(&current.lease, &result).await,
+        Ok(FinishOutcome::Recorded)
+    ));
+    let record = store.get(queue, id).await.unwrap().unwrap();
+    assert_eq!(record.status, Status::Success);
+    assert_eq!(record.worker.as_deref(), Some("w2"));
+    assert_eq!(record.result, Some(serde_json::json!("current")));
+    assert!(store.check_consistency(queue).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn tokens_stay_unique_across_a_lost_claim_of_a_waiting_job_on_one_redis() {
+    a_lost_claim_of_a_waiting_job_does_not_reissue_its_token(Topology::Single).await;
+}
+
+#[tokio::test]
+async fn tokens_stay_unique_across_a_lost_claim_of_a_waiting_job_on_a_cluster() {
+    a_lost_claim_of_a_waiting_job_does_not_reissue_its_token(Topology::Cluster).await;
+}
