@@ -54,8 +54,9 @@ while i <= #ARGV do
   local job = {id = id, key = job_key(id), idem = idem, owner = owner, first = i + 3,
     last = i + 2 + n, pri = pri ~= '' and pri or nil, grp = grp ~= '' and grp or nil,
     ext = ext > 0 and ext or nil, start_by = nil, idem_key = nil, due = nil, reply = nil,
+    -- (Waits: a plain job whose type the waiting value can carry: one word.)
     raw = raw, waits = raw and options == '' and n == 4 and ARGV[i + 3] == 'type'
-      and ARGV[i + 5] == 'in' and string.find(ARGV[i + 4], '^[%w_.:%-]+$') ~= nil,
+      and ARGV[i + 5] == 'in' and ARGV[i + 4] ~= '' and not string.find(ARGV[i + 4], '%s'),
     found = false}
   if start_within > 0 then start_by = now + start_within end
   job.start_by = start_by > 0 and start_by or nil
