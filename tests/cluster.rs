@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tether_model::{ErrorCode, JobSpec, Phase};
+use tether_model::{ErrorCode, JobSpec, Phase, Status};
 use tether_store::{Outcome, RenewStatus, Store, StoreConfig};
 use tether_suite::*;
 use tether_testkit::RedisCluster;
@@ -224,7 +224,7 @@ async fn every_script_runs_in_one_slot_on_the_cluster() {
                 assert_eq!(job.subtasks, vec![spawned.id]);
             }
             "mend" => {
-                // What a worker of an older layout does with `n` entries: trims them as
+                // What a worker of an older layout does with `n` and `w` entries: trims them as
                 // stale, stranding their jobs (and any earlier step's ready ones).
                 let job = store.enqueue(&spec()).await.unwrap();
                 let stream = format!("tether:{{{queue}}}:stream");
@@ -238,6 +238,13 @@ async fn every_script_runs_in_one_slot_on_the_cluster() {
                 assert!(store.mend(&queue).await.unwrap().readied >= 1);
                 let claimed = store.claim(&queue, "w", 100, ttl).await.unwrap();
                 assert!(claimed.iter().any(|c| c.lease.id == job.id));
+            }
+            "waiting_heads" => {
+                // A listing's read of plain jobs waiting with no record (layout 4).
+                let job = store.enqueue(&spec()).await.unwrap();
+                let summaries = store.job_summaries(&queue, &[job.id]).await.unwrap();
+                assert_eq!(summaries.len(), 1);
+                assert_eq!(summaries[0].status, Status::Pending);
             }
             other => panic!("script {other} is not exercised on the cluster"),
         }
