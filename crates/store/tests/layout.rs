@@ -363,19 +363,10 @@ async fn layout_1_upgrades_and_drains(topology: Topology) {
 
     // The worker stopped (its registration lapsed): the upgrade goes ahead.
     let _: () = conn.del(registration).unwrap();
-    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
-    let version: String = meta.hget("tether:meta", "version").unwrap();
-    assert_eq!(version, "4");
-    assert!(store.check_consistency(queue).await.unwrap().is_empty());
+    let store = connect_upgraded(&redis, queue).await;
 
-    // Layout 3 jobs join the layout 1 ones; all drain.
-    let fresh: Vec<JobId> = store
-        .enqueue_many(&vec![JobSpec::new("noop").queue(queue); 50])
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.id)
-        .collect();
+    // Layout 4 jobs join the layout 1 ones; all drain.
+    let fresh = enqueue_noops(&store, queue, 50).await;
     store.promote(queue, 10).await.unwrap();
     let seen = drain(&store, queue, |c| {
         if c.job_type == "fail" {
@@ -510,17 +501,8 @@ async fn layout_3_upgrades_and_drains(topology: Topology) {
     let mut meta = redis.connection_for("tether:meta");
     let _: () = meta.hset("tether:meta", "version", 3).unwrap();
 
-    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
-    let version: String = meta.hget("tether:meta", "version").unwrap();
-    assert_eq!(version, "4");
-    assert!(store.check_consistency(queue).await.unwrap().is_empty());
-    let fresh: BTreeSet<JobId> = store
-        .enqueue_many(&vec![JobSpec::new("noop").queue(queue); 50])
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.id)
-        .collect();
+    let store = connect_upgraded(&redis, queue).await;
+    let fresh: BTreeSet<JobId> = enqueue_noops(&store, queue, 50).await.into_iter().collect();
     let listed = list_all(&store, queue, Default::default()).await;
     assert_eq!(listed.len(), 100, "every pending job is listed");
     let ran = drain(&store, queue, |_| (success(), FinishOutcome::Recorded)).await;
@@ -698,6 +680,28 @@ async fn a_plain_job_waits_without_a_record_on_one_redis() {
 #[tokio::test]
 async fn a_plain_job_waits_without_a_record_on_a_cluster() {
     a_plain_job_waits_without_a_record(Topology::Cluster).await;
+}
+
+/// Connects to a Redis of an older layout, which the store marks as layout 4; `queue`
+/// is then consistent as it is.
+async fn connect_upgraded(redis: &TestRedis, queue: &str) -> Store {
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let mut meta = redis.connection_for("tether:meta");
+    let version: String = meta.hget("tether:meta", "version").unwrap();
+    assert_eq!(version, "4");
+    assert!(store.check_consistency(queue).await.unwrap().is_empty());
+    store
+}
+
+/// Enqueues `n` plain no-op jobs in one batch.
+async fn enqueue_noops(store: &Store, queue: &str, n: usize) -> Vec<JobId> {
+    store
+        .enqueue_many(&vec![JobSpec::new("noop").queue(queue); n])
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect()
 }
 
 async fn list_all(store: &Store, queue: &str, query: tether_store::ListQuery) -> Vec<JobId> {
