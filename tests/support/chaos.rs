@@ -662,8 +662,10 @@ fn check_caps(jobs: &[tether_producer::Job], limits: ChaosLimits, report: &mut C
         *q += delta;
         let g = in_group.entry((queue.clone(), group.clone())).or_default();
         *g += delta;
-        report.peak_running.0 = report.peak_running.0.max(*q as usize);
-        report.peak_running.1 = report.peak_running.1.max(*g as usize);
+        // (A run that started and ended in the same millisecond has its end sorted
+        // first: the count dips below zero for that instant, which is no peak.)
+        report.peak_running.0 = report.peak_running.0.max((*q).max(0) as usize);
+        report.peak_running.1 = report.peak_running.1.max((*g).max(0) as usize);
         if *q > limits.concurrency as i32 {
             report
                 .cap_violations
