@@ -1,4 +1,4 @@
--- Puts back what a process of an older layout leaves behind beside layout 3 records
+-- Puts back what a process of an older layout leaves behind beside layout 3 and 4 records
 -- (docs/OPERATIONS.md, upgrading the layout), for jobs the consistency check named:
 --   * a layout 1 or 2 worker takes an `n=<id>` stream entry for a stale one and trims
 --     it: its job stays pending with no entry, which no claim would ever find. It is
