@@ -459,8 +459,7 @@ for _, job in ipairs(held) do
   redis.call('SADD', K_HELD_TYPES, job[F_TYPE])
   redis.call('RPUSH', held_list(job[F_TYPE]), job.id)
   if job.raw then
-    redis.call('HSET', job_key(job.id), 'st', 'pending', 'ct', job[F_CREATED], 'sid', 'H',
-      'type', job[F_TYPE], 'in', job[F_INPUT])
+    write_pending_record(job.id, 'H', job[F_CREATED], job[F_TYPE], job[F_INPUT])
     unwaited[#unwaited + 1] = job.raw
   else
     redis.call('HSET', job_key(job.id), 'sid', 'H')

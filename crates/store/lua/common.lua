@@ -131,10 +131,14 @@ local function waiting_job(id)
   if not sid or redis.call('EXISTS', job_key(id)) == 1 then return nil end
   return {raw = raw, sid = sid, ct = string.match(sid, '^%d+'), type = job_type, input = input}
 end
+-- The record of a pending job that waited in `waiting` (`sid`: where it waits now).
+local function write_pending_record(id, sid, created, job_type, input)
+  redis.call('HSET', job_key(id), 'st', 'pending', 'ct', created, 'sid', sid, 'type', job_type,
+    'in', input)
+end
 -- Gives a waiting job (waiting_job's) the record of an `n` job: `st ct sid type in`.
 local function write_waiting_record(id, w)
-  redis.call('HSET', job_key(id), 'st', 'pending', 'ct', w.ct, 'sid', w.sid, 'type', w.type,
-    'in', w.input)
+  write_pending_record(id, w.sid, w.ct, w.type, w.input)
   redis.call('HDEL', K_WAITING, w.raw)
 end
 -- Gives the waiting job `id` its record, before a script reads or changes it by id;
