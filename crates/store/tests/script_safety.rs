@@ -466,6 +466,36 @@ async fn a_taken_record_key_of_a_waiting_job_does_not_stop_a_claim() {
     );
 }
 
+/// A cancel refused by a key of the wrong type changes nothing, a plain job's too: it
+/// waits with no record (layout 4), and the cancel gives it one only once every key it
+/// writes has been checked.
+#[tokio::test]
+async fn a_refused_cancel_of_a_waiting_job_changes_nothing() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let store = connect(&redis).await;
+    let mut conn = redis.connection();
+    let queue = "wc";
+    let id = store
+        .enqueue(&JobSpec::new("t").queue(queue))
+        .await
+        .unwrap()
+        .id;
+    let cascade = format!("tether:{{{queue}}}:cascade");
+    let _: () = conn.set(&cascade, "not a tether key").unwrap();
+    let before = snapshot(&mut conn, queue, &cascade);
+    let refused = store.cancel(queue, id, None).await;
+    let after = snapshot(&mut conn, queue, &cascade);
+    assert!(refused.is_err(), "{refused:?}");
+    assert!(before == after, "the refused cancel changed the queue");
+    let _: () = conn.del(&cascade).unwrap();
+    store.cancel(queue, id, None).await.unwrap();
+    assert_eq!(
+        store.get(queue, id).await.unwrap().unwrap().status,
+        Status::Cancelled
+    );
+    assert_consistent(&store, queue).await;
+}
+
 /// A lease entry whose job is not processing is cleaned up by the reaper but not
 /// reported as a job taken back.
 #[tokio::test]
