@@ -169,16 +169,7 @@ async fn an_id_is_written_once(topology: Topology) {
         .unwrap()
         .id;
     let new = JobId::new();
-    let functions: redis::Value = redis::cmd("FUNCTION").arg("LIST").query(&mut node).unwrap();
-    let enqueue = function_named(&functions, "_enqueue").expect("the library is loaded");
-    let mut call = redis::cmd("FCALL");
-    call.arg(&enqueue).arg(7);
-    for key in [
-        "stream", "delayed", "leases", "jobs", "done", "dead", "counts",
-    ] {
-        call.arg(format!("{prefix}{key}"));
-    }
-    call.arg(&prefix).arg(0).arg(0);
+    let mut call = raw_enqueue(&mut node, queue);
     for id in [old, new, new] {
         call.arg(id.to_string()).arg("").arg(2).arg("type").arg("t");
     }
@@ -207,6 +198,65 @@ async fn an_id_is_written_once(topology: Topology) {
     assert_eq!(claimed.len(), 2);
     let problems = store.check_consistency(queue).await.unwrap();
     assert!(problems.is_empty(), "{problems:?}");
+}
+
+/// An `FCALL` of the enqueue function with `queue`'s keys, no horizon and no quota:
+/// the caller appends the jobs.
+fn raw_enqueue(node: &mut redis::Connection, queue: &str) -> redis::Cmd {
+    let prefix = format!("tether:{{{queue}}}:");
+    let functions: redis::Value = redis::cmd("FUNCTION").arg("LIST").query(node).unwrap();
+    let enqueue = function_named(&functions, "_enqueue").expect("the library is loaded");
+    let mut call = redis::cmd("FCALL");
+    call.arg(&enqueue).arg(7);
+    for key in [
+        "stream", "delayed", "leases", "jobs", "done", "dead", "counts",
+    ] {
+        call.arg(format!("{prefix}{key}"));
+    }
+    call.arg(&prefix).arg(0).arg(0);
+    call
+}
+
+/// A plain job whose type the waiting value cannot carry (empty, or with whitespace:
+/// only a raw caller can send one) keeps a record instead (layout 4), and runs.
+async fn a_type_waiting_cannot_carry_keeps_a_record(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let queue = "odd-types";
+    let prefix = format!("tether:{{{queue}}}:");
+    let mut node = redis.connection_for(&format!("{prefix}stream"));
+    // (A first enqueue loads the function library.)
+    store
+        .enqueue(&JobSpec::new("t").queue(queue))
+        .await
+        .unwrap();
+    let ids = [JobId::new(), JobId::new()];
+    let mut call = raw_enqueue(&mut node, queue);
+    for (id, job_type) in ids.iter().zip(["", "a\tb"]) {
+        call.arg(id.as_uuid().as_bytes()).arg("").arg(4);
+        call.arg("type").arg(job_type).arg("in").arg(b"\xc0");
+    }
+    let rows: Vec<(String, String, i64, i64)> = call.query(&mut node).unwrap();
+    assert!(rows.iter().all(|r| r.0 == "CREATED"), "{rows:?}");
+    let waiting: u64 = redis::cmd("HLEN")
+        .arg(format!("{prefix}waiting"))
+        .query(&mut node)
+        .unwrap();
+    assert_eq!(waiting, 1, "only the plain job of a one-word type waits");
+    let claimed = store.claim(queue, "w", 10, LONG).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    let problems = store.check_consistency(queue).await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+#[tokio::test]
+async fn a_type_waiting_cannot_carry_keeps_a_record_on_one_redis() {
+    a_type_waiting_cannot_carry_keeps_a_record(Topology::Single).await;
+}
+
+#[tokio::test]
+async fn a_type_waiting_cannot_carry_keeps_a_record_on_a_cluster() {
+    a_type_waiting_cannot_carry_keeps_a_record(Topology::Cluster).await;
 }
 
 /// The name of the library's function that ends with `suffix` (FUNCTION LIST's reply
