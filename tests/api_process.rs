@@ -2,10 +2,11 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use tether_suite::ApiProcess;
-use tether_testkit::{RedisOptions, RedisServer};
+use tether_suite::{ApiProcess, http};
+use tether_testkit::{RedisOptions, RedisServer, free_port, spawn_serving_on, tether_bin};
 
 fn request(port: u16, raw: &str) -> TcpStream {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
@@ -63,4 +64,34 @@ fn sigterm_closes_event_streams_and_exits_cleanly() {
     // The stream was ended by the server, not left hanging.
     let mut rest = Vec::new();
     let _ = events.read_to_end(&mut rest);
+}
+
+/// A port another process took between the choice and the bind (here: this test,
+/// listening but never answering) must not pass for the API's: the API exits, unable
+/// to bind, and is started again on another port.
+#[test]
+fn a_port_taken_by_another_process_is_not_mistaken_for_the_apis() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let taken = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let mut ports = [taken_port]
+        .into_iter()
+        .chain(std::iter::repeat_with(free_port));
+    let (_api, port) = spawn_serving_on(
+        "api",
+        || ports.next().unwrap(),
+        |port| {
+            let mut cmd = Command::new(tether_bin());
+            cmd.args(["api", "--insecure-no-auth", "--redis", &redis.url()])
+                .args(["--listen", &format!("127.0.0.1:{port}")])
+                .env("TETHER_LOG", "error");
+            cmd
+        },
+    );
+    assert_ne!(
+        port, taken_port,
+        "the port this test holds is not the API's"
+    );
+    let (status, _) = http(port, "GET", "/healthz", &[], "");
+    assert_eq!(status, 200);
 }

@@ -7,14 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tether_suite::{ApiProcess, WorkerProcess, form_encode, http};
-use tether_testkit::{ChildGuard, RedisOptions, RedisServer, eventually_blocking, free_port};
-
-fn wait_port(port: u16, what: &str) {
-    let started = format!("{what} did not start on {port}");
-    eventually_blocking(Duration::from_secs(20), started, || {
-        std::net::TcpStream::connect(("127.0.0.1", port))
-    });
-}
+use tether_testkit::{RedisOptions, RedisServer, eventually_blocking, spawn_serving};
 
 fn create(api: u16, body: Value) -> String {
     let (status, answer) = http(
@@ -151,7 +144,6 @@ fn every_dashboard_query_and_alert_rule_returns_data_from_a_real_prometheus() {
 
     let tmp = TempDir::new().unwrap();
     let dir = tmp.path();
-    let prom_port = free_port();
     let targets = |ports: &[u16]| {
         ports
             .iter()
@@ -168,20 +160,21 @@ fn every_dashboard_query_and_alert_rule_returns_data_from_a_real_prometheus() {
         workers = targets(&workers.iter().map(|w| w.metrics_port).collect::<Vec<_>>()),
     );
     std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-    let mut prom = Command::new(prometheus_bin);
-    prom.arg(format!(
-        "--config.file={}",
-        dir.join("prometheus.yml").display()
-    ))
-    .arg(format!(
-        "--storage.tsdb.path={}",
-        dir.join("data").display()
-    ))
-    .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    let _prom = ChildGuard::spawn(prom);
-    wait_port(prom_port, "Prometheus");
+    let (_prom, prom_port) = spawn_serving("Prometheus", |prom_port| {
+        let mut prom = Command::new(&prometheus_bin);
+        prom.arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        prom
+    });
 
     // A mixed load: successes, a fatal failure, retries, a cancel, and a killed worker;
     // and jobs a service enqueues with the library.

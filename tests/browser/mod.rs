@@ -11,7 +11,7 @@ use std::time::Duration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 use tether_suite::eventually;
-use tether_testkit::{ChildGuard, free_port};
+use tether_testkit::{ChildGuard, spawn_serving};
 
 /// How long a wait on the page lasts before the test fails.
 pub(crate) const T: Duration = Duration::from_secs(30);
@@ -22,20 +22,13 @@ pub(crate) struct Browser {
 }
 
 pub(crate) async fn browser() -> Browser {
-    let port = free_port();
-    let driver = ChildGuard::spawn({
+    let (driver, port) = spawn_serving("chromedriver", |port| {
         let mut cmd = Command::new("chromedriver");
         cmd.arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         cmd
     });
-    eventually(
-        Duration::from_secs(20),
-        "chromedriver did not start",
-        async || std::net::TcpStream::connect(("127.0.0.1", port)),
-    )
-    .await;
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),

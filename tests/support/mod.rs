@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tether_producer::{Job, JobId, Producer, Status};
 use tether_store::{Store, StoreConfig};
-use tether_testkit::{ChildGuard, free_port, tether_bin};
+use tether_testkit::{ChildGuard, spawn_serving, tether_bin};
 use tether_worker::{CancellationToken, Worker, WorkerBuilder};
 
 pub use tether_testkit::{
@@ -338,31 +338,16 @@ pub fn python_tool(
     venv.join("bin").join(bin)
 }
 
-/// Spawns `command(port)` on a free port and returns once the port accepts
-/// connections. A port that another test took between choosing and binding it
-/// makes the process exit: it is tried again on another port.
+/// Spawns the `tether` process `command(port)` on a free port and returns once it
+/// listens there (see [`spawn_serving`]).
 fn start_serving(what: &str, command: impl Fn(u16) -> Command) -> (ChildGuard, u16) {
-    for _ in 0..5 {
-        let port = free_port();
+    spawn_serving(what, |port| {
         let mut cmd = command(port);
         cmd.env_remove("TETHER_CONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::null());
-        let mut child = ChildGuard::spawn(cmd);
-        let serving = poll_blocking(Duration::from_secs(10), || {
-            if !child.is_running() {
-                Ok(false)
-            } else if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                Ok(true)
-            } else {
-                Err(())
-            }
-        });
-        if serving == Ok(true) {
-            return (child, port);
-        }
-    }
-    panic!("a tether {what} process did not start (see its stderr above)");
+        cmd
+    })
 }
 
 /// Runs `tether ARGS --redis <redis>` to completion; asserts it succeeded and returns

@@ -311,10 +311,15 @@ async fn metrics_can_be_served_on_their_own_address() {
         },
     )
     .await;
+    // This process, not another test's that took the port meanwhile.
     eventually(
         Duration::from_secs(5),
         "metrics port never opened",
-        async || tokio::net::TcpStream::connect(metrics_addr).await,
+        async || {
+            tether_testkit::pid_listens_on(std::process::id(), metrics_addr.port())
+                .then_some(())
+                .ok_or("not yet")
+        },
     )
     .await;
     assert_eq!(http_get(served.addr, "/healthz").await.0, 200);
@@ -801,31 +806,45 @@ async fn tether_api_applies_the_hardening_settings() {
     let tokens = dir.path().join("tokens.toml");
     std::fs::write(&tokens, entry(ALICE, "alice", "user")).unwrap();
     std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let port = tether_testkit::free_port();
-    let metrics_port = tether_testkit::free_port();
     let log = dir.path().join("api.log");
-    let mut cmd = api_command(
-        &redis,
-        &tokens,
-        &[
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--metrics-addr",
-            &format!("127.0.0.1:{metrics_port}"),
-            "--header-read-timeout",
-            "1s",
-        ],
-    );
-    cmd.stderr(std::fs::File::create(&log).unwrap())
-        .stdout(std::process::Stdio::null());
-    let mut api = tether_testkit::ChildGuard::spawn(cmd);
+    // Up on both ports, or tried again on others: another test may take a port
+    // between the choice and the bind.
+    let mut started = None;
+    for _ in 0..5 {
+        let port = tether_testkit::free_port();
+        let metrics_port = tether_testkit::free_port();
+        let mut cmd = api_command(
+            &redis,
+            &tokens,
+            &[
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--metrics-addr",
+                &format!("127.0.0.1:{metrics_port}"),
+                "--header-read-timeout",
+                "1s",
+            ],
+        );
+        cmd.stderr(std::fs::File::create(&log).unwrap())
+            .stdout(std::process::Stdio::null());
+        let mut api = tether_testkit::ChildGuard::spawn(cmd);
+        let listening = tether_testkit::poll(Duration::from_secs(20), async || {
+            if !api.is_running() {
+                Ok(false)
+            } else if api.listens_on(port) && api.listens_on(metrics_port) {
+                Ok(true)
+            } else {
+                Err(())
+            }
+        })
+        .await;
+        if listening == Ok(true) {
+            started = Some((api, port, metrics_port));
+            break;
+        }
+    }
+    let (mut api, port, metrics_port) = started.expect("tether api never listened");
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    eventually(
-        Duration::from_secs(20),
-        "tether api never listened",
-        async || tokio::net::TcpStream::connect(addr).await,
-    )
-    .await;
     assert_eq!(http_get(addr, "/healthz").await.0, 200);
     assert_eq!(http_get(addr, "/metrics").await.0, 404);
     let metrics_addr = format!("127.0.0.1:{metrics_port}").parse().unwrap();

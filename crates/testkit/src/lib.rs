@@ -25,7 +25,7 @@ mod redis_server;
 
 pub use cluster::{Failover, NODE_TIMEOUT, RedisCluster};
 pub use eventually::{eventually, eventually_blocking, poll, poll_blocking};
-pub use process::{ChildGuard, tether_bin};
+pub use process::{ChildGuard, pid_listens_on, spawn_serving, spawn_serving_on, tether_bin};
 pub use proxy::FaultProxy;
 pub use redis_server::{RedisOptions, RedisServer, free_port};
 
