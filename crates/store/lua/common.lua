@@ -317,6 +317,15 @@ local function call_chunked(cmd, key, option, list)
   end
 end
 
+-- The queue's `leases` holds this member, scored -inf, beside its leases: a member
+-- longer than zset-max-listpack-value (64) keeps the sorted set in its skiplist
+-- encoding. In the listpack one it falls back to while it holds up to 128 members (a
+-- worker's concurrency), every lease added was a walk from the head and a copy of the
+-- whole list: the largest single cost of a claim. It is added with the leases, left
+-- when they end (then the key holds it alone), and no job: readers count and range
+-- from '(-inf' (ZCOUNT, ZRANGEBYSCORE), and the consistency check passes it over.
+local LEASES_PIN = '~pin: keeps this sorted set out of its listpack encoding; it is no job~'
+
 -- Every script that calls finalize or pushes onto these lists ends with flush().
 -- The keys it writes were checked (writable(), countable(), owner_indexes_writable())
 -- in the script's first phase. The counters go first: HINCRBY is denyoom, so a script
@@ -328,6 +337,11 @@ local function flush()
     if redis.call('HINCRBY', K_ACTIVE, owner, n) <= 0 and n < 0 then redis.call('HDEL', K_ACTIVE, owner) end
   end
   call_chunked('ZREM', K_LEASES, nil, unleased)
+  if #leased > 0 then
+    -- (First: a listpack left by an older process converts before the leases go in.)
+    table.insert(leased, 1, LEASES_PIN)
+    table.insert(leased, 1, '-inf')
+  end
   call_chunked('ZADD', K_LEASES, nil, leased)
   call_chunked('ZADD', K_LEASES, 'XX', renewed)
   call_chunked('ZADD', K_DELAYED, nil, delayed)
@@ -386,7 +400,7 @@ end
 local any_lapsed
 local function leases_lapsed()
   if any_lapsed == nil then
-    any_lapsed = redis.call('ZCOUNT', K_LEASES, '-inf', now_ms()) > 0
+    any_lapsed = redis.call('ZCOUNT', K_LEASES, '(-inf', now_ms()) > 0
     checked[K_LEASES] = true -- (a key that is no sorted set fails the ZCOUNT)
   end
   return any_lapsed

@@ -8,7 +8,7 @@
 local limit, retention = math.min(arg_number(2), MAX_BATCH), arg_number(3)
 writable(K_STREAM, K_LEASES, K_DONE, K_DEAD, K_COUNTS, K_ACTIVE)
 local now = now_ms()
-local ids = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now, 'LIMIT', 0, limit)
+local ids = redis.call('ZRANGEBYSCORE', K_LEASES, '(-inf', now, 'LIMIT', 0, limit) -- (not the pin)
 
 -- Phase 1: read every record.
 local lapsed, stale, owners = {}, 0, {}

@@ -822,7 +822,8 @@ impl Store {
         let mut pipe = redis::pipe();
         pipe.xlen(keys.stream())
             .zcard(keys.delayed())
-            .zcard(keys.leases())
+            // (From '(-inf': not the member that pins its encoding, common.lua.)
+            .zcount(keys.leases(), "(-inf", "+inf")
             .zcard(keys.dead())
             .hgetall(keys.counts())
             .cmd("XRANGE")

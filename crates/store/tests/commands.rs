@@ -154,6 +154,74 @@ async fn the_stream_head_is_the_cursor_on_a_cluster() {
     the_stream_head_is_the_cursor(Topology::Cluster).await;
 }
 
+/// A queue's `leases` stays in the skiplist encoding (a member longer than any listpack
+/// member pins it): adding a lease is then no walk and copy of the whole set. The pin is
+/// no job: not counted as processing, not reaped, not a problem for the check.
+async fn leases_keep_their_skiplist_encoding(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let queue = "pinned";
+    let leases = format!("tether:{{{queue}}}:leases");
+    let mut node = redis.connection_for(&leases);
+    let encoding = |node: &mut redis::Connection| -> String {
+        redis::cmd("OBJECT")
+            .arg(&["ENCODING", &leases])
+            .query(node)
+            .unwrap()
+    };
+    store
+        .enqueue_many(&vec![JobSpec::new("t").queue(queue); 4])
+        .await
+        .unwrap();
+    let first = store.claim(queue, "w", 2, LONG).await.unwrap();
+    assert_eq!(encoding(&mut node), "skiplist", "two leases and the pin");
+    assert_eq!(store.stats(queue).await.unwrap().processing, 2);
+
+    let ok = Outcome::Success(encode(&1).unwrap());
+    for claimed in &first {
+        store.finish(&claimed.lease, &ok).await.unwrap();
+    }
+    assert_eq!(encoding(&mut node), "skiplist", "the pin alone");
+    assert_eq!(store.stats(queue).await.unwrap().processing, 0);
+    let reaped = store.reap(queue, 10).await.unwrap();
+    assert!(
+        reaped.is_empty() && reaped.stale == 0,
+        "the pin is not reaped: {reaped:?}"
+    );
+
+    // Two more leases, made to lapse: the reaper takes back those two, not the pin.
+    let second = store.claim(queue, "w", 2, LONG).await.unwrap();
+    for claimed in &second {
+        let _: i64 = redis::cmd("ZADD")
+            .arg(&leases)
+            .arg("XX")
+            .arg(1)
+            .arg(claimed.lease.id.to_string())
+            .query(&mut node)
+            .unwrap();
+    }
+    let reaped = store.reap(queue, 10).await.unwrap();
+    assert_eq!(reaped.stale, 0, "{reaped:?}");
+    let mut requeued = reaped.requeued.clone();
+    requeued.sort();
+    let mut lapsed: Vec<JobId> = second.iter().map(|c| c.lease.id).collect();
+    lapsed.sort();
+    assert_eq!(requeued, lapsed);
+    assert_eq!(encoding(&mut node), "skiplist");
+    let problems = store.check_consistency(queue).await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+#[tokio::test]
+async fn leases_keep_their_skiplist_encoding_on_one_redis() {
+    leases_keep_their_skiplist_encoding(Topology::Single).await;
+}
+
+#[tokio::test]
+async fn leases_keep_their_skiplist_encoding_on_a_cluster() {
+    leases_keep_their_skiplist_encoding(Topology::Cluster).await;
+}
+
 /// The enqueue script takes its jobs' ids from its caller: an id already written is
 /// answered EXISTS, and an id twice in one batch is written once (a raw caller could
 /// send one; the store's own batches never do).

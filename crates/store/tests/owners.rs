@@ -282,7 +282,8 @@ async fn idle_queues_are_forgotten(topology: Topology) {
     let redis = TestRedis::start(topology);
     let store = store_with(&redis, |c| c.retention = Duration::from_millis(1)).await;
     let other = store_with(&redis, |_| {}).await;
-    // A queue whose only job finished and expired.
+    // A queue whose jobs ended and expired: one cancelled, one run (its lease gone,
+    // `leases` holds its pin alone).
     for producer in [&store, &other] {
         let id = producer
             .enqueue(&JobSpec::new("t").queue("junk"))
@@ -291,8 +292,27 @@ async fn idle_queues_are_forgotten(topology: Topology) {
             .id;
         store.cancel("junk", id, None).await.unwrap();
     }
+    store
+        .enqueue(&JobSpec::new("t").queue("junk"))
+        .await
+        .unwrap();
+    let run = store
+        .claim("junk", "w", 1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let ok = Outcome::Success(tether_store::encode(&1).unwrap());
+    store.finish(&run[0].lease, &ok).await.unwrap();
+    let leases = "tether:{junk}:leases";
+    let mut node = redis.connection_for(leases);
+    assert_eq!(
+        redis::cmd("EXISTS")
+            .arg(leases)
+            .query::<i64>(&mut node)
+            .unwrap(),
+        1
+    );
     tokio::time::sleep(Duration::from_millis(10)).await;
-    assert_eq!(store.expire("junk", 10).await.unwrap(), 2);
+    assert_eq!(store.expire("junk", 10).await.unwrap(), 3);
     // A queue with a job, an empty queue a worker serves, an empty one used just now.
     store
         .enqueue(&JobSpec::new("t").queue("kept"))
@@ -324,6 +344,14 @@ async fn idle_queues_are_forgotten(topology: Topology) {
     assert_eq!(
         store.forget_idle_queues(Duration::ZERO).await.unwrap(),
         vec!["junk".to_owned()]
+    );
+    assert_eq!(
+        redis::cmd("EXISTS")
+            .arg(leases)
+            .query::<i64>(&mut node)
+            .unwrap(),
+        0,
+        "the pin of a forgotten queue's leases is deleted with it"
     );
     assert_eq!(store.queues().await.unwrap(), ["kept", "served"]);
     // An enqueue registers it again, also from a process that had it set up before,
