@@ -22,11 +22,14 @@
 -- queue or type, the queue's concurrency and rate, each group's concurrency and rate,
 -- priorities (lowest number first) and round-robin between the groups of a priority.
 --
--- Returns {now, lease deadline, wait, reason, {id, epoch, attempts, type, input, created,
---          [max, timeout, backoff, phase, checkpoint, run_at]}...}: a lease's token is
+-- Returns {now, lease deadline, wait, reason, then per job: n, id, epoch, attempts, type,
+--          input, created, [max, timeout, backoff, phase, checkpoint, run_at]}, flat: n
+-- is how many values of the job follow (6 or 12). A lease's token is
 -- `<epoch>.<claim id>`; the six values in brackets come only when one of them is set
 -- ('' for the others; absent, every one is its default), so a job that never ran
--- is answered with six values. Wait is -1, or the ms after
+-- is answered with six values. (A row of its own per job would cost Redis a nested
+-- reply per job: a table it inspects for seven special fields, and a deferred length.)
+-- Wait is -1, or the ms after
 -- which a claim may find work that flow control holds back now, and reason is what held
 -- it back: 'paused', 'concurrency', 'rate', 'group_concurrency' or 'group_rate' ('' = none;
 -- 'scan' = the claim stopped after reading its budget of entries: claim again at once).
@@ -65,26 +68,28 @@ local function read_claimable(id, resend, fresh)
       'cp', 'ra')
   end
   if not job then return nil end
-  job.id, job.group = id, false
+  job.id, job.group, job.key = id, false, key
   return job
 end
 
 -- The progress a claim clears, and nothing (constants: no table made per job).
 local CLEAR_PROGRESS, NOTHING = {'pg', '0'}, {}
 
--- A job's row in the reply. `attempts`: this claim's count (the record's, when nil).
--- (Every value of a reply costs Redis a conversion: the values a fresh job does not
--- have are left out.)
-local function row(job, epoch, attempts)
-  local out = {job.id, epoch, attempts or tonumber(job[F_ATT]) or 0, job[F_TYPE] or '',
-    job[F_INPUT] or '', job[F_CREATED] or 0}
+-- Appends a job's values to the reply `out`. `attempts`: this claim's count (the
+-- record's, when nil). (Every value of a reply costs Redis a conversion: the values a
+-- fresh job does not have are left out.)
+local function add_row(out, job, epoch, attempts)
+  local n = #out
   local max, timeout, backoff, phase, cp, run_at =
     job[F_MAX], job[F_TIMEOUT], job[F_BACKOFF], job[F_PHASE], job[F_CP], job[F_RUN_AT]
-  if max or timeout or backoff or phase or cp or run_at then
-    out[7], out[8], out[9], out[10], out[11], out[12] =
+  local full = max or timeout or backoff or phase or cp or run_at
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5], out[n + 6], out[n + 7] =
+    full and 12 or 6, job.id, epoch, attempts or tonumber(job[F_ATT]) or 0, job[F_TYPE] or '',
+    job[F_INPUT] or '', job[F_CREATED] or 0
+  if full then
+    out[n + 8], out[n + 9], out[n + 10], out[n + 11], out[n + 12], out[n + 13] =
       max or '', timeout or '', backoff or '', phase or '', cp or '', run_at or ''
   end
-  return out
 end
 
 local record_key = PREFIX .. 'claim:' .. worker
@@ -98,7 +103,7 @@ if record and string.sub(record, 1, #claim_id + 1) == claim_id .. ':' then
     if job and job[F_ST] == 'processing' and job[F_NONCE] == claim_id and job[F_HOLDER] == worker then
       out[1] = tonumber(job[F_STARTED]) or now
       out[2] = tonumber(redis.call('ZSCORE', K_LEASES, id)) or out[2]
-      out[#out + 1] = row(job, job[F_EP])
+      add_row(out, job, job[F_EP])
     end
   end
   return out
@@ -159,7 +164,7 @@ local function startable(id, expected_sid, unindexed)
   -- snoozed or retried job keeps its `sb` for the record).
   local start_by = tonumber(job[F_START_BY])
   if start_by and start_by < now and redis.call('ZSCORE', K_DEADLINES, job.id) then
-    job[F_OWNER] = redis.call('HGET', job_key(job.id), 'owner')
+    job[F_OWNER] = redis.call('HGET', job.key, 'owner')
     expired[#expired + 1] = job
     return nil
   end
@@ -173,10 +178,11 @@ local function waiting_startable(raw, expected_sid)
   if #raw ~= 16 then return nil end
   local v = redis.call('HGET', K_WAITING, raw)
   if not v then return startable(full_id(raw), expected_sid, true) end
-  local sid, job_type, input = parse_waiting(v)
+  local sid, job_type, input, created = parse_waiting(v)
   if sid ~= expected_sid then return nil end
-  local job = {'pending', sid, nil, job_type, input, nil, nil, string.match(sid, '^%d+'),
-    id = full_id(raw), group = false, unindexed = true, raw = raw}
+  local id = full_id(raw)
+  local job = {'pending', sid, nil, job_type, input, nil, nil, created,
+    id = id, group = false, unindexed = true, raw = raw, key = job_key(id)}
   if paused_types[job_type] then
     held[#held + 1] = job
     return nil
@@ -371,12 +377,12 @@ end
 local function drop_recorded(list)
   local keys_of = {}
   for _, job in ipairs(list) do
-    if job.raw then keys_of[#keys_of + 1] = job_key(job.id) end
+    if job.raw then keys_of[#keys_of + 1] = job.key end
   end
   if #keys_of == 0 or redis.call('EXISTS', unpack(keys_of)) == 0 then return list end
   local kept = {}
   for _, job in ipairs(list) do
-    if not job.raw or redis.call('EXISTS', job_key(job.id)) == 0 then kept[#kept + 1] = job end
+    if not job.raw or redis.call('EXISTS', job.key) == 0 then kept[#kept + 1] = job end
   end
   return kept
 end
@@ -462,11 +468,11 @@ for _, job in ipairs(held) do
     write_pending_record(job.id, 'H', job[F_CREATED], job[F_TYPE], job[F_INPUT])
     unwaited[#unwaited + 1] = job.raw
   else
-    redis.call('HSET', job_key(job.id), 'sid', 'H')
+    redis.call('HSET', job.key, 'sid', 'H')
   end
 end
 for _, job in ipairs(expired) do
-  expire_unstarted(job_key(job.id), job.id, now, retention, job[F_WATCHED], job[F_OWNER])
+  expire_unstarted(job.key, job.id, now, retention, job[F_WATCHED], job[F_OWNER])
   redis.call('ZREM', K_DEADLINES, job.id)
 end
 
@@ -480,12 +486,12 @@ for _, job in ipairs(taken) do
   -- `stt` is its update time too (readers take the latest of `ut`, `stt` and `ft`).
   if job.raw then
     -- Its record, written now: what it waited with and its lease.
-    redis.call('HSET', job_key(id), 'st', 'processing', 'ep', epoch, 'tk', claim_id,
+    redis.call('HSET', job.key, 'st', 'processing', 'ep', epoch, 'tk', claim_id,
       'att', int(attempts), 'wk', worker, 'stt', int(now), 'ct', job[F_CREATED],
       'type', job[F_TYPE], 'in', job[F_INPUT])
     unwaited[#unwaited + 1] = job.raw
   else
-    redis.call('HSET', job_key(id), 'st', 'processing', 'ep', epoch, 'tk', claim_id,
+    redis.call('HSET', job.key, 'st', 'processing', 'ep', epoch, 'tk', claim_id,
       'att', int(attempts), 'wk', worker, 'stt', int(now),
       unpack(job.unindexed and NOTHING or CLEAR_PROGRESS))
   end
@@ -497,7 +503,7 @@ for _, job in ipairs(taken) do
   end
   if rate then push(starts, int(now), id .. ':' .. epoch) end
   notify(id, job[F_WATCHED])
-  out[#out + 1] = row(job, epoch, attempts)
+  add_row(out, job, epoch, attempts)
 end
 call_chunked('HDEL', K_WAITING, nil, unwaited)
 if rate then

@@ -119,17 +119,21 @@ local function entry_of(entry, id)
   if kind == 'w' then return #named == 16 and full_id(named) == id end
   return named == id
 end
--- A waiting job's stream entry id, type and input (nil when malformed).
-local function parse_waiting(v) return string.match(v, '^(%d+%-%d+) (%S+) (.*)$') end
+-- A waiting job's stream entry id, type, input and creation time (the entry id's ms);
+-- nil when malformed.
+local function parse_waiting(v)
+  local sid, created, job_type, input = string.match(v, '^((%d+)%-%d+) (%S+) (.*)$')
+  return sid, job_type, input, created
+end
 -- The waiting job `id` (reads only): {raw, sid, ct, type, input}, or nil when it is
 -- not waiting or has a record (a wrong-typed `waiting` fails here, before any write).
 local function waiting_job(id)
   local raw = raw_id(id)
   local v = raw and redis.call('HGET', K_WAITING, raw)
   if not v then return nil end
-  local sid, job_type, input = parse_waiting(v)
+  local sid, job_type, input, created = parse_waiting(v)
   if not sid or redis.call('EXISTS', job_key(id)) == 1 then return nil end
-  return {raw = raw, sid = sid, ct = string.match(sid, '^%d+'), type = job_type, input = input}
+  return {raw = raw, sid = sid, ct = created, type = job_type, input = input}
 end
 -- The record of a pending job that waited in `waiting` (`sid`: where it waits now).
 local function write_pending_record(id, sid, created, job_type, input)

@@ -19,7 +19,7 @@ local i = 3
 while i <= #ARGV do
   local id, token, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   -- (Every field a plan may get is in the constructor: no table grows past its size.)
-  local plan = {id = id, token = token, kind = kind, result = nil, message = nil,
+  local plan = {id = id, key = nil, token = token, kind = kind, result = nil, message = nil,
     retryable = nil, delay = nil, code = nil, info = nil, job = nil, refusal = nil,
     duplicate = nil, answer = nil}
   if kind == 'success' then
@@ -50,14 +50,16 @@ for _, plan in ipairs(plans) do
     -- (Each field asked for costs a scan of the record when absent: the priority is
     -- read only where a retry may need it; so are the attempts.)
     local refusal, creq, watched, owner, grp, attempts, max, pri
+    local key = job_key(id)
+    plan.key = key
     if kind == 'error' then
       refusal, creq, watched, owner, grp, attempts, max, pri =
-        check_lease(job_key(id), token, 'creq', 'w', 'owner', 'grp', 'att', 'max', 'pri')
+        check_lease(key, token, 'creq', 'w', 'owner', 'grp', 'att', 'max', 'pri')
     else
-      refusal, creq, watched, owner, grp = check_lease(job_key(id), token, 'creq', 'w', 'owner', 'grp')
+      refusal, creq, watched, owner, grp = check_lease(key, token, 'creq', 'w', 'owner', 'grp')
     end
     if refusal == 'ALREADY' then
-      local st = unpack(read_job(job_key(id), 'st'))
+      local st = unpack(read_job(key, 'st'))
       refusal = 'ALREADY:' .. (st or '')
     elseif not refusal then
       plan.job = {attempts = attempts, max = max, creq = creq, watched = watched, owner = owner,
@@ -84,8 +86,7 @@ countable(owners)
 -- Phase 2: writes.
 local function finish_one(plan)
   if plan.refusal then return plan.refusal end
-  local id, job = plan.id, plan.job
-  local key = job_key(id)
+  local id, job, key = plan.id, plan.job, plan.key
   -- Every outcome but an unrequested cancel ends the lease: its group's place is freed.
   if plan.kind ~= 'cancelled' or job.creq == '1' then leave_group(job.grp, id) end
   if plan.kind == 'success' then

@@ -233,7 +233,31 @@ pub struct WorkerInfo {
     pub jobs: Vec<(String, JobId, chrono::DateTime<chrono::Utc>)>,
 }
 
-/// One job of a claim's reply: `{id, epoch, attempts, type, input, created}`, then
+/// The jobs of a claim's reply, flat: each one's count of values, then its values.
+fn claimed_rows(
+    queue: &str,
+    claim_id: &str,
+    now: i64,
+    deadline: i64,
+    mut rest: &[redis::Value],
+) -> Result<Vec<Claimed>, StoreError> {
+    let mut jobs = Vec::new();
+    while let Some((width, after)) = rest.split_first() {
+        let width = redis::from_redis_value_ref::<usize>(width)?;
+        if after.len() < width {
+            return Err(StoreError::decode(
+                "claim",
+                format!("a row of {width} values, {} left", after.len()),
+            ));
+        }
+        let (row, after) = after.split_at(width);
+        jobs.push(claimed_row(queue, claim_id, now, deadline, row)?);
+        rest = after;
+    }
+    Ok(jobs)
+}
+
+/// One job of a claim's reply: `id, epoch, attempts, type, input, created`, then
 /// `max, timeout, backoff, phase, checkpoint, run_at` only when one of them is set
 /// (claim.lua: a job that never ran is answered with the first six alone).
 fn claimed_row(
@@ -241,9 +265,8 @@ fn claimed_row(
     claim_id: &str,
     now: i64,
     deadline: i64,
-    row: redis::Value,
+    values: &[redis::Value],
 ) -> Result<Claimed, StoreError> {
-    let values: Vec<redis::Value> = redis::from_redis_value(row)?;
     // The value at `i`, `None` past the row's end (the optional six).
     fn at<T: redis::FromRedisValue>(
         values: &[redis::Value],
@@ -251,16 +274,16 @@ fn claimed_row(
     ) -> Result<Option<T>, StoreError> {
         Ok(values.get(i).map(redis::from_redis_value_ref).transpose()?)
     }
-    let text = |i: usize| at::<String>(&values, i).map(Option::unwrap_or_default);
+    let text = |i: usize| at::<String>(values, i).map(Option::unwrap_or_default);
     let number = |i: usize| {
-        at::<i64>(&values, i)?
+        at::<i64>(values, i)?
             .ok_or_else(|| StoreError::decode("claim", format!("a row of {} values", values.len())))
     };
     let id = text(0)?;
     let epoch = text(1)?;
     let created = number(5)?;
     let (max, timeout, backoff) = (text(6)?, text(7)?, text(8)?);
-    let cp = at::<Vec<u8>>(&values, 10)?.unwrap_or_default();
+    let cp = at::<Vec<u8>>(values, 10)?.unwrap_or_default();
     Ok(Claimed {
         lease: Lease {
             queue: queue.to_owned(),
@@ -270,7 +293,7 @@ fn claimed_row(
         attempts: u32::try_from(number(2)?).unwrap_or(0),
         max_attempts: max.parse().unwrap_or(tether_model::DEFAULT_MAX_ATTEMPTS),
         job_type: text(3)?,
-        input: at::<Vec<u8>>(&values, 4)?.unwrap_or_default(),
+        input: at::<Vec<u8>>(values, 4)?.unwrap_or_default(),
         phase: text(9)?.parse().ok(),
         checkpoint: (!cp.is_empty()).then_some(cp),
         timeout: timeout.parse().ok().map(Duration::from_millis),
@@ -430,9 +453,7 @@ impl Store {
             retry_after: Duration::from_millis(ms),
             limit: reason,
         });
-        let jobs = it
-            .map(|row| claimed_row(queue, claim_id, now, deadline, row))
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let jobs = claimed_rows(queue, claim_id, now, deadline, it.as_slice())?;
         Ok((jobs, held_back))
     }
 
@@ -806,15 +827,15 @@ mod tests {
     #[test]
     fn a_fresh_jobs_row_of_six_values_gets_the_defaults() {
         let id = JobId::new().to_string();
-        let row = Value::Array(vec![
+        let row = [
             bulk(&id),
             bulk("1"),
             Value::Int(1),
             bulk("noop"),
             bulk("\u{c0}"),
             bulk("1700000000000"),
-        ]);
-        let job = claimed_row("q", "ab12", 1_700_000_000_005, 1_700_000_030_005, row).unwrap();
+        ];
+        let job = claimed_row("q", "ab12", 1_700_000_000_005, 1_700_000_030_005, &row).unwrap();
         assert_eq!(job.lease.id.to_string(), id);
         assert_eq!(job.lease.token.0, "1.ab12");
         assert_eq!((job.attempts, job.max_attempts), (1, 5));
@@ -829,7 +850,7 @@ mod tests {
     #[test]
     fn a_row_of_twelve_values_carries_what_the_job_has_set() {
         let id = JobId::new().to_string();
-        let row = Value::Array(vec![
+        let row = [
             bulk(&id),
             bulk("7"),
             Value::Int(3),
@@ -842,8 +863,8 @@ mod tests {
             bulk("check"),
             bulk("cp"),
             bulk("1700000001000"),
-        ]);
-        let job = claimed_row("q", "ff", 0, 0, row).unwrap();
+        ];
+        let job = claimed_row("q", "ff", 0, 0, &row).unwrap();
         assert_eq!(job.lease.token.0, "7.ff");
         assert_eq!((job.attempts, job.max_attempts), (3, 2));
         assert_eq!(job.phase, Some(tether_model::Phase::Check));
@@ -852,7 +873,7 @@ mod tests {
         assert_eq!(job.backoff.cap_ms, 1000);
         assert_eq!(job.ready_at_ms, 1_700_000_001_000);
         // Only some of the six set: the others are '' and read as their defaults.
-        let row = Value::Array(vec![
+        let row = [
             bulk(&id),
             bulk("2"),
             Value::Int(2),
@@ -865,8 +886,8 @@ mod tests {
             bulk(""),
             bulk(""),
             bulk("1700000002000"),
-        ]);
-        let job = claimed_row("q", "ff", 0, 0, row).unwrap();
+        ];
+        let job = claimed_row("q", "ff", 0, 0, &row).unwrap();
         assert_eq!(job.max_attempts, 5);
         assert_eq!((job.phase, job.checkpoint, job.timeout), (None, None, None));
         assert_eq!(job.ready_at_ms, 1_700_000_002_000);
@@ -874,7 +895,35 @@ mod tests {
 
     #[test]
     fn a_short_row_is_an_error_not_a_panic() {
-        let row = Value::Array(vec![bulk(&JobId::new().to_string()), bulk("1")]);
-        assert!(claimed_row("q", "ff", 0, 0, row).is_err());
+        let row = [bulk(&JobId::new().to_string()), bulk("1")];
+        assert!(claimed_row("q", "ff", 0, 0, &row).is_err());
+        // A count of values the reply does not hold.
+        let flat = [Value::Int(6), bulk(&JobId::new().to_string()), bulk("1")];
+        assert!(claimed_rows("q", "ff", 0, 0, &flat).is_err());
+    }
+
+    #[test]
+    fn a_flat_reply_is_split_by_each_jobs_count() {
+        let (a, b) = (JobId::new(), JobId::new());
+        let six = |id: &JobId| {
+            vec![
+                bulk(&id.to_string()),
+                bulk("1"),
+                Value::Int(1),
+                bulk("t"),
+                bulk(""),
+                bulk("1700000000000"),
+            ]
+        };
+        let mut flat = vec![Value::Int(6)];
+        flat.extend(six(&a));
+        flat.push(Value::Int(12));
+        flat.extend(six(&b));
+        flat.extend(["3", "", "", "", "", ""].map(bulk));
+        let jobs = claimed_rows("q", "ff", 0, 0, &flat).unwrap();
+        assert_eq!(jobs.len(), 2);
+        assert_eq!((jobs[0].lease.id, jobs[0].max_attempts), (a, 5));
+        assert_eq!((jobs[1].lease.id, jobs[1].max_attempts), (b, 3));
+        assert!(claimed_rows("q", "ff", 0, 0, &[]).unwrap().is_empty());
     }
 }
