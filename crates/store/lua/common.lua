@@ -59,7 +59,8 @@ local MAX_BATCH = 1000
 -- Layout 2 stores no field equal to its default; these are the defaults scripts apply
 -- (tether_model::DEFAULT_MAX_ATTEMPTS).
 local DEFAULT_MAX_ATTEMPTS = 5
-local CHUNK = 1000
+-- (1,024: a batch's 1,000 values and the two of a pin (below) in one command.)
+local CHUNK = 1024
 
 -- The server's time in ms, read once per call (a call is atomic: one instant serves it
 -- all, and each TIME would be a command more).
@@ -84,6 +85,14 @@ local function job_key(id) return PREFIX .. 'job:' .. id end
 -- (A hash field costs Redis about a third of a record of its own, a 16-byte name
 -- half of the 36-character id's allocation.)
 local K_WAITING
+-- `waiting` holds this field beside its jobs (its name is no 16-byte id, its value is
+-- longer than hash-max-listpack-value, 64 bytes): it keeps the hash in its hashtable
+-- encoding. As a listpack (up to 512 fields), every lookup of a job was a scan of the
+-- hash and every field removed a copy of it. Written with each batch of waiting jobs,
+-- it stays when they leave (the key then holds it alone); the consistency check passes
+-- it over and `forget` deletes it.
+local WAITING_PIN = ''
+local WAITING_PIN_VALUE = 'a pin: keeps this hash out of its listpack encoding; it is no job, and waits for none'
 -- Byte -> its two hex digits, made at the first call (the library's top level has no
 -- `string`): a lookup per byte costs a fraction of a formatted `%02x`.
 local HEX

@@ -129,7 +129,9 @@ if phase == 'waiting' then
     local raw, value = fields[i], fields[i + 1]
     local id = #raw == 16 and full_id(raw) or nil
     local sid = parse_waiting(value)
-    if not id or not sid then
+    if raw == WAITING_PIN then
+      -- (No job: it keeps the hash's encoding.)
+    elseif not id or not sid then
       problem('waiting holds a malformed job ' .. (id or '(a field of ' .. #raw .. ' bytes)'))
     else
       local entry = redis.call('XRANGE', K_STREAM, sid, sid)[1]

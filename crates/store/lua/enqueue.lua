@@ -39,6 +39,8 @@ while i <= #ARGV do
   local id, options, n = ARGV[i], ARGV[i + 1], arg_number(i + 2)
   local raw
   if #id == 16 then raw, id = id, full_id(id) else raw = raw_id(id) end
+  -- (A raw caller's id may be any text, but not the member that pins `leases`.)
+  if id == LEASES_PIN then fail('ERR the job id ' .. id .. ' is reserved') end
   local run_at, delay, idem, owner, start_by, start_within, pri, grp, ext = 0, 0, '', '', 0, 0, '', '', 0
   if options ~= '' then
     local ok, o = pcall(cmsgpack.unpack, options)
@@ -204,6 +206,11 @@ for _, job in ipairs(jobs) do
   if job.owner ~= '' then push_for(owned, job.owner, created_at, id) end
 end
 for owner, n in pairs(adding) do active[owner] = n end
+if #waiting > 0 then
+  -- (First: a listpack left by an older process converts before the jobs go in.)
+  table.insert(waiting, 1, WAITING_PIN_VALUE)
+  table.insert(waiting, 1, WAITING_PIN)
+end
 call_chunked('HSET', K_WAITING, nil, waiting)
 flush()
 if fresh then out[#out + 1] = {'NEW_QUEUE', '', 0, 0} end

@@ -244,7 +244,7 @@ fn claimed_rows(
     let mut jobs = Vec::new();
     while let Some((width, after)) = rest.split_first() {
         let width = redis::from_redis_value_ref::<usize>(width)?;
-        if after.len() < width {
+        if !matches!(width, 6 | 12) || after.len() < width {
             return Err(StoreError::decode(
                 "claim",
                 format!("a row of {width} values, {} left", after.len()),
@@ -897,8 +897,10 @@ mod tests {
     fn a_short_row_is_an_error_not_a_panic() {
         let row = [bulk(&JobId::new().to_string()), bulk("1")];
         assert!(claimed_row("q", "ff", 0, 0, &row).is_err());
-        // A count of values the reply does not hold.
+        // A count of values the reply does not hold, or no row's count.
         let flat = [Value::Int(6), bulk(&JobId::new().to_string()), bulk("1")];
+        assert!(claimed_rows("q", "ff", 0, 0, &flat).is_err());
+        let flat = [Value::Int(2), bulk(&JobId::new().to_string()), bulk("1")];
         assert!(claimed_rows("q", "ff", 0, 0, &flat).is_err());
     }
 

@@ -310,7 +310,10 @@ async fn a_type_waiting_cannot_carry_keeps_a_record(topology: Topology) {
         .arg(format!("{prefix}waiting"))
         .query(&mut node)
         .unwrap();
-    assert_eq!(waiting, 1, "only the plain job of a one-word type waits");
+    assert_eq!(
+        waiting, 2,
+        "only the plain job of a one-word type waits (beside the pin)"
+    );
     let claimed = store.claim(queue, "w", 10, LONG).await.unwrap();
     assert_eq!(claimed.len(), 3);
     let problems = store.check_consistency(queue).await.unwrap();

@@ -304,13 +304,12 @@ async fn idle_queues_are_forgotten(topology: Topology) {
     store.finish(&run[0].lease, &ok).await.unwrap();
     let leases = "tether:{junk}:leases";
     let mut node = redis.connection_for(leases);
-    assert_eq!(
-        redis::cmd("EXISTS")
-            .arg(leases)
-            .query::<i64>(&mut node)
-            .unwrap(),
-        1
-    );
+    let pinned: i64 = redis::cmd("EXISTS")
+        .arg(leases)
+        .arg("tether:{junk}:waiting")
+        .query(&mut node)
+        .unwrap();
+    assert_eq!(pinned, 2, "both hold their pins alone");
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(store.expire("junk", 10).await.unwrap(), 3);
     // A queue with a job, an empty queue a worker serves, an empty one used just now.
@@ -345,13 +344,14 @@ async fn idle_queues_are_forgotten(topology: Topology) {
         store.forget_idle_queues(Duration::ZERO).await.unwrap(),
         vec!["junk".to_owned()]
     );
+    let pinned: i64 = redis::cmd("EXISTS")
+        .arg(leases)
+        .arg("tether:{junk}:waiting")
+        .query(&mut node)
+        .unwrap();
     assert_eq!(
-        redis::cmd("EXISTS")
-            .arg(leases)
-            .query::<i64>(&mut node)
-            .unwrap(),
-        0,
-        "the pin of a forgotten queue's leases is deleted with it"
+        pinned, 0,
+        "the pins of a forgotten queue's leases and waiting are deleted with it"
     );
     assert_eq!(store.queues().await.unwrap(), ["kept", "served"]);
     // An enqueue registers it again, also from a process that had it set up before,
