@@ -11,14 +11,15 @@
 -- Ready jobs go where flow.lua's make_ready puts them (the stream, unless they have a
 -- priority other than 5 or a group); a start deadline enters `deadlines`. An external
 -- task (tasks.lua) goes nowhere a worker looks: its lease enters `ext`.
--- Returns per job {'CREATED', id, created ms, due ms} when enqueued, {'DUPLICATE', existing
--- id, 0, 0} when the owner's idempotency key was seen (within the batch too), or {'EXISTS',
--- id, 0, 0} when the id exists already (a resend after a lost reply); then {'NEW_QUEUE', '',
--- 0, 0} when the queue had no `used` mark (new, or forgotten by the registry): the caller
+-- Returns four values per job, flat (a row of its own per job would cost Redis a nested
+-- reply each): 'CREATED', id, created ms, due ms when enqueued; 'DUPLICATE', existing id,
+-- 0, 0 when the owner's idempotency key was seen (within the batch too); or 'EXISTS', id,
+-- 0, 0 when the id exists already (a resend after a lost reply); then 'NEW_QUEUE', '', 0,
+-- 0 when the queue had no `used` mark (new, or forgotten by the registry): the caller
 -- registers it.
--- Refuses the whole batch, writing nothing, with one {'QUOTA', owner, not-final jobs, quota}
--- when it would take an owner past the quota, or {'HORIZON', id, due ms, horizon ms} when a
--- job is due too late.
+-- Refuses the whole batch, writing nothing, with the four values 'QUOTA', owner,
+-- not-final jobs, quota when it would take an owner past the quota, or 'HORIZON', id,
+-- due ms, horizon ms when a job is due too late.
 local now = now_ms()
 local horizon, quota = arg_number(2), arg_number(3)
 local K_USED = PREFIX .. 'used'
@@ -33,10 +34,12 @@ local function option_text(v, id)
 end
 
 -- Reads and checks first: nothing is written unless the whole batch is accepted.
+-- A job's count of field arguments, read without a conversion for the common counts.
+local COUNTS = {['0'] = 0, ['2'] = 2, ['4'] = 4, ['6'] = 6, ['8'] = 8}
 local parsed, keys_of, raws, raw_jobs = {}, {}, {}, {}
 local i = 4
 while i <= #ARGV do
-  local id, options, n = ARGV[i], ARGV[i + 1], arg_number(i + 2)
+  local id, options, n = ARGV[i], ARGV[i + 1], COUNTS[ARGV[i + 2]] or arg_number(i + 2)
   local raw
   if #id == 16 then raw, id = id, full_id(id) else raw = raw_id(id) end
   -- (A raw caller's id may be any text, but not the member that pins `leases`.)
@@ -55,7 +58,7 @@ while i <= #ARGV do
   -- (Every field a job gets is in the constructor: no table grows past its size.)
   local job = {id = id, key = job_key(id), idem = idem, owner = owner, first = i + 3,
     last = i + 2 + n, pri = pri ~= '' and pri or nil, grp = grp ~= '' and grp or nil,
-    ext = ext > 0 and ext or nil, start_by = nil, idem_key = nil, due = nil, reply = nil,
+    ext = ext > 0 and ext or nil, start_by = nil, idem_key = nil, due = nil, at = nil,
     -- (Waits: a plain job whose type the waiting value can carry: one word.)
     raw = raw, waits = raw and options == '' and n == 4 and ARGV[i + 3] == 'type'
       and ARGV[i + 5] == 'in' and ARGV[i + 4] ~= '' and not string.find(ARGV[i + 4], '%s'),
@@ -91,29 +94,34 @@ for first = 1, #raws, CHUNK do
 end
 
 local jobs, out, seen, adding, taken, waiting = {}, {}, {}, {}, {}, {}
+-- Appends a job's four values to the reply.
+local function answer(word, id, a, b)
+  local n = #out
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4] = word, id, a, b
+end
 for _, job in ipairs(parsed) do
   local id = job.id
   local existing = job.idem_key and (seen[job.idem_key] or redis.call('GET', job.idem_key))
   if existing then
-    out[#out + 1] = {'DUPLICATE', existing, 0, 0}
+    answer('DUPLICATE', existing, 0, 0)
   elseif taken[id] or job.found or (any_written and redis.call('EXISTS', job.key) == 1) then
     -- (An id twice in one batch is written once: the second finds the first.)
-    out[#out + 1] = {'EXISTS', id, 0, 0}
+    answer('EXISTS', id, 0, 0)
   else
     taken[id] = true
     routable(job.pri, job.grp)
-    if horizon > 0 and job.due > now + horizon then return {{'HORIZON', id, job.due, horizon}} end
+    if horizon > 0 and job.due > now + horizon then return {'HORIZON', id, job.due, horizon} end
     if job.idem_key then seen[job.idem_key] = id end
     if job.owner ~= '' then adding[job.owner] = (adding[job.owner] or 0) + 1 end
     jobs[#jobs + 1] = job
-    job.reply = {'CREATED', id, now, job.due}
-    out[#out + 1] = job.reply
+    job.at = #out + 1
+    answer('CREATED', id, now, job.due)
   end
 end
 if quota > 0 then
   for owner, n in pairs(adding) do
     local unfinished = tonumber(redis.call('HGET', K_ACTIVE, owner) or '0')
-    if unfinished + n > quota then return {{'QUOTA', owner, unfinished, quota}} end
+    if unfinished + n > quota then return {'QUOTA', owner, unfinished, quota} end
   end
 end
 local used = redis.call('GET', K_USED)
@@ -175,14 +183,15 @@ for _, job in ipairs(jobs) do
     where, at = 'ra', int(job.due)
   elseif direct and not job.start_by and job.waits then
     local sid = redis.call('XADD', K_STREAM, '*', 'w', job.raw)
-    local created_ms = tonumber(string.match(sid, '^%d+'))
-    job.reply[3], job.reply[4] = created_ms, created_ms
+    -- (Its creation time answered as the text it is: the caller reads an integer.)
+    local created_ms = string.match(sid, '^%d+')
+    out[job.at + 2], out[job.at + 3] = created_ms, created_ms
     push(waiting, job.raw, sid .. ' ' .. ARGV[job.first + 1] .. ' ' .. ARGV[job.first + 3])
     where = nil
   elseif direct and not job.start_by then
     where, at = 'sid', redis.call('XADD', K_STREAM, '*', 'n', id)
     unindexed, created_at = true, string.match(at, '^%d+')
-    job.reply[3], job.reply[4] = tonumber(created_at), tonumber(created_at)
+    out[job.at + 2], out[job.at + 3] = created_at, created_at
   elseif direct then
     where, at = 'sid', redis.call('XADD', K_STREAM, '*', 'j', id)
   else
@@ -213,5 +222,5 @@ if #waiting > 0 then
 end
 call_chunked('HSET', K_WAITING, nil, waiting)
 flush()
-if fresh then out[#out + 1] = {'NEW_QUEUE', '', 0, 0} end
+if fresh then answer('NEW_QUEUE', '', 0, 0) end
 return out

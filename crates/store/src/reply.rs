@@ -74,7 +74,9 @@ pub(crate) fn finish(word: &str) -> Result<FinishOutcome, LeaseError> {
     }
 }
 
-/// One row of `enqueue.lua`'s answer: `{word, id, a, b}`.
+/// One job's values in `enqueue.lua`'s answer: `word, id, a, b`. The script answers them
+/// flat, four per job; redis-rs reads a flat array into a `Vec` of 4-tuples four values
+/// at a time (and an array of 4-value arrays the same way).
 pub(crate) type EnqueueRow = (String, String, i64, i64);
 
 /// What one row of an enqueue's answer says.
