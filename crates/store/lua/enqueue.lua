@@ -35,11 +35,11 @@ end
 
 -- Reads and checks first: nothing is written unless the whole batch is accepted.
 -- A job's count of field arguments, read without a conversion for the common counts.
-local COUNTS = {['0'] = 0, ['2'] = 2, ['4'] = 4, ['6'] = 6, ['8'] = 8}
+local FIELD_COUNTS = {['0'] = 0, ['2'] = 2, ['4'] = 4, ['6'] = 6, ['8'] = 8}
 local parsed, keys_of, raws, raw_jobs = {}, {}, {}, {}
 local i = 4
 while i <= #ARGV do
-  local id, options, n = ARGV[i], ARGV[i + 1], COUNTS[ARGV[i + 2]] or arg_number(i + 2)
+  local id, options, n = ARGV[i], ARGV[i + 1], FIELD_COUNTS[ARGV[i + 2]] or arg_number(i + 2)
   local raw
   if #id == 16 then raw, id = id, full_id(id) else raw = raw_id(id) end
   -- (A raw caller's id may be any text, but not the member that pins `leases`.)
