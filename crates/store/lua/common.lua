@@ -429,19 +429,25 @@ local function prefetch_leases(ids)
     for i = first, last do lease_deadlines[ids[i]] = scores[i - first + 1] end
   end
 end
-local function check_lease(key, token, ...)
-  local v = read_job(key, 'st', 'ep', 'tk', ...)
-  if not v then return 'LOST' end
-  local st, ep, tk = unpack(v, 1, 3)
-  if token_of(ep, tk) ~= token then return 'LOST' end
-  if st ~= 'processing' then return 'ALREADY' end
-  if not leases_lapsed() then return nil, unpack(v, 4) end
+-- check_lease's work on the field list `fields` (a table: no varargs copied per job).
+-- Returns the refusal, or nil and the HMGET's reply: `st ep tk`, then `fields`.
+local function check_lease_fields(key, token, fields)
+  local v = redis.pcall('HMGET', key, 'st', 'ep', 'tk', unpack(fields))
+  if v.err then return 'LOST' end
+  if token_of(v[2], v[3]) ~= token then return 'LOST' end
+  if v[1] ~= 'processing' then return 'ALREADY' end
+  if not leases_lapsed() then return nil, v end
   local id = string.sub(key, #PREFIX + 5)
   local deadline = lease_deadlines[id]
   if deadline == nil then deadline = redis.call('ZSCORE', K_LEASES, id) end
   -- (At its deadline a lease is no longer live: the claim counts live ones as > now.)
   if not deadline or tonumber(deadline) <= now_ms() then return 'LOST' end
-  return nil, unpack(v, 4)
+  return nil, v
+end
+local function check_lease(key, token, ...)
+  local refusal, v = check_lease_fields(key, token, {...})
+  if refusal then return refusal end
+  return nil, unpack(v, 4, 3 + select('#', ...))
 end
 
 -- A buffer left with entries by the last call (which may have failed before its

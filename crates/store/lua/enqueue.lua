@@ -36,6 +36,9 @@ end
 -- Reads and checks first: nothing is written unless the whole batch is accepted.
 -- A job's count of field arguments, read without a conversion for the common counts.
 local FIELD_COUNTS = {['0'] = 0, ['2'] = 2, ['4'] = 4, ['6'] = 6, ['8'] = 8}
+-- A job's positions (see its constructor below).
+local J_ID, J_KEY, J_IDEM, J_OWNER, J_FIRST, J_LAST, J_PRI, J_GRP, J_EXT, J_START_BY, J_IDEM_KEY,
+  J_DUE, J_AT, J_RAW, J_WAITS, J_FOUND = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16
 local parsed, keys_of, raws, raw_jobs = {}, {}, {}, {}
 local i = 4
 while i <= #ARGV do
@@ -55,22 +58,23 @@ while i <= #ARGV do
     if o[9] ~= nil then ext = option_number(o[9], id) end
   end
   if pri ~= '' and not string.match(pri, '^[0-9]$') then fail('ERR priority must be 0-9') end
-  -- (Every field a job gets is in the constructor: no table grows past its size.)
-  local job = {id = id, key = job_key(id), idem = idem, owner = owner, first = i + 3,
-    last = i + 2 + n, pri = pri ~= '' and pri or nil, grp = grp ~= '' and grp or nil,
-    ext = ext > 0 and ext or nil, start_by = nil, idem_key = nil, due = nil, at = nil,
+  -- (An array, every position set in its constructor: named fields would cost a hash
+  -- insert each, and an enqueue makes one per job.)
+  -- (nil positions are absent values, as the fields of a table would be.)
+  local job = {id, job_key(id), idem, owner, i + 3, i + 2 + n, pri ~= '' and pri or nil,
+    grp ~= '' and grp or nil, ext > 0 and ext or nil, nil, nil, nil, nil, raw,
     -- (Waits: a plain job whose type the waiting value can carry: one word.)
-    raw = raw, waits = raw and options == '' and n == 4 and ARGV[i + 3] == 'type'
-      and ARGV[i + 5] == 'in' and ARGV[i + 4] ~= '' and not string.find(ARGV[i + 4], '%s'),
-    found = false}
+    raw and options == '' and n == 4 and ARGV[i + 3] == 'type' and ARGV[i + 5] == 'in'
+      and ARGV[i + 4] ~= '' and not string.find(ARGV[i + 4], '%s'),
+    false}
   if start_within > 0 then start_by = now + start_within end
-  job.start_by = start_by > 0 and start_by or nil
-  job.due = math.max(run_at, now + delay)
-  if n < 0 or n % 2 ~= 0 or job.last > #ARGV then fail('ERR job ' .. id .. ' has a malformed field list') end
-  i = job.last + 1
-  job.idem_key = idem ~= '' and idem_key(owner, idem) or nil
+  job[J_START_BY] = start_by > 0 and start_by or nil
+  job[J_DUE] = math.max(run_at, now + delay)
+  if n < 0 or n % 2 ~= 0 or job[J_LAST] > #ARGV then fail('ERR job ' .. id .. ' has a malformed field list') end
+  i = job[J_LAST] + 1
+  job[J_IDEM_KEY] = idem ~= '' and idem_key(owner, idem) or nil
   parsed[#parsed + 1] = job
-  keys_of[#keys_of + 1] = job.key
+  keys_of[#keys_of + 1] = job[J_KEY]
   if raw then raws[#raws + 1], raw_jobs[#raw_jobs + 1] = raw, job end
 end
 
@@ -89,7 +93,7 @@ end
 for first = 1, #raws, CHUNK do
   local last = math.min(first + CHUNK - 1, #raws)
   for k, v in ipairs(redis.call('HMGET', K_WAITING, unpack(raws, first, last))) do
-    if v then raw_jobs[first + k - 1].found = true end
+    if v then raw_jobs[first + k - 1][J_FOUND] = true end
   end
 end
 
@@ -100,22 +104,22 @@ local function answer(word, id, a, b)
   out[n + 1], out[n + 2], out[n + 3], out[n + 4] = word, id, a, b
 end
 for _, job in ipairs(parsed) do
-  local id = job.id
-  local existing = job.idem_key and (seen[job.idem_key] or redis.call('GET', job.idem_key))
+  local id = job[J_ID]
+  local existing = job[J_IDEM_KEY] and (seen[job[J_IDEM_KEY]] or redis.call('GET', job[J_IDEM_KEY]))
   if existing then
     answer('DUPLICATE', existing, 0, 0)
-  elseif taken[id] or job.found or (any_written and redis.call('EXISTS', job.key) == 1) then
+  elseif taken[id] or job[J_FOUND] or (any_written and redis.call('EXISTS', job[J_KEY]) == 1) then
     -- (An id twice in one batch is written once: the second finds the first.)
     answer('EXISTS', id, 0, 0)
   else
     taken[id] = true
-    routable(job.pri, job.grp)
-    if horizon > 0 and job.due > now + horizon then return {'HORIZON', id, job.due, horizon} end
-    if job.idem_key then seen[job.idem_key] = id end
-    if job.owner ~= '' then adding[job.owner] = (adding[job.owner] or 0) + 1 end
+    routable(job[J_PRI], job[J_GRP])
+    if horizon > 0 and job[J_DUE] > now + horizon then return {'HORIZON', id, job[J_DUE], horizon} end
+    if job[J_IDEM_KEY] then seen[job[J_IDEM_KEY]] = id end
+    if job[J_OWNER] ~= '' then adding[job[J_OWNER]] = (adding[job[J_OWNER]] or 0) + 1 end
     jobs[#jobs + 1] = job
-    job.at = #out + 1
-    answer('CREATED', id, now, job.due)
+    job[J_AT] = #out + 1
+    answer('CREATED', id, now, job[J_DUE])
   end
 end
 if quota > 0 then
@@ -131,8 +135,8 @@ local fresh = not used
 local ready_now, later = fresh, false
 local external = false
 for _, job in ipairs(jobs) do
-  if job.ext then external = true
-  elseif job.due > now then later = true else ready_now = true end
+  if job[J_EXT] then external = true
+  elseif job[J_DUE] > now then later = true else ready_now = true end
 end
 writable(K_JOBS)
 if ready_now then writable(K_STREAM) end
@@ -142,7 +146,7 @@ if next(adding) then writable(K_ACTIVE) end
 countable(adding)
 owner_indexes_writable(adding)
 for _, job in ipairs(jobs) do
-  if job.start_by then check_type(K_DEADLINES, 'zset') break end
+  if job[J_START_BY] then check_type(K_DEADLINES, 'zset') break end
 end
 
 -- Writes.
@@ -161,10 +165,10 @@ if fresh or now - (tonumber(used) or 0) >= 1000 then redis.call('SET', K_USED, i
 -- of this batch goes to a list (then make_ready places every ready job).
 local direct = not has_ring5()
 for _, job in ipairs(jobs) do
-  if not job.ext and not on_stream(job.pri, job.grp) then direct = false end
+  if not job[J_EXT] and not on_stream(job[J_PRI], job[J_GRP]) then direct = false end
 end
 for _, job in ipairs(jobs) do
-  local id, key = job.id, job.key
+  local id, key = job[J_ID], job[J_KEY]
   -- Where it waits: delayed, the stream, or placed by make_ready once the record exists
   -- (then `ct` again fills the pair: the record has no `ut` until its first change, as
   -- `ut` defaults to `ct`).
@@ -174,24 +178,24 @@ for _, job in ipairs(jobs) do
   -- the stream (claim, cancel): its entry `n=<id>` implies it, and the entry id's
   -- milliseconds are its creation time, so listing reads the stream in creation order.
   local created_at, unindexed = int(now), false
-  if job.ext then
+  if job[J_EXT] then
     -- Driven by its creator: its lease runs from now (no report in time: Timedout).
-    where, at = 'ld', int(now + job.ext)
+    where, at = 'ld', int(now + job[J_EXT])
     redis.call('ZADD', ext_key(), at, id)
-  elseif job.due > now then
-    push(delayed, int(job.due), id)
-    where, at = 'ra', int(job.due)
-  elseif direct and not job.start_by and job.waits then
-    local sid = redis.call('XADD', K_STREAM, '*', 'w', job.raw)
+  elseif job[J_DUE] > now then
+    push(delayed, int(job[J_DUE]), id)
+    where, at = 'ra', int(job[J_DUE])
+  elseif direct and not job[J_START_BY] and job[J_WAITS] then
+    local sid = redis.call('XADD', K_STREAM, '*', 'w', job[J_RAW])
     -- (Its creation time answered as the text it is: the caller reads an integer.)
     local created_ms = string.match(sid, '^%d+')
-    out[job.at + 2], out[job.at + 3] = created_ms, created_ms
-    push(waiting, job.raw, sid .. ' ' .. ARGV[job.first + 1] .. ' ' .. ARGV[job.first + 3])
+    out[job[J_AT] + 2], out[job[J_AT] + 3] = created_ms, created_ms
+    push(waiting, job[J_RAW], sid .. ' ' .. ARGV[job[J_FIRST] + 1] .. ' ' .. ARGV[job[J_FIRST] + 3])
     where = nil
-  elseif direct and not job.start_by then
+  elseif direct and not job[J_START_BY] then
     where, at = 'sid', redis.call('XADD', K_STREAM, '*', 'n', id)
     unindexed, created_at = true, string.match(at, '^%d+')
-    out[job.at + 2], out[job.at + 3] = created_at, created_at
+    out[job[J_AT] + 2], out[job[J_AT] + 3] = created_at, created_at
   elseif direct then
     where, at = 'sid', redis.call('XADD', K_STREAM, '*', 'j', id)
   else
@@ -199,20 +203,20 @@ for _, job in ipairs(jobs) do
   end
   if not where then
     -- Waiting (written below, with the batch's others): no record, no index entry.
-  elseif job.idem ~= '' then
-    redis.call('SET', job.idem_key, id)
-    redis.call('HSET', key, 'st', 'pending', 'ct', created_at, where, at, 'ik', job.idem, unpack(ARGV, job.first, job.last))
+  elseif job[J_IDEM] ~= '' then
+    redis.call('SET', job[J_IDEM_KEY], id)
+    redis.call('HSET', key, 'st', 'pending', 'ct', created_at, where, at, 'ik', job[J_IDEM], unpack(ARGV, job[J_FIRST], job[J_LAST]))
   else
-    redis.call('HSET', key, 'st', 'pending', 'ct', created_at, where, at, unpack(ARGV, job.first, job.last))
+    redis.call('HSET', key, 'st', 'pending', 'ct', created_at, where, at, unpack(ARGV, job[J_FIRST], job[J_LAST]))
   end
-  if job.ext then redis.call('HSET', key, 'ext', int(job.ext)) end
-  if placed_later then make_ready(key, id, now, job.pri, job.grp) end
-  if job.start_by then
-    redis.call('HSET', key, 'sb', int(job.start_by))
-    redis.call('ZADD', K_DEADLINES, int(job.start_by), id)
+  if job[J_EXT] then redis.call('HSET', key, 'ext', int(job[J_EXT])) end
+  if placed_later then make_ready(key, id, now, job[J_PRI], job[J_GRP]) end
+  if job[J_START_BY] then
+    redis.call('HSET', key, 'sb', int(job[J_START_BY]))
+    redis.call('ZADD', K_DEADLINES, int(job[J_START_BY]), id)
   end
   if where and not unindexed then push(created, created_at, id) end
-  if job.owner ~= '' then push_for(owned, job.owner, created_at, id) end
+  if job[J_OWNER] ~= '' then push_for(owned, job[J_OWNER], created_at, id) end
 end
 for owner, n in pairs(adding) do active[owner] = n end
 if #waiting > 0 then

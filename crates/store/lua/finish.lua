@@ -10,6 +10,14 @@
 -- 'NOT_REQUESTED' (cancelled without a cancel request).
 local retention = arg_number(2)
 local now = now_ms()
+local expires = int(now + retention)
+
+-- A job's plan is an array (named positions below, set in its constructor: a table
+-- with named fields costs a hash insert per field, and a finish makes one per job).
+local P_ID, P_TOKEN, P_KIND, P_KEY, P_RESULT, P_RETRYABLE, P_DELAY, P_MESSAGE, P_CODE,
+  P_INFO, P_REFUSAL, P_FIRST, P_ANSWER, P_NEXT, P_CREQ, P_WATCHED, P_OWNER, P_GRP,
+  P_ATTEMPTS, P_MAX, P_PRI = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18,
+  19, 20, 21
 
 -- Phase 1: every argument and record read and checked; nothing written yet.
 local plans, first_of, owners = {}, {}, {}
@@ -18,17 +26,19 @@ local ids = {}
 local i = 3
 while i <= #ARGV do
   local id, token, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  -- (Every field a plan may get is in the constructor: no table grows past its size.)
-  local plan = {id = id, key = nil, token = token, kind = kind, result = nil, message = nil,
-    retryable = nil, delay = nil, code = nil, info = nil, job = nil, refusal = nil,
-    duplicate = nil, answer = nil}
+  local plan
   if kind == 'success' then
-    plan.result, i = ARGV[i + 3], i + 4
+    plan = {id, token, kind, false, ARGV[i + 3], false, false, false, false, false, false,
+      false, false, false, false, false, false, false, false, false, false}
+    i = i + 4
   elseif kind == 'cancelled' then
-    plan.message, i = ARGV[i + 3], i + 4
+    plan = {id, token, kind, false, false, false, false, ARGV[i + 3], false, false, false,
+      false, false, false, false, false, false, false, false, false, false}
+    i = i + 4
   elseif kind == 'error' then
-    plan.retryable, plan.delay = ARGV[i + 3] == '1', arg_number(i + 4)
-    plan.message, plan.code, plan.info = ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
+    plan = {id, token, kind, false, false, ARGV[i + 3] == '1', arg_number(i + 4), ARGV[i + 5],
+      ARGV[i + 6], ARGV[i + 7], false, false, false, false, false, false, false, false, false,
+      false, false}
     i = i + 8
   else
     fail('ERR unknown outcome ' .. tostring(kind))
@@ -39,32 +49,32 @@ while i <= #ARGV do
 end
 bounded(#plans)
 prefetch_leases(ids)
+-- The fields a finish reads beside the lease (`st ep tk`), and an error's too (a retry
+-- needs them). Each field named costs a scan of the record when absent.
+local FINAL_FIELDS = {'creq', 'w', 'owner', 'grp'}
+local ERROR_FIELDS = {'creq', 'w', 'owner', 'grp', 'att', 'max', 'pri'}
 for _, plan in ipairs(plans) do
-  local id, token, kind = plan.id, plan.token, plan.kind
-  local earlier = first_of[id .. ' ' .. token]
+  local id, token, kind = plan[P_ID], plan[P_TOKEN], plan[P_KIND]
+  -- The same lease twice in one batch: the first one decides, the second is a resend.
+  -- (Plans of one id are chained: ids are the batch's own strings, no key is made.)
+  local earlier = first_of[id]
+  while earlier and earlier[P_TOKEN] ~= token do earlier = earlier[P_NEXT] end
   if earlier then
-    -- The same lease twice in one batch: the first one decides, the second is a resend.
-    plan.duplicate = earlier
+    plan[P_FIRST] = earlier
   else
-    first_of[id .. ' ' .. token] = plan
-    -- (Each field asked for costs a scan of the record when absent: the priority is
-    -- read only where a retry may need it; so are the attempts.)
-    local refusal, creq, watched, owner, grp, attempts, max, pri
+    plan[P_NEXT] = first_of[id] or false
+    first_of[id] = plan
     local key = job_key(id)
-    plan.key = key
-    if kind == 'error' then
-      refusal, creq, watched, owner, grp, attempts, max, pri =
-        check_lease(key, token, 'creq', 'w', 'owner', 'grp', 'att', 'max', 'pri')
-    else
-      refusal, creq, watched, owner, grp = check_lease(key, token, 'creq', 'w', 'owner', 'grp')
-    end
+    plan[P_KEY] = key
+    local refusal, v = check_lease_fields(key, token, kind == 'error' and ERROR_FIELDS or FINAL_FIELDS)
     if refusal == 'ALREADY' then
       local st = unpack(read_job(key, 'st'))
       refusal = 'ALREADY:' .. (st or '')
     elseif not refusal then
-      plan.job = {attempts = attempts, max = max, creq = creq, watched = watched, owner = owner,
-        pri = pri, grp = grp}
+      local creq, watched, owner, grp, attempts, max, pri = unpack(v, 4, 10)
+      plan[P_CREQ], plan[P_WATCHED], plan[P_OWNER], plan[P_GRP] = creq, watched, owner, grp
       if kind == 'error' then
+        plan[P_ATTEMPTS], plan[P_MAX], plan[P_PRI] = attempts, max, pri
         any_error = true
         routable(pri, grp)
       else
@@ -73,7 +83,7 @@ for _, plan in ipairs(plans) do
       end
       if owner then owners[owner] = true end
     end
-    plan.refusal = refusal
+    plan[P_REFUSAL] = refusal or false
   end
 end
 -- The keys the outcomes write, each checked once (a batch of successes: `leases`, which
@@ -84,54 +94,66 @@ if next(owners) then writable(K_ACTIVE) end
 countable(owners)
 
 -- Phase 2: writes.
+local successes = 0
 local function finish_one(plan)
-  if plan.refusal then return plan.refusal end
-  local id, job, key = plan.id, plan.job, plan.key
+  if plan[P_REFUSAL] then return plan[P_REFUSAL] end
+  local id, key, kind, creq, watched, owner =
+    plan[P_ID], plan[P_KEY], plan[P_KIND], plan[P_CREQ], plan[P_WATCHED], plan[P_OWNER]
   -- Every outcome but an unrequested cancel ends the lease: its group's place is freed.
-  if plan.kind ~= 'cancelled' or job.creq == '1' then leave_group(job.grp, id) end
-  if plan.kind == 'success' then
-    finalize(key, id, 'success', now, retention, job.watched, {'res', plan.result}, job.owner,
-      job.creq == '1')
+  if kind ~= 'cancelled' or creq == '1' then leave_group(plan[P_GRP], id) end
+  if kind == 'success' and not creq and not watched and not owner then
+    -- The common case, written here rather than by finalize (the same writes, without
+    -- a table of fields per job): no cancel request to clear, no watcher, no owner.
+    redis.call('HSET', key, 'st', 'success', 'ft', int(now), 'xt', expires, 'res', plan[P_RESULT])
+    push(unleased, id)
+    push(done, expires, id)
+    successes = successes + 1
     return 'OK'
-  elseif plan.kind == 'cancelled' then
-    if job.creq ~= '1' then return 'NOT_REQUESTED' end
-    finalize(key, id, 'cancelled', now, retention, job.watched, cancelled_fields(plan.message), job.owner)
+  elseif kind == 'success' then
+    finalize(key, id, 'success', now, retention, watched, {'res', plan[P_RESULT]}, owner,
+      creq == '1')
+    return 'OK'
+  elseif kind == 'cancelled' then
+    if creq ~= '1' then return 'NOT_REQUESTED' end
+    finalize(key, id, 'cancelled', now, retention, watched, cancelled_fields(plan[P_MESSAGE]), owner)
     return 'OK'
   end
-  if job.creq == '1' then
+  if creq == '1' then
     -- Cancel was requested while the attempt failed: the cancel wins.
-    finalize(key, id, 'cancelled', now, retention, job.watched, cancelled_fields('cancelled on request'), job.owner)
+    finalize(key, id, 'cancelled', now, retention, watched, cancelled_fields('cancelled on request'), owner)
     return 'OK'
   end
-  local err = {'msg', plan.message, 'ec', plan.code, 'ei', plan.info}
-  if plan.retryable and (tonumber(job.attempts) or 0) < (tonumber(job.max) or DEFAULT_MAX_ATTEMPTS) then
+  local err = {'msg', plan[P_MESSAGE], 'ec', plan[P_CODE], 'ei', plan[P_INFO]}
+  if plan[P_RETRYABLE] and (tonumber(plan[P_ATTEMPTS]) or 0) < (tonumber(plan[P_MAX]) or DEFAULT_MAX_ATTEMPTS) then
     redis.call('HSET', key, unpack(err))
     redis.call('HDEL', key, 'eta')
     push(unleased, id)
-    if plan.delay > 0 then
-      local due = int(now + plan.delay)
+    if plan[P_DELAY] > 0 then
+      local due = int(now + plan[P_DELAY])
       redis.call('HSET', key, 'st', 'pending', 'ra', due, 'ut', int(now))
       push(delayed, due, id)
     else
-      make_ready(key, id, now, job.pri, job.grp)
+      make_ready(key, id, now, plan[P_PRI], plan[P_GRP])
     end
-    notify(id, job.watched)
+    notify(id, watched)
     return 'RETRY'
   end
-  finalize(key, id, 'failure', now, retention, job.watched, err, job.owner, job.creq == '1')
+  finalize(key, id, 'failure', now, retention, watched, err, owner, creq == '1')
   return 'DEAD'
 end
 
 local out = {}
-for _, plan in ipairs(plans) do
-  if plan.duplicate then
-    local first = plan.duplicate.answer
-    local wrote = first == 'OK' or first == 'RETRY' or first == 'DEAD'
-    out[#out + 1] = wrote and 'ALREADY' or first
+for n, plan in ipairs(plans) do
+  local first = plan[P_FIRST]
+  if first then
+    local answer = first[P_ANSWER]
+    local wrote = answer == 'OK' or answer == 'RETRY' or answer == 'DEAD'
+    out[n] = wrote and 'ALREADY' or answer
   else
-    plan.answer = finish_one(plan)
-    out[#out + 1] = plan.answer
+    plan[P_ANSWER] = finish_one(plan)
+    out[n] = plan[P_ANSWER]
   end
 end
+if successes > 0 then counted.success = (counted.success or 0) + successes end
 flush()
 return out
