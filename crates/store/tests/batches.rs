@@ -158,3 +158,54 @@ async fn an_enqueue_counts_the_jobs_it_writes_and_nothing_else() {
     store.finish(&claimed[0].lease, &ok).await.unwrap();
     assert_eq!(store.stats("c").await.unwrap().enqueued, 4);
 }
+
+/// One batch may name a job more than once: the same lease twice (a resend within the
+/// batch: the first decides) and a stale lease of the same job, before and after the
+/// live one. Each is answered on its own, and one outcome is recorded.
+#[tokio::test]
+async fn a_finish_batch_naming_a_job_twice_records_one_outcome() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    store.enqueue(&JobSpec::new("t")).await.unwrap();
+    let ttl = Duration::from_millis(300);
+    let first = store.claim("default", "w", 1, ttl).await.unwrap();
+    let stale = first[0].lease.clone();
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(
+        store.reap("default", 10).await.unwrap().requeued,
+        vec![stale.id]
+    );
+    let again = store
+        .claim("default", "w", 1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let live = again[0].lease.clone();
+    assert_eq!(live.id, stale.id);
+    assert_ne!(live.token, stale.token);
+
+    let success = Outcome::Success(encode(&"ok").unwrap());
+    // (The live lease's second send follows a stale one of the same job: it is found
+    // past it.)
+    let batch = [
+        (&stale, &success),
+        (&live, &success),
+        (&stale, &success),
+        (&live, &success),
+    ];
+    let answers = store.finish_many("default", &batch).await.unwrap();
+    assert!(
+        matches!(
+            answers.as_slice(),
+            [
+                Err(LeaseError::Lost),
+                Ok(FinishOutcome::Recorded),
+                Err(LeaseError::Lost),
+                Ok(FinishOutcome::AlreadyRecorded { status: None })
+            ]
+        ),
+        "{answers:?}"
+    );
+    let job = store.get("default", live.id).await.unwrap().unwrap();
+    assert_eq!(job.status, Status::Success);
+    assert_eq!(store.stats("default").await.unwrap().success, 1);
+}
