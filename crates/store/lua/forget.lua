@@ -3,7 +3,7 @@
 -- counters, the pins of `leases` and `waiting`); the next enqueue finds no `used` mark, creates the group again and has the
 -- caller register the queue.
 -- ARGV: prefix, idle ms. Returns 'OK' (forgotten) or 'IN_USE'.
-local idle = tonumber(ARGV[2])
+local idle = arg_number(2)
 local K_USED = PREFIX .. 'used'
 local used = tonumber(redis.call('GET', K_USED) or '0')
 if used > now_ms() - idle then return 'IN_USE' end

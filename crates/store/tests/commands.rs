@@ -271,18 +271,83 @@ async fn an_id_is_written_once(topology: Topology) {
 /// An `FCALL` of the enqueue function with `queue`'s keys, no horizon and no quota:
 /// the caller appends the jobs.
 fn raw_enqueue(node: &mut redis::Connection, queue: &str) -> redis::Cmd {
+    let mut call = raw_call(node, queue, "_enqueue");
+    call.arg(0).arg(0);
+    call
+}
+
+/// An `FCALL` of the library's function whose name ends with `suffix`, with `queue`'s
+/// keys and prefix: the caller appends the script's own arguments.
+fn raw_call(node: &mut redis::Connection, queue: &str, suffix: &str) -> redis::Cmd {
     let prefix = format!("tether:{{{queue}}}:");
     let functions: redis::Value = redis::cmd("FUNCTION").arg("LIST").query(node).unwrap();
-    let enqueue = function_named(&functions, "_enqueue").expect("the library is loaded");
+    let function = function_named(&functions, suffix).expect("the library is loaded");
     let mut call = redis::cmd("FCALL");
-    call.arg(&enqueue).arg(7);
+    call.arg(&function).arg(7);
     for key in [
         "stream", "delayed", "leases", "jobs", "done", "dead", "counts",
     ] {
         call.arg(format!("{prefix}{key}"));
     }
-    call.arg(&prefix).arg(0).arg(0);
+    call.arg(&prefix);
     call
+}
+
+/// A number argument that is NaN or infinite (Lua's `tonumber` takes "nan" and "inf")
+/// is refused before any write. A claim given a NaN retention, with a job past its
+/// start deadline to expire, failed only when it formatted that job's expiry: after
+/// it had trimmed the job's stream entry, which left the job pending on no stream.
+async fn a_non_finite_number_fails_a_script_before_any_write(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let queue = "nan";
+    let prefix = format!("tether:{{{queue}}}:");
+    let late = store
+        .enqueue(
+            &JobSpec::new("t")
+                .queue(queue)
+                .start_by(Duration::from_millis(1)),
+        )
+        .await
+        .unwrap()
+        .id;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut node = redis.connection_for(&format!("{prefix}stream"));
+    for bad in ["nan", "inf", "-inf"] {
+        // count, worker, lease ttl ms, claim id, retention ms
+        let mut call = raw_call(&mut node, queue, "_claim");
+        call.arg(10).arg("w").arg(30_000).arg("abcd").arg(bad);
+        let answer = call.query::<redis::Value>(&mut node);
+        let entries: u64 = redis::cmd("XLEN")
+            .arg(format!("{prefix}stream"))
+            .query(&mut node)
+            .unwrap();
+        assert_eq!(
+            entries, 1,
+            "{bad}: the job's entry is still there ({answer:?})"
+        );
+        let err = answer.unwrap_err();
+        assert!(err.to_string().contains("is not a number"), "{bad}: {err}");
+    }
+    assert!(store.claim(queue, "w", 10, LONG).await.unwrap().is_empty());
+    let job = store.get(queue, late).await.unwrap().unwrap();
+    assert_eq!(
+        job.status,
+        tether_model::Status::Failure,
+        "expired unstarted"
+    );
+    let problems = store.check_consistency(queue).await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+#[tokio::test]
+async fn a_non_finite_number_fails_a_script_before_any_write_on_one_redis() {
+    a_non_finite_number_fails_a_script_before_any_write(Topology::Single).await;
+}
+
+#[tokio::test]
+async fn a_non_finite_number_fails_a_script_before_any_write_on_a_cluster() {
+    a_non_finite_number_fails_a_script_before_any_write(Topology::Cluster).await;
 }
 
 /// A plain job whose type the waiting value cannot carry (empty, or with whitespace:

@@ -4,7 +4,7 @@
 -- last fire ms ('' = unchanged), last job id ('' = unchanged).
 -- Returns 'OK' or 'STALE'.
 local K_DUE, K_S = KEYS[1], KEYS[2]
-local member, expected, nxt, last, job = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local member, expected, nxt, last, job = ARGV[1], ARGV[2], finite_number(ARGV[3]), ARGV[4], ARGV[5]
 local next_fire, paused = unpack(redis.call('HMGET', K_S, 'next', 'paused'))
 if not next_fire or next_fire ~= expected then
   if next_fire then redis.call('HSET', K_S, 'lease', 0) end

@@ -7,6 +7,14 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- A number argument, or nil when it is none or not finite (tonumber takes "nan" and
+-- "inf": stored, they would be read back as garbage fire times and leases).
+local function finite_number(v)
+  local n = tonumber(v)
+  if n and n == n and n ~= math.huge and n ~= -math.huge then return n end
+  return nil
+end
+
 -- Checks that the sorted sets a script will write are sorted sets or nothing yet, so
 -- that no write after the first can fail.
 local function zsets_writable(...)

@@ -4,8 +4,9 @@
 -- history), the owner's member prefix ('<owner>/'), the most schedules one owner may have.
 -- Returns 'OK', 'EXISTS', 'NOT_FOUND' or 'LIMIT'.
 local K_ALL, K_DUE, K_S = KEYS[1], KEYS[2], KEYS[3]
-local member, spec, anchor, nxt, mode = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
-local owner_prefix, limit = ARGV[6], tonumber(ARGV[7])
+local member, spec, anchor, nxt, mode = ARGV[1], ARGV[2], ARGV[3], finite_number(ARGV[4]), ARGV[5]
+local owner_prefix, limit = ARGV[6], finite_number(ARGV[7])
+if not limit then error({err = 'ERR the schedule limit is not a number'}) end
 local now = now_ms()
 local stored_spec, paused_flag = unpack(redis.call('HMGET', K_S, 'spec', 'paused'))
 local exists = stored_spec ~= false

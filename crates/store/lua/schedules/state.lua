@@ -11,7 +11,7 @@ if action == 'pause' then
   redis.call('HSET', K_S, 'paused', 1, 'ut', now)
   redis.call('ZREM', K_DUE, member)
 elseif action == 'resume' then
-  local nxt = tonumber(ARGV[3])
+  local nxt = finite_number(ARGV[3])
   if not nxt then error({err = 'ERR the next fire time is not a number'}) end
   redis.call('HSET', K_S, 'paused', 0, 'next', nxt, 'lease', 0, 'ut', now)
   if nxt >= 0 then redis.call('ZADD', K_DUE, nxt, member) end

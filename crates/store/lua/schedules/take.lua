@@ -6,7 +6,8 @@
 -- Returns {now, ms until the next schedule not taken is due (-1: none), rows} with rows
 -- {member, spec, anchor, next, last, job}.
 local K_DUE = KEYS[1]
-local prefix, limit, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local prefix, limit, lease = ARGV[1], finite_number(ARGV[2]), finite_number(ARGV[3])
+if not limit or not lease then error({err = 'ERR the limit and the lease must be numbers'}) end
 local now = now_ms()
 local due = redis.call('ZRANGEBYSCORE', K_DUE, '-inf', now, 'LIMIT', 0, limit)
 -- Reads first, writes after.
