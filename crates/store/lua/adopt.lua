@@ -35,9 +35,11 @@ check_type(kids, 'zset')
 local pairs_ = {}
 local after = redis.call('ZCARD', kids)
 for i = 4, #ARGV, 2 do
-  local index = ARGV[i]
-  if index == '' then index = after + #pairs_ / 2 end
-  if not tonumber(index) or not ARGV[i + 1] then fail('ERR adopt takes index/member pairs') end
+  -- (The index goes to ZADD as the number read here, not as sent: ZADD refuses what
+  -- tonumber takes (" 1", "nan"), and this call's ZADDs are chunked: a later one
+  -- failing would leave the first's children recorded.)
+  local index = ARGV[i] == '' and after + #pairs_ / 2 or tonumber(ARGV[i])
+  if not finite(index) or not ARGV[i + 1] then fail('ERR adopt takes index/member pairs') end
   pairs_[#pairs_ + 1] = index
   pairs_[#pairs_ + 1] = ARGV[i + 1]
 end

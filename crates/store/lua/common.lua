@@ -187,14 +187,17 @@ local function owner_index(owner) return PREFIX .. 'owner:' .. owner end
 
 local function fail(message) error({err = message}) end
 
+-- Whether `n` is a finite number (tonumber takes "nan" and "inf", msgpack has both: a
+-- NaN fails a table index, and neither formats as an integer, wherever the script is
+-- by then).
+local function finite(n)
+  return type(n) == 'number' and n == n and n ~= math.huge and n ~= -math.huge
+end
+
 -- ARGV[i] as a number; a malformed argument fails the script before any write.
--- (tonumber takes "nan" and "inf" too: a NaN fails a table index, and neither formats
--- as an integer, wherever the script is by then. Both are refused here.)
 local function arg_number(i)
   local n = tonumber(ARGV[i])
-  if not n or n ~= n or n == math.huge or n == -math.huge then
-    fail('ERR argument ' .. i .. ' is not a number: ' .. tostring(ARGV[i]))
-  end
+  if not finite(n) then fail('ERR argument ' .. i .. ' is not a number: ' .. tostring(ARGV[i])) end
   return n
 end
 

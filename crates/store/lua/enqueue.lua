@@ -25,7 +25,7 @@ local horizon, quota = arg_number(2), arg_number(3)
 local K_USED = PREFIX .. 'used'
 
 local function option_number(v, id)
-  if type(v) ~= 'number' then fail('ERR job ' .. id .. ' has malformed options') end
+  if not finite(v) then fail('ERR job ' .. id .. ' has malformed options') end
   return v
 end
 local function option_text(v, id)

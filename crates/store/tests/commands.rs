@@ -425,3 +425,93 @@ async fn an_id_is_written_once_on_one_redis() {
 async fn an_id_is_written_once_on_a_cluster() {
     an_id_is_written_once(Topology::Cluster).await;
 }
+
+/// A child index that is no finite number fails the adoption before any write: the
+/// index went to `ZADD` as sent, 512 pairs per command, so a bad one past the first
+/// 512 failed the call after the first `ZADD` had recorded those children.
+async fn a_bad_child_index_fails_an_adoption_before_any_write(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let queue = "adopt";
+    let prefix = format!("tether:{{{queue}}}:");
+    store
+        .enqueue(&JobSpec::new("t").queue(queue))
+        .await
+        .unwrap();
+    let parent = store
+        .claim(queue, "w", 10, LONG)
+        .await
+        .unwrap()
+        .remove(0)
+        .lease;
+    let mut node = redis.connection_for(&format!("{prefix}stream"));
+    for bad in ["nan", "inf", "x"] {
+        let mut call = raw_call(&mut node, queue, "_adopt");
+        call.arg(parent.id.to_string()).arg(parent.token.as_str());
+        for index in 0..600 {
+            let index = if index == 550 {
+                bad.to_owned()
+            } else {
+                index.to_string()
+            };
+            call.arg(index).arg(format!("{} {queue}", JobId::new()));
+        }
+        let answer = call.query::<redis::Value>(&mut node);
+        let children: u64 = redis::cmd("ZCARD")
+            .arg(format!("{prefix}kids:{}", parent.id))
+            .query(&mut node)
+            .unwrap();
+        assert_eq!(children, 0, "{bad}: no child recorded ({answer:?})");
+        assert!(answer.is_err(), "{bad}: {answer:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_bad_child_index_fails_an_adoption_before_any_write_on_one_redis() {
+    a_bad_child_index_fails_an_adoption_before_any_write(Topology::Single).await;
+}
+
+#[tokio::test]
+async fn a_bad_child_index_fails_an_adoption_before_any_write_on_a_cluster() {
+    a_bad_child_index_fails_an_adoption_before_any_write(Topology::Cluster).await;
+}
+
+/// An enqueue option that is an infinite float (a msgpack float: a raw caller's) is
+/// malformed: it was stored as a garbage start deadline.
+async fn an_infinite_option_is_refused(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let queue = "inf-option";
+    let prefix = format!("tether:{{{queue}}}:");
+    // (A first enqueue loads the function library.)
+    store
+        .enqueue(&JobSpec::new("t").queue(queue))
+        .await
+        .unwrap();
+    let mut node = redis.connection_for(&format!("{prefix}stream"));
+    // [run_at 0, delay 0, idem '', owner '', start_by 0, start_within +inf, pri '', grp '']
+    let mut options = vec![0x98, 0x00, 0x00, 0xa0, 0xa0, 0x00, 0xcb];
+    options.extend_from_slice(&f64::INFINITY.to_be_bytes());
+    options.extend_from_slice(&[0xa0, 0xa0]);
+    let id = JobId::new();
+    let mut call = raw_enqueue(&mut node, queue);
+    call.arg(id.to_string())
+        .arg(options)
+        .arg(2)
+        .arg("type")
+        .arg("t");
+    let answer = call.query::<redis::Value>(&mut node);
+    let err = answer.expect_err("an infinite option is refused");
+    assert!(err.to_string().contains("malformed options"), "{err}");
+    assert!(store.get(queue, id).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn an_infinite_option_is_refused_on_one_redis() {
+    an_infinite_option_is_refused(Topology::Single).await;
+}
+
+#[tokio::test]
+async fn an_infinite_option_is_refused_on_a_cluster() {
+    an_infinite_option_is_refused(Topology::Cluster).await;
+}
