@@ -515,3 +515,66 @@ async fn an_infinite_option_is_refused_on_one_redis() {
 async fn an_infinite_option_is_refused_on_a_cluster() {
     an_infinite_option_is_refused(Topology::Cluster).await;
 }
+
+/// Two jobs of one finish batch are told apart by their ids and tokens, whatever they
+/// hold: a raw caller's id may hold a space, and a key made of "id token" took the job
+/// `a b` with token `T` for a resend of the job `a` with token `b T`.
+async fn a_finish_tells_apart_ids_that_hold_spaces(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let queue = "spaces";
+    let prefix = format!("tether:{{{queue}}}:");
+    // (A first enqueue loads the function library; its job is claimed with the other.)
+    store
+        .enqueue(&JobSpec::new("t").queue(queue))
+        .await
+        .unwrap();
+    let mut node = redis.connection_for(&format!("{prefix}stream"));
+    let mut call = raw_enqueue(&mut node, queue);
+    call.arg("a b").arg("").arg(2).arg("type").arg("t");
+    let _: redis::Value = call.query(&mut node).unwrap();
+    // count, worker, lease ttl ms, claim id, retention ms
+    let mut claim = raw_call(&mut node, queue, "_claim");
+    claim.arg(10).arg("w").arg(30_000).arg("abcd").arg(60_000);
+    let reply: Vec<redis::Value> = claim.query(&mut node).unwrap();
+    let values: Vec<Vec<u8>> = reply
+        .into_iter()
+        .skip(4)
+        .map(|v| match v {
+            redis::Value::Int(n) => n.to_string().into_bytes(),
+            other => redis::from_redis_value(other).unwrap(),
+        })
+        .collect();
+    let at = values
+        .iter()
+        .position(|v| v == b"a b")
+        .expect("the job is claimed");
+    let token = format!("{}.abcd", String::from_utf8_lossy(&values[at + 1]));
+
+    let mut finish = raw_call(&mut node, queue, "_finish");
+    finish.arg(60_000);
+    finish
+        .arg("a")
+        .arg(format!("b {token}"))
+        .arg("success")
+        .arg("r");
+    finish.arg("a b").arg(&token).arg("success").arg("r");
+    let words: Vec<String> = finish.query(&mut node).unwrap();
+    assert_eq!(words, ["LOST", "OK"]);
+    let status: String = redis::cmd("HGET")
+        .arg(format!("{prefix}job:a b"))
+        .arg("st")
+        .query(&mut node)
+        .unwrap();
+    assert_eq!(status, "success");
+}
+
+#[tokio::test]
+async fn a_finish_tells_apart_ids_that_hold_spaces_on_one_redis() {
+    a_finish_tells_apart_ids_that_hold_spaces(Topology::Single).await;
+}
+
+#[tokio::test]
+async fn a_finish_tells_apart_ids_that_hold_spaces_on_a_cluster() {
+    a_finish_tells_apart_ids_that_hold_spaces(Topology::Cluster).await;
+}
