@@ -20,6 +20,11 @@ fn commands_run(node: &mut redis::Connection) -> u64 {
         .sum()
 }
 
+/// A count a command answers about one key (`XLEN`, `ZCARD`, `HLEN`...).
+fn count_of(node: &mut redis::Connection, command: &str, key: &str) -> u64 {
+    redis::cmd(command).arg(key).query(node).unwrap()
+}
+
 fn reset_stats(node: &mut redis::Connection) {
     let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(node).unwrap();
 }
@@ -318,10 +323,7 @@ async fn a_non_finite_number_fails_a_script_before_any_write(topology: Topology)
         let mut call = raw_call(&mut node, queue, "_claim");
         call.arg(10).arg("w").arg(30_000).arg("abcd").arg(bad);
         let answer = call.query::<redis::Value>(&mut node);
-        let entries: u64 = redis::cmd("XLEN")
-            .arg(format!("{prefix}stream"))
-            .query(&mut node)
-            .unwrap();
+        let entries = count_of(&mut node, "XLEN", &format!("{prefix}stream"));
         assert_eq!(
             entries, 1,
             "{bad}: the job's entry is still there ({answer:?})"
@@ -457,10 +459,7 @@ async fn a_bad_child_index_fails_an_adoption_before_any_write(topology: Topology
             call.arg(index).arg(format!("{} {queue}", JobId::new()));
         }
         let answer = call.query::<redis::Value>(&mut node);
-        let children: u64 = redis::cmd("ZCARD")
-            .arg(format!("{prefix}kids:{}", parent.id))
-            .query(&mut node)
-            .unwrap();
+        let children = count_of(&mut node, "ZCARD", &format!("{prefix}kids:{}", parent.id));
         assert_eq!(children, 0, "{bad}: no child recorded ({answer:?})");
         assert!(answer.is_err(), "{bad}: {answer:?}");
     }
