@@ -10,14 +10,16 @@ local deadline = now_ms() + ttl
 local words, ids = {}, {}
 for i = 3, #ARGV, 2 do ids[#ids + 1] = ARGV[i] end
 prefetch_leases(ids)
+-- (One field list for every job: check_lease would copy its varargs into a table per job.)
+local FIELDS = {'creq'}
 for i = 3, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
-  local refusal, creq = check_lease(job_key(id), token, 'creq')
+  local refusal, v = check_lease_fields(job_key(id), token, FIELDS)
   if refusal then
     words[#words + 1] = 'LOST'
   else
     push(renewed, int(deadline), id)
-    words[#words + 1] = (creq == '1') and 'CANCEL_REQUESTED' or 'OK'
+    words[#words + 1] = (v[4] == '1') and 'CANCEL_REQUESTED' or 'OK'
   end
 end
 flush()
