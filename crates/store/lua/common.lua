@@ -78,8 +78,8 @@ local function job_key(id) return PREFIX .. 'job:' .. id end
 -- Layout 4: a job enqueued straight onto the stream with nothing but its type and
 -- input (no option, no other field: the common path) has no record while it waits.
 -- It is a field of the queue's `waiting` hash, named by the 16 bytes of its UUID,
--- whose value is `<stream entry id> <type> <input>` (a type has no space), and its
--- stream entry is `w=<16 bytes>`. Its record is written when it leaves the stream
+-- whose value is its stream entry id in 8 bytes (layout 5: see waiting_value) then
+-- `<type> <input>` (a type has no space), and its stream entry is `w=<16 bytes>`. Its record is written when it leaves the stream
 -- (claimed or held), or by unwait() when a script reads or changes it by id: then it
 -- is the record of layout 3 (`st ct sid type in`), its `w` entry read as an `n` one.
 -- (A hash field costs Redis about a third of a record of its own, a 16-byte name
@@ -128,11 +128,31 @@ local function entry_of(entry, id)
   if kind == 'w' then return #named == 16 and full_id(named) == id end
   return named == id
 end
+-- A waiting job's value (layout 5): its stream entry id `<ms>-<seq>` as 8 bytes (the
+-- ms in 6, big-endian, the sequence number in 2), then `<type> <input>`; nil when the
+-- sequence number needs more than 2 bytes (65,536 entries in one ms): the caller then
+-- writes layout 4's text. (Layout 4 spelled the id out, 15 characters or more: a
+-- no-op job's value took a 32-byte allocation where 8 bytes fit it in 16.)
+local function waiting_value(sid, job_type, input)
+  local ms, seq = string.match(sid, '^(%d+)%-(%d+)$')
+  if tonumber(seq) > 65535 then return nil end
+  return struct.pack('>I6I2', ms, seq) .. job_type .. ' ' .. input
+end
 -- A waiting job's stream entry id, type, input and creation time (the entry id's ms);
--- nil when malformed.
+-- nil when malformed. Layout 4's `<entry id> <type> <input>` is read too: its first
+-- byte is a digit, where layout 5's is the top byte of a ms count, under 48 until the
+-- year 3600.
 local function parse_waiting(v)
-  local sid, created, job_type, input = string.match(v, '^((%d+)%-%d+) (%S+) (.*)$')
-  return sid, job_type, input, created
+  if (string.byte(v) or 0) >= 48 then
+    local sid, created, job_type, input = string.match(v, '^((%d+)%-%d+) (%S+) (.*)$')
+    return sid, job_type, input, created
+  end
+  if #v < 10 then return nil end
+  local ms, seq = struct.unpack('>I6I2', v)
+  local job_type, input = string.match(v, '^(%S+) (.*)$', 9)
+  if not job_type then return nil end
+  local created = string.format('%d', ms)
+  return created .. '-' .. seq, job_type, input, created
 end
 -- The waiting job `id` (reads only): {raw, sid, ct, type, input}, or nil when it is
 -- not waiting or has a record (a wrong-typed `waiting` fails here, before any write).

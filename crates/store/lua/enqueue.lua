@@ -190,7 +190,9 @@ for _, job in ipairs(jobs) do
     -- (Its creation time answered as the text it is: the caller reads an integer.)
     local created_ms = string.match(sid, '^%d+')
     out[job[J_AT] + 2], out[job[J_AT] + 3] = created_ms, created_ms
-    push(waiting, job[J_RAW], sid .. ' ' .. ARGV[job[J_FIRST] + 1] .. ' ' .. ARGV[job[J_FIRST] + 3])
+    local job_type, input = ARGV[job[J_FIRST] + 1], ARGV[job[J_FIRST] + 3]
+    push(waiting, job[J_RAW],
+      waiting_value(sid, job_type, input) or sid .. ' ' .. job_type .. ' ' .. input)
     where = nil
   elseif direct and not job[J_START_BY] then
     where, at = 'sid', redis.call('XADD', K_STREAM, '*', 'n', id)

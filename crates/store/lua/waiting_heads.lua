@@ -7,6 +7,8 @@ bounded(#ARGV - 1)
 local out = {}
 if #ARGV < 2 then return out end
 for i, v in ipairs(redis.call('HMGET', K_WAITING, unpack(ARGV, 2))) do
-  out[i] = v and string.match(v, '^%d+%-%d+ %S+') or false
+  local sid, job_type
+  if v then sid, job_type = parse_waiting(v) end
+  out[i] = sid and sid .. ' ' .. job_type or false
 end
 return out

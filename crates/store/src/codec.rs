@@ -131,20 +131,42 @@ pub(crate) fn waiting_id(raw: &[u8]) -> Option<JobId> {
 }
 
 impl Fields {
-    /// The record a waiting job stands for, from its value in `waiting`
-    /// (`<entry id> <type> <input>`, or its head without the input): the record it
-    /// gets when it leaves the stream, before its lease (`None` when malformed).
+    /// The record a waiting job stands for, from its value in `waiting`: the record
+    /// it gets when it leaves the stream, before its lease (`None` when malformed).
+    /// The value is its stream entry id in 8 bytes (layout 5: the ms in 6, big-endian,
+    /// the sequence number in 2) then `<type> <input>`; layout 4's value, and the head
+    /// `waiting_heads.lua` answers (without the input), spell the entry id out:
+    /// `<ms>-<seq> <type> [<input>]`. A value that starts with a digit is spelled out
+    /// (layout 5's first byte is the top byte of a ms count, under 48 until the year
+    /// 3600).
     pub(crate) fn of_waiting(value: &[u8]) -> Option<Fields> {
-        let mut parts = value.splitn(3, |b| *b == b' ');
-        let (sid, job_type, input) = (parts.next()?, parts.next()?, parts.next());
-        let created = sid.split(|b| *b == b'-').next()?;
-        if created.is_empty() || !created.iter().all(u8::is_ascii_digit) {
+        let (created, sid, rest) = match value.first() {
+            Some(b) if b.is_ascii_digit() => {
+                let space = value.iter().position(|b| *b == b' ')?;
+                let sid = std::str::from_utf8(&value[..space]).ok()?;
+                let (ms, seq) = sid.split_once('-')?;
+                let ms: u64 = ms.parse().ok()?;
+                let _: u64 = seq.parse().ok()?;
+                (ms, sid.to_owned(), &value[space + 1..])
+            }
+            _ => {
+                let head: [u8; 8] = value.get(..8)?.try_into().ok()?;
+                let mut ms = [0u8; 8];
+                ms[2..].copy_from_slice(&head[..6]);
+                let ms = u64::from_be_bytes(ms);
+                let seq = u16::from_be_bytes([head[6], head[7]]);
+                (ms, format!("{ms}-{seq}"), &value[8..])
+            }
+        };
+        let mut parts = rest.splitn(2, |b| *b == b' ');
+        let (job_type, input) = (parts.next()?, parts.next());
+        if job_type.is_empty() {
             return None;
         }
         let mut fields = HashMap::from([
             ("st".to_owned(), b"pending".to_vec()),
-            ("ct".to_owned(), created.to_vec()),
-            ("sid".to_owned(), sid.to_vec()),
+            ("ct".to_owned(), created.to_string().into_bytes()),
+            ("sid".to_owned(), sid.into_bytes()),
             ("type".to_owned(), job_type.to_vec()),
         ]);
         if let Some(input) = input {
@@ -308,5 +330,40 @@ mod tests {
         }
         let bytes = encode(&V2 { a: 1, b: 2 }).unwrap();
         assert_eq!(decode::<V1>("x", &bytes).unwrap(), V1 { a: 1 });
+    }
+
+    #[test]
+    fn a_waiting_value_is_read_in_either_layout() {
+        let field = |f: &Fields, name: &str| String::from_utf8(f.0[name].clone()).unwrap();
+        // Layout 5: 1764590000123-700 in 8 bytes, then the type and the input.
+        let mut v5 = 1_764_590_000_123u64.to_be_bytes()[2..].to_vec();
+        v5.extend_from_slice(&700u16.to_be_bytes());
+        v5.extend_from_slice(b"noop \x80");
+        let f = Fields::of_waiting(&v5).unwrap();
+        assert_eq!(field(&f, "sid"), "1764590000123-700");
+        assert_eq!(field(&f, "ct"), "1764590000123");
+        assert_eq!(field(&f, "type"), "noop");
+        assert_eq!(f.0["in"], b"\x80");
+        // Layout 4, and the head waiting_heads answers (no input).
+        let f = Fields::of_waiting(b"1764590000123-700 noop \x80").unwrap();
+        assert_eq!(field(&f, "sid"), "1764590000123-700");
+        assert_eq!(field(&f, "ct"), "1764590000123");
+        assert_eq!(f.0["in"], b"\x80");
+        let f = Fields::of_waiting(b"1764590000123-7 noop").unwrap();
+        assert_eq!(field(&f, "sid"), "1764590000123-7");
+        assert!(!f.0.contains_key("in"));
+        // Malformed.
+        for bad in [
+            &b""[..],
+            b"1764590000123 noop",
+            b"12-x noop ",
+            b"\x01\x02",
+            b"1-2 ",
+        ] {
+            assert!(Fields::of_waiting(bad).is_none(), "{bad:?}");
+        }
+        let mut no_type = v5[..8].to_vec();
+        no_type.extend_from_slice(b" x");
+        assert!(Fields::of_waiting(&no_type).is_none());
     }
 }

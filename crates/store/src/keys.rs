@@ -12,7 +12,10 @@
 /// 4: a job enqueued straight onto the stream with no option and no field but its type
 /// and input has no record until it leaves the stream: it is a field of `waiting` and
 /// its entry is `w=<16 bytes>`, which an older worker would trim as stale.
-pub(crate) const LAYOUT_VERSION: u32 = 4;
+/// 5: the value of a field of `waiting` names its stream entry in 8 bytes instead of
+/// spelling it out, which a layout 4 worker would read as malformed and trim the entry
+/// as stale.
+pub(crate) const LAYOUT_VERSION: u32 = 5;
 /// Hash with `version` (layout) and `created` fields.
 pub(crate) const META: &str = "tether:meta";
 /// Set of every queue name that was ever enqueued to or served.

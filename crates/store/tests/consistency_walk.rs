@@ -106,15 +106,12 @@ async fn every_disagreement_is_found(topology: Topology) {
     let _: () = conn.zadd(k("leases"), ghost.to_string(), 1).unwrap();
     let _: () = conn.hincr(k("counts"), "success", 1).unwrap();
     let unready = pending[1_400];
-    // A plain job waits with no record (layout 4): its value in `waiting` names its entry.
+    // A plain job waits with no record (layout 4): its value in `waiting` names its entry
+    // (layout 5: in 8 bytes).
     let waiting: Vec<u8> = conn
         .hget(k("waiting"), unready.as_uuid().as_bytes())
         .unwrap();
-    let sid = String::from_utf8_lossy(&waiting)
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_owned();
+    let (sid, _) = tether_testkit::split_waiting_value(&waiting);
     let _: () = conn.xdel(k("stream"), &[&sid]).unwrap();
     let stray = JobId::new();
     let _: () = conn

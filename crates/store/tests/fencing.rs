@@ -131,9 +131,8 @@ async fn a_lost_claim_of_a_waiting_job_does_not_reissue_its_token(topology: Topo
     let _: () = conn.zrem(k("leases"), id.to_string()).unwrap();
     let _: () = conn.zrem(k("jobs"), id.to_string()).unwrap();
     let sid: String = conn.xadd(k("stream"), "*", &[("w", &raw)]).unwrap();
-    let space = waited.iter().position(|b| *b == b' ').unwrap();
-    let mut value = sid.into_bytes();
-    value.extend_from_slice(&waited[space..]);
+    let (_, type_and_input) = tether_testkit::split_waiting_value(&waited);
+    let value = tether_testkit::waiting_value(&sid, type_and_input);
     let _: () = conn.hset(k("waiting"), &raw, value).unwrap();
     assert!(store.check_consistency(queue).await.unwrap().is_empty());
 

@@ -1,4 +1,4 @@
-//! Storage layouts 2, 3 and 4 (docs/STORAGE.md): a record stores no field equal to its
+//! Storage layouts 2 to 5 (docs/STORAGE.md): a record stores no field equal to its
 //! default, a job waiting on the stream since its enqueue has no `jobs` entry (and a
 //! plain one no record: it is a field of `waiting`), and a
 //! Redis holding older records is upgraded in place — refused while an older worker
@@ -59,6 +59,17 @@ async fn defaults_are_not_stored(topology: Topology) {
     // With every default, it has no record while it waits (layout 4).
     let recorded: bool = conn.exists(record_key("lean", plain)).unwrap();
     assert!(!recorded, "a plain pending job has a record");
+    // Its value in `waiting` names its stream entry in 8 bytes (layout 5): a no-op
+    // job's value fits 14 bytes, Redis's 16-byte allocation for a short string.
+    let value: Vec<u8> = conn
+        .hget("tether:{lean}:waiting", plain.as_uuid().as_bytes())
+        .unwrap();
+    let (sid, type_and_input) = tether_testkit::split_waiting_value(&value);
+    assert_eq!(type_and_input, b"noop \xc0", "its type and its input (nil)");
+    assert!(value.len() <= 14, "{} bytes", value.len());
+    let entry: redis::streams::StreamRangeReply =
+        conn.xrange("tether:{lean}:stream", &sid, &sid).unwrap();
+    assert_eq!(entry.ids.len(), 1, "the value names the job's entry {sid}");
 
     // Straight onto the stream: no `jobs` entry until it leaves it.
     let indexed: Option<f64> = conn
@@ -411,10 +422,11 @@ async fn a_layout_1_redis_upgrades_and_drains_on_a_cluster() {
 
 /// Layout 2 as first released stored every job in `jobs` and put `j` entries on the
 /// stream; a worker of it passes over the `n` entries of layout 3 as stale and trims
-/// them, and a layout 3 worker does the same with layout 4's `w` entries (a job with
-/// no record), leaving their jobs pending for good. So a Redis of layout 2 or 3 with
-/// such a worker live is refused as a layout 1 one is, and marked 4 once it has
-/// stopped.
+/// them, a layout 3 worker does the same with layout 4's `w` entries (a job with no
+/// record), and a layout 4 worker with those whose `waiting` value names its entry
+/// in 8 bytes (layout 5), leaving their jobs pending for good. So a Redis of layout 2,
+/// 3 or 4 with such a worker live is refused as a layout 1 one is, and marked 5 once
+/// it has stopped.
 async fn a_live_older_worker_is_refused(topology: Topology, layout: u32) {
     let redis = TestRedis::start(topology);
     let mut meta = redis.connection_for("tether:meta");
@@ -443,7 +455,7 @@ async fn a_live_older_worker_is_refused(topology: Topology, layout: u32) {
     let _: () = conn.del(registration).unwrap();
     Store::connect(StoreConfig::new(redis.url())).await.unwrap();
     let version: String = meta.hget("tether:meta", "version").unwrap();
-    assert_eq!(version, "4");
+    assert_eq!(version, "5");
 }
 
 #[tokio::test]
@@ -464,6 +476,16 @@ async fn a_live_layout_3_worker_is_refused_on_one_redis() {
 #[tokio::test]
 async fn a_live_layout_3_worker_is_refused_on_a_cluster() {
     a_live_older_worker_is_refused(Topology::Cluster, 3).await;
+}
+
+#[tokio::test]
+async fn a_live_layout_4_worker_is_refused_on_one_redis() {
+    a_live_older_worker_is_refused(Topology::Single, 4).await;
+}
+
+#[tokio::test]
+async fn a_live_layout_4_worker_is_refused_on_a_cluster() {
+    a_live_older_worker_is_refused(Topology::Cluster, 4).await;
 }
 
 /// A Redis of layout 3 (every job with its record; plain jobs on `n` entries with no
@@ -521,17 +543,119 @@ async fn a_layout_3_redis_upgrades_and_drains_on_a_cluster() {
     layout_3_upgrades_and_drains(Topology::Cluster).await;
 }
 
+/// A Redis of layout 4 (plain jobs waiting as fields of `waiting` whose value spells
+/// out their entry id: `<ms>-<seq> <type> <input>`), written here as layout 4's
+/// enqueue wrote it, is upgraded in place: its waiting jobs are read, listed, changed
+/// and claimed as they are, and run once each with the layout 5 jobs enqueued after.
+async fn layout_4_upgrades_and_drains(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let queue = "four";
+    let k = |name: &str| format!("tether:{{{queue}}}:{name}");
+    let mut conn = redis.connection_for(&k("stream"));
+    let input = tether_store::encode(&serde_json::json!({"n": 4})).unwrap();
+    let mut old = Vec::new();
+    for _ in 0..50 {
+        let id = JobId::new();
+        let raw = id.as_uuid().as_bytes().to_vec();
+        let sid: String = conn.xadd(k("stream"), "*", &[("w", &raw)]).unwrap();
+        let value = [format!("{sid} noop ").as_bytes(), &input].concat();
+        let _: () = conn.hset(k("waiting"), &raw, value).unwrap();
+        old.push((id, sid));
+    }
+    let _: () = conn.hincr(k("counts"), "enqueued", 50).unwrap();
+    let _: () = conn.set(k("used"), 1).unwrap();
+    let mut meta = redis.connection_for("tether:meta");
+    let _: () = meta.hset("tether:meta", "version", 4).unwrap();
+
+    let store = connect_upgraded(&redis, queue).await;
+    // Read by id and listed as layout 4 wrote them.
+    let (first, first_sid) = &old[0];
+    let job = store.get(queue, *first).await.unwrap().unwrap();
+    assert_eq!(job.status, Status::Pending);
+    assert_eq!(job.job_type, "noop");
+    assert_eq!(job.input, serde_json::json!({"n": 4}));
+    let created_ms: i64 = first_sid.split('-').next().unwrap().parse().unwrap();
+    assert_eq!(job.created_at.timestamp_millis(), created_ms);
+    // Changed by id: a cancel gives it the record it then needs.
+    let (cancelled, _) = old[1];
+    store.cancel(queue, cancelled, None).await.unwrap();
+    let fresh: BTreeSet<JobId> = enqueue_noops(&store, queue, 50).await.into_iter().collect();
+    let listed = list_all(&store, queue, Default::default()).await;
+    assert_eq!(listed.len(), 100, "every job is listed");
+    assert!(store.check_consistency(queue).await.unwrap().is_empty());
+
+    let ran = drain(&store, queue, |_| (success(), FinishOutcome::Recorded)).await;
+    let mut all: BTreeSet<JobId> = old.iter().map(|(id, _)| *id).collect();
+    all.remove(&cancelled);
+    all.extend(fresh);
+    assert_eq!(ran, all, "every job but the cancelled one ran once");
+    let job = store.get(queue, *first).await.unwrap().unwrap();
+    assert_eq!(job.created_at.timestamp_millis(), created_ms, "its ct kept");
+    assert!(store.check_consistency(queue).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_layout_4_redis_upgrades_and_drains_on_one_redis() {
+    layout_4_upgrades_and_drains(Topology::Single).await;
+}
+
+#[tokio::test]
+async fn a_layout_4_redis_upgrades_and_drains_on_a_cluster() {
+    layout_4_upgrades_and_drains(Topology::Cluster).await;
+}
+
+/// A waiting job's stream entry whose sequence number needs more than 2 bytes (more
+/// than 65,536 entries in one ms: the stream's last id set past it here) is spelled
+/// out in its value, as layout 4 wrote it; it is read, claimed and checked the same.
+async fn a_long_sequence_number_is_spelled_out(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let queue = "long-seq";
+    let k = |name: &str| format!("tether:{{{queue}}}:{name}");
+    enqueue_noops(&store, queue, 1).await; // the stream exists
+    drain(&store, queue, |_| (success(), FinishOutcome::Recorded)).await;
+    let mut conn = redis.connection_for(&k("stream"));
+    let ms = chrono::Utc::now().timestamp_millis() + 1_000;
+    let _: () = redis::cmd("XSETID")
+        .arg(k("stream"))
+        .arg(format!("{ms}-70000"))
+        .query(&mut conn)
+        .unwrap();
+    let ids = enqueue_noops(&store, queue, 2).await;
+    for (id, seq) in ids.iter().zip([70_001, 70_002]) {
+        let value: Vec<u8> = conn.hget(k("waiting"), id.as_uuid().as_bytes()).unwrap();
+        let spelled_out = [format!("{ms}-{seq} noop ").as_bytes(), &[0xc0u8][..]].concat();
+        assert_eq!(value, spelled_out);
+        let job = store.get(queue, *id).await.unwrap().unwrap();
+        assert_eq!(job.created_at.timestamp_millis(), ms);
+    }
+    assert!(store.check_consistency(queue).await.unwrap().is_empty());
+    let ran = drain(&store, queue, |_| (success(), FinishOutcome::Recorded)).await;
+    assert_eq!(ran, ids.into_iter().collect());
+    assert!(store.check_consistency(queue).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_long_sequence_number_is_spelled_out_on_one_redis() {
+    a_long_sequence_number_is_spelled_out(Topology::Single).await;
+}
+
+#[tokio::test]
+async fn a_long_sequence_number_is_spelled_out_on_a_cluster() {
+    a_long_sequence_number_is_spelled_out(Topology::Cluster).await;
+}
+
 #[tokio::test]
 async fn a_newer_layout_is_refused() {
     let redis = TestRedis::start(Topology::Single);
     let mut conn = redis.connection_for("tether:meta");
-    let _: () = conn.hset("tether:meta", "version", 5).unwrap();
+    let _: () = conn.hset("tether:meta", "version", 6).unwrap();
     match Store::connect(StoreConfig::new(redis.url())).await {
         Err(StoreError::Layout(message)) => assert!(message.contains("newer"), "{message}"),
         other => panic!("a newer layout was not refused: {:?}", other.err()),
     }
     let version: String = conn.hget("tether:meta", "version").unwrap();
-    assert_eq!(version, "5", "nothing was changed");
+    assert_eq!(version, "6", "nothing was changed");
 }
 
 /// Every job of `queue` by listing it page by page.
@@ -638,12 +762,10 @@ async fn a_plain_job_waits_without_a_record(topology: Topology) {
     let value: Vec<u8> = conn
         .hget(k("waiting"), ids[4].as_uuid().as_bytes())
         .unwrap();
-    // (Its type and input follow the entry id; the input is MessagePack.)
-    let sid = String::from_utf8_lossy(&value)
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_owned();
+    // (Its entry id in 8 bytes, then its type and input; the input is MessagePack.)
+    let (sid, type_and_input) = tether_testkit::split_waiting_value(&value);
+    let input = tether_store::encode(&serde_json::json!({"n": 1})).unwrap();
+    assert_eq!(type_and_input, [&b"noop "[..], &input].concat());
     let _: () = conn.xdel(k("stream"), &[&sid]).unwrap();
     let problems = store.check_consistency(queue).await.unwrap();
     assert_eq!(
@@ -689,13 +811,13 @@ async fn a_plain_job_waits_without_a_record_on_a_cluster() {
     a_plain_job_waits_without_a_record(Topology::Cluster).await;
 }
 
-/// Connects to a Redis of an older layout, which the store marks as layout 4; `queue`
+/// Connects to a Redis of an older layout, which the store marks as layout 5; `queue`
 /// is then consistent as it is.
 async fn connect_upgraded(redis: &TestRedis, queue: &str) -> Store {
     let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
     let mut meta = redis.connection_for("tether:meta");
     let version: String = meta.hget("tether:meta", "version").unwrap();
-    assert_eq!(version, "4");
+    assert_eq!(version, "5");
     assert!(store.check_consistency(queue).await.unwrap().is_empty());
     store
 }

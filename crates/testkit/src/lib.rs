@@ -22,12 +22,14 @@ mod eventually;
 mod process;
 mod proxy;
 mod redis_server;
+mod waiting;
 
 pub use cluster::{Failover, NODE_TIMEOUT, RedisCluster};
 pub use eventually::{eventually, eventually_blocking, poll, poll_blocking};
 pub use process::{ChildGuard, pid_listens_on, spawn_serving, spawn_serving_on, tether_bin};
 pub use proxy::FaultProxy;
 pub use redis_server::{RedisOptions, RedisServer, free_port};
+pub use waiting::{split_waiting_value, waiting_value};
 
 /// Where a test's Redis lives: what Tether is pointed at.
 pub trait RedisEndpoint {
