@@ -174,14 +174,30 @@ end
 -- The job of a `w` entry (common.lua): read from `waiting` (one value), or, given its
 -- record by a script since (unwait), as the job of an `n` entry. It has no record yet:
 -- a table in the record's layout stands for it (F_* positions), its `raw` id marks it.
+-- A layout 5 value is not matched to the entry (unpacking and spelling out its entry
+-- id would cost ~4k instructions a job): a field's other `w` entry can only be a stale
+-- one, left when the job was cancelled, deleted and enqueued again under its id, and
+-- either entry leases the same job with the creation time of its value. The first one
+-- read does; the other is passed over (by a later claim, the job having left
+-- `waiting`; by this one, as `chosen`, since the job leaves `waiting` in phase 2).
+local chosen = {}
 local function waiting_startable(raw, expected_sid)
-  if #raw ~= 16 then return nil end
+  if #raw ~= 16 or chosen[raw] then return nil end
   local v = redis.call('HGET', K_WAITING, raw)
   if not v then return startable(full_id(raw), expected_sid, true) end
-  local sid, job_type, input, created = parse_waiting(v)
-  if sid ~= expected_sid then return nil end
+  local job_type, input, created
+  if (string.byte(v) or 0) < 48 and #v >= 10 then
+    created = int(struct.unpack('>I6', v))
+    job_type, input = string.match(v, '^(%S+) (.*)$', 9)
+    if not job_type then return nil end
+  else
+    local sid
+    sid, job_type, input, created = parse_waiting(v)
+    if sid ~= expected_sid then return nil end
+  end
+  chosen[raw] = true
   local id = full_id(raw)
-  local job = {'pending', sid, nil, job_type, input, nil, nil, created,
+  local job = {'pending', expected_sid, nil, job_type, input, nil, nil, created,
     id = id, group = false, unindexed = true, raw = raw, key = job_key(id)}
   if paused_types[job_type] then
     held[#held + 1] = job

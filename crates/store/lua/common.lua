@@ -128,15 +128,30 @@ local function entry_of(entry, id)
   if kind == 'w' then return #named == 16 and full_id(named) == id end
   return named == id
 end
--- A waiting job's value (layout 5): its stream entry id `<ms>-<seq>` as 8 bytes (the
--- ms in 6, big-endian, the sequence number in 2), then `<type> <input>`; nil when the
--- sequence number needs more than 2 bytes (65,536 entries in one ms): the caller then
--- writes layout 4's text. (Layout 4 spelled the id out, 15 characters or more: a
--- no-op job's value took a 32-byte allocation where 8 bytes fit it in 16.)
-local function waiting_value(sid, job_type, input)
-  local ms, seq = string.match(sid, '^(%d+)%-(%d+)$')
-  if tonumber(seq) > 65535 then return nil end
-  return struct.pack('>I6I2', ms, seq) .. job_type .. ' ' .. input
+-- A waiting job's value (layout 5): its stream entry id `<ms>-<seq>` (given as the
+-- texts of its two numbers) as 8 bytes (the ms in 6, big-endian, the sequence number
+-- in 2), then `<type> <input>`; nil when the sequence number needs more than 2 bytes
+-- (65,536 entries in one ms): the caller then writes layout 4's text. (Layout 4
+-- spelled the id out, 15 characters or more: a no-op job's value took a 32-byte
+-- allocation where 8 bytes fit it in 16.)
+-- The two parts are looked up rather than converted for each job: `ms_bytes` holds
+-- the ms the caller has packed (a batch's entries share a few), SEQ_BYTES every
+-- sequence number under 1,000 packed so far (kept across calls, at most 1,000
+-- strings: the entries of one ms count up from 0).
+local SEQ_BYTES = {}
+local function waiting_value(ms, seq, job_type, input, ms_bytes)
+  if #seq > 4 and tonumber(seq) > 65535 then return nil end
+  local head = ms_bytes[ms]
+  if not head then
+    head = struct.pack('>I6', ms)
+    ms_bytes[ms] = head
+  end
+  local tail = SEQ_BYTES[seq]
+  if not tail then
+    tail = struct.pack('>I2', seq)
+    if #seq <= 3 then SEQ_BYTES[seq] = tail end
+  end
+  return head .. tail .. job_type .. ' ' .. input
 end
 -- A waiting job's stream entry id, type, input and creation time (the entry id's ms);
 -- nil when malformed. Layout 4's `<entry id> <type> <input>` is read too: its first

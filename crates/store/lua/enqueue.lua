@@ -98,6 +98,7 @@ for first = 1, #raws, CHUNK do
 end
 
 local jobs, out, seen, adding, taken, waiting = {}, {}, {}, {}, {}, {}
+local packed_ms = {} -- the ms of this call's entries, packed (waiting_value)
 -- Appends a job's four values to the reply.
 local function answer(word, id, a, b)
   local n = #out
@@ -188,11 +189,11 @@ for _, job in ipairs(jobs) do
   elseif direct and not job[J_START_BY] and job[J_WAITS] then
     local sid = redis.call('XADD', K_STREAM, '*', 'w', job[J_RAW])
     -- (Its creation time answered as the text it is: the caller reads an integer.)
-    local created_ms = string.match(sid, '^%d+')
+    local created_ms, seq = string.match(sid, '^(%d+)%-(%d+)$')
     out[job[J_AT] + 2], out[job[J_AT] + 3] = created_ms, created_ms
     local job_type, input = ARGV[job[J_FIRST] + 1], ARGV[job[J_FIRST] + 3]
-    push(waiting, job[J_RAW],
-      waiting_value(sid, job_type, input) or sid .. ' ' .. job_type .. ' ' .. input)
+    push(waiting, job[J_RAW], waiting_value(created_ms, seq, job_type, input, packed_ms)
+      or sid .. ' ' .. job_type .. ' ' .. input)
     where = nil
   elseif direct and not job[J_START_BY] then
     where, at = 'sid', redis.call('XADD', K_STREAM, '*', 'n', id)

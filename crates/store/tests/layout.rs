@@ -645,6 +645,68 @@ async fn a_long_sequence_number_is_spelled_out_on_a_cluster() {
     a_long_sequence_number_is_spelled_out(Topology::Cluster).await;
 }
 
+/// A stale `w` entry of a waiting job (one left behind when the job was cancelled,
+/// deleted and enqueued again under its id) ahead of its live one: a claim does not
+/// match a layout 5 value to its entry, so the stale one leases the job in the live
+/// one's place, with the creation time of its value, in the same ms or an earlier
+/// one, and the live one is passed over, in the same claim too. The job is leased
+/// once and the queue is consistent after.
+async fn a_stale_w_entry_leases_nothing_twice(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let queue = "stale-w";
+    let k = |name: &str| format!("tether:{{{queue}}}:{name}");
+    let mut conn = redis.connection_for(&k("stream"));
+    for same_ms in [false, true] {
+        let id = enqueue_noops(&store, queue, 1).await[0];
+        let raw = id.as_uuid().as_bytes().to_vec();
+        let value: Vec<u8> = conn.hget(k("waiting"), &raw).unwrap();
+        let (sid, type_and_input) = tether_testkit::split_waiting_value(&value);
+        let _: () = conn.xdel(k("stream"), &[&sid]).unwrap();
+        let (ms, seq) = sid.split_once('-').unwrap();
+        let (ms, seq): (u64, u64) = (ms.parse().unwrap(), seq.parse().unwrap());
+        let (stale, live) = if same_ms {
+            (format!("{ms}-{}", seq + 1), format!("{ms}-{}", seq + 2))
+        } else {
+            (format!("{}-0", ms + 1), format!("{}-0", ms + 2))
+        };
+        for entry in [&stale, &live] {
+            let _: String = conn.xadd(k("stream"), entry, &[("w", &raw)]).unwrap();
+        }
+        let value = tether_testkit::waiting_value(&live, type_and_input);
+        let _: () = conn.hset(k("waiting"), &raw, value).unwrap();
+        let problems = store.check_consistency(queue).await.unwrap();
+        assert_eq!(
+            problems,
+            [format!(
+                "waiting job {id} has a stream entry {stale} that is not its live one"
+            )]
+        );
+
+        let claimed = store.claim(queue, "w", 10, LEASE).await.unwrap();
+        assert_eq!(claimed.len(), 1, "same ms: {same_ms}");
+        assert_eq!(claimed[0].lease.id, id);
+        let live_ms = live.split('-').next().unwrap().parse::<i64>().unwrap();
+        let job = store.get(queue, id).await.unwrap().unwrap();
+        assert_eq!(job.created_at.timestamp_millis(), live_ms);
+        assert!(store.claim(queue, "w", 10, LEASE).await.unwrap().is_empty());
+        let entries: usize = conn.xlen(k("stream")).unwrap();
+        assert_eq!(entries, 0, "both entries consumed");
+        store.finish(&claimed[0].lease, &success()).await.unwrap();
+        assert!(store.check_consistency(queue).await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_stale_w_entry_leases_nothing_twice_on_one_redis() {
+    a_stale_w_entry_leases_nothing_twice(Topology::Single).await;
+}
+
+#[tokio::test]
+async fn a_stale_w_entry_leases_nothing_twice_on_a_cluster() {
+    a_stale_w_entry_leases_nothing_twice(Topology::Cluster).await;
+}
+
 #[tokio::test]
 async fn a_newer_layout_is_refused() {
     let redis = TestRedis::start(Topology::Single);
