@@ -131,16 +131,18 @@ end
 -- A waiting job's value (layout 5): its stream entry id `<ms>-<seq>` (given as the
 -- texts of its two numbers) as 8 bytes (the ms in 6, big-endian, the sequence number
 -- in 2), then `<type> <input>`; nil when the sequence number needs more than 2 bytes
--- (65,536 entries in one ms): the caller then writes layout 4's text. (Layout 4
--- spelled the id out, 15 characters or more: a no-op job's value took a 32-byte
--- allocation where 8 bytes fit it in 16.)
+-- (65,536 entries in one ms) or the ms more than 13 digits (past the year 2286, or a
+-- stream given a larger id by hand: its first byte could then read as a digit, or
+-- pass 6 bytes): the caller then writes layout 4's text. (Layout 4 spelled the id
+-- out, 16 characters or more: a no-op job's value took a 32-byte allocation where 8
+-- bytes fit it in 16.)
 -- The two parts are looked up rather than converted for each job: `ms_bytes` holds
 -- the ms the caller has packed (a batch's entries share a few), SEQ_BYTES every
 -- sequence number under 1,000 packed so far (kept across calls, at most 1,000
 -- strings: the entries of one ms count up from 0).
 local SEQ_BYTES = {}
 local function waiting_value(ms, seq, job_type, input, ms_bytes)
-  if #seq > 4 and tonumber(seq) > 65535 then return nil end
+  if #ms > 13 or #seq > 4 and tonumber(seq) > 65535 then return nil end
   local head = ms_bytes[ms]
   if not head then
     head = struct.pack('>I6', ms)
@@ -154,9 +156,9 @@ local function waiting_value(ms, seq, job_type, input, ms_bytes)
   return head .. tail .. job_type .. ' ' .. input
 end
 -- A waiting job's stream entry id, type, input and creation time (the entry id's ms);
--- nil when malformed. Layout 4's `<entry id> <type> <input>` is read too: its first
--- byte is a digit, where layout 5's is the top byte of a ms count, under 48 until the
--- year 3600.
+-- nil when malformed. Layout 4's `<entry id> <type> <input>` (and layout 5's for an
+-- id that does not pack: waiting_value) is read too: its first byte is a digit, 48 or
+-- more, where a packed value's is the top byte of a ms count under 10^13, at most 9.
 local function parse_waiting(v)
   if (string.byte(v) or 0) >= 48 then
     local sid, created, job_type, input = string.match(v, '^((%d+)%-%d+) (%S+) (.*)$')

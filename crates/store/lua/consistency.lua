@@ -10,7 +10,7 @@
 --   'records'  every record not in `jobs` (a job enqueued straight onto the stream, which
 --              enters `jobs` when it leaves it) is checked as the 'jobs' phase checks
 --              indexed ones: found by SCAN over the node's keys (MATCH the queue's records);
---   'waiting'  every job of `waiting` (layout 4: no record while on the stream) has its
+--   'waiting'  every job of `waiting` (layouts 4, 5: no record while on the stream) has its
 --              live `w` entry and no record, and is not indexed (HSCAN).
 -- ARGV: prefix, phase, cursor ('' = from the start; "score member" in a sorted set,
 --       an entry id in the stream, a SCAN or HSCAN cursor), n.

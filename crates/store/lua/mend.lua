@@ -1,4 +1,4 @@
--- Puts back what a process of an older layout leaves behind beside layout 3 and 4 records
+-- Puts back what a process of an older layout leaves behind beside layout 3 to 5 records
 -- (docs/OPERATIONS.md, upgrading the layout), for jobs the consistency check named:
 --   * a layout 1 or 2 worker takes an `n=<id>` stream entry for a stale one and trims
 --     it: its job stays pending with no entry, which no claim would ever find. It is
@@ -6,8 +6,9 @@
 --   * a layout 1 or 2 cancel ends a job of an `n` entry without the `jobs` entry
 --     layout 3 gives a job as it leaves the stream: no listing would show it. It is
 --     indexed in `jobs` by its creation time;
---   * a layout 3 or older worker trims a `w` entry (layout 4) as stale too: its job
---     gets its record and is made ready again like the first.
+--   * a layout 3 or older worker trims a `w` entry (layout 4) as stale too, and a
+--     layout 4 worker one whose `waiting` value is packed (layout 5): its job gets its
+--     record and is made ready again like the first.
 -- Each job is checked again here (the check's reading may be old): a job with a live
 -- entry, a delayed one, or one already in `jobs` is left as it is.
 -- ARGV: prefix, ids (at most MAX_BATCH)

@@ -136,12 +136,12 @@ impl Fields {
     /// The value is its stream entry id in 8 bytes (layout 5: the ms in 6, big-endian,
     /// the sequence number in 2) then `<type> <input>`; layout 4's value, and the head
     /// `waiting_heads.lua` answers (without the input), spell the entry id out:
-    /// `<ms>-<seq> <type> [<input>]`. A value that starts with a digit is spelled out
-    /// (layout 5's first byte is the top byte of a ms count, under 48 until the year
-    /// 3600).
+    /// `<ms>-<seq> <type> [<input>]`. As the scripts do, a value whose first byte is
+    /// 48 (`'0'`) or more is spelled out: a packed one's is the top byte of a ms count
+    /// under 10^13 (the enqueue spells out a larger one), at most 9.
     pub(crate) fn of_waiting(value: &[u8]) -> Option<Fields> {
         let (created, sid, rest) = match value.first() {
-            Some(b) if b.is_ascii_digit() => {
+            Some(b) if *b >= b'0' => {
                 let space = value.iter().position(|b| *b == b' ')?;
                 let sid = std::str::from_utf8(&value[..space]).ok()?;
                 let (ms, seq) = sid.split_once('-')?;
@@ -150,6 +150,10 @@ impl Fields {
                 (ms, sid.to_owned(), &value[space + 1..])
             }
             _ => {
+                // (As the scripts read it: a type, a space, then the input.)
+                if value.len() < 10 || !value[8..].contains(&b' ') {
+                    return None;
+                }
                 let head: [u8; 8] = value.get(..8)?.try_into().ok()?;
                 let mut ms = [0u8; 8];
                 ms[2..].copy_from_slice(&head[..6]);
@@ -359,6 +363,8 @@ mod tests {
             b"12-x noop ",
             b"\x01\x02",
             b"1-2 ",
+            b"\x01\x02\x03\x04\x05\x06\x00\x01noop",
+            b"\x01\x02\x03\x04\x05\x06\x00\x01 ",
         ] {
             assert!(Fields::of_waiting(bad).is_none(), "{bad:?}");
         }

@@ -604,9 +604,12 @@ async fn a_layout_4_redis_upgrades_and_drains_on_a_cluster() {
     layout_4_upgrades_and_drains(Topology::Cluster).await;
 }
 
-/// A waiting job's stream entry whose sequence number needs more than 2 bytes (more
-/// than 65,536 entries in one ms: the stream's last id set past it here) is spelled
-/// out in its value, as layout 4 wrote it; it is read, claimed and checked the same.
+/// A waiting job's stream entry id that does not pack in 8 bytes is spelled out in its
+/// value, as layout 4 wrote it: a sequence number past 2 bytes (more than 65,536
+/// entries in one ms), or a ms of more than 13 digits (past the year 2286, or a stream
+/// given such an id by hand: a packed value's first byte could then read as a digit).
+/// The stream's last id is set past them here. It is read, claimed and checked the
+/// same.
 async fn a_long_sequence_number_is_spelled_out(topology: Topology) {
     let redis = TestRedis::start(topology);
     let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
@@ -632,6 +635,27 @@ async fn a_long_sequence_number_is_spelled_out(topology: Topology) {
     assert!(store.check_consistency(queue).await.unwrap().is_empty());
     let ran = drain(&store, queue, |_| (success(), FinishOutcome::Recorded)).await;
     assert_eq!(ran, ids.into_iter().collect());
+    assert!(store.check_consistency(queue).await.unwrap().is_empty());
+
+    // A ms of 14 digits (a microsecond count taken for one): 10^13 and more would pack
+    // with a first byte past 9, and from 48 * 2^40 read as a digit.
+    let huge = 53_000_000_000_000u64;
+    let _: () = redis::cmd("XSETID")
+        .arg(k("stream"))
+        .arg(format!("{huge}-0"))
+        .query(&mut conn)
+        .unwrap();
+    let id = enqueue_noops(&store, queue, 1).await[0];
+    let value: Vec<u8> = conn.hget(k("waiting"), id.as_uuid().as_bytes()).unwrap();
+    assert_eq!(
+        value,
+        [format!("{huge}-1 noop ").as_bytes(), &[0xc0u8][..]].concat()
+    );
+    let job = store.get(queue, id).await.unwrap().unwrap();
+    assert_eq!(job.created_at.timestamp_millis(), huge as i64);
+    assert!(store.check_consistency(queue).await.unwrap().is_empty());
+    let ran = drain(&store, queue, |_| (success(), FinishOutcome::Recorded)).await;
+    assert_eq!(ran, [id].into_iter().collect());
     assert!(store.check_consistency(queue).await.unwrap().is_empty());
 }
 
