@@ -84,7 +84,8 @@ local function add_row(out, job, epoch, attempts)
     job[F_MAX], job[F_TIMEOUT], job[F_BACKOFF], job[F_PHASE], job[F_CP], job[F_RUN_AT]
   local full = max or timeout or backoff or phase or cp or run_at
   out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5], out[n + 6], out[n + 7] =
-    full and 12 or 6, job.id, epoch, attempts or tonumber(job[F_ATT]) or 0, job[F_TYPE] or '',
+    full and 12 or 6, job.id, epoch, attempts or tonumber(job[F_ATT]) or tonumber(epoch) or 0,
+    job[F_TYPE] or '',
     job[F_INPUT] or '', job[F_CREATED] or 0
   if full then
     out[n + 8], out[n + 9], out[n + 10], out[n + 11], out[n + 12], out[n + 13] =
@@ -497,19 +498,24 @@ local starts, group_logs = {}, {}
 for _, job in ipairs(taken) do
   local id, g = job.id, job.group
   local epoch = int((tonumber(job[F_EP]) or 0) + 1)
-  local attempts = (tonumber(job[F_ATT]) or 0) + 1
+  -- (Absent, `att` is `ep` (layout 5): written only where it was, so it goes on
+  -- equal to the epoch until a script sets it apart.)
+  local attempts = (tonumber(job[F_ATT]) or tonumber(job[F_EP]) or 0) + 1
   -- A job of an `n` entry never ran: no progress to clear (absent is 0). Its start
   -- `stt` is its update time too (readers take the latest of `ut`, `stt` and `ft`).
   if job.raw then
     -- Its record, written now: what it waited with and its lease.
     redis.call('HSET', job.key, 'st', 'processing', 'ep', epoch, 'tk', claim_id,
-      'att', int(attempts), 'wk', worker, 'stt', int(now), 'ct', job[F_CREATED],
-      'type', job[F_TYPE], 'in', job[F_INPUT])
+      'wk', worker, 'stt', int(now), 'ct', job[F_CREATED], 'type', job[F_TYPE],
+      'in', job[F_INPUT])
     unwaited[#unwaited + 1] = job.raw
-  else
+  elseif job[F_ATT] then
     redis.call('HSET', job.key, 'st', 'processing', 'ep', epoch, 'tk', claim_id,
       'att', int(attempts), 'wk', worker, 'stt', int(now),
       unpack(job.unindexed and NOTHING or CLEAR_PROGRESS))
+  else
+    redis.call('HSET', job.key, 'st', 'processing', 'ep', epoch, 'tk', claim_id,
+      'wk', worker, 'stt', int(now), unpack(job.unindexed and NOTHING or CLEAR_PROGRESS))
   end
   push(leased, int(deadline), id)
   if job[F_START_BY] then redis.call('ZREM', K_DEADLINES, id) end

@@ -13,10 +13,11 @@ local ids = redis.call('ZRANGEBYSCORE', K_DEADLINES, '-inf', '(' .. now, 'LIMIT'
 -- Phase 1: read every record.
 local due, owners = {}, {}
 for _, id in ipairs(ids) do
-  local st, sid, watched, owner, attempts =
-    unpack(read_job(job_key(id), 'st', 'sid', 'w', 'owner', 'att') or {})
+  local st, sid, watched, owner, attempts, epoch =
+    unpack(read_job(job_key(id), 'st', 'sid', 'w', 'owner', 'att', 'ep') or {})
   -- Only jobs that never started expire (a claim removes its job from `deadlines`).
-  if st == 'pending' and (tonumber(attempts) or 0) == 0 then
+  -- (An absent `att` is `ep`, layout 5.)
+  if st == 'pending' and (tonumber(attempts) or tonumber(epoch) or 0) == 0 then
     if owner then owners[owner] = true end
     due[#due + 1] = {id = id, sid = sid, watched = watched, owner = owner}
   end

@@ -74,7 +74,8 @@ for _, plan in ipairs(plans) do
       local creq, watched, owner, grp, attempts, max, pri = unpack(v, 4, 10)
       plan[P_CREQ], plan[P_WATCHED], plan[P_OWNER], plan[P_GRP] = creq, watched, owner, grp
       if kind == 'error' then
-        plan[P_ATTEMPTS], plan[P_MAX], plan[P_PRI] = attempts, max, pri
+        -- (An absent `att` is `ep`, layout 5.)
+        plan[P_ATTEMPTS], plan[P_MAX], plan[P_PRI] = attempts or v[2], max, pri
         any_error = true
         routable(pri, grp)
       else

@@ -32,7 +32,15 @@ local requeued, failed, cancelled = {}, {}, {}
 for _, job in ipairs(lapsed) do
   local id = job.id
   local key = job_key(id)
-  redis.call('HSET', key, 'ep', int((tonumber(job.epoch) or 0) + 1), 'tk', '')
+  -- The epoch moves on, the attempts do not: an `att` left to equal `ep` (layout 5)
+  -- is written now.
+  local epoch = tonumber(job.epoch) or 0
+  if job.attempts then
+    redis.call('HSET', key, 'ep', int(epoch + 1), 'tk', '')
+  else
+    job.attempts = int(epoch)
+    redis.call('HSET', key, 'ep', int(epoch + 1), 'tk', '', 'att', job.attempts)
+  end
   leave_group(job.grp, id)
   local msg = 'lease expired: worker ' .. (job.worker or '?') .. ' stopped renewing it'
   if job.creq == '1' then

@@ -20,7 +20,7 @@ for i = 4, #ARGV, 2 do
       check_lease(job_key(id), token, 'creq', 'w', 'att', 'hb', 'owner', 'pri', 'grp')
     if not refusal then
       routable(pri, grp)
-      held[#held + 1] = {id = id, creq = creq, watched = watched, attempts = attempts,
+      held[#held + 1] = {id = id, token = token, creq = creq, watched = watched, attempts = attempts,
         bounces = bounces, owner = owner, pri = pri, grp = grp}
       if owner then owners[owner] = true end
     end
@@ -36,7 +36,9 @@ for _, job in ipairs(held) do
   if job.creq == '1' then
     finalize(key, id, 'cancelled', now, retention, job.watched, cancelled_fields('cancelled on request'), job.owner)
   else
-    redis.call('HSET', key, 'att', math.max((tonumber(job.attempts) or 1) - 1, 0))
+    -- (An absent `att` is `ep`, layout 5: the token's.)
+    local attempts = tonumber(job.attempts) or tonumber(string.match(job.token, '^%d+')) or 1
+    redis.call('HSET', key, 'att', math.max(attempts - 1, 0))
     push(unleased, id)
     if delay > 0 then
       local bounces = (tonumber(job.bounces) or 0) + 1

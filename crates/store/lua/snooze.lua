@@ -25,7 +25,9 @@ if creq == '1' then
   flush()
   return 'CANCELLED'
 end
-redis.call('HSET', key, 'att', int(math.max((tonumber(attempts) or 1) - 1, 0)))
+-- (An absent `att` is `ep`, layout 5: the token's.)
+attempts = tonumber(attempts) or tonumber(string.match(token, '^%d+')) or 1
+redis.call('HSET', key, 'att', int(math.max(attempts - 1, 0)))
 redis.call('HDEL', key, 'eta')
 push(unleased, id)
 if delay > 0 then

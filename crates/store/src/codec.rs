@@ -15,7 +15,7 @@ use crate::StoreError;
 pub(crate) const SUMMARY_FIELDS: &[&str] = &[
     "type", "owner", "name", "desc", "st", "ph", "pg", "pmsg", "eta", "msg", "ec", "ei", "att",
     "max", "can", "creq", "wk", "ct", "ut", "stt", "ft", "ra", "xt", "to", "dead", "sch", "fire",
-    "pri", "grp", "sb", "ext", "ld", "par", "root", "wt",
+    "pri", "grp", "sb", "ext", "ld", "par", "root", "wt", "ep",
 ];
 
 /// MessagePack with field names, so records written by a newer version still decode.
@@ -265,7 +265,8 @@ impl Fields {
             message: self.string("msg").unwrap_or_default(),
             error_code: self.str("ec").map(ErrorCode::from),
             error_info,
-            attempts: self.num("att").unwrap_or(0) as u32,
+            // An absent `att` is `ep` (layout 5: written only once they differ).
+            attempts: self.num("att").or_else(|| self.num("ep")).unwrap_or(0) as u32,
             max_attempts: self
                 .num("max")
                 .and_then(|n| u32::try_from(n).ok())

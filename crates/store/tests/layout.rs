@@ -113,6 +113,109 @@ async fn defaults_are_not_stored(topology: Topology) {
     assert!(problems.is_empty(), "{problems:?}");
 }
 
+/// Attempts equal to the epoch are not stored (layout 5): a claim writes `att` only
+/// where a script set it apart from `ep` (a snooze, a hand-back, a lease that lapsed),
+/// and every reader (the claim's reply, `get`, listings, the retry decision, the
+/// reaper, a start deadline) takes an absent one as the epoch.
+async fn attempts_equal_to_the_epoch_are_not_stored(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let queue = "att";
+    let id = enqueue_noops(&store, queue, 1).await[0];
+    let mut conn = redis.connection_for(&record_key(queue, id));
+    let stored = |conn: &mut redis::Connection| -> (Option<u32>, u32) {
+        let (att, ep): (Option<u32>, u32) = redis::cmd("HMGET")
+            .arg(record_key(queue, id))
+            .arg("att")
+            .arg("ep")
+            .query(conn)
+            .unwrap();
+        (att, ep)
+    };
+    let attempts_read = |store: &Store| {
+        let store = store.clone();
+        async move {
+            let got = store.get(queue, id).await.unwrap().unwrap().attempts;
+            let listed = store
+                .list(&tether_store::ListQuery {
+                    queues: vec![queue.to_owned()],
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            assert_eq!(listed.jobs[0].attempts, got, "listed as read");
+            got
+        }
+    };
+    // Claims: the first, then again after a retried error.
+    let c = store.claim(queue, "w", 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(c.attempts, 1);
+    assert_eq!(stored(&mut conn), (None, 1));
+    assert_eq!(attempts_read(&store).await, 1);
+    assert_eq!(
+        store.finish(&c.lease, &failure()).await.unwrap(),
+        FinishOutcome::Retrying
+    );
+    let c = store.claim(queue, "w", 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(c.attempts, 2);
+    assert_eq!(stored(&mut conn), (None, 2));
+    // A snooze gives the attempt back: written apart, and claimed on from there.
+    store.snooze(&c.lease, Duration::ZERO).await.unwrap();
+    assert_eq!(stored(&mut conn), (Some(1), 2));
+    assert_eq!(attempts_read(&store).await, 1);
+    let c = store.claim(queue, "w", 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(c.attempts, 2);
+    assert_eq!(stored(&mut conn), (Some(2), 3));
+    assert_eq!(
+        store.finish(&c.lease, &success()).await.unwrap(),
+        FinishOutcome::Recorded
+    );
+
+    // A lapsed lease: the reaper moves the epoch on and writes the attempts it keeps.
+    let id = enqueue_noops(&store, queue, 1).await[0];
+    let short = Duration::from_millis(50);
+    let c = store.claim(queue, "w", 1, short).await.unwrap().remove(0);
+    assert_eq!((c.lease.id, c.attempts), (id, 1));
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let reaped = store.reap(queue, 10).await.unwrap();
+    assert_eq!(reaped.requeued, vec![id]);
+    let (att, ep): (Option<u32>, u32) = redis::cmd("HMGET")
+        .arg(record_key(queue, id))
+        .arg("att")
+        .arg("ep")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!((att, ep), (Some(1), 2));
+    let c = store.claim(queue, "w", 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(
+        (c.lease.id, c.attempts),
+        (id, 2),
+        "one attempt spent before"
+    );
+    // A hand-back (shutdown) gives it back.
+    assert_eq!(
+        store
+            .release(queue, &[(id, c.lease.token.clone())])
+            .await
+            .unwrap(),
+        1
+    );
+    let c = store.claim(queue, "w", 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(c.attempts, 2);
+    store.finish(&c.lease, &success()).await.unwrap();
+    assert!(store.check_consistency(queue).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn attempts_equal_to_the_epoch_are_not_stored_on_one_redis() {
+    attempts_equal_to_the_epoch_are_not_stored(Topology::Single).await;
+}
+
+#[tokio::test]
+async fn attempts_equal_to_the_epoch_are_not_stored_on_a_cluster() {
+    attempts_equal_to_the_epoch_are_not_stored(Topology::Cluster).await;
+}
+
 /// What a final status implies is not stored: a finished job's record has no `pg`, `eta`
 /// or `ut` written by its finish, nor `ut` by its claim, and every reader derives them
 /// (progress 100, the ETA and the update time its finish time), so what `get` answers
