@@ -6,6 +6,7 @@
 -- A job whose cancel was requested is recorded cancelled instead.
 local retention = arg_number(2)
 local delay = arg_number(3)
+if (#ARGV - 3) % 2 ~= 0 then fail('ERR release takes id, token pairs') end
 bounded((#ARGV - 3) / 2)
 writable(K_STREAM, K_DELAYED, K_LEASES, K_DONE, K_DEAD, K_COUNTS, K_ACTIVE)
 local now = now_ms()
@@ -37,7 +38,7 @@ for _, job in ipairs(held) do
     finalize(key, id, 'cancelled', now, retention, job.watched, cancelled_fields('cancelled on request'), job.owner)
   else
     -- (An absent `att` is `ep`, layout 5: the token's.)
-    local attempts = tonumber(job.attempts) or tonumber(string.match(job.token, '^%d+')) or 1
+    local attempts = tonumber(job.attempts) or tonumber(string.match(job.token or '', '^%d+')) or 1
     redis.call('HSET', key, 'att', math.max(attempts - 1, 0))
     push(unleased, id)
     if delay > 0 then

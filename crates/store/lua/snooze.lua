@@ -26,7 +26,7 @@ if creq == '1' then
   return 'CANCELLED'
 end
 -- (An absent `att` is `ep`, layout 5: the token's.)
-attempts = tonumber(attempts) or tonumber(string.match(token, '^%d+')) or 1
+attempts = tonumber(attempts) or tonumber(string.match(token or '', '^%d+')) or 1
 redis.call('HSET', key, 'att', int(math.max(attempts - 1, 0)))
 redis.call('HDEL', key, 'eta')
 push(unleased, id)

@@ -342,6 +342,53 @@ async fn a_non_finite_number_fails_a_script_before_any_write(topology: Topology)
     assert!(problems.is_empty(), "{problems:?}");
 }
 
+/// A hand-back whose arguments are not id, token pairs (a token missing at the end) is
+/// refused whole: no job of it is handed back.
+async fn a_release_of_unpaired_arguments_writes_nothing(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let queue = "unpaired";
+    let prefix = format!("tether:{{{queue}}}:");
+    store
+        .enqueue_many(&vec![JobSpec::new("t").queue(queue); 2])
+        .await
+        .unwrap();
+    let claimed = store.claim(queue, "w", 2, LONG).await.unwrap();
+    let mut node = redis.connection_for(&format!("{prefix}stream"));
+    // retention ms, delay ms, then id, token pairs: the second token left out.
+    let mut call = raw_call(&mut node, queue, "_release");
+    call.arg(60_000).arg(0);
+    call.arg(claimed[0].lease.id.to_string())
+        .arg(claimed[0].lease.token.as_str())
+        .arg(claimed[1].lease.id.to_string());
+    let err = call.query::<redis::Value>(&mut node).unwrap_err();
+    assert!(err.to_string().contains("id, token pairs"), "{err}");
+    for c in &claimed {
+        let job = store.get(queue, c.lease.id).await.unwrap().unwrap();
+        assert_eq!(job.status, tether_model::Status::Processing, "still leased");
+    }
+    assert_eq!(
+        store
+            .release(
+                queue,
+                &[(claimed[0].lease.id, claimed[0].lease.token.clone())]
+            )
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_release_of_unpaired_arguments_writes_nothing_on_one_redis() {
+    a_release_of_unpaired_arguments_writes_nothing(Topology::Single).await;
+}
+
+#[tokio::test]
+async fn a_release_of_unpaired_arguments_writes_nothing_on_a_cluster() {
+    a_release_of_unpaired_arguments_writes_nothing(Topology::Cluster).await;
+}
+
 #[tokio::test]
 async fn a_non_finite_number_fails_a_script_before_any_write_on_one_redis() {
     a_non_finite_number_fails_a_script_before_any_write(Topology::Single).await;
