@@ -199,7 +199,9 @@ def load_tree(r, tree):
         listed = f.read().split("scripts!(\n", 1)[1].split(");", 1)[0]
     scripts = re.findall(r"^\s+(\w+),", listed, re.M)
     library = "#!lua name=tether_tree\n"
-    for prelude in ("common.lua", "flow.lua", "tasks.lua"):
+    for prelude in ("numbers.lua", "common.lua", "flow.lua", "tasks.lua"):
+        if not os.path.exists(os.path.join(lua, prelude)):
+            continue  # (an older checkout: numbers.lua came later)
         with open(os.path.join(lua, prelude)) as f:
             library += f.read()
     library += "local function begin(keys, args) begin_common(keys, args) begin_flow() end\n"

@@ -224,13 +224,6 @@ local function owner_index(owner) return PREFIX .. 'owner:' .. owner end
 
 local function fail(message) error({err = message}) end
 
--- Whether `n` is a finite number (tonumber takes "nan" and "inf", msgpack has both: a
--- NaN fails a table index, and neither formats as an integer, wherever the script is
--- by then).
-local function finite(n)
-  return type(n) == 'number' and n == n and n ~= math.huge and n ~= -math.huge
-end
-
 -- ARGV[i] as a number; a malformed argument fails the script before any write.
 local function arg_number(i)
   local n = tonumber(ARGV[i])

@@ -20,11 +20,13 @@ use tether_model::schedule::ScheduleSpec;
 use crate::codec::ms_to_time;
 use crate::{Store, StoreError, keys, reply};
 
-/// A schedule script, prefixed with the schedule scripts' prelude.
+/// A schedule script, prefixed with the schedule scripts' prelude (and numbers.lua,
+/// which the function library shares).
 macro_rules! schedule_script {
     ($file:literal) => {
         LazyLock::new(|| {
             Script::new(concat!(
+                include_str!("../lua/numbers.lua"),
                 include_str!("../lua/schedules/common.lua"),
                 include_str!(concat!("../lua/schedules/", $file))
             ))

@@ -113,7 +113,8 @@ macro_rules! scripts {
 
 /// The library's text and its version (a hash of its sources).
 fn library(bodies: &[(&str, &str)]) -> (String, String) {
-    const PRELUDE: [&str; 3] = [
+    const PRELUDE: [&str; 4] = [
+        include_str!("../lua/numbers.lua"),
         include_str!("../lua/common.lua"),
         include_str!("../lua/flow.lua"),
         include_str!("../lua/tasks.lua"),

@@ -342,6 +342,64 @@ async fn a_non_finite_number_fails_a_script_before_any_write(topology: Topology)
     assert!(problems.is_empty(), "{problems:?}");
 }
 
+/// A schedule script given a non-finite number (a raw caller's "nan" or "inf") refuses
+/// it before any write: resumed with it, a schedule stored it as its next fire time.
+/// Runs the shipped text as the store sends it (numbers.lua, the schedules' prelude,
+/// the script).
+async fn a_schedule_refuses_a_non_finite_number(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let schedule = "tether:{~sched}:s:o/nightly";
+    let mut node = redis.connection_for(schedule);
+    let _: () = redis::cmd("HSET")
+        .arg(schedule)
+        .arg("next")
+        .arg(5)
+        .arg("paused")
+        .arg(1)
+        .query(&mut node)
+        .unwrap();
+    let state = concat!(
+        include_str!("../lua/numbers.lua"),
+        include_str!("../lua/schedules/common.lua"),
+        include_str!("../lua/schedules/state.lua")
+    );
+    for bad in ["nan", "inf", "-inf"] {
+        let answer = redis::cmd("EVAL")
+            .arg(state)
+            .arg(3)
+            .arg("tether:{~sched}:all")
+            .arg("tether:{~sched}:due")
+            .arg(schedule)
+            .arg("o/nightly")
+            .arg("resume")
+            .arg(bad)
+            .query::<redis::Value>(&mut node);
+        let err = answer.unwrap_err();
+        assert!(err.to_string().contains("not a number"), "{bad}: {err}");
+        let stored: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(schedule)
+            .arg("next")
+            .arg("paused")
+            .query(&mut node)
+            .unwrap();
+        assert_eq!(
+            stored,
+            [Some("5".into()), Some("1".into())],
+            "{bad}: unchanged"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_schedule_refuses_a_non_finite_number_on_one_redis() {
+    a_schedule_refuses_a_non_finite_number(Topology::Single).await;
+}
+
+#[tokio::test]
+async fn a_schedule_refuses_a_non_finite_number_on_a_cluster() {
+    a_schedule_refuses_a_non_finite_number(Topology::Cluster).await;
+}
+
 /// A hand-back whose arguments are not id, token pairs (a token missing at the end) is
 /// refused whole: no job of it is handed back.
 async fn a_release_of_unpaired_arguments_writes_nothing(topology: Topology) {

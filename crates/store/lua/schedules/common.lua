@@ -7,11 +7,10 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- A number argument, or nil when it is none or not finite (tonumber takes "nan" and
--- "inf": stored, they would be read back as garbage fire times and leases).
+-- A number argument, or nil when it is none or not finite (numbers.lua).
 local function finite_number(v)
   local n = tonumber(v)
-  if n and n == n and n ~= math.huge and n ~= -math.huge then return n end
+  if finite(n) then return n end
   return nil
 end
 
