@@ -79,8 +79,8 @@ local function job_key(id) return PREFIX .. 'job:' .. id end
 -- input (no option, no other field: the common path) has no record while it waits.
 -- It is a field of the queue's `waiting` hash, named by the 16 bytes of its UUID,
 -- whose value is its stream entry id in 8 bytes (layout 5: see waiting_value) then
--- `<type> <input>` (a type has no space), and its stream entry is `w=<16 bytes>`. Its record is written when it leaves the stream
--- (claimed or held), or by unwait() when a script reads or changes it by id: then it
+-- `<type> <input>` (a type has no space), and its stream entry is `w=<16 bytes>`. Its
+-- record is written when it leaves the stream (claimed or held), or by unwait() when a script reads or changes it by id: then it
 -- is the record of layout 3 (`st ct sid type in`), its `w` entry read as an `n` one.
 -- (A hash field costs Redis about a third of a record of its own, a 16-byte name
 -- half of the 36-character id's allocation.)
@@ -155,19 +155,29 @@ local function waiting_value(ms, seq, job_type, input, ms_bytes)
   end
   return head .. tail .. job_type .. ' ' .. input
 end
--- A waiting job's stream entry id, type, input and creation time (the entry id's ms);
--- nil when malformed. Layout 4's `<entry id> <type> <input>` (and layout 5's for an
--- id that does not pack: waiting_value) is read too: its first byte is a digit, 48 or
--- more, where a packed value's is the top byte of a ms count under 10^13, at most 9.
-local function parse_waiting(v)
-  if (string.byte(v) or 0) >= 48 then
-    local sid, created, job_type, input = string.match(v, '^((%d+)%-%d+) (%S+) (.*)$')
-    return sid, job_type, input, created
-  end
+-- Whether a waiting value is packed (waiting_value). Layout 4's `<entry id> <type>
+-- <input>` (and layout 5's for an id that does not pack) starts with a digit, 48 or
+-- more, where a packed value starts with the top byte of a ms count under 10^13, at
+-- most 9.
+local function is_packed(v) return (string.byte(v) or 0) < 48 end
+-- A packed waiting value's entry ms and sequence number (numbers), type and input;
+-- nil when malformed.
+local function unpack_waiting(v)
   if #v < 10 then return nil end
   local ms, seq = struct.unpack('>I6I2', v)
   local job_type, input = string.match(v, '^(%S+) (.*)$', 9)
   if not job_type then return nil end
+  return ms, seq, job_type, input
+end
+-- A waiting job's stream entry id, type, input and creation time (the entry id's ms),
+-- from a value of either form; nil when malformed.
+local function parse_waiting(v)
+  if not is_packed(v) then
+    local sid, created, job_type, input = string.match(v, '^((%d+)%-%d+) (%S+) (.*)$')
+    return sid, job_type, input, created
+  end
+  local ms, seq, job_type, input = unpack_waiting(v)
+  if not ms then return nil end
   local created = string.format('%d', ms)
   return created .. '-' .. seq, job_type, input, created
 end
