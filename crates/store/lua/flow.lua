@@ -177,10 +177,18 @@ local function unready(sid)
 end
 
 -- The flow part of a call's start (after begin_common).
+local flow_prefix
 local function begin_flow()
-  K_SETTINGS, K_PRIOS, K_DEADLINES = PREFIX .. 'settings', PREFIX .. 'prios', PREFIX .. 'deadlines'
-  K_STARTS, K_HELD_TYPES = PREFIX .. 'starts', PREFIX .. 'held_types'
+  if flow_prefix ~= PREFIX then
+    flow_prefix = PREFIX
+    K_SETTINGS, K_PRIOS, K_DEADLINES = PREFIX .. 'settings', PREFIX .. 'prios', PREFIX .. 'deadlines'
+    K_STARTS, K_HELD_TYPES = PREFIX .. 'starts', PREFIX .. 'held_types'
+  end
   ring5, stream_busy, queued_delta = nil, nil, 0
-  joined, prio_known, listed = fresh(joined), fresh(prio_known), fresh(listed)
-  left_group, groups_checked, routes_checked = fresh(left_group), fresh(groups_checked), fresh(routes_checked)
+  if next(joined) ~= nil then joined = {} end
+  if next(prio_known) ~= nil then prio_known = {} end
+  if next(listed) ~= nil then listed = {} end
+  if next(left_group) ~= nil then left_group = {} end
+  if next(groups_checked) ~= nil then groups_checked = {} end
+  if next(routes_checked) ~= nil then routes_checked = {} end
 end
