@@ -146,8 +146,12 @@ def measure(binary, jobs, batch, port, redis, work):
                   600000, claim_id, 3600000)
         leases, i = [], 4
         while i < len(reply):
-            n = int(reply[i])
-            job_id, epoch = reply[i + 1], reply[i + 2]
+            if isinstance(reply[i], bytes):  # a fresh job's row: its id, then `epoch ...`
+                job_id, epoch = reply[i], reply[i + 1].split(b" ", 1)[0]
+                n = 1
+            else:  # its count of values, then the values (older versions: 6 or 12)
+                n = int(reply[i])
+                job_id, epoch = reply[i + 1], reply[i + 2]
             leases.append((job_id, epoch + b"." + claim_id.encode()))
             i += 1 + n
         return leases

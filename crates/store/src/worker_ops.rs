@@ -233,7 +233,8 @@ pub struct WorkerInfo {
     pub jobs: Vec<(String, JobId, chrono::DateTime<chrono::Utc>)>,
 }
 
-/// The jobs of a claim's reply, flat: each one's count of values, then its values.
+/// The jobs of a claim's reply, flat (claim.lua): a job that never ran is two strings,
+/// its id and the rest of its row; any other the number 12 and its twelve values.
 fn claimed_rows(
     queue: &str,
     claim_id: &str,
@@ -242,9 +243,17 @@ fn claimed_rows(
     mut rest: &[redis::Value],
 ) -> Result<Vec<Claimed>, StoreError> {
     let mut jobs = Vec::new();
-    while let Some((width, after)) = rest.split_first() {
-        let width = redis::from_redis_value_ref::<usize>(width)?;
-        if !matches!(width, 6 | 12) || after.len() < width {
+    while let Some((first, after)) = rest.split_first() {
+        if let redis::Value::BulkString(id) = first {
+            let Some((redis::Value::BulkString(packed), after)) = after.split_first() else {
+                return Err(StoreError::decode("claim", "a job's id without its row"));
+            };
+            jobs.push(packed_row(queue, claim_id, now, deadline, id, packed)?);
+            rest = after;
+            continue;
+        }
+        let width = redis::from_redis_value_ref::<usize>(first)?;
+        if width != FULL_ROW || after.len() < width {
             return Err(StoreError::decode(
                 "claim",
                 format!("a row of {width} values, {} left", after.len()),
@@ -257,9 +266,58 @@ fn claimed_rows(
     Ok(jobs)
 }
 
-/// One job of a claim's reply: `id, epoch, attempts, type, input, created`, then
-/// `max, timeout, backoff, phase, checkpoint, run_at` only when one of them is set
-/// (claim.lua: a job that never ran is answered with the first six alone).
+/// The values of a claim's row for a job with an option, a phase or a checkpoint set.
+const FULL_ROW: usize = 12;
+
+/// A job that never ran: its id, and `<epoch> <attempts> <created> <type> <input>` in one
+/// string (its input last: any bytes).
+fn packed_row(
+    queue: &str,
+    claim_id: &str,
+    now: i64,
+    deadline: i64,
+    id: &[u8],
+    packed: &[u8],
+) -> Result<Claimed, StoreError> {
+    let malformed = || {
+        StoreError::decode(
+            "claim",
+            "a job's row is not `epoch attempts created type input`",
+        )
+    };
+    let mut parts = packed.splitn(5, |b| *b == b' ');
+    let mut text = || {
+        parts
+            .next()
+            .and_then(|part| std::str::from_utf8(part).ok())
+            .ok_or_else(malformed)
+    };
+    let (epoch, attempts, created, job_type) = (text()?, text()?, text()?, text()?);
+    let input = parts.next().ok_or_else(malformed)?;
+    let created: i64 = created.parse().map_err(|_| malformed())?;
+    let id = std::str::from_utf8(id).map_err(|_| malformed())?;
+    Ok(Claimed {
+        lease: Lease {
+            queue: queue.to_owned(),
+            id: id.parse().map_err(|e| StoreError::decode("id", e))?,
+            token: LeaseToken(format!("{epoch}.{claim_id}")),
+        },
+        attempts: attempts.parse().map_err(|_| malformed())?,
+        max_attempts: tether_model::DEFAULT_MAX_ATTEMPTS,
+        job_type: job_type.to_owned(),
+        input: input.to_vec(),
+        phase: None,
+        checkpoint: None,
+        timeout: None,
+        backoff: RetryPolicy::default(),
+        ready_at_ms: created,
+        started_at_ms: now,
+        lease_deadline_ms: deadline,
+    })
+}
+
+/// One job of a claim's reply in twelve values: `id, epoch, attempts, type, input,
+/// created, max, timeout, backoff, phase, checkpoint, run_at` ('' for those unset).
 fn claimed_row(
     queue: &str,
     claim_id: &str,
@@ -825,26 +883,47 @@ mod tests {
     }
 
     #[test]
-    fn a_fresh_jobs_row_of_six_values_gets_the_defaults() {
+    fn a_fresh_jobs_row_is_one_string_and_gets_the_defaults() {
         let id = JobId::new().to_string();
-        let row = [
-            bulk(&id),
-            bulk("1"),
-            Value::Int(1),
-            bulk("noop"),
-            bulk("\u{c0}"),
-            bulk("1700000000000"),
-        ];
-        let job = claimed_row("q", "ab12", 1_700_000_000_005, 1_700_000_030_005, &row).unwrap();
+        // Its input is last and may hold any byte, spaces too.
+        let mut packed = b"1 1 1700000000000 noop ".to_vec();
+        packed.extend_from_slice(b"\xc2 a b\x00");
+        let flat = [bulk(&id), Value::BulkString(packed)];
+        let jobs = claimed_rows("q", "ab12", 1_700_000_000_005, 1_700_000_030_005, &flat).unwrap();
+        let job = jobs.into_iter().next().unwrap();
         assert_eq!(job.lease.id.to_string(), id);
         assert_eq!(job.lease.token.0, "1.ab12");
         assert_eq!((job.attempts, job.max_attempts), (1, 5));
         assert_eq!(job.job_type, "noop");
-        assert_eq!(job.input, "\u{c0}".as_bytes());
+        assert_eq!(job.input, b"\xc2 a b\x00");
         assert_eq!((job.phase, job.checkpoint, job.timeout), (None, None, None));
         assert_eq!(job.backoff, tether_model::RetryPolicy::default());
         assert_eq!(job.ready_at_ms, 1_700_000_000_000);
         assert_eq!(job.lease_deadline_ms, 1_700_000_030_005);
+        // An empty input is an empty last part.
+        let flat = [bulk(&id), bulk("2 2 1700000000000 noop ")];
+        let jobs = claimed_rows("q", "ab12", 0, 0, &flat).unwrap();
+        assert_eq!((jobs[0].attempts, jobs[0].input.len()), (2, 0));
+    }
+
+    #[test]
+    fn a_malformed_string_row_is_an_error_not_a_panic() {
+        let id = JobId::new().to_string();
+        for (id, packed) in [
+            (id.as_str(), ""),
+            (id.as_str(), "1 1 1700000000000 noop"),
+            (id.as_str(), "1 x 1700000000000 noop in"),
+            (id.as_str(), "1 1 later noop in"),
+            ("not-an-id", "1 1 1700000000000 noop in"),
+        ] {
+            assert!(
+                claimed_rows("q", "ff", 0, 0, &[bulk(id), bulk(packed)]).is_err(),
+                "{id} {packed:?}"
+            );
+        }
+        // An id with nothing after it, or followed by no string.
+        assert!(claimed_rows("q", "ff", 0, 0, &[bulk(&id)]).is_err());
+        assert!(claimed_rows("q", "ff", 0, 0, &[bulk(&id), Value::Int(1)]).is_err());
     }
 
     #[test]
@@ -897,35 +976,41 @@ mod tests {
     fn a_short_row_is_an_error_not_a_panic() {
         let row = [bulk(&JobId::new().to_string()), bulk("1")];
         assert!(claimed_row("q", "ff", 0, 0, &row).is_err());
-        // A count of values the reply does not hold, or no row's count.
-        let flat = [Value::Int(6), bulk(&JobId::new().to_string()), bulk("1")];
+        // A count of values the reply does not hold, or a count that is no row's.
+        let flat = [Value::Int(12), bulk(&JobId::new().to_string()), bulk("1")];
         assert!(claimed_rows("q", "ff", 0, 0, &flat).is_err());
         let flat = [Value::Int(2), bulk(&JobId::new().to_string()), bulk("1")];
         assert!(claimed_rows("q", "ff", 0, 0, &flat).is_err());
     }
 
     #[test]
-    fn a_flat_reply_is_split_by_each_jobs_count() {
-        let (a, b) = (JobId::new(), JobId::new());
-        let six = |id: &JobId| {
-            vec![
-                bulk(&id.to_string()),
-                bulk("1"),
-                Value::Int(1),
-                bulk("t"),
-                bulk(""),
-                bulk("1700000000000"),
-            ]
-        };
-        let mut flat = vec![Value::Int(6)];
-        flat.extend(six(&a));
+    fn a_flat_reply_is_split_into_its_rows() {
+        let (a, b, c) = (JobId::new(), JobId::new(), JobId::new());
+        let mut flat = vec![bulk(&a.to_string()), bulk("1 1 1700000000000 t in")];
         flat.push(Value::Int(12));
-        flat.extend(six(&b));
-        flat.extend(["3", "", "", "", "", ""].map(bulk));
+        flat.extend(
+            [
+                &b.to_string(),
+                "1",
+                "1",
+                "t",
+                "",
+                "1700000000000",
+                "3",
+                "",
+                "",
+                "",
+                "",
+                "",
+            ]
+            .map(bulk),
+        );
+        flat.extend([bulk(&c.to_string()), bulk("1 1 1700000000000 t ")]);
         let jobs = claimed_rows("q", "ff", 0, 0, &flat).unwrap();
-        assert_eq!(jobs.len(), 2);
+        assert_eq!(jobs.len(), 3);
         assert_eq!((jobs[0].lease.id, jobs[0].max_attempts), (a, 5));
         assert_eq!((jobs[1].lease.id, jobs[1].max_attempts), (b, 3));
+        assert_eq!(jobs[2].lease.id, c);
         assert!(claimed_rows("q", "ff", 0, 0, &[]).unwrap().is_empty());
     }
 }
