@@ -342,6 +342,64 @@ async fn a_non_finite_number_fails_a_script_before_any_write(topology: Topology)
     assert!(problems.is_empty(), "{problems:?}");
 }
 
+/// A number argument too large to be a time or a count (past 2^53, where integers lose
+/// their precision and stop formatting as integers) is refused before any write. A
+/// finish given a retention of 1e300 recorded the outcome with an expiry formatted as
+/// -9223372036854775808, and the next retention sweep deleted the job at once.
+async fn a_number_past_2_to_the_53_fails_a_script_before_any_write(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let queue = "huge";
+    let prefix = format!("tether:{{{queue}}}:");
+    store
+        .enqueue(&JobSpec::new("t").queue(queue))
+        .await
+        .unwrap();
+    let claimed = store.claim(queue, "w", 1, LONG).await.unwrap();
+    let lease = &claimed[0].lease;
+    let mut node = redis.connection_for(&format!("{prefix}stream"));
+    for huge in ["1e300", "-1e300", "1e16"] {
+        // retention ms, then id, token, kind, result
+        let mut call = raw_call(&mut node, queue, "_finish");
+        call.arg(huge)
+            .arg(lease.id.to_string())
+            .arg(lease.token.as_str())
+            .arg("success")
+            .arg("r");
+        let err = call
+            .query::<redis::Value>(&mut node)
+            .expect_err(&format!("a retention of {huge} is refused"));
+        assert!(err.to_string().contains("is not a number"), "{huge}: {err}");
+        let job = store.get(queue, lease.id).await.unwrap().unwrap();
+        assert_eq!(
+            job.status,
+            tether_model::Status::Processing,
+            "{huge}: nothing written"
+        );
+    }
+    // At the bound, and a retention of a year, are numbers like any other.
+    let mut call = raw_call(&mut node, queue, "_finish");
+    call.arg(365 * 24 * 3_600_000_u64)
+        .arg(lease.id.to_string())
+        .arg(lease.token.as_str())
+        .arg("success")
+        .arg("r");
+    let words: Vec<String> = call.query(&mut node).unwrap();
+    assert_eq!(words, ["OK"]);
+    let problems = store.check_consistency(queue).await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+#[tokio::test]
+async fn a_number_past_2_to_the_53_fails_a_script_before_any_write_on_one_redis() {
+    a_number_past_2_to_the_53_fails_a_script_before_any_write(Topology::Single).await;
+}
+
+#[tokio::test]
+async fn a_number_past_2_to_the_53_fails_a_script_before_any_write_on_a_cluster() {
+    a_number_past_2_to_the_53_fails_a_script_before_any_write(Topology::Cluster).await;
+}
+
 /// A schedule script given a non-finite number (a raw caller's "nan" or "inf") refuses
 /// it before any write: resumed with it, a schedule stored it as its next fire time.
 /// Runs the shipped text as the store sends it (numbers.lua, the schedules' prelude,
