@@ -23,7 +23,8 @@
 -- priorities (lowest number first) and round-robin between the groups of a priority.
 --
 -- Returns {now, lease deadline, wait, reason, then per job its row}, flat. A job that
--- never ran (no option set, no phase or checkpoint) is two strings: its id, and
+-- never ran (no option set, no phase or checkpoint, a type with no space) is two
+-- strings: its id, and
 -- `<epoch> <attempts> <created> <type> <input>` (the input last: its bytes are any).
 -- Any other is the number 12 and twelve values: id, epoch, attempts, type, input,
 -- created, max, timeout, backoff, phase, checkpoint, run_at ('' for those unset). A
@@ -84,7 +85,10 @@ local function add_row(out, job, epoch, attempts)
   local max, timeout, backoff, phase, cp, run_at =
     job[F_MAX], job[F_TIMEOUT], job[F_BACKOFF], job[F_PHASE], job[F_CP], job[F_RUN_AT]
   attempts = attempts or tonumber(job[F_ATT]) or tonumber(epoch) or 0
-  if not (max or timeout or backoff or phase or cp or run_at) then
+  -- (A waiting job's type is one word; a record's may hold a space only when a raw
+  -- caller wrote it, and then it would end the type early in the one string.)
+  if not (max or timeout or backoff or phase or cp or run_at)
+    and (job.raw or not string.find(job[F_TYPE] or '', ' ', 1, true)) then
     out[n + 1], out[n + 2] = job.id, epoch .. ' ' .. int(attempts) .. ' '
       .. (job[F_CREATED] or '0') .. ' ' .. (job[F_TYPE] or '') .. ' ' .. (job[F_INPUT] or '')
     return

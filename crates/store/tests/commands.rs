@@ -516,7 +516,9 @@ async fn a_non_finite_number_fails_a_script_before_any_write_on_a_cluster() {
 }
 
 /// A plain job whose type the waiting value cannot carry (empty, or with whitespace:
-/// only a raw caller can send one) keeps a record instead (layout 4), and runs.
+/// only a raw caller can send one) keeps a record instead (layout 4), and runs with
+/// its type and input as sent (a claim's one-string row of a type with a space read
+/// `a b` as the type `a` and the input `b <input>`).
 async fn a_type_waiting_cannot_carry_keeps_a_record(topology: Topology) {
     let redis = TestRedis::start(topology);
     let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
@@ -528,11 +530,12 @@ async fn a_type_waiting_cannot_carry_keeps_a_record(topology: Topology) {
         .enqueue(&JobSpec::new("t").queue(queue))
         .await
         .unwrap();
-    let ids = [JobId::new(), JobId::new()];
+    let ids = [JobId::new(), JobId::new(), JobId::new()];
+    let types = ["", "a\tb", "a b"];
     let mut call = raw_enqueue(&mut node, queue);
-    for (id, job_type) in ids.iter().zip(["", "a\tb"]) {
+    for (id, job_type) in ids.iter().zip(types) {
         call.arg(id.as_uuid().as_bytes()).arg("").arg(4);
-        call.arg("type").arg(job_type).arg("in").arg(b"\xc0");
+        call.arg("type").arg(job_type).arg("in").arg(b"x y");
     }
     let rows: Vec<(String, String, i64, i64)> = call.query(&mut node).unwrap();
     assert!(rows.iter().all(|r| r.0 == "CREATED"), "{rows:?}");
@@ -545,7 +548,14 @@ async fn a_type_waiting_cannot_carry_keeps_a_record(topology: Topology) {
         "only the plain job of a one-word type waits (beside the pin)"
     );
     let claimed = store.claim(queue, "w", 10, LONG).await.unwrap();
-    assert_eq!(claimed.len(), 3);
+    assert_eq!(claimed.len(), 4);
+    for (id, job_type) in ids.iter().zip(types) {
+        let job = claimed.iter().find(|c| c.lease.id == *id).unwrap();
+        assert_eq!(
+            (job.job_type.as_str(), job.input.as_slice()),
+            (job_type, &b"x y"[..])
+        );
+    }
     let problems = store.check_consistency(queue).await.unwrap();
     assert!(problems.is_empty(), "{problems:?}");
 }
