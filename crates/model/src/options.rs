@@ -101,7 +101,7 @@ impl JobOptions {
         }
         if let Some(first) = backoff {
             spec.backoff = RetryPolicy {
-                initial_ms: first.as_millis() as u64,
+                initial_ms: u64::try_from(first.as_millis()).unwrap_or(u64::MAX),
                 ..RetryPolicy::default()
             };
         }

@@ -44,7 +44,8 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// A policy with a fixed delay and no jitter.
     pub fn fixed(delay: Duration) -> Self {
-        let ms = delay.as_millis() as u64;
+        // (Saturating: past u64::MAX ms, `as` would wrap to a short delay.)
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         RetryPolicy {
             initial_ms: ms,
             factor: 1.0,

@@ -207,6 +207,11 @@ pub enum SpecError {
     External(&'static str),
     #[error("invalid error code {0:?}: use 1-128 characters from A-Z a-z 0-9 _ . : -")]
     ErrorCode(String),
+    #[error("{field} out of range: use {range}")]
+    Duration {
+        field: &'static str,
+        range: &'static str,
+    },
 }
 
 /// Checks an error code a caller gives (an external task's abort): the characters of a
@@ -404,6 +409,38 @@ impl JobSpec {
         self.group.as_deref().or(self.owner.as_deref())
     }
 
+    /// Every duration at most [`limits::MAX_SECONDS`] (they are stored as
+    /// milliseconds; the API reads a longer text as that long), and a timeout of at
+    /// least 1 ms (none at all is `None`).
+    fn validate_durations(&self) -> Result<(), SpecError> {
+        const SPAN: &str = "at most 1e9 seconds";
+        let max_ms = (limits::MAX_SECONDS * 1000.0) as u128;
+        let fits = |d: Duration| d.as_millis() <= max_ms;
+        let start_within = match self.start_by {
+            Some(StartBy::Within(d)) => Some(d),
+            _ => None,
+        };
+        for (field, value) in [("delay", self.delay), ("start_by", start_within)] {
+            if value.is_some_and(|d| !fits(d)) {
+                return Err(SpecError::Duration { field, range: SPAN });
+            }
+        }
+        if self.timeout.is_some_and(|t| t.as_millis() < 1 || !fits(t)) {
+            return Err(SpecError::Duration {
+                field: "timeout",
+                range: "1 ms to 1e9 seconds",
+            });
+        }
+        let backoff = &self.backoff;
+        if u128::from(backoff.initial_ms.max(backoff.cap_ms)) > max_ms {
+            return Err(SpecError::Duration {
+                field: "backoff",
+                range: SPAN,
+            });
+        }
+        Ok(())
+    }
+
     /// Checks every field; storage calls this before writing anything.
     pub fn validate(&self) -> Result<(), SpecError> {
         validate_queue_name(&self.queue)?;
@@ -424,6 +461,7 @@ impl JobSpec {
         if let Some(group) = &self.group {
             validate_group(group)?;
         }
+        self.validate_durations()?;
         if let Some(lease) = self.external_lease {
             if !(MIN_EXTERNAL_LEASE..=MAX_EXTERNAL_LEASE).contains(&lease) {
                 return Err(SpecError::ExternalLease(lease));
@@ -497,6 +535,41 @@ mod tests {
         assert!(JobSpec::new("t").group("").validate().is_err());
         assert!(JobSpec::new("t").group("a\nb").validate().is_err());
         assert!(JobSpec::new("t").group("g".repeat(386)).validate().is_err());
+    }
+
+    /// A duration past what a job can be given (1e9 s) was converted to milliseconds
+    /// with `as u64`, which wraps: `--delay 18446744073709552s` ran after 0.384 s, and a
+    /// timeout that long timed out at once. A zero timeout failed every attempt.
+    #[test]
+    fn durations_are_bounded() {
+        let huge = Duration::from_secs(18_446_744_073_709_552);
+        let max = Duration::from_secs_f64(limits::MAX_SECONDS);
+        let past = max + Duration::from_millis(1);
+        for spec in [
+            JobSpec::new("t").delay(huge),
+            JobSpec::new("t").delay(past),
+            JobSpec::new("t").timeout(huge),
+            JobSpec::new("t").timeout(Duration::ZERO),
+            JobSpec::new("t").start_by(huge),
+            JobSpec::new("t").backoff(RetryPolicy::fixed(huge)),
+            JobSpec::new("t").backoff(RetryPolicy::fixed(Duration::MAX)),
+        ] {
+            assert!(
+                matches!(spec.validate(), Err(SpecError::Duration { .. })),
+                "{spec:?}"
+            );
+        }
+        let long = max;
+        for spec in [
+            JobSpec::new("t").delay(long),
+            JobSpec::new("t").delay(Duration::ZERO),
+            JobSpec::new("t").timeout(long),
+            JobSpec::new("t").timeout(Duration::from_millis(1)),
+            JobSpec::new("t").start_by(long),
+            JobSpec::new("t").backoff(RetryPolicy::fixed(long)),
+        ] {
+            assert_eq!(spec.validate(), Ok(()), "{spec:?}");
+        }
     }
 
     #[test]
