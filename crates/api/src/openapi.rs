@@ -346,6 +346,12 @@ fn span_schema() -> Value {
            "description": "A duration: seconds (a number) or text like \"10s\", \"5m\", \"1h 30m\""})
 }
 
+/// A task's time limit: a duration, under 1 ms (0) meaning none.
+fn time_limit_schema() -> Value {
+    json!({"oneOf": [seconds_schema(), span_text_schema()],
+           "description": "The time limit of one attempt: seconds (a number) or text like \"10s\", \"5m\"; under 1 ms (0) is no limit"})
+}
+
 fn count(min: u64, max: u64) -> Value {
     json!({"type": "integer", "minimum": min, "maximum": max})
 }
@@ -382,7 +388,7 @@ fn create_task_schema(config: &ApiConfig) -> Value {
             "external": {"enum": [false, null]},
             "delay": nullable(span_schema()),
             "run_at": nullable(json!({"type": "string", "format": "date-time"})),
-            "timeout": nullable(span_schema()),
+            "timeout": nullable(time_limit_schema()),
             "start_by": nullable(json!({"oneOf": [
                 seconds_schema(), span_text_schema(),
                 {"type": "string", "format": "date-time"}
@@ -738,7 +744,7 @@ fn schedule_body(config: &ApiConfig, max_attempts: Value) -> Value {
             "overlap": {"type": "string", "enum": ["skip", "allow", "cancel_previous", "cancel-previous"]},
             "catch_up": catch_up,
             "max_attempts": nullable(max_attempts),
-            "timeout": nullable(span_schema()),
+            "timeout": nullable(time_limit_schema()),
         }
     })
 }

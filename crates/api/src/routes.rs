@@ -143,6 +143,13 @@ impl Span {
     }
 }
 
+/// A task's time limit: under 1 ms (`0`, `"0s"`) means none, as the document says
+/// (a limit of nothing would fail every attempt at once).
+pub(crate) fn time_limit(span: Option<&Span>) -> Result<Option<Duration>, ApiError> {
+    let limit = span.map(|t| t.to_duration("timeout")).transpose()?;
+    Ok(limit.filter(|t| t.as_millis() >= 1))
+}
+
 /// A JSON number that is a whole number, `3` or `3.0`, as JSON Schema's `integer`
 /// counts them.
 pub(crate) fn whole(n: &serde_json::Number) -> Option<u64> {
@@ -307,7 +314,7 @@ pub(crate) async fn create_task(
         delay: req.delay.map(|d| d.to_duration("delay")).transpose()?,
         run_at: req.run_at,
         max_attempts: req.max_attempts,
-        timeout: req.timeout.map(|t| t.to_duration("timeout")).transpose()?,
+        timeout: time_limit(req.timeout.as_ref())?,
         idempotency_key: req.idempotency_key,
         name: req.name,
         description: req.description,

@@ -20,7 +20,7 @@ use tether_model::{limits, schedule};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::routes::{Authed, Span, json_body};
+use crate::routes::{self, Authed, Span, json_body};
 
 /// `POST /v2/schedules` body, and `PATCH /v2/schedules/{name}` (where every field is
 /// optional: the ones given replace the schedule's).
@@ -157,7 +157,7 @@ fn spec_from(body: ScheduleBody, base: Option<ScheduleSpec>) -> Result<ScheduleS
         input: body.input,
         queue: body.queue,
         max_attempts: body.max_attempts,
-        timeout: body.timeout.map(|t| t.to_duration("timeout")).transpose()?,
+        timeout: routes::time_limit(body.timeout.as_ref())?,
         ..JobOptions::default()
     }
     .apply(job);

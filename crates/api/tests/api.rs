@@ -538,6 +538,25 @@ async fn bad_requests_get_clear_codes() {
     }
 }
 
+/// A time limit under 1 ms (`0`, `"0s"`, `1e-308`) is no time limit, as the document
+/// says: it failed every attempt at once ("timed out after 0.000s") until the attempts
+/// ran out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_under_a_millisecond_is_no_time_limit() {
+    let env = env(true).await;
+    for timeout in [json!(0), json!(1e-308), json!("0s")] {
+        let task = create(
+            &env.app,
+            ALICE,
+            json!({"type": "sleep", "input": {"ms": 50}, "timeout": timeout, "max_attempts": 1}),
+        )
+        .await;
+        let id = task["id"].as_str().unwrap();
+        let done = until_status(&env.app, id, "success").await;
+        assert_eq!(done["attempts"], 1, "{timeout}: {done}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_of_a_cancelled_task_end_with_cancelled() {
     let env = env(true).await;
