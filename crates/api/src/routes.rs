@@ -574,7 +574,15 @@ pub(crate) async fn list_tasks(
         "schema": "/v2/schemas/tasks",
     });
     if let Some(next) = page.next_marker {
-        let mut link = format!("/v2/tasks?marker={next}&limit={limit}");
+        // Every parameter but the marker, as given, escaped.
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query
+            .append_pair("marker", &next.to_string())
+            .append_pair("limit", &limit.to_string());
+        let (dead, priority) = (
+            p.dead.map(|d| d.to_string()),
+            p.priority.map(|n| n.to_string()),
+        );
         for (k, v) in [
             ("sort_key", &p.sort_key),
             ("sort_dir", &p.sort_dir),
@@ -582,12 +590,15 @@ pub(crate) async fn list_tasks(
             ("type", &p.task_type),
             ("owner", &p.owner),
             ("queue", &p.queue),
+            ("group", &p.group),
+            ("priority", &priority),
+            ("dead", &dead),
         ] {
             if let Some(v) = v {
-                link.push_str(&format!("&{k}={v}"));
+                query.append_pair(k, v);
             }
         }
-        answer["next"] = json!(link);
+        answer["next"] = json!(format!("/v2/tasks?{}", query.finish()));
     }
     Ok(Json(answer))
 }

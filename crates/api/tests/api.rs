@@ -307,6 +307,43 @@ async fn list_pages_with_next_links_filters_and_sorts() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+/// Every filter carries into `next`, escaped: `next` dropped `group`, `priority` and
+/// `dead` (its second page listed other groups' tasks), and pasted values raw (a group
+/// holding `&` ended the query there). A tenant's group filter names the group as its
+/// create did (`g1`, stored as `alice/g1`): `group=g1` listed nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_links_keep_every_filter_and_groups_read_as_created() {
+    let env = env(false).await;
+    for group in ["a&b=c", "other", "a&b=c", "other", "a&b=c"] {
+        create(
+            &env.app,
+            ALICE,
+            json!({"type": "noop", "group": group, "priority": 3}),
+        )
+        .await;
+    }
+    create(&env.app, ALICE, json!({"type": "noop", "group": "a&b=c"})).await;
+    for first in [
+        "/v2/tasks?group=a%26b%3Dc&priority=3&limit=1",
+        "/v2/tasks?group=alice%2Fa%26b%3Dc&priority=3&limit=1",
+    ] {
+        let mut uri = first.to_owned();
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            let (status, page) = call(&env.app, "GET", &uri, Some(ALICE), None).await;
+            assert_eq!(status, StatusCode::OK, "{uri}: {page}");
+            for task in page["tasks"].as_array().unwrap() {
+                seen.push((task["group"].clone(), task["priority"].clone()));
+            }
+            match page.get("next") {
+                Some(next) => uri = next.as_str().unwrap().to_owned(),
+                None => break,
+            }
+        }
+        assert_eq!(seen, vec![(json!("alice/a&b=c"), json!(3)); 3], "{first}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owners_are_isolated_and_tokens_required() {
     let env = env(false).await;

@@ -109,15 +109,6 @@ pub enum FoundMany {
 }
 
 impl Producer {
-    /// The filter as this producer may apply it: its own owner's jobs only.
-    fn scoped_filter(&self, filter: &ListQuery) -> ListQuery {
-        let mut filter = filter.clone();
-        if self.owner.is_some() {
-            filter.owner = self.owner.clone();
-        }
-        filter
-    }
-
     /// The jobs that match `filter` (its queues, or every known queue; in name order,
     /// each oldest first), resuming after `after`, reading at most `budget` index
     /// entries, in steps of at most [`MAX_WALK_STEP`] (each a few ms of Redis time).
@@ -143,7 +134,7 @@ impl Producer {
         after: Option<&Cursor>,
         budget: usize,
     ) -> Result<Walked, Error> {
-        let filter = self.scoped_filter(filter);
+        let filter = self.scoped_query(filter);
         let mut queues = if filter.queues.is_empty() {
             self.store.queues().await?
         } else {
@@ -346,7 +337,7 @@ impl Producer {
                 complete: true,
             });
         }
-        let filter = self.scoped_filter(&ListQuery::default());
+        let filter = self.scoped_query(&ListQuery::default());
         let queues = self.store.queues().await?;
         let per_queue = (budget / queues.len().max(1)).max(200);
         let mut found = Found {

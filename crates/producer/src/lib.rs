@@ -240,13 +240,31 @@ impl Producer {
         }
         if let Some(owner) = &self.owner {
             spec.owner = Some(owner.clone());
-            if let Some(group) = &spec.group
-                && !group.starts_with(&format!("{owner}/"))
-            {
-                spec.group = Some(format!("{owner}/{group}"));
-            }
+            spec.group = self.scoped_group(spec.group);
         }
         spec
+    }
+
+    /// A group as this producer's jobs have it: an owner's behind `<owner>/` (a name
+    /// given with that prefix already is taken as it is).
+    fn scoped_group(&self, group: Option<String>) -> Option<String> {
+        match (&self.owner, group) {
+            (Some(owner), Some(group)) if !group.starts_with(&format!("{owner}/")) => {
+                Some(format!("{owner}/{group}"))
+            }
+            (_, group) => group,
+        }
+    }
+
+    /// A list's or a bulk action's filter as this producer may apply it: its own
+    /// owner's jobs only, and a group named as its enqueue named it.
+    pub(crate) fn scoped_query(&self, query: &ListQuery) -> ListQuery {
+        let mut query = query.clone();
+        if self.owner.is_some() {
+            query.owner = self.owner.clone();
+            query.group = self.scoped_group(query.group);
+        }
+        query
     }
 
     /// Enqueues a job. With an idempotency key this owner used before, returns the earlier
@@ -358,11 +376,8 @@ impl Producer {
     }
 
     /// A page of job summaries (no input or result).
-    pub async fn list(&self, mut query: ListQuery) -> Result<Page, Error> {
-        if self.owner.is_some() {
-            query.owner = self.owner.clone();
-        }
-        Ok(self.store.list(&query).await?)
+    pub async fn list(&self, query: ListQuery) -> Result<Page, Error> {
+        Ok(self.store.list(&self.scoped_query(&query)).await?)
     }
 
     /// A page of a job's children (full records) in spawn order, after `marker`: what
