@@ -136,6 +136,14 @@ fn schedule_body(s: &Schedule) -> Value {
 }
 
 /// Builds the spec from `body` over `base` (the current spec for PATCH).
+/// The schedule, if the tasks it fires are ones the API would create: of a registered
+/// type, in an allowed queue (a schedule is a task created later, many times).
+fn allowed(state: &AppState, spec: ScheduleSpec) -> Result<ScheduleSpec, ApiError> {
+    routes::known_type(state, &spec.job.job_type)?;
+    routes::allowed_queue(state, Some(spec.job.queue.clone()))?;
+    Ok(spec)
+}
+
 fn spec_from(body: ScheduleBody, base: Option<ScheduleSpec>) -> Result<ScheduleSpec, ApiError> {
     let name = match (&base, body.name) {
         (Some(b), _) => b.name.clone(),
@@ -210,7 +218,8 @@ fn scoped(state: &AppState, caller: &crate::auth::Caller) -> Producer {
 
 #[utoipa::path(post, path = "/v2/schedules", tag = "schedules", request_body = ScheduleBody,
     responses((status = 201, description = "Created", body = Object), (status = 400, body = ApiError),
-        (status = 401, body = ApiError), (status = 409, description = "A schedule of that name exists", body = ApiError),
+        (status = 401, body = ApiError), (status = 403, description = "The queue is not one tasks may be created in", body = ApiError),
+        (status = 409, description = "A schedule of that name exists", body = ApiError),
         (status = 415, body = ApiError)))]
 pub(crate) async fn create_schedule(
     State(state): State<AppState>,
@@ -219,16 +228,7 @@ pub(crate) async fn create_schedule(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body: ScheduleBody = json_body(&headers, body)?;
-    let spec = spec_from(body, None)?;
-    if let Some(allowed) = &state.config.allowed_queues
-        && !allowed.contains(&spec.job.queue)
-    {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "QueueNotAllowed",
-            format!("tasks cannot be created in queue {:?}", spec.job.queue),
-        ));
-    }
+    let spec = allowed(&state, spec_from(body, None)?)?;
     let schedule = scoped(&state, &caller).create_schedule(spec).await?;
     Ok((StatusCode::CREATED, Json(schedule_body(&schedule))).into_response())
 }
@@ -289,6 +289,7 @@ pub(crate) async fn show_schedule(
 #[utoipa::path(patch, path = "/v2/schedules/{name}", tag = "schedules", params(("name" = String, Path)),
     request_body = ScheduleBody,
     responses((status = 200, description = "Changed", body = Object), (status = 400, body = ApiError),
+        (status = 403, description = "The queue is not one tasks may be created in", body = ApiError),
         (status = 404, body = ApiError), (status = 415, body = ApiError)))]
 pub(crate) async fn patch_schedule(
     State(state): State<AppState>,
@@ -305,7 +306,7 @@ pub(crate) async fn patch_schedule(
         ));
     }
     let current = one(&state, &caller, &name).await?;
-    let spec = spec_from(body, Some(current.spec))?;
+    let spec = allowed(&state, spec_from(body, Some(current.spec))?)?;
     let schedule = scoped(&state, &caller).update_schedule(spec).await?;
     Ok(Json(schedule_body(&schedule)))
 }

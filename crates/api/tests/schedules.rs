@@ -121,3 +121,82 @@ async fn schedules_through_the_api() {
     }
     stop.cancel();
 }
+
+/// A schedule is held to what the API allows a task: its type must be registered and its
+/// queue allowed, at create and at every change. A schedule of an unknown type, or moved
+/// by a PATCH into a queue not allowed, fired tasks there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_are_held_to_the_apis_types_and_queues() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let auth = Auth::from_toml(&format!(
+        "[[tokens]]\ntoken = \"{ALICE}\"\nowner = \"alice\"\n"
+    ))
+    .unwrap();
+    let stop = CancellationToken::new();
+    let config = ApiConfig {
+        auth,
+        job_types: Some(vec!["noop".into()]),
+        allowed_queues: Some(vec!["default".into(), "s".into()]),
+        ..ApiConfig::default()
+    };
+    let (app, _) = tether_api::router(Producer::from_store(store), config, stop.clone());
+    for (bad, status, code) in [
+        (
+            json!({"name": "unk", "type": "nonexistent", "every": 60}),
+            StatusCode::BAD_REQUEST,
+            "UnknownTaskType",
+        ),
+        (
+            json!({"name": "far", "type": "noop", "queue": "elsewhere", "every": 60}),
+            StatusCode::FORBIDDEN,
+            "QueueNotAllowed",
+        ),
+    ] {
+        let (got, answer) = call(&app, "POST", "/v2/schedules", ALICE, Some(bad.clone())).await;
+        assert_eq!(
+            (got, answer["code"].as_str()),
+            (status, Some(code)),
+            "{bad} → {answer}"
+        );
+    }
+    let body = json!({"name": "tick", "type": "noop", "queue": "s", "every": 60});
+    let (status, created) = call(&app, "POST", "/v2/schedules", ALICE, Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    for (change, status, code) in [
+        (
+            json!({"queue": "elsewhere"}),
+            StatusCode::FORBIDDEN,
+            "QueueNotAllowed",
+        ),
+        (
+            json!({"type": "nonexistent"}),
+            StatusCode::BAD_REQUEST,
+            "UnknownTaskType",
+        ),
+    ] {
+        let (got, answer) = call(
+            &app,
+            "PATCH",
+            "/v2/schedules/tick",
+            ALICE,
+            Some(change.clone()),
+        )
+        .await;
+        assert_eq!(
+            (got, answer["code"].as_str()),
+            (status, Some(code)),
+            "{change} → {answer}"
+        );
+    }
+    let (_, shown) = call(&app, "GET", "/v2/schedules/tick", ALICE, None).await;
+    assert_eq!(
+        (
+            shown["job"]["queue"].as_str(),
+            shown["job"]["job_type"].as_str()
+        ),
+        (Some("s"), Some("noop")),
+        "{shown}"
+    );
+    stop.cancel();
+}
