@@ -4,8 +4,8 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -120,7 +120,9 @@ fn schedule_not_found(name: &str) -> ApiError {
 }
 
 /// A schedule's answer: its spec and firing state, the next five fire times and links.
-fn schedule_body(s: &Schedule) -> Value {
+/// A schedule as `viewer` (the caller's owner) sees it: its `self` link names its owner
+/// when that is another (an admin's view of a tenant's schedule).
+fn schedule_body(s: &Schedule, viewer: &str) -> Value {
     let mut value = serde_json::to_value(s).unwrap_or_default();
     let mut next = Vec::new();
     let mut t = s.next_fire_time;
@@ -131,7 +133,16 @@ fn schedule_body(s: &Schedule) -> Value {
         t = s.spec.trigger.next_after(at, s.anchor);
     }
     value["next_fire_times"] = json!(next);
-    value["self"] = json!(format!("/v2/schedules/{}", s.spec.name));
+    value["self"] = json!(match s.owner.as_deref() {
+        Some(owner) if owner != viewer => format!(
+            "/v2/schedules/{}?{}",
+            s.spec.name,
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair("owner", owner)
+                .finish()
+        ),
+        _ => format!("/v2/schedules/{}", s.spec.name),
+    });
     value
 }
 
@@ -216,6 +227,46 @@ fn scoped(state: &AppState, caller: &crate::auth::Caller) -> Producer {
     state.producer.for_owner(&caller.owner)
 }
 
+/// `?owner=` of the routes of one schedule: whose schedule the name is. Admins only
+/// name another owner (as the list's `self` links do); the default is the caller.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OwnerParam {
+    /// Admins only: the owner whose schedule the name is (default: the caller).
+    pub owner: Option<String>,
+}
+
+/// The producer of the schedule's owner, when the caller may act on it.
+fn owner_scoped(
+    state: &AppState,
+    caller: &crate::auth::Caller,
+    param: Result<Query<OwnerParam>, QueryRejection>,
+) -> Result<Producer, ApiError> {
+    let Query(param) = param.map_err(routes::query_error)?;
+    match param.owner {
+        None => Ok(scoped(state, caller)),
+        Some(owner) if owner == caller.owner => Ok(scoped(state, caller)),
+        Some(owner) if caller.admin => {
+            if owner.is_empty()
+                || limits::char_len(&owner) > limits::MAX_OWNER_LEN
+                || owner.chars().any(char::is_control)
+            {
+                return Err(ApiError::bad_request(format!(
+                    "owner: 1 to {} characters, no control characters",
+                    limits::MAX_OWNER_LEN
+                )));
+            }
+            Ok(state.producer.for_owner(owner))
+        }
+        Some(_) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "only admins may name another owner's schedule",
+        )),
+    }
+}
+
 #[utoipa::path(post, path = "/v2/schedules", tag = "schedules", request_body = ScheduleBody,
     responses((status = 201, description = "Created", body = Object), (status = 400, body = ApiError),
         (status = 401, body = ApiError), (status = 403, description = "The queue is not one tasks may be created in", body = ApiError),
@@ -230,7 +281,11 @@ pub(crate) async fn create_schedule(
     let body: ScheduleBody = json_body(&headers, body)?;
     let spec = allowed(&state, spec_from(body, None)?)?;
     let schedule = scoped(&state, &caller).create_schedule(spec).await?;
-    Ok((StatusCode::CREATED, Json(schedule_body(&schedule))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(schedule_body(&schedule, &caller.owner)),
+    )
+        .into_response())
 }
 
 #[utoipa::path(get, path = "/v2/schedules", tag = "schedules",
@@ -243,7 +298,7 @@ pub(crate) async fn list_schedules(
     let producer = state.producer(&caller);
     let schedules = producer.schedules().await?;
     Ok(Json(
-        json!({"schedules": schedules.iter().map(schedule_body).collect::<Vec<_>>()}),
+        json!({"schedules": schedules.iter().map(|s| schedule_body(s, &caller.owner)).collect::<Vec<_>>()}),
     ))
 }
 
@@ -258,35 +313,30 @@ fn about(name: &str) -> impl FnOnce(tether_producer::Error) -> ApiError + '_ {
     }
 }
 
-async fn one(
-    state: &AppState,
-    caller: &crate::auth::Caller,
-    name: &str,
-) -> Result<Schedule, ApiError> {
-    scoped(state, caller)
-        .schedule(name)
-        .await
-        .map_err(about(name))
+async fn one(producer: &Producer, name: &str) -> Result<Schedule, ApiError> {
+    producer.schedule(name).await.map_err(about(name))
 }
 
-#[utoipa::path(get, path = "/v2/schedules/{name}", tag = "schedules", params(("name" = String, Path)),
+#[utoipa::path(get, path = "/v2/schedules/{name}", tag = "schedules", params(("name" = String, Path), OwnerParam),
     responses((status = 200, description = "The schedule, its next five fire times, its last task and that task's status", body = Object),
-        (status = 404, body = ApiError)))]
+        (status = 403, description = "Another owner's schedule, named by a caller who is no admin", body = ApiError), (status = 404, body = ApiError)))]
 pub(crate) async fn show_schedule(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(name): Path<String>,
+    owner: Result<Query<OwnerParam>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let schedule = one(&state, &caller, &name).await?;
-    let mut body = schedule_body(&schedule);
+    let producer = owner_scoped(&state, &caller, owner)?;
+    let schedule = one(&producer, &name).await?;
+    let mut body = schedule_body(&schedule, &caller.owner);
     if let Some(id) = schedule.last_job_id {
-        let job = scoped(&state, &caller).get(id).await?;
+        let job = producer.get(id).await?;
         body["last_job_status"] = json!(job.map(|j| j.status.as_str()));
     }
     Ok(Json(body))
 }
 
-#[utoipa::path(patch, path = "/v2/schedules/{name}", tag = "schedules", params(("name" = String, Path)),
+#[utoipa::path(patch, path = "/v2/schedules/{name}", tag = "schedules", params(("name" = String, Path), OwnerParam),
     request_body = ScheduleBody,
     responses((status = 200, description = "Changed", body = Object), (status = 400, body = ApiError),
         (status = 403, description = "The queue is not one tasks may be created in", body = ApiError),
@@ -295,9 +345,11 @@ pub(crate) async fn patch_schedule(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(name): Path<String>,
+    owner: Result<Query<OwnerParam>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let producer = owner_scoped(&state, &caller, owner)?;
     let body: ScheduleBody = json_body(&headers, body)?;
     // The name is the path's: a body naming it would be a rename.
     if body.name.is_some() {
@@ -305,64 +357,73 @@ pub(crate) async fn patch_schedule(
             "field name: a schedule cannot be renamed (its name is in the path)",
         ));
     }
-    let current = one(&state, &caller, &name).await?;
+    let current = one(&producer, &name).await?;
     let spec = allowed(&state, spec_from(body, Some(current.spec))?)?;
-    let schedule = scoped(&state, &caller).update_schedule(spec).await?;
-    Ok(Json(schedule_body(&schedule)))
+    let schedule = producer.update_schedule(spec).await?;
+    Ok(Json(schedule_body(&schedule, &caller.owner)))
 }
 
-#[utoipa::path(delete, path = "/v2/schedules/{name}", tag = "schedules", params(("name" = String, Path)),
-    responses((status = 204, description = "Deleted (the tasks it fired stay)"), (status = 404, body = ApiError)))]
+#[utoipa::path(delete, path = "/v2/schedules/{name}", tag = "schedules", params(("name" = String, Path), OwnerParam),
+    responses((status = 204, description = "Deleted (the tasks it fired stay)"), (status = 403, description = "Another owner's schedule, named by a caller who is no admin", body = ApiError), (status = 404, body = ApiError)))]
 pub(crate) async fn delete_schedule(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(name): Path<String>,
+    owner: Result<Query<OwnerParam>, QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
-    scoped(&state, &caller)
+    owner_scoped(&state, &caller, owner)?
         .delete_schedule(&name)
         .await
         .map_err(about(&name))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/v2/schedules/{name}/pause", tag = "schedules", params(("name" = String, Path)),
-    responses((status = 200, description = "Paused", body = Object), (status = 404, body = ApiError)))]
+#[utoipa::path(post, path = "/v2/schedules/{name}/pause", tag = "schedules", params(("name" = String, Path), OwnerParam),
+    responses((status = 200, description = "Paused", body = Object), (status = 403, description = "Another owner's schedule, named by a caller who is no admin", body = ApiError), (status = 404, body = ApiError)))]
 pub(crate) async fn pause_schedule(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(name): Path<String>,
+    owner: Result<Query<OwnerParam>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    scoped(&state, &caller)
-        .pause_schedule(&name)
-        .await
-        .map_err(about(&name))?;
-    Ok(Json(schedule_body(&one(&state, &caller, &name).await?)))
+    let producer = owner_scoped(&state, &caller, owner)?;
+    producer.pause_schedule(&name).await.map_err(about(&name))?;
+    Ok(Json(schedule_body(
+        &one(&producer, &name).await?,
+        &caller.owner,
+    )))
 }
 
-#[utoipa::path(post, path = "/v2/schedules/{name}/resume", tag = "schedules", params(("name" = String, Path)),
+#[utoipa::path(post, path = "/v2/schedules/{name}/resume", tag = "schedules", params(("name" = String, Path), OwnerParam),
     responses((status = 200, description = "Resumed at its next fire time from now", body = Object),
-        (status = 404, body = ApiError)))]
+        (status = 403, description = "Another owner's schedule, named by a caller who is no admin", body = ApiError), (status = 404, body = ApiError)))]
 pub(crate) async fn resume_schedule(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(name): Path<String>,
+    owner: Result<Query<OwnerParam>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    scoped(&state, &caller)
+    let producer = owner_scoped(&state, &caller, owner)?;
+    producer
         .resume_schedule(&name)
         .await
         .map_err(about(&name))?;
-    Ok(Json(schedule_body(&one(&state, &caller, &name).await?)))
+    Ok(Json(schedule_body(
+        &one(&producer, &name).await?,
+        &caller.owner,
+    )))
 }
 
-#[utoipa::path(post, path = "/v2/schedules/{name}/trigger", tag = "schedules", params(("name" = String, Path)),
+#[utoipa::path(post, path = "/v2/schedules/{name}/trigger", tag = "schedules", params(("name" = String, Path), OwnerParam),
     responses((status = 202, description = "Fired now; the body is the task it created", body = Object),
-        (status = 404, body = ApiError)))]
+        (status = 403, description = "Another owner's schedule, named by a caller who is no admin", body = ApiError), (status = 404, body = ApiError)))]
 pub(crate) async fn trigger_schedule(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(name): Path<String>,
+    owner: Result<Query<OwnerParam>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let producer = scoped(&state, &caller);
+    let producer = owner_scoped(&state, &caller, owner)?;
     let id = producer.trigger_now(&name).await.map_err(about(&name))?;
     let job = producer
         .get(id)

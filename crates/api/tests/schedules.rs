@@ -200,3 +200,76 @@ async fn schedules_are_held_to_the_apis_types_and_queues() {
     );
     stop.cancel();
 }
+
+/// An admin lists every owner's schedules and reaches each by its `self` link, which
+/// names the owner: every route of one schedule answered 404 for another owner's. A
+/// tenant naming another owner is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_reach_every_owners_schedule_by_its_self_link() {
+    const ADMIN: &str = "ops-token-0123456789";
+    let redis = RedisServer::start(RedisOptions::default());
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let auth = Auth::from_toml(&format!(
+        "[[tokens]]\ntoken = \"{ALICE}\"\nowner = \"alice\"\n[[tokens]]\ntoken = \"{BOB}\"\nowner = \"bob\"\n[[tokens]]\ntoken = \"{ADMIN}\"\nowner = \"ops\"\nrole = \"admin\"\n"
+    ))
+    .unwrap();
+    let stop = CancellationToken::new();
+    let config = ApiConfig {
+        auth,
+        ..ApiConfig::default()
+    };
+    let (app, _) = tether_api::router(Producer::from_store(store), config, stop.clone());
+    for token in [ALICE, BOB] {
+        let body = json!({"name": "nightly", "type": "noop", "every": "1h"});
+        let (status, created) = call(&app, "POST", "/v2/schedules", token, Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        assert_eq!(
+            created["self"], "/v2/schedules/nightly",
+            "the owner's own link"
+        );
+    }
+    let (_, listed) = call(&app, "GET", "/v2/schedules", ADMIN, None).await;
+    let mut links: Vec<String> = listed["schedules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["self"].as_str().unwrap().to_owned())
+        .collect();
+    links.sort();
+    assert_eq!(
+        links,
+        [
+            "/v2/schedules/nightly?owner=alice",
+            "/v2/schedules/nightly?owner=bob"
+        ]
+    );
+    let bobs = "/v2/schedules/nightly?owner=bob";
+    let (status, shown) = call(&app, "GET", bobs, ADMIN, None).await;
+    assert_eq!(
+        (status, shown["owner"].as_str()),
+        (StatusCode::OK, Some("bob")),
+        "{shown}"
+    );
+    let (status, paused) = call(
+        &app,
+        "POST",
+        "/v2/schedules/nightly/pause?owner=bob",
+        ADMIN,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, paused["paused"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{paused}"
+    );
+    let (_, alices) = call(&app, "GET", "/v2/schedules/nightly", ALICE, None).await;
+    assert_eq!(alices["paused"], false, "only bob's was paused: {alices}");
+    let (status, answer) = call(&app, "GET", bobs, ALICE, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    let (status, _) = call(&app, "DELETE", bobs, ADMIN, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(&app, "GET", "/v2/schedules/nightly", BOB, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "bob's is gone");
+    stop.cancel();
+}

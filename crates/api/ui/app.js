@@ -609,13 +609,16 @@ function jobView(id) {
 function schedulesView() {
   let shown = "";
   let load = async () => {};
-  const act = (name, what, label) => el("button", {
-    class: "small", id: "schedule-" + what + "-" + name,
+  // The schedule's own link names its owner when that is not the caller (an admin's
+  // view of a tenant's schedule): actions go to that link.
+  const act = (s, what, label) => el("button", {
+    class: "small", id: "schedule-" + what + "-" + s.name,
     onclick: async (ev) => {
       ev.target.disabled = true;
       try {
-        const answer = await api("POST", "/v2/schedules/" + encodeURIComponent(name) + "/" + what);
-        notice(what === "trigger" ? "Fired: job " + answer.id : "Schedule " + name + " " + what + "d");
+        const [path, query] = s.self.split("?");
+        const answer = await api("POST", path + "/" + what + (query ? "?" + query : ""));
+        notice(what === "trigger" ? "Fired: job " + answer.id : "Schedule " + s.name + " " + what + "d");
         shown = "";
         await load();
       } catch (e) { notice(e.message); ev.target.disabled = false; }
@@ -648,8 +651,8 @@ function schedulesView() {
           ? [el("a", { href: "#/job/" + s.last_job_id }, s.last_job_id.slice(0, 8) + "…"), " ",
              status ? statusBadge(status, "schedule-last-status-" + s.name) : "expired"]
           : "—"),
-        el("td", {}, s.paused ? act(s.name, "resume", "Resume") : act(s.name, "pause", "Pause"), " ",
-          act(s.name, "trigger", "Fire now"))))));
+        el("td", {}, s.paused ? act(s, "resume", "Resume") : act(s, "pause", "Pause"), " ",
+          act(s, "trigger", "Fire now"))))));
     show(el("h1", {}, "Schedules"),
       el("p", {}, "Jobs fired on a cron pattern or an interval, once per fire time, by whichever worker gets there first."),
       answer.schedules.length ? table : el("p", { class: "empty", id: "schedules" }, "No schedules."));
