@@ -147,11 +147,16 @@ impl Job {
             fire_time: spec.fire_time,
             priority: spec.priority,
             group: spec.effective_group().map(str::to_owned),
+            // As storage keeps it: at least 1 ms, after 1970 and after creation.
             start_by: match spec.start_by {
-                Some(crate::StartBy::At(t)) => Some(t),
-                Some(crate::StartBy::Within(d)) => chrono::Duration::from_std(d)
-                    .ok()
-                    .and_then(|d| created_at.checked_add_signed(d)),
+                Some(crate::StartBy::At(t)) => {
+                    DateTime::from_timestamp_millis(t.timestamp_millis().max(1))
+                }
+                Some(crate::StartBy::Within(d)) => {
+                    chrono::Duration::from_std(d.max(std::time::Duration::from_millis(1)))
+                        .ok()
+                        .and_then(|d| created_at.checked_add_signed(d))
+                }
                 None => None,
             },
             external: spec.external_lease.is_some(),
@@ -251,4 +256,28 @@ fn one() -> u32 {
 
 fn default_priority() -> u8 {
     crate::DEFAULT_PRIORITY
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    /// A start deadline before 1970 is stored as 1 ms after it (storage keeps positive
+    /// ms): the job a create answers has what a read of it will show. It answered
+    /// `0001-01-01T00:00:00Z`, and a read `1970-01-01T00:00:00.001Z`.
+    #[test]
+    fn a_new_jobs_start_by_is_the_one_storage_keeps() {
+        let created = Utc.timestamp_millis_opt(1_700_000_000_000).unwrap();
+        let long_ago = Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).unwrap();
+        let spec = crate::JobSpec::new("t").start_by(long_ago);
+        let job = Job::new_pending(JobId::new(), &spec, created, created);
+        assert_eq!(job.start_by, DateTime::from_timestamp_millis(1));
+        let spec = crate::JobSpec::new("t").start_by(std::time::Duration::ZERO);
+        let job = Job::new_pending(JobId::new(), &spec, created, created);
+        assert_eq!(
+            job.start_by,
+            Some(created + chrono::Duration::milliseconds(1))
+        );
+    }
 }
