@@ -346,6 +346,12 @@ fn span_schema() -> Value {
            "description": "A duration: seconds (a number) or text like \"10s\", \"5m\", \"1h 30m\""})
 }
 
+/// `schema` with its description replaced.
+fn with_description(mut schema: Value, description: &str) -> Value {
+    schema["description"] = json!(description);
+    schema
+}
+
 /// A task's time limit: a duration, under 1 ms (0) meaning none.
 fn time_limit_schema() -> Value {
     json!({"oneOf": [seconds_schema(), span_text_schema()],
@@ -386,8 +392,10 @@ fn create_task_schema(config: &ApiConfig) -> Value {
         "properties": with(json!({
             "type": type_schema(config),
             "external": {"enum": [false, null]},
-            "delay": nullable(span_schema()),
-            "run_at": nullable(json!({"type": "string", "format": "date-time"})),
+            "delay": nullable(with_description(span_schema(),
+                "Run no sooner than this long from now; with run_at, the later of the two")),
+            "run_at": nullable(json!({"type": "string", "format": "date-time",
+                "description": "Run no sooner than this time; with delay, the later of the two"})),
             "timeout": nullable(time_limit_schema()),
             "start_by": nullable(json!({"oneOf": [
                 seconds_schema(), span_text_schema(),

@@ -70,10 +70,12 @@ where
 /// A schedule's interval (`every`, a catch-up window): seconds, or one number and a
 /// unit ([`limits::interval`]).
 fn interval(span: &Span, field: &str) -> Result<Duration, ApiError> {
+    // (An interval's floor of 1 s is the trigger's own check; a catch-up window takes
+    // any length above 0.)
     let invalid = || {
         ApiError::bad_request(format!(
-            "field {field}: use seconds or one number and a unit (s, m, h, d, w), \
-             from 1 second to 366 days"
+            "field {field}: use seconds (above 0) or one number and a unit (s, m, h, d, w), \
+             at most 366 days"
         ))
     };
     match span {
