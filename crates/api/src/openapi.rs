@@ -740,7 +740,7 @@ fn schedule_body(config: &ApiConfig, max_attempts: Value) -> Value {
         "additionalProperties": false,
         "properties": {
             "name": name_schema(limits::SCHEDULE_NAME),
-            "type": name_schema(limits::JOB_TYPE),
+            "type": type_schema(config),
             "input": {"description": "Each firing's input: any JSON value"},
             "queue": nullable(queue_schema(config)),
             "cron": {"type": "string", "maxLength": limits::cron::MAX_LEN,
