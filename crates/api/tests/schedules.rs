@@ -16,21 +16,43 @@ use tether_worker::{CancellationToken, Worker};
 
 const ALICE: &str = "alice-token-0123456789";
 const BOB: &str = "bob-token-0123456789";
+const ADMIN: &str = "ops-token-0123456789";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn schedules_through_the_api() {
+/// The API over a fresh Redis, with alice's, bob's and an admin's tokens and `config`'s
+/// other settings; the Redis and a store of it are kept for the test.
+struct Env {
+    redis: RedisServer,
+    store: Store,
+    app: axum::Router,
+    stop: CancellationToken,
+}
+
+async fn env(config: ApiConfig) -> Env {
     let redis = RedisServer::start(RedisOptions::default());
     let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
     let auth = Auth::from_toml(&format!(
-        "[[tokens]]\ntoken = \"{ALICE}\"\nowner = \"alice\"\n[[tokens]]\ntoken = \"{BOB}\"\nowner = \"bob\"\n"
+        "[[tokens]]\ntoken = \"{ALICE}\"\nowner = \"alice\"\n[[tokens]]\ntoken = \"{BOB}\"\nowner = \"bob\"\n[[tokens]]\ntoken = \"{ADMIN}\"\nowner = \"ops\"\nrole = \"admin\"\n"
     ))
     .unwrap();
     let stop = CancellationToken::new();
-    let config = ApiConfig {
-        auth,
-        ..ApiConfig::default()
-    };
+    let config = ApiConfig { auth, ..config };
     let (app, _) = tether_api::router(Producer::from_store(store.clone()), config, stop.clone());
+    Env {
+        redis,
+        store,
+        app,
+        stop,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_through_the_api() {
+    let Env {
+        redis,
+        store,
+        app,
+        stop,
+    } = env(ApiConfig::default()).await;
     let worker = tether_demo_handlers::register(Worker::builder(store).queues(["s"]), &redis.url())
         .build()
         .unwrap();
@@ -127,20 +149,17 @@ async fn schedules_through_the_api() {
 /// by a PATCH into a queue not allowed, fired tasks there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedules_are_held_to_the_apis_types_and_queues() {
-    let redis = RedisServer::start(RedisOptions::default());
-    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
-    let auth = Auth::from_toml(&format!(
-        "[[tokens]]\ntoken = \"{ALICE}\"\nowner = \"alice\"\n"
-    ))
-    .unwrap();
-    let stop = CancellationToken::new();
-    let config = ApiConfig {
-        auth,
+    let Env {
+        redis: _redis,
+        app,
+        stop,
+        ..
+    } = env(ApiConfig {
         job_types: Some(vec!["noop".into()]),
         allowed_queues: Some(vec!["default".into(), "s".into()]),
         ..ApiConfig::default()
-    };
-    let (app, _) = tether_api::router(Producer::from_store(store), config, stop.clone());
+    })
+    .await;
     for (bad, status, code) in [
         (
             json!({"name": "unk", "type": "nonexistent", "every": 60}),
@@ -206,19 +225,12 @@ async fn schedules_are_held_to_the_apis_types_and_queues() {
 /// tenant naming another owner is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admins_reach_every_owners_schedule_by_its_self_link() {
-    const ADMIN: &str = "ops-token-0123456789";
-    let redis = RedisServer::start(RedisOptions::default());
-    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
-    let auth = Auth::from_toml(&format!(
-        "[[tokens]]\ntoken = \"{ALICE}\"\nowner = \"alice\"\n[[tokens]]\ntoken = \"{BOB}\"\nowner = \"bob\"\n[[tokens]]\ntoken = \"{ADMIN}\"\nowner = \"ops\"\nrole = \"admin\"\n"
-    ))
-    .unwrap();
-    let stop = CancellationToken::new();
-    let config = ApiConfig {
-        auth,
-        ..ApiConfig::default()
-    };
-    let (app, _) = tether_api::router(Producer::from_store(store), config, stop.clone());
+    let Env {
+        redis: _redis,
+        app,
+        stop,
+        ..
+    } = env(ApiConfig::default()).await;
     for token in [ALICE, BOB] {
         let body = json!({"name": "nightly", "type": "noop", "every": "1h"});
         let (status, created) = call(&app, "POST", "/v2/schedules", token, Some(body)).await;
