@@ -147,16 +147,11 @@ impl Job {
             fire_time: spec.fire_time,
             priority: spec.priority,
             group: spec.effective_group().map(str::to_owned),
-            // As storage keeps it: at least 1 ms, after 1970 and after creation.
-            start_by: match spec.start_by {
-                Some(crate::StartBy::At(t)) => {
-                    DateTime::from_timestamp_millis(t.timestamp_millis().max(1))
-                }
-                Some(crate::StartBy::Within(d)) => {
-                    chrono::Duration::from_std(d.max(std::time::Duration::from_millis(1)))
-                        .ok()
-                        .and_then(|d| created_at.checked_add_signed(d))
-                }
+            start_by: match spec.start_by.map(crate::StartBy::stored) {
+                Some(crate::StartBy::At(t)) => Some(t),
+                Some(crate::StartBy::Within(d)) => chrono::Duration::from_std(d)
+                    .ok()
+                    .and_then(|d| created_at.checked_add_signed(d)),
                 None => None,
             },
             external: spec.external_lease.is_some(),

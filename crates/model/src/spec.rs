@@ -99,6 +99,31 @@ pub enum StartBy {
     Within(Duration),
 }
 
+impl StartBy {
+    /// The deadline as storage keeps it: whole milliseconds, at least 1 ms after 1970
+    /// or after the job's creation. Storage writes this, and a new job's answer shows it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tether_model::StartBy;
+    /// assert_eq!(
+    ///     StartBy::Within(Duration::ZERO).stored(),
+    ///     StartBy::Within(Duration::from_millis(1))
+    /// );
+    /// ```
+    pub fn stored(self) -> StartBy {
+        match self {
+            StartBy::At(t) => StartBy::At(
+                DateTime::from_timestamp_millis(t.timestamp_millis().max(1))
+                    .expect("a ms count chrono produced"),
+            ),
+            StartBy::Within(d) => StartBy::Within(Duration::from_millis(
+                u64::try_from(d.as_millis().max(1)).unwrap_or(u64::MAX),
+            )),
+        }
+    }
+}
+
 impl From<Duration> for StartBy {
     fn from(d: Duration) -> Self {
         StartBy::Within(d)

@@ -455,9 +455,9 @@ impl Store {
             .unwrap_or(0);
         let delay_ms = spec.delay.map(|d| d.as_millis() as u64).unwrap_or(0);
         let fields = codec::spec_fields(spec, input);
-        let (start_by_ms, start_within_ms) = match spec.start_by {
-            Some(StartBy::At(t)) => (t.timestamp_millis().max(1), 0),
-            Some(StartBy::Within(d)) => (0, (d.as_millis() as u64).max(1)),
+        let (start_by_ms, start_within_ms) = match spec.start_by.map(StartBy::stored) {
+            Some(StartBy::At(t)) => (t.timestamp_millis(), 0),
+            Some(StartBy::Within(d)) => (0, d.as_millis() as u64),
             None => (0, 0),
         };
         let priority = if spec.priority == DEFAULT_PRIORITY {
