@@ -269,6 +269,36 @@ fn claimed_rows(
 /// The values of a claim's row for a job with an option, a phase or a checkpoint set.
 const FULL_ROW: usize = 12;
 
+/// A leased job with every option at its default: what a job that never ran is.
+fn fresh_claimed(
+    (queue, claim_id, now, deadline): (&str, &str, i64, i64),
+    id: &str,
+    epoch: &str,
+    attempts: u32,
+    job_type: String,
+    input: Vec<u8>,
+    created: i64,
+) -> Result<Claimed, StoreError> {
+    Ok(Claimed {
+        lease: Lease {
+            queue: queue.to_owned(),
+            id: id.parse().map_err(|e| StoreError::decode("id", e))?,
+            token: LeaseToken(format!("{epoch}.{claim_id}")),
+        },
+        attempts,
+        max_attempts: tether_model::DEFAULT_MAX_ATTEMPTS,
+        job_type,
+        input,
+        phase: None,
+        checkpoint: None,
+        timeout: None,
+        backoff: RetryPolicy::default(),
+        ready_at_ms: created,
+        started_at_ms: now,
+        lease_deadline_ms: deadline,
+    })
+}
+
 /// A job that never ran: its id, and `<epoch> <attempts> <created> <type> <input>` in one
 /// string (its input last: any bytes).
 fn packed_row(
@@ -294,26 +324,15 @@ fn packed_row(
     };
     let (epoch, attempts, created, job_type) = (text()?, text()?, text()?, text()?);
     let input = parts.next().ok_or_else(malformed)?;
-    let created: i64 = created.parse().map_err(|_| malformed())?;
-    let id = std::str::from_utf8(id).map_err(|_| malformed())?;
-    Ok(Claimed {
-        lease: Lease {
-            queue: queue.to_owned(),
-            id: id.parse().map_err(|e| StoreError::decode("id", e))?,
-            token: LeaseToken(format!("{epoch}.{claim_id}")),
-        },
-        attempts: attempts.parse().map_err(|_| malformed())?,
-        max_attempts: tether_model::DEFAULT_MAX_ATTEMPTS,
-        job_type: job_type.to_owned(),
-        input: input.to_vec(),
-        phase: None,
-        checkpoint: None,
-        timeout: None,
-        backoff: RetryPolicy::default(),
-        ready_at_ms: created,
-        started_at_ms: now,
-        lease_deadline_ms: deadline,
-    })
+    fresh_claimed(
+        (queue, claim_id, now, deadline),
+        std::str::from_utf8(id).map_err(|_| malformed())?,
+        epoch,
+        attempts.parse().map_err(|_| malformed())?,
+        job_type.to_owned(),
+        input.to_vec(),
+        created.parse().map_err(|_| malformed())?,
+    )
 }
 
 /// One job of a claim's reply in twelve values: `id, epoch, attempts, type, input,
@@ -325,7 +344,7 @@ fn claimed_row(
     deadline: i64,
     values: &[redis::Value],
 ) -> Result<Claimed, StoreError> {
-    // The value at `i`, `None` past the row's end (the optional six).
+    // The value at `i`, `None` past the row's end (a short row is an error below).
     fn at<T: redis::FromRedisValue>(
         values: &[redis::Value],
         i: usize,
@@ -337,28 +356,26 @@ fn claimed_row(
         at::<i64>(values, i)?
             .ok_or_else(|| StoreError::decode("claim", format!("a row of {} values", values.len())))
     };
-    let id = text(0)?;
-    let epoch = text(1)?;
     let created = number(5)?;
     let (max, timeout, backoff) = (text(6)?, text(7)?, text(8)?);
     let cp = at::<Vec<u8>>(values, 10)?.unwrap_or_default();
+    let fresh = fresh_claimed(
+        (queue, claim_id, now, deadline),
+        &text(0)?,
+        &text(1)?,
+        u32::try_from(number(2)?).unwrap_or(0),
+        text(3)?,
+        at::<Vec<u8>>(values, 4)?.unwrap_or_default(),
+        created,
+    )?;
     Ok(Claimed {
-        lease: Lease {
-            queue: queue.to_owned(),
-            id: id.parse().map_err(|e| StoreError::decode("id", e))?,
-            token: LeaseToken(format!("{epoch}.{claim_id}")),
-        },
-        attempts: u32::try_from(number(2)?).unwrap_or(0),
         max_attempts: max.parse().unwrap_or(tether_model::DEFAULT_MAX_ATTEMPTS),
-        job_type: text(3)?,
-        input: at::<Vec<u8>>(values, 4)?.unwrap_or_default(),
         phase: text(9)?.parse().ok(),
         checkpoint: (!cp.is_empty()).then_some(cp),
         timeout: timeout.parse().ok().map(Duration::from_millis),
         backoff: codec::decode_backoff(&backoff),
         ready_at_ms: text(11)?.parse().unwrap_or(created).max(created),
-        started_at_ms: now,
-        lease_deadline_ms: deadline,
+        ..fresh
     })
 }
 
