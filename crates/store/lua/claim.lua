@@ -193,10 +193,10 @@ local function waiting_startable(raw, expected_sid)
   local v = redis.call('HGET', K_WAITING, raw)
   if not v then return startable(full_id(raw), expected_sid, true) end
   local job_type, input, created
-  if (string.byte(v) or 0) < 48 and #v >= 10 then
-    created = int(struct.unpack('>I6', v))
-    job_type, input = string.match(v, '^(%S+) (.*)$', 9)
-    if not job_type then return nil end
+  if is_packed(v) then
+    local ms, packed_type, packed_input = unpack_waiting(v)
+    if not ms then return nil end
+    job_type, input, created = packed_type, packed_input, int(ms)
   else
     local sid
     sid, job_type, input, created = parse_waiting(v)

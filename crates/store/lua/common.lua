@@ -160,14 +160,14 @@ end
 -- more, where a packed value starts with the top byte of a ms count under 10^13, at
 -- most 9.
 local function is_packed(v) return (string.byte(v) or 0) < 48 end
--- A packed waiting value's entry ms and sequence number (numbers), type and input;
--- nil when malformed.
+-- A packed waiting value's entry ms (a number), type and input; nil when malformed.
+-- (Its sequence number, two bytes at 7, is read only by those that need it: the
+-- claim does not.)
 local function unpack_waiting(v)
   if #v < 10 then return nil end
-  local ms, seq = struct.unpack('>I6I2', v)
   local job_type, input = string.match(v, '^(%S+) (.*)$', 9)
   if not job_type then return nil end
-  return ms, seq, job_type, input
+  return struct.unpack('>I6', v), job_type, input
 end
 -- A waiting job's stream entry id, type, input and creation time (the entry id's ms),
 -- from a value of either form; nil when malformed.
@@ -176,10 +176,10 @@ local function parse_waiting(v)
     local sid, created, job_type, input = string.match(v, '^((%d+)%-%d+) (%S+) (.*)$')
     return sid, job_type, input, created
   end
-  local ms, seq, job_type, input = unpack_waiting(v)
+  local ms, job_type, input = unpack_waiting(v)
   if not ms then return nil end
   local created = string.format('%d', ms)
-  return created .. '-' .. seq, job_type, input, created
+  return created .. '-' .. struct.unpack('>I2', v, 7), job_type, input, created
 end
 -- The waiting job `id` (reads only): {raw, sid, ct, type, input}, or nil when it is
 -- not waiting or has a record (a wrong-typed `waiting` fails here, before any write).
