@@ -148,7 +148,6 @@ fn schedule_body(s: &Schedule, viewer: &str) -> Value {
     value
 }
 
-/// Builds the spec from `body` over `base` (the current spec for PATCH).
 /// The schedule, if the tasks it fires are ones the API would create: of a registered
 /// type, in an allowed queue (a schedule is a task created later, many times).
 fn allowed(state: &AppState, spec: ScheduleSpec) -> Result<ScheduleSpec, ApiError> {
@@ -157,6 +156,7 @@ fn allowed(state: &AppState, spec: ScheduleSpec) -> Result<ScheduleSpec, ApiErro
     Ok(spec)
 }
 
+/// Builds the spec from `body` over `base` (the current spec for PATCH).
 fn spec_from(body: ScheduleBody, base: Option<ScheduleSpec>) -> Result<ScheduleSpec, ApiError> {
     let name = match (&base, body.name) {
         (Some(b), _) => b.name.clone(),
@@ -339,7 +339,7 @@ pub(crate) async fn show_schedule(
 #[utoipa::path(patch, path = "/v2/schedules/{name}", tag = "schedules", params(("name" = String, Path), OwnerParam),
     request_body = ScheduleBody,
     responses((status = 200, description = "Changed", body = Object), (status = 400, body = ApiError),
-        (status = 403, description = "The queue is not one tasks may be created in", body = ApiError),
+        (status = 403, description = "The queue is not one tasks may be created in, or another owner's schedule named by a caller who is no admin", body = ApiError),
         (status = 404, body = ApiError), (status = 415, body = ApiError)))]
 pub(crate) async fn patch_schedule(
     State(state): State<AppState>,
