@@ -149,10 +149,12 @@ fn schedule_body(s: &Schedule, viewer: &str) -> Value {
 }
 
 /// The schedule, if the tasks it fires are ones the API would create: of a registered
-/// type, in an allowed queue (a schedule is a task created later, many times).
+/// type, in an allowed queue, a batch's jobs too (a schedule is a task created later,
+/// many times).
 fn allowed(state: &AppState, spec: ScheduleSpec) -> Result<ScheduleSpec, ApiError> {
     routes::known_type(state, &spec.job.job_type)?;
     routes::allowed_queue(state, Some(spec.job.queue.clone()))?;
+    routes::batch_allowed(state, &spec.job)?;
     Ok(spec)
 }
 

@@ -287,3 +287,105 @@ async fn tasks_are_created_only_in_allowed_queues() {
         );
     }
 }
+
+/// The body of a batch (`tether.batch`) of `jobs`, then `then`, as a tenant can send one.
+fn batch_body(jobs: Vec<tether_producer::JobSpec>, then: tether_producer::JobSpec) -> Value {
+    let input = tether_model::tree::BatchInput { jobs, then };
+    json!({"type": tether_model::tree::BATCH_TYPE, "input": input})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_held_to_its_callers_queues_types_and_quota() {
+    use tether_producer::JobSpec;
+    let env = env_with(
+        false,
+        |s| s.max_pending_per_owner = 5,
+        |a| {
+            a.allowed_queues = Some(vec!["default".into(), "mail".into()]);
+            a.job_types = Some(vec!["noop".into(), "tether.batch".into()]);
+        },
+    )
+    .await;
+    let noop = || JobSpec::new("noop");
+    let refused =
+        [
+            (
+                batch_body(vec![noop(), noop().queue("junk-1")], noop()),
+                StatusCode::FORBIDDEN,
+                "QueueNotAllowed",
+            ),
+            (
+                batch_body(vec![noop()], noop().queue("junk-1")),
+                StatusCode::FORBIDDEN,
+                "QueueNotAllowed",
+            ),
+            (
+                batch_body(vec![JobSpec::new("evil")], noop()),
+                StatusCode::BAD_REQUEST,
+                "UnknownTaskType",
+            ),
+            // A batch inside a batch is held to the same rules.
+            (
+                batch_body(
+                    vec![JobSpec::new("tether.batch").input_json(
+                        batch_body(vec![noop().queue("junk-1")], noop())["input"].clone(),
+                    )],
+                    noop(),
+                ),
+                StatusCode::FORBIDDEN,
+                "QueueNotAllowed",
+            ),
+            // A batch whose input its worker could not read.
+            (
+                json!({"type": "tether.batch", "input": {"jobs": "all of them"}}),
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+            ),
+            // The batch, its four jobs and `then` are six unfinished tasks: past the quota.
+            (
+                batch_body(vec![noop(), noop(), noop(), noop()], noop()),
+                StatusCode::TOO_MANY_REQUESTS,
+                "QuotaExceeded",
+            ),
+        ];
+    for (body, status, code) in refused {
+        let (got, answer) = call(&env.app, "POST", "/v2/tasks", ALICE, Some(body.clone())).await;
+        assert_eq!(
+            (got, answer["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {answer}"
+        );
+    }
+    // Three jobs and `then`: five, as many as the quota allows.
+    create(
+        &env.app,
+        ALICE,
+        batch_body(vec![noop(), noop().queue("mail"), noop()], noop()),
+    )
+    .await;
+    let (status, answer) = call(
+        &env.app,
+        "POST",
+        "/v2/tasks",
+        ALICE,
+        Some(json!({"type": "noop"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batchs_jobs_and_then_belong_to_its_owner() {
+    use tether_producer::JobSpec;
+    let env = env(true).await;
+    let bobs = || JobSpec::new("noop").owner("bob");
+    let batch = create(&env.app, ALICE, batch_body(vec![bobs()], bobs())).await;
+    let done = until_status(&env.app, &batch, ALICE, "success").await;
+    let then = done["result"]["then"].as_str().unwrap().to_owned();
+    let (status, task) = call(&env.app, "GET", &format!("/v2/tasks/{then}"), ALICE, None).await;
+    assert_eq!(status, StatusCode::OK, "{task}");
+    assert_eq!(task["owner"], "alice");
+    // Bob sees nothing alice made.
+    let (_, list) = call(&env.app, "GET", "/v2/tasks", BOB, None).await;
+    assert_eq!(list["tasks"], json!([]), "{list}");
+}

@@ -232,6 +232,8 @@ pub enum SpecError {
     External(&'static str),
     #[error("invalid error code {0:?}: use 1-128 characters from A-Z a-z 0-9 _ . : -")]
     ErrorCode(String),
+    #[error("invalid input for a batch: {0}; use {{\"jobs\": [job, ...], \"then\": job}}")]
+    Batch(String),
     #[error("{field} out of range: use {range}")]
     Duration {
         field: &'static str,

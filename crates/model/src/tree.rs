@@ -38,6 +38,36 @@ pub struct BatchInput {
     pub then: crate::JobSpec,
 }
 
+/// Every job `spec` brings into being: itself first and, for a batch, its jobs and `then`
+/// and theirs. A caller that holds a tenant to its queues, types and quota checks
+/// each of them (a batch's jobs are enqueued later, by a worker, out of the API's reach).
+/// A batch whose input is not a [`BatchInput`] is refused here (its worker would fail it).
+///
+/// ```
+/// use tether_model::JobSpec;
+/// use tether_model::tree::{BATCH_TYPE, BatchInput, jobs_of};
+/// let batch = BatchInput { jobs: vec![JobSpec::new("resize")], then: JobSpec::new("notify") };
+/// let spec = JobSpec::new(BATCH_TYPE).input(&batch).unwrap();
+/// let types: Vec<String> = jobs_of(&spec).unwrap().into_iter().map(|s| s.job_type).collect();
+/// assert_eq!(types, [BATCH_TYPE, "resize", "notify"]);
+/// ```
+pub fn jobs_of(spec: &crate::JobSpec) -> Result<Vec<crate::JobSpec>, crate::SpecError> {
+    let mut found = vec![spec.clone()];
+    // (Each batch's input is read from the one before it: nesting is bounded by the
+    // depth its JSON could have, and the work by the payload's size times that depth.)
+    let mut next = 0;
+    while next < found.len() {
+        if found[next].job_type == BATCH_TYPE {
+            let batch = BatchInput::deserialize(&found[next].input)
+                .map_err(|e| crate::SpecError::Batch(e.to_string()))?;
+            found.extend(batch.jobs);
+            found.push(batch.then);
+        }
+        next += 1;
+    }
+    Ok(found)
+}
+
 /// The most children ids a job's record shows in `subtasks`.
 pub const MAX_SUBTASKS_SHOWN: usize = 1000;
 

@@ -3,7 +3,8 @@
 --       id (its UUID's 16 bytes, or its 36-character text), options ('' = all defaults, else a msgpack array: run_at ms (0 = none), delay
 --       ms, idempotency key ('' = none), owner ('' = none), start_by ms (0 = none), start
 --       within ms (0 = none), priority ('' = 5), group ('' = none), external lease ms
---       (0 = a job workers run; may be left out)), n, then n field/value arguments of
+--       (0 = a job workers run; may be left out), quota weight (how many unfinished jobs
+--       it counts as: a batch counts its jobs too; 1 if left out)), n, then n field/value arguments of
 --       the record's static fields. (Every argument costs Redis more than its bytes: a
 --       job with no options sends one instead of eight.)
 -- A job with no option and no field but `type` and `in` that goes straight onto the
@@ -38,7 +39,7 @@ end
 local FIELD_COUNTS = {['0'] = 0, ['2'] = 2, ['4'] = 4, ['6'] = 6, ['8'] = 8}
 -- A job's positions (see its constructor below).
 local J_ID, J_KEY, J_IDEM, J_OWNER, J_FIRST, J_LAST, J_PRI, J_GRP, J_EXT, J_START_BY, J_IDEM_KEY,
-  J_DUE, J_AT, J_RAW, J_WAITS, J_FOUND = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16
+  J_DUE, J_AT, J_RAW, J_WAITS, J_FOUND, J_WEIGHT = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17
 local parsed, keys_of, raws, raw_jobs = {}, {}, {}, {}
 local i = 4
 while i <= #ARGV do
@@ -47,7 +48,7 @@ while i <= #ARGV do
   if #id == 16 then raw, id = id, full_id(id) else raw = raw_id(id) end
   -- (A raw caller's id may be any text, but not the member that pins `leases`.)
   if id == LEASES_PIN then fail('ERR the job id ' .. id .. ' is reserved') end
-  local run_at, delay, idem, owner, start_by, start_within, pri, grp, ext = 0, 0, '', '', 0, 0, '', '', 0
+  local run_at, delay, idem, owner, start_by, start_within, pri, grp, ext, weight = 0, 0, '', '', 0, 0, '', '', 0, 1
   if options ~= '' then
     local ok, o = pcall(cmsgpack.unpack, options)
     if not ok or type(o) ~= 'table' then fail('ERR job ' .. id .. ' has malformed options') end
@@ -56,6 +57,7 @@ while i <= #ARGV do
     idem, owner, pri, grp = option_text(o[3], id), option_text(o[4], id), option_text(o[7], id),
       option_text(o[8], id)
     if o[9] ~= nil then ext = option_number(o[9], id) end
+    if o[10] ~= nil then weight = option_number(o[10], id) end
   end
   if pri ~= '' and not string.match(pri, '^[0-9]$') then fail('ERR priority must be 0-9') end
   -- (An array, every position set in its constructor: named fields would cost a hash
@@ -66,7 +68,7 @@ while i <= #ARGV do
     -- (Waits: a plain job whose type the waiting value can carry: one word.)
     raw and options == '' and n == 4 and ARGV[i + 3] == 'type' and ARGV[i + 5] == 'in'
       and ARGV[i + 4] ~= '' and not string.find(ARGV[i + 4], '%s'),
-    false}
+    false, weight}
   if start_within > 0 then start_by = now + start_within end
   job[J_START_BY] = start_by > 0 and start_by or nil
   job[J_DUE] = math.max(run_at, now + delay)
@@ -117,7 +119,7 @@ for _, job in ipairs(parsed) do
     routable(job[J_PRI], job[J_GRP])
     if horizon > 0 and job[J_DUE] > now + horizon then return {'HORIZON', id, job[J_DUE], horizon} end
     if job[J_IDEM_KEY] then seen[job[J_IDEM_KEY]] = id end
-    if job[J_OWNER] ~= '' then adding[job[J_OWNER]] = (adding[job[J_OWNER]] or 0) + 1 end
+    if job[J_OWNER] ~= '' then adding[job[J_OWNER]] = (adding[job[J_OWNER]] or 0) + job[J_WEIGHT] end
     jobs[#jobs + 1] = job
     job[J_AT] = #out + 1
     answer('CREATED', id, now, job[J_DUE])

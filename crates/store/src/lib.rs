@@ -476,18 +476,28 @@ impl Store {
             spec.effective_group().unwrap_or(""),
         );
         let defaults = (0, 0, "", "", 0, 0, "", "");
-        // One argument for all of a job's options, empty when none is set; an external
-        // task's lease is a ninth option, left out for every other job.
-        let options = match spec.external_lease {
-            Some(lease) => {
-                let (a, b, c, d, e, f, g, h) = options;
-                let lease_ms = lease.as_millis() as u64;
-                rmp_serde::to_vec(&(a, b, c, d, e, f, g, h, lease_ms))
-                    .expect("a tuple of numbers and strings encodes")
+        let lease_ms = spec.external_lease.map(|lease| lease.as_millis() as u64);
+        // An owner's batch counts against its quota as every job it will bring into being
+        // (its workers enqueue them later, with no quota to check).
+        let weight = match &spec.owner {
+            Some(_) if spec.job_type == tether_model::tree::BATCH_TYPE => {
+                tether_model::tree::jobs_of(spec).map_or(1, |jobs| jobs.len())
             }
-            None if options == defaults => Vec::new(),
-            None => rmp_serde::to_vec(&options).expect("a tuple of numbers and strings encodes"),
+            _ => 1,
         };
+        // One argument for all of a job's options, empty when none is set; an external
+        // task's lease is a ninth option and a weight other than 1 a tenth, left out for
+        // every other job.
+        let (a, b, c, d, e, f, g, h) = options;
+        let encoded = match (lease_ms, weight) {
+            (None, 1) if options == defaults => Ok(Vec::new()),
+            (None, 1) => rmp_serde::to_vec(&options),
+            (Some(lease_ms), 1) => rmp_serde::to_vec(&(a, b, c, d, e, f, g, h, lease_ms)),
+            (lease_ms, weight) => {
+                rmp_serde::to_vec(&(a, b, c, d, e, f, g, h, lease_ms.unwrap_or(0), weight))
+            }
+        };
+        let options = encoded.expect("a tuple of numbers and strings encodes");
         // The id as its 16 bytes: a waiting job is named so (layout 4), and the script
         // spells out the text form the keys use.
         inv.arg(&codec::raw_id(&id)[..])

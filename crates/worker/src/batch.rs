@@ -70,6 +70,11 @@ impl Handler for Batch {
         // Its id is derived from the batch: a fan-in that runs again (a worker died after
         // the enqueue) finds it written, so `then` is enqueued once.
         let then_id = child_id(ctx.id(), "then");
+        // `then` is the batch's owner's, whatever its spec says, as the jobs are (a spawn
+        // gives a child its parent's owner): the spec came from the batch's creator.
+        if let Some(owner) = ctx.owner().await? {
+            then.owner = Some(owner);
+        }
         ctx.enqueue_once(then, then_id).await?;
         summary["then"] = json!(then_id.to_string());
         Ok(Check::Done(summary))

@@ -357,6 +357,30 @@ impl JobContext {
         }
     }
 
+    /// This job's owner (the tenant that created it), `None` for a job created without
+    /// one. Read from the store, so it costs a round trip.
+    ///
+    /// ```no_run
+    /// # async fn demo(ctx: &tether_worker::JobContext) -> Result<(), tether_worker::JobError> {
+    /// let follow_up = tether_model::JobSpec::new("notify");
+    /// let follow_up = match ctx.owner().await? {
+    ///     Some(owner) => follow_up.owner(owner),
+    ///     None => follow_up,
+    /// };
+    /// # Ok(()) }
+    /// ```
+    pub async fn owner(&self) -> Result<Option<String>, JobError> {
+        let store = &self.inner.store;
+        match with_store_retries(&self.inner.slot.lost, || store.get(self.queue(), self.id())).await
+        {
+            Some(Ok(job)) => Ok(job.and_then(|job| job.owner)),
+            None => Err(lost()),
+            Some(Err(e)) => Err(JobError::transient(format!(
+                "reading the owner failed: {e}"
+            ))),
+        }
+    }
+
     /// This job's children in spawn order, with their status, progress and weight.
     pub async fn children(&self) -> Result<Vec<Child>, JobError> {
         self.inner
