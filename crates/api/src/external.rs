@@ -112,6 +112,7 @@ pub(crate) async fn spawn_child(
     }
     spec.validate()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    crate::routes::batch_allowed(&state, &spec)?;
     let producer = state.producer(&caller);
     let child = producer
         .spawn_under_external(parent, &req.key, spec)

@@ -376,23 +376,21 @@ pub(crate) fn known_type(state: &AppState, task_type: &str) -> Result<(), ApiErr
 
 /// Holds a batch's jobs (and `then`, and any batch among them) to what its caller could
 /// create itself: a worker enqueues them later, where the API's checks do not reach.
-/// (The store counts them all against the owner's quota when the batch is enqueued.)
+/// (The store counts them all against the owner's quota when the batch is enqueued, and
+/// the producer makes them the owner's.)
 pub(crate) fn batch_allowed(
     state: &AppState,
     spec: &tether_model::JobSpec,
 ) -> Result<(), ApiError> {
-    if spec.job_type != tether_model::tree::BATCH_TYPE {
-        return Ok(());
-    }
-    let jobs =
-        tether_model::tree::jobs_of(spec).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    for job in &jobs[1..] {
-        job.validate()
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        known_type(state, &job.job_type)?;
+    tether_model::tree::each_batch_job(spec, &mut |job| {
+        job.validate()?;
+        // An external task's type names what it does; no handler has to know it.
+        if job.external_lease.is_none() {
+            known_type(state, &job.job_type)?;
+        }
         allowed_queue(state, Some(job.queue.clone()))?;
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// The queue a body names (else the default one), if tasks may be created in it.

@@ -155,12 +155,23 @@ async fn schedules_are_held_to_the_apis_types_and_queues() {
         stop,
         ..
     } = env(ApiConfig {
-        job_types: Some(vec!["noop".into()]),
+        job_types: Some(vec!["noop".into(), "tether.batch".into()]),
         allowed_queues: Some(vec!["default".into(), "s".into()]),
         ..ApiConfig::default()
     })
     .await;
+    // A batch fires jobs of its own: they are held to the same rules.
+    let far = serde_json::to_value(tether_model::tree::BatchInput {
+        jobs: vec![tether_model::JobSpec::new("noop").queue("elsewhere")],
+        then: tether_model::JobSpec::new("noop"),
+    })
+    .unwrap();
     for (bad, status, code) in [
+        (
+            json!({"name": "b", "type": "tether.batch", "input": far, "every": 60}),
+            StatusCode::FORBIDDEN,
+            "QueueNotAllowed",
+        ),
         (
             json!({"name": "unk", "type": "nonexistent", "every": 60}),
             StatusCode::BAD_REQUEST,

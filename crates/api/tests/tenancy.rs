@@ -341,6 +341,18 @@ async fn a_batch_is_held_to_its_callers_queues_types_and_quota() {
                 StatusCode::BAD_REQUEST,
                 "BadRequest",
             ),
+            // The batch, a batch of two in it and `then`, and `then`: six tasks, past the quota.
+            (
+                batch_body(
+                    vec![
+                        JobSpec::new("tether.batch")
+                            .input_json(batch_body(vec![noop(), noop()], noop())["input"].clone()),
+                    ],
+                    noop(),
+                ),
+                StatusCode::TOO_MANY_REQUESTS,
+                "QuotaExceeded",
+            ),
             // The batch, its four jobs and `then` are six unfinished tasks: past the quota.
             (
                 batch_body(vec![noop(), noop(), noop(), noop()], noop()),
@@ -363,29 +375,83 @@ async fn a_batch_is_held_to_its_callers_queues_types_and_quota() {
         batch_body(vec![noop(), noop().queue("mail"), noop()], noop()),
     )
     .await;
-    let (status, answer) = call(
-        &env.app,
-        "POST",
-        "/v2/tasks",
-        ALICE,
-        Some(json!({"type": "noop"})),
-    )
-    .await;
+    // Until a worker spawns its jobs, the batch counts as one unfinished task: another
+    // such batch would not fit beside it, a task does.
+    let again = batch_body(vec![noop(), noop(), noop()], noop());
+    let (status, answer) = call(&env.app, "POST", "/v2/tasks", ALICE, Some(again)).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
+    create(&env.app, ALICE, json!({"type": "noop"})).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batchs_jobs_and_then_belong_to_its_owner() {
     use tether_producer::JobSpec;
-    let env = env(true).await;
-    let bobs = || JobSpec::new("noop").owner("bob");
-    let batch = create(&env.app, ALICE, batch_body(vec![bobs()], bobs())).await;
+    let env = env_with(true, |s| s.max_pending_per_owner = 5, |_| {}).await;
+    // Jobs written as bob's, in bob's group, and a `then` posing as a child of bob's.
+    let bobs = || JobSpec::new("noop").owner("bob").group("bob");
+    let mut then = bobs();
+    let bobs_task = create(&env.app, BOB, json!({"type": "noop", "delay": "1h"})).await;
+    let bobs_id: tether_producer::JobId = bobs_task.parse().unwrap();
+    then.parent = Some(tether_model::tree::ParentLink {
+        id: bobs_id,
+        queue: "default".into(),
+        root: bobs_id,
+    });
+    let batch = create(&env.app, ALICE, batch_body(vec![bobs()], then)).await;
     let done = until_status(&env.app, &batch, ALICE, "success").await;
     let then = done["result"]["then"].as_str().unwrap().to_owned();
-    let (status, task) = call(&env.app, "GET", &format!("/v2/tasks/{then}"), ALICE, None).await;
-    assert_eq!(status, StatusCode::OK, "{task}");
-    assert_eq!(task["owner"], "alice");
-    // Bob sees nothing alice made.
+    let then = until_status(&env.app, &then, ALICE, "success").await;
+    assert_eq!(
+        (&then["owner"], &then["group"]),
+        (&json!("alice"), &json!("alice/bob"))
+    );
+    assert_eq!(then["parent_id"], Value::Null, "{then}");
+    let (_, children) = call(
+        &env.app,
+        "GET",
+        &format!("/v2/tasks?parent={batch}"),
+        ALICE,
+        None,
+    )
+    .await;
+    let child = &children["tasks"][0];
+    assert_eq!(
+        (&child["owner"], &child["group"]),
+        (&json!("alice"), &json!("alice/bob"))
+    );
+    // Bob sees only his own task.
     let (_, list) = call(&env.app, "GET", "/v2/tasks", BOB, None).await;
-    assert_eq!(list["tasks"], json!([]), "{list}");
+    let ids: Vec<&Value> = list["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| &t["id"])
+        .collect();
+    assert_eq!(ids, [&json!(bobs_task)], "{list}");
+    // All finished, alice's whole quota is hers again (the batch was weighed, not counted,
+    // as its jobs and `then`).
+    for _ in 0..5 {
+        create(&env.app, ALICE, json!({"type": "noop", "delay": "1h"})).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_spawned_under_an_external_task_is_held_to_its_callers_queues() {
+    use tether_producer::JobSpec;
+    let env = env_with(
+        false,
+        |_| {},
+        |a| a.allowed_queues = Some(vec!["default".into()]),
+    )
+    .await;
+    let parent = create(&env.app, ALICE, json!({"type": "import", "external": true})).await;
+    let mut child = batch_body(
+        vec![JobSpec::new("noop").queue("junk-1")],
+        JobSpec::new("noop"),
+    );
+    child["key"] = json!("k");
+    let path = format!("/v2/tasks/{parent}/children");
+    let (status, answer) = call(&env.app, "POST", &path, ALICE, Some(child)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    assert_eq!(answer["code"], "QueueNotAllowed");
 }

@@ -38,34 +38,121 @@ pub struct BatchInput {
     pub then: crate::JobSpec,
 }
 
-/// Every job `spec` brings into being: itself first and, for a batch, its jobs and `then`
-/// and theirs. A caller that holds a tenant to its queues, types and quota checks
-/// each of them (a batch's jobs are enqueued later, by a worker, out of the API's reach).
-/// A batch whose input is not a [`BatchInput`] is refused here (its worker would fail it).
+/// Calls `visit` on every job a batch `spec` carries, however deep: its jobs and `then`,
+/// and theirs. A caller that holds a tenant to its queues, types and quota checks each
+/// of them (a batch's jobs are enqueued later, by a worker, out of the API's reach).
+/// Each is given without its input: the walk reads the batch's input in place and
+/// copies no input, so a hostile batch costs no more memory than its own JSON. Nothing
+/// is visited for a job of another type. A batch whose input its worker could not read
+/// is refused here.
 ///
 /// ```
 /// use tether_model::JobSpec;
-/// use tether_model::tree::{BATCH_TYPE, BatchInput, jobs_of};
+/// use tether_model::tree::{BATCH_TYPE, BatchInput, each_batch_job};
 /// let batch = BatchInput { jobs: vec![JobSpec::new("resize")], then: JobSpec::new("notify") };
 /// let spec = JobSpec::new(BATCH_TYPE).input(&batch).unwrap();
-/// let types: Vec<String> = jobs_of(&spec).unwrap().into_iter().map(|s| s.job_type).collect();
-/// assert_eq!(types, [BATCH_TYPE, "resize", "notify"]);
+/// let mut types = Vec::new();
+/// each_batch_job(&spec, &mut |job| Ok(types.push(job.job_type.clone()))).unwrap();
+/// assert_eq!(types, ["resize", "notify"]);
 /// ```
-pub fn jobs_of(spec: &crate::JobSpec) -> Result<Vec<crate::JobSpec>, crate::SpecError> {
-    let mut found = vec![spec.clone()];
-    // (Each batch's input is read from the one before it: nesting is bounded by the
-    // depth its JSON could have, and the work by the payload's size times that depth.)
-    let mut next = 0;
-    while next < found.len() {
-        if found[next].job_type == BATCH_TYPE {
-            let batch = BatchInput::deserialize(&found[next].input)
-                .map_err(|e| crate::SpecError::Batch(e.to_string()))?;
-            found.extend(batch.jobs);
-            found.push(batch.then);
-        }
-        next += 1;
+pub fn each_batch_job<E: From<crate::SpecError>>(
+    spec: &crate::JobSpec,
+    visit: &mut dyn FnMut(&crate::JobSpec) -> Result<(), E>,
+) -> Result<(), E> {
+    if spec.job_type == BATCH_TYPE {
+        walk_batch(&spec.input, visit)?;
     }
-    Ok(found)
+    Ok(())
+}
+
+fn walk_batch<E: From<crate::SpecError>>(
+    input: &serde_json::Value,
+    visit: &mut dyn FnMut(&crate::JobSpec) -> Result<(), E>,
+) -> Result<(), E> {
+    let refused = |why: String| E::from(crate::SpecError::Batch(why));
+    let jobs = input
+        .get("jobs")
+        .and_then(serde_json::Value::as_array)
+        .ok_or_else(|| refused("field jobs: an array of jobs".into()))?;
+    let then = input
+        .get("then")
+        .ok_or_else(|| refused("field then: a job".into()))?;
+    for job in jobs.iter().chain([then]) {
+        let fields = job
+            .as_object()
+            .ok_or_else(|| refused("a job is an object".into()))?;
+        // The job without its input (the one field of any size), read as the worker
+        // would read it whole.
+        let mut light: serde_json::Map<String, serde_json::Value> = fields
+            .iter()
+            .filter(|(name, _)| name.as_str() != "input")
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        if fields.contains_key("input") {
+            light.insert("input".into(), serde_json::Value::Null);
+        }
+        let spec = crate::JobSpec::deserialize(serde_json::Value::Object(light))
+            .map_err(|e| refused(e.to_string()))?;
+        visit(&spec)?;
+        if spec.job_type == BATCH_TYPE {
+            let input = fields.get("input").unwrap_or(&serde_json::Value::Null);
+            walk_batch(input, visit)?;
+        }
+    }
+    Ok(())
+}
+
+/// Calls `rewrite` on the JSON object of every job a batch `spec` carries, however deep
+/// (as [`each_batch_job`] visits them, which should have read the batch first: a part
+/// of another shape is passed over). For a caller that scopes a batch's jobs as the
+/// batch is scoped; the input is rewritten in place.
+pub fn each_batch_job_mut(
+    spec: &mut crate::JobSpec,
+    rewrite: &mut dyn FnMut(&mut serde_json::Map<String, serde_json::Value>),
+) {
+    if spec.job_type == BATCH_TYPE {
+        rewrite_batch(&mut spec.input, rewrite);
+    }
+}
+
+fn rewrite_batch(
+    input: &mut serde_json::Value,
+    rewrite: &mut dyn FnMut(&mut serde_json::Map<String, serde_json::Value>),
+) {
+    let Some(batch) = input.as_object_mut() else {
+        return;
+    };
+    let mut jobs: Vec<&mut serde_json::Value> = Vec::new();
+    for (name, value) in batch.iter_mut() {
+        match (name.as_str(), value) {
+            ("jobs", serde_json::Value::Array(list)) => jobs.extend(list.iter_mut()),
+            ("then", then) => jobs.push(then),
+            _ => {}
+        }
+    }
+    for job in jobs {
+        let Some(fields) = job.as_object_mut() else {
+            continue;
+        };
+        rewrite(fields);
+        let is_batch =
+            fields.get("job_type").and_then(serde_json::Value::as_str) == Some(BATCH_TYPE);
+        if is_batch && let Some(input) = fields.get_mut("input") {
+            rewrite_batch(input, rewrite);
+        }
+    }
+}
+
+/// How many unfinished jobs `spec` amounts to: 1, and for a batch 1 more for each job it
+/// carries, however deep (a quota counts them when the batch is enqueued). A batch its
+/// worker could not read counts as 1 (it will fail without spawning).
+pub fn job_weight(spec: &crate::JobSpec) -> u64 {
+    let mut weight = 1;
+    let walked = each_batch_job::<crate::SpecError>(spec, &mut |_| {
+        weight += 1;
+        Ok(())
+    });
+    if walked.is_ok() { weight } else { 1 }
 }
 
 /// The most children ids a job's record shows in `subtasks`.
@@ -123,4 +210,46 @@ pub fn roll_up(children: impl IntoIterator<Item = (u8, u32)>) -> u8 {
         total += w;
     }
     done.checked_div(total).unwrap_or(0) as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::JobSpec;
+
+    fn batch(jobs: Vec<JobSpec>, then: JobSpec) -> JobSpec {
+        JobSpec::new(BATCH_TYPE)
+            .input(&BatchInput { jobs, then })
+            .unwrap()
+    }
+
+    #[test]
+    fn a_batch_weighs_every_job_it_carries_however_deep() {
+        let mut spec = batch(vec![JobSpec::new("a")], JobSpec::new("then"));
+        for _ in 0..30 {
+            spec = batch(vec![spec, JobSpec::new("b")], JobSpec::new("then"));
+        }
+        // Each level: the batch, "b" and `then`; the innermost: the batch, "a", `then`.
+        assert_eq!(job_weight(&spec), 1 + 30 * 3 + 2);
+        assert_eq!(job_weight(&JobSpec::new("plain")), 1);
+    }
+
+    #[test]
+    fn a_batch_its_worker_could_not_read_is_refused_and_weighs_one() {
+        let mut unreadable = Vec::new();
+        for input in [
+            serde_json::json!({"jobs": "all"}),
+            serde_json::json!({"jobs": []}),
+            serde_json::json!({"jobs": [7], "then": JobSpec::new("t")}),
+            // A job with no input is not read by the worker either.
+            serde_json::json!({"jobs": [], "then": {"queue": "default", "job_type": "t"}}),
+        ] {
+            let spec = JobSpec::new(BATCH_TYPE).input_json(input.clone());
+            let walked = each_batch_job::<crate::SpecError>(&spec, &mut |_| Ok(()));
+            assert!(matches!(walked, Err(crate::SpecError::Batch(_))), "{input}");
+            assert_eq!(job_weight(&spec), 1);
+            unreadable.push(serde_json::from_value::<BatchInput>(input).is_err());
+        }
+        assert_eq!(unreadable, [true; 4], "the worker refuses each of them too");
+    }
 }

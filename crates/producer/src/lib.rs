@@ -241,8 +241,35 @@ impl Producer {
         if let Some(owner) = &self.owner {
             spec.owner = Some(owner.clone());
             spec.group = self.scoped_group(spec.group);
+            self.scope_batch(&mut spec);
         }
         spec
+    }
+
+    /// A batch's jobs and `then` (and theirs) scoped as the batch is: its workers enqueue
+    /// them later, as they are written in its input, so an owner's batch could otherwise
+    /// name another owner, another owner's group, a parent or a schedule. Rewritten in
+    /// place (no copy of the input). A batch its worker could not read is left as it is
+    /// (it fails without spawning).
+    fn scope_batch(&self, spec: &mut JobSpec) {
+        let Some(owner) = &self.owner else { return };
+        let readable =
+            tether_model::tree::each_batch_job::<SpecError>(spec, &mut |_| Ok(())).is_ok();
+        if !readable {
+            return;
+        }
+        tether_model::tree::each_batch_job_mut(spec, &mut |job| {
+            job.insert("owner".into(), owner.clone().into());
+            let group = job
+                .remove("group")
+                .and_then(|g| g.as_str().map(str::to_owned));
+            if let Some(group) = self.scoped_group(group) {
+                job.insert("group".into(), group.into());
+            }
+            for set_by_tether in ["parent", "schedule", "fire_time"] {
+                job.remove(set_by_tether);
+            }
+        });
     }
 
     /// A group as this producer's jobs have it: an owner's behind `<owner>/` (a name

@@ -57,7 +57,10 @@ while i <= #ARGV do
     idem, owner, pri, grp = option_text(o[3], id), option_text(o[4], id), option_text(o[7], id),
       option_text(o[8], id)
     if o[9] ~= nil then ext = option_number(o[9], id) end
-    if o[10] ~= nil then weight = option_number(o[10], id) end
+    if o[10] ~= nil then
+      weight = option_number(o[10], id)
+      if weight < 1 or weight % 1 ~= 0 then fail('ERR job ' .. id .. ' has malformed options') end
+    end
   end
   if pri ~= '' and not string.match(pri, '^[0-9]$') then fail('ERR priority must be 0-9') end
   -- (An array, every position set in its constructor: named fields would cost a hash
@@ -99,7 +102,9 @@ for first = 1, #raws, CHUNK do
   end
 end
 
-local jobs, out, seen, adding, taken, waiting = {}, {}, {}, {}, {}, {}
+-- (`adding`: the jobs each owner gains; `needed`: what the quota checks, a batch
+-- counting the jobs it carries, which its worker adds to `active` when it spawns them.)
+local jobs, out, seen, adding, needed, taken, waiting = {}, {}, {}, {}, {}, {}, {}
 local packed_ms = {} -- the ms of this call's entries, packed (waiting_value)
 -- Appends a job's four values to the reply.
 local function answer(word, id, a, b)
@@ -119,14 +124,18 @@ for _, job in ipairs(parsed) do
     routable(job[J_PRI], job[J_GRP])
     if horizon > 0 and job[J_DUE] > now + horizon then return {'HORIZON', id, job[J_DUE], horizon} end
     if job[J_IDEM_KEY] then seen[job[J_IDEM_KEY]] = id end
-    if job[J_OWNER] ~= '' then adding[job[J_OWNER]] = (adding[job[J_OWNER]] or 0) + job[J_WEIGHT] end
+    local owner = job[J_OWNER]
+    if owner ~= '' then
+      adding[owner] = (adding[owner] or 0) + 1
+      needed[owner] = (needed[owner] or 0) + job[J_WEIGHT]
+    end
     jobs[#jobs + 1] = job
     job[J_AT] = #out + 1
     answer('CREATED', id, now, job[J_DUE])
   end
 end
 if quota > 0 then
-  for owner, n in pairs(adding) do
+  for owner, n in pairs(needed) do
     local unfinished = tonumber(redis.call('HGET', K_ACTIVE, owner) or '0')
     if unfinished + n > quota then return {'QUOTA', owner, unfinished, quota} end
   end

@@ -479,11 +479,9 @@ impl Store {
         let lease_ms = spec.external_lease.map(|lease| lease.as_millis() as u64);
         // An owner's batch counts against its quota as every job it will bring into being
         // (its workers enqueue them later, with no quota to check).
-        let weight = match &spec.owner {
-            Some(_) if spec.job_type == tether_model::tree::BATCH_TYPE => {
-                tether_model::tree::jobs_of(spec).map_or(1, |jobs| jobs.len())
-            }
-            _ => 1,
+        let weight = match spec.owner {
+            Some(_) => tether_model::tree::job_weight(spec),
+            None => 1,
         };
         // One argument for all of a job's options, empty when none is set; an external
         // task's lease is a ninth option and a weight other than 1 a tenth, left out for
@@ -654,6 +652,36 @@ impl Store {
     }
 
     /// The job's record, or `None` when it does not exist (or has expired).
+    /// The owner of a job that has a record (a job that has started has one): `None`
+    /// when there is no record, `Some(None)` when the job has no owner. Reads two fields,
+    /// not the record.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: &tether_store::Store, id: tether_model::JobId) -> Result<(), tether_store::StoreError> {
+    /// if let Some(Some(owner)) = store.owner_of("default", id).await? {
+    ///     println!("{id} is {owner}'s");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn owner_of(
+        &self,
+        queue: &str,
+        id: JobId,
+    ) -> Result<Option<Option<String>>, StoreError> {
+        tether_model::validate_queue_name(queue)?;
+        let key = QueueKeys::new(queue).job(&id.to_string());
+        let (status, owner): (Option<String>, Option<String>) = self
+            .idempotent(|| async {
+                Ok(redis::cmd("HMGET")
+                    .arg(&key)
+                    .arg(&["st", "owner"])
+                    .query_async(&mut self.conn())
+                    .await?)
+            })
+            .await?;
+        Ok(status.map(|_| owner))
+    }
+
     pub async fn get(&self, queue: &str, id: JobId) -> Result<Option<Job>, StoreError> {
         tether_model::validate_queue_name(queue)?;
         let keys = QueueKeys::new(queue);

@@ -678,6 +678,52 @@ async fn an_infinite_option_is_refused(topology: Topology) {
     assert!(store.get(queue, id).await.unwrap().is_none());
 }
 
+/// A job's quota weight (a tenth option: how many unfinished jobs a batch amounts to) is
+/// a whole count of at least 1: a negative one would have lowered its owner's count
+/// past the quota, a fraction failed the script after its first write.
+async fn a_weight_that_is_not_a_count_is_refused(topology: Topology) {
+    let redis = TestRedis::start(topology);
+    let store = Store::connect(StoreConfig::new(redis.url())).await.unwrap();
+    let queue = "weights";
+    let owned = JobSpec::new("t").queue(queue).owner("alice");
+    store.enqueue(&owned).await.unwrap();
+    let mut node = redis.connection_for(&format!("tether:{{{queue}}}:stream"));
+    for weight in [-5.0, 0.0, 1.5, 1e300] {
+        let options = rmp_serde::to_vec(&(0, 0, "", "alice", 0, 0, "", "", 0, weight)).unwrap();
+        let id = JobId::new();
+        let mut call = raw_enqueue(&mut node, queue);
+        call.arg(id.to_string())
+            .arg(options)
+            .arg(2)
+            .arg("type")
+            .arg("t");
+        let err = call
+            .query::<redis::Value>(&mut node)
+            .expect_err("a weight that is not a count is refused");
+        assert!(
+            err.to_string().contains("malformed options"),
+            "{weight}: {err}"
+        );
+        assert!(store.get(queue, id).await.unwrap().is_none(), "{weight}");
+    }
+    let active: Option<i64> = redis::cmd("HGET")
+        .arg(format!("tether:{{{queue}}}:active"))
+        .arg("alice")
+        .query(&mut node)
+        .unwrap();
+    assert_eq!(active, Some(1));
+}
+
+#[tokio::test]
+async fn a_weight_that_is_not_a_count_is_refused_on_one_redis() {
+    a_weight_that_is_not_a_count_is_refused(Topology::Single).await;
+}
+
+#[tokio::test]
+async fn a_weight_that_is_not_a_count_is_refused_on_a_cluster() {
+    a_weight_that_is_not_a_count_is_refused(Topology::Cluster).await;
+}
+
 #[tokio::test]
 async fn an_infinite_option_is_refused_on_one_redis() {
     an_infinite_option_is_refused(Topology::Single).await;

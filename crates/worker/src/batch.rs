@@ -72,9 +72,11 @@ impl Handler for Batch {
         let then_id = child_id(ctx.id(), "then");
         // `then` is the batch's owner's, whatever its spec says, as the jobs are (a spawn
         // gives a child its parent's owner): the spec came from the batch's creator.
+        // Nor is it anyone's child (a spec's parent is set by a spawn).
         if let Some(owner) = ctx.owner().await? {
             then.owner = Some(owner);
         }
+        then.parent = None;
         ctx.enqueue_once(then, then_id).await?;
         summary["then"] = json!(then_id.to_string());
         Ok(Check::Done(summary))

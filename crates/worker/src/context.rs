@@ -358,7 +358,8 @@ impl JobContext {
     }
 
     /// This job's owner (the tenant that created it), `None` for a job created without
-    /// one. Read from the store, so it costs a round trip.
+    /// one. Read from the store, so it costs a round trip; a job whose record is gone
+    /// (deleted after its lease lapsed) answers as a lost lease.
     ///
     /// ```no_run
     /// # async fn demo(ctx: &tether_worker::JobContext) -> Result<(), tether_worker::JobError> {
@@ -371,9 +372,10 @@ impl JobContext {
     /// ```
     pub async fn owner(&self) -> Result<Option<String>, JobError> {
         let store = &self.inner.store;
-        match with_store_retries(&self.inner.slot.lost, || store.get(self.queue(), self.id())).await
-        {
-            Some(Ok(job)) => Ok(job.and_then(|job| job.owner)),
+        let read = || store.owner_of(self.queue(), self.id());
+        match with_store_retries(&self.inner.slot.lost, read).await {
+            Some(Ok(Some(owner))) => Ok(owner),
+            Some(Ok(None)) => Err(lost()),
             None => Err(lost()),
             Some(Err(e)) => Err(JobError::transient(format!(
                 "reading the owner failed: {e}"
