@@ -384,6 +384,17 @@ pub(crate) fn batch_allowed(
 ) -> Result<(), ApiError> {
     tether_model::tree::each_batch_job(spec, &mut |job| {
         job.validate()?;
+        // As a body's group is bounded before the owner's name goes in front of it.
+        if job
+            .group
+            .as_ref()
+            .is_some_and(|g| !limits::caller_group_ok(g))
+        {
+            return Err(ApiError::bad_request(format!(
+                "a batch's job: group: 1-{} characters, no control characters",
+                limits::MAX_CALLER_GROUP_LEN
+            )));
+        }
         // An external task's type names what it does; no handler has to know it.
         if job.external_lease.is_none() {
             known_type(state, &job.job_type)?;

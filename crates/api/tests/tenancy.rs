@@ -335,6 +335,12 @@ async fn a_batch_is_held_to_its_callers_queues_types_and_quota() {
                 StatusCode::FORBIDDEN,
                 "QueueNotAllowed",
             ),
+            // A group no body could give (its owner's name would make it too long to spawn).
+            (
+                batch_body(vec![noop().group("g".repeat(200))], noop()),
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+            ),
             // A batch whose input its worker could not read.
             (
                 json!({"type": "tether.batch", "input": {"jobs": "all of them"}}),
@@ -454,4 +460,41 @@ async fn a_batch_spawned_under_an_external_task_is_held_to_its_callers_queues() 
     let (status, answer) = call(&env.app, "POST", &path, ALICE, Some(child)).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
     assert_eq!(answer["code"], "QueueNotAllowed");
+}
+
+/// A batch stored as its creator wrote it (before the producer scoped batches, or by a
+/// schedule, whose jobs are enqueued as stored): the worker makes its jobs and `then` the
+/// batch's owner's, in the owner's groups, as no schedule's firing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_scopes_the_jobs_of_a_batch_stored_unscoped() {
+    use tether_producer::JobSpec;
+    let env = env(true).await;
+    let store = Store::connect(StoreConfig::new(env._redis.url()))
+        .await
+        .unwrap();
+    let mut bobs = JobSpec::new("noop").owner("bob").group("bob");
+    bobs.schedule = Some("bobs-nightly".into());
+    let input = tether_model::tree::BatchInput {
+        jobs: vec![bobs.clone()],
+        then: bobs,
+    };
+    // The array form, which the worker reads as well as the object form.
+    let input = json!([input.jobs, input.then]);
+    let batch = JobSpec::new("tether.batch")
+        .input_json(input)
+        .owner("alice");
+    let batch = store.enqueue(&batch).await.unwrap().id.to_string();
+    let done = until_status(&env.app, &batch, ALICE, "success").await;
+    let then = done["result"]["then"].as_str().unwrap().to_owned();
+    let then = until_status(&env.app, &then, ALICE, "success").await;
+    let path = format!("/v2/tasks?parent={batch}");
+    let (_, children) = call(&env.app, "GET", &path, ALICE, None).await;
+    for job in [&then, &children["tasks"][0]] {
+        let seen = (&job["owner"], &job["group"], &job["schedule"]);
+        assert_eq!(
+            seen,
+            (&json!("alice"), &json!("alice/bob"), &Value::Null),
+            "{job}"
+        );
+    }
 }

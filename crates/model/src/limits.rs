@@ -82,6 +82,23 @@ pub fn char_len(s: &str) -> usize {
     s.chars().count()
 }
 
+/// `group` as an owner's job has it: behind `<owner>/` (a name given with that prefix
+/// already is taken as it is), so that one owner's jobs never take places in another
+/// owner's group limits.
+///
+/// ```
+/// use tether_model::limits::owner_group;
+/// assert_eq!(owner_group("alice", Some("bob".into())), Some("alice/bob".into()));
+/// assert_eq!(owner_group("alice", Some("alice/x".into())), Some("alice/x".into()));
+/// assert_eq!(owner_group("alice", None), None);
+/// ```
+pub fn owner_group(owner: &str, group: Option<String>) -> Option<String> {
+    match group {
+        Some(group) if !group.starts_with(&format!("{owner}/")) => Some(format!("{owner}/{group}")),
+        group => group,
+    }
+}
+
 /// Whether `group` is a group a caller may give: 1 to [`MAX_CALLER_GROUP_LEN`]
 /// characters, none of them a control character.
 pub fn caller_group_ok(group: &str) -> bool {

@@ -262,6 +262,23 @@ pub fn validate_queue_name(queue: &str) -> Result<(), SpecError> {
 }
 
 impl JobSpec {
+    /// The spec of a job a worker enqueues for `owner`'s job (a child, a batch's `then`):
+    /// `owner`'s, in a group of the owner's ([`limits::owner_group`]), and no schedule's
+    /// firing; whatever the spec (written by the owner, in a batch) said.
+    ///
+    /// ```
+    /// use tether_model::JobSpec;
+    /// let child = JobSpec::new("resize").owner("bob").group("bob").owned_by("alice");
+    /// assert_eq!((child.owner.as_deref(), child.group.as_deref()), (Some("alice"), Some("alice/bob")));
+    /// ```
+    pub fn owned_by(mut self, owner: &str) -> Self {
+        self.owner = Some(owner.to_owned());
+        self.group = limits::owner_group(owner, self.group.take());
+        self.schedule = None;
+        self.fire_time = None;
+        self
+    }
+
     /// A job of `job_type` on the `default` queue with `null` input.
     pub fn new(job_type: impl Into<String>) -> Self {
         JobSpec {

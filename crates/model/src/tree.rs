@@ -52,7 +52,11 @@ pub struct BatchInput {
 /// let batch = BatchInput { jobs: vec![JobSpec::new("resize")], then: JobSpec::new("notify") };
 /// let spec = JobSpec::new(BATCH_TYPE).input(&batch).unwrap();
 /// let mut types = Vec::new();
-/// each_batch_job(&spec, &mut |job| Ok(types.push(job.job_type.clone()))).unwrap();
+/// each_batch_job::<tether_model::SpecError>(&spec, &mut |job| {
+///     types.push(job.job_type.clone());
+///     Ok(())
+/// })
+/// .unwrap();
 /// assert_eq!(types, ["resize", "notify"]);
 /// ```
 pub fn each_batch_job<E: From<crate::SpecError>>(
@@ -65,18 +69,28 @@ pub fn each_batch_job<E: From<crate::SpecError>>(
     Ok(())
 }
 
+/// A batch input's `jobs` and `then`, in either form its worker reads: an object, or
+/// the array `[jobs, then]` (serde reads a struct from a sequence too).
+fn batch_parts(
+    input: &serde_json::Value,
+) -> (Option<&serde_json::Value>, Option<&serde_json::Value>) {
+    match input {
+        serde_json::Value::Array(parts) if parts.len() == 2 => (parts.first(), parts.get(1)),
+        serde_json::Value::Array(_) => (None, None),
+        input => (input.get("jobs"), input.get("then")),
+    }
+}
+
 fn walk_batch<E: From<crate::SpecError>>(
     input: &serde_json::Value,
     visit: &mut dyn FnMut(&crate::JobSpec) -> Result<(), E>,
 ) -> Result<(), E> {
     let refused = |why: String| E::from(crate::SpecError::Batch(why));
-    let jobs = input
-        .get("jobs")
+    let (jobs, then) = batch_parts(input);
+    let jobs = jobs
         .and_then(serde_json::Value::as_array)
         .ok_or_else(|| refused("field jobs: an array of jobs".into()))?;
-    let then = input
-        .get("then")
-        .ok_or_else(|| refused("field then: a job".into()))?;
+    let then = then.ok_or_else(|| refused("field then: a job".into()))?;
     for job in jobs.iter().chain([then]) {
         let fields = job
             .as_object()
@@ -119,12 +133,20 @@ fn rewrite_batch(
     input: &mut serde_json::Value,
     rewrite: &mut dyn FnMut(&mut serde_json::Map<String, serde_json::Value>),
 ) {
-    let Some(batch) = input.as_object_mut() else {
-        return;
+    // (The same two parts as `batch_parts`, borrowed to be rewritten.)
+    let parts: Vec<(&str, &mut serde_json::Value)> = match input {
+        serde_json::Value::Object(batch) => batch
+            .iter_mut()
+            .map(|(name, value)| (name.as_str(), value))
+            .collect(),
+        serde_json::Value::Array(parts) if parts.len() == 2 => {
+            ["jobs", "then"].into_iter().zip(parts.iter_mut()).collect()
+        }
+        _ => return,
     };
     let mut jobs: Vec<&mut serde_json::Value> = Vec::new();
-    for (name, value) in batch.iter_mut() {
-        match (name.as_str(), value) {
+    for part in parts {
+        match part {
             ("jobs", serde_json::Value::Array(list)) => jobs.extend(list.iter_mut()),
             ("then", then) => jobs.push(then),
             _ => {}
@@ -251,5 +273,26 @@ mod tests {
             unreadable.push(serde_json::from_value::<BatchInput>(input).is_err());
         }
         assert_eq!(unreadable, [true; 4], "the worker refuses each of them too");
+    }
+
+    #[test]
+    fn the_array_form_the_worker_reads_is_walked_and_rewritten() {
+        let inner = serde_json::json!([[JobSpec::new("a"), JobSpec::new("b")], JobSpec::new("t")]);
+        assert!(serde_json::from_value::<BatchInput>(inner.clone()).is_ok());
+        let mut spec = batch(
+            vec![JobSpec::new(BATCH_TYPE).input_json(inner)],
+            JobSpec::new("then"),
+        );
+        assert_eq!(job_weight(&spec), 1 + 1 + 3 + 1);
+        each_batch_job_mut(&mut spec, &mut |job| {
+            job.insert("owner".into(), "alice".into());
+        });
+        let mut owners = Vec::new();
+        each_batch_job::<crate::SpecError>(&spec, &mut |job| {
+            owners.push(job.owner.clone().unwrap_or_default());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(owners, ["alice"; 5]);
     }
 }

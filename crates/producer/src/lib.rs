@@ -275,11 +275,9 @@ impl Producer {
     /// A group as this producer's jobs have it: an owner's behind `<owner>/` (a name
     /// given with that prefix already is taken as it is).
     fn scoped_group(&self, group: Option<String>) -> Option<String> {
-        match (&self.owner, group) {
-            (Some(owner), Some(group)) if !group.starts_with(&format!("{owner}/")) => {
-                Some(format!("{owner}/{group}"))
-            }
-            (_, group) => group,
+        match &self.owner {
+            Some(owner) => tether_model::limits::owner_group(owner, group),
+            None => group,
         }
     }
 

@@ -155,7 +155,7 @@ impl Store {
             root: root.parse().map_err(|e| StoreError::decode("root", e))?,
         });
         if !owner.is_empty() {
-            spec.owner = Some(owner);
+            spec = spec.owned_by(&owner);
         }
         let done = self.enqueue_as(&spec, id).await?;
         if !done.written_now {

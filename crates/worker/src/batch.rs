@@ -70,11 +70,11 @@ impl Handler for Batch {
         // Its id is derived from the batch: a fan-in that runs again (a worker died after
         // the enqueue) finds it written, so `then` is enqueued once.
         let then_id = child_id(ctx.id(), "then");
-        // `then` is the batch's owner's, whatever its spec says, as the jobs are (a spawn
-        // gives a child its parent's owner): the spec came from the batch's creator.
-        // Nor is it anyone's child (a spec's parent is set by a spawn).
+        // `then` is the batch's owner's, in the owner's groups, whatever its spec says, as
+        // the jobs are (a spawn makes a child its parent's owner's): the spec came from
+        // the batch's creator. Nor is it anyone's child (a spawn sets a parent).
         if let Some(owner) = ctx.owner().await? {
-            then.owner = Some(owner);
+            then = then.owned_by(&owner);
         }
         then.parent = None;
         ctx.enqueue_once(then, then_id).await?;
