@@ -27,7 +27,7 @@ use crate::routes::{self, Authed, Span, json_body};
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ScheduleBody {
-    /// Unique per owner: 1-64 characters from A-Z a-z 0-9 _ . - (POST only).
+    /// Unique per owner: 1-64 characters from A-Z a-z 0-9 _ . -, not . or .. (POST only).
     #[serde(default, deserialize_with = "given")]
     pub name: Option<String>,
     /// The task type each firing creates.

@@ -591,3 +591,40 @@ async fn a_marker_that_is_no_child_is_not_found() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 }
+
+/// The document's pattern for queue and schedule names and the server's check agree
+/// at every edge of the rule, `.` and `..` (refused: they are the URL's own path
+/// segments) among them.
+#[test]
+fn the_name_pattern_and_the_check_agree_at_the_edges() {
+    let pattern = limits::QUEUE_NAME.pattern();
+    let names = [
+        ".".to_owned(),
+        "..".into(),
+        "...".into(),
+        ".x".into(),
+        "..x".into(),
+        "x.".into(),
+        "x..".into(),
+        "a".into(),
+        "q".repeat(64),
+        "q".repeat(65),
+        format!(".{}", "q".repeat(63)),
+        format!(".{}", "q".repeat(64)),
+        format!("..{}", "q".repeat(62)),
+        format!("..{}", "q".repeat(63)),
+        ".".repeat(64),
+        ".".repeat(65),
+        "a b".into(),
+        String::new(),
+    ];
+    for name in names {
+        let by_document = matches(&pattern, &name) && name.chars().count() <= 64;
+        assert_eq!(by_document, limits::QUEUE_NAME.accepts(&name), "{name:?}");
+        assert_eq!(
+            by_document,
+            !matches!(name.as_str(), "." | ".." | "" | "a b") && name.len() <= 64,
+            "{name:?}"
+        );
+    }
+}

@@ -498,3 +498,23 @@ async fn a_worker_scopes_the_jobs_of_a_batch_stored_unscoped() {
         );
     }
 }
+
+/// `.` and `..` are the URL path's own segments: a queue or schedule of either name
+/// could be made but never reached (clients and browsers resolve them away, `%2E` too),
+/// so `/v2/queues/../pause` is `/v2/pause`. They are refused, as any other bad name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dot_segments_are_no_queue_or_schedule_names() {
+    let env = env(false).await;
+    for name in [".", ".."] {
+        let task = json!({"type": "noop", "queue": name});
+        let (status, answer) = call(&env.app, "POST", "/v2/tasks", ALICE, Some(task)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {answer}");
+        let schedule = json!({"name": name, "type": "noop", "every": 60});
+        let (status, answer) = call(&env.app, "POST", "/v2/schedules", ALICE, Some(schedule)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {answer}");
+    }
+    // Dots among other characters are names like any other.
+    for name in ["...", ".x", "x..", "a.b"] {
+        create(&env.app, ALICE, json!({"type": "noop", "queue": name})).await;
+    }
+}

@@ -33,12 +33,12 @@ use tokio::sync::OnceCell;
 pub const SIDE_EFFECT_PREFIX: &str = "tether-demo:";
 
 /// The Redis list a demo job named `name` writes to, or a fatal job error when the
-/// name is not `[A-Za-z0-9_.-]{1,64}`.
+/// name is not a queue's (`[A-Za-z0-9_.-]{1,64}`, not `.` or `..`).
 pub fn side_effect_key(field: &str, name: &str) -> Result<String, JobError> {
     tether_model::validate_queue_name(name).map_err(|_| {
         JobError::fatal(format!(
             "invalid {field} {name:?}: demo jobs write only the list {SIDE_EFFECT_PREFIX}<name>, \
-             with a name of [A-Za-z0-9_.-]{{1,64}}"
+             with a name of [A-Za-z0-9_.-]{{1,64}}, not . or .."
         ))
         .with_code("InvalidInput")
     })?;

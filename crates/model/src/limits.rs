@@ -7,9 +7,10 @@
 //! `maxLength` counts them.
 //!
 //! ```
-//! use tether_model::limits::{QUEUE_NAME, span};
+//! use tether_model::limits::{JOB_TYPE, QUEUE_NAME, span};
 //! assert!(QUEUE_NAME.accepts("mail.out-1"));
-//! assert_eq!(QUEUE_NAME.pattern(), "^[A-Za-z0-9_.-]{1,64}$");
+//! assert!(!QUEUE_NAME.accepts(".."));
+//! assert_eq!(JOB_TYPE.pattern(), "^[A-Za-z0-9_.:-]{1,128}$");
 //! assert!(span::accepts("1h 30m"));
 //! assert!(!span::accepts("soon"));
 //! ```
@@ -21,12 +22,16 @@ pub struct NameRule {
     pub max_len: usize,
     /// Characters allowed beyond `[A-Za-z0-9_.-]`.
     pub extra: &'static str,
+    /// A name that is a segment of a URL's path (`/v2/queues/{queue}`): not `.` or
+    /// `..`, which clients resolve away before the request leaves them.
+    pub path_segment: bool,
 }
 
 impl NameRule {
     pub fn accepts(&self, s: &str) -> bool {
         !s.is_empty()
             && s.len() <= self.max_len
+            && !(self.path_segment && (s == "." || s == ".."))
             && s.bytes().all(|b| {
                 b.is_ascii_alphanumeric()
                     || b"_.-".contains(&b)
@@ -34,21 +39,37 @@ impl NameRule {
             })
     }
 
-    /// The rule as a regular expression (ECMA 262, as OpenAPI's `pattern` reads it).
+    /// The rule as a regular expression (ECMA 262, as OpenAPI's `pattern` reads it; no
+    /// lookahead, which not every generator of examples reads).
     pub fn pattern(&self) -> String {
-        format!("^[A-Za-z0-9_.{}-]{{1,{}}}$", self.extra, self.max_len)
+        let (any, max) = (format!("[A-Za-z0-9_.{}-]", self.extra), self.max_len);
+        if !self.path_segment {
+            return format!("^{any}{{1,{max}}}$");
+        }
+        // Not `.` or `..`: a first character other than a dot, or one dot and then
+        // another character, or two dots and at least one more.
+        let other = format!("[A-Za-z0-9_{}-]", self.extra);
+        format!(
+            "^({other}{any}{{0,{}}}|\\.{other}{any}{{0,{}}}|\\.\\.{any}{{1,{}}})$",
+            max - 1,
+            max - 2,
+            max - 2
+        )
     }
 }
 
-/// Queue names: `[A-Za-z0-9_.-]{1,64}` (no braces, so a name can be a Redis hash tag).
+/// Queue names: `[A-Za-z0-9_.-]{1,64}`, but not `.` or `..` (no braces, so a name can
+/// be a Redis hash tag; a name is a segment of the API's paths).
 pub const QUEUE_NAME: NameRule = NameRule {
     max_len: 64,
     extra: "",
+    path_segment: true,
 };
 /// Job types: `[A-Za-z0-9_.:-]{1,128}`.
 pub const JOB_TYPE: NameRule = NameRule {
     max_len: 128,
     extra: ":",
+    path_segment: false,
 };
 /// Schedule names: like queue names.
 pub const SCHEDULE_NAME: NameRule = QUEUE_NAME;

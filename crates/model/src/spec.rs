@@ -204,7 +204,7 @@ pub trait JobInput {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SpecError {
-    #[error("invalid queue name {0:?}: use 1-64 characters from A-Z a-z 0-9 _ . -")]
+    #[error("invalid queue name {0:?}: use 1-64 characters from A-Z a-z 0-9 _ . -, not . or ..")]
     QueueName(String),
     #[error("invalid job type {0:?}: use 1-128 characters from A-Z a-z 0-9 _ . : -")]
     JobType(String),
@@ -216,7 +216,7 @@ pub enum SpecError {
     Input(String),
     #[error("{field} is too long (at most {max} characters)")]
     TooLong { field: &'static str, max: usize },
-    #[error("invalid schedule name {0:?}: use 1-64 characters from A-Z a-z 0-9 _ . -")]
+    #[error("invalid schedule name {0:?}: use 1-64 characters from A-Z a-z 0-9 _ . -, not . or ..")]
     ScheduleName(String),
     #[error("{0}")]
     Schedule(String),
@@ -251,8 +251,8 @@ pub fn validate_error_code(code: &str) -> Result<(), SpecError> {
     }
 }
 
-/// Checks a queue name: [`limits::QUEUE_NAME`], `[A-Za-z0-9_.-]{1,64}` (no braces,
-/// so it can be a Redis hash tag).
+/// Checks a queue name: [`limits::QUEUE_NAME`], `[A-Za-z0-9_.-]{1,64}` but not `.` or
+/// `..` (no braces, so it can be a Redis hash tag; it is a segment of the API's paths).
 pub fn validate_queue_name(queue: &str) -> Result<(), SpecError> {
     if limits::QUEUE_NAME.accepts(queue) {
         Ok(())
@@ -545,7 +545,16 @@ mod tests {
         for ok in ["default", "a", "img.resize-2_x", &"q".repeat(64)] {
             assert!(validate_queue_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "has space", "br{ace}", "ünï", &"q".repeat(65), "a:b"] {
+        for bad in [
+            "",
+            "has space",
+            "br{ace}",
+            "ünï",
+            &"q".repeat(65),
+            "a:b",
+            ".",
+            "..",
+        ] {
             assert!(validate_queue_name(bad).is_err(), "{bad}");
         }
     }

@@ -49,7 +49,7 @@ pub(crate) struct NameArgs {
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("when").required(true).args(["cron", "every"])))]
 pub(crate) struct CreateArgs {
-    /// Unique per owner: 1-64 characters from A-Z a-z 0-9 _ . -
+    /// Unique per owner: 1-64 characters from A-Z a-z 0-9 _ . -, not . or ..
     name: String,
     /// Queue the fired jobs go to.
     #[arg(long, default_value = "default")]
