@@ -386,6 +386,12 @@ async fn a_batch_is_held_to_its_callers_queues_types_and_quota() {
     let again = batch_body(vec![noop(), noop(), noop()], noop());
     let (status, answer) = call(&env.app, "POST", "/v2/tasks", ALICE, Some(again)).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
+    // (Only one task is unfinished: the answer says why a batch does not fit.)
+    let message = answer["message"].as_str().unwrap();
+    assert!(
+        message.contains("1 unfinished") && message.contains("every job it carries"),
+        "{message}"
+    );
     create(&env.app, ALICE, json!({"type": "noop"})).await;
 }
 

@@ -31,7 +31,8 @@ pub enum StoreError {
     PayloadTooLarge { size: usize, limit: usize },
     /// The owner already has `quota` unfinished jobs in this queue; nothing was written.
     #[error(
-        "QuotaExceeded: {pending} unfinished jobs of this owner in this queue; the limit is {quota}"
+        "QuotaExceeded: {pending} unfinished jobs of this owner in this queue, and this request \
+         would take it past the limit of {quota} (a batch counts as every job it carries)"
     )]
     QuotaExceeded { pending: u64, quota: u64 },
     /// A job was due later than now + `horizon`; nothing was written.
