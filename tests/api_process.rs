@@ -95,3 +95,67 @@ fn a_port_taken_by_another_process_is_not_mistaken_for_the_apis() {
     let (status, _) = http(port, "GET", "/healthz", &[], "");
     assert_eq!(status, 200);
 }
+
+/// The per-owner quota of unfinished jobs holds for what workers enqueue for an owner
+/// too (a handler's children, a schedule's firings), as the config file's
+/// `[api] max_pending_per_owner` sets it for both: a tenant's `fanout` spawned past it.
+#[test]
+fn workers_hold_an_owners_children_to_the_quota() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let dir = tempfile::TempDir::new().unwrap();
+    let config = dir.path().join("tether.toml");
+    std::fs::write(&config, "[api]\nmax_pending_per_owner = 3\n").unwrap();
+    let tokens = dir.path().join("tokens.toml");
+    let token = "alice-token-0123456789";
+    std::fs::write(
+        &tokens,
+        format!("[[tokens]]\ntoken = \"{token}\"\nowner = \"alice\"\n"),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let tokens = tokens.display().to_string();
+    let api = ApiProcess::start(&redis, &["--config", &config, "--tokens", &tokens]);
+    let _worker = tether_suite::WorkerProcess::start(&redis, &["--config", &config]);
+    let auth = format!("Bearer {token}");
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let body = r#"{"type": "fanout", "input": {"children": 6, "child_ms": 60000, "child_queue": "elsewhere"}}"#;
+    let (status, created) = http(api.port, "POST", "/v2/tasks", &headers, body);
+    assert_eq!(status, 201, "{created}");
+    let id = serde_json::from_str::<serde_json::Value>(&created).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The fanout fails when a spawn is refused; until then it is running.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let parent = loop {
+        let (_, task) = http(api.port, "GET", &format!("/v2/tasks/{id}"), &headers, "");
+        let task: serde_json::Value = serde_json::from_str(&task).unwrap();
+        if task["status"] == "failure" || Instant::now() > deadline {
+            break task;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(parent["status"], "failure", "{parent}");
+    assert!(
+        parent["message"]
+            .as_str()
+            .unwrap()
+            .contains("QuotaExceeded"),
+        "{parent}"
+    );
+    let (_, list) = http(
+        api.port,
+        "GET",
+        "/v2/tasks?queue=elsewhere&limit=100",
+        &headers,
+        "",
+    );
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let children = list["tasks"].as_array().unwrap().len();
+    // Three children in their queue, as many as the quota allows there (it counts per
+    // queue; the parent is in `default`).
+    assert_eq!(children, 3, "{list}");
+}

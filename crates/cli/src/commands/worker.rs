@@ -11,7 +11,13 @@ use crate::signal;
 
 pub(crate) async fn run(args: WorkerArgs, global: &Global) -> CliResult {
     let file = global.file()?;
-    let store_config = global.store(&file)?;
+    let mut store_config = global.store(&file)?;
+    // The same quota as the API's: a tenant's jobs cannot enqueue past it what the API
+    // would refuse (a handler's children, schedule firings).
+    store_config.max_pending_per_owner = args
+        .max_pending_per_owner
+        .or(file.api.max_pending_per_owner)
+        .unwrap_or(10_000);
     let url = store_config.url.clone();
     let settings = args.settings(&file.worker, store_config.max_payload_bytes, &url);
     // Workers start even while Redis is down, and connect when it comes up.

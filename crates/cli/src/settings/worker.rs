@@ -35,6 +35,12 @@ pub(crate) struct WorkerArgs {
     /// Serve /metrics and /healthz on this address, e.g. 127.0.0.1:9464 (default: not served).
     #[arg(long, env = "TETHER_METRICS_ADDR")]
     metrics_addr: Option<SocketAddr>,
+    /// Unfinished jobs one owner may have in one queue, held for what this worker enqueues
+    /// for an owner's job (children, a batch's `then`, schedule firings) as the API holds
+    /// tasks to it (default: the config file's `[api] max_pending_per_owner`, else 10000;
+    /// 0: no limit).
+    #[arg(long, env = "TETHER_WORKER_MAX_PENDING_PER_OWNER")]
+    pub(crate) max_pending_per_owner: Option<u64>,
     /// Worker id (default: host-pid-random).
     #[arg(long, env = "TETHER_WORKER_ID")]
     id: Option<String>,
