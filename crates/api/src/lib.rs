@@ -71,7 +71,8 @@ pub struct ApiConfig {
     /// so the API port need not expose per-queue counts.
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// A connection that has not sent a request's headers this long after it
-    /// opened (or after its previous answer) is closed.
+    /// opened (or after its previous answer) is closed; a request's body that has
+    /// not arrived whole this long after its headers is answered 408.
     pub header_read_timeout: Duration,
     /// A connection on which no byte moved either way this long is closed (a
     /// stalled body, a client that stopped reading). Event streams send a
@@ -204,6 +205,10 @@ pub fn router(
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.config.header_read_timeout,
+            body_deadline,
+        ))
         .layer(axum::middleware::from_fn(openstack_errors))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -230,6 +235,14 @@ async fn record_request(State(state): State<AppState>, request: Request, next: N
         started.elapsed(),
     );
     response
+}
+
+/// Holds a request's body to arriving whole within the header-read timeout of its
+/// headers (see [`server::DeadlineBody`]); a handler reading it late gets a 408.
+async fn body_deadline(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::Body::new(server::DeadlineBody::new(body, limit));
+    next.run(Request::from_parts(parts, body)).await
 }
 
 /// OpenStack clients read an error body as `{"<name>": {"message": …, "code": <http status>}}`

@@ -88,7 +88,13 @@ pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
         ));
     }
     let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        if let Some(slow) = crate::server::too_slow(&e) {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "RequestTimeout",
+                slow.to_string(),
+            )
+        } else if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "PayloadTooLarge",

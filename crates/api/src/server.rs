@@ -171,3 +171,72 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
         self.inner.is_write_vectored()
     }
 }
+
+/// Why a request's body was cut off: it did not arrive whole in time.
+#[derive(Debug)]
+pub(crate) struct BodyTooSlow(pub Duration);
+
+impl std::fmt::Display for BodyTooSlow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the request body did not arrive within {:?}", self.0)
+    }
+}
+
+impl std::error::Error for BodyTooSlow {}
+
+/// A request body that must arrive whole within a deadline: the idle timeout alone lets
+/// a client that sends a byte now and then hold a connection for ever. Nothing is read
+/// ahead: a handler that answers without the body (a 401) never waits for it.
+pub(crate) struct DeadlineBody {
+    inner: axum::body::Body,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    limit: Duration,
+}
+
+impl DeadlineBody {
+    pub(crate) fn new(inner: axum::body::Body, limit: Duration) -> DeadlineBody {
+        DeadlineBody {
+            inner,
+            deadline: Box::pin(tokio::time::sleep(limit)),
+            limit,
+        }
+    }
+}
+
+impl hyper::body::Body for DeadlineBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(Box::new(BodyTooSlow(self.limit)))));
+        }
+        Pin::new(&mut self.inner).poll_frame(cx).map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The deadline a body missed, when that is why reading it failed.
+pub(crate) fn too_slow<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a BodyTooSlow> {
+    let mut cause = Some(error);
+    // (Bounded: an error's chain of causes is finite, a few links here.)
+    while let Some(e) = cause {
+        if let Some(slow) = e.downcast_ref::<BodyTooSlow>() {
+            return Some(slow);
+        }
+        cause = e.source();
+    }
+    None
+}

@@ -483,6 +483,56 @@ async fn a_stalled_body_is_cut_off_after_the_idle_timeout() {
     );
 }
 
+/// A client that drips its body a byte at a time, never idle for long, is answered
+/// 408 once the header-read timeout has passed since the body began: the idle timeout
+/// alone let one connection live for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dripped_body_is_cut_off_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = env(config()).await;
+    let served = serve(
+        &env.store,
+        ApiConfig {
+            header_read_timeout: Duration::from_millis(800),
+            idle_timeout: Duration::from_millis(600),
+            ..config()
+        },
+    )
+    .await;
+    let mut socket = tokio::net::TcpStream::connect(served.addr).await.unwrap();
+    socket
+        .write_all(
+            format!(
+                "POST /v2/tasks HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ALICE}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    // A byte every 200 ms (under the idle timeout) for at most 5 s.
+    while started.elapsed() < Duration::from_secs(5) {
+        if socket.write_all(b" ").await.is_err() {
+            break;
+        }
+        let mut buf = [0u8; 1024];
+        match tokio::time::timeout(Duration::from_millis(200), socket.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    let took = started.elapsed();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        took < Duration::from_secs(3),
+        "the body dripped for {took:?}: {answer}"
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
+
 // ---------------------------------------------------------------------------
 // Item 5: caps on open event streams.
 

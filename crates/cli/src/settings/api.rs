@@ -47,7 +47,7 @@ pub(crate) struct ApiArgs {
     /// Serve /metrics (and /healthz) on this address instead of the API port (default: the API port).
     #[arg(long, env = "TETHER_API_METRICS_ADDR")]
     metrics_addr: Option<SocketAddr>,
-    /// Close a connection that has not sent a request's headers within this (default 30s).
+    /// Close a connection that has not sent a request's headers within this, and answer 408 to a body not received whole within this of its headers (default 30s).
     #[arg(long, env = "TETHER_API_HEADER_READ_TIMEOUT", value_parser = parse_duration)]
     header_read_timeout: Option<Duration>,
     /// Close a connection on which nothing moved for this long (default 60s).
