@@ -290,17 +290,7 @@ pub(crate) async fn create_task(
     let req: CreateTask = json_body(&headers, body)?;
     #[cfg(feature = "otel")]
     let span = crate::trace::create_span(&headers);
-    // The caller's part only; a tenant's owner name goes in front of it.
-    if req
-        .group
-        .as_ref()
-        .is_some_and(|g| !limits::caller_group_ok(g))
-    {
-        return Err(ApiError::bad_request(format!(
-            "field group: 1-{} characters, no control characters",
-            limits::MAX_CALLER_GROUP_LEN
-        )));
-    }
+    caller_group(req.group.as_deref(), "field group")?;
     let external = req.external.unwrap_or(false);
     if req.lease_timeout.is_some() && !external {
         return Err(ApiError::bad_request(
@@ -380,6 +370,18 @@ pub(crate) fn known_type(state: &AppState, task_type: &str) -> Result<(), ApiErr
     }
 }
 
+/// Checks a group as a caller gives it: the caller's part only (a tenant's owner name
+/// goes in front of it later, within the stored group's bound).
+fn caller_group(group: Option<&str>, field: &str) -> Result<(), ApiError> {
+    match group {
+        Some(g) if !limits::caller_group_ok(g) => Err(ApiError::bad_request(format!(
+            "{field}: 1-{} characters, no control characters",
+            limits::MAX_CALLER_GROUP_LEN
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Holds a batch's jobs (and `then`, and any batch among them) to what its caller could
 /// create itself: a worker enqueues them later, where the API's checks do not reach.
 /// (The store counts them all against the owner's quota when the batch is enqueued, and
@@ -390,17 +392,7 @@ pub(crate) fn batch_allowed(
 ) -> Result<(), ApiError> {
     tether_model::tree::each_batch_job(spec, &mut |job| {
         job.validate()?;
-        // As a body's group is bounded before the owner's name goes in front of it.
-        if job
-            .group
-            .as_ref()
-            .is_some_and(|g| !limits::caller_group_ok(g))
-        {
-            return Err(ApiError::bad_request(format!(
-                "a batch's job: group: 1-{} characters, no control characters",
-                limits::MAX_CALLER_GROUP_LEN
-            )));
-        }
+        caller_group(job.group.as_deref(), "a batch's job: group")?;
         // An external task's type names what it does; no handler has to know it.
         if job.external_lease.is_none() {
             known_type(state, &job.job_type)?;

@@ -452,10 +452,22 @@ async fn half_sent_headers_are_cut_off_after_the_header_timeout() {
     assert_eq!(http_get(served.addr, "/healthz").await.0, 200);
 }
 
+/// A connection on which alice has sent a task's headers, announcing a body of 1,000
+/// bytes, and the first bytes of it, `begun`.
+async fn post_begun(addr: std::net::SocketAddr, begun: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v2/tasks HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ALICE}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{begun}"
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket
+}
+
 /// A client that stalls mid-body is cut off after the idle timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_body_is_cut_off_after_the_idle_timeout() {
-    use tokio::io::AsyncWriteExt;
     let env = env(config()).await;
     let served = serve(
         &env.store,
@@ -465,17 +477,7 @@ async fn a_stalled_body_is_cut_off_after_the_idle_timeout() {
         },
     )
     .await;
-    let mut socket = tokio::net::TcpStream::connect(served.addr).await.unwrap();
-    socket
-        .write_all(
-            format!(
-                "POST /v2/tasks HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ALICE}\r\n\
-                 Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"type\":"
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
+    let mut socket = post_begun(served.addr, "{\"type\":").await;
     let took = closed_within(&mut socket, Duration::from_secs(5)).await;
     assert!(
         took.is_some(),
@@ -499,17 +501,7 @@ async fn a_dripped_body_is_cut_off_after_the_header_timeout() {
         },
     )
     .await;
-    let mut socket = tokio::net::TcpStream::connect(served.addr).await.unwrap();
-    socket
-        .write_all(
-            format!(
-                "POST /v2/tasks HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ALICE}\r\n\
-                 Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
+    let mut socket = post_begun(served.addr, "").await;
     let started = std::time::Instant::now();
     let mut answer = Vec::new();
     // A byte every 200 ms (under the idle timeout) for at most 5 s.

@@ -665,17 +665,29 @@ async fn an_infinite_option_is_refused(topology: Topology) {
     let mut options = vec![0x98, 0x00, 0x00, 0xa0, 0xa0, 0x00, 0xcb];
     options.extend_from_slice(&f64::INFINITY.to_be_bytes());
     options.extend_from_slice(&[0xa0, 0xa0]);
+    let (id, err) = enqueue_with_options(&mut node, queue, options);
+    assert!(err.contains("malformed options"), "{err}");
+    assert!(store.get(queue, id).await.unwrap().is_none());
+}
+
+/// A raw enqueue of a job of type `t` with these options, which the script must refuse:
+/// the job's id and the error.
+fn enqueue_with_options(
+    node: &mut redis::Connection,
+    queue: &str,
+    options: Vec<u8>,
+) -> (JobId, String) {
     let id = JobId::new();
-    let mut call = raw_enqueue(&mut node, queue);
+    let mut call = raw_enqueue(node, queue);
     call.arg(id.to_string())
         .arg(options)
         .arg(2)
         .arg("type")
         .arg("t");
-    let answer = call.query::<redis::Value>(&mut node);
-    let err = answer.expect_err("an infinite option is refused");
-    assert!(err.to_string().contains("malformed options"), "{err}");
-    assert!(store.get(queue, id).await.unwrap().is_none());
+    let err = call
+        .query::<redis::Value>(node)
+        .expect_err("the options are refused");
+    (id, err.to_string())
 }
 
 /// A job's quota weight (a tenth option: how many unfinished jobs a batch amounts to) is
@@ -690,20 +702,8 @@ async fn a_weight_that_is_not_a_count_is_refused(topology: Topology) {
     let mut node = redis.connection_for(&format!("tether:{{{queue}}}:stream"));
     for weight in [-5.0, 0.0, 1.5, 1e300] {
         let options = rmp_serde::to_vec(&(0, 0, "", "alice", 0, 0, "", "", 0, weight)).unwrap();
-        let id = JobId::new();
-        let mut call = raw_enqueue(&mut node, queue);
-        call.arg(id.to_string())
-            .arg(options)
-            .arg(2)
-            .arg("type")
-            .arg("t");
-        let err = call
-            .query::<redis::Value>(&mut node)
-            .expect_err("a weight that is not a count is refused");
-        assert!(
-            err.to_string().contains("malformed options"),
-            "{weight}: {err}"
-        );
+        let (id, err) = enqueue_with_options(&mut node, queue, options);
+        assert!(err.contains("malformed options"), "{weight}: {err}");
         assert!(store.get(queue, id).await.unwrap().is_none(), "{weight}");
     }
     let active: Option<i64> = redis::cmd("HGET")
