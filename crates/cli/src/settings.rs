@@ -16,7 +16,7 @@ use std::time::Duration;
 use clap::Args;
 use tether_store::StoreConfig;
 
-pub(crate) use api::ApiArgs;
+pub(crate) use api::{ApiArgs, DEFAULT_MAX_PENDING_PER_OWNER};
 pub(crate) use file::FileConfig;
 pub(crate) use worker::WorkerArgs;
 

@@ -250,7 +250,10 @@ impl Producer {
     /// them later, as they are written in its input, so an owner's batch could otherwise
     /// name another owner, another owner's group, a parent or a schedule. Rewritten in
     /// place (no copy of the input). A batch its worker could not read is left as it is
-    /// (it fails without spawning).
+    /// (it fails without spawning). The worker applies the same rules when it enqueues
+    /// them (`JobSpec::owned_by`), for batches stored by other paths; dropping `parent`
+    /// here also keeps the input readable (a stored input's job id is JSON text, which
+    /// the worker's decoder reads as 16 bytes only).
     fn scope_batch(&self, spec: &mut JobSpec) {
         let Some(owner) = &self.owner else { return };
         let readable =

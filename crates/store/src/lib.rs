@@ -478,7 +478,8 @@ impl Store {
         let defaults = (0, 0, "", "", 0, 0, "", "");
         let lease_ms = spec.external_lease.map(|lease| lease.as_millis() as u64);
         // An owner's batch counts against its quota as every job it will bring into being
-        // (its workers enqueue them later, with no quota to check).
+        // (its workers enqueue them later, each checked only against what is unfinished
+        // then).
         let weight = match spec.owner {
             Some(_) => tether_model::tree::job_weight(spec),
             None => 1,

@@ -17,7 +17,7 @@ pub(crate) async fn run(args: WorkerArgs, global: &Global) -> CliResult {
     store_config.max_pending_per_owner = args
         .max_pending_per_owner
         .or(file.api.max_pending_per_owner)
-        .unwrap_or(10_000);
+        .unwrap_or(crate::settings::DEFAULT_MAX_PENDING_PER_OWNER);
     let url = store_config.url.clone();
     let settings = args.settings(&file.worker, store_config.max_payload_bytes, &url);
     // Workers start even while Redis is down, and connect when it comes up.

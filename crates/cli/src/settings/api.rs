@@ -86,6 +86,10 @@ fn at_least_one(name: &str, n: usize) -> Result<usize, String> {
     }
 }
 
+/// Unfinished jobs one owner may have in one queue unless configured: the API's and the
+/// workers' default.
+pub(crate) const DEFAULT_MAX_PENDING_PER_OWNER: u64 = 10_000;
+
 impl ApiArgs {
     /// The store settings the API sets on `store`: the horizon and the per-owner
     /// quota of unfinished jobs (10,000 by default), each flag over `file`'s key.
@@ -96,7 +100,7 @@ impl ApiArgs {
         store.max_pending_per_owner = self
             .max_pending_per_owner
             .or(file.max_pending_per_owner)
-            .unwrap_or(10_000);
+            .unwrap_or(DEFAULT_MAX_PENDING_PER_OWNER);
     }
 
     /// Each flag over `file`'s key over [`ApiConfig::default`]; reads the tokens file.
